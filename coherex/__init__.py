@@ -1,0 +1,3 @@
+"""Coherex: Docker for AI agents."""
+
+__version__ = "0.1.0"

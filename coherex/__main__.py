@@ -1,0 +1,3 @@
+from coherex.cli import run
+
+run()

@@ -1,0 +1,72 @@
+"""The `coherex` command: docker-like, one sub-command group per module in this package.
+
+Every command reports errors as one readable message (exit 1 for bad input, 2 for a backend
+problem) and never a traceback; set COHEREX_DEBUG=1 to see the traceback of an unexpected error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from coherex.cli._common import console, err_console
+from coherex.errors import BackendError, CoherexError
+
+app = typer.Typer(
+    name="coherex",
+    help="Coherex: Docker for AI agents. Describe, version, run and watch agents.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register() -> None:
+    # Each group lives in its own module; importing lazily keeps `coherex --help` fast.
+    from coherex.cli import db
+
+    app.add_typer(db.app, name="db", help="Manage the database: embedded server and migrations.")
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        app(args=argv, standalone_mode=False)
+    except CoherexError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 2 if isinstance(exc, BackendError) else 1
+    except typer.Exit as exc:
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("aborted")
+        return 130
+    except Exception as exc:  # click usage errors and anything unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.UsageError):
+            exc.show()
+            return 2
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        if os.environ.get("COHEREX_DEBUG"):
+            raise
+        err_console.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+            "  This is a bug in Coherex. Run again with COHEREX_DEBUG=1 for details.",
+            highlight=False,
+        )
+        return 3
+    return 0
+
+
+def run() -> None:  # pragma: no cover - console script shim
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

@@ -1,0 +1,151 @@
+"""Connections and the per-transaction caller identity.
+
+Every query runs inside `Database.session(identity)`: one transaction in which the role is
+switched to `authenticated` (or `service_role` for the platform's own work) and
+`request.jwt.claims` is set exactly as PostgREST/Supabase set it, so `auth.uid()` and the RLS
+policies see the caller. The connection itself logs in as a role that owns nothing and cannot
+bypass RLS, so a bug in Python cannot read another team's rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from coherex.errors import BackendError, UserError
+from coherex.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from coherex.store.repos import Session
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is asking. `user_id` drives `auth.uid()`; `team_id` narrows an API key to one team."""
+
+    user_id: UUID | None
+    role: str = "authenticated"
+    team_id: UUID | None = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def user(cls, user_id: UUID | str, team_id: UUID | str | None = None) -> Identity:
+        return cls(UUID(str(user_id)), "authenticated", UUID(str(team_id)) if team_id else None)
+
+    @classmethod
+    def system(cls) -> Identity:
+        """The platform itself (workers, schedulers, login). Bypasses RLS: use sparingly."""
+        return cls(None, "service_role")
+
+    def claims(self) -> str:
+        c: dict = {"role": self.role, **self.extra}
+        if self.user_id:
+            c["sub"] = str(self.user_id)
+        if self.team_id:
+            c["team_id"] = str(self.team_id)
+        return json.dumps(c)
+
+
+@dataclass(frozen=True)
+class DatabaseUrls:
+    app: str     # what the application connects with (non-owner)
+    admin: str   # migrations only
+
+
+def resolve_urls(settings: Settings | None = None) -> DatabaseUrls:
+    settings = settings or get_settings()
+    if settings.database_url is not None:
+        url = settings.database_url.get_secret_value()
+        return DatabaseUrls(app=url, admin=url)
+    from coherex.store.embedded import EmbeddedPostgres
+
+    pg = EmbeddedPostgres(settings.data_path, settings.db_port)
+    if not pg.status().running:
+        raise BackendError(
+            "The embedded database is not running.",
+            hint="Start it with `coherex db start` (or `make run`), or set DATABASE_URL.",
+        )
+    return DatabaseUrls(app=pg.url(), admin=pg.url(admin=True))
+
+
+class Database:
+    """An async connection pool plus identity-scoped sessions."""
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10):
+        self.url = url
+        self._pool = AsyncConnectionPool(
+            url, min_size=min_size, max_size=max_size, open=False,
+            kwargs={"connect_timeout": 5}, name="coherex",
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> Database:
+        settings = settings or get_settings()
+        return cls(resolve_urls(settings).app, max_size=settings.db_pool_max)
+
+    async def open(self) -> Database:
+        try:
+            await self._pool.open(wait=True, timeout=10)
+        except Exception as exc:
+            await self._pool.close()
+            raise BackendError(
+                f"Cannot connect to the database: {exc}",
+                hint="Is it running? `coherex db status` tells; `coherex db start` starts the embedded one.",
+            ) from exc
+        return self
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def __aenter__(self) -> Database:
+        return await self.open()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def connection(self, identity: Identity) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A connection inside one transaction that runs as `identity`."""
+        try:
+            async with self._pool.connection() as conn:
+                async with conn.transaction():
+                    await conn.execute(
+                        "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
+                        (identity.role, identity.claims()),
+                    )
+                    yield conn
+        except psycopg.errors.InsufficientPrivilege as exc:
+            from coherex.errors import PermissionDenied
+
+            raise PermissionDenied(f"Not allowed: {exc.diag.message_primary or exc}") from exc
+        except psycopg.errors.CheckViolation as exc:
+            raise UserError(f"Invalid value: {exc.diag.message_primary}") from exc
+        except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as exc:
+            raise BackendError(f"The database connection failed: {str(exc).strip()}") from exc
+
+    @asynccontextmanager
+    async def session(self, identity: Identity) -> AsyncIterator[Session]:
+        from coherex.store.repos import Session
+
+        async with self.connection(identity) as conn:
+            yield Session(conn, identity)
+
+
+async def listen(url: str, *channels: str) -> AsyncIterator[tuple[str, dict]]:
+    """Yield (channel, payload) for NOTIFYs. Uses its own autocommit connection (not the pool;
+    on Supabase use the direct connection, not the 6543 transaction pooler)."""
+    conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    try:
+        for ch in channels:
+            await conn.execute(f'listen "{ch}"')
+        async for note in conn.notifies():
+            yield note.channel, json.loads(note.payload)
+    finally:
+        await conn.close()
