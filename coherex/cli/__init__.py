@@ -35,7 +35,8 @@ _register()
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        app(args=argv, standalone_mode=False)
+        # standalone_mode=False: click hands back `typer.Exit` codes instead of calling sys.exit
+        code = app(args=argv, standalone_mode=False)
     except CoherexError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         return 2 if isinstance(exc, BackendError) else 1
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             highlight=False,
         )
         return 3
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def run() -> None:  # pragma: no cover - console script shim

@@ -138,14 +138,32 @@ class Database:
             yield Session(conn, identity)
 
 
-async def listen(url: str, *channels: str) -> AsyncIterator[tuple[str, dict]]:
-    """Yield (channel, payload) for NOTIFYs. Uses its own autocommit connection (not the pool;
-    on Supabase use the direct connection, not the 6543 transaction pooler)."""
-    conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
-    try:
-        for ch in channels:
-            await conn.execute(f'listen "{ch}"')
-        async for note in conn.notifies():
+class Listener:
+    """Follow NOTIFYs: `async with Listener(url, "coherex_events") as l: async for channel, payload in l`.
+
+    LISTEN is in place when `__aenter__` returns, so nothing sent after it is missed. Uses its own
+    autocommit connection (not the pool; on Supabase the direct connection, not the 6543 pooler).
+    """
+
+    def __init__(self, url: str, *channels: str):
+        self.url = url
+        self.channels = channels
+        self._conn: psycopg.AsyncConnection | None = None
+
+    async def __aenter__(self) -> Listener:
+        try:
+            self._conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=5)
+        except psycopg.OperationalError as exc:
+            raise BackendError(f"Cannot follow database changes: {exc}") from exc
+        for ch in self.channels:
+            await self._conn.execute(f'listen "{ch}"')
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
+    async def __aiter__(self) -> AsyncIterator[tuple[str, dict]]:
+        assert self._conn is not None, "use `async with Listener(...)`"
+        async for note in self._conn.notifies():
             yield note.channel, json.loads(note.payload)
-    finally:
-        await conn.close()

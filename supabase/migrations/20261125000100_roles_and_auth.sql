@@ -67,5 +67,15 @@ end
 $$;
 
 grant usage on schema auth to anon, authenticated, service_role;
+
+-- The embedded login (service identity) manages users itself; on Supabase, Supabase Auth owns
+-- auth.users and this grant is not ours to give, so it is skipped there.
+do $$
+begin
+  grant select, insert, update on auth.users to service_role;
+exception when insufficient_privilege then
+  raise notice 'auth.users is managed by Supabase Auth here; skipping grant';
+end
+$$;
 grant usage on schema extensions to anon, authenticated, service_role;
 grant usage on schema public to anon, authenticated, service_role;

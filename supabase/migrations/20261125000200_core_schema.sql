@@ -122,6 +122,7 @@ create table if not exists public.agent_executions (
   attempts integer not null default 0,
   heartbeat_at timestamptz,
   cancel_requested boolean not null default false,
+  event_count integer not null default 0,   -- last event seq; bumping it serialises event writers
   tokens_in integer not null default 0,
   tokens_out integer not null default 0,
   cost_usd numeric(12, 6) not null default 0,

@@ -1,0 +1,209 @@
+"""Typed rows returned by the repositories (one model per table, fields = columns)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+Role = Literal["owner", "admin", "member", "viewer"]
+ExecutionStatus = Literal["pending", "running", "completed", "failed", "cancelled", "timed_out"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled", "timed_out"})
+EventType = Literal["llm_call", "tool_call", "tool_result", "code", "stdout", "stderr", "log", "error", "status"]
+
+
+class Row(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class User(Row):
+    id: UUID
+    email: str
+    display_name: str = ""
+    created_at: datetime
+
+
+class Team(Row):
+    id: UUID
+    slug: str
+    name: str
+    quota_executions_month: int | None = None
+    quota_cost_month_usd: Decimal | None = None
+    max_concurrent_runs: int | None = None
+    created_at: datetime
+
+
+class Member(Row):
+    team_id: UUID
+    user_id: UUID
+    role: Role
+    email: str | None = None
+    created_at: datetime
+
+
+class Agent(Row):
+    id: UUID
+    team_id: UUID
+    name: str
+    description: str
+    labels: dict[str, Any]
+    status: Literal["active", "paused", "archived"]
+    current_version: int
+    created_by: UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class AgentVersion(Row):
+    id: UUID
+    agent_id: UUID
+    team_id: UUID
+    version: int
+    spec: dict[str, Any]
+    spec_yaml: str
+    checksum: str
+    message: str
+    created_by: UUID | None
+    created_at: datetime
+
+
+class DataSource(Row):
+    id: UUID
+    team_id: UUID
+    name: str
+    type: str
+    config: dict[str, Any]
+    credentials_key_id: str | None
+    status: Literal["active", "failing", "disconnected"]
+    last_error: str | None
+    failing_since: datetime | None
+    last_checked_at: datetime | None
+    created_by: UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class AgentDataSource(Row):
+    agent_id: UUID
+    data_source_id: UUID
+    team_id: UUID
+    access: Literal["read", "write"]
+
+
+class Execution(Row):
+    id: UUID
+    team_id: UUID
+    agent_id: UUID
+    agent_version: int
+    status: ExecutionStatus
+    trigger: str
+    inputs: dict[str, Any]
+    output: Any | None
+    error: str | None
+    sandbox_id: str | None
+    worker_id: str | None
+    attempts: int
+    heartbeat_at: datetime | None
+    cancel_requested: bool
+    tokens_in: int
+    tokens_out: int
+    cost_usd: Decimal
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+    created_by: UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class Event(Row):
+    id: int
+    execution_id: UUID
+    team_id: UUID
+    seq: int
+    type: EventType
+    name: str
+    parent_seq: int | None
+    payload: dict[str, Any]
+    tokens_in: int
+    tokens_out: int
+    cost_usd: Decimal
+    duration_ms: int | None
+    created_at: datetime
+
+
+class Collection(Row):
+    id: UUID
+    team_id: UUID
+    name: str
+    description: str
+    embedding_model: str
+    embedding_dim: int
+    created_at: datetime
+
+
+class Document(Row):
+    id: UUID
+    team_id: UUID
+    collection_id: UUID
+    source: str
+    title: str
+    mime_type: str
+    content_hash: str
+    size_bytes: int
+    metadata: dict[str, Any]
+    status: Literal["pending", "processing", "ready", "failed"]
+    error: str | None
+    chunk_count: int
+    created_at: datetime
+
+
+class Chunk(Row):
+    id: UUID
+    team_id: UUID
+    collection_id: UUID
+    document_id: UUID
+    chunk_index: int
+    content: str
+    content_hash: str
+    metadata: dict[str, Any]
+
+
+class ApiKey(Row):
+    id: UUID
+    team_id: UUID
+    name: str
+    prefix: str
+    user_id: UUID
+    scopes: list[str]
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    created_at: datetime
+
+
+class AuditEntry(Row):
+    id: int
+    team_id: UUID | None
+    actor_id: UUID | None
+    actor_kind: str
+    action: str
+    target_type: str
+    target_id: str
+    details: dict[str, Any]
+    created_at: datetime
+
+
+class Usage(Row):
+    team_id: UUID
+    period: date
+    executions: int
+    tokens: int
+    cost_usd: Decimal

@@ -1,0 +1,141 @@
+"""Executions and their events."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from coherex.store.models import Event, Execution, ExecutionStatus, TERMINAL_STATUSES
+from coherex.store.repos._base import Jsonb, Repo, require
+
+_COLS = ("id, team_id, agent_id, agent_version, status, trigger, inputs, output, error, sandbox_id, worker_id, "
+         "attempts, heartbeat_at, cancel_requested, tokens_in, tokens_out, cost_usd, started_at, finished_at, "
+         "duration_ms, created_by, created_at, updated_at")
+_EVENT_COLS = ("id, execution_id, team_id, seq, type, name, parent_seq, payload, tokens_in, tokens_out, cost_usd, "
+               "duration_ms, created_at")
+
+
+class ExecutionRepo(Repo):
+    async def create(
+        self, team_id: UUID, agent_id: UUID, agent_version: int, *, trigger: str = "manual",
+        inputs: dict[str, Any] | None = None,
+    ) -> Execution:
+        return require(await self._one(
+            Execution,
+            f"insert into public.agent_executions (team_id, agent_id, agent_version, trigger, inputs, created_by) "
+            f"values (%s, %s, %s, %s, %s, %s) returning {_COLS}",
+            (team_id, agent_id, agent_version, trigger, Jsonb(inputs or {}), self.identity.user_id),
+        ), "execution")
+
+    async def get(self, execution_id: UUID) -> Execution | None:
+        return await self._one(Execution, f"select {_COLS} from public.agent_executions where id = %s", (execution_id,))
+
+    async def list(
+        self, *, team_id: UUID | None = None, agent_id: UUID | None = None, status: str | None = None,
+        limit: int = 50,
+    ) -> list[Execution]:
+        return await self._all(
+            Execution,
+            f"select {_COLS} from public.agent_executions where (%(t)s::uuid is null or team_id = %(t)s) "
+            "and (%(a)s::uuid is null or agent_id = %(a)s) and (%(s)s::text is null or status = %(s)s) "
+            "order by created_at desc limit %(n)s",
+            {"t": team_id, "a": agent_id, "s": status, "n": limit},
+        )
+
+    async def start(self, execution_id: UUID, *, worker_id: str) -> Execution | None:
+        """pending → running, once: returns None when another worker already took it."""
+        return await self._one(
+            Execution,
+            f"update public.agent_executions set status = 'running', worker_id = %s, started_at = now(), "
+            f"heartbeat_at = now(), attempts = attempts + 1 where id = %s and status = 'pending' returning {_COLS}",
+            (worker_id, execution_id),
+        )
+
+    async def heartbeat(self, execution_id: UUID) -> bool:
+        """Refresh liveness; returns whether a stop was asked for."""
+        return bool(await self._scalar(
+            "update public.agent_executions set heartbeat_at = now() where id = %s returning cancel_requested",
+            (execution_id,),
+        ))
+
+    async def set_sandbox(self, execution_id: UUID, sandbox_id: str) -> None:
+        await self._exec("update public.agent_executions set sandbox_id = %s where id = %s", (sandbox_id, execution_id))
+
+    async def finish(
+        self, execution_id: UUID, status: ExecutionStatus, *, output: Any = None, error: str | None = None,
+        tokens_in: int = 0, tokens_out: int = 0, cost_usd: Decimal | float = 0,
+    ) -> Execution | None:
+        """Move to a final state, once. Returns None if it was already final."""
+        assert status in TERMINAL_STATUSES, status
+        return await self._one(
+            Execution,
+            f"update public.agent_executions set status = %s, output = %s, error = %s, tokens_in = %s, "
+            f"tokens_out = %s, cost_usd = %s, finished_at = now(), "
+            f"duration_ms = (extract(epoch from now() - coalesce(started_at, created_at)) * 1000)::int "
+            f"where id = %s and status in ('pending', 'running') returning {_COLS}",
+            (status, Jsonb(output) if output is not None else None, error, tokens_in, tokens_out,
+             Decimal(str(cost_usd)), execution_id),
+        )
+
+    async def request_cancel(self, execution_id: UUID) -> Execution | None:
+        """Ask a run to stop. A pending run is cancelled at once; a running one stops at its next step."""
+        row = await self._one(
+            Execution,
+            f"update public.agent_executions set cancel_requested = true where id = %s returning {_COLS}",
+            (execution_id,),
+        )
+        if row is not None and row.status == "pending":
+            return await self.finish(execution_id, "cancelled", error="Stopped before it started.") or row
+        return row
+
+    async def stale(self, older_than_seconds: float) -> list[Execution]:
+        """Running executions whose worker stopped sending heartbeats."""
+        return await self._all(
+            Execution,
+            f"select {_COLS} from public.agent_executions where status = 'running' "
+            "and heartbeat_at < now() - make_interval(secs => %s) order by heartbeat_at",
+            (older_than_seconds,),
+        )
+
+    async def requeue(self, execution_id: UUID) -> Execution | None:
+        """running → pending for a retry after its worker died."""
+        return await self._one(
+            Execution,
+            f"update public.agent_executions set status = 'pending', worker_id = null, sandbox_id = null "
+            f"where id = %s and status = 'running' returning {_COLS}",
+            (execution_id,),
+        )
+
+    async def running_count(self, team_id: UUID) -> int:
+        return await self._scalar(
+            "select count(*) from public.agent_executions where team_id = %s and status = 'running'", (team_id,)
+        )
+
+    # ---------------------------------------------------------------- events
+    async def add_event(
+        self, execution: Execution, type: str, *, name: str = "", payload: dict[str, Any] | None = None,
+        parent_seq: int | None = None, tokens_in: int = 0, tokens_out: int = 0, cost_usd: Decimal | float = 0,
+        duration_ms: int | None = None,
+    ) -> Event:
+        # The counter on the execution row hands out gap-free seqs and serialises concurrent writers.
+        seq = await self._scalar(
+            "update public.agent_executions set event_count = event_count + 1 where id = %s returning event_count",
+            (execution.id,),
+        )
+        return require(await self._one(
+            Event,
+            f"insert into public.execution_events (execution_id, team_id, seq, type, name, parent_seq, payload, "
+            f"tokens_in, tokens_out, cost_usd, duration_ms) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            f"returning {_EVENT_COLS}",
+            (execution.id, execution.team_id, seq, type, name, parent_seq, Jsonb(payload or {}), tokens_in,
+             tokens_out, Decimal(str(cost_usd)), duration_ms),
+        ), "event")
+
+    async def events(self, execution_id: UUID, *, after_seq: int = 0, limit: int = 1000) -> list[Event]:
+        return await self._all(
+            Event,
+            f"select {_EVENT_COLS} from public.execution_events where execution_id = %s and seq > %s "
+            "order by seq limit %s",
+            (execution_id, after_seq, limit),
+        )

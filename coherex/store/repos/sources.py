@@ -1,0 +1,75 @@
+"""Data sources. Credentials are stored as vault ciphertext and are readable only by the
+service identity (the column is not granted to `authenticated`)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from coherex.store.models import DataSource
+from coherex.store.repos._base import Jsonb, Repo, require
+
+_COLS = ("id, team_id, name, type, config, credentials_key_id, status, last_error, failing_since, "
+         "last_checked_at, created_by, created_at, updated_at")
+
+
+class DataSourceRepo(Repo):
+    async def create(
+        self, team_id: UUID, name: str, type: str, config: dict[str, Any], *,
+        credentials_encrypted: str | None = None, credentials_key_id: str | None = None,
+    ) -> DataSource:
+        return require(await self._one(
+            DataSource,
+            f"insert into public.data_sources (team_id, name, type, config, credentials_encrypted, "
+            f"credentials_key_id, created_by) values (%s, %s, %s, %s, %s, %s, %s) returning {_COLS}",
+            (team_id, name, type, Jsonb(config), credentials_encrypted, credentials_key_id, self.identity.user_id),
+        ), "data source")
+
+    async def get(self, source_id: UUID) -> DataSource | None:
+        return await self._one(DataSource, f"select {_COLS} from public.data_sources where id = %s", (source_id,))
+
+    async def get_by_name(self, team_id: UUID, name: str) -> DataSource | None:
+        return await self._one(
+            DataSource, f"select {_COLS} from public.data_sources where team_id = %s and name = %s", (team_id, name)
+        )
+
+    async def list(self, team_id: UUID | None = None) -> list[DataSource]:
+        return await self._all(
+            DataSource,
+            f"select {_COLS} from public.data_sources where (%(t)s::uuid is null or team_id = %(t)s) order by name",
+            {"t": team_id},
+        )
+
+    async def names_and_types(self, team_id: UUID) -> dict[str, str]:
+        """What spec validation needs to check references."""
+        return {s.name: s.type for s in await self.list(team_id)}
+
+    async def credentials(self, source_id: UUID) -> tuple[str | None, str | None]:
+        """(ciphertext, key id). Only the service identity may read these."""
+        async with self.conn.cursor() as cur:
+            await cur.execute(
+                "select credentials_encrypted, credentials_key_id from public.data_sources where id = %s", (source_id,)
+            )
+            row = await cur.fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    async def set_credentials(self, source_id: UUID, ciphertext: str, key_id: str) -> None:
+        await self._exec(
+            "update public.data_sources set credentials_encrypted = %s, credentials_key_id = %s where id = %s",
+            (ciphertext, key_id, source_id),
+        )
+
+    async def record_check(self, source_id: UUID, *, ok: bool, error: str | None = None) -> DataSource:
+        """Track health: failing since the first failure, cleared on success."""
+        return require(await self._one(
+            DataSource,
+            f"update public.data_sources set last_checked_at = now(), "
+            f"status = case when %(ok)s then 'active' else 'failing' end, "
+            f"last_error = case when %(ok)s then null else %(err)s end, "
+            f"failing_since = case when %(ok)s then null else coalesce(failing_since, now()) end "
+            f"where id = %(id)s returning {_COLS}",
+            {"ok": ok, "err": error, "id": source_id},
+        ), "data source")
+
+    async def delete(self, source_id: UUID) -> bool:
+        return await self._exec("delete from public.data_sources where id = %s", (source_id,)) > 0

@@ -1,0 +1,158 @@
+"""Users, teams and memberships."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from uuid import UUID
+
+from coherex.errors import PermissionDenied, UserError
+from coherex.store.models import Member, Role, Team, User
+from coherex.store.repos._base import Jsonb, Repo, require
+
+_USER_COLS = "p.id, p.email, p.display_name, p.created_at"
+_TEAM_COLS = "id, slug, name, quota_executions_month, quota_cost_month_usd, max_concurrent_runs, created_at"
+
+# scrypt: memory-hard, in the standard library; parameters stored with the hash so they can change.
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
+    b64 = base64.b64encode
+    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def check_password(password: str, stored: str | None) -> bool:
+    try:
+        kind, n, r, p, salt, digest = (stored or "").split("$")
+    except ValueError:
+        return False
+    if kind != "scrypt":
+        return False
+    got = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), dklen=32, n=int(n), r=int(r), p=int(p))
+    return hmac.compare_digest(got, base64.b64decode(digest))
+
+
+class UserRepo(Repo):
+    async def create(self, email: str, *, display_name: str = "", password: str | None = None) -> User:
+        """Create a login (embedded auth). Needs the system identity; on Supabase, Supabase Auth does this."""
+        email = email.strip().lower()
+        if "@" not in email or len(email) > 320:
+            raise UserError(f"{email!r} is not an email address.")
+        if password is not None and len(password) < 8:
+            raise UserError("A password needs at least 8 characters.")
+        uid = await self._scalar(
+            "insert into auth.users (email, encrypted_password, raw_user_meta_data) values (%s, %s, %s) returning id",
+            (email, hash_password(password) if password else None, Jsonb({"display_name": display_name})),
+        )
+        await self._exec(
+            "insert into public.profiles (id, email, display_name) values (%s, %s, %s)", (uid, email, display_name)
+        )
+        return require(await self.get(uid), "user")
+
+    async def get(self, user_id: UUID) -> User | None:
+        return await self._one(User, f"select {_USER_COLS} from public.profiles p where p.id = %s", (user_id,))
+
+    async def get_by_email(self, email: str) -> User | None:
+        return await self._one(
+            User, f"select {_USER_COLS} from public.profiles p where p.email = %s", (email.strip().lower(),)
+        )
+
+    async def authenticate(self, email: str, password: str) -> User | None:
+        """The user if the password matches (system identity: reads auth.users)."""
+        row = await self._scalar(
+            "select encrypted_password from auth.users where email = %s", (email.strip().lower(),)
+        )
+        if not check_password(password, row):
+            return None
+        return await self.get_by_email(email)
+
+    async def set_password(self, user_id: UUID, password: str) -> None:
+        if len(password) < 8:
+            raise UserError("A password needs at least 8 characters.")
+        await self._exec("update auth.users set encrypted_password = %s where id = %s", (hash_password(password), user_id))
+
+
+class TeamRepo(Repo):
+    async def create(self, slug: str, name: str, *, owner_id: UUID | None = None) -> Team:
+        """A new team whose owner is the caller (or `owner_id` for the system identity)."""
+        if self.identity.user_id is not None:
+            team_id = await self._scalar("select public.create_team(%s, %s)", (slug, name))
+        else:
+            if owner_id is None:
+                raise UserError("A team needs an owner.")
+            team_id = await self._scalar("insert into public.teams (slug, name) values (%s, %s) returning id", (slug, name))
+            await self._exec(
+                "insert into public.team_members (team_id, user_id, role) values (%s, %s, 'owner')", (team_id, owner_id)
+            )
+        return require(await self.get(team_id), "team")
+
+    async def get(self, team_id: UUID) -> Team | None:
+        return await self._one(Team, f"select {_TEAM_COLS} from public.teams where id = %s", (team_id,))
+
+    async def get_by_slug(self, slug: str) -> Team | None:
+        return await self._one(Team, f"select {_TEAM_COLS} from public.teams where slug = %s", (slug,))
+
+    async def list(self) -> list[Team]:
+        return await self._all(Team, f"select {_TEAM_COLS} from public.teams order by slug")
+
+    async def set_quotas(self, team_id: UUID, *, executions_month: int | None, cost_month_usd: float | None,
+                         max_concurrent_runs: int | None) -> Team:
+        n = await self._exec(
+            "update public.teams set quota_executions_month = %s, quota_cost_month_usd = %s, "
+            "max_concurrent_runs = %s where id = %s",
+            (executions_month, cost_month_usd, max_concurrent_runs, team_id),
+        )
+        if n == 0:
+            raise PermissionDenied("Only an admin or owner of the team can change its quotas.")
+        return require(await self.get(team_id), "team")
+
+    async def delete(self, team_id: UUID) -> None:
+        n = await self._exec("delete from public.teams where id = %s", (team_id,))
+        if n == 0:
+            raise PermissionDenied("Only the platform can delete a team.")
+
+
+class MemberRepo(Repo):
+    _COLS = "m.team_id, m.user_id, m.role, p.email, m.created_at"
+
+    async def add(self, team_id: UUID, user_id: UUID, role: Role = "member") -> Member:
+        await self._exec(
+            "insert into public.team_members (team_id, user_id, role) values (%s, %s, %s) "
+            "on conflict (team_id, user_id) do update set role = excluded.role",
+            (team_id, user_id, role),
+        )
+        return require(await self.get(team_id, user_id), "membership")
+
+    async def get(self, team_id: UUID, user_id: UUID) -> Member | None:
+        return await self._one(
+            Member,
+            f"select {self._COLS} from public.team_members m left join public.profiles p on p.id = m.user_id "
+            "where m.team_id = %s and m.user_id = %s",
+            (team_id, user_id),
+        )
+
+    async def list(self, team_id: UUID) -> list[Member]:
+        return await self._all(
+            Member,
+            f"select {self._COLS} from public.team_members m left join public.profiles p on p.id = m.user_id "
+            "where m.team_id = %s order by m.created_at",
+            (team_id,),
+        )
+
+    async def teams_of(self, user_id: UUID) -> list[Member]:
+        return await self._all(
+            Member,
+            f"select {self._COLS} from public.team_members m left join public.profiles p on p.id = m.user_id "
+            "where m.user_id = %s order by m.created_at",
+            (user_id,),
+        )
+
+    async def remove(self, team_id: UUID, user_id: UUID) -> None:
+        n = await self._exec("delete from public.team_members where team_id = %s and user_id = %s", (team_id, user_id))
+        if n == 0:
+            raise PermissionDenied("No such member, or only an admin can remove members.")
