@@ -1,0 +1,192 @@
+"""Pydantic models of the agent spec `coherex/v1` (see DESIGN.md, "The agent spec").
+
+Strict and closed: unknown fields and wrong types are errors. Field order here is the order
+files are written in. Checks that need only one field live here (cron, timezone, name);
+checks across fields and against the tool catalogue live in `validation.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_serializer, field_validator
+from pydantic_core import PydanticCustomError
+
+API_VERSION = "coherex/v1"
+KIND = "Agent"
+
+#: the rule the database enforces on agent names (a DNS label)
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+#: names of inputs, usable as `{{name}}` placeholders in instructions
+INPUT_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+#: a name the LLM may see as a function name (OpenAI: letters, digits, _ and -)
+TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+#: a pip requirement: name, optional extras and version constraint, no URLs or options
+PACKAGE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,-]+\])?\s*((==|>=|<=|~=|!=|>|<)\s*[A-Za-z0-9.*+!_-]+\s*,?\s*)*$"
+
+
+def _compact_number(value: float | None) -> float | int | None:
+    """Write 1.0 as 1, so a file that said 1 round-trips unchanged (strict floats accept ints)."""
+    return int(value) if value is not None and value.is_integer() else value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        strict=True, extra="forbid", populate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
+
+
+class Metadata(_Model):
+    name: str = Field(
+        pattern=NAME_PATTERN,
+        description="DNS-label style (lowercase letters, digits, '-'; at most 63); unique per team",
+    )
+    description: str | None = Field(None, max_length=2000)
+    labels: dict[str, str] | None = None
+
+
+class ModelConfig(_Model):
+    name: str = Field(min_length=1, max_length=200, description="model name, e.g. gpt-4o-mini")
+    temperature: float | None = Field(None, ge=0, le=2)
+    maxTokens: int | None = Field(None, ge=1, le=1_000_000, description="maximum tokens per answer")
+
+    _compact = field_serializer("temperature")(lambda self, v: _compact_number(v))
+
+
+InputName = Annotated[str, StringConstraints(pattern=INPUT_NAME_PATTERN)]
+JsonType = Literal["string", "integer", "number", "boolean", "array", "object"]
+
+
+class InputSpec(_Model):
+    """A parameter of a run: a small JSON Schema. An input without `default` must be given."""
+
+    type: JsonType = "string"
+    description: str | None = None
+    default: Any = None
+    enum: list[Any] | None = Field(None, min_length=1)
+
+
+class ToolRef(_Model):
+    use: str = Field(description="a tool of the catalogue, e.g. gmail.search_messages")
+    name: str | None = Field(
+        None, pattern=TOOL_NAME_PATTERN,
+        description="the name the model sees; needed when the same tool is listed twice",
+    )
+    dataSource: str | None = Field(None, pattern=NAME_PATTERN, description="a data source of the team, by name")
+    access: Literal["read", "write"] | None = Field(
+        None, description="access granted on the data source; tools that change something need write"
+    )
+    with_: dict[str, Any] | None = Field(
+        None, alias="with", description="arguments fixed by the spec; the model cannot change them"
+    )
+    collection: str | None = Field(None, min_length=1, description="knowledge collection (knowledge.* tools)")
+
+    @property
+    def tool_name(self) -> str:
+        """The function name the LLM sees (dots are not allowed there)."""
+        return self.name or self.use.replace(".", "_")
+
+
+class Schedule(_Model):
+    cron: str = Field(description="five-field cron expression, e.g. '0 8 * * 1-5'")
+    timezone: str = Field("UTC", description="IANA time zone, e.g. Europe/Berlin")
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise PydanticCustomError(
+                "cron", "not a valid five-field cron expression: {value} (minute hour day month weekday)",
+                {"value": repr(value)},
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise PydanticCustomError(
+                "timezone", "unknown time zone {value}: use an IANA name such as UTC or Europe/Berlin",
+                {"value": repr(value)},
+            ) from None
+        return value
+
+
+class Webhook(_Model):
+    input: str | None = Field(
+        None, pattern=INPUT_NAME_PATTERN,
+        description="the input that receives the whole JSON body; by default body fields fill inputs by name",
+    )
+
+
+class Event(_Model):
+    source: str = Field(pattern=NAME_PATTERN, description="the data source that emits the event")
+    type: str = Field(description="event type, e.g. slack.message")
+    filter: dict[str, Any] | None = Field(None, description="only events whose fields equal these values")
+
+
+class Trigger(_Model):
+    """Exactly one of `schedule`, `webhook`, `event`."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
+
+    schedule: Schedule | None = None
+    webhook: Webhook | None = None
+    event: Event | None = None
+
+
+class Limits(_Model):
+    maxSteps: int = Field(20, ge=1, le=500, description="LLM calls per run")
+    timeoutSeconds: int = Field(300, ge=1, le=86_400)
+    maxCostUsd: float = Field(1.0, ge=0, le=1000, description="the run stops when its LLM cost reaches this")
+
+    _compact = field_serializer("maxCostUsd")(lambda self, v: _compact_number(v))
+
+
+class Runtime(_Model):
+    packages: list[str] | None = Field(None, description="pip packages installed in the sandbox")
+    template: str | None = Field(None, min_length=1, description="sandbox template")
+    network: bool = Field(False, description="whether code in the sandbox may reach the internet")
+
+    @field_validator("packages")
+    @classmethod
+    def _packages(cls, value: list[str] | None) -> list[str] | None:
+        for package in value or []:
+            if not re.match(PACKAGE_PATTERN, package):
+                raise PydanticCustomError(
+                    "package", "{package} is not a package requirement like 'pandas' or 'pandas==2.2.3'",
+                    {"package": repr(package)},
+                )
+        return value
+
+
+class AgentBody(_Model):
+    model: ModelConfig | None = Field(None, description="the LLM; the platform default when omitted")
+    instructions: str = Field(min_length=1, max_length=100_000)
+    inputs: dict[InputName, InputSpec] | None = Field(
+        None, description="parameters of a run; instructions refer to them as {{name}}"
+    )
+    tools: list[ToolRef] | None = None
+    triggers: list[Trigger] | None = None
+    limits: Limits | None = None
+    runtime: Runtime | None = None
+
+
+class AgentSpec(_Model):
+    apiVersion: Literal["coherex/v1"]
+    kind: Literal["Agent"]
+    metadata: Metadata
+    spec: AgentBody
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def limits(self) -> Limits:
+        return self.spec.limits or Limits()
