@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
     openai_base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
     default_model: str = Field("gpt-4o-mini", validation_alias=_env("COHEREX_MODEL"))
+    # attempts per LLM call (1 = no retry) on 429/5xx/timeouts; seconds before one attempt times out
+    llm_max_attempts: int = Field(4, ge=1, validation_alias=_env("COHEREX_LLM_MAX_ATTEMPTS"))
+    llm_timeout: float = Field(120.0, gt=0, validation_alias=_env("COHEREX_LLM_TIMEOUT"))
 
     # --- credentials vault ---
     secret_key: SecretStr | None = Field(None, validation_alias=_env("COHEREX_SECRET_KEY"))
