@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     # --- knowledge ---
     embeddings_backend: Literal["local", "openai"] = Field("local", validation_alias=_env("COHEREX_EMBEDDINGS"))
 
+    # --- who the CLI acts as (it connects to the database directly, under this identity) ---
+    cli_user: str | None = Field(None, validation_alias=_env("COHEREX_USER"))
+    cli_team: str | None = Field(None, validation_alias=_env("COHEREX_TEAM"))
+
     log_level: str = Field("INFO", validation_alias=_env("COHEREX_LOG_LEVEL"))
 
     @property
