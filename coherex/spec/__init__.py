@@ -52,11 +52,11 @@ def read_file(path: str | Path) -> bytes:
         with path.open("rb") as handle:
             data = handle.read(MAX_BYTES + 1)
     except FileNotFoundError:
-        raise SpecFormatError(f"{path}: no such file") from None
+        raise SpecFormatError("no such file") from None
     except IsADirectoryError:
-        raise SpecFormatError(f"{path}: is a directory, not a spec file") from None
+        raise SpecFormatError("is a directory, not a spec file") from None
     except OSError as exc:
-        raise SpecFormatError(f"{path}: cannot read: {exc.strerror}") from None
+        raise SpecFormatError(f"cannot read: {exc.strerror}") from None
     if len(data) > MAX_BYTES:
         raise SpecFormatError(
             f"file is too large (more than {MAX_BYTES:,} bytes)",
