@@ -21,8 +21,8 @@ TYPICAL = "email-digest"
 SOURCES = {"work-mail": "gmail", "team-slack": "slack"}
 
 HOSTILE = {
-    "billion_laughs": 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
-        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(9)),
+    "billion_laughs": 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    + "".join(f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(9)),
     "deep_nesting_1mib": "a: " + "[" * 500_000 + "]" * 500_000,
     "huge_file_2mib": "a: " + "x" * 2 * 1024 * 1024,
     "binary_1mib": os.urandom(1024 * 1024 - 1).replace(b"\x00", b"\x01") + b"\x00",
@@ -63,8 +63,11 @@ def main() -> None:
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         assert not report.ok
-        results["hostile"][name] = {"refused_in_ms": round(elapsed, 2), "peak_python_mib": round(peak / 2**20, 2),
-                                    "message": str(report.problems[0])}
+        results["hostile"][name] = {
+            "refused_in_ms": round(elapsed, 2),
+            "peak_python_mib": round(peak / 2**20, 2),
+            "message": str(report.problems[0]),
+        }
     record("spec_validate", results)
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from coherex.cli._common import console, err_console, print_json
-from coherex.errors import Conflict, CoherexError
+from coherex.errors import CoherexError, Conflict
 from coherex.spec import json_schema_text, read_file, to_yaml, validate
 from coherex.spec.importers import ImportResult
 from coherex.spec.templates import get_template, list_templates
@@ -28,8 +28,10 @@ def validate_cmd(
             report = validate(read_file(path), filename=str(path))
             results[str(path)] = report.to_dict()
         except CoherexError as exc:  # unreadable file
-            results[str(path)] = {"valid": False, "problems": [
-                {"path": "", "message": exc.message, "hint": exc.hint, "severity": "error"}]}
+            results[str(path)] = {
+                "valid": False,
+                "problems": [{"path": "", "message": exc.message, "hint": exc.hint, "severity": "error"}],
+            }
     if as_json:
         print_json(results)
     else:
@@ -41,7 +43,8 @@ def validate_cmd(
                 hint = f" ({p['hint']})" if p["hint"] else ""
                 label = "" if p["severity"] == "error" else "warning: "
                 (err_console if p["severity"] == "error" else console).print(
-                    f"{name}: {where}{label}{p['message']}{hint}", markup=False)
+                    f"{name}: {where}{label}{p['message']}{hint}", markup=False
+                )
     invalid = [r for r in results.values() if not r["valid"]]
     if invalid:
         if not as_json:

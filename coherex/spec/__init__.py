@@ -25,10 +25,29 @@ from coherex.spec.validation import (
 SCHEMA_ID = "https://coherex.dev/schema/coherex-v1.schema.json"
 
 __all__ = [
-    "API_VERSION", "KIND", "AgentSpec", "Format", "Problem", "SpecFormatError", "SpecInvalid", "ToolInfo",
-    "ToolRef", "ValidationReport", "diff_specs", "get_tool", "json_schema", "load_spec", "parse",
-    "read_file", "register_event_type", "register_tool", "render_instructions", "to_data", "to_json",
-    "to_yaml", "validate",
+    "API_VERSION",
+    "KIND",
+    "AgentSpec",
+    "Format",
+    "Problem",
+    "SpecFormatError",
+    "SpecInvalid",
+    "ToolInfo",
+    "ToolRef",
+    "ValidationReport",
+    "diff_specs",
+    "get_tool",
+    "json_schema",
+    "load_spec",
+    "parse",
+    "read_file",
+    "register_event_type",
+    "register_tool",
+    "render_instructions",
+    "to_data",
+    "to_json",
+    "to_yaml",
+    "validate",
 ]
 
 
@@ -84,6 +103,9 @@ def diff_specs(yaml_a: str, yaml_b: str, label_a: str = "a", label_b: str = "b")
     """Unified diff of two spec texts (e.g. two versions of an agent); empty when equal."""
     return "".join(
         difflib.unified_diff(
-            yaml_a.splitlines(keepends=True), yaml_b.splitlines(keepends=True), fromfile=label_a, tofile=label_b
+            yaml_a.splitlines(keepends=True),
+            yaml_b.splitlines(keepends=True),
+            fromfile=label_a,
+            tofile=label_b,
         )
     )

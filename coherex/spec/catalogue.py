@@ -59,13 +59,15 @@ def _strings(description: str) -> dict[str, Any]:
 _BUILTIN: list[ToolInfo] = [
     # --- sandbox and knowledge: no data source
     ToolInfo(
-        "python", "python",
+        "python",
+        "python",
         "Run Python code in the agent's isolated sandbox and return stdout, stderr and the value "
         "of the last expression. Files uploaded for the run are in the working directory.",
         parameters=_obj({"code": _s("Python source to execute")}, ["code"]),
     ),
     ToolInfo(
-        "knowledge.search", "knowledge",
+        "knowledge.search",
+        "knowledge",
         "Semantic search over the team's knowledge base; returns the best matching passages "
         "with their document titles.",
         uses_collection=True,
@@ -76,7 +78,8 @@ _BUILTIN: list[ToolInfo] = [
     ),
     # --- gmail
     ToolInfo(
-        "gmail.search_messages", "gmail",
+        "gmail.search_messages",
+        "gmail",
         "Search the mailbox with Gmail query syntax (e.g. 'is:unread newer_than:1d'); returns "
         "message ids, senders, subjects and snippets.",
         needs_data_source=True,
@@ -85,13 +88,18 @@ _BUILTIN: list[ToolInfo] = [
         ),
     ),
     ToolInfo(
-        "gmail.read_message", "gmail", "Read one message: headers and plain-text body.",
+        "gmail.read_message",
+        "gmail",
+        "Read one message: headers and plain-text body.",
         needs_data_source=True,
         parameters=_obj({"message_id": _s("id from gmail.search_messages")}, ["message_id"]),
     ),
     ToolInfo(
-        "gmail.send_message", "gmail", "Send an email from the connected mailbox.",
-        access="write", needs_data_source=True,
+        "gmail.send_message",
+        "gmail",
+        "Send an email from the connected mailbox.",
+        access="write",
+        needs_data_source=True,
         parameters=_obj(
             {
                 "to": _strings("recipient addresses"),
@@ -104,13 +112,18 @@ _BUILTIN: list[ToolInfo] = [
         ),
     ),
     ToolInfo(
-        "gmail.add_label", "gmail", "Add a label to a message (creating the label if needed).",
-        access="write", needs_data_source=True,
+        "gmail.add_label",
+        "gmail",
+        "Add a label to a message (creating the label if needed).",
+        access="write",
+        needs_data_source=True,
         parameters=_obj({"message_id": _s("message id"), "label": _s("label name")}, ["message_id", "label"]),
     ),
     # --- slack
     ToolInfo(
-        "slack.read_channel", "slack", "Read recent messages of a channel, newest first.",
+        "slack.read_channel",
+        "slack",
+        "Read recent messages of a channel, newest first.",
         needs_data_source=True,
         parameters=_obj(
             {
@@ -122,28 +135,42 @@ _BUILTIN: list[ToolInfo] = [
         ),
     ),
     ToolInfo(
-        "slack.post_message", "slack", "Post a message to a channel.",
-        access="write", needs_data_source=True,
-        parameters=_obj({"channel": _s("channel name or id"), "text": _s("message, Slack mrkdwn")},
-                        ["channel", "text"]),
+        "slack.post_message",
+        "slack",
+        "Post a message to a channel.",
+        access="write",
+        needs_data_source=True,
+        parameters=_obj(
+            {"channel": _s("channel name or id"), "text": _s("message, Slack mrkdwn")}, ["channel", "text"]
+        ),
     ),
     ToolInfo(
-        "slack.reply_in_thread", "slack", "Reply in the thread of a message.",
-        access="write", needs_data_source=True,
+        "slack.reply_in_thread",
+        "slack",
+        "Reply in the thread of a message.",
+        access="write",
+        needs_data_source=True,
         parameters=_obj(
-            {"channel": _s("channel name or id"), "thread_ts": _s("timestamp of the parent message"),
-             "text": _s("reply, Slack mrkdwn")},
+            {
+                "channel": _s("channel name or id"),
+                "thread_ts": _s("timestamp of the parent message"),
+                "text": _s("reply, Slack mrkdwn"),
+            },
             ["channel", "thread_ts", "text"],
         ),
     ),
     ToolInfo(
-        "slack.list_channels", "slack", "List the channels the connected workspace can see.",
+        "slack.list_channels",
+        "slack",
+        "List the channels the connected workspace can see.",
         needs_data_source=True,
         parameters=_obj({"limit": _i("maximum channels", 1, 1000)}),
     ),
     # --- github
     ToolInfo(
-        "github.list_issues", "github", "List issues of a repository.",
+        "github.list_issues",
+        "github",
+        "List issues of a repository.",
         needs_data_source=True,
         parameters=_obj(
             {
@@ -157,70 +184,114 @@ _BUILTIN: list[ToolInfo] = [
         ),
     ),
     ToolInfo(
-        "github.read_issue", "github", "Read one issue with its comments.",
+        "github.read_issue",
+        "github",
+        "Read one issue with its comments.",
         needs_data_source=True,
-        parameters=_obj({"repo": _s("owner/name"), "number": _i("issue number", 1, 10**9)}, ["repo", "number"]),
+        parameters=_obj(
+            {"repo": _s("owner/name"), "number": _i("issue number", 1, 10**9)}, ["repo", "number"]
+        ),
     ),
     ToolInfo(
-        "github.create_issue", "github", "Open a new issue.",
-        access="write", needs_data_source=True,
+        "github.create_issue",
+        "github",
+        "Open a new issue.",
+        access="write",
+        needs_data_source=True,
         parameters=_obj(
-            {"repo": _s("owner/name"), "title": _s("issue title"), "body": _s("markdown body"),
-             "labels": _strings("labels to set")},
+            {
+                "repo": _s("owner/name"),
+                "title": _s("issue title"),
+                "body": _s("markdown body"),
+                "labels": _strings("labels to set"),
+            },
             ["repo", "title"],
         ),
     ),
     ToolInfo(
-        "github.comment_issue", "github", "Comment on an issue or pull request.",
-        access="write", needs_data_source=True,
+        "github.comment_issue",
+        "github",
+        "Comment on an issue or pull request.",
+        access="write",
+        needs_data_source=True,
         parameters=_obj(
-            {"repo": _s("owner/name"), "number": _i("issue number", 1, 10**9), "body": _s("markdown comment")},
+            {
+                "repo": _s("owner/name"),
+                "number": _i("issue number", 1, 10**9),
+                "body": _s("markdown comment"),
+            },
             ["repo", "number", "body"],
         ),
     ),
     ToolInfo(
-        "github.add_labels", "github", "Add labels to an issue or pull request.",
-        access="write", needs_data_source=True,
+        "github.add_labels",
+        "github",
+        "Add labels to an issue or pull request.",
+        access="write",
+        needs_data_source=True,
         parameters=_obj(
             {"repo": _s("owner/name"), "number": _i("issue number", 1, 10**9), "labels": _strings("labels")},
             ["repo", "number", "labels"],
         ),
     ),
     ToolInfo(
-        "github.list_pull_requests", "github", "List pull requests of a repository.",
+        "github.list_pull_requests",
+        "github",
+        "List pull requests of a repository.",
         needs_data_source=True,
         parameters=_obj(
-            {"repo": _s("owner/name"), "state": _s("state", enum=["open", "closed", "all"]),
-             "limit": _i("maximum pull requests", 1, 500)},
+            {
+                "repo": _s("owner/name"),
+                "state": _s("state", enum=["open", "closed", "all"]),
+                "limit": _i("maximum pull requests", 1, 500),
+            },
             ["repo"],
         ),
     ),
     ToolInfo(
-        "github.read_pull_request_diff", "github", "Read the unified diff of a pull request.",
-        needs_data_source=True,
-        parameters=_obj({"repo": _s("owner/name"), "number": _i("pull request number", 1, 10**9)},
-                        ["repo", "number"]),
-    ),
-    ToolInfo(
-        "github.list_commits", "github", "List recent commits of a branch.",
+        "github.read_pull_request_diff",
+        "github",
+        "Read the unified diff of a pull request.",
         needs_data_source=True,
         parameters=_obj(
-            {"repo": _s("owner/name"), "branch": _s("branch name (default branch if omitted)"),
-             "since": _s("only commits after this ISO 8601 time"), "limit": _i("maximum commits", 1, 500)},
+            {"repo": _s("owner/name"), "number": _i("pull request number", 1, 10**9)}, ["repo", "number"]
+        ),
+    ),
+    ToolInfo(
+        "github.list_commits",
+        "github",
+        "List recent commits of a branch.",
+        needs_data_source=True,
+        parameters=_obj(
+            {
+                "repo": _s("owner/name"),
+                "branch": _s("branch name (default branch if omitted)"),
+                "since": _s("only commits after this ISO 8601 time"),
+                "limit": _i("maximum commits", 1, 500),
+            },
             ["repo"],
         ),
     ),
     # --- generic HTTP API (base URL and credentials live in the data source)
     ToolInfo(
-        "http.get", "http_api", "GET a path of the data source's API; returns status, headers and body.",
+        "http.get",
+        "http_api",
+        "GET a path of the data source's API; returns status, headers and body.",
         needs_data_source=True,
-        parameters=_obj({"path": _s("path below the base URL, e.g. /v1/items"),
-                         "query": {"type": "object", "description": "query parameters"}}, ["path"]),
+        parameters=_obj(
+            {
+                "path": _s("path below the base URL, e.g. /v1/items"),
+                "query": {"type": "object", "description": "query parameters"},
+            },
+            ["path"],
+        ),
     ),
     ToolInfo(
-        "http.request", "http_api",
+        "http.request",
+        "http_api",
         "Send any HTTP request (GET, POST, PUT, PATCH, DELETE) to the data source's API.",
-        access="write", needs_data_source=True,
+        access="write",
+        needs_data_source=True,
         parameters=_obj(
             {
                 "method": _s("HTTP method", enum=["GET", "POST", "PUT", "PATCH", "DELETE"]),
@@ -233,13 +304,18 @@ _BUILTIN: list[ToolInfo] = [
     ),
     # --- postgres
     ToolInfo(
-        "postgres.query", "postgres", "Run a read-only SQL query; returns at most `limit` rows.",
+        "postgres.query",
+        "postgres",
+        "Run a read-only SQL query; returns at most `limit` rows.",
         needs_data_source=True,
         parameters=_obj({"sql": _s("one SELECT statement"), "limit": _i("maximum rows", 1, 10000)}, ["sql"]),
     ),
     ToolInfo(
-        "postgres.execute", "postgres", "Run a data-changing SQL statement (INSERT, UPDATE, DELETE).",
-        access="write", needs_data_source=True,
+        "postgres.execute",
+        "postgres",
+        "Run a data-changing SQL statement (INSERT, UPDATE, DELETE).",
+        access="write",
+        needs_data_source=True,
         parameters=_obj({"sql": _s("one SQL statement")}, ["sql"]),
     ),
 ]

@@ -42,7 +42,9 @@ class _Refused(yaml.MarkedYAMLError):
 if yaml.__with_libyaml__:
     from yaml.cyaml import CParser
 
-    class _SafeLoader(yaml.composer.Composer, yaml.constructor.SafeConstructor, yaml.resolver.Resolver, CParser):
+    class _SafeLoader(
+        yaml.composer.Composer, yaml.constructor.SafeConstructor, yaml.resolver.Resolver, CParser
+    ):
         """libyaml parses (7x faster); composing stays in Python, where the limits below are."""
 
         def __init__(self, stream: str):
@@ -103,7 +105,11 @@ class _BoundedLoader(_SafeLoader):
 
 # YAML 1.2 booleans; dates and times stay strings (they must round-trip as written).
 _BoundedLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")]
+    first: [
+        (tag, rx)
+        for tag, rx in resolvers
+        if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")
+    ]
     for first, resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items()
 }
 _BoundedLoader.add_implicit_resolver(

@@ -72,10 +72,13 @@ class InputSpec(_Model):
 class ToolRef(_Model):
     use: str = Field(description="a tool of the catalogue, e.g. gmail.search_messages")
     name: str | None = Field(
-        None, pattern=TOOL_NAME_PATTERN,
+        None,
+        pattern=TOOL_NAME_PATTERN,
         description="the name the model sees; needed when the same tool is listed twice",
     )
-    dataSource: str | None = Field(None, pattern=NAME_PATTERN, description="a data source of the team, by name")
+    dataSource: str | None = Field(
+        None, pattern=NAME_PATTERN, description="a data source of the team, by name"
+    )
     access: Literal["read", "write"] | None = Field(
         None, description="access granted on the data source; tools that change something need write"
     )
@@ -99,7 +102,8 @@ class Schedule(_Model):
     def _cron(cls, value: str) -> str:
         if len(value.split()) != 5 or not croniter.is_valid(value):
             raise PydanticCustomError(
-                "cron", "not a valid five-field cron expression: {value} (minute hour day month weekday)",
+                "cron",
+                "not a valid five-field cron expression: {value} (minute hour day month weekday)",
                 {"value": repr(value)},
             )
         return value
@@ -111,7 +115,8 @@ class Schedule(_Model):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise PydanticCustomError(
-                "timezone", "unknown time zone {value}: use an IANA name such as UTC or Europe/Berlin",
+                "timezone",
+                "unknown time zone {value}: use an IANA name such as UTC or Europe/Berlin",
                 {"value": repr(value)},
             ) from None
         return value
@@ -119,7 +124,8 @@ class Schedule(_Model):
 
 class Webhook(_Model):
     input: str | None = Field(
-        None, pattern=INPUT_NAME_PATTERN,
+        None,
+        pattern=INPUT_NAME_PATTERN,
         description="the input that receives the whole JSON body; by default body fields fill inputs by name",
     )
 
@@ -159,7 +165,8 @@ class Runtime(_Model):
         for package in value or []:
             if not re.match(PACKAGE_PATTERN, package):
                 raise PydanticCustomError(
-                    "package", "{package} is not a package requirement like 'pandas' or 'pandas==2.2.3'",
+                    "package",
+                    "{package} is not a package requirement like 'pandas' or 'pandas==2.2.3'",
                     {"package": repr(package)},
                 )
         return value

@@ -34,6 +34,10 @@ def get_template(name: str, directory: Path = TEMPLATES_DIR) -> Template:
     templates = {t.name: t for t in list_templates(directory)}
     if name not in templates:
         close = closest(name, list(templates))
-        hint = f"did you mean {', '.join(close)}?" if close else f"templates: {', '.join(templates) or 'none'}"
-        raise NotFound(f"no template named {name!r}", hint=hint + " (list them with `coherex templates list`)")
+        hint = (
+            f"did you mean {', '.join(close)}?" if close else f"templates: {', '.join(templates) or 'none'}"
+        )
+        raise NotFound(
+            f"no template named {name!r}", hint=hint + " (list them with `coherex templates list`)"
+        )
     return templates[name]

@@ -182,8 +182,15 @@ def _short(value: Any) -> str:
 
 
 def _describe(value: Any) -> str:
-    kinds = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "a number",
-             float: "a number", type(None): "nothing (null)"}
+    kinds = {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "nothing (null)",
+    }
     kind = kinds.get(type(value), type(value).__name__)
     return kind if isinstance(value, (dict, list, type(None))) else f"{kind} {_short(value)}"
 
@@ -193,10 +200,13 @@ def _from_pydantic(exc: ValidationError) -> list[Problem]:
     for error in exc.errors(include_url=False):
         loc, kind, value = tuple(error["loc"]), error["type"], error.get("input")
         if loc and loc[-1] == "[key]":  # a mapping key, e.g. an input name
-            problems.append(Problem(
-                _path(loc[:-1]), f"{_short(value)} is not a valid name here",
-                "letters, digits and '_', starting with a letter or '_'; instructions use it as {{name}}",
-            ))
+            problems.append(
+                Problem(
+                    _path(loc[:-1]),
+                    f"{_short(value)} is not a valid name here",
+                    "letters, digits and '_', starting with a letter or '_'; instructions use it as {{name}}",
+                )
+            )
             continue
         path = _path(loc)
         _, info = _field_at(loc)
@@ -274,16 +284,22 @@ class _Checker:
         if isinstance(instructions, str):
             for name in dict.fromkeys(PLACEHOLDER.findall(instructions)):
                 if name not in inputs:
-                    self.add("spec.instructions", f"refers to input {{{{{name}}}}} which is not declared",
-                             f"declare it under spec.inputs, e.g. {name}: {{type: string}}")
+                    self.add(
+                        "spec.instructions",
+                        f"refers to input {{{{{name}}}}} which is not declared",
+                        f"declare it under spec.inputs, e.g. {name}: {{type: string}}",
+                    )
         tools = self._parts("tools", ToolRef)
         for path, _, tool in tools:
             self.check_tool(path, tool)
         seen: dict[str, str] = {}
         for path, _, tool in tools:
             if tool.tool_name in seen:
-                self.add(path, f"duplicate tool {tool.name or tool.use!r}: already listed at {seen[tool.tool_name]}",
-                         "remove one, or give one a distinct `name:`")
+                self.add(
+                    path,
+                    f"duplicate tool {tool.name or tool.use!r}: already listed at {seen[tool.tool_name]}",
+                    "remove one, or give one a distinct `name:`",
+                )
             else:
                 seen[tool.tool_name] = path
         for path, _, trigger in self._parts("triggers", Trigger):
@@ -291,14 +307,20 @@ class _Checker:
 
     def check_input(self, path: str, spec: InputSpec) -> None:
         if spec.default is not None and not _is_type(spec.default, spec.type):
-            self.add(f"{path}.default", f"default {_short(spec.default)} is not of type {spec.type}",
-                     f"give a default of type {spec.type}, or change type")
+            self.add(
+                f"{path}.default",
+                f"default {_short(spec.default)} is not of type {spec.type}",
+                f"give a default of type {spec.type}, or change type",
+            )
         for i, item in enumerate(spec.enum or []):
             if not _is_type(item, spec.type):
                 self.add(f"{path}.enum[{i}]", f"{_short(item)} is not of type {spec.type}")
         if spec.enum and spec.default is not None and spec.default not in spec.enum:
-            self.add(f"{path}.default", f"default {_short(spec.default)} is not one of enum",
-                     f"valid: {', '.join(map(repr, spec.enum))}")
+            self.add(
+                f"{path}.default",
+                f"default {_short(spec.default)} is not one of enum",
+                f"valid: {', '.join(map(repr, spec.enum))}",
+            )
 
     def check_tool(self, path: str, tool: ToolRef) -> None:
         info = catalogue.get_tool(tool.use)
@@ -310,79 +332,128 @@ class _Checker:
             return
         if info.needs_data_source:
             if tool.dataSource is None:
-                self.add(f"{path}.dataSource", f"{info.name} needs a data source (a {info.integration} connection)",
-                         self._existing_hint(info.integration) or f"add dataSource: <name of a {info.integration} data source>")
+                self.add(
+                    f"{path}.dataSource",
+                    f"{info.name} needs a data source (a {info.integration} connection)",
+                    self._existing_hint(info.integration)
+                    or f"add dataSource: <name of a {info.integration} data source>",
+                )
             else:
                 self.check_data_source(f"{path}.dataSource", tool.dataSource, info.integration, info.name)
         elif tool.dataSource is not None:
             self.add(f"{path}.dataSource", f"{info.name} does not use a data source", "remove dataSource")
         if tool.collection is not None:
             if not info.uses_collection:
-                self.add(f"{path}.collection", f"{info.name} does not read a knowledge collection",
-                         "collection applies to knowledge.search")
+                self.add(
+                    f"{path}.collection",
+                    f"{info.name} does not read a knowledge collection",
+                    "collection applies to knowledge.search",
+                )
             elif self.collections is not None and tool.collection not in self.collections:
                 existing = ", ".join(sorted(self.collections)) or "none yet"
-                self.add(f"{path}.collection", f"no knowledge collection named {tool.collection!r}",
-                         f"existing collections: {existing}")
+                self.add(
+                    f"{path}.collection",
+                    f"no knowledge collection named {tool.collection!r}",
+                    f"existing collections: {existing}",
+                )
         if info.needs_data_source and info.access == "write" and tool.access != "write":
             found = "access: read" if tool.access == "read" else "no access"
-            self.add(f"{path}.access", f"{info.name} changes data in {info.integration} but declares {found}",
-                     "declare access: write, or use a read tool")
+            self.add(
+                f"{path}.access",
+                f"{info.name} changes data in {info.integration} but declares {found}",
+                "declare access: write, or use a read tool",
+            )
         elif tool.access == "write" and info.access == "read":
-            self.add(f"{path}.access", f"{info.name} only reads; access: write grants more than it needs",
-                     "declare access: read", "warning")
+            self.add(
+                f"{path}.access",
+                f"{info.name} only reads; access: write grants more than it needs",
+                "declare access: read",
+                "warning",
+            )
         elif tool.access is not None and not info.needs_data_source:
-            self.add(f"{path}.access", f"{info.name} uses no data source; access has no effect",
-                     "remove access", "warning")
+            self.add(
+                f"{path}.access",
+                f"{info.name} uses no data source; access has no effect",
+                "remove access",
+                "warning",
+            )
         properties = info.parameters.get("properties", {})
         for key, value in (tool.with_ or {}).items():
             if key not in properties:
                 close = catalogue.closest(key, list(properties), 1)
-                self.add(_child(f"{path}.with", key), f"{info.name} has no argument {key!r}"
-                         + (f"; did you mean {close[0]!r}?" if close else ""),
-                         f"arguments: {', '.join(properties) or 'none'}")
+                self.add(
+                    _child(f"{path}.with", key),
+                    f"{info.name} has no argument {key!r}"
+                    + (f"; did you mean {close[0]!r}?" if close else ""),
+                    f"arguments: {', '.join(properties) or 'none'}",
+                )
             elif "type" in properties[key] and not _is_type(value, properties[key]["type"]):
-                self.add(_child(f"{path}.with", key),
-                         f"should be of type {properties[key]['type']}, found {_describe(value)}")
+                self.add(
+                    _child(f"{path}.with", key),
+                    f"should be of type {properties[key]['type']}, found {_describe(value)}",
+                )
 
     def check_data_source(self, path: str, name: str, needed_type: str, user: str) -> None:
         if self.data_sources is None:
             return
         if name not in self.data_sources:
-            self.add(path, f"no data source named {name!r}",
-                     self._existing_hint(needed_type) or f"create a {needed_type} data source first")
+            self.add(
+                path,
+                f"no data source named {name!r}",
+                self._existing_hint(needed_type) or f"create a {needed_type} data source first",
+            )
         elif self.data_sources[name] != needed_type:
-            self.add(path, f"data source {name!r} is a {self.data_sources[name]} connection; "
-                     f"{user} needs a {needed_type} one", self._existing_hint(needed_type))
+            self.add(
+                path,
+                f"data source {name!r} is a {self.data_sources[name]} connection; "
+                f"{user} needs a {needed_type} one",
+                self._existing_hint(needed_type),
+            )
 
     def _existing_hint(self, needed_type: str) -> str | None:
         if self.data_sources is None:
             return None
         names = sorted(n for n, t in self.data_sources.items() if t == needed_type)
-        return f"{needed_type} data sources: {', '.join(names)}" if names else f"the team has no {needed_type} data source yet"
+        return (
+            f"{needed_type} data sources: {', '.join(names)}"
+            if names
+            else f"the team has no {needed_type} data source yet"
+        )
 
     def check_trigger(self, path: str, trigger: Trigger, inputs: Mapping[str, InputSpec]) -> None:
         kinds = [k for k in ("schedule", "webhook", "event") if getattr(trigger, k) is not None]
         if len(kinds) != 1:
             found = " and ".join(kinds) if kinds else "none"
-            self.add(path, f"a trigger has exactly one of schedule, webhook, event; found {found}",
-                     "write one list entry per trigger")
+            self.add(
+                path,
+                f"a trigger has exactly one of schedule, webhook, event; found {found}",
+                "write one list entry per trigger",
+            )
             return
         if trigger.schedule is not None:
             missing = [n for n, s in inputs.items() if s.default is None]
             if missing:
-                self.add(path, f"scheduled runs get no inputs, but {', '.join(missing)} has no default",
-                         "give those inputs a default")
+                self.add(
+                    path,
+                    f"scheduled runs get no inputs, but {', '.join(missing)} has no default",
+                    "give those inputs a default",
+                )
         if trigger.webhook is not None and trigger.webhook.input and trigger.webhook.input not in inputs:
-            self.add(f"{path}.webhook.input", f"no input named {trigger.webhook.input!r}",
-                     f"declared inputs: {', '.join(inputs) or 'none'}")
+            self.add(
+                f"{path}.webhook.input",
+                f"no input named {trigger.webhook.input!r}",
+                f"declared inputs: {', '.join(inputs) or 'none'}",
+            )
         if trigger.event is not None:
             known = catalogue.event_types()
             event = trigger.event
             if event.type not in known:
                 close = catalogue.closest(event.type, list(known))
-                self.add(f"{path}.event.type", f"unknown event type {event.type!r}",
-                         f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(known))}")
+                self.add(
+                    f"{path}.event.type",
+                    f"unknown event type {event.type!r}",
+                    f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(known))}",
+                )
             else:
                 self.check_data_source(f"{path}.event.source", event.source, known[event.type], event.type)
 

@@ -34,8 +34,9 @@ def one_line(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def build_spec(name: str, body: dict[str, Any], description: str | None = None,
-               labels: dict[str, str] | None = None) -> AgentSpec:
+def build_spec(
+    name: str, body: dict[str, Any], description: str | None = None, labels: dict[str, str] | None = None
+) -> AgentSpec:
     metadata: dict[str, Any] = {"name": name}
     if description:
         metadata["description"] = description

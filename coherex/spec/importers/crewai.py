@@ -41,8 +41,10 @@ def _find(directory: Path, filename: str) -> Path:
             return candidate
     found = sorted(directory.rglob(filename)) if directory.is_dir() else []
     if not found:
-        raise UserError(f"{directory}: no {filename} found (looked in it, its config/ and below)",
-                        hint="give the directory of a CrewAI project or its config/ directory")
+        raise UserError(
+            f"{directory}: no {filename} found (looked in it, its config/ and below)",
+            hint="give the directory of a CrewAI project or its config/ directory",
+        )
     return found[0]
 
 
@@ -70,7 +72,9 @@ def import_crewai(directory: str | Path) -> ImportResult:
     task_owner = {key: task.get("agent") for key, task in tasks.items()}
     for key, task in tasks.items():
         if task.get("agent") not in agents:
-            result.warnings.append(f"task {key}: its agent {task.get('agent')!r} is not in agents.yaml; skipped")
+            result.warnings.append(
+                f"task {key}: its agent {task.get('agent')!r} is not in agents.yaml; skipped"
+            )
     if len(agents) > 1:
         result.warnings.append(
             "CrewAI runs the agents as one crew; here each agent becomes its own spec. "
@@ -109,7 +113,9 @@ def import_crewai(directory: str | Path) -> ImportResult:
         if agent.get("llm"):
             body["model"] = {"name": str(agent["llm"])}
         if placeholders:
-            body["inputs"] = {p: {"type": "string", "description": f"CrewAI input {{{p}}}"} for p in placeholders}
+            body["inputs"] = {
+                p: {"type": "string", "description": f"CrewAI input {{{p}}}"} for p in placeholders
+            }
         tools = []
         for tool in agent.get("tools") or []:
             any_tools = True

@@ -14,8 +14,13 @@ from typing import Any
 from coherex.spec.documents import SpecFormatError
 from coherex.spec.importers import ImportResult, build_spec, one_line, read_text, slug
 
-_MEMORY_TOOL_TYPES = {"letta_core", "letta_memory_core", "letta_sleeptime_core", "letta_multi_agent_core",
-                      "letta_voice_sleeptime_core"}
+_MEMORY_TOOL_TYPES = {
+    "letta_core",
+    "letta_memory_core",
+    "letta_sleeptime_core",
+    "letta_multi_agent_core",
+    "letta_voice_sleeptime_core",
+}
 _BUILTIN = {"run_code": "python"}
 _MAX_INSTRUCTIONS = 100_000
 
@@ -48,7 +53,9 @@ def _rule(rule: dict[str, Any]) -> str | None:
     if kind == "constrain_child_tools":
         return f"After {tool}, call only: {', '.join(rule.get('children') or [])}."
     if kind == "conditional":
-        cases = "; ".join(f"if it returns {k}, call {v}" for k, v in (rule.get("child_output_mapping") or {}).items())
+        cases = "; ".join(
+            f"if it returns {k}, call {v}" for k, v in (rule.get("child_output_mapping") or {}).items()
+        )
         default = f"; otherwise call {rule['default_child']}" if rule.get("default_child") else ""
         return f"After {tool}: {cases}{default}."
     if kind == "continue_loop":
@@ -103,8 +110,10 @@ def import_letta(path: str | Path) -> ImportResult:
             body["model"] = model
             provider = llm.get("model_endpoint_type")
             if provider and provider != "openai":
-                warn(f"{name}: model {model_name} is served by {provider}; point the LLM settings at an "
-                     "OpenAI-compatible endpoint that serves it, or change spec.model.name")
+                warn(
+                    f"{name}: model {model_name} is served by {provider}; point the LLM settings at an "
+                    "OpenAI-compatible endpoint that serves it, or change spec.model.name"
+                )
         spec_tools: list[dict[str, Any]] = []
         memory_tools = []
         for tool_id in agent.get("tool_ids") or []:
@@ -116,19 +125,25 @@ def import_letta(path: str | Path) -> ImportResult:
                 if {"use": _BUILTIN[tool_name]} not in spec_tools:
                     spec_tools.append({"use": _BUILTIN[tool_name]})
             elif tool.get("tool_type") == "custom":
-                warn(f"{name}: custom tool {tool_name!r} (Python source) was not imported; "
-                     "run its code with the python tool or add it as an integration")
+                warn(
+                    f"{name}: custom tool {tool_name!r} (Python source) was not imported; "
+                    "run its code with the python tool or add it as an integration"
+                )
             else:
                 warn(f"{name}: Letta tool {tool_name!r} has no equivalent here; not imported")
         if memory_tools:
-            warn(f"{name}: Letta's memory tools ({', '.join(sorted(memory_tools))}) have no equivalent; not imported")
+            warn(
+                f"{name}: Letta's memory tools ({', '.join(sorted(memory_tools))}) have no equivalent; not imported"
+            )
         if spec_tools:
             body["tools"] = spec_tools
         if agent.get("messages"):
             warn(f"{name}: the conversation history ({len(agent['messages'])} message(s)) is not imported")
         if agent.get("source_ids") or document.get("files"):
-            warn(f"{name}: attached files are not imported; add them to a knowledge collection "
-                 "and list knowledge.search")
+            warn(
+                f"{name}: attached files are not imported; add them to a knowledge collection "
+                "and list knowledge.search"
+            )
         description = one_line(str(agent.get("description") or "")) or None
         result.specs.append(build_spec(name, body, description, {"imported-from": "letta"}))
     return result

@@ -22,13 +22,17 @@ def test_crewai_project_becomes_one_valid_spec_per_agent():
     assert validate(to_yaml(researcher)).ok
     instructions = researcher.spec.instructions
     assert "You are the {{topic}} Senior Data Researcher." in instructions
-    assert "## research_task" in instructions and "Expected output: A list with 10 bullet points" in instructions
+    assert (
+        "## research_task" in instructions and "Expected output: A list with 10 bullet points" in instructions
+    )
     assert set(researcher.spec.inputs) == {"topic", "date"}
     assert "{topic}" not in instructions.replace("{{topic}}", "")
     assert any("output/research.json" in w for w in result.warnings)
     assert any("crew.py" in w for w in result.warnings)
-    assert any("reporting-analyst: task reporting_task uses the result of research_task" in w
-               for w in result.warnings)
+    assert any(
+        "reporting-analyst: task reporting_task uses the result of research_task" in w
+        for w in result.warnings
+    )
 
 
 @pytest.mark.parametrize("path", LETTA, ids=[p.stem for p in LETTA])
@@ -46,7 +50,10 @@ def test_letta_memory_blocks_model_and_tools_are_mapped():
     spec = result.specs[0]
     assert spec.name == "deep-thought-research-agent"
     assert spec.spec.model.name == "claude-sonnet-4-5-20250929"
-    assert "## Memory: persona" in spec.spec.instructions and "## Memory: research_plan" in spec.spec.instructions
+    assert (
+        "## Memory: persona" in spec.spec.instructions
+        and "## Memory: research_plan" in spec.spec.instructions
+    )
     assert any("web_search" in w for w in result.warnings)
     assert any("served by anthropic" in w for w in result.warnings)
 
@@ -62,8 +69,11 @@ def test_letta_tool_rules_become_instructions():
 def test_import_commands_write_files_and_list_warnings(cli, tmp_path: Path):
     result = cli("import", "crewai", str(CREW), "-o", str(tmp_path))
     assert result.code == 0, result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["formatter.yaml", "reporting-analyst.yaml",
-                                                           "researcher.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "formatter.yaml",
+        "reporting-analyst.yaml",
+        "researcher.yaml",
+    ]
     assert "warning:" in result.err
     result = cli("import", "letta", str(LETTA[0]), "-o", str(tmp_path))
     assert result.code == 0, result.output

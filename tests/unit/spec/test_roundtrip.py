@@ -76,14 +76,22 @@ def test_key_order_of_free_mappings_is_kept_and_unset_defaults_are_not_written()
 
 def test_yaml_surprises_are_avoided():
     """YAML 1.1 would turn NO into false and dates into datetimes; files mean what they say."""
-    spec = load_spec(DESIGN_EXAMPLE.replace("labels: {team: ops}", "labels: {country: NO, since: 2024-01-01}"))
+    spec = load_spec(
+        DESIGN_EXAMPLE.replace("labels: {team: ops}", "labels: {country: NO, since: 2024-01-01}")
+    )
     assert spec.metadata.labels == {"country": "NO", "since": "2024-01-01"}
     assert "country: 'NO'" in to_yaml(spec)
 
 
 def test_templates_are_listed_and_shown_by_name():
     names = [t.name for t in list_templates()]
-    assert {"email-digest", "slack-channel-monitor", "csv-analysis", "github-issue-triage",
-            "knowledge-qa", "incident-webhook"} <= set(names)
+    assert {
+        "email-digest",
+        "slack-channel-monitor",
+        "csv-analysis",
+        "github-issue-triage",
+        "knowledge-qa",
+        "incident-webhook",
+    } <= set(names)
     assert all(t.description for t in list_templates())
     assert "gmail.search_messages" in get_template("email-digest").text()

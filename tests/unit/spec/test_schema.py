@@ -27,8 +27,14 @@ def test_schema_accepts_templates_and_rejects_unknown_fields():
     validator = jsonschema.Draft202012Validator(json.loads(COMMITTED.read_text()))
     for path in TEMPLATES_DIR.glob("*.yaml"):
         assert not list(validator.iter_errors(yaml.safe_load(path.read_text()))), path.name
-    assert not validator.is_valid({"apiVersion": "coherex/v1", "kind": "Agent", "metadata": {"name": "a"},
-                                   "spec": {"instructions": "x", "extra": 1}})
+    assert not validator.is_valid(
+        {
+            "apiVersion": "coherex/v1",
+            "kind": "Agent",
+            "metadata": {"name": "a"},
+            "spec": {"instructions": "x", "extra": 1},
+        }
+    )
 
 
 def test_schema_command_prints_it(cli):

@@ -7,6 +7,7 @@ import pytest
 from coherex.spec import (
     SpecInvalid,
     ToolInfo,
+    catalogue,
     diff_specs,
     get_tool,
     load_spec,
@@ -14,7 +15,6 @@ from coherex.spec import (
     render_instructions,
     validate,
 )
-from coherex.spec import catalogue
 from tests.unit.spec.conftest import VALID
 
 SOURCES = {"work-mail": "gmail", "team-slack": "slack", "ops-slack": "slack", "gh": "github"}
@@ -26,13 +26,17 @@ def messages(report) -> dict[str, str]:
 
 def test_references_are_checked_when_the_team_is_known():
     text = VALID.replace("dataSource: work-mail", "dataSource: old-mail").replace(
-        "dataSource: team-slack", "dataSource: gh")
+        "dataSource: team-slack", "dataSource: gh"
+    )
     text = text.replace("  triggers:", "    - use: knowledge.search\n      collection: handbok\n  triggers:")
     report = validate(text, data_sources=SOURCES, collections={"handbook", "runbooks"})
     found = messages(report)
     assert "no data source named 'old-mail'" in found["spec.tools[0].dataSource"]
     assert "gmail data sources: work-mail" in found["spec.tools[0].dataSource"]
-    assert "'gh' is a github connection; slack.post_message needs a slack one" in found["spec.tools[1].dataSource"]
+    assert (
+        "'gh' is a github connection; slack.post_message needs a slack one"
+        in found["spec.tools[1].dataSource"]
+    )
     assert "ops-slack, team-slack" in found["spec.tools[1].dataSource"]
     assert "no knowledge collection named 'handbok'" in found["spec.tools[2].collection"]
     assert "handbook, runbooks" in found["spec.tools[2].collection"]
@@ -43,8 +47,10 @@ def test_references_are_not_checked_without_the_team():
 
 
 def test_event_trigger_needs_a_data_source_of_the_emitting_type():
-    text = VALID.replace("    - schedule:\n        cron: 0 8 * * 1-5\n        timezone: Europe/Berlin\n",
-                         "    - event: {source: work-mail, type: slack.message}\n")
+    text = VALID.replace(
+        "    - schedule:\n        cron: 0 8 * * 1-5\n        timezone: Europe/Berlin\n",
+        "    - event: {source: work-mail, type: slack.message}\n",
+    )
     found = messages(validate(text, data_sources=SOURCES))
     assert "is a gmail connection; slack.message needs a slack one" in found["spec.triggers[0].event.source"]
 
@@ -67,16 +73,21 @@ def test_fixed_arguments_are_checked_against_the_tool():
 
 
 def test_same_tool_twice_is_fine_with_distinct_names():
-    twice = ("    - use: slack.post_message\n      name: post_alerts\n      dataSource: team-slack\n"
-             "      access: write\n  triggers:")
+    twice = (
+        "    - use: slack.post_message\n      name: post_alerts\n      dataSource: team-slack\n"
+        "      access: write\n  triggers:"
+    )
     assert validate(VALID.replace("  triggers:", twice)).ok
 
 
 def test_placeholders_must_be_declared_inputs_and_are_rendered():
     text = VALID.replace("Summarise the unread mail.", "Summarise mail of {{ since }} for {{team}}.")
     assert "refers to input {{team}}" in messages(validate(text))["spec.instructions"]
-    text = text.replace("  tools:", "  inputs:\n    since: {type: string, default: 1d}\n"
-                                    "    team: {type: string, default: ops}\n  tools:")
+    text = text.replace(
+        "  tools:",
+        "  inputs:\n    since: {type: string, default: 1d}\n"
+        "    team: {type: string, default: ops}\n  tools:",
+    )
     spec = load_spec(text)
     assert render_instructions(spec, {"team": "sales"}) == "Summarise mail of 1d for sales.\n"
 
@@ -92,8 +103,9 @@ def test_trigger_has_exactly_one_kind():
 
 
 def test_enum_and_default_must_agree():
-    text = VALID.replace("  tools:", "  inputs:\n    tone: {type: string, enum: [short, long], default: medium}\n"
-                                    "  tools:")
+    text = VALID.replace(
+        "  tools:", "  inputs:\n    tone: {type: string, enum: [short, long], default: medium}\n" "  tools:"
+    )
     assert "not one of enum" in messages(validate(text))["spec.inputs.tone.default"]
 
 
@@ -106,7 +118,9 @@ def test_load_spec_raises_a_user_error_listing_the_problems():
 
 def test_integrations_can_register_tools():
     assert not validate(VALID.replace("use: slack.post_message", "use: jira.create_ticket")).ok
-    register_tool(ToolInfo("jira.create_ticket", "jira", "Open a ticket.", access="write", needs_data_source=True))
+    register_tool(
+        ToolInfo("jira.create_ticket", "jira", "Open a ticket.", access="write", needs_data_source=True)
+    )
     try:
         assert validate(VALID.replace("use: slack.post_message", "use: jira.create_ticket")).ok
     finally:
@@ -114,12 +128,28 @@ def test_integrations_can_register_tools():
 
 
 def test_catalogue_is_complete_and_gives_llm_schemas():
-    required = ["python", "knowledge.search", "gmail.search_messages", "gmail.read_message",
-                "gmail.send_message", "gmail.add_label", "slack.read_channel", "slack.post_message",
-                "slack.reply_in_thread", "slack.list_channels", "github.list_issues", "github.read_issue",
-                "github.create_issue", "github.comment_issue", "github.add_labels",
-                "github.list_pull_requests", "github.read_pull_request_diff", "github.list_commits",
-                "http.request", "postgres.query"]
+    required = [
+        "python",
+        "knowledge.search",
+        "gmail.search_messages",
+        "gmail.read_message",
+        "gmail.send_message",
+        "gmail.add_label",
+        "slack.read_channel",
+        "slack.post_message",
+        "slack.reply_in_thread",
+        "slack.list_channels",
+        "github.list_issues",
+        "github.read_issue",
+        "github.create_issue",
+        "github.comment_issue",
+        "github.add_labels",
+        "github.list_pull_requests",
+        "github.read_pull_request_diff",
+        "github.list_commits",
+        "http.request",
+        "postgres.query",
+    ]
     for name in required:
         info = get_tool(name)
         assert info is not None and info.description and info.parameters["type"] == "object", name
