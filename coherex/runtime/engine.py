@@ -1,0 +1,352 @@
+"""Run one execution: the agent loop with its limits, cancellation and bookkeeping.
+
+    runtime = Runtime(db)
+    execution = await runtime.create(identity, team_id, agent, inputs={...})
+    final = await runtime.run(execution.id, listeners=[print_step])
+
+A run ends `completed`, `failed` (with the reason), `cancelled` or `timed_out`; its duration,
+tokens, cost and output are written, and its sandbox is killed, in every case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from coherex.errors import CoherexError, NotFound, UserError
+from coherex.runtime.events import EventListener, EventRecorder
+from coherex.runtime.tools import RunContext, ToolBox, ToolFailed
+from coherex.settings import Settings, get_settings
+from coherex.spec import AgentSpec, load_spec, render_instructions
+from coherex.store.db import Database, Identity
+from coherex.store.models import Agent, Execution
+
+log = logging.getLogger(__name__)
+
+PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
+#: how often a running execution looks for a stop request (so `stop` lands well within 1 s)
+CANCEL_POLL_SECONDS = 0.2
+#: how often a running execution proves its worker is alive
+HEARTBEAT_SECONDS = 5.0
+
+
+class QuotaExceeded(UserError):
+    code = "quota_exceeded"
+
+
+class _Stop(Exception):
+    """The run must end now with `status` and `reason` (a limit was reached)."""
+
+    def __init__(self, status: str, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass
+class _Totals:
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Runtime:
+    def __init__(self, db: Database, *, llm: Any = None, sandbox_opener: Any = None,
+                 settings: Settings | None = None, worker: str | None = None):
+        self.db = db
+        self.settings = settings or get_settings()
+        self._llm = llm
+        self._sandbox_opener = sandbox_opener
+        self.worker = worker or worker_id()
+
+    @property
+    def llm(self) -> Any:
+        if self._llm is None:
+            from coherex.llm import get_llm_client
+
+            self._llm = get_llm_client(self.settings)
+        return self._llm
+
+    # ------------------------------------------------------------------ creating
+    async def create(
+        self, identity: Identity, team_id: UUID, agent: Agent, *, version: int | None = None,
+        trigger: str = "manual", inputs: dict[str, Any] | None = None,
+    ) -> Execution:
+        """A pending execution of the agent's current (or given) version, after checking inputs and quotas."""
+        async with self.db.session(identity) as s:
+            pinned = await s.agents.require_version(agent, version)
+            spec = load_spec(pinned.spec)
+            clean = check_inputs(spec, inputs or {})
+            await check_quota(s, team_id)
+            execution = await s.executions.create(team_id, agent.id, pinned.version, trigger=trigger, inputs=clean)
+            await s.audit.record(team_id, "execution.create", target_type="execution", target_id=str(execution.id),
+                                 details={"agent": agent.name, "version": pinned.version, "trigger": trigger})
+        return execution
+
+    # ------------------------------------------------------------------ running
+    async def run(self, execution_id: UUID, *, listeners: list[EventListener] | None = None) -> Execution:
+        """Run a pending execution to its end. Returns the final row (or the current one if it was
+        not pending: another worker has it, or it was cancelled before it started)."""
+        async with self.db.session(Identity.system()) as s:
+            execution = await s.executions.start(execution_id, worker_id=self.worker)
+            if execution is None:
+                current = await s.executions.get(execution_id)
+                if current is None:
+                    raise NotFound(f"Execution {execution_id} was not found.")
+                return current
+            agent = await s.agents.get(execution.agent_id)
+            version = await s.agents.get_version(execution.agent_id, execution.agent_version)
+        recorder = EventRecorder(self.db, execution, secrets=self._secrets(), listeners=list(listeners or []))
+        owner = (agent.created_by if agent else None) or execution.created_by
+        identity = Identity.user(owner, team_id=execution.team_id) if owner else Identity.system()
+        totals = _Totals()
+        ctx: RunContext | None = None
+        status, output, error = "failed", None, None
+        try:
+            spec = load_spec(version.spec)
+            ctx = RunContext(self.db, execution, identity, recorder, spec,
+                             sandbox_opener=lambda: self._open_sandbox(spec, execution))
+            status, output, error = await self._supervise(ctx, totals)
+        except CoherexError as exc:
+            error = str(exc)
+        except Exception as exc:  # the run fails with a reason; the platform goes on
+            log.exception("execution %s crashed", execution_id)
+            error = f"internal error: {type(exc).__name__}: {exc}"
+        finally:
+            if ctx is not None and ctx.sandbox is not None:
+                await _kill_quietly(ctx.sandbox)
+        if error:
+            await _record_quietly(recorder, "error", {"message": error})
+        await _record_quietly(recorder, "status", {"status": status, "reason": error}, name=status)
+        async with self.db.session(Identity.system()) as s:
+            final = await s.executions.finish(
+                execution.id, status, output=output, error=error, tokens_in=totals.tokens_in,
+                tokens_out=totals.tokens_out, cost_usd=Decimal(str(round(totals.cost_usd, 6))),
+            )
+            return final or await s.executions.get(execution.id)
+
+    async def _supervise(self, ctx: RunContext, totals: _Totals) -> tuple[str, Any, str | None]:
+        """Race the agent loop against the wall clock and a stop request."""
+        limits = ctx.spec.limits
+        loop = asyncio.create_task(self._agent_loop(ctx, totals))
+        watch = asyncio.create_task(self._watch_for_stop(ctx.execution.id))
+        try:
+            done, _ = await asyncio.wait({loop, watch}, timeout=limits.timeoutSeconds,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if loop in done:
+                try:
+                    return "completed", {"text": loop.result()}, None
+                except _Stop as stop:
+                    return stop.status, None, stop.reason
+            if watch in done:
+                watch.result()
+                return "cancelled", None, "Stopped on request."
+            return "timed_out", None, f"Stopped after {limits.timeoutSeconds} s (limits.timeoutSeconds)."
+        finally:
+            for task in (loop, watch):
+                task.cancel()
+            if ctx.sandbox is not None:
+                await _kill_quietly(ctx.sandbox)  # stops running code at once, before unwinding
+            await asyncio.gather(loop, watch, return_exceptions=True)
+
+    async def _watch_for_stop(self, execution_id: UUID) -> None:
+        last_beat = time.monotonic()
+        while True:
+            await asyncio.sleep(CANCEL_POLL_SECONDS)
+            async with self.db.session(Identity.system()) as s:
+                if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
+                    last_beat = time.monotonic()
+                    if await s.executions.heartbeat(execution_id):
+                        return
+                else:
+                    current = await s.executions.get(execution_id)
+                    if current is None or current.cancel_requested:
+                        return
+
+    async def _agent_loop(self, ctx: RunContext, totals: _Totals) -> str:
+        spec, limits, recorder = ctx.spec, ctx.spec.limits, ctx.recorder
+        toolbox = ToolBox.for_spec(ctx)
+        tools = toolbox.definitions() or None
+        model_cfg = spec.spec.model
+        model = model_cfg.name if model_cfg and model_cfg.name else self.settings.default_model
+        temperature = model_cfg.temperature if model_cfg else None
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": system_prompt(spec, ctx.execution.inputs)},
+            {"role": "user", "content": user_prompt(ctx.execution.inputs)},
+        ]
+        for _step in range(limits.maxSteps):
+            result = await self.llm.chat(messages, tools, model=model, temperature=temperature)
+            totals.tokens_in += result.usage.prompt_tokens
+            totals.tokens_out += result.usage.completion_tokens
+            totals.cost_usd += result.cost_usd
+            call_event = await recorder.record(
+                "llm_call", name=result.model or model,
+                payload={"content": result.content, "finish_reason": result.finish_reason,
+                         "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments}
+                                        for c in result.tool_calls],
+                         **({} if result.price_known else {"price_unknown": True})},
+                tokens_in=result.usage.prompt_tokens, tokens_out=result.usage.completion_tokens,
+                cost_usd=result.cost_usd, duration_ms=result.duration_ms,
+            )
+            if totals.cost_usd >= limits.maxCostUsd:
+                raise _Stop("failed", f"Stopped: the run cost ${totals.cost_usd:.4f}, reaching "
+                                      f"limits.maxCostUsd (${limits.maxCostUsd}).")
+            messages.append(result.to_message())
+            if not result.tool_calls:
+                return result.content or ""
+            for call in result.tool_calls:
+                started = time.perf_counter()
+                tool_event = await recorder.record("tool_call", name=call.name, parent_seq=call_event.seq,
+                                                   payload={"id": call.id, "arguments": call.arguments})
+                try:
+                    text, ok = await toolbox.call(call.name, call.arguments, tool_event.seq), True
+                except ToolFailed as exc:
+                    text, ok = f"Error: {exc}", False
+                await recorder.record("tool_result", name=call.name, parent_seq=tool_event.seq,
+                                      payload={"ok": ok, "content": text},
+                                      duration_ms=(time.perf_counter() - started) * 1000)
+                messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
+        raise _Stop("failed", f"Stopped after {limits.maxSteps} steps without a final answer (limits.maxSteps).")
+
+    async def _open_sandbox(self, spec: AgentSpec, execution: Execution) -> Any:
+        if self._sandbox_opener is not None:
+            return await self._sandbox_opener(spec, execution)
+        from coherex.sandbox import open_sandbox
+
+        runtime = spec.spec.runtime
+        return await open_sandbox(
+            self.settings,
+            template=runtime.template if runtime else None,
+            timeout=spec.limits.timeoutSeconds + 30,
+            allow_network=bool(runtime and runtime.network),
+            metadata={"execution_id": str(execution.id), "team_id": str(execution.team_id)},
+        )
+
+    def _secrets(self) -> list[str]:
+        s = self.settings
+        return [v.get_secret_value() for v in (s.openai_api_key, s.e2b_api_key, s.secret_key, s.database_url) if v]
+
+    # ------------------------------------------------------------------ control
+    async def stop(self, identity: Identity, execution_id: UUID) -> Execution:
+        async with self.db.session(identity) as s:
+            row = await s.executions.request_cancel(execution_id)
+            if row is None:
+                raise NotFound(f"Execution {execution_id} was not found (or you cannot see it).")
+            await s.audit.record(row.team_id, "execution.stop", target_type="execution", target_id=str(row.id))
+        return row
+
+    async def recover_stale(self, *, older_than_seconds: float = 3 * HEARTBEAT_SECONDS, max_attempts: int = 3
+                            ) -> list[Execution]:
+        """Executions whose worker died: back to `pending` for a retry, or `failed` after max_attempts."""
+        changed = []
+        async with self.db.session(Identity.system()) as s:
+            for ex in await s.executions.stale(older_than_seconds):
+                if ex.attempts < max_attempts:
+                    row = await s.executions.requeue(ex.id)
+                else:
+                    row = await s.executions.finish(
+                        ex.id, "failed", error=f"Its worker stopped responding {ex.attempts} times; giving up.",
+                        tokens_in=ex.tokens_in, tokens_out=ex.tokens_out, cost_usd=ex.cost_usd)
+                if row is not None:
+                    changed.append(row)
+        return changed
+
+
+# ---------------------------------------------------------------------- helpers
+def system_prompt(spec: AgentSpec, inputs: dict[str, Any]) -> str:
+    template = (PROMPTS / "runtime_system.md").read_text()
+    return template.format(
+        name=spec.metadata.name, description=spec.metadata.description or "",
+        instructions=render_instructions(spec, inputs),
+    )
+
+
+def user_prompt(inputs: dict[str, Any]) -> str:
+    if not inputs:
+        return "Run now."
+    lines = "\n".join(f"- {k}: {v}" for k, v in inputs.items())
+    return f"Run now with these inputs:\n{lines}"
+
+
+def check_inputs(spec: AgentSpec, given: dict[str, Any]) -> dict[str, Any]:
+    """Inputs with defaults filled in; unknown, missing or mistyped ones are a UserError naming each."""
+    declared = spec.spec.inputs or {}
+    problems = [f"unknown input {k!r} (this agent takes: {', '.join(declared) or 'no inputs'})"
+                for k in given if k not in declared]
+    out: dict[str, Any] = {}
+    for name, decl in declared.items():
+        if name in given:
+            value = _coerce(given[name], decl.type)
+            if value is None:
+                problems.append(f"input {name!r} must be of type {decl.type}, got {given[name]!r}")
+                continue
+            if decl.enum and value not in decl.enum:
+                problems.append(f"input {name!r} must be one of {decl.enum}, got {value!r}")
+                continue
+            out[name] = value
+        elif decl.default is not None:
+            out[name] = decl.default
+        else:
+            problems.append(f"input {name!r} is required" + (f" ({decl.description})" if decl.description else ""))
+    if problems:
+        raise UserError("Cannot start the run:\n  " + "\n  ".join(problems))
+    return out
+
+
+def _coerce(value: Any, json_type: str) -> Any:
+    """Command-line and webhook inputs arrive as strings; accept them when they parse as the type."""
+    import json
+
+    if json_type == "string":
+        return value if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    checks = {"integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+              "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+              "boolean": lambda v: isinstance(v, bool), "array": lambda v: isinstance(v, list),
+              "object": lambda v: isinstance(v, dict)}
+    return value if checks.get(json_type, lambda v: True)(value) else None
+
+
+async def check_quota(session, team_id: UUID) -> None:
+    team = await session.teams.get(team_id)
+    if team is None:
+        return
+    usage = await session.audit.usage(team_id)
+    if team.quota_executions_month is not None and usage.executions >= team.quota_executions_month:
+        raise QuotaExceeded(
+            f"Team {team.slug} has used its {team.quota_executions_month} executions for this month.",
+            hint="An admin can raise the quota (`coherex teams quota`), or wait for next month.")
+    if team.quota_cost_month_usd is not None and usage.cost_usd >= team.quota_cost_month_usd:
+        raise QuotaExceeded(
+            f"Team {team.slug} has spent ${usage.cost_usd:.2f} of its ${team.quota_cost_month_usd:.2f} monthly budget.",
+            hint="An admin can raise the budget, or wait for next month.")
+
+
+async def _kill_quietly(sandbox: Any) -> None:
+    try:
+        await sandbox.kill()
+    except Exception:
+        log.warning("could not kill sandbox %s", getattr(sandbox, "id", "?"), exc_info=True)
+
+
+async def _record_quietly(recorder: EventRecorder, type: str, payload: dict, name: str = "") -> None:
+    try:
+        await recorder.record(type, name=name, payload=payload)
+    except Exception:
+        log.warning("could not record %s event", type, exc_info=True)

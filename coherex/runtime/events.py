@@ -1,0 +1,79 @@
+"""Recording the steps of a run: one `execution_events` row per step, written as it happens
+(the database NOTIFYs followers), secrets redacted, and handed to in-process listeners (the chat,
+`coherex run`) at the same moment."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from coherex.store.db import Database, Identity
+from coherex.store.models import Event, Execution
+
+log = logging.getLogger(__name__)
+
+#: called with each stored event; the chat and the CLI render steps from these
+EventListener = Callable[[Event], Awaitable[None] | None]
+
+_MAX_TEXT = 20_000  # characters of one payload string kept in an event (outputs can be huge)
+
+
+def redact(value: Any, secrets: Iterable[str]) -> Any:
+    """`value` with every occurrence of a secret replaced, through nested dicts and lists."""
+    secrets = [s for s in secrets if s and len(s) >= 4]
+    if not secrets:
+        return value
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, str):
+            for s in secrets:
+                v = v.replace(s, "[redacted]")
+            return v
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [walk(x) for x in v]
+        return v
+
+    return walk(value)
+
+
+def _truncate(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > _MAX_TEXT:
+        return value[:_MAX_TEXT] + f"… [{len(value) - _MAX_TEXT} more characters]"
+    if isinstance(value, dict):
+        return {k: _truncate(x) for k, x in value.items()}
+    if isinstance(value, list):
+        return [_truncate(x) for x in value]
+    return value
+
+
+@dataclass
+class EventRecorder:
+    db: Database
+    execution: Execution
+    secrets: list[str] = field(default_factory=list)
+    listeners: list[EventListener] = field(default_factory=list)
+
+    async def record(
+        self, type: str, *, name: str = "", payload: dict[str, Any] | None = None, parent_seq: int | None = None,
+        tokens_in: int = 0, tokens_out: int = 0, cost_usd: float | Decimal = 0, duration_ms: float | None = None,
+    ) -> Event:
+        clean = _truncate(redact(payload or {}, self.secrets))
+        async with self.db.session(Identity.system()) as s:
+            event = await s.executions.add_event(
+                self.execution, type, name=name, payload=clean, parent_seq=parent_seq, tokens_in=tokens_in,
+                tokens_out=tokens_out, cost_usd=cost_usd,
+                duration_ms=int(duration_ms) if duration_ms is not None else None,
+            )
+        for listener in self.listeners:
+            try:
+                result = listener(event)
+                if result is not None:
+                    await result
+            except Exception:  # a broken viewer must not break the run
+                log.exception("event listener failed")
+        return event

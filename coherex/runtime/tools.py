@@ -1,0 +1,160 @@
+"""The tools of one run: what the LLM is offered, and where each call executes.
+
+`python` runs in the run's sandbox (opened on first use, always killed at the end);
+`knowledge.search` runs in the database under the run's identity; every integration runs on the
+host through `coherex.integrations`, which decrypts credentials inside the call. The permission
+check — the access a tool needs against the access the spec declared — happens here, at each call.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from coherex.errors import CoherexError, PermissionDenied
+from coherex.spec import AgentSpec, ToolRef
+from coherex.spec.catalogue import ToolInfo, get_tool
+from coherex.store.db import Database, Identity
+from coherex.store.models import Execution
+from coherex.runtime.events import EventRecorder
+
+_MAX_RESULT_CHARS = 12_000  # what goes back to the model from one tool call
+
+
+class ToolFailed(Exception):
+    """A tool call failed; the message goes back to the model (it may try something else)."""
+
+
+@dataclass
+class RunContext:
+    db: Database
+    execution: Execution
+    identity: Identity          # the run's data identity: its owner, narrowed to the team
+    recorder: EventRecorder
+    spec: AgentSpec
+    sandbox: Any = None         # opened on the first python call
+    sandbox_opener: Any = None  # async () -> sandbox
+
+    async def get_sandbox(self) -> Any:
+        if self.sandbox is None:
+            self.sandbox = await self.sandbox_opener()
+            async with self.db.session(Identity.system()) as s:
+                await s.executions.set_sandbox(self.execution.id, self.sandbox.id)
+        return self.sandbox
+
+
+@dataclass
+class BoundTool:
+    ref: ToolRef
+    info: ToolInfo
+
+    @property
+    def name(self) -> str:
+        return self.ref.tool_name
+
+    def definition(self) -> dict[str, Any]:
+        return {"type": "function", "function": {
+            "name": self.name,
+            "description": self.info.description,
+            "parameters": self.info.llm_parameters(self.ref.with_),
+        }}
+
+
+@dataclass
+class ToolBox:
+    ctx: RunContext
+    tools: dict[str, BoundTool] = field(default_factory=dict)
+
+    @classmethod
+    def for_spec(cls, ctx: RunContext) -> ToolBox:
+        box = cls(ctx)
+        for ref in ctx.spec.spec.tools or []:
+            info = get_tool(ref.use)
+            if info is not None:  # validation refused unknown tools when the version was saved
+                box.tools[ref.tool_name] = BoundTool(ref, info)
+        return box
+
+    def definitions(self) -> list[dict[str, Any]]:
+        return [t.definition() for t in self.tools.values()]
+
+    async def call(self, name: str, args: dict[str, Any], parent_seq: int) -> str:
+        """Run one tool call; returns the text the model gets back. Raises ToolFailed."""
+        tool = self.tools.get(name)
+        if tool is None:
+            raise ToolFailed(f"There is no tool {name!r}. Available: {', '.join(self.tools) or 'none'}.")
+        merged = {**args, **(tool.ref.with_ or {})}  # the spec's fixed arguments win over the model's
+        try:
+            _check_access(tool)
+            if tool.info.integration == "python":
+                result: Any = await self._python(merged, parent_seq)
+            elif tool.info.integration == "knowledge":
+                result = await self._knowledge(tool, merged)
+            else:
+                result = await self._integration(tool, merged)
+        except ToolFailed:
+            raise
+        except CoherexError as exc:
+            raise ToolFailed(str(exc)) from exc
+        text = result if isinstance(result, str) else json.dumps(result, default=str, ensure_ascii=False)
+        if len(text) > _MAX_RESULT_CHARS:
+            text = text[:_MAX_RESULT_CHARS] + f"\n… [{len(text) - _MAX_RESULT_CHARS} characters cut]"
+        return text
+
+    # ------------------------------------------------------------------ executors
+    async def _python(self, args: dict[str, Any], parent_seq: int) -> dict[str, Any]:
+        code = args.get("code")
+        if not isinstance(code, str) or not code.strip():
+            raise ToolFailed("The python tool needs a non-empty `code` string.")
+        sandbox = await self.ctx.get_sandbox()
+        recorder = self.ctx.recorder
+        pending: list = []
+
+        def stream(kind: str):
+            def on_line(line: Any) -> None:
+                text = getattr(line, "line", line)
+                pending.append(recorder.record(kind, payload={"text": str(text)}, parent_seq=parent_seq))
+            return on_line
+
+        started = time.perf_counter()
+        result = await sandbox.run_code(code, on_stdout=stream("stdout"), on_stderr=stream("stderr"))
+        for write in pending:  # keep output events in order, after the code ran
+            await write
+        out: dict[str, Any] = {"stdout": result.stdout, "stderr": result.stderr}
+        if result.results:
+            out["results"] = [r.get("text") or ", ".join(k for k in r if k != "is_main_result") for r in result.results]
+        if result.error:
+            out["error"] = result.error
+        await recorder.record("code", name="python", parent_seq=parent_seq,
+                              payload={"code": code, "results": result.results, "error": result.error},
+                              duration_ms=(time.perf_counter() - started) * 1000)
+        return out
+
+    async def _knowledge(self, tool: BoundTool, args: dict[str, Any]) -> Any:
+        from coherex.knowledge import knowledge_search
+
+        query = args.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise ToolFailed("knowledge.search needs a `query` string.")
+        hits = await knowledge_search(
+            self.ctx.db, self.ctx.identity, self.ctx.execution.team_id, tool.ref.collection, query,
+            int(args.get("top_k") or 5),
+        )
+        return [h if isinstance(h, dict) else getattr(h, "model_dump", lambda: h)() for h in hits]
+
+    async def _integration(self, tool: BoundTool, args: dict[str, Any]) -> Any:
+        from coherex.integrations import invoke_tool
+
+        return await invoke_tool(
+            self.ctx.db, team_id=self.ctx.execution.team_id, agent_id=self.ctx.execution.agent_id,
+            tool_name=tool.info.name, data_source=tool.ref.dataSource, args=args,
+        )
+
+
+def _check_access(tool: BoundTool) -> None:
+    if tool.info.access == "write" and tool.ref.access != "write":
+        raise PermissionDenied(
+            f"{tool.info.name} changes data in {tool.ref.dataSource or 'its data source'}, but this agent "
+            "declared read-only access to it."
+        )
