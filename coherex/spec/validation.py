@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from coherex.errors import UserError
 from coherex.spec import catalogue
@@ -149,24 +150,29 @@ def _child(path: str, part: int | str) -> str:
     return f"{path}[{part!r}]"
 
 
-def _field_at(loc: tuple[int | str, ...]) -> tuple[type[BaseModel] | None, Any]:
-    """The model that holds the last element of `loc`, and that field's info (or None)."""
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model class at `loc` of a spec, if that place holds one."""
     current: Any = AgentSpec
-    holder: type[BaseModel] | None = None
-    info = None
     for part in loc:
         current = _unwrap(current)
-        if isinstance(current, type) and issubclass(current, BaseModel) and isinstance(part, str):
-            holder = current
-            info = next((f for n, f in current.model_fields.items() if (f.alias or n) == part), None)
+        if _is_model(current) and isinstance(part, str):
+            info = _field(current, part)
             if info is None:
-                return holder, None
+                return None
             current = info.annotation
-        else:
+        else:  # a list index or a mapping key: the item type
             args = typing.get_args(current)
             current = args[-1] if args else Any
-            holder, info = None, None
-    return holder, info
+    current = _unwrap(current)
+    return current if _is_model(current) else None
+
+
+def _field(model: type[BaseModel], name: str) -> FieldInfo | None:
+    return next((f for n, f in model.model_fields.items() if (f.alias or n) == name), None)
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def _unwrap(annotation: Any) -> Any:
@@ -209,13 +215,13 @@ def _from_pydantic(exc: ValidationError) -> list[Problem]:
             )
             continue
         path = _path(loc)
-        _, info = _field_at(loc)
+        holder = _model_at(loc[:-1]) if loc else None
+        info = _field(holder, loc[-1]) if holder and isinstance(loc[-1], str) else None
         hint = info.description if info is not None else None
         if kind == "missing":
             message = "required field is missing"
         elif kind == "extra_forbidden":
-            parent, _ = _field_at(loc[:-1] + ("",)) if loc[:-1] else (AgentSpec, None)
-            valid = [f.alias or n for n, f in parent.model_fields.items()] if parent else []
+            valid = [f.alias or n for n, f in holder.model_fields.items()] if holder else []
             close = catalogue.closest(str(loc[-1]), valid, 1)
             message = f"unknown field {str(loc[-1])!r}" + (f"; did you mean {close[0]!r}?" if close else "")
             hint = f"valid fields here: {', '.join(valid)}" if valid else None
