@@ -33,6 +33,10 @@ def _register() -> None:
 
     app.add_typer(agents.app, name="agents", help="Apply, list, show, version, diff and export agents.")
 
+    from coherex.cli import runs
+
+    runs.register(app)  # run, ps, logs, stop
+
     from coherex.cli import spec as spec_cli
 
     spec_cli.register(app)  # validate, schema, templates, import

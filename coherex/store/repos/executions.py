@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from coherex.errors import NotFound, UserError
 from coherex.store.models import Event, Execution, ExecutionStatus, TERMINAL_STATUSES
 from coherex.store.repos._base import Jsonb, Repo, require
 
@@ -30,6 +31,23 @@ class ExecutionRepo(Repo):
 
     async def get(self, execution_id: UUID) -> Execution | None:
         return await self._one(Execution, f"select {_COLS} from public.agent_executions where id = %s", (execution_id,))
+
+    async def find(self, team_id: UUID, id_or_prefix: str) -> Execution:
+        """By full id or a unique prefix of it (as `docker` accepts), within the team."""
+        prefix = id_or_prefix.strip().lower()
+        if not prefix or any(c not in "0123456789abcdef-" for c in prefix):
+            raise UserError(f"{id_or_prefix!r} is not an execution id.")
+        rows = await self._all(
+            Execution,
+            f"select {_COLS} from public.agent_executions where team_id = %s and id::text like %s "
+            "order by created_at desc limit 2",
+            (team_id, prefix + "%"),
+        )
+        if not rows:
+            raise NotFound(f"No execution {id_or_prefix!r} in this team.", hint="`coherex ps -a` lists them.")
+        if len(rows) > 1 and str(rows[0].id) != prefix:
+            raise UserError(f"{id_or_prefix!r} matches several executions; give more characters.")
+        return rows[0]
 
     async def list(
         self, *, team_id: UUID | None = None, agent_id: UUID | None = None, status: str | None = None,

@@ -1,0 +1,63 @@
+"""One readable terminal line per execution event (used by `coherex run` and `coherex logs`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.markup import escape
+
+from coherex.store.models import Event, Execution
+
+_STATUS_STYLE = {"completed": "green", "failed": "red", "timed_out": "red", "cancelled": "yellow",
+                 "running": "cyan", "pending": "dim"}
+
+
+def _short(value: Any, limit: int = 100) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _ms(ms: int | None) -> str:
+    if ms is None:
+        return ""
+    return f"{ms} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+
+
+def format_event(e: Event) -> str:
+    p = e.payload
+    if e.type == "llm_call":
+        calls = p.get("tool_calls") or []
+        what = ("→ " + ", ".join(c["name"] for c in calls)) if calls else _short(p.get("content") or "", 80)
+        cost = f"${float(e.cost_usd):.5f}" + (" (price unknown)" if p.get("price_unknown") else "")
+        return (f"[bold]llm[/] {escape(e.name)}  {e.tokens_in}+{e.tokens_out} tok  {cost}  {_ms(e.duration_ms)}  "
+                f"{escape(what)}")
+    if e.type == "tool_call":
+        return f"  [cyan]tool[/] {escape(e.name)}({escape(_short(p.get('arguments', {}), 90))})"
+    if e.type in ("stdout", "stderr"):
+        style = "" if e.type == "stdout" else "yellow"
+        return f"    [dim]│[/] [{style}]{escape(str(p.get('text', '')).rstrip())}[/]" if style else \
+            f"    [dim]│[/] {escape(str(p.get('text', '')).rstrip())}"
+    if e.type == "code":
+        kinds = sorted({k for r in p.get("results") or [] for k in r if k not in ("is_main_result", "text")})
+        extra = f"  rich results: {', '.join(kinds)}" if kinds else ""
+        err = f"  [red]{escape(p['error'].get('name', 'error'))}[/]" if p.get("error") else ""
+        return f"    [dim]code ran in {_ms(e.duration_ms)}[/]{extra}{err}"
+    if e.type == "tool_result":
+        mark = "[green]✓[/]" if p.get("ok") else "[red]✗[/]"
+        return f"  {mark} {escape(e.name)} {_ms(e.duration_ms)}  {escape(_short(p.get('content', ''), 90))}"
+    if e.type == "error":
+        return f"[red]error:[/] {escape(str(p.get('message', '')))}"
+    if e.type == "status":
+        style = _STATUS_STYLE.get(e.name, "")
+        return f"[{style}]● {e.name}[/]"
+    if e.type == "log":
+        return f"  [dim]log[/] {escape(_short(p, 120))}"
+    return f"  {e.type} {escape(_short(p))}"
+
+
+def format_summary(x: Execution) -> str:
+    style = _STATUS_STYLE.get(x.status, "")
+    return (f"[{style}]{x.status}[/] in {_ms(x.duration_ms)} · {x.tokens_in + x.tokens_out} tokens · "
+            f"${float(x.cost_usd):.5f} · execution {x.id}")

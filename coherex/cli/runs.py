@@ -1,0 +1,186 @@
+"""`coherex run | ps | logs | stop`: run agents and watch their executions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from coherex.cli._common import console, err_console, print_json, run_async
+from coherex.cli._context import cli_context, parse_inputs
+from coherex.cli._events import format_event, format_summary
+
+
+def run(
+    target: str = typer.Argument(..., help="An agent name, or a spec file (saved as a version first)."),
+    inputs: list[str] = typer.Option([], "--input", "-i", help="key=value, repeatable."),
+    version: int | None = typer.Option(None, "--version", "-v", help="Run this version (default: current)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the final execution and its events as JSON."),
+) -> None:
+    """Run an agent now, streaming every step; exits non-zero unless the run completed."""
+    from coherex.agents import apply_spec
+    from coherex.runtime import Runtime
+
+    values = parse_inputs(inputs)
+
+    async def go():
+        async with cli_context() as ctx:
+            async with ctx.db.session(ctx.identity) as s:
+                path = Path(target)
+                if path.suffix in (".yaml", ".yml", ".json") or path.exists():
+                    from coherex.spec import read_file
+
+                    agent = (await apply_spec(s, ctx.team.id, read_file(path), filename=str(path))).agent
+                else:
+                    agent = await s.agents.require_by_name(ctx.team.id, target)
+            runtime = Runtime(ctx.db)
+            execution = await runtime.create(ctx.identity, ctx.team.id, agent, version=version, trigger="cli",
+                                             inputs=values)
+            events = []
+            status = None if as_json else console.status(f"running {agent.name}…", spinner="dots")
+
+            def show(event) -> None:
+                events.append(event)
+                if status is not None:
+                    console.print(format_event(event))
+                    status.update(f"running {agent.name}… step {event.seq}")
+
+            if not as_json:
+                console.print(f"[dim]execution {execution.id} · {agent.name} v{execution.agent_version}[/]")
+            loop = asyncio.get_running_loop()
+            # Ctrl-C asks the run to stop (recorded as cancelled) instead of killing the CLI mid-write.
+            loop.add_signal_handler(signal.SIGINT, lambda: asyncio.ensure_future(
+                runtime.stop(ctx.identity, execution.id)))
+            try:
+                if status is not None:
+                    with status:
+                        final = await runtime.run(execution.id, listeners=[show])
+                else:
+                    final = await runtime.run(execution.id, listeners=[show])
+            finally:
+                loop.remove_signal_handler(signal.SIGINT)
+            return final, events
+
+    final, events = run_async(go())
+    if as_json:
+        print_json({"execution": final.model_dump(mode="json"),
+                    "events": [e.model_dump(mode="json") for e in events]})
+    else:
+        if final.output and final.output.get("text"):
+            console.print()
+            console.print(final.output["text"], markup=False)
+        console.print(format_summary(final))
+        if final.error:
+            err_console.print(f"[red]{final.error}[/]", markup=True)
+    raise typer.Exit(0 if final.status == "completed" else 1)
+
+
+def ps(
+    all_: bool = typer.Option(False, "--all", "-a", help="Include finished executions."),
+    agent: str | None = typer.Option(None, "--agent", help="Only this agent's executions."),
+    limit: int = typer.Option(20, "--limit", "-n"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List executions (running and pending; -a for all)."""
+
+    async def go():
+        async with cli_context() as ctx, ctx.db.session(ctx.identity) as s:
+            agent_id = (await s.agents.require_by_name(ctx.team.id, agent)).id if agent else None
+            rows = await s.executions.list(team_id=ctx.team.id, agent_id=agent_id, limit=limit * (1 if all_ else 5))
+            names = {a.id: a.name for a in await s.agents.list(ctx.team.id, include_archived=True)}
+            return rows, names
+
+    rows, names = run_async(go())
+    if not all_:
+        rows = [r for r in rows if not r.finished][:limit]
+    if as_json:
+        print_json([r.model_dump(mode="json") for r in rows])
+        return
+    if not rows:
+        console.print("No running executions." + ("" if all_ else " (`coherex ps -a` shows finished ones.)"))
+        return
+    table = Table("ID", "AGENT", "VERSION", "STATUS", "TRIGGER", "CREATED", "DURATION", "COST", box=None)
+    for r in rows:
+        table.add_row(str(r.id)[:12], names.get(r.agent_id, "?"), str(r.agent_version), r.status, r.trigger,
+                      r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                      f"{r.duration_ms / 1000:.1f}s" if r.duration_ms is not None else "",
+                      f"${float(r.cost_usd):.4f}")
+    console.print(table)
+
+
+def logs(
+    execution: str = typer.Argument(..., help="Execution id (or a unique prefix)."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new steps until the run ends."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per event (JSON lines)."),
+) -> None:
+    """Print the steps of an execution."""
+    from coherex.store.db import Listener, resolve_urls
+
+    def emit(event) -> None:
+        if as_json:
+            print(json.dumps(event.model_dump(mode="json")), flush=True)
+        else:
+            console.print(format_event(event))
+
+    async def go():
+        async with cli_context() as ctx:
+            async with ctx.db.session(ctx.identity) as s:
+                ex = await s.executions.find(ctx.team.id, execution)
+            last = 0
+
+            async def catch_up():
+                nonlocal last
+                async with ctx.db.session(ctx.identity) as s:
+                    for event in await s.executions.events(ex.id, after_seq=last):
+                        emit(event)
+                        last = event.seq
+                    return await s.executions.get(ex.id)
+
+            if not follow:
+                return await catch_up()
+            async with Listener(resolve_urls().app, "coherex_events", "coherex_executions") as listener:
+                current = await catch_up()  # after LISTEN: nothing between the two is missed
+                notes = aiter(listener)
+                while not current.finished:
+                    try:
+                        await asyncio.wait_for(anext(notes), timeout=2)
+                    except TimeoutError:
+                        pass  # re-check anyway: a missed notification must not hang us
+                    current = await catch_up()
+                return current
+
+    final = run_async(go())
+    if not as_json:
+        console.print(format_summary(final) if final.finished else f"[cyan]{final.status}[/] · execution {final.id}")
+
+
+def stop(execution: str = typer.Argument(..., help="Execution id (or a unique prefix).")) -> None:
+    """Stop a running execution (takes effect within a second; its sandbox is killed)."""
+    from coherex.runtime import Runtime
+
+    async def go():
+        async with cli_context() as ctx:
+            async with ctx.db.session(ctx.identity) as s:
+                ex = await s.executions.find(ctx.team.id, execution)
+            if ex.finished:
+                return ex, False
+            return await Runtime(ctx.db).stop(ctx.identity, ex.id), True
+
+    ex, asked = run_async(go())
+    if not asked:
+        console.print(f"execution {ex.id} already ended ({ex.status}); nothing to stop")
+    elif ex.status == "cancelled":
+        console.print(f"cancelled execution {ex.id} before it started")
+    else:
+        console.print(f"stop requested for execution {ex.id}; it ends within a second")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("ps")(ps)
+    app.command("logs")(logs)
+    app.command("stop")(stop)
