@@ -3,8 +3,12 @@ service identity (the column is not granted to `authenticated`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
+
+from psycopg.rows import class_row
 
 from coherex.store.models import DataSource
 from coherex.store.repos._base import Jsonb, Repo, require
@@ -73,3 +77,51 @@ class DataSourceRepo(Repo):
 
     async def delete(self, source_id: UUID) -> bool:
         return await self._exec("delete from public.data_sources where id = %s", (source_id,)) > 0
+
+    async def all_credentials(self) -> list[tuple[UUID, UUID, str, str | None]]:
+        """(id, team id, ciphertext, key id) of every source with credentials: key rotation. Service only."""
+        async with self.conn.cursor() as cur:
+            await cur.execute(
+                "select id, team_id, credentials_encrypted, credentials_key_id from public.data_sources "
+                "where credentials_encrypted is not null order by id for update"
+            )
+            return [tuple(r) for r in await cur.fetchall()]
+
+    # --- pending OAuth2 authorisations (service identity only) ---
+    async def put_oauth_state(self, state: OAuthState) -> None:
+        await self._exec(
+            "delete from public.oauth_states where expires_at < now()"
+        )
+        await self._exec(
+            "insert into public.oauth_states (state_hash, team_id, user_id, provider, source_type, source_name, "
+            "config, verifier_encrypted, redirect_uri, expires_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (state.state_hash, state.team_id, state.user_id, state.provider, state.source_type, state.source_name,
+             Jsonb(state.config), state.verifier_encrypted, state.redirect_uri, state.expires_at),
+        )
+
+    async def take_oauth_state(self, state_hash: str) -> OAuthState | None:
+        """The pending flow for this state, removed so it works once; None if unknown or expired."""
+        async with self.conn.cursor(row_factory=class_row(OAuthState)) as cur:
+            await cur.execute(
+                "delete from public.oauth_states where state_hash = %s returning state_hash, team_id, user_id, "
+                "provider, source_type, source_name, config, verifier_encrypted, redirect_uri, expires_at",
+                (state_hash,),
+            )
+            row = await cur.fetchone()
+        if row is None or row.expires_at < datetime.now(row.expires_at.tzinfo):
+            return None
+        return row
+
+
+@dataclass
+class OAuthState:
+    state_hash: str
+    team_id: UUID
+    user_id: UUID | None
+    provider: str
+    source_type: str
+    source_name: str
+    config: dict[str, Any]
+    verifier_encrypted: str
+    redirect_uri: str
+    expires_at: datetime

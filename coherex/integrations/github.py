@@ -1,0 +1,171 @@
+"""GitHub REST v3 over httpx (base URL from settings: api.github.com or a GitHub Enterprise host)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from coherex.errors import PermissionDenied
+from coherex.integrations.base import Call, Check, Model, ServiceError, SourceType, action, http_client, json_of, obj, send
+
+SERVICE = "GitHub"
+
+
+class GitHubConfig(Model):
+    pass
+
+
+class GitHubCredentials(Model):
+    #: a fine-grained or classic personal access token, or an OAuth app token
+    token: SecretStr
+    #: obtained through `sources connect` (OAuth): revoked at the provider when the source is removed
+    from_oauth: bool = False
+
+
+def _client(call: Call, accept: str = "application/vnd.github+json") -> httpx.AsyncClient:
+    return http_client(call.settings.github_api_url, {
+        "Authorization": f"Bearer {call.credentials.token.get_secret_value()}",
+        "Accept": accept, "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "coherex",
+    })
+
+
+async def _get(call: Call, path: str, **params: Any) -> Any:
+    async with _client(call) as c:
+        r = await send(c, SERVICE, "GET", path, params={k: v for k, v in params.items() if v is not None})
+        return json_of(r, SERVICE)
+
+
+async def _write(call: Call, method: str, path: str, body: dict[str, Any]) -> Any:
+    async with _client(call) as c:
+        return json_of(await send(c, SERVICE, method, path, json=body), SERVICE)
+
+
+def _repo(args: dict[str, Any]) -> str:
+    repo = args["repo"].strip()
+    owner, _, name = repo.partition("/")
+    if not owner or not name or "/" in name or ".." in repo:
+        raise ServiceError(f"{repo!r} is not a repository name; use owner/name.")
+    return f"/repos/{owner}/{name}"
+
+
+def _issue(i: Mapping[str, Any]) -> dict[str, Any]:
+    return {"number": i.get("number"), "title": i.get("title"), "state": i.get("state"),
+            "user": (i.get("user") or {}).get("login"), "labels": [lb.get("name") for lb in i.get("labels", [])],
+            "comments": i.get("comments", 0), "url": i.get("html_url"), "updated_at": i.get("updated_at"),
+            "is_pull_request": "pull_request" in i}
+
+
+_ISSUE = obj(number={"type": "integer"}, title={"type": "string"}, state={"type": "string"}, user={"type": "string"},
+             labels={"type": "array", "items": {"type": "string"}}, url={"type": "string"})
+
+
+@action("github.list_issues", obj(issues={"type": "array", "items": _ISSUE}))
+async def list_issues(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    labels = ",".join(args.get("labels") or []) or None
+    data = await _get(call, f"{_repo(args)}/issues", state=args.get("state", "open"), labels=labels,
+                      since=args.get("since"), per_page=min(args.get("limit", 30), 100))
+    # the issues endpoint lists pull requests too; the tool is about issues
+    return {"issues": [_issue(i) for i in data if "pull_request" not in i][: args.get("limit", 30)]}
+
+
+@action("github.read_issue", obj(issue=_ISSUE, body={"type": "string"}, comments={"type": "array"}))
+async def read_issue(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    base = f"{_repo(args)}/issues/{int(args['number'])}"
+    issue = await _get(call, base)
+    comments = await _get(call, f"{base}/comments", per_page=100) if issue.get("comments") else []
+    return {"issue": _issue(issue), "body": issue.get("body") or "",
+            "comments": [{"user": (c.get("user") or {}).get("login"), "body": c.get("body"),
+                          "created_at": c.get("created_at")} for c in comments]}
+
+
+@action("github.create_issue", _ISSUE)
+async def create_issue(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    body = {"title": args["title"], "body": args.get("body", "")}
+    if args.get("labels"):
+        body["labels"] = args["labels"]
+    return _issue(await _write(call, "POST", f"{_repo(args)}/issues", body))
+
+
+@action("github.comment_issue", obj(id={"type": "integer"}, url={"type": "string"}))
+async def comment_issue(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    data = await _write(call, "POST", f"{_repo(args)}/issues/{int(args['number'])}/comments", {"body": args["body"]})
+    return {"id": data.get("id"), "url": data.get("html_url")}
+
+
+@action("github.add_labels", obj(labels={"type": "array", "items": {"type": "string"}}))
+async def add_labels(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    data = await _write(call, "POST", f"{_repo(args)}/issues/{int(args['number'])}/labels", {"labels": args["labels"]})
+    return {"labels": [lb.get("name") for lb in data]}
+
+
+@action("github.list_pull_requests", obj(pull_requests={"type": "array", "items": _ISSUE}))
+async def list_pull_requests(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    data = await _get(call, f"{_repo(args)}/pulls", state=args.get("state", "open"),
+                      per_page=min(args.get("limit", 30), 100))
+    return {"pull_requests": [{**_issue(p), "head": (p.get("head") or {}).get("ref"),
+                               "base": (p.get("base") or {}).get("ref"), "draft": p.get("draft", False)}
+                              for p in data][: args.get("limit", 30)]}
+
+
+@action("github.read_pull_request_diff", obj(diff={"type": "string"}, truncated={"type": "boolean"}))
+async def read_pull_request_diff(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    async with _client(call, accept="application/vnd.github.diff") as c:
+        r = await send(c, SERVICE, "GET", f"{_repo(args)}/pulls/{int(args['number'])}")
+    limit = 200_000  # an LLM cannot use more, and a huge diff would blow the context
+    return {"diff": r.text[:limit], "truncated": len(r.text) > limit}
+
+
+@action("github.list_commits", obj(commits={"type": "array", "items": obj(
+    sha={"type": "string"}, author={"type": "string"}, message={"type": "string"}, date={"type": "string"})}))
+async def list_commits(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    data = await _get(call, f"{_repo(args)}/commits", sha=args.get("branch"), since=args.get("since"),
+                      per_page=min(args.get("limit", 30), 100))
+    return {"commits": [{"sha": c.get("sha"), "author": ((c.get("commit") or {}).get("author") or {}).get("name"),
+                         "message": (c.get("commit") or {}).get("message"),
+                         "date": ((c.get("commit") or {}).get("author") or {}).get("date")}
+                        for c in data][: args.get("limit", 30)]}
+
+
+async def test_connection(call: Call) -> Check:
+    async with _client(call) as c:
+        r = await send(c, SERVICE, "GET", "/user")
+    user = json_of(r, SERVICE)
+    scopes = r.headers.get("x-oauth-scopes")
+    what = f"scopes: {scopes}" if scopes else "fine-grained token (permissions are set per repository)"
+    return Check(True, f"Connected to GitHub as {user.get('login')!r}; {what}.",
+                 {"login": user.get("login"), "scopes": scopes})
+
+
+async def revoke(call: Call) -> None:
+    # An OAuth app token is revoked with the app's credentials; a personal token cannot be
+    # revoked through the API — the owner deletes it in GitHub's settings.
+    s = call.settings
+    if not (call.credentials.from_oauth and s.github_client_id and s.github_client_secret):
+        return
+    async with http_client(s.github_api_url, {"Accept": "application/vnd.github+json"}) as c:
+        await send(c, SERVICE, "DELETE", f"/applications/{s.github_client_id}/token",
+                   auth=(s.github_client_id, s.github_client_secret.get_secret_value()),
+                   json={"access_token": call.credentials.token.get_secret_value()})
+
+
+GITHUB = SourceType(
+    name="github", title="GitHub (token)", config_model=GitHubConfig, credentials_model=GitHubCredentials,
+    test_connection=test_connection, revoke=revoke, oauth_provider="github",
+    rate_per_second=10.0, rate_burst=20,  # 5,000 requests/hour per token; secondary limits on bursts
+    actions={a.tool: a for a in (list_issues, read_issue, create_issue, comment_issue, add_labels,
+                                 list_pull_requests, read_pull_request_diff, list_commits)},
+)
+
+
+def verify_github_webhook(secret: str, headers: Mapping[str, str], body: bytes) -> None:
+    """Check X-Hub-Signature-256 (HMAC-SHA256 of the raw body with the webhook secret)."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    given = lower.get("x-hub-signature-256", "")
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise PermissionDenied("This GitHub webhook is not signed with the configured secret.")

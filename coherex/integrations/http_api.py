@@ -1,0 +1,118 @@
+"""A generic HTTP API: requests strictly below the configured base URL.
+
+The agent (an LLM) chooses the path, so the path is hostile input: absolute URLs, `//host`,
+`..` segments (also percent-encoded), backslashes and userinfo are refused, the final URL must
+have the base's scheme, host, port and path prefix, and redirects are not followed (the auth
+header must never reach another host).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import SecretStr, field_validator
+
+from coherex.integrations.base import (
+    Call, Check, Model, ServiceError, SourceType, action, check_status, http_client, obj, send,
+)
+
+SERVICE = "The HTTP API"
+_MAX_BODY = 200_000
+
+
+class HttpApiConfig(Model):
+    base_url: str
+    #: the header that carries the secret, e.g. Authorization or X-Api-Key
+    auth_header: str = "Authorization"
+    #: a path to GET for `sources test` (default: the base URL itself)
+    health_path: str = ""
+
+    @field_validator("base_url")
+    @classmethod
+    def _absolute_http(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.query:
+            raise ValueError("must be an http(s) URL with a host and no credentials or query, "
+                             "e.g. https://api.example.com/v1")
+        return v.rstrip("/")
+
+
+class HttpApiCredentials(Model):
+    #: the header's value, e.g. "Bearer abc…"; optional for open APIs
+    auth_value: SecretStr | None = None
+
+
+_TRAVERSAL = re.compile(r"(^|/)\.\.?(/|$)")
+
+
+def resolve(base_url: str, path: str) -> str:
+    """The absolute URL for `path` below `base_url`, or ServiceError if it would leave it."""
+    decoded = unquote(unquote(path))
+    if ("://" in decoded or decoded.startswith("//") or "\\" in decoded or "@" in decoded.split("?")[0]
+            or _TRAVERSAL.search(decoded.split("?")[0]) or any(ord(ch) < 32 for ch in decoded)):
+        raise ServiceError(f"The path {path!r} is not allowed: give a path below {base_url} "
+                           "(no full URLs, '..' or other hosts).")
+    url = f"{base_url}/{path.lstrip('/')}" if path.strip("/") else base_url
+    base, final = urlsplit(base_url), urlsplit(url)
+    if (final.scheme, final.hostname, final.port) != (base.scheme, base.hostname, base.port) or \
+            not (final.path + "/").startswith(base.path.rstrip("/") + "/"):
+        raise ServiceError(f"The path {path!r} leads outside {base_url}.")
+    return url
+
+
+async def _request(call: Call, method: str, path: str, query: dict[str, Any] | None = None,
+                   body: Any = None) -> dict[str, Any]:
+    cfg: HttpApiConfig = call.config
+    url = resolve(cfg.base_url, path)
+    headers = {"Accept": "application/json, text/plain;q=0.9, */*;q=0.5"}
+    if call.credentials.auth_value is not None:
+        headers[cfg.auth_header] = call.credentials.auth_value.get_secret_value()
+    async with http_client(cfg.base_url, headers) as c:
+        kwargs: dict[str, Any] = {"params": query or None}
+        if body is not None:
+            kwargs["json"] = body
+        r = await send(c, SERVICE, method, url, check=False, **kwargs)
+    # Other 4xx answers are the API's reply to the agent (e.g. 404 for a missing item), not failures.
+    if r.status_code in (401, 429) or r.status_code >= 500:
+        check_status(r, SERVICE)
+    if 300 <= r.status_code < 400:
+        raise ServiceError(f"{SERVICE} redirected to {r.headers.get('location', '?')!r}; redirects are not "
+                           "followed (change the data source's base URL instead).")
+    try:
+        data: Any = r.json()
+    except ValueError:
+        data = r.text[:_MAX_BODY]
+    return {"status": r.status_code, "content_type": r.headers.get("content-type", ""), "body": data}
+
+
+_RESPONSE = obj(status={"type": "integer"}, content_type={"type": "string"}, body={})
+
+
+@action("http.get", _RESPONSE)
+async def get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    return await _request(call, "GET", args["path"], args.get("query"))
+
+
+@action("http.request", _RESPONSE)
+async def request(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = args["method"]
+    return await _request(call, method, args["path"], args.get("query"), args.get("json"))
+
+
+async def test_connection(call: Call) -> Check:
+    r = await _request(call, "GET", call.config.health_path)
+    ok = r["status"] < 400
+    auth = "with" if call.credentials.auth_value is not None else "without"
+    summary = (f"{call.config.base_url} answered HTTP {r['status']} {auth} credentials."
+               + ("" if ok else " Check the base URL, health path and credentials."))
+    return Check(ok, summary, {"status": r["status"]})
+
+
+HTTP_API = SourceType(
+    name="http_api", title="HTTP API (base URL + auth header)", config_model=HttpApiConfig,
+    credentials_model=HttpApiCredentials, test_connection=test_connection,
+    rate_per_second=5.0, rate_burst=10, actions={a.tool: a for a in (get, request)},
+)
+

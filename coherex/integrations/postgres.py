@@ -1,0 +1,104 @@
+"""A Postgres database as a data source: queries in a READ ONLY transaction with a row limit.
+
+`postgres.query` always runs read-only, whatever the role may do; `postgres.execute` is refused
+unless the source was added with `read_only=false` (and the agent holds `write` access).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import uuid
+from typing import Any
+
+import psycopg
+from pydantic import Field, SecretStr
+
+from coherex.integrations.base import Call, Check, Model, ServiceError, SourceType, action, obj
+
+SERVICE = "The Postgres database"
+
+
+class PostgresConfig(Model):
+    read_only: bool = True
+    max_rows: int = Field(1000, ge=1, le=100_000)
+    statement_timeout_ms: int = Field(15_000, ge=100, le=600_000)
+
+
+class PostgresCredentials(Model):
+    #: postgresql://user:password@host:5432/dbname (the whole DSN is treated as secret)
+    dsn: SecretStr
+
+
+async def _connect(call: Call) -> psycopg.AsyncConnection:
+    try:
+        return await psycopg.AsyncConnection.connect(call.credentials.dsn.get_secret_value(), connect_timeout=10,
+                                                     application_name="coherex-agent")
+    except psycopg.OperationalError as exc:
+        # libpq's message names host and user but never the password; redaction covers the rest
+        raise ServiceError(f"Cannot connect to the Postgres database: {str(exc).strip().splitlines()[0]}",
+                           retryable=True) from None
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (dt.date, dt.datetime, dt.time, uuid.UUID, decimal.Decimal)):
+        return str(v)
+    if isinstance(v, (bytes, memoryview)):
+        return f"<{len(bytes(v))} bytes>"
+    return v
+
+
+async def _run(call: Call, sql: str, *, read_only: bool, limit: int | None) -> dict[str, Any]:
+    conn = await _connect(call)
+    try:
+        conn.read_only = read_only  # BEGIN READ ONLY: the server refuses any write
+        async with conn.transaction():
+            await conn.execute(f"set local statement_timeout = {int(call.config.statement_timeout_ms)}")
+            cur = await conn.execute(sql)
+            if limit is None:
+                return {"rowcount": cur.rowcount}
+            columns = [d.name for d in cur.description or []]
+            rows = await cur.fetchmany(limit + 1) if cur.description else []
+            return {"columns": columns, "rows": [[_jsonable(v) for v in r] for r in rows[:limit]],
+                    "truncated": len(rows) > limit}
+    except psycopg.errors.ReadOnlySqlTransaction:
+        raise ServiceError("The query tried to change data; this tool only reads (use postgres.execute on a "
+                           "source added with read_only=false).") from None
+    except psycopg.errors.QueryCanceled:
+        raise ServiceError(f"The query ran longer than {call.config.statement_timeout_ms} ms and was stopped.") from None
+    except psycopg.Error as exc:
+        raise ServiceError(f"{SERVICE} refused the statement: {exc.diag.message_primary or exc}") from None
+    finally:
+        await conn.close()
+
+
+_ROWS = obj(columns={"type": "array", "items": {"type": "string"}}, rows={"type": "array"},
+            truncated={"type": "boolean"})
+
+
+@action("postgres.query", _ROWS)
+async def query(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    return await _run(call, args["sql"], read_only=True, limit=min(args.get("limit", 100), call.config.max_rows))
+
+
+@action("postgres.execute", obj(rowcount={"type": "integer"}))
+async def execute(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    if call.config.read_only:
+        raise ServiceError(f"Data source {call.source.name!r} is read-only; an admin can re-add it with "
+                           "--config read_only=false to allow postgres.execute.")
+    return await _run(call, args["sql"], read_only=False, limit=None)
+
+
+async def test_connection(call: Call) -> Check:
+    r = await _run(call, "select current_user, current_database(), current_setting('server_version')",
+                   read_only=True, limit=1)
+    user, database, version = r["rows"][0]
+    mode = "read-only" if call.config.read_only else "read-write (postgres.execute allowed)"
+    return Check(True, f"Connected to PostgreSQL {version}, database {database!r} as {user!r}; queries run {mode}.",
+                 {"user": user, "database": database, "version": version})
+
+
+POSTGRES = SourceType(
+    name="postgres", title="PostgreSQL (DSN)", config_model=PostgresConfig, credentials_model=PostgresCredentials,
+    test_connection=test_connection, rate_per_second=10.0, rate_burst=20, actions={a.tool: a for a in (query, execute)},
+)

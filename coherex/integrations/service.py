@@ -1,0 +1,278 @@
+"""What the CLI, API, chat and runtime call: add / list / test / remove sources, rotate the vault
+key, and `invoke_tool` — the one entry point through which an agent reaches a service."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from jsonschema import Draft202012Validator
+from pydantic import BaseModel, ValidationError
+
+from coherex.errors import BackendError, NotFound, PermissionDenied, UserError
+from coherex.integrations.base import Call, Check, Model, ServiceError, SourceType, bucket_for, call_service
+from coherex.integrations.oauth import OAuthToken, provider, refresh
+from coherex.integrations.registry import find_action, source_type
+from coherex.integrations.vault import Vault, VaultError, redact, secret_values
+from coherex.store.db import Database, Identity
+from coherex.store.models import DataSource
+
+log = logging.getLogger("coherex.integrations")
+
+
+class IntegrationError(BackendError):
+    """A service call failed; the message says why in plain words and never holds a secret."""
+
+    code = "integration_failed"
+
+
+# ---------------------------------------------------------------- validation helpers
+
+def _validate(model: type[Model], data: dict[str, Any], what: str, *, secret: bool) -> Model:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for e in exc.errors():
+            field = ".".join(str(p) for p in e["loc"]) or "(all)"
+            if e["type"] == "extra_forbidden":
+                allowed = ", ".join(model.model_fields) or "none"
+                problems.append(f"{field}: unknown {what} key (allowed: {allowed})")
+            else:
+                # pydantic's messages never include the input, so secrets stay out of them
+                problems.append(f"{field}: {e['msg']}")
+        hint = ("Secrets go in --secret key=value (or --from-env), settings in --config key=value."
+                if not secret else "Give credentials with --secret key=value or --from-env.")
+        raise UserError(f"Invalid {what}: " + "; ".join(problems) + ".", hint=hint) from None
+
+
+def credential_fields(type_name: str) -> dict[str, bool]:
+    """Credential field → required?, for the CLI's --from-env and forms."""
+    return {n: f.is_required() for n, f in source_type(type_name).credentials_model.model_fields.items()}
+
+
+def env_name(type_name: str, field: str) -> str:
+    """Where `--from-env` looks: SLACK_BOT_TOKEN, GITHUB_TOKEN, POSTGRES_DSN, HTTP_API_AUTH_VALUE…"""
+    return f"{type_name}_{field}".upper()
+
+
+# ---------------------------------------------------------------- CRUD
+
+async def add_source(
+    db: Database, identity: Identity, team_id: UUID, type_name: str, name: str, *,
+    config: dict[str, Any] | None = None, credentials: dict[str, Any] | BaseModel | None = None, via: str = "secret",
+) -> DataSource:
+    """Validate, encrypt the credentials, store the source and an audit row. Needs team admin."""
+    kind = source_type(type_name)
+    cfg = _validate(kind.config_model, config or {}, "config", secret=False)
+    if isinstance(credentials, BaseModel):
+        creds = credentials
+    else:
+        if not credentials and kind.connect == "oauth":
+            raise UserError(f"{kind.title} connects through sign-in, not a pasted secret.",
+                            hint=f"Run `coherex sources connect {type_name} {name}` and open the link it prints.")
+        creds = _validate(kind.credentials_model, credentials or {}, "credentials", secret=True)
+    sealed, key_id = Vault.from_settings().seal(creds, context=str(team_id))
+    async with db.session(identity) as s:
+        source = await s.sources.create(team_id, name, type_name, cfg.model_dump(mode="json"),
+                                        credentials_encrypted=sealed, credentials_key_id=key_id)
+        await s.audit.record(team_id, "data_source.add", target_type="data_source", target_id=str(source.id),
+                             details={"name": name, "type": type_name, "via": via, "key_id": key_id})
+    log.info("data source %s (%s) added to team %s", name, type_name, team_id)
+    return source
+
+
+async def list_sources(db: Database, identity: Identity, team_id: UUID) -> list[DataSource]:
+    async with db.session(identity) as s:
+        return await s.sources.list(team_id)
+
+
+async def _get_visible(db: Database, identity: Identity, team_id: UUID, name: str) -> DataSource:
+    async with db.session(identity) as s:
+        source = await s.sources.get_by_name(team_id, name)
+    if source is None:
+        raise NotFound(f"There is no data source {name!r} in this team.", hint="`coherex sources list` shows them.")
+    return source
+
+
+@dataclass
+class Opened:
+    """A source with its credentials decrypted: lives only for the duration of one call."""
+
+    kind: SourceType
+    call: Call
+
+    @property
+    def secrets(self) -> list[str]:
+        return secret_values(self.call.credentials)
+
+
+async def _open(db: Database, source: DataSource) -> Opened:
+    kind = source_type(source.type)
+    async with db.session(Identity.system()) as s:
+        ciphertext, _ = await s.sources.credentials(source.id)
+    if ciphertext is None:
+        raise IntegrationError(f"Data source {source.name!r} has no stored credentials.",
+                               hint="Remove it and add it again.")
+    creds = Vault.from_settings().open(ciphertext, kind.credentials_model, context=str(source.team_id),
+                                       what=f"The credentials of data source {source.name!r}")
+    config = kind.config_model.model_validate(source.config)
+    opened = Opened(kind, Call(source, config, creds))
+    if isinstance(creds, OAuthToken) and creds.expires_soon():
+        await _refresh(db, opened)
+    return opened
+
+
+async def _refresh(db: Database, opened: Opened) -> None:
+    """Swap an expiring OAuth access token for a fresh one and store it; a refusal marks the source failing."""
+    source, token = opened.call.source, opened.call.credentials
+    p = provider(opened.kind.oauth_provider or "")
+    try:
+        fresh = await refresh(p, token)
+    except ServiceError as exc:
+        message = (f"Refreshing the {p.title} access token failed: {exc.message} Reconnect the source with "
+                   f"`coherex sources connect {source.type} {source.name} --replace`.")
+        await _record(db, source, ok=False, error=message)
+        raise IntegrationError(redact(message, opened.secrets)) from None
+    sealed, key_id = Vault.from_settings().seal(fresh, context=str(source.team_id))
+    async with db.session(Identity.system()) as s:
+        await s.sources.set_credentials(source.id, sealed, key_id)
+    opened.call.credentials = fresh
+    log.info("refreshed the %s access token of data source %s", p.title, source.name)
+
+
+async def _record(db: Database, source: DataSource, *, ok: bool, error: str | None = None) -> DataSource:
+    async with db.session(Identity.system()) as s:
+        return await s.sources.record_check(source.id, ok=ok, error=error)
+
+
+async def test_source(db: Database, identity: Identity, team_id: UUID, name: str) -> tuple[DataSource, Check]:
+    """Check the connection, say in plain words what works, and record the status."""
+    source = await _get_visible(db, identity, team_id, name)
+    try:
+        opened = await _open(db, source)
+        check = await call_service(lambda: opened.kind.test_connection(opened.call),
+                                   limiter=bucket_for(source, opened.kind), idempotent=True)
+        check = Check(check.ok, redact(check.summary, opened.secrets), check.details)
+    except ServiceError as exc:
+        check = Check(False, redact(exc.message, opened.secrets))
+    except (IntegrationError, VaultError) as exc:
+        check = Check(False, exc.message)
+    return await _record(db, source, ok=check.ok, error=None if check.ok else check.summary), check
+
+
+async def remove_source(db: Database, identity: Identity, team_id: UUID, name: str) -> list[str]:
+    """Revoke the credentials at the provider where that is possible, then delete. → notes for the person."""
+    source = await _get_visible(db, identity, team_id, name)
+    async with db.session(identity) as s:  # permission first: a member must not revoke an admin's token
+        member = await s.members.get(team_id, identity.user_id) if identity.user_id else None
+    if identity.user_id and (member is None or member.role not in ("owner", "admin")):
+        raise PermissionDenied("Only a team owner or admin can remove data sources.")
+    notes: list[str] = []
+    try:
+        opened = await _open(db, source)
+        if opened.kind.revoke is not None:
+            await opened.kind.revoke(opened.call)
+            notes.append("credentials revoked at the provider")
+    except (ServiceError, IntegrationError, VaultError) as exc:
+        message = exc.message
+        notes.append(f"could not revoke the credentials at the provider ({message}); revoke them there by hand")
+    async with db.session(identity) as s:
+        await s.sources.delete(source.id)
+        await s.audit.record(team_id, "data_source.remove", target_type="data_source", target_id=str(source.id),
+                             details={"name": name, "type": source.type, "notes": notes})
+    return notes
+
+
+async def rotate_key(db: Database) -> tuple[int, str]:
+    """Re-encrypt every stored credential with the newest vault key. → (how many, new key id).
+
+    Old keys must still be configured (they decrypt); afterwards they can be dropped."""
+    vault = Vault.from_settings()
+    count = 0
+    async with db.session(Identity.system()) as s:
+        for source_id, team_id, ciphertext, key_id in await s.sources.all_credentials():
+            if key_id == vault.current_key_id:
+                continue
+            plain = vault.decrypt(ciphertext, context=str(team_id), what=f"The credentials of data source {source_id}")
+            sealed, new_id = vault.encrypt(plain, context=str(team_id))
+            await s.sources.set_credentials(source_id, sealed, new_id)
+            count += 1
+        await s.audit.record(None, "vault.rotate", details={"reencrypted": count, "key_id": vault.current_key_id})
+    return count, vault.current_key_id
+
+
+# ---------------------------------------------------------------- the runtime's entry point
+
+async def invoke_tool(
+    db: Database, *, team_id: UUID, agent_id: UUID, tool_name: str, data_source: str, args: dict[str, Any],
+    execution_id: UUID | None = None,
+) -> dict[str, Any]:
+    """Run one integration tool for an agent and return its JSON-able result.
+
+    Checked at every call: the source exists in the team, has the tool's type, and the agent holds a
+    grant on it with the access the tool needs (read < write). Credentials are decrypted here and
+    go nowhere else. Calls are rate limited per source and retried on 429 (honouring Retry-After)
+    and, for reads, on 5xx. Every write attempt leaves an audit_log row.
+
+    Raises UserError (bad arguments, unknown source), PermissionDenied (no grant / read-only
+    grant for a write), IntegrationError (the service failed; the message is secret-free)."""
+    kind, act = find_action(tool_name)
+    problems = [f"{'.'.join(map(str, e.absolute_path)) or '(arguments)'}: {e.message}"
+                for e in Draft202012Validator(act.info.parameters).iter_errors(args)]
+    if problems:
+        raise UserError(f"Invalid arguments for {tool_name}: " + "; ".join(problems))
+
+    async with db.session(Identity.system()) as s:
+        source = await s.sources.get_by_name(team_id, data_source)
+        grants = await s.agents.data_sources(agent_id) if source else []
+    if source is None:
+        raise NotFound(f"There is no data source {data_source!r} in this team.")
+    if source.type != kind.name:
+        raise UserError(f"{tool_name} needs a {kind.name} data source; {data_source!r} is {source.type}.")
+    grant = next((g for g in grants if g.data_source_id == source.id and g.team_id == team_id), None)
+    if grant is None:
+        raise PermissionDenied(f"This agent has no access to data source {data_source!r}.",
+                               hint="Name the source in the tool's `dataSource` in the agent spec and save it.")
+    if act.access == "write" and grant.access != "write":
+        raise PermissionDenied(f"This agent declared `access: read` on {data_source!r}; {tool_name} needs write.",
+                               hint="Change the tool's access to write in the agent spec if it should do this.")
+
+    outcome, secrets = "failed", []
+    try:
+        opened = await _open(db, source)
+        secrets = opened.secrets
+        result = await call_service(lambda: act.run(opened.call, args), limiter=bucket_for(source, kind),
+                                    idempotent=act.access == "read")
+        outcome = "ok"
+        if source.status != "active":
+            await _record(db, source, ok=True)
+        return redact(result, secrets)
+    except ServiceError as exc:
+        message = redact(f"{tool_name} on {data_source!r} failed: {exc.message}", secrets)
+        if exc.auth:
+            await _record(db, source, ok=False, error=message)
+            raise IntegrationError(message, hint=f"Reconnect the data source: `coherex sources test {data_source}` "
+                                                 "tells what is wrong.") from None
+        raise IntegrationError(message) from None
+    finally:
+        if act.access == "write":
+            await _audit_write(db, team_id, agent_id, tool_name, source, args, outcome, execution_id, secrets)
+
+
+def _summary(args: dict[str, Any], secrets: list[str]) -> dict[str, Any]:
+    # enough to tell what was done (channel, repo, recipients), not whole message bodies
+    short = {k: (v[:200] + "…" if isinstance(v, str) and len(v) > 200 else v) for k, v in args.items()}
+    return redact(short, secrets)
+
+
+async def _audit_write(db: Database, team_id: UUID, agent_id: UUID, tool_name: str, source: DataSource,
+                       args: dict[str, Any], outcome: str, execution_id: UUID | None, secrets: list[str]) -> None:
+    async with db.session(Identity.system()) as s:
+        await s.audit.record(team_id, f"tool.{tool_name}", target_type="data_source", target_id=str(source.id),
+                             actor_kind="agent",
+                             details={"agent_id": str(agent_id), "execution_id": str(execution_id or ""),
+                                      "data_source": source.name, "outcome": outcome,
+                                      "args": _summary(args, secrets)})

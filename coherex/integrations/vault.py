@@ -1,0 +1,275 @@
+"""The credentials vault: AES-256-GCM with key ids, key rotation, and redaction.
+
+Keys come from `COHEREX_SECRET_KEY`: one or more base64 (url-safe) 32-byte keys separated by
+commas, newest first. Without it (the embedded default) a key is generated once into
+`<data dir>/vault.key` with mode 0600 and a log line says so. The newest key encrypts; every
+listed key decrypts, so a rotation is: put the new key first, keep the old one after it, run
+`coherex sources rotate-key`, then drop the old key.
+
+A ciphertext is `v1.<key id>.<base64(nonce | ciphertext+tag)>`; the key id is a fingerprint of
+the key (not the key), so "which key do I need?" can be answered without decrypting. The team
+id is bound in as associated data: a ciphertext copied into another team's row does not open.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets as _secrets
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydantic import BaseModel, SecretStr
+
+from coherex.errors import BackendError
+from coherex.settings import Settings, get_settings
+
+log = logging.getLogger("coherex.vault")
+
+M = TypeVar("M", bound=BaseModel)
+
+KEY_FILE = "vault.key"
+_SETTING = "COHEREX_SECRET_KEY"
+
+
+class VaultError(BackendError):
+    code = "vault_error"
+
+
+def generate_key() -> str:
+    return base64.urlsafe_b64encode(_secrets.token_bytes(32)).decode()
+
+
+def key_id(raw: bytes) -> str:
+    return hashlib.sha256(b"coherex-vault-key-id:" + raw).hexdigest()[:12]
+
+
+def _parse_keys(text: str, origin: str) -> list[bytes]:
+    keys = []
+    for i, part in enumerate(p.strip() for p in re.split(r"[,\n]", text)):
+        if not part:
+            continue
+        try:
+            raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise VaultError(
+                f"Key number {i + 1} in {origin} is not a base64-encoded 32-byte key.",
+                hint="Generate one with `coherex sources rotate-key --generate` (or "
+                     "`python -c \"import os,base64;print(base64.urlsafe_b64encode(os.urandom(32)).decode())\"`).",
+            )
+        keys.append(raw)
+    if not keys:
+        raise VaultError(f"{origin} holds no key.", hint=f"Set {_SETTING} to one or more keys, newest first.")
+    return keys
+
+
+class Vault:
+    """Encrypts with the first key, decrypts with any key it knows."""
+
+    def __init__(self, keys: list[bytes], origin: str = _SETTING):
+        self._keys = {key_id(k): AESGCM(k) for k in keys}
+        self.current_key_id = key_id(keys[0])
+        self.origin = origin
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> Vault:
+        settings = settings or get_settings()
+        if settings.secret_key is not None:
+            return cls(_parse_keys(settings.secret_key.get_secret_value(), _SETTING), _SETTING)
+        path = settings.data_path / KEY_FILE
+        if not path.exists():
+            _write_key_file(path, [generate_key()])
+            log.warning("Generated a new credentials key in %s (mode 0600). Back it up: without it stored "
+                        "credentials cannot be decrypted. Set %s to manage the key yourself.", path, _SETTING)
+        return cls(_parse_keys(path.read_text(), str(path)), str(path))
+
+    @property
+    def key_ids(self) -> list[str]:
+        return list(self._keys)
+
+    def encrypt(self, plaintext: bytes, *, context: str) -> tuple[str, str]:
+        """→ (ciphertext, key id). `context` (the team id) must be given again to decrypt."""
+        nonce = os.urandom(12)
+        sealed = self._keys[self.current_key_id].encrypt(nonce, plaintext, context.encode())
+        token = base64.urlsafe_b64encode(nonce + sealed).decode()
+        return f"v1.{self.current_key_id}.{token}", self.current_key_id
+
+    def decrypt(self, ciphertext: str, *, context: str, what: str = "These credentials") -> bytes:
+        try:
+            version, kid, token = ciphertext.split(".", 2)
+            blob = base64.urlsafe_b64decode(token)
+        except ValueError:
+            raise VaultError(f"{what} are not a vault ciphertext (the stored value is damaged).") from None
+        if version != "v1":
+            raise VaultError(f"{what} use vault format {version!r}, which this version of Coherex cannot read.")
+        aead = self._keys.get(kid)
+        if aead is None:
+            raise VaultError(
+                f"{what} were encrypted with key {kid}, which is not among the keys in {self.origin} "
+                f"(known: {', '.join(self._keys)}).",
+                hint=f"Put the key with id {kid} back into {_SETTING} after the newest key (keys are "
+                     "comma-separated, newest first), then run `coherex sources rotate-key` to re-encrypt "
+                     "everything with the newest key.",
+            )
+        try:
+            return aead.decrypt(blob[:12], blob[12:], context.encode())
+        except InvalidTag:
+            raise VaultError(f"{what} do not decrypt with key {kid}: the stored value was changed or belongs "
+                             "to another team.") from None
+
+    def seal(self, credentials: BaseModel, *, context: str) -> tuple[str, str]:
+        return self.encrypt(_dump_secret_model(credentials).encode(), context=context)
+
+    def open(self, ciphertext: str, model: type[M], *, context: str, what: str = "These credentials") -> M:
+        creds = model.model_validate_json(self.decrypt(ciphertext, context=context, what=what))
+        remember_secrets(secret_values(creds))
+        return creds
+
+
+def _write_key_file(path: Path, keys: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(keys) + "\n")
+    os.chmod(path, 0o600)
+
+
+def add_key_to_file(settings: Settings | None = None) -> str:
+    """Put a fresh key first in the embedded key file (old ones stay, for decryption). → its id."""
+    settings = settings or get_settings()
+    if settings.secret_key is not None:
+        raise VaultError(f"The keys come from {_SETTING}, so Coherex cannot add one itself.",
+                         hint=f"Put a new key first in {_SETTING} (keep the old one after it), e.g. "
+                              f"{generate_key()}, then run `coherex sources rotate-key` again.")
+    path = settings.data_path / KEY_FILE
+    old = path.read_text().split() if path.exists() else []
+    new = generate_key()
+    _write_key_file(path, [new, *old])
+    return key_id(_parse_keys(new, str(path))[0])
+
+
+# ---------------------------------------------------------------- secret models and redaction
+
+
+def _dump_secret_model(model: BaseModel) -> str:
+    # SecretStr dumps as "**********" by default; only the vault sees real values.
+    def reveal(v: Any) -> Any:
+        if isinstance(v, SecretStr):
+            return v.get_secret_value()
+        if isinstance(v, BaseModel):
+            return {k: reveal(getattr(v, k)) for k in type(v).model_fields}
+        if isinstance(v, dict):
+            return {k: reveal(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [reveal(x) for x in v]
+        return v
+
+    return json.dumps(reveal(model), default=str)
+
+
+def secret_values(model: BaseModel) -> list[str]:
+    out: list[str] = []
+    for name in type(model).model_fields:
+        v = getattr(model, name)
+        if isinstance(v, SecretStr):
+            out.append(v.get_secret_value())
+        elif isinstance(v, BaseModel):
+            out.extend(secret_values(v))
+    return [s for s in out if s]
+
+
+REDACTED = "[redacted]"
+# Token shapes worth hiding even when we were never told the value (a pasted token in a log line).
+_PATTERNS = re.compile(
+    r"(xox[abposr]-[A-Za-z0-9-]{8,}|gh[pousr]_[A-Za-z0-9]{16,}|github_pat_[A-Za-z0-9_]{20,}"
+    r"|ya29\.[A-Za-z0-9._-]{10,}|(?i:bearer|token|basic)\s+[A-Za-z0-9._~+/=-]{12,})"
+)
+_MIN_SECRET = 6
+
+
+def redact(value: Any, secrets: Iterable[str] = ()) -> Any:
+    """`value` (text, or dicts/lists of them) with every given secret and token-shaped string hidden."""
+    known = sorted({s for s in secrets if s and len(s) >= _MIN_SECRET}, key=len, reverse=True)
+    return _redact(value, known)
+
+
+def _redact(value: Any, known: list[str]) -> Any:
+    if isinstance(value, str):
+        for s in known:
+            value = value.replace(s, REDACTED)
+        return _PATTERNS.sub(REDACTED, value)
+    if isinstance(value, dict):
+        return {k: _redact(v, known) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redact(v, known) for v in value]
+    return value
+
+
+# Every secret this process has decrypted, so the log filter can hide it wherever it turns up.
+_seen: set[str] = set()
+_seen_lock = threading.Lock()
+_MAX_SEEN = 10_000
+
+
+def remember_secrets(values: Iterable[str]) -> None:
+    with _seen_lock:
+        if len(_seen) > _MAX_SEEN:
+            _seen.clear()
+        _seen.update(v for v in values if v and len(v) >= _MIN_SECRET)
+
+
+def known_secrets() -> list[str]:
+    with _seen_lock:
+        return list(_seen)
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a record's message with every known secret hidden (attach to handlers)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        _redact_record(record)
+        return True
+
+
+def _redact_record(record: logging.LogRecord) -> None:
+    try:
+        message = record.getMessage()
+    except Exception:  # a broken format string is logging's problem, not ours
+        return
+    clean = redact(message, known_secrets())
+    if clean != message or record.args:
+        record.msg, record.args = clean, None
+    if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+        record.exc_text = redact(logging.Formatter().formatException(record.exc_info), known_secrets())
+
+
+_installed = False
+
+
+def install_log_redaction() -> None:
+    """Redact every log record as it is created, whatever handler later receives it.
+
+    A record factory rather than a handler filter: handlers added later (by an app, or pytest's
+    log capture) are covered too. Idempotent."""
+    global _installed
+    if _installed:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        _redact_record(record)
+        return record
+
+    logging.setLogRecordFactory(factory)
+    _installed = True
