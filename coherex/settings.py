@@ -49,8 +49,42 @@ class Settings(BaseSettings):
     # --- credentials vault ---
     secret_key: SecretStr | None = Field(None, validation_alias=_env("COHEREX_SECRET_KEY"))
 
+    # --- integrations: service and OAuth endpoints are settings so tests (and proxies) can point
+    # them at another server; client ids/secrets are the OAuth apps registered with each provider ---
+    slack_api_url: str = Field("https://slack.com/api/", validation_alias=_env("COHEREX_SLACK_API_URL"))
+    github_api_url: str = Field("https://api.github.com", validation_alias=_env("COHEREX_GITHUB_API_URL"))
+    gmail_api_url: str = Field("https://gmail.googleapis.com", validation_alias=_env("COHEREX_GMAIL_API_URL"))
+    google_auth_url: str = Field("https://accounts.google.com/o/oauth2/v2/auth",
+                                 validation_alias=_env("COHEREX_GOOGLE_AUTH_URL"))
+    google_token_url: str = Field("https://oauth2.googleapis.com/token", validation_alias=_env("COHEREX_GOOGLE_TOKEN_URL"))
+    google_revoke_url: str = Field("https://oauth2.googleapis.com/revoke",
+                                   validation_alias=_env("COHEREX_GOOGLE_REVOKE_URL"))
+    google_client_id: str | None = Field(None, validation_alias=_env("GOOGLE_CLIENT_ID"))
+    google_client_secret: SecretStr | None = Field(None, validation_alias=_env("GOOGLE_CLIENT_SECRET"))
+    github_auth_url: str = Field("https://github.com/login/oauth/authorize", validation_alias=_env("COHEREX_GITHUB_AUTH_URL"))
+    github_token_url: str = Field("https://github.com/login/oauth/access_token",
+                                  validation_alias=_env("COHEREX_GITHUB_TOKEN_URL"))
+    github_client_id: str | None = Field(None, validation_alias=_env("GITHUB_CLIENT_ID"))
+    github_client_secret: SecretStr | None = Field(None, validation_alias=_env("GITHUB_CLIENT_SECRET"))
+    slack_auth_url: str = Field("https://slack.com/oauth/v2/authorize", validation_alias=_env("COHEREX_SLACK_AUTH_URL"))
+    slack_client_id: str | None = Field(None, validation_alias=_env("SLACK_CLIENT_ID"))
+    slack_client_secret: SecretStr | None = Field(None, validation_alias=_env("SLACK_CLIENT_SECRET"))
+    # the public URL of the OAuth callback (`/oauth/callback` on the Chainlit server)
+    oauth_redirect_url: str = Field("http://localhost:8000/oauth/callback", validation_alias=_env("COHEREX_OAUTH_REDIRECT_URL"))
+    # attempts per integration call on 429 (and 5xx for reads); longest Retry-After we wait for; timeout
+    integration_max_attempts: int = Field(4, ge=1, validation_alias=_env("COHEREX_INTEGRATION_MAX_ATTEMPTS"))
+    integration_max_retry_after: float = Field(60.0, ge=0, validation_alias=_env("COHEREX_INTEGRATION_MAX_RETRY_AFTER"))
+    integration_timeout: float = Field(30.0, gt=0, validation_alias=_env("COHEREX_INTEGRATION_TIMEOUT"))
+
     # --- knowledge ---
     embeddings_backend: Literal["local", "openai"] = Field("local", validation_alias=_env("COHEREX_EMBEDDINGS"))
+    # the OpenAI (or OpenAI-compatible) embeddings model, used when COHEREX_EMBEDDINGS=openai
+    openai_embeddings_model: str = Field("text-embedding-3-small",
+                                         validation_alias=_env("COHEREX_OPENAI_EMBEDDINGS_MODEL"))
+    # texts per embedding call (also the step of ingest progress)
+    embeddings_batch_size: int = Field(32, ge=1, validation_alias=_env("COHEREX_EMBEDDINGS_BATCH_SIZE"))
+    # largest file `kb add` / upload accepts, checked before the file is read
+    kb_max_file_mb: float = Field(50.0, gt=0, validation_alias=_env("COHEREX_KB_MAX_FILE_MB"))
 
     # --- who the CLI acts as (it connects to the database directly, under this identity) ---
     cli_user: str | None = Field(None, validation_alias=_env("COHEREX_USER"))
