@@ -148,7 +148,7 @@ async def _record(db: Database, source: DataSource, *, ok: bool, error: str | No
         return await s.sources.record_check(source.id, ok=ok, error=error)
 
 
-async def test_source(db: Database, identity: Identity, team_id: UUID, name: str) -> tuple[DataSource, Check]:
+async def check_source(db: Database, identity: Identity, team_id: UUID, name: str) -> tuple[DataSource, Check]:
     """Check the connection, say in plain words what works, and record the status."""
     source = await _get_visible(db, identity, team_id, name)
     try:

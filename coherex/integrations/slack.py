@@ -52,7 +52,7 @@ def client(call: Call) -> AsyncWebClient:
 async def api(call: Call, method: str, **params: Any) -> dict[str, Any]:
     """Call one Web API method; every SDK failure becomes a `ServiceError`."""
     try:
-        response = await client(call).api_call(method, params={k: v for k, v in params.items() if v is not None})
+        response = await client(call).api_call(method, data={k: _form(v) for k, v in params.items() if v is not None})
         return dict(response.validate().data)
     except SlackApiError as exc:
         raise _service_error(method, exc) from None
@@ -60,6 +60,10 @@ async def api(call: Call, method: str, **params: Any) -> dict[str, Any]:
         raise ServiceError(f"Slack client error in {method}: {type(exc).__name__}.") from None
     except (OSError, TimeoutError) as exc:
         raise ServiceError(f"Cannot reach Slack ({type(exc).__name__}).", retryable=True) from None
+
+
+def _form(v: Any) -> str:
+    return ("true" if v else "false") if isinstance(v, bool) else str(v)
 
 
 def _service_error(method: str, exc: SlackApiError) -> ServiceError:
