@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
+
+from psycopg import sql
+from psycopg.rows import class_row
 
 from coherex.store.models import Chunk, Collection, Document
 from coherex.store.repos._base import Jsonb, Repo, require
@@ -65,11 +71,7 @@ class KnowledgeRepo(Repo):
         )
         if doc is not None:
             return doc, True
-        existing = await self._one(
-            Document, f"select {_DOC} from public.knowledge_documents where collection_id = %s and content_hash = %s",
-            (collection.id, content_hash),
-        )
-        return require(existing, "document"), False
+        return require(await self.get_document_by_hash(collection.id, content_hash), "document"), False
 
     async def list_documents(self, collection_id: UUID) -> list[Document]:
         return await self._all(
@@ -109,3 +111,171 @@ class KnowledgeRepo(Repo):
             Chunk, f"select {_CHUNK} from public.knowledge_chunks where document_id = %s order by chunk_index",
             (document_id,),
         )
+
+    # ------------------------------------------------------------ ingest helpers
+    async def get_or_create_collection(self, team_id: UUID, name: str, embedding_model: str,
+                                       embedding_dim: int) -> Collection:
+        created = await self._one(
+            Collection,
+            f"insert into public.knowledge_collections (team_id, name, embedding_model, embedding_dim, created_by) "
+            f"values (%s, %s, %s, %s, %s) on conflict (team_id, name) do nothing returning {_COLL}",
+            (team_id, name, embedding_model, embedding_dim, self.identity.user_id),
+        )
+        return created or require(await self.get_collection(team_id, name), "collection")
+
+    async def get_document_by_hash(self, collection_id: UUID, content_hash: str) -> Document | None:
+        return await self._one(
+            Document, f"select {_DOC} from public.knowledge_documents where collection_id = %s and content_hash = %s",
+            (collection_id, content_hash),
+        )
+
+    async def embeddings_by_hash(self, collection_id: UUID, hashes: Sequence[str]) -> dict[str, list[float]]:
+        """Stored embeddings of chunks with these content hashes: unchanged text is not embedded twice."""
+        async with self.conn.cursor() as cur:
+            await cur.execute(
+                "select distinct on (content_hash) content_hash, embedding::text from public.knowledge_chunks "
+                "where collection_id = %s and content_hash = any(%s) and embedding is not null",
+                (collection_id, list(hashes)),
+            )
+            return {h: json.loads(v) for h, v in await cur.fetchall()}
+
+    async def delete_other_versions(self, collection_id: UUID, source: str, keep: UUID) -> int:
+        """A new version of a source replaces the old ones."""
+        return await self._exec(
+            "delete from public.knowledge_documents where collection_id = %s and source = %s and id <> %s",
+            (collection_id, source, keep),
+        )
+
+    async def delete_sources_except(self, collection_id: UUID, prefix: str, keep: Sequence[str]) -> int:
+        """Sync: documents under `prefix` that the source no longer has are removed."""
+        return await self._exec(
+            "delete from public.knowledge_documents where collection_id = %s and starts_with(source, %s) "
+            "and not (source = any(%s))",
+            (collection_id, prefix, list(keep)),
+        )
+
+    async def collection_stats(self, team_id: UUID) -> list[CollectionStats]:
+        return await self._all(
+            CollectionStats,
+            "select c.name, c.description, c.embedding_model, c.embedding_dim, c.created_at, "
+            "(select count(*) from public.knowledge_documents d where d.collection_id = c.id) as documents, "
+            "(select count(*) from public.knowledge_chunks k where k.collection_id = c.id) as chunks "
+            "from public.knowledge_collections c where c.team_id = %s order by c.name",
+            (team_id,),
+        )
+
+    # ------------------------------------------------------------ reindex
+    async def chunk_texts(self, collection_id: UUID) -> list[tuple[UUID, str, str, str]]:
+        """(chunk id, content, document title, section) of every chunk, for re-embedding."""
+        async with self.conn.cursor() as cur:
+            await cur.execute(
+                "select c.id, c.content, d.title, coalesce(c.metadata->>'section', '') from public.knowledge_chunks c "
+                "join public.knowledge_documents d on d.id = c.document_id where c.collection_id = %s "
+                "order by c.document_id, c.chunk_index",
+                (collection_id,),
+            )
+            return await cur.fetchall()
+
+    async def set_embeddings(self, collection: Collection, model: str, dim: int,
+                             rows: Sequence[tuple[UUID, Sequence[float]]]) -> None:
+        async with self.conn.cursor() as cur:
+            await cur.executemany(
+                "update public.knowledge_chunks set embedding = %s::extensions.vector, embedding_dim = %s "
+                "where id = %s and collection_id = %s",
+                [(vector_literal(v), dim, chunk_id, collection.id) for chunk_id, v in rows],
+            )
+        await self._exec(
+            "update public.knowledge_collections set embedding_model = %s, embedding_dim = %s where id = %s",
+            (model, dim, collection.id),
+        )
+
+    # ------------------------------------------------------------ search
+    async def search(
+        self, collection: Collection, query: str, query_vector: Sequence[float], *, k: int = 5,
+        filters: dict[str, Any] | None = None, candidates: int = 40, rrf_k: int = 60, ef_search: int = 100,
+    ) -> list[SearchRow]:
+        """Hybrid search: HNSW cosine and full-text candidates fused by reciprocal rank fusion.
+
+        The vector side orders by the same typed cast as the collection's partial HNSW index
+        (`embedding::vector(384)` where `embedding_dim = 384`), so the planner uses it; iterative
+        index scans keep filtered queries (collection, metadata) from coming back short.
+        """
+        dim = int(collection.embedding_dim)
+        vec = sql.SQL("(c.embedding::extensions.vector({dim}))").format(dim=sql.Literal(dim))
+        qvec = sql.SQL("%(qvec)s::extensions.vector({dim})").format(dim=sql.Literal(dim))
+        statement = sql.SQL(_SEARCH_SQL).format(vec=vec, qvec=qvec, dim=sql.Literal(dim))
+        await self.conn.execute(
+            "select set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+            (str(max(ef_search, candidates)),),
+        )
+        params = {"cid": collection.id, "qvec": vector_literal(query_vector), "q": query, "n": candidates, "k": k,
+                  "filters": Jsonb(filters or {}), "rrf": rrf_k}
+        async with self.conn.cursor(row_factory=class_row(SearchRow)) as cur:
+            await cur.execute(statement, params)
+            return await cur.fetchall()
+
+
+# The full-text side: `websearch_to_tsquery` understands "quoted phrases", -exclusions and `or`;
+# a plain question is turned into an `or` of its words by the caller so ts_rank can order chunks
+# by how many of them they contain.
+_SEARCH_SQL = """
+with vec as (
+  select id, distance, row_number() over (order by distance) as rank from (
+    select c.id, {vec} operator(extensions.<=>) {qvec} as distance
+    from public.knowledge_chunks c
+    where c.collection_id = %(cid)s and c.embedding_dim = {dim} and c.metadata @> %(filters)s
+    order by {vec} operator(extensions.<=>) {qvec}
+    limit %(n)s) v
+), fts as (
+  select id, row_number() over (order by score desc) as rank from (
+    select c.id, ts_rank(c.tsv, q) as score
+    from public.knowledge_chunks c, websearch_to_tsquery('english', %(q)s) q
+    where c.collection_id = %(cid)s and c.tsv @@ q and c.metadata @> %(filters)s
+    order by score desc
+    limit %(n)s) f
+), fused as (
+  select coalesce(vec.id, fts.id) as id,
+         coalesce(1.0 / (%(rrf)s + vec.rank), 0) + coalesce(1.0 / (%(rrf)s + fts.rank), 0) as score,
+         vec.rank as vector_rank, fts.rank as text_rank, 1 - vec.distance as similarity
+  from vec full outer join fts on vec.id = fts.id
+  -- a tie (mirrored ranks) goes to the passage with the query's words: the more specific evidence
+  order by score desc, text_rank nulls last, vector_rank nulls last
+  limit %(k)s
+)
+select c.id as chunk_id, c.content_hash, c.document_id, d.title, d.source, c.content, c.metadata,
+       f.score::float8 as score, f.similarity::float8 as similarity, f.vector_rank, f.text_rank,
+       ts_headline('english', c.content, websearch_to_tsquery('english', %(q)s),
+                   'MaxFragments=2, MinWords=8, MaxWords=30, StartSel=**, StopSel=**, FragmentDelimiter=" … "')
+         as highlight
+from fused f
+join public.knowledge_chunks c on c.id = f.id
+join public.knowledge_documents d on d.id = c.document_id
+order by f.score desc, f.text_rank nulls last, f.vector_rank nulls last
+"""
+
+
+@dataclass(frozen=True)
+class SearchRow:
+    chunk_id: UUID
+    content_hash: str
+    document_id: UUID
+    title: str
+    source: str
+    content: str
+    metadata: dict[str, Any]
+    score: float
+    similarity: float | None
+    vector_rank: int | None
+    text_rank: int | None
+    highlight: str
+
+
+@dataclass(frozen=True)
+class CollectionStats:
+    name: str
+    description: str
+    embedding_model: str
+    embedding_dim: int
+    created_at: datetime
+    documents: int
+    chunks: int
