@@ -129,7 +129,7 @@ async def _token_request(p: Provider, data: dict[str, str]) -> dict[str, Any]:
     if r.status_code in (400, 401):
         body = _maybe_json(r)
         raise ServiceError(f"{p.title} refused the token request: {body.get('error', f'HTTP {r.status_code}')}"
-                           f"{' — ' + body['error_description'] if body.get('error_description') else ''}.",
+                           f"{' — ' + str(body['error_description']).rstrip('.') if body.get('error_description') else ''}.",
                            status=r.status_code, auth=True)
     check_status(r, p.title)
     body = json_of(r, p.title)

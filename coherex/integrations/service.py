@@ -109,7 +109,8 @@ class Opened:
         return secret_values(self.call.credentials)
 
 
-async def _open(db: Database, source: DataSource) -> Opened:
+async def _open(db: Database, source: DataSource, *, fresh: bool = True) -> Opened:
+    """Decrypt the credentials; with `fresh`, swap an expiring OAuth access token first."""
     kind = source_type(source.type)
     async with db.session(Identity.system()) as s:
         ciphertext, _ = await s.sources.credentials(source.id)
@@ -120,7 +121,7 @@ async def _open(db: Database, source: DataSource) -> Opened:
                                        what=f"The credentials of data source {source.name!r}")
     config = kind.config_model.model_validate(source.config)
     opened = Opened(kind, Call(source, config, creds))
-    if isinstance(creds, OAuthToken) and creds.expires_soon():
+    if fresh and isinstance(creds, OAuthToken) and creds.expires_soon():
         await _refresh(db, opened)
     return opened
 
@@ -172,7 +173,7 @@ async def remove_source(db: Database, identity: Identity, team_id: UUID, name: s
         raise PermissionDenied("Only a team owner or admin can remove data sources.")
     notes: list[str] = []
     try:
-        opened = await _open(db, source)
+        opened = await _open(db, source, fresh=False)  # revoking needs no fresh access token
         if opened.kind.revoke is not None:
             await opened.kind.revoke(opened.call)
             notes.append("credentials revoked at the provider")

@@ -15,7 +15,8 @@ Credentials: `saas.slack_token`, `saas.github_token`, `saas.gmail_token` are val
 `saas.revoke(token)` makes a token answer like a revoked one. OAuth: `/oauth/<provider>/authorize`
 redirects straight back to the redirect URI with a code (the person "clicked Allow");
 `/oauth/<provider>/token` checks client credentials, redirect URI and the PKCE verifier;
-`saas.expire(token)` ends an access token early; `saas.refuse_refresh = True` fails refreshes.
+`saas.google_expires_in` sets the lifetime of new Google access tokens; `saas.expire(token)` ends
+one early; `saas.refuse_refresh = True` fails refreshes.
 Faults (`saas.fail(service, status=..., retry_after=..., malformed=True, times=n)`) are served
 before any normal answer, in order, to the next requests of that service.
 """
@@ -177,6 +178,8 @@ class FakeSaaS:
         self._codes: dict[str, dict[str, str]] = {}
         self._faults: dict[str, deque[Fault]] = {}
         self.refuse_refresh = False
+        #: lifetime Google gives new access tokens (short ones make Coherex refresh at once)
+        self.google_expires_in = 3600
         self.requests: list[Recorded] = []
         self.port = 0
         self._server: uvicorn.Server | None = None
@@ -506,18 +509,20 @@ class FakeSaaS:
                     or form.get("refresh_token") in self.revoked:
                 return JSONResponse({"error": "invalid_grant", "error_description": "Token has been expired or revoked."},
                                     status_code=400)
-            return JSONResponse({"access_token": self.issue_token(service, 3600), "expires_in": 3600,
+            return JSONResponse({"access_token": self.issue_token(service, self.google_expires_in),
+                                 "expires_in": self.google_expires_in,
                                  "token_type": "Bearer", "scope": "https://www.googleapis.com/auth/gmail.modify"})
         error = self._check_code(provider, form, rec)
         if error:
             # Google answers 400; GitHub answers 200 with an error field
             return JSONResponse({"error": error}, status_code=400 if provider == "google" else 200)
-        body: dict[str, Any] = {"access_token": self.issue_token(service, 3600 if provider == "google" else None),
+        body: dict[str, Any] = {"access_token": self.issue_token(service, self.google_expires_in if provider == "google"
+                                                                 else None),
                                 "token_type": "Bearer"}
         if provider == "google":
             refresh = "1//fake-refresh-" + secrets.token_hex(12)
             self._refresh[refresh] = "google"
-            body.update(expires_in=3600, refresh_token=refresh, scope="https://www.googleapis.com/auth/gmail.modify")
+            body.update(expires_in=self.google_expires_in, refresh_token=refresh, scope="https://www.googleapis.com/auth/gmail.modify")
         else:
             body["scope"] = "repo"
         return JSONResponse(body)

@@ -1,0 +1,210 @@
+"""Each integration's real client (slack_sdk, httpx) against the fake services, through the one
+entry point the runtime uses: permissions, retries on 429/5xx, revoked tokens, bad answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from coherex.errors import NotFound, PermissionDenied, UserError
+from coherex.integrations import IntegrationError, add_source, check_source, invoke_tool
+
+
+async def connect_slack(world, name: str = "team-slack") -> None:
+    await add_source(world.db, world.admin, world.team_id, "slack", name,
+                     credentials={"bot_token": world.saas.slack_token})
+
+
+async def connect_github(world) -> None:
+    await add_source(world.db, world.admin, world.team_id, "github", "gh", credentials={"token": world.saas.github_token})
+
+
+async def call(world, agent_id, tool: str, source: str, **args):
+    return await invoke_tool(world.db, team_id=world.team_id, agent_id=agent_id, tool_name=tool,
+                             data_source=source, args=args)
+
+
+async def audit(world, action: str | None = None):
+    async with world.db.session(world.admin) as s:
+        return await s.audit.list(world.team_id, action=action)
+
+
+async def test_slack_read_post_reply_and_list(world):
+    world.saas.slack.add_channel("general", messages=["hello", "standup at 10"])
+    await connect_slack(world)
+    agent = await world.agent("poster", {"team-slack": "write"})
+
+    read = await call(world, agent, "slack.read_channel", "team-slack", channel="#general")
+    assert [m["text"] for m in read["messages"]] == ["standup at 10", "hello"]
+    posted = await call(world, agent, "slack.post_message", "team-slack", channel="#general", text="Summary: all good")
+    reply = await call(world, agent, "slack.reply_in_thread", "team-slack", channel=posted["channel"],
+                       thread_ts=posted["ts"], text="details")
+    channels = await call(world, agent, "slack.list_channels", "team-slack")
+
+    assert world.saas.slack.messages[posted["channel"]][1]["text"] == "Summary: all good"
+    assert world.saas.slack.messages[posted["channel"]][0]["thread_ts"] == posted["ts"] and reply["ts"]
+    assert [c["name"] for c in channels["channels"]] == ["general"]
+    # the bot token travels only in the Authorization header
+    assert all(r.headers["authorization"] == f"Bearer {world.saas.slack_token}" for r in world.saas.of("slack"))
+    writes = await audit(world)
+    assert [e.action for e in writes if e.action.startswith("tool.")] == ["tool.slack.reply_in_thread",
+                                                                           "tool.slack.post_message"]
+    assert writes[-2].details["args"]["channel"] == "#general" and writes[-2].actor_kind == "agent"
+
+
+async def test_read_access_cannot_post_and_no_grant_cannot_reach(world):
+    world.saas.slack.add_channel("general", messages=["hi"])
+    await connect_slack(world)
+    await connect_github(world)
+    reader = await world.agent("reader", {"team-slack": "read"})
+
+    assert (await call(world, reader, "slack.read_channel", "team-slack", channel="general"))["messages"]
+    with pytest.raises(PermissionDenied, match="access: read"):
+        await call(world, reader, "slack.post_message", "team-slack", channel="general", text="spam")
+    with pytest.raises(PermissionDenied, match="no access to data source 'gh'"):
+        await call(world, reader, "github.list_issues", "gh", repo="acme/app")
+    with pytest.raises(NotFound):
+        await call(world, reader, "slack.read_channel", "nope", channel="general")
+    with pytest.raises(UserError, match="needs a github data source"):
+        await call(world, reader, "github.list_issues", "team-slack", repo="acme/app")
+    with pytest.raises(UserError, match="channel"):
+        await call(world, reader, "slack.read_channel", "team-slack")  # missing required argument
+    assert not [r for r in world.saas.of("slack") if r.path.endswith("chat.postMessage")]
+    assert not world.saas.of("github")
+
+
+async def test_an_agent_of_another_team_cannot_use_a_source_by_name(world, tenant_factory):
+    await connect_slack(world)
+    other = await tenant_factory("rival")
+    with pytest.raises(NotFound):
+        await invoke_tool(world.db, team_id=other.team_id, agent_id=await world.agent("a", {}),
+                          tool_name="slack.read_channel", data_source="team-slack", args={"channel": "general"})
+
+
+async def test_slack_429_is_retried_after_retry_after_and_5xx_on_reads(world):
+    world.saas.slack.add_channel("general", messages=["hi"])
+    await connect_slack(world)
+    agent = await world.agent("a", {"team-slack": "write"})
+
+    world.saas.fail("slack", status=429, retry_after=1)
+    posted = await call(world, agent, "slack.post_message", "team-slack", channel="general", text="once")
+    posts = [r for r in world.saas.of("slack") if r.path.endswith("chat.postMessage")]
+    assert len(posts) == 2 and posted["ts"]
+    assert [m["text"] for m in world.saas.slack.messages[posted["channel"]]].count("once") == 1
+
+    world.saas.fail("slack", status=503)
+    assert (await call(world, agent, "slack.list_channels", "team-slack"))["channels"]
+
+    # a write that hit a 5xx is not repeated: it may have happened
+    world.saas.fail("slack", status=503)
+    with pytest.raises(IntegrationError, match="internal error"):
+        await call(world, agent, "slack.post_message", "team-slack", channel="general", text="maybe")
+    failed = (await audit(world, "tool.slack.post_message"))[0]
+    assert failed.details["outcome"] == "failed"
+
+
+async def test_retry_after_longer_than_allowed_fails_clearly(world):
+    await connect_slack(world)
+    agent = await world.agent("a", {"team-slack": "read"})
+    world.saas.fail("slack", status=429, retry_after=120)
+    with pytest.raises(IntegrationError, match="rate limit") as err:
+        await call(world, agent, "slack.list_channels", "team-slack")
+    assert "120 s" in str(err.value)
+
+
+async def test_revoked_slack_token_marks_the_source_failing(world):
+    await connect_slack(world)
+    agent = await world.agent("a", {"team-slack": "read"})
+    world.saas.revoke(world.saas.slack_token)
+    with pytest.raises(IntegrationError, match="token_revoked") as err:
+        await call(world, agent, "slack.list_channels", "team-slack")
+    assert world.saas.slack_token not in str(err.value) and "Reconnect" in str(err.value)
+    async with world.db.session(world.admin) as s:
+        source = await s.sources.get_by_name(world.team_id, "team-slack")
+    assert source.status == "failing" and "token_revoked" in source.last_error and source.failing_since
+
+
+async def test_malformed_answers_are_reported_not_crashed(world):
+    await connect_slack(world)
+    await connect_github(world)
+    agent = await world.agent("a", {"team-slack": "write", "gh": "write"})
+    world.saas.fail("slack", malformed=True, times=10)
+    with pytest.raises(IntegrationError, match="not a Slack API response"):
+        await call(world, agent, "slack.post_message", "team-slack", channel="general", text="x")
+    world.saas.fail("github", malformed=True, times=10)
+    with pytest.raises(IntegrationError, match="not JSON"):
+        await call(world, agent, "github.list_issues", "gh", repo="acme/app")
+
+
+async def test_connection_tests_say_what_works(world):
+    await connect_slack(world)
+    await connect_github(world)
+    _, slack = await check_source(world.db, world.admin, world.team_id, "team-slack")
+    _, gh = await check_source(world.db, world.admin, world.team_id, "gh")
+    assert slack.ok and "Acme" in slack.summary and "coherex" in slack.summary
+    assert gh.ok and "octocat" in gh.summary and "repo" in gh.summary
+    world.saas.revoke(world.saas.github_token)
+    source, gh = await check_source(world.db, world.admin, world.team_id, "gh")
+    assert not gh.ok and "refused the credentials" in gh.summary and source.status == "failing"
+
+
+async def test_github_issues_prs_diffs_commits_labels(world):
+    g = world.saas.github
+    g.add_issue("acme/app", "Crash on start", "stack trace", labels=["bug"])
+    g.add_issue("acme/app", "Add dark mode", pull=True, diff="diff --git a/x b/x\n+dark\n")
+    g.add_commit("acme/app", "Fix crash")
+    await connect_github(world)
+    agent = await world.agent("triage", {"gh": "write"})
+
+    issues = await call(world, agent, "github.list_issues", "gh", repo="acme/app")
+    assert [i["title"] for i in issues["issues"]] == ["Crash on start"]
+    created = await call(world, agent, "github.create_issue", "gh", repo="acme/app", title="New", labels=["triage"])
+    await call(world, agent, "github.comment_issue", "gh", repo="acme/app", number=1, body="Looking into it")
+    labels = await call(world, agent, "github.add_labels", "gh", repo="acme/app", number=1, labels=["p1"])
+    issue = await call(world, agent, "github.read_issue", "gh", repo="acme/app", number=1)
+    prs = await call(world, agent, "github.list_pull_requests", "gh", repo="acme/app")
+    diff = await call(world, agent, "github.read_pull_request_diff", "gh", repo="acme/app", number=2)
+    commits = await call(world, agent, "github.list_commits", "gh", repo="acme/app")
+
+    assert created["number"] == 3 and created["labels"] == ["triage"]
+    assert labels["labels"] == ["bug", "p1"]
+    assert issue["body"] == "stack trace" and issue["comments"][0]["body"] == "Looking into it"
+    assert prs["pull_requests"][0]["title"] == "Add dark mode" and "+dark" in diff["diff"]
+    assert commits["commits"][0]["message"] == "Fix crash"
+    with pytest.raises(IntegrationError, match="found no such thing"):
+        await call(world, agent, "github.read_issue", "gh", repo="acme/app", number=99)
+    with pytest.raises(IntegrationError, match="not a repository name"):
+        await call(world, agent, "github.list_issues", "gh", repo="../../user")
+    assert len(await audit(world)) >= 3
+
+
+async def test_github_5xx_on_read_is_retried(world):
+    world.saas.github.add_issue("acme/app", "One")
+    await connect_github(world)
+    agent = await world.agent("a", {"gh": "read"})
+    world.saas.fail("github", status=502, times=2)
+    assert (await call(world, agent, "github.list_issues", "gh", repo="acme/app"))["issues"]
+    assert len(world.saas.of("github")) == 3
+
+
+async def test_gmail_search_read_thread_send_label(world):
+    gm = world.saas.gmail
+    first = gm.add_message(sender="ann@example.com", subject="Invoice 42", body="Please pay", thread_id="t1")
+    gm.add_message(sender="bob@example.com", subject="Re: Invoice 42", body="Paid", thread_id="t1", unread=False)
+    from coherex.integrations.oauth import OAuthToken
+
+    await add_source(world.db, world.admin, world.team_id, "gmail", "work-mail",
+                     credentials=OAuthToken(access_token=world.saas.gmail_token,
+                                            refresh_token=world.saas.gmail_refresh_token))
+    agent = await world.agent("digest", {"work-mail": "write"})
+
+    found = await call(world, agent, "gmail.search_messages", "work-mail", query="is:unread invoice")
+    assert [(m["from"], m["subject"]) for m in found["messages"]] == [("ann@example.com", "Invoice 42")]
+    message = await call(world, agent, "gmail.read_message", "work-mail", message_id=first)
+    thread = await call(world, agent, "gmail.read_thread", "work-mail", thread_id="t1")
+    await call(world, agent, "gmail.send_message", "work-mail", to=["ann@example.com"], subject="Re: Invoice",
+               body="Done.", thread_id="t1")
+    labelled = await call(world, agent, "gmail.add_label", "work-mail", message_id=first, label="Finance")
+
+    assert message["body"] == "Please pay" and len(thread["messages"]) == 2
+    assert gm.sent == [{"to": "ann@example.com", "subject": "Re: Invoice", "body": "Done.\n", "threadId": "t1"}]
+    assert "Label_2" in labelled["labels"] and gm.labels[-1]["name"] == "Finance"
