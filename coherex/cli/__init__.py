@@ -41,6 +41,10 @@ def _register() -> None:
 
     spec_cli.register(app)  # validate, schema, templates, import
 
+    from coherex.cli import sources
+
+    app.add_typer(sources.app, name="sources", help="Data sources: add, connect, list, test, remove, rotate-key.")
+
 
 _register()
 

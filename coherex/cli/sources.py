@@ -1,0 +1,161 @@
+"""`coherex sources`: connect data sources once, share them across agents."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import typer
+
+from coherex.cli._common import console, print_json, run_async
+from coherex.cli._context import cli_context
+from coherex.errors import UserError
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"{flag} {key.strip() or item!r}… is not key=value.")  # never echo a secret value
+        out[key.strip()] = value
+    return out
+
+
+@app.command("add")
+def add(
+    type_name: str = typer.Argument(..., metavar="TYPE", help="slack, github, gmail, http_api or postgres"),
+    name: str = typer.Argument(..., help="name agents use in `dataSource:` (lowercase, digits, dashes)"),
+    config: list[str] = typer.Option([], "--config", "-c", help="non-secret setting key=value (repeatable)"),
+    secret: list[str] = typer.Option([], "--secret", "-s", help="credential key=value (repeatable); prefer --from-env"),
+    from_env: bool = typer.Option(False, "--from-env", help="read credentials from TYPE_FIELD variables, "
+                                                             "e.g. SLACK_BOT_TOKEN, GITHUB_TOKEN, POSTGRES_DSN"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Add a data source; credentials are encrypted before they are stored."""
+    from coherex.integrations import add_source, check_source
+    from coherex.integrations.service import credential_fields, env_name
+
+    fields = credential_fields(type_name)
+    credentials = _pairs(secret, "--secret")
+    if from_env:
+        for field in fields:
+            value = os.environ.get(env_name(type_name, field))
+            if value and field not in credentials:
+                credentials[field] = value
+        missing = [env_name(type_name, f) for f, required in fields.items() if required and f not in credentials]
+        if missing:
+            raise UserError(f"--from-env: {', '.join(missing)} is not set.")
+
+    async def go():
+        async with cli_context() as ctx:
+            source = await add_source(ctx.db, ctx.identity, ctx.team.id, type_name, name,
+                                      config=_pairs(config, "--config"), credentials=credentials)
+            return await check_source(ctx.db, ctx.identity, ctx.team.id, name)
+
+    source, check = run_async(go())
+    if as_json:
+        print_json({"name": source.name, "type": source.type, "status": source.status, "check": check.summary})
+        return
+    console.print(f"Added data source [bold]{source.name}[/] ({source.type}).")
+    console.print(("[green]ok:[/] " if check.ok else "[yellow]not working yet:[/] ") + check.summary)
+
+
+@app.command("connect")
+def connect(
+    type_name: str = typer.Argument(..., metavar="TYPE", help="gmail, github or slack"),
+    name: str = typer.Argument(...),
+    config: list[str] = typer.Option([], "--config", "-c"),
+) -> None:
+    """Connect through the provider's sign-in (OAuth2): prints the link to open in a browser."""
+    from coherex.integrations.oauth import start_authorization
+
+    async def go() -> str:
+        async with cli_context() as ctx:
+            return await start_authorization(ctx.db, ctx.identity, ctx.team.id, type_name, name,
+                                             _pairs(config, "--config"))
+
+    url = run_async(go())
+    console.print("Open this link in a browser and allow access (valid for 10 minutes; the Coherex server "
+                  "must be running to receive the answer):")
+    print(url)
+
+
+@app.command("list")
+def list_(as_json: bool = typer.Option(False, "--json")) -> None:
+    """The team's data sources and their health."""
+    from coherex.integrations import list_sources
+
+    async def go():
+        async with cli_context() as ctx:
+            return await list_sources(ctx.db, ctx.identity, ctx.team.id)
+
+    sources = run_async(go())
+    rows = [{"name": s.name, "type": s.type, "status": s.status, "last_error": s.last_error,
+             "failing_since": s.failing_since, "last_checked_at": s.last_checked_at} for s in sources]
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        console.print("No data sources yet. Add one with `coherex sources add TYPE NAME`.")
+    for r in rows:
+        line = f"{r['name']:<24} {r['type']:<10} {r['status']}"
+        if r["status"] != "active":
+            line += f" since {r['failing_since']:%Y-%m-%d %H:%M}" if r["failing_since"] else ""
+            line += f" — {r['last_error']}" if r["last_error"] else ""
+        console.print(line)
+
+
+@app.command("test")
+def test(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Check a source's connection and say what works."""
+    from coherex.integrations import check_source
+
+    async def go():
+        async with cli_context() as ctx:
+            return await check_source(ctx.db, ctx.identity, ctx.team.id, name)
+
+    source, check = run_async(go())
+    if as_json:
+        print_json({"name": source.name, "ok": check.ok, "summary": check.summary, "status": source.status})
+    else:
+        console.print(("[green]ok:[/] " if check.ok else "[red]failing:[/] ") + check.summary)
+    if not check.ok:
+        raise typer.Exit(1)
+
+
+@app.command("remove")
+def remove(name: str, yes: bool = typer.Option(False, "--yes", "-y", help="do not ask")) -> None:
+    """Remove a source (revoking its OAuth token); agents that use it stop working."""
+    from coherex.integrations import remove_source
+
+    if not yes:
+        typer.confirm(f"Remove data source {name!r}?", abort=True)
+
+    async def go():
+        async with cli_context() as ctx:
+            return await remove_source(ctx.db, ctx.identity, ctx.team.id, name)
+
+    notes = run_async(go())
+    console.print(f"Removed data source {name}." + "".join(f"\n  {n}" for n in notes))
+
+
+@app.command("rotate-key")
+def rotate_key_cmd(
+    generate: bool = typer.Option(False, "--generate", help="first add a new key to the embedded key file"),
+) -> None:
+    """Re-encrypt every stored credential with the newest vault key (old keys must still be set)."""
+    from coherex.integrations import rotate_key
+    from coherex.integrations.vault import add_key_to_file
+
+    if generate:
+        console.print(f"New key {add_key_to_file()} added (the old ones stay for decryption).")
+
+    async def go():
+        async with cli_context() as ctx:
+            return await rotate_key(ctx.db)
+
+    count, key_id = run_async(go())
+    console.print(f"Re-encrypted {count} credential(s) with key {key_id}. Older keys can now be removed.")
