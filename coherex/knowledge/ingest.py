@@ -20,13 +20,13 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from coherex.errors import NotFound, UserError
 from coherex.knowledge.chunk import TextChunk, chunk_blocks
 from coherex.knowledge.embed import Embedder, ensure_same_model, get_embedder
-from coherex.knowledge.parse import Block, ParsedDocument, _paragraphs, parse
+from coherex.knowledge.parse import ParsedDocument, detect, parse
 from coherex.settings import get_settings
 from coherex.store.db import Database, Identity
 from coherex.store.models import Collection
@@ -67,7 +67,7 @@ class SourceDocument:
     title: str
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
-    kind: str = "markdown"           # how `text` is structured: "markdown", "html" or "text"
+    kind: Literal["markdown", "html", "text"] = "markdown"   # how `text` is structured
 
 
 def max_file_bytes() -> int:
@@ -115,9 +115,10 @@ async def ingest_file(
         path = Path(path_or_bytes)
         filename = filename or path.name
         data, source = read_limited(path, filename), filename
+    kind = detect(data, filename)  # a wrong extension is an error even for content we already have
     digest = hashlib.sha256(data).hexdigest()
     return await _ingest(db, identity, UUID(str(team_id)), collection_name, source, filename, digest,
-                         lambda: parse(data, filename), len(data), metadata or {}, progress)
+                         lambda: parse(data, filename, kind), len(data), metadata or {}, progress)
 
 
 async def sync_documents(
@@ -143,10 +144,8 @@ async def sync_documents(
 
 
 def _parse_source(doc: SourceDocument) -> ParsedDocument:
-    if doc.kind == "text":
-        parsed = ParsedDocument("text", doc.title, [Block(p) for p in _paragraphs(doc.text)])
-    else:
-        parsed = parse(doc.text.encode(), f"{doc.source}.{'md' if doc.kind == 'markdown' else 'html'}")
+    extension = {"markdown": ".md", "html": ".html", "text": ".txt"}[doc.kind]
+    parsed = parse(doc.text.encode(), doc.source + extension)
     parsed.title = doc.title or parsed.title
     return parsed
 

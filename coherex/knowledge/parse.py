@@ -137,11 +137,17 @@ def _paragraphs(text: str) -> list[str]:
 # ------------------------------------------------------------------ parsers
 
 
-def parse(data: bytes, filename: str) -> ParsedDocument:
-    """Sniff and parse `data`; raises `UserError` for empty, unsupported or unreadable files."""
+def detect(data: bytes, filename: str) -> Kind:
+    """The kind of a non-empty file (cheap: run it before anything else)."""
     if not data.strip():
         raise UserError(f"{filename} is empty.", hint="Upload a file with some text in it.")
-    kind = sniff(data, filename)
+    return sniff(data, filename)
+
+
+def parse(data: bytes, filename: str, kind: Kind | None = None) -> ParsedDocument:
+    """Parse `data` (of `kind`, detected when not given); raises `UserError` for empty,
+    unsupported or unreadable files."""
+    kind = kind or detect(data, filename)
     stem = PurePath(filename).stem
     if kind == "pdf":
         doc = _parse_pdf(data, filename, stem)
