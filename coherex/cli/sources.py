@@ -16,10 +16,11 @@ app = typer.Typer(no_args_is_help=True)
 
 def _pairs(items: list[str], flag: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for item in items:
+    for number, item in enumerate(items, 1):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UserError(f"{flag} {key.strip() or item!r}… is not key=value.")  # never echo a secret value
+            # never echo it: a pasted token without `key=` would land in the terminal and its logs
+            raise UserError(f"{flag} number {number} is not key=value (its value is not shown).")
         out[key.strip()] = value
     return out
 

@@ -51,7 +51,7 @@ def _jsonable(v: Any) -> Any:
 async def _run(call: Call, sql: str, *, read_only: bool, limit: int | None) -> dict[str, Any]:
     conn = await _connect(call)
     try:
-        conn.read_only = read_only  # BEGIN READ ONLY: the server refuses any write
+        await conn.set_read_only(read_only)  # BEGIN READ ONLY: the server refuses any write
         async with conn.transaction():
             await conn.execute(f"set local statement_timeout = {int(call.config.statement_timeout_ms)}")
             cur = await conn.execute(sql)
