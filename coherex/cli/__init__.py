@@ -45,6 +45,10 @@ def _register() -> None:
 
     app.add_typer(sources.app, name="sources", help="Data sources: add, connect, list, test, remove, rotate-key.")
 
+    from coherex.cli import kb
+
+    app.add_typer(kb.app, name="kb", help="Knowledge base: add files, search, list, remove, reindex.")
+
 
 _register()
 
