@@ -1,0 +1,115 @@
+"""The draft spec of a builder conversation and what it still needs.
+
+A draft is validated against the team's data. A reference to a data source of a kind the team has
+not connected at all (or to a knowledge collection when the team has none) is not a mistake the
+model can repair: it becomes a `Connection` the person is asked to make. Every other problem goes
+back to the model.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from coherex.spec import AgentSpec, Problem, ValidationReport, to_yaml, validate
+from coherex.spec.catalogue import event_types, get_tool
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Something the team must connect before the agent can be saved."""
+
+    kind: Literal["data_source", "collection"]
+    name: str
+    type: str  # the data source type (slack, gmail, ...) or "knowledge"
+
+    def instructions(self) -> str:
+        if self.kind == "collection":
+            return (f"Create the knowledge collection **{self.name}**: drop documents into this chat, or run "
+                    f"`coherex kb add {self.name} FILE`.")
+        return (f"Connect a **{self.type}** data source named **{self.name}**: "
+                f"`coherex sources add {self.type} {self.name}` or `POST /api/sources`.")
+
+
+@dataclass
+class TeamRefs:
+    data_sources: dict[str, str] = field(default_factory=dict)  # name → type
+    collections: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Draft:
+    data: dict[str, Any]
+    report: ValidationReport
+    connections: list[Connection]
+
+    @classmethod
+    def check(cls, data: dict[str, Any], refs: TeamRefs) -> Draft:
+        connections = missing_connections(data, refs)
+        sources = dict(refs.data_sources) | {c.name: c.type for c in connections if c.kind == "data_source"}
+        collections = refs.collections | {c.name for c in connections if c.kind == "collection"}
+        report = validate(data, data_sources=sources, collections=collections)
+        return cls(copy.deepcopy(data), report, connections)
+
+    @property
+    def valid(self) -> bool:
+        return self.report.ok
+
+    @property
+    def ready(self) -> bool:
+        """Valid and nothing left to connect: it can be saved and run."""
+        return self.valid and not self.connections
+
+    @property
+    def spec(self) -> AgentSpec:
+        assert self.report.spec is not None
+        return self.report.spec
+
+    @property
+    def name(self) -> str:
+        return str((self.data.get("metadata") or {}).get("name", ""))
+
+    @property
+    def yaml(self) -> str:
+        return to_yaml(self.spec)
+
+    @property
+    def problems(self) -> list[Problem]:
+        return self.report.errors
+
+
+def missing_connections(data: dict[str, Any], refs: TeamRefs) -> list[Connection]:
+    spec = data.get("spec") if isinstance(data.get("spec"), dict) else {}
+    found: dict[str, Connection] = {}
+    kinds = set(refs.data_sources.values())
+    for tool in spec.get("tools") or []:
+        if not isinstance(tool, dict):
+            continue
+        info = get_tool(str(tool.get("use", "")))
+        source, collection = tool.get("dataSource"), tool.get("collection")
+        if info and info.needs_data_source and isinstance(source, str) and source not in refs.data_sources \
+                and info.integration not in kinds:
+            found[source] = Connection("data_source", source, info.integration)
+        if info and info.uses_collection and isinstance(collection, str) and not refs.collections:
+            found[collection] = Connection("collection", collection, "knowledge")
+    for trigger in spec.get("triggers") or []:
+        event = trigger.get("event") if isinstance(trigger, dict) else None
+        if isinstance(event, dict) and isinstance(event.get("source"), str):
+            needed = event_types().get(str(event.get("type")))
+            if needed and event["source"] not in refs.data_sources and needed not in kinds:
+                found.setdefault(event["source"], Connection("data_source", event["source"], needed))
+    return list(found.values())
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: objects merge, `null` deletes, anything else (lists too) replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result

@@ -1,0 +1,436 @@
+"""One builder conversation, independent of any UI (the chat, tests and `coherex eval` drive it).
+
+    session = BuilderSession(db, identity, team_id, llm=llm)
+    turn = await session.send("Post a digest of my unread mail to #ops every morning", ui)
+    if turn.draft_changed: show(session.draft.yaml, summarize(session.draft.spec))
+
+A turn is a small agent loop: the builder LLM calls tools (templates, the team's data, drafting,
+validation, saving, runs) until it answers in text. Invalid drafts go back to the model with
+their problems at most `MAX_REPAIRS` times before the person sees anything; backend failures end
+the turn with a plain message and leave the conversation usable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from coherex.agents import apply_spec, team_references
+from coherex.builder.draft import Connection, Draft, TeamRefs, merge_patch
+from coherex.builder.summary import summarize
+from coherex.builder.tools import definitions, match_templates
+from coherex.errors import BackendError, CoherexError, NotFound, UserError
+from coherex.llm import LLMClient
+from coherex.runtime import Runtime
+from coherex.settings import Settings, get_settings
+from coherex.spec import Problem, SpecFormatError, ValidationReport, parse, to_data
+from coherex.spec.catalogue import tools as catalogue_tools
+from coherex.spec.templates import get_template
+from coherex.store.db import Database, Identity
+from coherex.store.models import Agent, Event, Execution
+
+log = logging.getLogger(__name__)
+
+PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
+#: corrected drafts the model may send after an invalid one, within one turn
+MAX_REPAIRS = 3
+#: LLM calls in one turn (tool rounds plus the answer)
+MAX_STEPS = 12
+BUILDER_TEMPERATURE = 0.2
+
+
+class BuilderUI:
+    """What a front end sees during a turn. Every method is optional (the base does nothing)."""
+
+    async def token(self, text: str) -> None:
+        """A piece of the assistant's answer, as it streams."""
+
+    async def tool_step(self, name: str, arguments: dict[str, Any], result: str) -> None:
+        """A builder tool ran (shown as a step)."""
+
+    async def run_started(self, execution: Execution, agent: Agent) -> None:
+        """A run was created; from here it can be stopped."""
+
+    async def run_event(self, event: Event) -> None:
+        """One stored step of a running agent, as it happens."""
+
+    async def run_finished(self, execution: Execution) -> None:
+        """The run ended; `execution` has its status, output, duration, tokens and cost."""
+
+
+@dataclass
+class TurnResult:
+    text: str = ""
+    draft_changed: bool = False
+    #: a backend (LLM, database, sandbox) failed: what to tell the person
+    error: str | None = None
+    #: problems left when the repairs ran out (the draft shown is the last valid one)
+    problems: list[Problem] = field(default_factory=list)
+    execution: Execution | None = None
+    llm_calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    duration_ms: float = 0.0
+
+
+class _Abort(Exception):
+    """End the turn now with this message (a backend failed inside a tool)."""
+
+
+class BuilderSession:
+    def __init__(self, db: Database, identity: Identity, team_id: UUID, *, llm: LLMClient | None = None,
+                 runtime: Runtime | None = None, settings: Settings | None = None, team_name: str = ""):
+        self.db = db
+        self.identity = identity
+        self.team_id = team_id
+        self.team_name = team_name
+        self.settings = settings or get_settings()
+        self._llm = llm
+        self.runtime = runtime or Runtime(db, llm=llm, settings=self.settings)
+        self.messages: list[dict[str, Any]] = []
+        self.draft: Draft | None = None
+        #: the saved agent this conversation works on (created by Save, or opened)
+        self.agent: Agent | None = None
+        #: the draft differs from the agent's saved version
+        self.unsaved = False
+        self.running: Execution | None = None
+        self._work: dict[str, Any] | None = None
+        self._failed_drafts = 0
+        self._last_problems: list[Problem] = []
+        self._ui = BuilderUI()
+        self._turn = TurnResult()
+
+    @property
+    def llm(self) -> LLMClient:
+        if self._llm is None:
+            from coherex.llm import get_llm_client
+
+            self._llm = get_llm_client(self.settings)
+        return self._llm
+
+    # ------------------------------------------------------------------ the conversation
+    async def send(self, text: str, ui: BuilderUI | None = None) -> TurnResult:
+        """One turn: the person's message in, the builder's answer (and maybe a new draft) out."""
+        started = time.perf_counter()
+        self._ui, self._turn = ui or BuilderUI(), TurnResult()
+        self._work = self.draft.data if self.draft else None
+        self._failed_drafts, self._last_problems = 0, []
+        try:
+            if not self.messages:
+                self.messages.append({"role": "system", "content": await self._system_prompt(text)})
+            self.messages.append({"role": "user", "content": text})
+            await self._loop()
+        except _Abort as exc:
+            self._turn.error = str(exc)
+        except CoherexError as exc:
+            self._turn.error = _plain(exc)
+        self._turn.duration_ms = (time.perf_counter() - started) * 1000
+        return self._turn
+
+    async def _loop(self) -> None:
+        turn = self._turn
+        for _ in range(MAX_STEPS):
+            stream = _Stream(self._ui)
+            try:
+                result = await self.llm.chat(self.messages, definitions(), model=self.settings.default_model,
+                                             temperature=BUILDER_TEMPERATURE, stream_handler=stream.push)
+            finally:
+                await stream.drain()
+            turn.llm_calls += 1
+            turn.tokens_in += result.usage.prompt_tokens
+            turn.tokens_out += result.usage.completion_tokens
+            turn.cost_usd += result.cost_usd
+            self.messages.append(result.to_message())
+            if result.content:
+                turn.text = result.content
+            if not result.tool_calls:
+                return
+            for call in result.tool_calls:
+                try:
+                    output = await self._call(call.name, call.arguments)
+                except _Abort as exc:
+                    self.messages.append({"role": "tool", "tool_call_id": call.id, "content": f"Error: {exc}"})
+                    raise
+                self.messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
+                await self._ui.tool_step(call.name, call.arguments, output)
+            if self._failed_drafts > MAX_REPAIRS:
+                turn.problems = self._last_problems
+                turn.text = ("I could not produce a valid agent spec from this yet. What is still wrong:\n"
+                             + "\n".join(f"- {p}" for p in turn.problems)
+                             + "\nCould you tell me more about what the agent should use or do?")
+                self.messages.append({"role": "assistant", "content": turn.text})
+                return
+        turn.text = turn.text or "I stopped here to keep this conversation short; tell me how to continue."
+
+    async def _call(self, name: str, args: dict[str, Any]) -> str:
+        handler = getattr(self, f"_tool_{name}", None)
+        if handler is None:
+            return f"Error: there is no tool {name!r}."
+        try:
+            result = await handler(**args)
+        except TypeError as exc:
+            return f"Error: wrong arguments for {name}: {exc}"
+        except BackendError as exc:
+            raise _Abort(_plain(exc)) from exc
+        except CoherexError as exc:
+            return f"Error: {exc}"
+        return result if isinstance(result, str) else json.dumps(result, default=str, ensure_ascii=False)
+
+    async def _system_prompt(self, first_message: str) -> str:
+        refs = await self._refs()
+        sources = ", ".join(f"{n} ({t})" for n, t in sorted(refs.data_sources.items())) or "none connected yet"
+        matches = "; ".join(f"{t.name} — {t.description}" for t, _ in match_templates(first_message)) or "none"
+        return (PROMPTS / "builder_system.md").read_text().format(
+            team=self.team_name or str(self.team_id), data_sources=sources,
+            collections=", ".join(sorted(refs.collections)) or "none yet", templates=matches,
+            today=date.today().isoformat())
+
+    async def _refs(self) -> TeamRefs:
+        async with self.db.session(self.identity) as s:
+            sources, collections = await team_references(s, self.team_id)
+        return TeamRefs(sources, collections)
+
+    # ------------------------------------------------------------------ drafting
+    async def set_draft(self, data: dict[str, Any]) -> Draft:
+        """Validate `data`; a valid one becomes the shown draft. Used by the tools and by Edit."""
+        self._work = data
+        draft = Draft.check(data, await self._refs())
+        if draft.valid:
+            self.draft, self.unsaved = draft, True
+            self._turn.draft_changed = True
+        return draft
+
+    async def _after_draft(self, draft: Draft) -> dict[str, Any]:
+        if draft.valid:
+            self._failed_drafts = 0
+            answer: dict[str, Any] = {"valid": True, "summary": summarize(draft.spec)}
+            if draft.connections:
+                answer["to_connect"] = [c.instructions() for c in draft.connections]
+            if draft.report.warnings:
+                answer["warnings"] = [str(p) for p in draft.report.warnings]
+            return answer
+        self._failed_drafts += 1
+        self._last_problems = draft.problems
+        return {"valid": False, "problems": (PROMPTS / "builder_repair.md").read_text().format(
+            attempt=self._failed_drafts, max_attempts=MAX_REPAIRS + 1,
+            problems="\n".join(f"- {p}" for p in draft.problems))}
+
+    async def _tool_use_template(self, name: str) -> dict[str, Any]:
+        template = get_template(name)
+        draft = await self.set_draft(parse(template.text(), "yaml"))
+        return {"template": name, "yaml": template.text(), **(await self._after_draft(draft))}
+
+    async def _tool_search_templates(self, query: str) -> list[dict[str, Any]]:
+        return [{"name": t.name, "description": t.description, "score": s} for t, s in match_templates(query, 6)]
+
+    async def _tool_draft_spec(self, yaml: str) -> dict[str, Any]:
+        try:
+            data = parse(yaml, "yaml")
+        except SpecFormatError as exc:
+            return await self._after_draft(_unparsable(exc))
+        if not isinstance(data, dict):
+            return await self._after_draft(_unparsable(SpecFormatError("the spec must be a YAML mapping")))
+        return await self._after_draft(await self.set_draft(data))
+
+    async def _tool_update_spec(self, changes: dict[str, Any]) -> dict[str, Any]:
+        if self._work is None:
+            return {"valid": False, "problems": "There is no draft yet: use use_template or draft_spec first."}
+        return await self._after_draft(await self.set_draft(merge_patch(self._work, changes)))
+
+    async def _tool_schedule(self, cron: str, timezone: str = "UTC") -> dict[str, Any]:
+        return await self.schedule(cron, timezone)
+
+    async def schedule(self, cron: str, timezone: str = "UTC") -> dict[str, Any]:
+        """Replace the draft's schedule; a saved agent gets a new version at once."""
+        if self._work is None:
+            raise UserError("There is no agent to schedule yet.")
+        spec = dict(self._work.get("spec") or {})
+        others = [t for t in spec.get("triggers") or [] if not (isinstance(t, dict) and "schedule" in t)]
+        spec["triggers"] = others + [{"schedule": {"cron": cron, "timezone": timezone}}]
+        draft = await self.set_draft({**self._work, "spec": spec})
+        answer = await self._after_draft(draft)
+        if draft.ready and self.agent is not None:
+            answer["saved_version"] = (await self.save(f"schedule {cron} {timezone}")).version.version
+        return answer
+
+    async def _tool_validate_spec(self) -> dict[str, Any]:
+        if self._work is None:
+            return {"valid": False, "problems": "There is no draft yet."}
+        return await self._after_draft(Draft.check(self._work, await self._refs()))
+
+    # ------------------------------------------------------------------ the team's data
+    async def _tool_list_data_sources(self) -> list[dict[str, Any]]:
+        async with self.db.session(self.identity) as s:
+            return [{"name": d.name, "type": d.type, "status": d.status} for d in await s.sources.list(self.team_id)]
+
+    async def _tool_list_collections(self) -> list[str]:
+        return sorted((await self._refs()).collections)
+
+    async def _tool_list_tools(self, integration: str | None = None) -> list[dict[str, Any]]:
+        return [{"use": t.name, "integration": t.integration, "access": t.access,
+                 "needs": "dataSource" if t.needs_data_source else "collection" if t.uses_collection else None,
+                 "description": t.description}
+                for t in catalogue_tools() if integration in (None, "", t.integration)]
+
+    # ------------------------------------------------------------------ saving and running
+    async def save(self, message: str = "saved from the chat"):
+        """Save the draft (a new agent, or a new version of this conversation's agent)."""
+        if self.draft is None:
+            raise UserError("There is nothing to save yet: describe the agent first.")
+        if self.draft.connections:
+            raise UserError("Connect these first:\n" + "\n".join(c.instructions() for c in self.draft.connections))
+        data = to_data(self.draft.spec)
+        async with self.db.session(self.identity) as s:
+            if self.agent is None or self.agent.name != self.draft.name:
+                data["metadata"]["name"] = await _free_name(s, self.team_id, self.draft.name)
+            saved = await apply_spec(s, self.team_id, data, message=message)
+        self.agent, self.unsaved = saved.agent, False
+        self.draft = Draft.check(data, await self._refs())
+        return saved
+
+    async def _tool_save_spec(self, message: str = "saved from the chat") -> dict[str, Any]:
+        saved = await self.save(message)
+        return {"agent": saved.agent.name, "version": saved.version.version}
+
+    async def test_run(self, inputs: dict[str, Any] | None = None, ui: BuilderUI | None = None) -> Execution:
+        """Save if needed, then run the draft now, streaming its steps."""
+        if self.draft is None:
+            raise UserError("There is nothing to run yet: describe the agent first.")
+        if self.unsaved or self.agent is None:
+            await self.save("test run from the chat")
+        assert self.agent is not None
+        return await self.run_agent(self.agent, inputs, ui)
+
+    async def run_agent(self, agent: Agent, inputs: dict[str, Any] | None = None,
+                        ui: BuilderUI | None = None) -> Execution:
+        ui = ui or self._ui
+        execution = await self.runtime.create(self.identity, self.team_id, agent, trigger="chat", inputs=inputs or {})
+        self.running = execution
+        await ui.run_started(execution, agent)
+        try:
+            final = await self.runtime.run(execution.id, listeners=[ui.run_event])
+        finally:
+            self.running = None
+        await ui.run_finished(final)
+        self._turn.execution = final
+        return final
+
+    async def stop(self) -> bool:
+        """Stop the run in progress, if any (it ends within a second)."""
+        if self.running is None:
+            return False
+        await self.runtime.stop(self.identity, self.running.id)
+        return True
+
+    async def _tool_test_run(self, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+        return _run_answer(await self.test_run(inputs))
+
+    # ------------------------------------------------------------------ existing agents
+    async def _agent(self, name: str) -> Agent:
+        async with self.db.session(self.identity) as s:
+            agent = await s.agents.get_by_name(self.team_id, name)
+            if agent is None:
+                names = ", ".join(a.name for a in await s.agents.list(self.team_id)) or "none yet"
+                raise NotFound(f"No agent named {name!r}. The team's agents: {names}.")
+        return agent
+
+    async def _tool_list_agents(self) -> list[dict[str, Any]]:
+        async with self.db.session(self.identity) as s:
+            out = []
+            for a in await s.agents.list(self.team_id):
+                last = await s.executions.list(agent_id=a.id, limit=1)
+                out.append({"name": a.name, "description": a.description, "version": a.current_version,
+                            "status": a.status, "last_run": _run_answer(last[0]) if last else None})
+        return out
+
+    async def open_agent(self, name: str) -> Agent:
+        agent = await self._agent(name)
+        async with self.db.session(self.identity) as s:
+            version = await s.agents.require_version(agent)
+        self.agent = agent
+        await self.set_draft(version.spec)
+        self.unsaved = False
+        return agent
+
+    async def _tool_open_agent(self, name: str) -> dict[str, Any]:
+        agent = await self.open_agent(name)
+        assert self.draft is not None
+        return {"agent": agent.name, "version": agent.current_version, "yaml": self.draft.yaml}
+
+    async def _tool_run_agent(self, name: str, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+        return _run_answer(await self.run_agent(await self._agent(name), inputs))
+
+    async def _tool_recent_runs(self, name: str, limit: int = 5) -> list[dict[str, Any]]:
+        agent = await self._agent(name)
+        async with self.db.session(self.identity) as s:
+            runs = await s.executions.list(agent_id=agent.id, limit=max(1, min(limit, 20)))
+            out = []
+            for run in runs:
+                steps = [e for e in await s.executions.events(run.id, limit=200) if e.type == "tool_call"]
+                out.append({**_run_answer(run), "started": run.started_at, "trigger": run.trigger,
+                            "tools_called": [e.name for e in steps]})
+        return out
+
+
+# ---------------------------------------------------------------------- helpers
+class _Stream:
+    """Hands streamed text to the UI in order (the LLM client calls a plain function)."""
+
+    def __init__(self, ui: BuilderUI):
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.task = asyncio.create_task(self._pump(ui))
+
+    def push(self, delta: str) -> None:
+        self.queue.put_nowait(delta)
+
+    async def _pump(self, ui: BuilderUI) -> None:
+        while (delta := await self.queue.get()) is not None:
+            try:
+                await ui.token(delta)
+            except Exception:  # a broken viewer must not break the conversation
+                log.exception("streaming to the UI failed")
+
+    async def drain(self) -> None:
+        self.queue.put_nowait(None)
+        await self.task
+
+
+def _unparsable(exc: SpecFormatError) -> Draft:
+    return Draft({}, ValidationReport([Problem(exc.location or "", exc.problem, exc.hint)]), [])
+
+
+def _run_answer(run: Execution) -> dict[str, Any]:
+    output = run.output.get("text") if isinstance(run.output, dict) else run.output
+    return {"execution": str(run.id), "status": run.status, "output": output, "error": run.error,
+            "duration_ms": run.duration_ms, "tokens": run.tokens_in + run.tokens_out,
+            "cost_usd": float(run.cost_usd)}
+
+
+async def _free_name(session, team_id: UUID, name: str) -> str:
+    """`name`, or `name-2`, `name-3`… so a new agent never overwrites another one by accident."""
+    candidate, n = name, 1
+    while await session.agents.get_by_name(team_id, candidate) is not None:
+        n += 1
+        candidate = f"{name[:58]}-{n}"
+    return candidate
+
+
+def _plain(exc: CoherexError) -> str:
+    from coherex.llm.errors import LLMError
+
+    if isinstance(exc, LLMError):
+        return f"The language model is not answering right now ({exc.message}). Your draft is kept; try again."
+    if isinstance(exc, BackendError):
+        return f"A service Coherex needs is not available ({exc.message}). Your draft is kept; try again."
+    return str(exc)
+
+
+__all__ = ["BuilderSession", "BuilderUI", "Connection", "TurnResult"]

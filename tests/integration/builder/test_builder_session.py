@@ -1,0 +1,153 @@
+"""The builder session driven through the fake OpenAI server with the real `openai` client."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+
+from coherex.builder import MAX_REPAIRS, summarize
+from coherex.spec import load_spec
+from coherex.testing.fake_openai import Error, Text, ToolCall
+
+ANALYST = """\
+apiVersion: coherex/v1
+kind: Agent
+metadata: {name: sales-analyst, description: Answer questions about the sales numbers}
+spec:
+  instructions: Answer {{question}} with numbers.
+  inputs: {question: {type: string, default: What sold best?}}
+  tools: [{use: python}]
+"""
+BROKEN = """\
+apiVersion: coherex/v1
+kind: Agent
+metadata: {name: Sales Analyst}
+spec:
+  instructions: Answer with numbers.
+  tools: [{use: pyhton}]
+  triggers: [{schedule: {cron: "every morning"}}]
+"""
+
+
+async def test_scripted_conversation_saves_a_valid_spec(db, builder, fake_llm, ui, two_teams):
+    fake_llm.script([
+        ToolCall("use_template", {"name": "csv-analysis"}),
+        Text("I started from the CSV analysis template. Which question should it answer?"),
+        ToolCall("update_spec", {"changes": {"metadata": {"name": "sales-analyst"},
+                                             "spec": {"inputs": {"question": {"default": "What sold best?"}}}}}),
+        Text("Done: it answers what sold best."),
+        ToolCall("save_spec", {"message": "first version"}),
+        Text("Saved as sales-analyst."),
+    ])
+    first = await builder.send("Analyse our sales CSV every time I upload one", ui)
+    assert first.error is None and first.draft_changed
+    assert "".join(ui.tokens).startswith("I started from the CSV analysis template")
+    assert "runs Python code in an isolated sandbox" in summarize(builder.draft.spec)
+    second = await builder.send("Which product sold best", ui)
+    assert second.draft_changed and builder.draft.spec.spec.inputs["question"].default == "What sold best?"
+    third = await builder.send("Save it", ui)
+    assert third.text == "Saved as sales-analyst." and not builder.unsaved
+    alpha, _ = two_teams
+    async with db.session(alpha.identity) as s:
+        agent = await s.agents.get_by_name(alpha.team_id, "sales-analyst")
+        version = await s.agents.require_version(agent)
+    assert agent.current_version == 1 and version.message == "first version"
+    assert load_spec(version.spec).spec.tools[0].use == "python"
+    # the model saw the team's context and the template that fits
+    system = fake_llm.chat_requests[0].body["messages"][0]["content"]
+    assert "csv-analysis" in system and "Alpha" in system
+    assert [name for name, _ in ui.tools] == ["use_template", "update_spec", "save_spec"]
+    assert third.tokens_in > 0 and third.llm_calls == 2
+
+
+async def test_invalid_draft_is_repaired_before_it_is_shown(builder, fake_llm, ui):
+    fake_llm.script([ToolCall("draft_spec", {"yaml": BROKEN}), ToolCall("draft_spec", {"yaml": ANALYST}),
+                     Text("Here is your analyst.")])
+    turn = await builder.send("An agent that answers questions about sales numbers", ui)
+    assert turn.error is None and turn.problems == [] and turn.draft_changed
+    assert builder.draft.name == "sales-analyst" and builder.draft.ready
+    # the problems went back to the model, each with its path and what is valid
+    fed_back = fake_llm.chat_requests[1].body["messages"][-1]["content"]
+    for path in ("metadata.name", "spec.tools[0].use", "spec.triggers[0].schedule.cron"):
+        assert path in fed_back
+    assert "python" in fed_back  # the hint names the tool meant
+
+
+async def test_repairs_are_bounded_and_the_person_gets_the_problems(builder, fake_llm, ui):
+    fake_llm.always(ToolCall("draft_spec", {"yaml": BROKEN}))
+    turn = await builder.send("Something with sales", ui)
+    assert len(fake_llm.chat_requests) == MAX_REPAIRS + 1
+    assert builder.draft is None and not turn.draft_changed
+    assert any(p.path == "spec.tools[0].use" for p in turn.problems)
+    assert "could not produce a valid agent spec" in turn.text
+    fake_llm.reset()
+    fake_llm.script([Text("Tell me which data it should read.")])
+    assert (await builder.send("ok", ui)).text == "Tell me which data it should read."
+
+
+async def test_missing_data_source_becomes_a_connect_step(db, builder, fake_llm, ui, two_teams):
+    fake_llm.script([ToolCall("use_template", {"name": "email-digest"}), Text("Drafted the digest.")])
+    turn = await builder.send("Every weekday at 8, summarise my unread mail into #ops", ui)
+    assert turn.draft_changed and builder.draft.valid and not builder.draft.ready
+    kinds = {(c.type, c.name) for c in builder.draft.connections}
+    assert kinds == {("gmail", "work-mail"), ("slack", "team-slack")}
+    assert "coherex sources add gmail work-mail" in builder.draft.connections[0].instructions()
+    # once the team connects them, the same draft can be saved
+    alpha, _ = two_teams
+    async with db.session(alpha.identity) as s:
+        await s.sources.create(alpha.team_id, "work-mail", "gmail", {})
+        await s.sources.create(alpha.team_id, "team-slack", "slack", {})
+    await builder.set_draft(builder.draft.data)
+    saved = await builder.save()
+    assert saved.agent.name == "email-digest" and builder.draft.ready
+
+
+async def test_test_run_streams_its_steps_and_schedule_adds_a_version(db, builder, fake_llm, ui):
+    fake_llm.script([ToolCall("draft_spec", {"yaml": ANALYST}), Text("Ready."),
+                     Text("Widgets sold best: 1,200 units.")])
+    await builder.send("sales analyst", ui)
+    final = await builder.test_run(ui=ui)
+    assert final.status == "completed" and final.output == {"text": "Widgets sold best: 1,200 units."}
+    assert ui.started.id == final.id and ui.finished.duration_ms is not None
+    assert [e.type for e in ui.run_events] == ["llm_call", "status"]
+    assert ui.run_events[0].tokens_in > 0
+    answer = await builder.schedule("0 9 * * 1-5", "Europe/Berlin")
+    assert answer["valid"] and answer["saved_version"] == 2
+
+
+async def test_stop_ends_a_running_test_run(builder, fake_llm, ui):
+    from coherex.testing.fake_openai import Slow
+
+    fake_llm.script([ToolCall("draft_spec", {"yaml": ANALYST}), Text("Ready."), Slow(3, Text("late"))])
+    await builder.send("sales analyst", ui)
+    run = asyncio.create_task(builder.test_run(ui=ui))
+    while builder.running is None:
+        await asyncio.sleep(0.05)
+    assert await builder.stop()
+    final = await run
+    assert final.status == "cancelled"
+
+
+async def test_a_dead_llm_gives_a_clear_message_and_the_conversation_continues(builder, fake_llm, ui):
+    fake_llm.always(Error(500, message="upstream exploded"))
+    turn = await builder.send("An agent for my mail", ui)
+    assert turn.error.startswith("The language model is not answering right now")
+    assert "Traceback" not in turn.error
+    fake_llm.reset()
+    fake_llm.script([Text("Which mailbox should it read?")])
+    assert (await builder.send("An agent for my mail", ui)).text == "Which mailbox should it read?"
+
+
+async def test_a_dropped_database_gives_a_clear_message_and_the_conversation_continues(
+        builder, fake_llm, ui, db_urls):
+    fake_llm.script([Text("Hello! What should the agent do?")])
+    await builder.send("hi", ui)
+    with psycopg.connect(db_urls.admin, autocommit=True) as admin:  # the server drops every app connection
+        admin.execute("select pg_terminate_backend(pid) from pg_stat_activity "
+                      "where datname = current_database() and pid <> pg_backend_pid()")
+    fake_llm.script([ToolCall("list_data_sources", {})])
+    turn = await builder.send("which data sources do we have?", ui)
+    assert turn.error and turn.error.startswith("A service Coherex needs is not available")
+    fake_llm.script([ToolCall("list_data_sources", {}), Text("None are connected yet.")])
+    assert (await builder.send("which data sources do we have?", ui)).text == "None are connected yet."
