@@ -52,7 +52,7 @@ def add(
 
     async def go():
         async with cli_context() as ctx:
-            source = await add_source(ctx.db, ctx.identity, ctx.team.id, type_name, name,
+            await add_source(ctx.db, ctx.identity, ctx.team.id, type_name, name,
                                       config=_pairs(config, "--config"), credentials=credentials)
             return await check_source(ctx.db, ctx.identity, ctx.team.id, name)
 

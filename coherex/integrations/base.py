@@ -24,7 +24,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict
 
 from coherex.llm.retry import RetriesExhausted, Retryable, RetryPolicy, call_with_retries
-from coherex.settings import get_settings
+from coherex.settings import Settings, get_settings
 from coherex.spec.catalogue import ToolInfo, get_tool
 from coherex.store.models import DataSource
 
@@ -61,7 +61,7 @@ class Call(Generic[C, K]):
     credentials: K
 
     @property
-    def settings(self):
+    def settings(self) -> Settings:
         return get_settings()
 
 

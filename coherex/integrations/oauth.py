@@ -18,8 +18,9 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
+from uuid import UUID
 
 import httpx
 from pydantic import SecretStr
@@ -27,6 +28,10 @@ from pydantic import SecretStr
 from coherex.errors import BackendError, PermissionDenied, UserError
 from coherex.integrations.base import Model, ServiceError, check_status, json_of
 from coherex.settings import Settings, get_settings
+
+if TYPE_CHECKING:  # imported lazily below: the source types import this module
+    from coherex.store.db import Database, Identity
+    from coherex.store.models import DataSource
 
 STATE_TTL = timedelta(minutes=10)
 #: refresh this long before the access token expires, so a call never starts with a dying token
@@ -212,7 +217,7 @@ def provider_for(source_type: str) -> str:
                         hint="Add them with `coherex sources add TYPE NAME --secret key=value` instead.") from None
 
 
-async def start_authorization(db, identity, team_id, source_type: str, name: str,
+async def start_authorization(db: Database, identity: Identity, team_id: UUID, source_type: str, name: str,
                               config: dict[str, Any] | None = None, *, redirect_uri: str | None = None) -> str:
     """Begin connecting a source through OAuth: → the provider URL to send the person's browser to."""
     from coherex.integrations.registry import source_type as get_type
@@ -245,7 +250,8 @@ async def start_authorization(db, identity, team_id, source_type: str, name: str
     return url
 
 
-async def complete_authorization(db, *, code: str | None, state: str | None, error: str | None = None):
+async def complete_authorization(db: Database, *, code: str | None, state: str | None,
+                                 error: str | None = None) -> DataSource:
     """The callback: check the state, exchange the code (with the PKCE verifier), store the source.
 
     → the new DataSource. Raises PermissionDenied for an unknown, used or expired state."""
