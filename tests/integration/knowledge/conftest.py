@@ -123,3 +123,13 @@ async def library(db, two_teams, corpus: list[Path], embedder):
     for path in corpus:
         await ingest_file(db, alpha.identity, alpha.team_id, "library", path)
     return alpha
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings():
+    """Tests here change COHEREX_* variables: never let one test's settings leak into the next."""
+    from coherex.settings import reset_settings_cache
+
+    reset_settings_cache()
+    yield
+    reset_settings_cache()
