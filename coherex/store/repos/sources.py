@@ -90,10 +90,10 @@ class DataSourceRepo(Repo):
     # --- pending OAuth2 authorisations (service identity only) ---
     async def put_oauth_state(self, state: OAuthState) -> None:
         await self._exec(
-            "delete from public.oauth_states where expires_at < now()"
+            "delete from coherex_private.oauth_states where expires_at < now()"
         )
         await self._exec(
-            "insert into public.oauth_states (state_hash, team_id, user_id, provider, source_type, source_name, "
+            "insert into coherex_private.oauth_states (state_hash, team_id, user_id, provider, source_type, source_name, "
             "config, verifier_encrypted, redirect_uri, expires_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (state.state_hash, state.team_id, state.user_id, state.provider, state.source_type, state.source_name,
              Jsonb(state.config), state.verifier_encrypted, state.redirect_uri, state.expires_at),
@@ -103,7 +103,7 @@ class DataSourceRepo(Repo):
         """The pending flow for this state, removed so it works once; None if unknown or expired."""
         async with self.conn.cursor(row_factory=class_row(OAuthState)) as cur:
             await cur.execute(
-                "delete from public.oauth_states where state_hash = %s returning state_hash, team_id, user_id, "
+                "delete from coherex_private.oauth_states where state_hash = %s returning state_hash, team_id, user_id, "
                 "provider, source_type, source_name, config, verifier_encrypted, redirect_uri, expires_at",
                 (state_hash,),
             )
