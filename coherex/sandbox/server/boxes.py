@@ -1,0 +1,362 @@
+"""Live sandboxes ("boxes") on this machine, the thread that spawns them, and the warm pool."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import json
+import logging
+import os
+import queue
+import secrets
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coherex.sandbox.errors import SandboxNotFound, SandboxUnavailable
+from coherex.sandbox.server import isolation
+from coherex.sandbox.server.isolation import Cgroup, Cgroups, Interpreter, Limits
+
+log = logging.getLogger(__name__)
+
+WORKER_SOURCE = (Path(__file__).parent / "worker.py").read_text()
+INTERRUPT_GRACE_S = 2.0  # after SIGINT, a cell that does not stop gets its box killed
+
+
+class Spawner:
+    """One long-lived thread starts every bwrap.
+
+    `--die-with-parent` is tied to the *thread* that spawned bwrap, and the mount-namespace view
+    prepared by `isolation.expose_to_box_users` belongs to this thread too.
+    """
+
+    def __init__(self, interp: Interpreter):
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future] | None]
+        self._jobs = queue.SimpleQueue()
+        self._ready = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._run, args=(interp,), name="sandbox-spawner",
+                                        daemon=True)
+        self._thread.start()
+        self._ready.result()
+
+    def _run(self, interp: Interpreter) -> None:
+        try:
+            if os.geteuid() == 0:
+                isolation.expose_to_box_users(list(interp.roots))
+            self._ready.set_result(None)
+        except Exception as exc:  # reported to the constructor's caller
+            self._ready.set_exception(exc)
+            return
+        while (job := self._jobs.get()) is not None:
+            fn, fut = job
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn())
+                except BaseException as exc:
+                    fut.set_exception(exc)
+
+    async def call(self, fn: Callable[[], Any]) -> Any:
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        self._jobs.put((fn, fut))
+        return await asyncio.wrap_future(fut)
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+
+@dataclass
+class Channel:
+    """Messages from the worker for one request (a cell, a process, a file operation)."""
+
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    ended: bool = False
+
+
+class Box:
+    """One isolated sandbox: bwrap + the worker inside, talked to over its stdin/stdout."""
+
+    def __init__(self, box_id: str, proc: subprocess.Popen, init_pid: int, cgroup: Cgroup | None,
+                 uid: int | None, allow_network: bool, limits: Limits):
+        self.id = box_id
+        self.token = secrets.token_urlsafe(24)  # envd access token, per sandbox
+        self.proc, self.init_pid, self.cgroup, self.uid = proc, init_pid, cgroup, uid
+        self.allow_network, self.limits = allow_network, limits
+        self.template, self.metadata, self.envs = "code-interpreter-v1", {}, {}
+        self.started_at = time.time()
+        self.expires_at = self.started_at + 300
+        self.dead_reason: str | None = None
+        self._channels: dict[str, Channel] = {}
+        self._ids = itertools.count(1)
+        self._ready = asyncio.get_running_loop().create_future()
+        self._writer: asyncio.WriteTransport | None = None
+        self._reader_task: asyncio.Task | None = None
+        self._killed = False
+        self._cell_lock = asyncio.Lock()  # one cell at a time, as in a Jupyter kernel
+
+    async def attach(self) -> None:
+        """Connect the pipes to the event loop and wait until the worker says it is ready."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=256 << 20)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), self.proc.stdout)
+        self._writer, _ = await loop.connect_write_pipe(asyncio.Protocol, self.proc.stdin)
+        self._reader_task = asyncio.create_task(self._read(reader))
+        await self._ready
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while line := await reader.readline():
+                try:
+                    msg = json.loads(line)
+                    ch = self._channels.get(msg.get("ch"))
+                except (ValueError, AttributeError):
+                    continue  # the box's own code may write junk here; it only hurts itself
+                if msg.get("type") == "ready" and not self._ready.done():
+                    self._ready.set_result(None)
+                elif ch is not None and not ch.ended:
+                    ch.ended = msg.get("type") in ("end", "ok", "fail")
+                    ch.queue.put_nowait(msg)
+        finally:
+            await self._on_exit()
+
+    async def _on_exit(self) -> None:
+        if self.dead_reason is None:
+            if self.cgroup is not None and self.cgroup.oom_killed():
+                self.dead_reason = (f"the sandbox ran out of memory (limit {self.limits.memory_bytes >> 20} MiB) "
+                                    "and was stopped")
+            elif not self._killed:
+                stderr = await asyncio.to_thread(self.proc.stderr.read) if self.proc.stderr else b""
+                self.dead_reason = "the sandbox stopped unexpectedly" + (
+                    f": {stderr.decode(errors='replace').strip()[-500:]}" if stderr.strip() else "")
+            else:
+                self.dead_reason = "the sandbox was killed"
+        if not self._ready.done():
+            self._ready.set_exception(SandboxUnavailable(f"sandbox failed to start: {self.dead_reason}"))
+        for ch in self._channels.values():
+            if not ch.ended:
+                ch.ended = True
+                ch.queue.put_nowait({"type": "dead", "error": self.dead_reason})
+        await self.kill()
+
+    @property
+    def alive(self) -> bool:
+        return self.dead_reason is None
+
+    def _send(self, msg: dict) -> Channel:
+        if not self.alive or self._writer is None or self._writer.is_closing():
+            raise SandboxNotFound(f"sandbox {self.id} is not running: {self.dead_reason or 'stopped'}")
+        ch_id = str(next(self._ids))
+        ch = self._channels[ch_id] = Channel()
+        self._writer.write((json.dumps({**msg, "ch": ch_id}) + "\n").encode())
+        return ch
+
+    def _close(self, ch: Channel) -> None:
+        for k, v in list(self._channels.items()):
+            if v is ch:
+                del self._channels[k]
+
+    async def request(self, op: str, **kw: Any) -> dict:
+        """A request with one answer (file operations, signals)."""
+        ch = self._send({"op": op, **kw})
+        try:
+            msg = await ch.queue.get()
+        finally:
+            self._close(ch)
+        if msg["type"] == "dead":
+            raise SandboxNotFound(f"sandbox {self.id} is not running: {msg['error']}")
+        return msg
+
+    async def stream(self, op: str, **kw: Any) -> AsyncIterator[dict]:
+        """A request whose answers stream until `end` (a cell, a process)."""
+        ch = self._send({"op": op, **kw})
+        try:
+            while True:
+                msg = await ch.queue.get()
+                yield msg
+                if msg["type"] in ("end", "fail", "dead"):
+                    return
+        finally:
+            self._close(ch)
+
+    async def execute(self, code: str, env_vars: dict | None) -> AsyncIterator[dict]:
+        """Run a cell, yielding its messages. Closed early (the client went away, e.g. its
+        timeout), it interrupts the code: SIGINT, then SIGKILL of the box if that is ignored."""
+        async with self._cell_lock:
+            ch = self._send({"op": "execute", "code": code, "env_vars": env_vars})
+            finished = False
+            try:
+                while True:
+                    msg = await ch.queue.get()
+                    finished = msg["type"] in ("end", "dead")
+                    if msg["type"] == "dead":
+                        yield {"type": "error", "name": "SandboxStopped", "value": msg["error"], "traceback": ""}
+                    if finished:
+                        return
+                    yield msg
+            finally:
+                if not finished:
+                    await self._interrupt(ch)
+                self._close(ch)
+
+    async def _interrupt(self, ch: Channel) -> None:
+        if not self.alive:
+            return
+
+        async def until_end() -> None:
+            while (await ch.queue.get())["type"] not in ("end", "dead"):
+                pass
+
+        try:
+            await self.request("interrupt")
+            await asyncio.wait_for(until_end(), INTERRUPT_GRACE_S)
+        except (asyncio.TimeoutError, SandboxNotFound):
+            self.dead_reason = self.dead_reason or "the sandbox was killed: its code ignored the interrupt"
+            await self.kill()
+
+    async def kill(self) -> None:
+        """Stop every process of the box and free its resources. Idempotent."""
+        if self._killed:
+            return
+        self._killed = True
+        self.dead_reason = self.dead_reason or "the sandbox was killed"
+        if self._writer is not None:
+            self._writer.close()
+        try:
+            os.kill(self.proc.pid, signal.SIGKILL)  # a bwrap whose setup failed may ignore SIGTERM
+        except ProcessLookupError:
+            pass
+        await asyncio.to_thread(self._reap)
+
+    def _reap(self) -> None:
+        if self.cgroup is not None:
+            self.cgroup.destroy()
+        else:
+            try:
+                os.kill(self.init_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+        for f in (self.proc.stdout, self.proc.stderr):
+            if f is not None:
+                f.close()
+        isolation.release_uid(self.uid)
+
+
+class BoxFactory:
+    """Starts boxes (cold) and keeps a warm pool of pre-started offline ones."""
+
+    def __init__(self, data_dir: Path, pool_size: int, limits: Limits | None = None):
+        self.interp = Interpreter.current()
+        self.limits = limits or Limits()
+        self.pool_size = pool_size
+        self.cgroups = Cgroups()
+        self.mpl_cache = isolation.prepare_mpl_cache(self.interp, data_dir / "sandbox" / "mplcache")
+        self.spawner = Spawner(self.interp)
+        self._pool: asyncio.Queue[Box] = asyncio.Queue()
+        self._refill_wanted = asyncio.Event()
+        self._refiller: asyncio.Task | None = None
+        self._seq = itertools.count(1)
+
+    def start(self) -> None:
+        self._refiller = asyncio.create_task(self._refill())
+        self._refill_wanted.set()
+
+    def describe(self) -> dict:
+        return {
+            "isolation": "bubblewrap",
+            "cgroups": f"v{self.cgroups.version}" if self.cgroups.parents else "none (rlimits only)",
+            "own_uid_per_sandbox": os.geteuid() == 0,
+            "python": self.interp.executable,
+            "pool_size": self.pool_size,
+            "pool_ready": self._pool.qsize(),
+            "limits": {"memory_mb": self.limits.memory_bytes >> 20, "pids": self.limits.pids,
+                       "cpus": self.limits.cpus, "disk_mb": self.limits.disk_bytes >> 20},
+        }
+
+    async def acquire(self, *, allow_network: bool) -> Box:
+        """A fresh box: from the warm pool when it has one (offline boxes only), else cold."""
+        box = None
+        while not allow_network and not self._pool.empty():
+            candidate = self._pool.get_nowait()
+            if candidate.alive:
+                box = candidate
+                break
+        self._refill_wanted.set()
+        return box or await self.spawn(allow_network=allow_network)
+
+    async def spawn(self, *, allow_network: bool) -> Box:
+        box_id = f"sbx{next(self._seq)}{secrets.token_hex(6)}"
+        proc, init_pid, cgroup, uid = await self.spawner.call(
+            lambda: self._start_bwrap(box_id, allow_network))
+        box = Box(box_id, proc, init_pid, cgroup, uid, allow_network, self.limits)
+        try:
+            await box.attach()
+        except BaseException:
+            await box.kill()
+            raise
+        return box
+
+    def _start_bwrap(self, box_id: str, allow_network: bool) -> tuple[subprocess.Popen, int, Cgroup | None, int | None]:
+        """Runs in the spawner thread. bwrap blocks on --block-fd until limits are in place."""
+        uid = isolation.allocate_uid()
+        cgroup = None
+        info_r, info_w = os.pipe()
+        block_r, block_w = os.pipe()
+        proc = None
+        try:
+            cgroup = self.cgroups.create(box_id, self.limits)
+            rlimits = isolation.rlimit_code(self.limits, cgroup=cgroup, own_uid=uid is not None)
+            argv = isolation.bwrap_argv(self.interp, self.limits, allow_network=allow_network,
+                                        mpl_cache=self.mpl_cache, bootstrap=rlimits + WORKER_SOURCE)
+            full = argv[:1] + ["--info-fd", str(info_w), "--block-fd", str(block_r)] + argv[1:]
+            proc = subprocess.Popen(
+                full, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                pass_fds=(info_w, block_r), user=uid, group=uid, extra_groups=[] if uid else None,
+                env={}, cwd="/",
+            )
+            os.close(info_w)
+            os.close(block_r)
+            info_w = block_r = -1
+            init_pid = isolation.read_info_fd(info_r)["child-pid"]
+            if cgroup is not None:
+                cgroup.add(proc.pid)
+                cgroup.add(init_pid)
+            os.write(block_w, b"go")
+            return proc, init_pid, cgroup, uid
+        except BaseException as exc:
+            if proc is not None:
+                proc.kill()
+                _, err = proc.communicate()
+            if cgroup is not None:
+                cgroup.destroy()
+            isolation.release_uid(uid)
+            if isinstance(exc, SandboxUnavailable) and proc is not None:
+                raise SandboxUnavailable(f"the sandbox failed to start: {err.decode(errors='replace').strip()}")
+            raise
+        finally:
+            for fd in (info_r, info_w, block_r, block_w):
+                if fd >= 0:
+                    os.close(fd)
+
+    async def _refill(self) -> None:
+        while True:
+            await self._refill_wanted.wait()
+            self._refill_wanted.clear()
+            while self._pool.qsize() < self.pool_size:
+                try:
+                    self._pool.put_nowait(await self.spawn(allow_network=False))
+                except Exception:
+                    log.exception("could not pre-start a sandbox for the warm pool")
+                    await asyncio.sleep(1)
+
+    async def close(self) -> None:
+        if self._refiller is not None:
+            self._refiller.cancel()
+        while not self._pool.empty():
+            await self._pool.get_nowait().kill()
+        self.spawner.stop()

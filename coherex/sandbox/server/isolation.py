@@ -1,0 +1,356 @@
+"""How one sandbox is isolated on this machine: bubblewrap namespaces, cgroup limits, rlimits, uids.
+
+Everything here runs on the host as the server's user (root in production, which is what gives
+each box its own unprivileged host uid and cgroup limits; as a normal user it degrades to rlimits
+and the user's own uid, and says so in `describe()`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import json
+import os
+import resource
+import shutil
+import signal
+import site
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from coherex.sandbox.errors import SandboxUnavailable
+
+HOME = "/home/user"
+MPL_CACHE_IN_BOX = "/opt/coherex/mpl"
+UID_BASE = 200_000  # host uids 200000.. are handed to boxes; none of them owns anything on the host
+UID_COUNT = 50_000
+ETC_FILES = ["/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf", "/etc/localtime", "/etc/ssl",
+             "/etc/ca-certificates", "/etc/alternatives"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_bytes: int = 1 << 30
+    pids: int = 128
+    cpus: float = 1.0
+    disk_bytes: int = 512 << 20  # per writable tmpfs (/tmp and the home dir) and per file
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """The real Python (not a pyenv shim: that costs ~80 ms a start) and the dirs it needs."""
+
+    executable: str
+    roots: tuple[str, ...]  # directories bound read-only into the box
+    site_dirs: tuple[str, ...]  # appended to sys.path inside (the box runs `python -I -S`)
+
+    @classmethod
+    def current(cls) -> Interpreter:
+        exe = os.path.realpath(sys.executable)
+        roots = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix)}
+        sites = [os.path.realpath(p) for p in site.getsitepackages() if os.path.isdir(p)]
+        roots.update(p for p in sites if not any(p.startswith(r + "/") for r in roots))
+        return cls(exe, tuple(sorted(roots)), tuple(sites))
+
+
+# --- cgroups --------------------------------------------------------------------------------------
+
+
+class Cgroup:
+    """Memory, pids and CPU limits for one box; v1 (one hierarchy per controller) or v2."""
+
+    def __init__(self, dirs: dict[str, Path], version: int):
+        self.dirs, self.version = dirs, version
+
+    def add(self, pid: int) -> None:
+        for d in self.dirs.values():
+            (d / "cgroup.procs").write_text(str(pid))
+
+    def oom_killed(self) -> bool:
+        d = self.dirs.get("memory")
+        # both files hold "key value" lines, among them `oom_kill N`
+        name = "memory.oom_control" if self.version == 1 else "memory.events"
+        try:
+            fields = dict(line.split() for line in (d / name).read_text().splitlines()) if d else {}
+        except (OSError, ValueError):
+            return False
+        return int(fields.get("oom_kill", 0)) > 0
+
+    def destroy(self) -> None:
+        for _ in range(50):
+            pids = set()
+            for d in self.dirs.values():
+                try:
+                    pids.update(int(p) for p in (d / "cgroup.procs").read_text().split())
+                except OSError:
+                    pass
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            for d in list(self.dirs.values()):
+                try:
+                    d.rmdir()
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    continue
+            if all(not d.exists() for d in self.dirs.values()):
+                return
+            time.sleep(0.02)
+
+
+class Cgroups:
+    """Finds a usable cgroup hierarchy once; `create()` returns None where there is none."""
+
+    V1_ROOT = Path("/sys/fs/cgroup")
+
+    def __init__(self) -> None:
+        self.version = 0
+        self.parents: dict[str, Path] = {}
+        v2 = self.V1_ROOT / "cgroup.controllers"
+        v1 = {c: self.V1_ROOT / c for c in ("memory", "pids", "cpu")}
+        if all((p / "cgroup.procs").exists() for p in v1.values()):
+            self.version, candidates = 1, {c: p / "coherex" for c, p in v1.items()}
+        elif v2.exists() and {"memory", "pids", "cpu"} <= set(v2.read_text().split()):
+            self.version, candidates = 2, {"unified": self.V1_ROOT / "coherex"}
+        else:
+            return
+        try:
+            for c, p in candidates.items():
+                p.mkdir(exist_ok=True)
+                if self.version == 2:
+                    (p.parent / "cgroup.subtree_control").write_text("+memory +pids +cpu")
+                    (p / "cgroup.subtree_control").write_text("+memory +pids +cpu")
+            self.parents = candidates
+        except OSError:
+            self.version, self.parents = 0, {}
+
+    def create(self, name: str, limits: Limits) -> Cgroup | None:
+        if not self.parents:
+            return None
+        dirs = {c: p / name for c, p in self.parents.items()}
+        for d in dirs.values():
+            d.mkdir()
+        period = 100_000
+        if self.version == 1:
+            (dirs["memory"] / "memory.limit_in_bytes").write_text(str(limits.memory_bytes))
+            _try_write(dirs["memory"] / "memory.memsw.limit_in_bytes", limits.memory_bytes)
+            (dirs["pids"] / "pids.max").write_text(str(limits.pids))
+            (dirs["cpu"] / "cpu.cfs_period_us").write_text(str(period))
+            (dirs["cpu"] / "cpu.cfs_quota_us").write_text(str(int(limits.cpus * period)))
+        else:
+            d = dirs["unified"]
+            (d / "memory.max").write_text(str(limits.memory_bytes))
+            _try_write(d / "memory.swap.max", 0)
+            (d / "pids.max").write_text(str(limits.pids))
+            (d / "cpu.max").write_text(f"{int(limits.cpus * period)} {period}")
+            dirs = {"memory": d}  # one directory; keyed so that oom_killed() finds it
+        return Cgroup(dirs, self.version)
+
+
+def _try_write(path: Path, value: int) -> None:
+    try:
+        path.write_text(str(value))
+    except OSError:
+        pass  # swap accounting is off on this kernel: there is no swap to limit
+
+
+# --- the spawning thread's view of the file system ------------------------------------------------
+
+_libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNS, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 0x20000, 0x1000, 0x2000, 0x4000, 0x40000
+
+
+def _check(ret: int) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def _mount(src: str | None, dst: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    enc = lambda s: s.encode() if s is not None else None  # noqa: E731
+    _check(_libc.mount(enc(src), enc(dst), enc(fstype), flags, enc(data)))
+
+
+def _private_ancestor(path: str) -> str | None:
+    """The top-most ancestor that other users cannot traverse (like /root), if any."""
+    parts = Path(path).parts
+    for i in range(2, len(parts) + 1):
+        p = str(Path(*parts[:i]))
+        if not os.stat(p).st_mode & stat.S_IXOTH:
+            return p
+    return None
+
+
+def expose_to_box_users(paths: list[str]) -> None:
+    """Make `paths` reachable for the unprivileged box uids, in the calling thread only.
+
+    The interpreter may live under /root (pyenv), which box uids cannot traverse. Instead of
+    changing host permissions, the spawning thread gets its own mount namespace in which such an
+    ancestor is covered by a tmpfs holding only bind mounts of the needed paths. bwrap, started
+    from this thread, inherits that view; the rest of the server and the host are unchanged.
+    """
+    hidden: dict[str, list[str]] = {}
+    for p in paths:
+        anc = _private_ancestor(p)
+        if anc:
+            hidden.setdefault(anc, []).append(p)
+    if not hidden:
+        return
+    _check(_libc.unshare(CLONE_NEWNS))
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    for anc, subs in hidden.items():
+        staged = []
+        for p in subs:
+            stage = tempfile.mkdtemp(prefix="coherex-stage-")
+            _mount(p, stage, None, MS_BIND | MS_REC)
+            staged.append((stage, p))
+        _mount("tmpfs", anc, "tmpfs", 0, "mode=755,size=1m")
+        for stage, p in staged:
+            os.makedirs(p, exist_ok=True)
+            _mount(stage, p, None, MS_MOVE)
+            os.rmdir(stage)
+
+
+# --- bubblewrap -----------------------------------------------------------------------------------
+
+
+def bwrap_path() -> str:
+    path = shutil.which("bwrap")
+    if not path:
+        raise SandboxUnavailable(
+            "bubblewrap (bwrap) is not installed; the local sandbox needs it to isolate code.",
+            hint="install it with `apt-get install -y $(cat scripts/apt-packages.txt)`, "
+            "or set E2B_API_KEY to use cloud sandboxes",
+        )
+    return path
+
+
+_uid_lock = threading.Lock()
+_uids_in_use: set[int] = set()
+_uid_counter = itertools.count()
+
+
+def allocate_uid() -> int | None:
+    """A host uid no other live box has; None when not root (then the box runs as our uid)."""
+    if os.geteuid() != 0:
+        return None
+    with _uid_lock:
+        while True:
+            uid = UID_BASE + next(_uid_counter) % UID_COUNT
+            if uid not in _uids_in_use:
+                _uids_in_use.add(uid)
+                return uid
+
+
+def release_uid(uid: int | None) -> None:
+    with _uid_lock:
+        _uids_in_use.discard(uid)
+
+
+def bwrap_argv(interp: Interpreter, limits: Limits, *, allow_network: bool, mpl_cache: Path | None,
+               bootstrap: str) -> list[str]:
+    argv = [
+        bwrap_path(), "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
+        "--new-session", "--clearenv", "--cap-drop", "ALL", "--uid", "1000", "--gid", "1000",
+        "--hostname", "sandbox",
+        "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib",
+        "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/sbin", "/sbin",
+        "--proc", "/proc", "--dev", "/dev",
+        "--size", str(limits.disk_bytes), "--tmpfs", "/tmp",
+        "--size", str(limits.disk_bytes), "--tmpfs", HOME,
+    ]
+    if allow_network:
+        argv.append("--share-net")
+    for path in ETC_FILES:
+        argv += ["--ro-bind-try", path, path]
+    for root in interp.roots:
+        argv += ["--ro-bind", root, root]
+    if mpl_cache is not None:
+        argv += ["--ro-bind", str(mpl_cache), MPL_CACHE_IN_BOX]
+    bindir = os.path.dirname(interp.executable)
+    env = {
+        "HOME": HOME, "USER": "user", "LOGNAME": "user", "LANG": "C.UTF-8", "SHELL": "/bin/bash",
+        "PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin", "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": f"{HOME}/.config/matplotlib", "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    for k, v in env.items():
+        argv += ["--setenv", k, v]
+    # python -S skips site-packages scanning (fast start); the bootstrap adds them by hand
+    boot = (
+        f"import sys; sys.path.extend({list(interp.site_dirs)!r}); "
+        f"import os; os.environ['PYTHONPATH'] = {':'.join(interp.site_dirs)!r}\n"
+        f"{_MPL_COPY}\n{bootstrap}"
+    )
+    argv += ["--chdir", HOME, "--", interp.executable, "-I", "-S", "-c", boot]
+    return argv
+
+
+# copy the host-built font cache into the box so the first `import matplotlib` takes ms, not seconds
+_MPL_COPY = f"""
+try:
+    _src, _dst = {MPL_CACHE_IN_BOX!r}, {HOME + '/.config/matplotlib'!r}
+    import os as _os
+    _os.makedirs(_dst, exist_ok=True)
+    for _n in _os.listdir(_src):
+        with open(_os.path.join(_src, _n), 'rb') as _f, open(_os.path.join(_dst, _n), 'wb') as _g:
+            _g.write(_f.read())
+except OSError:
+    pass
+"""
+
+
+def prepare_mpl_cache(interp: Interpreter, cache_dir: Path) -> Path | None:
+    """Build matplotlib's font cache once on the host (it takes seconds; boxes start empty)."""
+    if any(cache_dir.glob("fontlist-*.json")):
+        return cache_dir
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    env = {"MPLCONFIGDIR": str(cache_dir), "MPLBACKEND": "Agg", "PATH": "/usr/bin:/bin"}
+    try:
+        subprocess.run([interp.executable, "-c", "import matplotlib.font_manager"], env=env,
+                       capture_output=True, timeout=120, check=True)
+    except (subprocess.SubprocessError, OSError):
+        return None  # matplotlib missing or broken: boxes still work, plotting is just slower
+    cache_dir.chmod(0o755)
+    for f in cache_dir.iterdir():
+        f.chmod(0o644)
+    return cache_dir
+
+
+def rlimit_code(limits: Limits, *, cgroup: Cgroup | None, own_uid: bool) -> str:
+    """Limits that hold even without cgroups, set by the box's bootstrap before any user code.
+
+    (Root cannot prlimit() a process inside the box's user namespace, and lowering one's own
+    limits is always allowed; every process in the box descends from the worker.)
+    """
+    lim = {"RLIMIT_FSIZE": limits.disk_bytes, "RLIMIT_CORE": 0}
+    if own_uid:  # RLIMIT_NPROC counts per uid, so it only means something for a uid of its own
+        lim["RLIMIT_NPROC"] = limits.pids
+    if cgroup is None:
+        # fallback: virtual memory is a blunt proxy for memory (breaks JVM/Go-style reservations)
+        lim["RLIMIT_AS"] = limits.memory_bytes * 2
+    return "import resource as _r\n" + "".join(
+        f"_r.setrlimit(_r.{k}, ({v}, {v}))\n" for k, v in lim.items())
+
+
+def read_info_fd(fd: int) -> dict:
+    """bwrap writes one JSON object (`child-pid`) to --info-fd once the namespaces exist."""
+    buf = b""
+    while True:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        buf += chunk
+        try:
+            return json.loads(buf)
+        except ValueError:
+            continue
+    raise SandboxUnavailable("the sandbox failed to start (bubblewrap gave no status)")
