@@ -29,6 +29,10 @@ def _register() -> None:
 
     app.add_typer(db.app, name="db", help="Manage the database: embedded server and migrations.")
 
+    from coherex.cli import sandbox
+
+    app.add_typer(sandbox.app, name="sandbox", help="Sandboxes: serve the local server, exec code, health.")
+
     from coherex.cli import agents
 
     app.add_typer(agents.app, name="agents", help="Apply, list, show, version, diff and export agents.")
