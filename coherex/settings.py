@@ -95,9 +95,22 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(5.0, gt=0, validation_alias=_env("COHEREX_HEARTBEAT_SECONDS"))
     max_attempts: int = Field(3, ge=1, validation_alias=_env("COHEREX_MAX_ATTEMPTS"))
 
+    # --- chat (Chainlit builder) ---
+    # the time zone the chat's schedule buttons use (IANA name)
+    chat_timezone: str = Field("UTC", validation_alias=_env("COHEREX_TIMEZONE"))
+
     # --- who the CLI acts as (it connects to the database directly, under this identity) ---
     cli_user: str | None = Field(None, validation_alias=_env("COHEREX_USER"))
     cli_team: str | None = Field(None, validation_alias=_env("COHEREX_TEAM"))
+
+    # --- dashboard: which reader it uses (`sql` over the database connection, or `supabase` through
+    # PostgREST with the signed-in person's JWT, signed with the project's JWT secret) ---
+    dashboard_reader: Literal["sql", "supabase"] = Field("sql", validation_alias=_env("COHEREX_DASHBOARD_READER"))
+    supabase_url: str | None = Field(None, validation_alias=_env("SUPABASE_URL"))
+    supabase_anon_key: SecretStr | None = Field(None, validation_alias=_env("SUPABASE_ANON_KEY"))
+    supabase_jwt_secret: SecretStr | None = Field(None, validation_alias=_env("SUPABASE_JWT_SECRET"))
+    # seconds between refreshes of a running execution's steps
+    dashboard_poll_seconds: float = Field(2.0, gt=0, validation_alias=_env("COHEREX_DASHBOARD_POLL_SECONDS"))
 
     log_level: str = Field("INFO", validation_alias=_env("COHEREX_LOG_LEVEL"))
 

@@ -62,9 +62,9 @@ def frame(rows: Sequence[Row], columns: str) -> pd.DataFrame:
     df = pd.DataFrame([{n: r.get(n) for n in names} for r in rows], columns=names)
     for n in names:
         if n in _INT:
-            df[n] = pd.array([None if v is None else int(v) for v in df[n]], dtype="Int64")
+            df[n] = pd.array([None if pd.isna(v) else int(v) for v in df[n]], dtype="Int64")
         elif n in _FLOAT:
-            df[n] = pd.array([None if v is None else float(v) for v in df[n]], dtype="Float64")
+            df[n] = pd.array([None if pd.isna(v) else float(v) for v in df[n]], dtype="Float64")
         elif n in _TIME:
             df[n] = pd.to_datetime(df[n], utc=True, format="ISO8601")
         elif n == "period":
@@ -112,7 +112,9 @@ class Reader(ABC):
         return frame(self._call("dashboard_top_failing", {**f.params(), "p_limit": limit}), FAILING_COLS)
 
     def search(self, team_id: UUID, collection: str, query: str, k: int = 10) -> pd.DataFrame:
-        params = {"p_team": str(team_id), "p_collection": collection, "p_query": query, "p_k": k}
+        from coherex.knowledge.search import text_query  # the same query syntax as `kb search`
+
+        params = {"p_team": str(team_id), "p_collection": collection, "p_query": text_query(query), "p_k": k}
         return frame(self._call("dashboard_search_chunks", params), SEARCH_COLS)
 
     @abstractmethod
@@ -182,6 +184,14 @@ class SqlReader(Reader):
         if params.get("p_agents"):
             params = {**params, "p_agents": [UUID(a) for a in params["p_agents"]]}
         return self._rows("call", function, **params)
+
+    def search(self, team_id: UUID, collection: str, query: str, k: int = 10) -> pd.DataFrame:
+        """Hybrid (vector + full-text) search of the knowledge module, as agents and `kb search` get it."""
+        from coherex.knowledge.search import knowledge_search
+
+        hits = self.database.run(knowledge_search(self.database.db, self.identity, team_id, collection, query, k))
+        return frame([{"title": h.title, "source": h.source, "chunk_index": h.metadata.get("chunk_index"),
+                       "rank": h.score, "highlight": h.highlight} for h in hits], SEARCH_COLS)
 
     def executions(self, f: Filters, statuses: Sequence[str] = (), limit: int = 200) -> pd.DataFrame:
         return frame(self._rows("executions", f.team_id, f.start, f.end, f.agent_ids, statuses, limit),
