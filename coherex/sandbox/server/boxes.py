@@ -36,19 +36,19 @@ class Spawner:
     prepared by `isolation.expose_to_box_users` belongs to this thread too.
     """
 
-    def __init__(self, interp: Interpreter):
+    def __init__(self, shared_paths: list[str]):
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future] | None]
         self._jobs = queue.SimpleQueue()
         self._ready = concurrent.futures.Future()
-        self._thread = threading.Thread(target=self._run, args=(interp,), name="sandbox-spawner",
+        self._thread = threading.Thread(target=self._run, args=(shared_paths,), name="sandbox-spawner",
                                         daemon=True)
         self._thread.start()
         self._ready.result()
 
-    def _run(self, interp: Interpreter) -> None:
+    def _run(self, shared_paths: list[str]) -> None:
         try:
             if os.geteuid() == 0:
-                isolation.expose_to_box_users(list(interp.roots))
+                isolation.expose_to_box_users(shared_paths)
             self._ready.set_result(None)
         except Exception as exc:  # reported to the constructor's caller
             self._ready.set_exception(exc)
@@ -256,7 +256,8 @@ class BoxFactory:
         self.pool_size = pool_size
         self.cgroups = Cgroups()
         self.mpl_cache = isolation.prepare_mpl_cache(self.interp, data_dir / "sandbox" / "mplcache")
-        self.spawner = Spawner(self.interp)
+        shared = [*self.interp.roots, *([str(self.mpl_cache)] if self.mpl_cache else [])]
+        self.spawner = Spawner(shared)
         self._pool: asyncio.Queue[Box] = asyncio.Queue()
         self._refill_wanted = asyncio.Event()
         self._refiller: asyncio.Task | None = None
@@ -335,7 +336,7 @@ class BoxFactory:
             if cgroup is not None:
                 cgroup.destroy()
             isolation.release_uid(uid)
-            if isinstance(exc, SandboxUnavailable) and proc is not None:
+            if proc is not None and err.strip():
                 raise SandboxUnavailable(f"the sandbox failed to start: {err.decode(errors='replace').strip()}")
             raise
         finally:
