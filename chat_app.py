@@ -1,0 +1,397 @@
+"""The Coherex chat (Chainlit): describe an agent, see its spec and summary, save, test-run and
+schedule it, and talk to existing agents. The builder itself lives in `coherex.builder`; this file
+only connects it to Chainlit: login, the draft card with its buttons, live run steps, uploads.
+
+Served mounted at /chat by `coherex web`, or alone with `chainlit run chat_app.py`.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import logging
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import chainlit as cl
+
+from coherex.builder import BuilderSession, BuilderUI, plain_error, summarize
+from coherex.errors import BackendError, CoherexError
+from coherex.settings import get_settings
+from coherex.spec import parse
+from coherex.spec.templates import list_templates
+from coherex.store.db import Database, Identity
+from coherex.store.models import Agent, Event, Execution
+
+log = logging.getLogger("coherex.chat")
+
+SCHEDULE_PRESETS = {"Weekdays at 08:00": "0 8 * * 1-5", "Every day at 09:00": "0 9 * * *",
+                    "Mondays at 09:00": "0 9 * * 1", "Every hour": "0 * * * *"}
+MAX_TABLE_ROWS = 50
+
+
+def _auth_secret() -> str:
+    """Chainlit signs its login tokens with this: from COHEREX_SECRET_KEY, else a file in the data dir."""
+    settings = get_settings()
+    if settings.secret_key is not None:
+        return hashlib.sha256(b"chainlit:" + settings.secret_key.get_secret_value().encode()).hexdigest()
+    path = settings.data_path / "chainlit_auth_secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+os.environ.setdefault("CHAINLIT_AUTH_SECRET", _auth_secret())
+
+# ---------------------------------------------------------------------- the database, opened once
+_db: Database | None = None
+
+
+async def database() -> Database:
+    global _db
+    if _db is None:
+        _db = await Database.from_settings().open()
+    return _db
+
+
+@cl.data_layer
+def data_layer() -> None:
+    """`DATABASE_URL` is Coherex's: without this, Chainlit would take it for its own data layer."""
+    return None
+
+
+# ---------------------------------------------------------------------- errors never show a trace
+def safe(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Run a chat handler; any failure becomes one plain message and the conversation goes on."""
+
+    @functools.wraps(handler)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await handler(*args, **kwargs)
+        except CoherexError as exc:
+            await cl.Message(content=plain_error(exc), author="Coherex").send()
+        except Exception as exc:
+            log.exception("chat handler %s failed", handler.__name__)
+            await cl.Message(content=f"Something went wrong on our side ({type(exc).__name__}). Your conversation "
+                                     "and draft are kept; please try again.", author="Coherex").send()
+
+    return wrapper
+
+
+# ---------------------------------------------------------------------- login and start
+@cl.password_auth_callback
+async def login(email: str, password: str) -> cl.User | None:
+    try:
+        db = await database()
+        async with db.session(Identity.system()) as s:
+            user = await s.users.authenticate(email, password)
+    except BackendError:
+        log.exception("login: the database is unavailable")
+        return None
+    if user is None:
+        return None
+    return cl.User(identifier=user.email, display_name=user.display_name or user.email,
+                   metadata={"user_id": str(user.id)})
+
+
+@cl.set_starters
+async def starters(user: cl.User | None = None, language: str | None = None) -> list[cl.Starter]:
+    return [cl.Starter(label=t.name.replace("-", " ").capitalize(), message=t.description)
+            for t in list_templates()]
+
+
+@cl.on_chat_start
+@safe
+async def start() -> None:
+    user = cl.user_session.get("user")
+    user_id = UUID(user.metadata["user_id"])
+    db = await database()
+    identity = Identity.user(user_id)
+    async with db.session(identity) as s:
+        memberships = await s.members.teams_of(user_id)
+        team = await s.teams.get(memberships[0].team_id) if memberships else None
+    if team is None:
+        await cl.Message(content="You are not a member of any team yet. Ask an admin to add you: "
+                                 f"`coherex users add {user.identifier} --team TEAM`.").send()
+        return
+    cl.user_session.set("builder", BuilderSession(db, identity, team.id, team_name=team.name))
+
+
+def _builder() -> BuilderSession:
+    builder = cl.user_session.get("builder")
+    if builder is None:
+        raise CoherexError("This chat is not connected to a team. Reload the page after an admin added you to one.")
+    return builder
+
+
+# ---------------------------------------------------------------------- messages
+@cl.on_message
+@safe
+async def on_message(message: cl.Message) -> None:
+    builder = _builder()
+    files = [e for e in message.elements or [] if getattr(e, "path", None)]
+    if files:
+        await _uploads(builder, files)
+        if not message.content.strip():
+            return
+    await _turn(builder, message.content)
+
+
+async def _turn(builder: BuilderSession, text: str) -> None:
+    answer = cl.Message(content="", author="Coherex")
+    ui = ChatUI(answer)
+    turn = await builder.send(text, ui)
+    if turn.error:
+        answer.content = turn.error
+    elif not answer.content:
+        answer.content = turn.text
+    await answer.send()
+    if turn.draft_changed and builder.draft is not None:
+        await show_draft(builder)
+
+
+async def show_draft(builder: BuilderSession) -> None:
+    draft = builder.draft
+    assert draft is not None
+    text = summarize(draft.spec)
+    if draft.connections:
+        text += "\n\n**Connect before saving:**\n" + "\n".join(f"- {c.instructions()}" for c in draft.connections)
+        text += "\n\nThen say “check again”."
+    actions = [cl.Action(name="edit", payload={}, label="Edit", icon="pencil"),
+               cl.Action(name="discard", payload={}, label="Discard", icon="trash-2")]
+    if draft.ready:
+        actions = [cl.Action(name="test_run", payload={}, label="Test run", icon="play"),
+                   cl.Action(name="save", payload={}, label="Save", icon="save"),
+                   cl.Action(name="schedule", payload={}, label="Schedule", icon="clock"), *actions]
+    await cl.Message(content=text, author="Coherex", actions=actions, elements=[
+        cl.Text(name=f"{draft.name}.yaml", content=draft.yaml, language="yaml", display="inline")]).send()
+
+
+# ---------------------------------------------------------------------- buttons
+@cl.action_callback("save")
+@safe
+async def on_save(action: cl.Action) -> None:
+    saved = await _builder().save()
+    await cl.Message(content=f"Saved **{saved.agent.name}** (version {saved.version.version}).", author="Coherex",
+                     actions=[cl.Action(name="test_run", payload={}, label="Test run", icon="play")]).send()
+
+
+@cl.action_callback("test_run")
+@safe
+async def on_test_run(action: cl.Action) -> None:
+    builder = _builder()
+    inputs: dict[str, Any] = {}
+    draft = builder.draft
+    for name, decl in ((draft.spec.spec.inputs or {}).items() if draft and draft.valid else []):
+        if decl.default is None:
+            reply = await cl.AskUserMessage(content=f"Value for **{name}**" + (f" ({decl.description})"
+                                            if decl.description else "") + "?", timeout=600).send()
+            if reply is None:
+                return
+            inputs[name] = reply["output"]
+    await builder.test_run(inputs, ChatUI(None))
+
+
+@cl.action_callback("stop")
+@safe
+async def on_stop_action(action: cl.Action) -> None:
+    if not await _builder().stop():
+        await cl.Message(content="Nothing is running.", author="Coherex").send()
+
+
+@cl.on_stop
+async def on_stop() -> None:
+    builder = cl.user_session.get("builder")
+    if builder is not None:
+        try:
+            await builder.stop()
+        except CoherexError:
+            log.warning("stop failed", exc_info=True)
+
+
+@cl.action_callback("discard")
+@safe
+async def on_discard(action: cl.Action) -> None:
+    builder = _builder()
+    builder.draft, builder.unsaved = None, False
+    await cl.Message(content="Draft discarded. Describe another agent whenever you like.", author="Coherex").send()
+
+
+@cl.action_callback("edit")
+@safe
+async def on_edit(action: cl.Action) -> None:
+    reply = await cl.AskUserMessage(content="What should change? (Or paste a whole spec in YAML.)",
+                                    timeout=600).send()
+    if reply is None:
+        return
+    builder, text = _builder(), reply["output"]
+    data = _as_spec(text)
+    if data is None:
+        await _turn(builder, text)
+        return
+    draft = await builder.set_draft(data)
+    if draft.valid:
+        await show_draft(builder)
+    else:
+        await cl.Message(content="That spec is not valid:\n" + "\n".join(f"- {p}" for p in draft.problems),
+                         author="Coherex").send()
+
+
+@cl.action_callback("schedule")
+@safe
+async def on_schedule(action: cl.Action) -> None:
+    choices = [cl.Action(name="when", payload={"cron": cron}, label=label) for label, cron in SCHEDULE_PRESETS.items()]
+    choices.append(cl.Action(name="when", payload={"cron": ""}, label="Something else"))
+    picked = await cl.AskActionMessage(content="When should it run?", actions=choices, timeout=600).send()
+    if picked is None:
+        return
+    builder = _builder()
+    cron = picked["payload"]["cron"]
+    if not cron:
+        reply = await cl.AskUserMessage(content="Describe when (e.g. “every Friday at 17:30”).", timeout=600).send()
+        if reply is not None:
+            await _turn(builder, f"Schedule it: {reply['output']} (time zone {get_settings().chat_timezone}).")
+        return
+    answer = await builder.schedule(cron, get_settings().chat_timezone)
+    if not answer.get("valid"):
+        await cl.Message(content=str(answer.get("problems")), author="Coherex").send()
+        return
+    saved = f" Saved as version {answer['saved_version']}." if "saved_version" in answer else ""
+    await cl.Message(content=f"Scheduled: {picked['label'].lower()} ({get_settings().chat_timezone}).{saved}",
+                     author="Coherex").send()
+    await show_draft(builder)
+
+
+def _as_spec(text: str) -> dict[str, Any] | None:
+    """The text as spec data when it looks like a whole spec, else None (a change request)."""
+    if "apiVersion" not in text:
+        return None
+    try:
+        data = parse(text.strip().removeprefix("```yaml").removesuffix("```"), "yaml")
+    except CoherexError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# ---------------------------------------------------------------------- uploads
+async def _uploads(builder: BuilderSession, files: list[Any]) -> None:
+    """Dropped files go to the knowledge collection the draft searches (or `chat-uploads`)."""
+    from coherex.knowledge import ingest_file
+
+    collection = "chat-uploads"
+    if builder.draft is not None and builder.draft.valid:
+        collection = next((t.collection for t in builder.draft.spec.spec.tools or [] if t.collection), collection)
+    for element in files:
+        result = await ingest_file(builder.db, builder.identity, builder.team_id, collection, Path(element.path),
+                                   element.name)
+        chunks = getattr(result, "chunks", None) or getattr(result, "chunk_count", "")
+        await cl.Message(content=f"Added **{element.name}** to the knowledge collection **{collection}**"
+                                 + (f" ({chunks} passages)." if chunks else "."), author="Coherex").send()
+
+
+# ---------------------------------------------------------------------- live steps of a run
+class ChatUI(BuilderUI):
+    """Streams the builder's answer into `answer` and shows a run as nested steps."""
+
+    def __init__(self, answer: cl.Message | None):
+        self.answer = answer
+        self.root: cl.Step | None = None
+        self.steps: dict[int, cl.Step] = {}
+        self.control: cl.Message | None = None
+
+    async def token(self, text: str) -> None:
+        if self.answer is not None:
+            await self.answer.stream_token(text)
+
+    async def tool_step(self, name: str, arguments: dict[str, Any], result: str) -> None:
+        async with cl.Step(name=f"builder · {name}", type="tool", show_input="json") as step:
+            step.input = arguments
+            step.output = result[:4000]
+
+    async def run_started(self, execution: Execution, agent: Agent) -> None:
+        self.control = cl.Message(content=f"Running **{agent.name}** (version {execution.agent_version})…",
+                                  author="Coherex",
+                                  actions=[cl.Action(name="stop", payload={"execution": str(execution.id)},
+                                                     label="Stop", icon="square")])
+        await self.control.send()
+        self.root = cl.Step(name=f"run of {agent.name}", type="run", default_open=True)
+        self.root.input = execution.inputs or ""
+        await self.root.send()
+
+    async def run_event(self, event: Event) -> None:
+        assert self.root is not None
+        p = event.payload
+        parent = self.steps.get(event.parent_seq or -1, self.root)
+        if event.type == "llm_call":
+            calls = p.get("tool_calls") or []
+            step = cl.Step(name=f"LLM · {event.name}", type="llm", parent_id=self.root.id)
+            step.output = p.get("content") or ("calls " + ", ".join(c["name"] for c in calls))
+            step.metadata = {"tokens_in": event.tokens_in, "tokens_out": event.tokens_out,
+                             "cost_usd": float(event.cost_usd), "duration_ms": event.duration_ms}
+            step.name += f" · {event.tokens_in + event.tokens_out} tokens · ${float(event.cost_usd):.5f}"
+            self.steps[event.seq] = step
+            await step.send()
+        elif event.type == "tool_call":
+            step = cl.Step(name=event.name, type="tool", parent_id=parent.id, show_input="json")
+            step.input = p.get("arguments") or {}
+            self.steps[event.seq] = step
+            await step.send()
+        elif event.type in ("stdout", "stderr"):
+            await parent.stream_token(str(p.get("text", "")).rstrip("\n") + "\n")
+        elif event.type == "code":
+            step = cl.Step(name="code", type="tool", parent_id=parent.id, language="python", show_input="python")
+            step.input = p.get("code", "")
+            step.output = (f"{p['error'].get('name', 'Error')}: {p['error'].get('value', '')}"
+                           if p.get("error") else "")
+            step.elements = rich_elements(p.get("results") or [])
+            await step.send()
+        elif event.type == "tool_result":
+            mark = "✓" if p.get("ok") else "✗"
+            parent.name = f"{mark} {parent.name}"
+            if not parent.output:
+                parent.output = str(p.get("content", ""))[:4000]
+            await parent.update()
+        elif event.type == "error":
+            await cl.Step(name="error", type="tool", parent_id=self.root.id).send()
+
+    async def run_finished(self, execution: Execution) -> None:
+        if self.root is not None:
+            self.root.output = execution.status
+            await self.root.update()
+        if self.control is not None:
+            await self.control.remove_actions()
+        seconds = (execution.duration_ms or 0) / 1000
+        line = (f"**{execution.status}** in {seconds:.1f} s · {execution.tokens_in + execution.tokens_out} tokens · "
+                f"${float(execution.cost_usd):.5f}")
+        result = execution.output.get("text") if isinstance(execution.output, dict) else execution.output
+        body = f"{line}\n\n{result}" if result else f"{line}\n\n{execution.error or ''}"
+        await cl.Message(content=body.strip(), author="Coherex").send()
+
+
+def rich_elements(results: list[dict[str, Any]]) -> list[Any]:
+    """Charts as images and table data as a table, from the sandbox's rich results."""
+    out: list[Any] = []
+    for i, result in enumerate(results):
+        if result.get("png"):
+            out.append(cl.Image(name=f"chart-{i + 1}.png", content=base64.b64decode(result["png"]), display="inline"))
+        if isinstance(result.get("data"), dict) and result["data"].get("columns"):
+            out.append(cl.Text(name=f"table-{i + 1}", content=markdown_table(result["data"]), display="inline"))
+    return out
+
+
+def markdown_table(data: dict[str, Any]) -> str:
+    columns = [str(c) for c in data["columns"]]
+    rows = data.get("rows") or []
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows[:MAX_TABLE_ROWS]]
+    total = data.get("total_rows", len(rows))
+    if total > MAX_TABLE_ROWS:
+        lines.append(f"\n… {total - MAX_TABLE_ROWS} more rows")
+    return "\n".join(lines)
