@@ -202,13 +202,13 @@ def agents(reader: Reader, team_id: UUID) -> None:
     versions = reader.versions(team_id, agent_id)
     st.dataframe(versions.drop(columns=["spec_yaml"]), hide_index=True, key="versions_table")
     numbers = list(versions["version"])
-    shown = st.selectbox("Show version", numbers, index=len(numbers) - 1, key="version_pick")
+    shown = st.selectbox("Show version", numbers, index=len(numbers) - 1, key=f"version_pick_{name}")
     yaml_of = dict(zip(versions["version"], versions["spec_yaml"]))
     st.code(yaml_of[shown], language="yaml")
     if len(numbers) > 1:
         a, b = st.columns(2)
-        va = a.selectbox("Diff from", numbers, index=len(numbers) - 2, key="diff_a")
-        vb = b.selectbox("to", numbers, index=len(numbers) - 1, key="diff_b")
+        va = a.selectbox("Diff from", numbers, index=len(numbers) - 2, key=f"diff_a_{name}")
+        vb = b.selectbox("to", numbers, index=len(numbers) - 1, key=f"diff_b_{name}")
         diff = diff_specs(yaml_of[va], yaml_of[vb], f"{name} v{va}", f"{name} v{vb}")
         st.code(diff or "(the two versions are the same)", language="diff")
 
