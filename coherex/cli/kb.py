@@ -48,7 +48,8 @@ def add(
                                    completed=p.done)
 
                     try:
-                        result = await ingest_file(ctx.db, ctx.identity, ctx.team.id, collection, path,
+                        # the path as typed is the source: docs/a/README.md and docs/b/README.md stay apart
+                        result = await ingest_file(ctx.db, ctx.identity, ctx.team.id, collection, path, str(path),
                                                    progress=on_progress)
                     except UserError as exc:
                         failures.append({"file": str(path), "error": exc.message, "hint": exc.hint})
