@@ -53,6 +53,10 @@ def _register() -> None:
 
     app.add_typer(kb.app, name="kb", help="Knowledge base: add files, search, list, remove, reindex.")
 
+    from coherex.cli import demo
+
+    app.add_typer(demo.app, name="demo", help="Demo data: `coherex demo seed` fills the dashboard.")
+
 
 _register()
 
