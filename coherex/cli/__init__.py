@@ -41,6 +41,14 @@ def _register() -> None:
 
     runs.register(app)  # run, ps, logs, stop
 
+    from coherex.cli import users
+
+    app.add_typer(users.app, name="users", help="Add chat logins and put them in teams.")
+
+    from coherex.cli import eval as eval_cli
+
+    app.add_typer(eval_cli.app, name="eval", help="Evaluate the conversational builder on a set of cases.")
+
     from coherex.cli import spec as spec_cli
 
     spec_cli.register(app)  # validate, schema, templates, import

@@ -1,0 +1,140 @@
+"""Builder evaluation: run plain-language requests through the real builder and check the result.
+
+A case (one JSON line):
+
+    {"id": "mail-digest",
+     "request": "Every weekday at 8 summarise my unread mail into #ops",
+     "answers": ["work-mail", "Europe/Berlin"],            # what the simulated person replies
+     "data_sources": {"work-mail": "gmail", "team-slack": "slack"},   # the team's connections
+     "collections": ["handbook"],
+     "expect": {"tools": ["gmail.search_messages", "slack.post_message"],
+                "access": {"slack.post_message": "write"},
+                "trigger": "schedule", "cron": "0 8 * * 1-5", "timezone": "Europe/Berlin",
+                "inputs": ["since"], "collections": ["handbook"]}}
+
+Each case runs in a throwaway team holding its data sources, deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from coherex.builder.session import BuilderSession
+from coherex.errors import UserError
+from coherex.llm import LLMClient
+from coherex.spec import AgentSpec
+from coherex.store.db import Database, Identity
+
+
+@dataclass
+class CaseResult:
+    id: str
+    valid: bool
+    matched: int
+    checks: int
+    failed: list[str] = field(default_factory=list)
+    turns: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def load_cases(path: Path) -> list[dict[str, Any]]:
+    cases = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            case = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}:{number}: not JSON ({exc.msg}).") from None
+        if not isinstance(case, dict) or not isinstance(case.get("request"), str):
+            raise UserError(f"{path}:{number}: a case needs at least a \"request\" string.")
+        case.setdefault("id", f"case-{number}")
+        cases.append(case)
+    return cases
+
+
+def check(spec: AgentSpec | None, expect: dict[str, Any]) -> tuple[int, list[str]]:
+    """(checks passed, descriptions of the failed ones) for the expected properties."""
+    if spec is None:
+        return 0, ["no valid spec"]
+    tools = {t.use: t for t in spec.spec.tools or []}
+    triggers = spec.spec.triggers or []
+    schedule = next((t.schedule for t in triggers if t.schedule), None)
+    kinds = {k for t in triggers for k in ("schedule", "webhook", "event") if getattr(t, k)} or {"none"}
+    results: list[tuple[bool, str]] = []
+    for use in expect.get("tools", []):
+        results.append((use in tools, f"uses {use}"))
+    for use, access in expect.get("access", {}).items():
+        got = tools[use].access if use in tools else None
+        results.append((got == access, f"{use} has {access} access (got {got})"))
+    if "trigger" in expect:
+        results.append((expect["trigger"] in kinds, f"trigger {expect['trigger']} (got {sorted(kinds)})"))
+    if "cron" in expect:
+        got = schedule.cron if schedule else None
+        results.append((got == expect["cron"], f"cron {expect['cron']} (got {got})"))
+    if "timezone" in expect:
+        got = schedule.timezone if schedule else None
+        results.append((got == expect["timezone"], f"time zone {expect['timezone']} (got {got})"))
+    for name in expect.get("inputs", []):
+        results.append((name in (spec.spec.inputs or {}), f"input {name}"))
+    for name in expect.get("collections", []):
+        results.append((any(t.collection == name for t in tools.values()), f"collection {name}"))
+    return sum(ok for ok, _ in results), [what for ok, what in results if not ok]
+
+
+def _checks(expect: dict[str, Any]) -> int:
+    return (len(expect.get("tools", [])) + len(expect.get("access", {})) + len(expect.get("inputs", []))
+            + len(expect.get("collections", [])) + sum(k in expect for k in ("trigger", "cron", "timezone")))
+
+
+async def run_case(db: Database, owner: UUID, case: dict[str, Any], llm: LLMClient | None = None) -> CaseResult:
+    expect = case.get("expect", {})
+    started = time.perf_counter()
+    async with db.session(Identity.user(owner)) as s:
+        team = await s.teams.create(f"eval-{secrets.token_hex(4)}", f"eval {case['id']}")
+        for name, kind in (case.get("data_sources") or {}).items():
+            await s.sources.create(team.id, name, kind, {})
+        for name in case.get("collections") or []:
+            await s.knowledge.get_or_create_collection(team.id, name, "eval", 384)
+    result = CaseResult(case["id"], False, 0, max(_checks(expect), 1))
+    try:
+        session = BuilderSession(db, Identity.user(owner), team.id, llm=llm, team_name="eval")
+        answers = list(case.get("answers") or [])
+        message: str | None = case["request"]
+        while message is not None:
+            turn = await session.send(message)
+            result.turns += 1
+            result.tokens += turn.tokens_in + turn.tokens_out
+            result.cost_usd += turn.cost_usd
+            if turn.error:
+                result.error = turn.error
+                break
+            done = session.draft is not None and session.draft.valid and not turn.text.rstrip().endswith("?")
+            message = answers.pop(0) if answers and not done else None
+        spec = session.draft.spec if session.draft is not None and session.draft.valid else None
+        result.valid = spec is not None
+        result.matched, result.failed = check(spec, expect)
+    finally:
+        async with db.session(Identity.system()) as s:
+            await s.teams.delete(team.id)
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+def totals(results: list[CaseResult]) -> dict[str, Any]:
+    n = len(results) or 1
+    return {"cases": len(results), "valid": sum(r.valid for r in results),
+            "properties_matched": sum(r.matched for r in results), "properties": sum(r.checks for r in results),
+            "turns": sum(r.turns for r in results), "tokens": sum(r.tokens for r in results),
+            "cost_usd": round(sum(r.cost_usd for r in results), 6),
+            "seconds": round(sum(r.seconds for r in results), 3),
+            "mean_turns": round(sum(r.turns for r in results) / n, 2)}

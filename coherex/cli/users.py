@@ -1,0 +1,57 @@
+"""`coherex users add`: create a chat login (hashed password) and put it in a team.
+
+An operator command: like `psql`, it acts with the database's own rights (the system identity),
+since it is how the first people of a team get an account.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from coherex.cli._common import console, run_async
+from coherex.errors import UserError
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command()
+def add(
+    email: str = typer.Argument(..., help="The login (an email address)."),
+    team: str = typer.Option(None, "--team", help="Team slug (default: COHEREX_TEAM or 'default'); created if new."),
+    role: str = typer.Option("member", "--role", help="owner, admin, member or viewer."),
+    name: str = typer.Option("", "--name", help="Display name."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input."),
+) -> None:
+    """Create a user who can log in to the chat (or reset the password of an existing one)."""
+    from coherex.cli._context import DEFAULT_TEAM
+    from coherex.settings import get_settings
+    from coherex.store.db import Database, Identity
+
+    if role not in ("owner", "admin", "member", "viewer"):
+        raise UserError(f"--role must be owner, admin, member or viewer, not {role!r}.")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    slug = team or get_settings().cli_team or DEFAULT_TEAM
+
+    async def go() -> tuple[str, str]:
+        async with Database.from_settings() as db, db.session(Identity.system()) as s:
+            user = await s.users.get_by_email(email)
+            if user is None:
+                user = await s.users.create(email, display_name=name, password=password)
+                what = "created"
+            else:
+                await s.users.set_password(user.id, password)
+                what = "updated the password of"
+            existing = await s.teams.get_by_slug(slug)
+            if existing is None:
+                await s.teams.create(slug, slug.replace("-", " ").title(), owner_id=user.id)
+                return what, f"owner of the new team {slug}"
+            await s.members.add(existing.id, user.id, role)  # type: ignore[arg-type]
+            return what, f"{role} of team {slug}"
+
+    what, membership = run_async(go())
+    console.print(f"[green]{what}[/] {email.strip().lower()}: {membership}. They can log in to the chat now.")
