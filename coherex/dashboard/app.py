@@ -117,7 +117,7 @@ def overview(reader: Reader, team_id: UUID) -> None:
         signed = (lambda v, fmt=fmt: ("+" if v >= 0 else "-") + fmt(abs(v)))
         col.metric(label, _fmt(now[key], fmt), _delta(now[key], before[key], signed), delta_color=colour)
     st.caption(f"Change against the previous {(f.end - f.start).days} days. "
-               f"{now['active']} execution(s) pending or running.")
+               f"{int(now['active'])} execution(s) pending or running.")
 
     series = reader.timeseries(f, "day")
     st.subheader("Executions per day by status")
