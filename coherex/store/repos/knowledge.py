@@ -193,6 +193,7 @@ class KnowledgeRepo(Repo):
     async def search(
         self, collection: Collection, query: str, query_vector: Sequence[float], *, k: int = 5,
         filters: dict[str, Any] | None = None, candidates: int = 40, rrf_k: int = 60, ef_search: int = 100,
+        fts_cap: int = 1000,
     ) -> list[SearchRow]:
         """Hybrid search: HNSW cosine and full-text candidates fused by reciprocal rank fusion.
 
@@ -203,13 +204,16 @@ class KnowledgeRepo(Repo):
         dim = int(collection.embedding_dim)
         vec = sql.SQL("(c.embedding::extensions.vector({dim}))").format(dim=sql.Literal(dim))
         qvec = sql.SQL("%(qvec)s::extensions.vector({dim})").format(dim=sql.Literal(dim))
-        statement = sql.SQL(_SEARCH_SQL).format(vec=vec, qvec=qvec, dim=sql.Literal(dim))
+        # the metadata condition only when asked for: even an empty `@>` makes the planner guess 1%
+        # of the rows and skip the HNSW index
+        where = sql.SQL("and c.metadata @> %(filters)s" if filters else "")
+        statement = sql.SQL(_SEARCH_SQL).format(vec=vec, qvec=qvec, dim=sql.Literal(dim), filter=where)
         await self.conn.execute(
             "select set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)",
             (str(max(ef_search, candidates)),),
         )
         params = {"cid": collection.id, "qvec": vector_literal(query_vector), "q": query, "n": candidates, "k": k,
-                  "filters": Jsonb(filters or {}), "rrf": rrf_k}
+                  "filters": Jsonb(filters or {}), "rrf": rrf_k, "fts_cap": fts_cap}
         async with self.conn.cursor(row_factory=class_row(SearchRow)) as cur:
             await cur.execute(statement, params)
             return await cur.fetchall()
@@ -217,20 +221,23 @@ class KnowledgeRepo(Repo):
 
 # The full-text side: `websearch_to_tsquery` understands "quoted phrases", -exclusions and `or`;
 # a plain question is turned into an `or` of its words by the caller so ts_rank can order chunks
-# by how many of them they contain.
+# by how many of them they contain. Ranking touches every matching row, so at most `fts_cap`
+# matches are ranked: a query of very common words on a large collection ranks a sample on that
+# side, while the vector side still searches the whole collection.
 _SEARCH_SQL = """
 with vec as (
   select id, distance, row_number() over (order by distance) as rank from (
     select c.id, {vec} operator(extensions.<=>) {qvec} as distance
     from public.knowledge_chunks c
-    where c.collection_id = %(cid)s and c.embedding_dim = {dim} and c.metadata @> %(filters)s
+    where c.collection_id = %(cid)s and c.embedding_dim = {dim} {filter}
     order by {vec} operator(extensions.<=>) {qvec}
     limit %(n)s) v
 ), fts as (
   select id, row_number() over (order by score desc) as rank from (
-    select c.id, ts_rank(c.tsv, q) as score
-    from public.knowledge_chunks c, websearch_to_tsquery('english', %(q)s) q
-    where c.collection_id = %(cid)s and c.tsv @@ q and c.metadata @> %(filters)s
+    select m.id, ts_rank(m.tsv, q) as score
+    from (select c.id, c.tsv from public.knowledge_chunks c, websearch_to_tsquery('english', %(q)s) q
+          where c.collection_id = %(cid)s and c.tsv @@ q {filter}
+          limit %(fts_cap)s) m, websearch_to_tsquery('english', %(q)s) q
     order by score desc
     limit %(n)s) f
 ), fused as (
