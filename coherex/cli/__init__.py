@@ -41,6 +41,10 @@ def _register() -> None:
 
     runs.register(app)  # run, ps, logs, stop
 
+    from coherex.cli import server
+
+    server.register(app)  # worker, web, up
+
     from coherex.cli import users
 
     app.add_typer(users.app, name="users", help="Add chat logins and put them in teams.")

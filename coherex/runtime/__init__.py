@@ -1,6 +1,6 @@
 """The agent runtime: runs one execution of a spec version and records every step."""
 
-from coherex.runtime.engine import QuotaExceeded, Runtime, check_inputs
-from coherex.runtime.events import EventListener, redact
+from coherex.runtime.engine import ConcurrencyLimited, QuotaExceeded, RetryLater, Runtime, check_inputs
+from coherex.runtime.events import EventListener
 
-__all__ = ["EventListener", "QuotaExceeded", "Runtime", "check_inputs", "redact"]
+__all__ = ["ConcurrencyLimited", "EventListener", "QuotaExceeded", "RetryLater", "Runtime", "check_inputs"]

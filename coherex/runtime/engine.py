@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from coherex.errors import CoherexError, NotFound, UserError
+from coherex.errors import BackendError, CoherexError, NotFound, UserError
 from coherex.runtime.events import EventListener, EventRecorder
 from coherex.runtime.tools import RunContext, ToolBox, ToolFailed
 from coherex.settings import Settings, get_settings
@@ -34,12 +34,18 @@ log = logging.getLogger(__name__)
 PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
 #: how often a running execution looks for a stop request (so `stop` lands well within 1 s)
 CANCEL_POLL_SECONDS = 0.2
-#: how often a running execution proves its worker is alive
-HEARTBEAT_SECONDS = 5.0
 
 
 class QuotaExceeded(UserError):
     code = "quota_exceeded"
+
+
+class ConcurrencyLimited(Exception):
+    """The team is at its concurrent-run limit; the execution stays pending (a worker retries later)."""
+
+
+class RetryLater(Exception):
+    """A backend failed (LLM or sandbox down); the execution went back to pending for another attempt."""
 
 
 class _Stop(Exception):
@@ -96,15 +102,24 @@ class Runtime:
         return execution
 
     # ------------------------------------------------------------------ running
-    async def run(self, execution_id: UUID, *, listeners: list[EventListener] | None = None) -> Execution:
+    async def run(self, execution_id: UUID, *, listeners: list[EventListener] | None = None,
+                  retry_backend_errors: bool = False) -> Execution:
         """Run a pending execution to its end. Returns the final row (or the current one if it was
-        not pending: another worker has it, or it was cancelled before it started)."""
+        not pending: another worker has it, or it was cancelled before it started).
+
+        Raises ConcurrencyLimited when the team is at its limit, and — with `retry_backend_errors`
+        (workers) — RetryLater after putting the execution back to pending when a backend failed."""
         async with self.db.session(Identity.system()) as s:
-            execution = await s.executions.start(execution_id, worker_id=self.worker)
+            current = await s.executions.get(execution_id)
+            if current is None:
+                raise NotFound(f"Execution {execution_id} was not found.")
+            team = await s.teams.get(current.team_id)
+            limit = team.max_concurrent_runs if team else None
+            execution = await s.executions.start(execution_id, worker_id=self.worker, max_concurrent=limit)
             if execution is None:
                 current = await s.executions.get(execution_id)
-                if current is None:
-                    raise NotFound(f"Execution {execution_id} was not found.")
+                if current.status == "pending" and limit is not None:
+                    raise ConcurrencyLimited(f"Team {team.slug} already has {limit} runs going.")
                 return current
             agent = await s.agents.get(execution.agent_id)
             version = await s.agents.get_version(execution.agent_id, execution.agent_version)
@@ -119,6 +134,14 @@ class Runtime:
             ctx = RunContext(self.db, execution, identity, recorder, spec,
                              sandbox_opener=lambda: self._open_sandbox(spec, execution))
             status, output, error = await self._supervise(ctx, totals)
+        except BackendError as exc:
+            if retry_backend_errors and execution.attempts < self.settings.max_attempts:
+                await _record_quietly(recorder, "log", {"message": f"attempt {execution.attempts} failed: {exc}; "
+                                                                   "retrying"})
+                async with self.db.session(Identity.system()) as s:
+                    await s.executions.requeue(execution.id)
+                raise RetryLater(str(exc)) from exc
+            error = str(exc)
         except CoherexError as exc:
             error = str(exc)
         except Exception as exc:  # the run fails with a reason; the platform goes on
@@ -166,7 +189,7 @@ class Runtime:
         while True:
             await asyncio.sleep(CANCEL_POLL_SECONDS)
             async with self.db.session(Identity.system()) as s:
-                if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
+                if time.monotonic() - last_beat >= self.settings.heartbeat_seconds:
                     last_beat = time.monotonic()
                     if await s.executions.heartbeat(execution_id):
                         return
@@ -247,9 +270,12 @@ class Runtime:
             await s.audit.record(row.team_id, "execution.stop", target_type="execution", target_id=str(row.id))
         return row
 
-    async def recover_stale(self, *, older_than_seconds: float = 3 * HEARTBEAT_SECONDS, max_attempts: int = 3
+    async def recover_stale(self, *, older_than_seconds: float | None = None, max_attempts: int | None = None
                             ) -> list[Execution]:
-        """Executions whose worker died: back to `pending` for a retry, or `failed` after max_attempts."""
+        """Executions whose worker died (3 missed heartbeats): back to `pending` for a retry, or
+        `failed` after max_attempts."""
+        older_than_seconds = 3 * self.settings.heartbeat_seconds if older_than_seconds is None else older_than_seconds
+        max_attempts = max_attempts or self.settings.max_attempts
         changed = []
         async with self.db.session(Identity.system()) as s:
             for ex in await s.executions.stale(older_than_seconds):

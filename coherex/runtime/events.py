@@ -5,11 +5,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from coherex.integrations.vault import known_secrets, redact
 from coherex.store.db import Database, Identity
 from coherex.store.models import Event, Execution
 
@@ -19,26 +20,6 @@ log = logging.getLogger(__name__)
 EventListener = Callable[[Event], Awaitable[None] | None]
 
 _MAX_TEXT = 20_000  # characters of one payload string kept in an event (outputs can be huge)
-
-
-def redact(value: Any, secrets: Iterable[str]) -> Any:
-    """`value` with every occurrence of a secret replaced, through nested dicts and lists."""
-    secrets = [s for s in secrets if s and len(s) >= 4]
-    if not secrets:
-        return value
-
-    def walk(v: Any) -> Any:
-        if isinstance(v, str):
-            for s in secrets:
-                v = v.replace(s, "[redacted]")
-            return v
-        if isinstance(v, dict):
-            return {k: walk(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [walk(x) for x in v]
-        return v
-
-    return walk(value)
 
 
 def _truncate(value: Any) -> Any:
@@ -62,7 +43,8 @@ class EventRecorder:
         self, type: str, *, name: str = "", payload: dict[str, Any] | None = None, parent_seq: int | None = None,
         tokens_in: int = 0, tokens_out: int = 0, cost_usd: float | Decimal = 0, duration_ms: float | None = None,
     ) -> Event:
-        clean = _truncate(redact(payload or {}, self.secrets))
+        # the platform's own secrets, plus every credential this process has decrypted
+        clean = _truncate(redact(payload or {}, [*self.secrets, *known_secrets()]))
         async with self.db.session(Identity.system()) as s:
             event = await s.executions.add_event(
                 self.execution, type, name=name, payload=clean, parent_seq=parent_seq, tokens_in=tokens_in,

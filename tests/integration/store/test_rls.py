@@ -3,6 +3,8 @@ role, cannot see, change or delete any row of team B — in every tenant table, 
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import psycopg
 import pytest
 
@@ -10,11 +12,14 @@ from coherex.errors import PermissionDenied
 from coherex.store.db import Database, Identity
 
 
-async def _tenant_tables(db: Database) -> list[str]:
+async def _tenant_tables(db: Database, kind: str = "BASE TABLE") -> list[str]:
+    """Every table (or view) of the public schema with a team_id column: new ones are covered too."""
     async with db.connection(Identity.system()) as conn:
         rows = await (await conn.execute(
-            "select table_name from information_schema.columns "
-            "where table_schema = 'public' and column_name = 'team_id' order by table_name"
+            "select c.table_name from information_schema.columns c join information_schema.tables t "
+            "on t.table_schema = c.table_schema and t.table_name = c.table_name "
+            "where c.table_schema = 'public' and c.column_name = 'team_id' and t.table_type = %s "
+            "order by c.table_name", (kind,)
         )).fetchall()
     return [r[0] for r in rows]
 
@@ -34,6 +39,9 @@ async def _seed_everything(db: Database, team_id, user_id) -> None:
         await s.knowledge.add_chunks(doc, [("some text", "c1", {}, [0.1] * 384)])
         await s.api_keys.create(team_id, "ci")
         await s.audit.record(team_id, "agent.create", target_type="agent", target_id=str(saved.agent.id))
+        await s.triggers.replace_schedules(saved.agent.id, team_id, [(0, "0 8 * * *", "UTC", datetime.now(timezone.utc))])
+    async with db.session(Identity.system()) as s:  # written only by the platform (webhook receiver)
+        await s.triggers.record_delivery(saved.agent.id, team_id, "delivery-1")
 
 
 async def test_every_tenant_table_has_rls_enabled(db: Database):
@@ -77,6 +85,13 @@ async def test_team_a_cannot_read_change_or_delete_team_b_rows(db: Database, two
                     assert cur.rowcount == 0, f"{table}: alpha changed bravo's rows with {stmt!r}"
             except PermissionDenied:
                 pass  # refused outright (audit_log, usage): also fine
+
+    # views (dashboard aggregates) apply the same policies: security_invoker
+    for view in await _tenant_tables(db, "VIEW"):
+        async with db.connection(alpha.identity) as conn:
+            seen = (await (await conn.execute(
+                f"select count(*) from public.{view} where team_id = %s", (bravo.team_id,))).fetchone())[0]
+        assert seen == 0, f"view {view}: alpha sees {seen} of bravo's rows"
 
     # and nothing of bravo's was lost
     for table in tables:

@@ -1,0 +1,124 @@
+"""The queue: procrastinate on the same Postgres. Workers run executions; a maintenance task
+fires schedules and recovers work whose worker died.
+
+Exactly-once comes from the execution row, not the queue: `pending → running` is one atomic
+update, so a duplicate or retried job for the same execution finds it taken and does nothing.
+A worker killed with SIGKILL stops heart-beating; maintenance puts its executions back to
+`pending` (or `failed` after `COHEREX_MAX_ATTEMPTS`) and queues them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from uuid import UUID
+
+import procrastinate
+from procrastinate.exceptions import AlreadyEnqueued
+
+from coherex.runtime import ConcurrencyLimited, RetryLater, Runtime
+from coherex.settings import Settings, get_settings
+from coherex.store.db import Database, resolve_urls
+
+log = logging.getLogger(__name__)
+
+RUN_TASK = "coherex:run_execution"
+QUEUES = ["executions", "maintenance"]
+#: seconds between maintenance rounds (schedules, recovery); read once, when the worker starts
+MAINTENANCE_SECONDS = int(os.environ.get("COHEREX_MAINTENANCE_SECONDS", "5"))
+
+tasks = procrastinate.Blueprint()
+
+
+@dataclass
+class WorkerDeps:
+    db: Database
+    runtime: Runtime
+
+
+@tasks.task(
+    name="run_execution", queue="executions", pass_context=True,
+    # Only backend failures are retried (the runtime put the execution back to pending);
+    # an agent's own failure is final and never raises here.
+    retry=procrastinate.RetryStrategy(max_attempts=5, exponential_wait=1, retry_exceptions={RetryLater}),
+)
+async def run_execution(context: procrastinate.JobContext, execution_id: str) -> None:
+    deps: WorkerDeps = context.additional_context["deps"]
+    try:
+        await deps.runtime.run(UUID(execution_id), retry_backend_errors=True)
+    except ConcurrencyLimited:
+        await enqueue(context.app, UUID(execution_id), delay_seconds=1)
+
+
+@tasks.periodic(cron=f"* * * * * */{MAINTENANCE_SECONDS}", periodic_id="maintenance")
+@tasks.task(name="maintenance", queue="maintenance", queueing_lock="maintenance", pass_context=True)
+async def maintenance(context: procrastinate.JobContext, timestamp: int) -> None:
+    deps: WorkerDeps = context.additional_context["deps"]
+    await maintain(context.app, deps, datetime.fromtimestamp(timestamp, timezone.utc))
+
+
+async def maintain(app: procrastinate.App, deps: WorkerDeps, now: datetime) -> None:
+    from coherex.triggers import fire_due_schedules
+
+    for execution in await fire_due_schedules(deps.db, now):
+        await enqueue(app, execution.id)
+    for execution in await deps.runtime.recover_stale():
+        if execution.status == "pending":
+            await enqueue(app, execution.id)
+    # jobs whose worker stopped heart-beating: run them again (a no-op if their execution moved on)
+    for job in await app.job_manager.get_stalled_jobs(
+            seconds_since_heartbeat=3 * deps.runtime.settings.heartbeat_seconds):
+        await app.job_manager.retry_job(job)
+
+
+def make_app(url: str) -> procrastinate.App:
+    # Workers act as the service identity; the queue tables are closed to everyone else.
+    connector = procrastinate.PsycopgConnector(conninfo=url, kwargs={"options": "-c role=service_role"},
+                                               min_size=1, max_size=4)
+    app = procrastinate.App(connector=connector)
+    app.add_tasks_from(tasks, namespace="coherex")
+    return app
+
+
+@asynccontextmanager
+async def open_queue(settings: Settings | None = None) -> AsyncIterator[procrastinate.App]:
+    """An open queue app for deferring (API, CLI, chat)."""
+    app = make_app(resolve_urls(settings or get_settings()).app)
+    async with app.open_async():
+        yield app
+
+
+async def enqueue(app: procrastinate.App, execution_id: UUID, *, delay_seconds: float | None = None) -> None:
+    task = app.configure_task(RUN_TASK, queueing_lock=str(execution_id),
+                              schedule_in={"seconds": delay_seconds} if delay_seconds else None)
+    try:
+        await task.defer_async(execution_id=str(execution_id))
+    except AlreadyEnqueued:
+        pass  # a job for it is waiting already
+
+
+async def run_worker(settings: Settings | None = None, *, concurrency: int | None = None, wait: bool = True,
+                     install_signal_handlers: bool = True) -> None:
+    """Process executions until stopped (or until the queue is empty, with wait=False)."""
+    settings = settings or get_settings()
+    url = resolve_urls(settings).app
+    async with Database(url, max_size=(concurrency or settings.worker_concurrency) + 2) as db:
+        runtime = Runtime(db, settings=settings)
+        # Load the LLM client (and the offline model) now: done inside a run, the import would
+        # block the event loop long enough to miss heartbeats.
+        await asyncio.to_thread(lambda: runtime.llm)
+        app = make_app(url)
+        async with app.open_async():
+            await app.run_worker_async(
+                queues=QUEUES, concurrency=concurrency or settings.worker_concurrency, wait=wait,
+                additional_context={"deps": WorkerDeps(db, runtime)},
+                update_heartbeat_interval=settings.heartbeat_seconds,
+                stalled_worker_timeout=3 * settings.heartbeat_seconds,
+                install_signal_handlers=install_signal_handlers,
+                delete_jobs="successful",
+            )

@@ -1,0 +1,152 @@
+"""Triggers: cron schedules and signed webhooks that start executions.
+
+Schedules live in `agent_schedules`, rebuilt whenever a version is saved; any number of
+schedulers may run `fire_due_schedules` at once (rows are claimed with SKIP LOCKED), and a
+missed window fires once, not once per missed tick.
+
+Webhooks are signed Stripe-style: header `X-Coherex-Signature: t=<unix time>,v1=<hex HMAC-SHA256
+of "<t>.<body>">` with the agent's secret. A request is refused when the signature is wrong, the
+timestamp is more than 5 minutes away, or the same delivery was seen before (replay).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from datetime import datetime, timezone
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+
+from coherex.errors import PermissionDenied, UserError
+from coherex.runtime.engine import QuotaExceeded, check_inputs, check_quota
+from coherex.spec import AgentSpec, load_spec
+from coherex.store.db import Database, Identity
+from coherex.store.models import Agent, Execution
+from coherex.store.repos import Session
+
+SIGNATURE_HEADER = "x-coherex-signature"
+DELIVERY_HEADER = "x-coherex-delivery"
+TOLERANCE_SECONDS = 300
+MAX_BODY_BYTES = 1_000_000
+
+
+# ---------------------------------------------------------------------- schedules
+def next_fire(cron: str, tz: str, after: datetime) -> datetime:
+    """The first time strictly after `after` that the cron expression matches in `tz`, in UTC."""
+    local = after.astimezone(ZoneInfo(tz))
+    return croniter(cron, local).get_next(datetime).astimezone(timezone.utc)
+
+
+async def sync_schedules(session: Session, agent: Agent, spec: AgentSpec, now: datetime | None = None) -> None:
+    now = now or datetime.now(timezone.utc)
+    schedules = [
+        (i, t.schedule.cron, t.schedule.timezone, next_fire(t.schedule.cron, t.schedule.timezone, now))
+        for i, t in enumerate(spec.spec.triggers or []) if t.schedule is not None
+    ]
+    await session.triggers.replace_schedules(agent.id, agent.team_id, schedules)
+
+
+async def fire_due_schedules(db: Database, now: datetime | None = None) -> list[Execution]:
+    """Create one pending execution for every schedule due at `now`; returns them (to be queued)."""
+    now = now or datetime.now(timezone.utc)
+    created = []
+    async with db.session(Identity.system()) as s:
+        for due in await s.triggers.claim_due(now):
+            agent = await s.agents.get(due.agent_id)
+            version = await s.agents.get_version(due.agent_id)
+            try:
+                await check_quota(s, due.team_id)
+                inputs = check_inputs(load_spec(version.spec), {})
+            except (QuotaExceeded, UserError) as exc:
+                await s.audit.record(due.team_id, "schedule.skipped", target_type="agent",
+                                     target_id=str(due.agent_id), details={"reason": str(exc)}, actor_kind="system")
+            else:
+                created.append(await s.executions.create(
+                    due.team_id, due.agent_id, agent.current_version, trigger="schedule", inputs=inputs))
+            await s.triggers.mark_fired(due, now, next_fire(due.cron, due.timezone, now))
+    return created
+
+
+# ---------------------------------------------------------------------- webhooks
+def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
+    t = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def verify_signature(secret: str, body: bytes, header: str | None, now: float | None = None) -> None:
+    if not header:
+        raise PermissionDenied(f"Missing {SIGNATURE_HEADER} header: webhook calls must be signed.")
+    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+    try:
+        t = int(parts["t"])
+        given = parts["v1"]
+    except (KeyError, ValueError):
+        raise PermissionDenied(f"Malformed {SIGNATURE_HEADER} header: expected t=<unix time>,v1=<hex>.") from None
+    now = time.time() if now is None else now
+    if abs(now - t) > TOLERANCE_SECONDS:
+        raise PermissionDenied("The webhook signature's timestamp is too old or in the future (replay refused).")
+    expected = sign(secret, body, t).split("v1=", 1)[1]
+    if not hmac.compare_digest(expected, given):
+        raise PermissionDenied("The webhook signature does not match.")
+
+
+async def webhook_secret(session: Session, agent: Agent, *, rotate: bool = False) -> str:
+    """The agent's webhook secret (created on first use, or anew with `rotate`)."""
+    from coherex.integrations.vault import Vault
+
+    vault = Vault.from_settings()
+    context = f"webhook:{agent.id}"
+    ciphertext, _ = await session.triggers.webhook_secret(agent.id)
+    if ciphertext and not rotate:
+        return vault.decrypt(ciphertext, context=context, what="This webhook secret").decode()
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    sealed, key_id = vault.encrypt(secret.encode(), context=context)
+    await session.triggers.set_webhook_secret(agent.id, sealed, key_id)
+    return secret
+
+
+async def receive_webhook(db: Database, agent_id: UUID, body: bytes, headers: dict[str, str]) -> Execution:
+    """Verify a webhook call and create the execution it asks for (to be queued by the caller)."""
+    if len(body) > MAX_BODY_BYTES:
+        raise UserError(f"Webhook body is larger than {MAX_BODY_BYTES:,} bytes.")
+    async with db.session(Identity.system()) as s:
+        agent = await s.agents.get(agent_id)
+        ciphertext = (await s.triggers.webhook_secret(agent_id))[0] if agent else None
+        if agent is None or not ciphertext:
+            # one answer for "no such agent" and "no webhook": ids are not to be probed
+            raise PermissionDenied("No webhook is enabled at this address.")
+        verify_signature(await webhook_secret(s, agent), body, headers.get(SIGNATURE_HEADER))
+        if agent.status != "active":
+            raise UserError(f"Agent {agent.name} is {agent.status}; its webhook starts no runs.")
+        version = await s.agents.get_version(agent.id)
+        spec = load_spec(version.spec)
+        hooks = [t.webhook for t in spec.spec.triggers or [] if t.webhook is not None]
+        if not hooks:
+            raise PermissionDenied("No webhook is enabled at this address.")
+        delivery = headers.get(DELIVERY_HEADER) or headers[SIGNATURE_HEADER]
+        if not await s.triggers.record_delivery(agent.id, agent.team_id, delivery[:200]):
+            raise PermissionDenied("This webhook delivery was already received (replay refused).")
+        payload = _json_body(body)
+        inputs = {hooks[0].input: payload} if hooks[0].input else (payload if isinstance(payload, dict) else {})
+        await check_quota(s, agent.team_id)
+        execution = await s.executions.create(
+            agent.team_id, agent.id, agent.current_version, trigger="webhook", inputs=check_inputs(spec, inputs))
+        await s.audit.record(agent.team_id, "webhook.received", target_type="execution",
+                             target_id=str(execution.id), actor_kind="system")
+        return execution
+
+
+def _json_body(body: bytes) -> Any:
+    if not body.strip():
+        return {}
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise UserError("The webhook body is not valid JSON.") from None
