@@ -26,7 +26,8 @@ from coherex.sandbox.server.isolation import Cgroup, Cgroups, Interpreter, Limit
 log = logging.getLogger(__name__)
 
 WORKER_SOURCE = (Path(__file__).parent / "worker.py").read_text()
-INTERRUPT_GRACE_S = 2.0  # after SIGINT, a cell that does not stop gets its box killed
+INTERRUPT_GRACE_S = 2.0
+START_TIMEOUT_S = 30.0  # after SIGINT, a cell that does not stop gets its box killed
 
 
 class Spawner:
@@ -255,6 +256,7 @@ class BoxFactory:
         self.limits = limits or Limits()
         self.pool_size = pool_size
         self.cgroups = Cgroups()
+        self.cgroups.remove_stale()
         self.mpl_cache = isolation.prepare_mpl_cache(self.interp, data_dir / "sandbox" / "mplcache")
         shared = [*self.interp.roots, *([str(self.mpl_cache)] if self.mpl_cache else [])]
         self.spawner = Spawner(shared)
@@ -296,7 +298,10 @@ class BoxFactory:
             lambda: self._start_bwrap(box_id, allow_network))
         box = Box(box_id, proc, init_pid, cgroup, uid, allow_network, self.limits)
         try:
-            await box.attach()
+            await asyncio.wait_for(box.attach(), START_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            await box.kill()
+            raise SandboxUnavailable(f"a sandbox did not start within {START_TIMEOUT_S:g} s") from None
         except BaseException:
             await box.kill()
             raise
@@ -361,3 +366,4 @@ class BoxFactory:
         while not self._pool.empty():
             await self._pool.get_nowait().kill()
         self.spawner.stop()
+        self.cgroups.close()

@@ -7,6 +7,7 @@ and the user's own uid, and says so in `describe()`).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import json
@@ -118,20 +119,37 @@ class Cgroups:
         v2 = self.V1_ROOT / "cgroup.controllers"
         v1 = {c: self.V1_ROOT / c for c in ("memory", "pids", "cpu")}
         if all((p / "cgroup.procs").exists() for p in v1.values()):
-            self.version, candidates = 1, {c: p / "coherex" for c, p in v1.items()}
+            self.version, candidates = 1, {c: p / "coherex" / f"srv-{os.getpid()}" for c, p in v1.items()}
         elif v2.exists() and {"memory", "pids", "cpu"} <= set(v2.read_text().split()):
-            self.version, candidates = 2, {"unified": self.V1_ROOT / "coherex"}
+            self.version, candidates = 2, {"unified": self.V1_ROOT / "coherex" / f"srv-{os.getpid()}"}
         else:
             return
         try:
             for c, p in candidates.items():
-                p.mkdir(exist_ok=True)
+                p.mkdir(parents=True, exist_ok=True)
                 if self.version == 2:
-                    (p.parent / "cgroup.subtree_control").write_text("+memory +pids +cpu")
-                    (p / "cgroup.subtree_control").write_text("+memory +pids +cpu")
+                    for d in (p.parent.parent, p.parent, p):
+                        (d / "cgroup.subtree_control").write_text("+memory +pids +cpu")
             self.parents = candidates
         except OSError:
             self.version, self.parents = 0, {}
+
+    def remove_stale(self) -> None:
+        """Boxes left behind by a server process that died: kill them and free their cgroups.
+        (Each server process has its own parent cgroup `coherex/srv-<pid>`; live ones are kept.)"""
+        for parent in self.parents.values():
+            for srv in parent.parent.glob("srv-*"):
+                if _pid_alive(int(srv.name[4:])):
+                    continue
+                for box in [d for d in srv.iterdir() if d.is_dir()]:
+                    Cgroup({"any": box}, self.version).destroy()
+                with contextlib.suppress(OSError):
+                    srv.rmdir()
+
+    def close(self) -> None:
+        for parent in self.parents.values():
+            with contextlib.suppress(OSError):
+                parent.rmdir()  # only succeeds once every box is gone, which is the point
 
     def create(self, name: str, limits: Limits) -> Cgroup | None:
         if not self.parents:
@@ -154,6 +172,16 @@ class Cgroups:
             (d / "cpu.max").write_text(f"{int(limits.cpus * period)} {period}")
             dirs = {"memory": d}  # one directory; keyed so that oom_killed() finds it
         return Cgroup(dirs, self.version)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _try_write(path: Path, value: int) -> None:

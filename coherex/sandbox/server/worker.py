@@ -9,8 +9,10 @@ process reads itself, so output of `os.system`, subprocesses and C code is captu
 Every message carries `ch`, the channel (request id) it belongs to.
 """
 
-import ast
-import base64
+# Only cheap imports at start-up: a cold sandbox start pays for each one (ast, base64, subprocess
+# and traceback cost ~40 ms together here); the rest is imported when first needed.
+import _ast
+import binascii
 import builtins
 import io
 import json
@@ -18,15 +20,17 @@ import os
 import select
 import signal
 import stat
-import subprocess
 import sys
 import threading
 import time
-import traceback
 
 _ctl_in = os.fdopen(os.dup(0), "rb", buffering=0)
 _ctl_out_fd = os.dup(1)
 _send_lock = threading.Lock()
+
+
+def b64(data: bytes) -> str:
+    return binascii.b2a_base64(data, newline=False).decode()
 
 
 def send(msg: dict) -> None:
@@ -122,7 +126,7 @@ def _named_index(frame) -> bool:
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode()
+    return b64(buf.getvalue())
 
 
 def display(obj) -> None:
@@ -155,12 +159,14 @@ def run_cell(ch: str, code: str, env_vars: dict | None) -> None:
     os.environ.update(env_vars or {})
     value = None
     try:
-        tree = ast.parse(code, "<cell>", "exec")
-        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        tree = compile(code, "<cell>", "exec", _ast.PyCF_ONLY_AST)
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], _ast.Expr) else None
         exec(compile(tree, "<cell>", "exec"), namespace)
         if last is not None:
-            value = eval(compile(ast.Expression(last.value), "<cell>", "eval"), namespace)
+            value = eval(compile(_ast.Expression(last.value), "<cell>", "eval"), namespace)
     except BaseException as exc:  # KeyboardInterrupt (timeout) and SystemExit are data too
+        import traceback
+
         # skip our own frame: the user sees their cell only
         tb = traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next)
         sys.stdout.flush()
@@ -194,10 +200,12 @@ def _is_figure_shown(value) -> bool:
 
 # --- processes and files (control thread) -------------------------------------------------------
 
-_procs: dict[int, subprocess.Popen] = {}
+_procs: dict = {}  # pid -> subprocess.Popen
 
 
 def proc_start(ch: str, req: dict) -> None:
+    import subprocess
+
     env = dict(os.environ)
     env.update(req.get("envs") or {})
     try:
@@ -212,7 +220,7 @@ def proc_start(ch: str, req: dict) -> None:
 
     def pump(stream, name):
         for chunk in iter(lambda: stream.read1(65536), b""):
-            send({"ch": ch, "type": name, "data": base64.b64encode(chunk).decode()})
+            send({"ch": ch, "type": name, "data": b64(chunk)})
 
     threads = [threading.Thread(target=pump, args=(p.stdout, "stdout"), daemon=True),
                threading.Thread(target=pump, args=(p.stderr, "stderr"), daemon=True)]
@@ -260,7 +268,7 @@ def handle(req: dict) -> None:
             result = {}
         elif op == "proc_input":
             p = _procs[req["pid"]]
-            p.stdin.write(base64.b64decode(req["data"]))
+            p.stdin.write(binascii.a2b_base64(req["data"]))
             p.stdin.flush()
             result = {}
         elif op == "proc_close_stdin":
@@ -272,11 +280,11 @@ def handle(req: dict) -> None:
             path = _resolve(req["path"])
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "wb") as f:
-                f.write(base64.b64decode(req["data"]))
+                f.write(binascii.a2b_base64(req["data"]))
             result = {"entry": _entry(path)}
         elif op == "read":
             with open(_resolve(req["path"]), "rb") as f:
-                result = {"data": base64.b64encode(f.read()).decode()}
+                result = {"data": b64(f.read())}
         elif op == "list":
             path = _resolve(req["path"])
             result = {"entries": [_entry(os.path.join(path, n)) for n in sorted(os.listdir(path))]}

@@ -1,0 +1,104 @@
+"""Sandbox start latency, as the runtime sees it: create -> first stdout line of `print(1)`.
+
+Through the unmodified E2B SDK against the local server: from the warm pool and cold (pool size
+0), side by side with a bare `python -c pass` spawn measured in the same run.
+Targets: warm p50 < 20 ms, cold p50 < 60 ms. Writes bench/results/sandbox.json.
+
+    python bench/bench_sandbox.py [--n 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from coherex.sandbox import open_sandbox
+from coherex.sandbox.server.isolation import Interpreter
+from coherex.sandbox.server.run import ServerThread, free_port, local_api_key
+from coherex.settings import Settings
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return round(xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))], 2)
+
+
+def summary(xs: list[float]) -> dict:
+    return {"n": len(xs), "p50_ms": pct(xs, 50), "p95_ms": pct(xs, 95), "mean_ms": round(statistics.mean(xs), 2)}
+
+
+async def starts(settings: Settings, n: int, pause: float) -> list[float]:
+    out = []
+    for _ in range(n):
+        first = asyncio.get_running_loop().create_future()
+        t0 = time.perf_counter()
+        box = await open_sandbox(settings)
+
+        def on_stdout(_: str) -> None:
+            if not first.done():
+                first.set_result(time.perf_counter())
+
+        await box.run_code("print(1)", on_stdout=on_stdout)
+        out.append((await first - t0) * 1000)
+        await box.kill()
+        await asyncio.sleep(pause)  # let the pool refill, as between real runs
+    return out
+
+
+def bare_spawns(n: int) -> list[float]:
+    exe = Interpreter.current().executable
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        subprocess.run([exe, "-c", "pass"], check=True)
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def run_mode(pool: int, n: int, data: Path) -> list[float]:
+    port = free_port()
+    settings = Settings(data_dir=data, sandbox_port=port, sandbox_pool_size=pool, sandbox_backend="local")
+    server = ServerThread(settings, port=port, api_key=local_api_key(settings, create=True)).start()
+    try:
+        time.sleep(1.0)  # pool filled, font cache built
+        asyncio.run(starts(settings, 3, 0.15))  # warm up the SDK's connection pool
+        return asyncio.run(starts(settings, n, 0.15 if pool else 0.02))
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=60)
+    n = ap.parse_args().n
+    with tempfile.TemporaryDirectory(prefix="cx-bench-") as tmp:
+        results = {
+            "bare_python_c_pass": summary(bare_spawns(n)),
+            "warm_pool": summary(run_mode(2, n, Path(tmp))),
+            "cold": summary(run_mode(0, n, Path(tmp))),
+        }
+    record = {
+        "benchmark": "sandbox create -> first stdout line of print(1), through the e2b SDK",
+        "targets": {"warm_p50_ms": 20, "cold_p50_ms": 60},
+        "met": {"warm": results["warm_pool"]["p50_ms"] < 20, "cold": results["cold"]["p50_ms"] < 60},
+        "results": results,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
+                    "kernel": platform.release()},
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    out = Path(__file__).parent / "results" / "sandbox.json"
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()
