@@ -131,6 +131,8 @@ async def sync_documents(
     team = UUID(str(team_id))
     results = []
     for doc in documents:
+        if not doc.text.strip():
+            continue  # nothing to index (an empty file, a quiet day); pruned like a removed one
         text = doc.text.encode()
         digest = hashlib.sha256(text).hexdigest()
         results.append(await _ingest(db, identity, team, collection_name, doc.source, doc.source, digest,

@@ -215,7 +215,9 @@ class KnowledgeRepo(Repo):
         params = {"cid": collection.id, "qvec": vector_literal(query_vector), "q": query, "n": candidates, "k": k,
                   "filters": Jsonb(filters or {}), "rrf": rrf_k, "fts_cap": fts_cap}
         async with self.conn.cursor(row_factory=class_row(SearchRow)) as cur:
-            await cur.execute(statement, params)
+            # never a prepared statement: its generic plan cannot see the query vector and may
+            # trade the HNSW index for a sequential scan
+            await cur.execute(statement, params, prepare=False)
             return await cur.fetchall()
 
 
