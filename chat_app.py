@@ -148,10 +148,7 @@ async def _turn(builder: BuilderSession, text: str) -> None:
     answer = cl.Message(content="", author="Coherex")
     ui = ChatUI(answer)
     turn = await builder.send(text, ui)
-    if turn.error:
-        answer.content = turn.error
-    elif not answer.content:
-        answer.content = turn.text
+    answer.content = turn.error or turn.text  # the final words replace what streamed before tool calls
     await answer.send()
     if turn.draft_changed and builder.draft is not None:
         await show_draft(builder)

@@ -25,7 +25,7 @@ from uuid import UUID
 from coherex.agents import apply_spec, team_references
 from coherex.builder.draft import Connection, Draft, TeamRefs, merge_patch
 from coherex.builder.summary import summarize
-from coherex.builder.tools import definitions, match_templates
+from coherex.builder.tools import OFFLINE_TOOLS, definitions, match_templates
 from coherex.errors import BackendError, CoherexError, NotFound, UserError
 from coherex.llm import LLMClient
 from coherex.runtime import Runtime
@@ -43,6 +43,8 @@ PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
 MAX_REPAIRS = 3
 #: LLM calls in one turn (tool rounds plus the answer)
 MAX_STEPS = 12
+#: how well a template must match the first request to be proposed without the model
+TEMPLATE_FALLBACK_SCORE = 1.0
 BUILDER_TEMPERATURE = 0.2
 
 
@@ -87,13 +89,21 @@ class _Abort(Exception):
 
 class BuilderSession:
     def __init__(self, db: Database, identity: Identity, team_id: UUID, *, llm: LLMClient | None = None,
-                 runtime: Runtime | None = None, settings: Settings | None = None, team_name: str = ""):
+                 runtime: Runtime | None = None, settings: Settings | None = None, team_name: str = "",
+                 small_model: bool | None = None):
+        """`small_model` (default: whether the offline model answers) offers the model only the tools it can
+        fill and proposes the best-matching template when a turn ends without a draft."""
         self.db = db
         self.identity = identity
         self.team_id = team_id
         self.team_name = team_name
         self.settings = settings or get_settings()
         self._llm = llm
+        if small_model is None:
+            from coherex.llm.local_model import LocalModelClient
+
+            small_model = isinstance(llm, LocalModelClient) if llm is not None else self.settings.llm_offline
+        self.small_model = small_model
         self.runtime = runtime or Runtime(db, llm=llm, settings=self.settings)
         self.messages: list[dict[str, Any]] = []
         self.draft: Draft | None = None
@@ -128,10 +138,12 @@ class BuilderSession:
                 self.messages.append({"role": "system", "content": await self._system_prompt(text)})
             self.messages.append({"role": "user", "content": text})
             await self._loop()
+            if self.small_model and self.draft is None:
+                await self._propose_template(text)
         except _Abort as exc:
             self._turn.error = str(exc)
         except CoherexError as exc:
-            self._turn.error = _plain(exc)
+            self._turn.error = plain_error(exc)
         self._turn.duration_ms = (time.perf_counter() - started) * 1000
         return self._turn
 
@@ -140,7 +152,8 @@ class BuilderSession:
         for _ in range(MAX_STEPS):
             stream = _Stream(self._ui)
             try:
-                result = await self.llm.chat(self.messages, definitions(), model=self.settings.default_model,
+                tools = definitions(OFFLINE_TOOLS if self.small_model else None)
+                result = await self.llm.chat(self.messages, tools, model=self.settings.default_model,
                                              temperature=BUILDER_TEMPERATURE, stream_handler=stream.push)
             finally:
                 await stream.drain()
@@ -161,12 +174,14 @@ class BuilderSession:
                     raise
                 self.messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
                 await self._ui.tool_step(call.name, call.arguments, output)
+            if self.small_model and turn.draft_changed:  # its own words about a draft add nothing
+                self._say(f"Here is a draft for **{self.draft.name}**. Test-run it, or tell me what to change.")
+                return
             if self._failed_drafts > MAX_REPAIRS:
                 turn.problems = self._last_problems
-                turn.text = ("I could not produce a valid agent spec from this yet. What is still wrong:\n"
-                             + "\n".join(f"- {p}" for p in turn.problems)
-                             + "\nCould you tell me more about what the agent should use or do?")
-                self.messages.append({"role": "assistant", "content": turn.text})
+                self._say("I could not produce a valid agent spec from this yet. What is still wrong:\n"
+                          + "\n".join(f"- {p}" for p in turn.problems)
+                          + "\nCould you tell me more about what the agent should use or do?")
                 return
         turn.text = turn.text or "I stopped here to keep this conversation short; tell me how to continue."
 
@@ -179,10 +194,24 @@ class BuilderSession:
         except TypeError as exc:
             return f"Error: wrong arguments for {name}: {exc}"
         except BackendError as exc:
-            raise _Abort(_plain(exc)) from exc
+            raise _Abort(plain_error(exc)) from exc
         except CoherexError as exc:
             return f"Error: {exc}"
         return result if isinstance(result, str) else json.dumps(result, default=str, ensure_ascii=False)
+
+    async def _propose_template(self, request: str) -> None:
+        matches = match_templates(request, 1)
+        if not matches or matches[0][1] < TEMPLATE_FALLBACK_SCORE:
+            return
+        template = matches[0][0]
+        await self.set_draft(parse(template.text(), "yaml"))
+        self._say(f"I started from the **{template.name}** template ({template.description.lower()}). "
+                  "Test-run it, or tell me what to change.")
+
+    def _say(self, text: str) -> None:
+        """End the turn with words of the builder itself (not the model's)."""
+        self.messages.append({"role": "assistant", "content": text})
+        self._turn.text = text
 
     async def _system_prompt(self, first_message: str) -> str:
         refs = await self._refs()
@@ -423,7 +452,7 @@ async def _free_name(session, team_id: UUID, name: str) -> str:
     return candidate
 
 
-def _plain(exc: CoherexError) -> str:
+def plain_error(exc: CoherexError) -> str:
     from coherex.llm.errors import LLMError
 
     if isinstance(exc, LLMError):
@@ -433,4 +462,4 @@ def _plain(exc: CoherexError) -> str:
     return str(exc)
 
 
-__all__ = ["BuilderSession", "BuilderUI", "Connection", "TurnResult"]
+__all__ = ["BuilderSession", "BuilderUI", "Connection", "TurnResult", "plain_error"]
