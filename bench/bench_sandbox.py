@@ -92,7 +92,8 @@ def main() -> None:
         "met": {"warm": results["warm_pool"]["p50_ms"] < 20, "cold": results["cold"]["p50_ms"] < 60},
         "results": results,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
-                    "kernel": platform.release()},
+                    "kernel": platform.release(), "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
+                    "note": "shared 2-core machine; compare with bare_python_c_pass from the same run"},
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     out = Path(__file__).parent / "results" / "sandbox.json"

@@ -242,9 +242,10 @@ class Box:
             except ProcessLookupError:
                 pass
         self.proc.wait()
-        for f in (self.proc.stdout, self.proc.stderr):
-            if f is not None:
-                f.close()
+        # stdin/stdout belong to the event loop's pipe transports, which close them. Closing them
+        # here too could close a reused fd number of a box being spawned right now.
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
         isolation.release_uid(self.uid)
 
 
