@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     # the time zone the chat's schedule buttons use (IANA name)
     chat_timezone: str = Field("UTC", validation_alias=_env("COHEREX_TIMEZONE"))
 
+    # --- HTTP API: requests per API key (per web process), average and burst ---
+    api_rate_per_second: float = Field(20.0, gt=0, validation_alias=_env("COHEREX_API_RATE"))
+    api_rate_burst: float = Field(60.0, ge=1, validation_alias=_env("COHEREX_API_BURST"))
+
     # --- who the CLI acts as (it connects to the database directly, under this identity) ---
     cli_user: str | None = Field(None, validation_alias=_env("COHEREX_USER"))
     cli_team: str | None = Field(None, validation_alias=_env("COHEREX_TEAM"))

@@ -18,19 +18,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def create_app(*, chat: bool = True) -> FastAPI:
     from coherex import __version__
-    from coherex.api import lifespan, router as api_router
+    from coherex.api import install_error_handlers, lifespan, router as api_router
+    from coherex.api.deps import caller, db
+    from coherex.api.oauth import build_router
 
     app = FastAPI(
         title="Coherex API", version=__version__, lifespan=lifespan,
         description="Create, version, run and watch AI agents. Authenticate with `Authorization: Bearer <API key>`.",
     )
+    install_error_handlers(app)
     app.include_router(api_router, prefix="/api")
-    try:
-        from coherex.api.oauth import router as oauth_router
-    except ImportError:  # integrations not installed
-        oauth_router = None
-    if oauth_router is not None:
-        app.include_router(oauth_router)
+    app.include_router(build_router(get_db=db, get_caller=caller))
 
     if chat:
         from chainlit.utils import mount_chainlit

@@ -43,7 +43,11 @@ def _register() -> None:
 
     from coherex.cli import server
 
-    server.register(app)  # worker, web, up
+    server.register(app)  # worker, web, up, openapi
+
+    from coherex.cli import keys
+
+    app.add_typer(keys.app, name="keys", help="API keys for the HTTP API.")
 
     from coherex.cli import users
 

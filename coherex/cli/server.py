@@ -35,6 +35,16 @@ def web(
     uvicorn.run(create_app(chat=chat), host=host, port=port, log_level="warning")
 
 
+def openapi() -> None:
+    """Print the HTTP API's OpenAPI document (committed as schema/openapi.json)."""
+    import json
+
+    from coherex.web import create_app
+
+    print(json.dumps(create_app(chat=False).openapi(), indent=2, sort_keys=True))
+
+
 def register(app: typer.Typer) -> None:
     app.command("worker")(worker)
     app.command("web")(web)
+    app.command("openapi")(openapi)

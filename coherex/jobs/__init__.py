@@ -27,12 +27,10 @@ from coherex.store.db import Database, resolve_urls
 
 log = logging.getLogger(__name__)
 
-RUN_TASK = "coherex:run_execution"
+RUN_TASK = "run_execution"
 QUEUES = ["executions", "maintenance"]
 #: seconds between maintenance rounds (schedules, recovery); read once, when the worker starts
 MAINTENANCE_SECONDS = int(os.environ.get("COHEREX_MAINTENANCE_SECONDS", "5"))
-
-tasks = procrastinate.Blueprint()
 
 
 @dataclass
@@ -41,25 +39,28 @@ class WorkerDeps:
     runtime: Runtime
 
 
-@tasks.task(
-    name="run_execution", queue="executions", pass_context=True,
-    # Only backend failures are retried (the runtime put the execution back to pending);
-    # an agent's own failure is final and never raises here.
-    retry=procrastinate.RetryStrategy(max_attempts=5, exponential_wait=1, retry_exceptions={RetryLater}),
-)
-async def run_execution(context: procrastinate.JobContext, execution_id: str) -> None:
-    deps: WorkerDeps = context.additional_context["deps"]
-    try:
-        await deps.runtime.run(UUID(execution_id), retry_backend_errors=True)
-    except ConcurrencyLimited:
-        await enqueue(context.app, UUID(execution_id), delay_seconds=1)
+def _register_tasks(app: procrastinate.App) -> None:
+    # Defined per app: procrastinate binds tasks to the app they were registered on, and tests
+    # (and the API next to an in-process worker) open several apps, one per database.
 
+    @app.task(
+        name=RUN_TASK, queue="executions", pass_context=True,
+        # Only backend failures are retried (the runtime put the execution back to pending);
+        # an agent's own failure is final and never raises here.
+        retry=procrastinate.RetryStrategy(max_attempts=5, exponential_wait=1, retry_exceptions={RetryLater}),
+    )
+    async def run_execution(context: procrastinate.JobContext, execution_id: str) -> None:
+        deps: WorkerDeps = context.additional_context["deps"]
+        try:
+            await deps.runtime.run(UUID(execution_id), retry_backend_errors=True)
+        except ConcurrencyLimited:
+            await enqueue(context.app, UUID(execution_id), delay_seconds=1)
 
-@tasks.periodic(cron=f"* * * * * */{MAINTENANCE_SECONDS}", periodic_id="maintenance")
-@tasks.task(name="maintenance", queue="maintenance", queueing_lock="maintenance", pass_context=True)
-async def maintenance(context: procrastinate.JobContext, timestamp: int) -> None:
-    deps: WorkerDeps = context.additional_context["deps"]
-    await maintain(context.app, deps, datetime.fromtimestamp(timestamp, timezone.utc))
+    @app.periodic(cron=f"* * * * * */{MAINTENANCE_SECONDS}", periodic_id="maintenance")
+    @app.task(name="maintenance", queue="maintenance", queueing_lock="maintenance", pass_context=True)
+    async def maintenance(context: procrastinate.JobContext, timestamp: int) -> None:
+        deps: WorkerDeps = context.additional_context["deps"]
+        await maintain(context.app, deps, datetime.fromtimestamp(timestamp, timezone.utc))
 
 
 async def maintain(app: procrastinate.App, deps: WorkerDeps, now: datetime) -> None:
@@ -81,7 +82,7 @@ def make_app(url: str) -> procrastinate.App:
     connector = procrastinate.PsycopgConnector(conninfo=url, kwargs={"options": "-c role=service_role"},
                                                min_size=1, max_size=4)
     app = procrastinate.App(connector=connector)
-    app.add_tasks_from(tasks, namespace="coherex")
+    _register_tasks(app)
     return app
 
 

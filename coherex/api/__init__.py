@@ -1,0 +1,44 @@
+"""The HTTP API (`/api`): FastAPI routers, served by `coherex web` (with the chat) or alone.
+
+Every request authenticates with an API key (`Authorization: Bearer cx_…`) and runs under the
+key's database identity, so RLS decides what it may see. Errors are JSON
+`{"error": {"code", "message", "hint"}}` with the status saying who must act (4xx the caller,
+402 quota, 429 rate limit, 503 a backend).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from coherex.api import agents, data, executions
+from coherex.api.deps import ApiState, TokenBucket, install_error_handlers
+
+router = APIRouter()
+router.include_router(agents.router)
+router.include_router(executions.router)
+router.include_router(data.router)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open the database and the queue once per process."""
+    from coherex.jobs import make_app
+    from coherex.runtime import Runtime
+    from coherex.settings import get_settings
+    from coherex.store.db import Database
+
+    settings = get_settings()
+    async with Database.from_settings(settings) as db:
+        queue = make_app(db.url)
+        async with queue.open_async():
+            app.state.coherex = ApiState(
+                db=db, runtime=Runtime(db, settings=settings), settings=settings, queue=queue,
+                limiter=TokenBucket(rate=settings.api_rate_per_second, burst=settings.api_rate_burst),
+            )
+            yield
+
+
+__all__ = ["install_error_handlers", "lifespan", "router"]

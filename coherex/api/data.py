@@ -1,0 +1,134 @@
+"""/api/sources (data sources) and /api/knowledge (upload, embed, search)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
+from pydantic import BaseModel, Field
+
+from coherex.api.deps import ApiState, Caller, caller, state
+from coherex.store.models import DataSource
+
+router = APIRouter()
+
+NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+
+# ---------------------------------------------------------------- data sources
+class SourceBody(BaseModel):
+    type: str = Field(description="slack, github, gmail, http_api or postgres")
+    name: str = Field(pattern=NAME)
+    config: dict[str, Any] = Field(default_factory=dict, description="Non-secret settings.")
+    credentials: dict[str, Any] = Field(
+        default_factory=dict, json_schema_extra={"writeOnly": True},
+        description="Secrets (tokens, DSN). Encrypted at rest and never returned.")
+
+
+class ConnectBody(BaseModel):
+    type: str
+    name: str = Field(pattern=NAME)
+
+
+class ConnectOut(BaseModel):
+    authorize_url: str
+
+
+class CheckOut(BaseModel):
+    source: DataSource
+    ok: bool
+    message: str
+
+
+class SyncBody(BaseModel):
+    collection: str = Field(pattern=NAME)
+
+
+@router.get("/sources", response_model=list[DataSource], tags=["data sources"])
+async def list_sources(st: ApiState = Depends(state), who: Caller = Depends(caller)) -> Any:
+    from coherex.integrations.service import list_sources as list_
+
+    return await list_(st.db, who.identity, who.team_id)
+
+
+@router.post("/sources", response_model=DataSource, status_code=201, tags=["data sources"])
+async def add_source(body: SourceBody, st: ApiState = Depends(state), who: Caller = Depends(caller)) -> Any:
+    """Connect a source with pasted credentials (admins). OAuth sources: use /sources/connect."""
+    from coherex.integrations.service import add_source as add
+
+    return await add(st.db, who.identity, who.team_id, body.type, body.name, config=body.config,
+                     credentials=body.credentials, via="api")
+
+
+@router.post("/sources/connect", response_model=ConnectOut, tags=["data sources"])
+async def connect(body: ConnectBody, st: ApiState = Depends(state), who: Caller = Depends(caller)) -> Any:
+    """Start an OAuth sign-in; open `authorize_url` in a browser to finish."""
+    from coherex.integrations.oauth import start_authorization
+
+    url = await start_authorization(st.db, who.identity, who.team_id, body.type, body.name)
+    return ConnectOut(authorize_url=url)
+
+
+@router.post("/sources/{name}/validate", response_model=CheckOut, tags=["data sources"])
+async def validate_source(name: str, st: ApiState = Depends(state), who: Caller = Depends(caller)) -> Any:
+    """Test the connection now and record the result."""
+    from coherex.integrations.service import check_source
+
+    source, check = await check_source(st.db, who.identity, who.team_id, name)
+    return CheckOut(source=source, ok=check.ok, message=check.summary)
+
+
+@router.delete("/sources/{name}", status_code=204, tags=["data sources"])
+async def remove_source(name: str, st: ApiState = Depends(state), who: Caller = Depends(caller)) -> Response:
+    from coherex.integrations.service import remove_source as remove
+
+    await remove(st.db, who.identity, who.team_id, name)
+    return Response(status_code=204)
+
+
+# ---------------------------------------------------------------- knowledge
+class SearchBody(BaseModel):
+    collection: str = Field(pattern=NAME)
+    query: str = Field(min_length=1, max_length=2000)
+    k: int = Field(5, ge=1, le=50)
+    filters: dict[str, Any] | None = None
+
+
+class EmbedBody(BaseModel):
+    collection: str = Field(pattern=NAME)
+
+
+@router.post("/knowledge/upload", tags=["knowledge"])
+async def upload(collection: str = Form(..., pattern=NAME), file: UploadFile = File(...),
+                 st: ApiState = Depends(state), who: Caller = Depends(caller)) -> dict[str, Any]:
+    """Add a file (text, Markdown, HTML, PDF, DOCX, CSV) to a collection; the same content twice is stored once."""
+    from coherex.knowledge import ingest_file
+    from coherex.knowledge.ingest import max_file_bytes
+
+    data = await file.read(max_file_bytes() + 1)
+    result = await ingest_file(st.db, who.identity, who.team_id, collection, data, file.filename or "upload")
+    return _plain(result)
+
+
+@router.post("/knowledge/embed", tags=["knowledge"])
+async def embed(body: EmbedBody, st: ApiState = Depends(state), who: Caller = Depends(caller)) -> dict[str, Any]:
+    """Re-embed a collection with the configured embedding model."""
+    from coherex.knowledge import reindex_collection
+
+    chunks = await reindex_collection(st.db, who.identity, who.team_id, body.collection)
+    return {"collection": body.collection, "chunks": chunks}
+
+
+@router.post("/knowledge/search", tags=["knowledge"])
+async def search(body: SearchBody, st: ApiState = Depends(state), who: Caller = Depends(caller)) -> list[dict[str, Any]]:
+    from coherex.knowledge import knowledge_search
+
+    hits = await knowledge_search(st.db, who.identity, who.team_id, body.collection, body.query, body.k,
+                                  filters=body.filters)
+    return [h.to_dict() for h in hits]
+
+
+def _plain(value: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {k: str(v) if k.endswith("_id") else v for k, v in asdict(value).items()}

@@ -1,0 +1,130 @@
+"""What every API request needs: the open database and queue, who is calling, rate limits, and
+errors turned into clear JSON (never a traceback)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from coherex.api.oauth import Caller as _OAuthCaller
+from coherex.errors import (BackendError, CoherexError, Conflict, NotFound, PermissionDenied, UserError)
+from coherex.runtime import QuotaExceeded, Runtime
+from coherex.settings import Settings
+from coherex.store.db import Database, Identity
+
+log = logging.getLogger(__name__)
+
+
+class Unauthorized(CoherexError):
+    code = "unauthorized"
+
+
+class RateLimited(CoherexError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message, hint=f"Retry after {retry_after:.0f} s.")
+        self.retry_after = retry_after
+
+
+@dataclass
+class TokenBucket:
+    """Requests per key: `rate` a second on average, bursts up to `burst` (per process)."""
+
+    rate: float
+    burst: float
+    _state: dict[Any, tuple[float, float]] = field(default_factory=dict)
+
+    def take(self, key: Any) -> float | None:
+        """None when allowed, else the seconds to wait."""
+        now = time.monotonic()
+        tokens, last = self._state.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens < 1:
+            self._state[key] = (tokens, now)
+            return (1 - tokens) / self.rate
+        self._state[key] = (tokens - 1, now)
+        return None
+
+
+@dataclass
+class ApiState:
+    db: Database
+    runtime: Runtime
+    settings: Settings
+    queue: Any  # an open procrastinate App
+    limiter: TokenBucket
+
+
+@dataclass(frozen=True)
+class Caller(_OAuthCaller):
+    """An API key's identity: its creator, narrowed by RLS to the key's team."""
+
+    key_id: UUID | None = None
+
+    @property
+    def identity(self) -> Identity:
+        return Identity.user(self.user_id, team_id=self.team_id)
+
+
+def state(request: Request) -> ApiState:
+    return request.app.state.coherex
+
+
+def db(request: Request) -> Database:
+    return state(request).db
+
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `coherex keys create NAME`.")
+_STATUS_BY_TYPE: list[tuple[type[CoherexError], int]] = [
+    (Unauthorized, 401), (RateLimited, 429), (QuotaExceeded, 402), (NotFound, 404), (PermissionDenied, 403),
+    (Conflict, 409), (UserError, 422), (BackendError, 503), (CoherexError, 400),
+]
+
+
+async def caller(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Caller:
+    if creds is None or not creds.credentials:
+        raise Unauthorized("This endpoint needs an API key: send `Authorization: Bearer <key>`.",
+                           hint="Create one with `coherex keys create NAME`.")
+    st = state(request)
+    async with st.db.session(Identity.system()) as s:
+        key = await s.api_keys.resolve(creds.credentials.strip())
+    if key is None:
+        raise Unauthorized("This API key is not valid (unknown, revoked or expired).")
+    wait = st.limiter.take(key.id)
+    if wait is not None:
+        raise RateLimited("Too many requests for this API key.", retry_after=wait)
+    return Caller(user_id=key.user_id, team_id=key.team_id, key_id=key.id)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CoherexError)
+    async def coherex_error(request: Request, exc: CoherexError) -> JSONResponse:
+        status = next(code for kind, code in _STATUS_BY_TYPE if isinstance(exc, kind))
+        headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if isinstance(exc, RateLimited) else None
+        return JSONResponse(error_body(exc.code, exc.message, exc.hint), status_code=status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()]
+        return JSONResponse(error_body("invalid_request", "; ".join(problems) or "invalid request"),
+                            status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("internal_error", "Something went wrong on our side; it was logged."),
+                            status_code=500)
+
+
+def error_body(code: str, message: str, hint: str | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **({"hint": hint} if hint else {})}}
+

@@ -1,0 +1,91 @@
+"""/api/executions, /api/hooks (webhook receiver), /api/health, /api/sandbox/health."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
+
+from coherex.api.deps import ApiState, Caller, caller, state
+from coherex.errors import NotFound
+from coherex.jobs import enqueue
+from coherex.store.db import Identity
+from coherex.store.models import Event, Execution
+
+router = APIRouter(tags=["executions"])
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    database: str
+
+
+async def _execution(st: ApiState, who: Caller, execution_id: UUID) -> Execution:
+    async with st.db.session(who.identity) as s:
+        execution = await s.executions.get(execution_id)
+    if execution is None or execution.team_id != who.team_id:
+        raise NotFound(f"Execution {execution_id} was not found.")
+    return execution
+
+
+@router.get("/executions", response_model=list[Execution])
+async def list_executions(
+    agent_id: UUID | None = None, status: str | None = Query(None, pattern="^(pending|running|completed|failed|cancelled|timed_out)$"),
+    limit: int = Query(50, ge=1, le=500), st: ApiState = Depends(state), who: Caller = Depends(caller),
+) -> Any:
+    async with st.db.session(who.identity) as s:
+        return await s.executions.list(team_id=who.team_id, agent_id=agent_id, status=status, limit=limit)
+
+
+@router.get("/executions/{execution_id}", response_model=Execution)
+async def get_execution(execution_id: UUID, st: ApiState = Depends(state), who: Caller = Depends(caller)) -> Any:
+    return await _execution(st, who, execution_id)
+
+
+@router.get("/executions/{execution_id}/events", response_model=list[Event])
+async def events(execution_id: UUID, after_seq: int = Query(0, ge=0, le=2**31 - 1),
+                 limit: int = Query(1000, ge=1, le=5000),
+                 st: ApiState = Depends(state), who: Caller = Depends(caller)) -> Any:
+    execution = await _execution(st, who, execution_id)
+    async with st.db.session(who.identity) as s:
+        return await s.executions.events(execution.id, after_seq=after_seq, limit=limit)
+
+
+@router.post("/executions/{execution_id}/stop", response_model=Execution)
+async def stop_execution(execution_id: UUID, st: ApiState = Depends(state), who: Caller = Depends(caller)) -> Any:
+    execution = await _execution(st, who, execution_id)
+    return await st.runtime.stop(who.identity, execution.id)
+
+
+@router.post("/hooks/{agent_id}", response_model=Execution, status_code=202, name="receive_webhook", tags=["webhooks"])
+async def receive_webhook(agent_id: UUID, request: Request, st: ApiState = Depends(state)) -> Any:
+    """Start a run from a signed webhook call (no API key: the signature is the credential)."""
+    from coherex.triggers import MAX_BODY_BYTES, receive_webhook as receive
+
+    body = await request.body()
+    execution = await receive(st.db, agent_id, body[: MAX_BODY_BYTES + 1], dict(request.headers))
+    await enqueue(st.queue, execution.id)
+    return execution
+
+
+@router.get("/health", response_model=Health, tags=["system"])
+async def health(st: ApiState = Depends(state)) -> Any:
+    from coherex import __version__
+
+    try:
+        async with st.db.session(Identity.system()) as s:
+            await s.teams.list()
+        database = "ok"
+    except Exception:
+        database = "unavailable"
+    return Health(status="ok" if database == "ok" else "degraded", version=__version__, database=database)
+
+
+@router.get("/sandbox/health", tags=["system"])
+async def sandbox_health(who: Caller = Depends(caller)) -> dict[str, Any]:
+    from coherex.sandbox import health as sandbox_health_check
+
+    return await sandbox_health_check()
