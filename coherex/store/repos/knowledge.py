@@ -192,7 +192,7 @@ class KnowledgeRepo(Repo):
     # ------------------------------------------------------------ search
     async def search(
         self, collection: Collection, query: str, query_vector: Sequence[float], *, k: int = 5,
-        filters: dict[str, Any] | None = None, candidates: int = 40, rrf_k: int = 60, ef_search: int = 100,
+        filters: dict[str, Any] | None = None, candidates: int = 40, rrf_k: int = 60, ef_search: int = 200,
         fts_cap: int = 1000,
     ) -> list[SearchRow]:
         """Hybrid search: HNSW cosine and full-text candidates fused by reciprocal rank fusion.
