@@ -35,6 +35,75 @@ def web(
     uvicorn.run(create_app(chat=chat), host=host, port=port, log_level="warning")
 
 
+def up(
+    port: int = typer.Option(8000, "--port", "-p", help="Port of the chat and API."),
+    dashboard_port: int = typer.Option(8501, "--dashboard-port", help="Port of the dashboard."),
+) -> None:
+    """Run the whole platform on this machine: database, sandbox server, chat + API, dashboard, worker.
+
+    Logs of every process are shown together, each line prefixed with its name; Ctrl-C stops all.
+    """
+    import sys
+
+    from coherex.cli.supervisor import Supervisor
+
+    settings = get_settings()
+    if settings.embedded_db:
+        from coherex.store.embedded import APP_USER, EmbeddedPostgres
+        from coherex.store.migrate import migrate
+
+        pg = EmbeddedPostgres(settings.data_path, settings.db_port)
+        started_db = not pg.status().running
+        console.print(pg.start())
+        done = migrate(pg.url(admin=True), app_user=APP_USER)
+        console.print(f"database schema: {len(done)} migration(s) applied" if done else "database schema up to date")
+    _ensure_admin_login(settings)
+
+    me = [sys.executable, "-m", "coherex"]
+    procs = Supervisor()
+    if settings.sandbox == "local":
+        procs.add("sandbox", [*me, "sandbox", "serve"])
+    procs.add("web", [*me, "web", "--port", str(port)])
+    procs.add("worker", [*me, "worker"])
+    procs.add("dashboard", [sys.executable, "-m", "streamlit", "run", "dashboard_app.py",
+                            "--server.port", str(dashboard_port), "--server.address", "127.0.0.1"])
+    console.print(f"\n[bold]Coherex is starting[/]\n  chat       http://127.0.0.1:{port}/chat\n"
+                  f"  API docs   http://127.0.0.1:{port}/docs\n  dashboard  http://127.0.0.1:{dashboard_port}\n"
+                  "Ctrl-C stops everything.\n")
+    code = procs.run()
+    if settings.embedded_db and started_db:
+        console.print(pg.stop())  # what `up` started, it stops; data stays in the data dir
+    raise typer.Exit(code)
+
+
+def _ensure_admin_login(settings) -> None:
+    """On a fresh install, a login for the chat and dashboard, with its password written to the data dir."""
+    import secrets
+
+    from coherex.cli._context import DEFAULT_USER, resolve_context
+    from coherex.store.db import Database, Identity
+
+    password_file = settings.data_path / "admin-password"
+
+    async def go() -> bool:
+        async with Database.from_settings(settings) as db:
+            ctx = await resolve_context(db)
+            if password_file.exists():
+                return False
+            password = secrets.token_urlsafe(12)
+            async with db.session(Identity.system()) as s:
+                await s.users.set_password(ctx.user.id, password)
+            password_file.parent.mkdir(parents=True, exist_ok=True)
+            password_file.write_text(password + "\n")
+            password_file.chmod(0o600)
+            return True
+
+    created = run_async(go())
+    note = "created" if created else "kept"
+    console.print(f"login: {DEFAULT_USER} — password {note} in {password_file} "
+                  "(add people with `coherex users add`)")
+
+
 def openapi() -> None:
     """Print the HTTP API's OpenAPI document (committed as schema/openapi.json)."""
     import json
@@ -48,3 +117,4 @@ def register(app: typer.Typer) -> None:
     app.command("worker")(worker)
     app.command("web")(web)
     app.command("openapi")(openapi)
+    app.command("up")(up)

@@ -64,6 +64,7 @@ class LocalModelClient:
 
     def __init__(self) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model is on disk; never ask a hub
+        os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF loader draws a bar into every log
         try:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer

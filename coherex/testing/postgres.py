@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from coherex.errors import BackendError
 from coherex.store.db import DatabaseUrls
 from coherex.store.embedded import APP_USER, EmbeddedPostgres, free_port
 from coherex.store.migrate import migrate
@@ -43,7 +44,9 @@ class TestPostgres:
         if external:
             server = cls(admin_url=external, app_url=None)
         else:
+            _reap_orphans()
             tmp = Path(tempfile.mkdtemp(prefix="coherex-test-pg-", dir="/tmp"))
+            (tmp / "owner.pid").write_text(str(os.getpid()))
             pg = EmbeddedPostgres(tmp, free_port())
             pg.start()
             server = cls(admin_url=pg.url(admin=True, database="postgres"), app_url=pg.url(), _embedded=pg, _tmp=tmp)
@@ -75,3 +78,25 @@ class TestPostgres:
             self._embedded.stop()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def _reap_orphans() -> None:
+    """Stop servers left by test sessions that were killed before their teardown ran."""
+    for tmp in Path("/tmp").glob("coherex-test-pg-*"):
+        try:
+            owner = int((tmp / "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue  # not ours to judge
+        try:
+            os.kill(owner, 0)
+            continue  # its session is still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        try:
+            pid_lines = (tmp / "pgdata" / "postmaster.pid").read_text().splitlines()
+            EmbeddedPostgres(tmp, int(pid_lines[3])).stop()
+        except (OSError, ValueError, IndexError, BackendError):
+            pass
+        shutil.rmtree(tmp, ignore_errors=True)
