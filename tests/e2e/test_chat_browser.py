@@ -98,14 +98,19 @@ async def test_login_describe_test_run_and_stop(chat_server, fake_llm, two_teams
         await page.locator("button[type=submit]").click()
         composer = page.locator("#chat-input")
         await expect(composer).to_be_visible(timeout=30_000)
+        # the starters (from the templates) appear once the chat session is connected
+        await expect(page.get_by_role("button", name="Csv analysis")).to_be_visible(timeout=30_000)
         await page.screenshot(path=ARTIFACTS / "chat-1-welcome.png")
 
         fake_llm.script([ToolCall("draft_spec", {"yaml": AGENT}),
                          Text("Here is your agent: it writes one surprising fact."),
                          Text("Octopuses have three hearts.")])
         await composer.fill("Every morning tell the team one surprising fact")
-        await composer.press("Enter")
-        await expect(page.get_by_text("Here is your agent")).to_be_visible(timeout=30_000)
+        send = page.locator("#chat-submit")
+        await expect(send).to_be_enabled(timeout=30_000)
+        await send.click()  # sending the first message; clicks are counted from here
+        await expect(composer).to_have_value("", timeout=30_000)
+        await expect(page.get_by_text("Here is your agent")).to_be_visible(timeout=60_000)
         await expect(page.get_by_text("only when you start it")).to_be_visible()
         await page.screenshot(path=ARTIFACTS / "chat-2-draft.png")
 
