@@ -80,3 +80,13 @@ def tenant_factory(db: Database):
         return await make_tenant(db, slug)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def local_sandbox(tmp_path_factory):
+    """A real local sandbox server for the session: (server, settings pointing at it)."""
+    from coherex.testing.sandbox import start_local_sandbox
+
+    server, settings = start_local_sandbox(tmp_path_factory.mktemp("sandbox-data"))
+    yield server, settings
+    server.stop()

@@ -13,12 +13,14 @@ from rich.table import Table
 from coherex.cli._common import console, err_console, print_json, run_async
 from coherex.cli._context import cli_context, parse_inputs
 from coherex.cli._events import format_event, format_summary
+from coherex.errors import UserError
 
 
 def run(
     target: str = typer.Argument(..., help="An agent name, or a spec file (saved as a version first)."),
     inputs: list[str] = typer.Option([], "--input", "-i", help="key=value, repeatable."),
     version: int | None = typer.Option(None, "--version", "-v", help="Run this version (default: current)."),
+    files: list[Path] = typer.Option([], "--file", "-f", help="Put this file in the sandbox's working directory."),
     as_json: bool = typer.Option(False, "--json", help="Print the final execution and its events as JSON."),
 ) -> None:
     """Run an agent now, streaming every step; exits non-zero unless the run completed."""
@@ -26,6 +28,11 @@ def run(
     from coherex.runtime import Runtime
 
     values = parse_inputs(inputs)
+    uploads = {}
+    for f in files:
+        if not f.is_file():
+            raise UserError(f"--file {f}: no such file")
+        uploads[f.name] = f.read_bytes()
 
     async def go():
         async with cli_context() as ctx:
@@ -58,9 +65,9 @@ def run(
             try:
                 if status is not None:
                     with status:
-                        final = await runtime.run(execution.id, listeners=[show])
+                        final = await runtime.run(execution.id, listeners=[show], files=uploads)
                 else:
-                    final = await runtime.run(execution.id, listeners=[show])
+                    final = await runtime.run(execution.id, listeners=[show], files=uploads)
             finally:
                 loop.remove_signal_handler(signal.SIGINT)
             return final, events

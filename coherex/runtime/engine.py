@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shlex
 import socket
 import time
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -61,7 +62,12 @@ class _Stop(Exception):
 class _Totals:
     tokens_in: int = 0
     tokens_out: int = 0
-    cost_usd: float = 0.0
+    cost_usd: Decimal = Decimal(0)
+
+
+def usd(value: float | Decimal) -> Decimal:
+    """Money as stored (6 decimals), so a run's total is exactly the sum of its steps."""
+    return Decimal(str(value)).quantize(Decimal("0.000001"), ROUND_HALF_UP)
 
 
 def worker_id() -> str:
@@ -103,12 +109,15 @@ class Runtime:
 
     # ------------------------------------------------------------------ running
     async def run(self, execution_id: UUID, *, listeners: list[EventListener] | None = None,
-                  retry_backend_errors: bool = False) -> Execution:
+                  retry_backend_errors: bool = False, files: dict[str, bytes] | None = None) -> Execution:
         """Run a pending execution to its end. Returns the final row (or the current one if it was
         not pending: another worker has it, or it was cancelled before it started).
 
-        Raises ConcurrencyLimited when the team is at its limit, and — with `retry_backend_errors`
-        (workers) — RetryLater after putting the execution back to pending when a backend failed."""
+        `files` (name → bytes; uploads of a chat or `coherex run --file`) are written into the
+        sandbox's working directory when it opens. Raises ConcurrencyLimited when the team is at
+        its limit, and — with `retry_backend_errors` (workers) — RetryLater after putting the
+        execution back to pending when a backend failed."""
+        files = _safe_names(files or {})  # refused before anything starts
         async with self.db.session(Identity.system()) as s:
             current = await s.executions.get(execution_id)
             if current is None:
@@ -131,7 +140,7 @@ class Runtime:
         status, output, error = "failed", None, None
         try:
             spec = load_spec(version.spec)
-            ctx = RunContext(self.db, execution, identity, recorder, spec,
+            ctx = RunContext(self.db, execution, identity, recorder, spec, files=files,
                              sandbox_opener=lambda: self._open_sandbox(spec, execution))
             status, output, error = await self._supervise(ctx, totals)
         except BackendError as exc:
@@ -156,7 +165,7 @@ class Runtime:
         async with self.db.session(Identity.system()) as s:
             final = await s.executions.finish(
                 execution.id, status, output=output, error=error, tokens_in=totals.tokens_in,
-                tokens_out=totals.tokens_out, cost_usd=Decimal(str(round(totals.cost_usd, 6))),
+                tokens_out=totals.tokens_out, cost_usd=totals.cost_usd,
             )
             return final or await s.executions.get(execution.id)
 
@@ -213,7 +222,8 @@ class Runtime:
             result = await self.llm.chat(messages, tools, model=model, temperature=temperature)
             totals.tokens_in += result.usage.prompt_tokens
             totals.tokens_out += result.usage.completion_tokens
-            totals.cost_usd += result.cost_usd
+            cost = usd(result.cost_usd)
+            totals.cost_usd += cost
             call_event = await recorder.record(
                 "llm_call", name=result.model or model,
                 payload={"content": result.content, "finish_reason": result.finish_reason,
@@ -221,7 +231,7 @@ class Runtime:
                                         for c in result.tool_calls],
                          **({} if result.price_known else {"price_unknown": True})},
                 tokens_in=result.usage.prompt_tokens, tokens_out=result.usage.completion_tokens,
-                cost_usd=result.cost_usd, duration_ms=result.duration_ms,
+                cost_usd=cost, duration_ms=result.duration_ms,
             )
             if totals.cost_usd >= limits.maxCostUsd:
                 raise _Stop("failed", f"Stopped: the run cost ${totals.cost_usd:.4f}, reaching "
@@ -249,13 +259,19 @@ class Runtime:
         from coherex.sandbox import open_sandbox
 
         runtime = spec.spec.runtime
-        return await open_sandbox(
+        sandbox = await open_sandbox(
             self.settings,
             template=runtime.template if runtime else None,
             timeout=spec.limits.timeoutSeconds + 30,
             allow_network=bool(runtime and runtime.network),
             metadata={"execution_id": str(execution.id), "team_id": str(execution.team_id)},
         )
+        # Cloud sandboxes install what the spec asks for; the local one has no network and ships
+        # the data stack (numpy, pandas, matplotlib, plotly) preinstalled.
+        if runtime and runtime.packages and self.settings.sandbox == "e2b":
+            await sandbox.commands.run("pip install --quiet " + " ".join(shlex.quote(p) for p in runtime.packages),
+                                       timeout=300)
+        return sandbox
 
     def _secrets(self) -> list[str]:
         s = self.settings
@@ -297,6 +313,17 @@ def system_prompt(spec: AgentSpec, inputs: dict[str, Any]) -> str:
         name=spec.metadata.name, description=spec.metadata.description or "",
         instructions=render_instructions(spec, inputs),
     )
+
+
+def _safe_names(files: dict[str, bytes]) -> dict[str, bytes]:
+    """Uploaded files keep only their base name: no directories, no `..`."""
+    out = {}
+    for name, data in files.items():
+        base = Path(name).name
+        if not base or base in (".", "..") or base.startswith("."):
+            raise UserError(f"{name!r} is not a usable file name for an upload.")
+        out[base] = data
+    return out
 
 
 def user_prompt(inputs: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ check — the access a tool needs against the access the spec declared — happe
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from coherex.store.models import Execution
 from coherex.runtime.events import EventRecorder
 
 _MAX_RESULT_CHARS = 12_000  # what goes back to the model from one tool call
+SANDBOX_HOME = "/home/user"  # the working directory of code in the sandbox (E2B's too)
 
 
 class ToolFailed(Exception):
@@ -36,10 +38,13 @@ class RunContext:
     spec: AgentSpec
     sandbox: Any = None         # opened on the first python call
     sandbox_opener: Any = None  # async () -> sandbox
+    files: dict[str, bytes] = field(default_factory=dict)  # put in the sandbox's working directory
 
     async def get_sandbox(self) -> Any:
         if self.sandbox is None:
             self.sandbox = await self.sandbox_opener()
+            for name, data in self.files.items():
+                await self.sandbox.files.write(f"{SANDBOX_HOME}/{name}", data)
             async with self.db.session(Identity.system()) as s:
                 await s.executions.set_sandbox(self.execution.id, self.sandbox.id)
         return self.sandbox
@@ -109,18 +114,23 @@ class ToolBox:
             raise ToolFailed("The python tool needs a non-empty `code` string.")
         sandbox = await self.ctx.get_sandbox()
         recorder = self.ctx.recorder
-        pending: list = []
+        # Output lines become events while the code still runs, in order, through one writer.
+        lines: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
+
+        async def write_lines() -> None:
+            while (item := await lines.get()) is not None:
+                await recorder.record(item[0], payload={"text": item[1]}, parent_seq=parent_seq)
 
         def stream(kind: str):
-            def on_line(line: Any) -> None:
-                text = getattr(line, "line", line)
-                pending.append(recorder.record(kind, payload={"text": str(text)}, parent_seq=parent_seq))
-            return on_line
+            return lambda line: lines.put_nowait((kind, str(getattr(line, "line", line))))
 
+        writer = asyncio.create_task(write_lines())
         started = time.perf_counter()
-        result = await sandbox.run_code(code, on_stdout=stream("stdout"), on_stderr=stream("stderr"))
-        for write in pending:  # keep output events in order, after the code ran
-            await write
+        try:
+            result = await sandbox.run_code(code, on_stdout=stream("stdout"), on_stderr=stream("stderr"))
+        finally:
+            lines.put_nowait(None)
+            await asyncio.shield(writer)
         out: dict[str, Any] = {"stdout": result.stdout, "stderr": result.stderr}
         if result.results:
             out["results"] = [r.get("text") or ", ".join(k for k in r if k != "is_main_result") for r in result.results]

@@ -16,12 +16,9 @@ os.environ["COHEREX_TEST_FAKE_SECRET"] = FAKE_SECRET
 
 
 def make_server(tmp: Path, pool_size: int = 2):
-    from coherex.sandbox.server.run import ServerThread, free_port, local_api_key
+    from coherex.testing.sandbox import start_local_sandbox
 
-    port = free_port()
-    settings = Settings(data_dir=tmp, sandbox_port=port, sandbox_pool_size=pool_size, sandbox_backend="local")
-    server = ServerThread(settings, port=port, api_key=local_api_key(settings, create=True)).start()
-    return server, settings
+    return start_local_sandbox(tmp, pool_size)
 
 
 @pytest.fixture(scope="session")
