@@ -1,4 +1,4 @@
-"""The chat in a real browser (Playwright + Debian Chromium) against the real `chainlit run` server,
+"""The chat in a real browser (Playwright + Debian Chromium) against the real web process (`coherex web`, chat at /chat),
 with the LLM answered by the fake OpenAI server: log in, describe an agent, test-run it, stop a run.
 
 Clicks are counted from the first message to a completed run (the issue asks for fewer than 5).
@@ -56,8 +56,9 @@ def chat_server(db_urls, two_teams, fake_llm, tmp_path):
            "COHEREX_LLM_MAX_ATTEMPTS": "1"}
     env.pop("CHAINLIT_AUTH_SECRET", None)
     log = open(tmp_path / "chainlit.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "chainlit", "run", "chat_app.py", "--headless", "--host",
-                             "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    # the real web process (`coherex web`, what `make run` serves): the chat is mounted at /chat
+    proc = subprocess.Popen([sys.executable, "-m", "coherex", "web", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -66,7 +67,7 @@ def chat_server(db_urls, two_teams, fake_llm, tmp_path):
         except OSError:
             assert proc.poll() is None, (tmp_path / "chainlit.log").read_text()
             time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}"
+    yield f"http://127.0.0.1:{port}/chat"
     proc.terminate()
     try:
         proc.wait(10)
