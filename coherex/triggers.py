@@ -143,6 +143,38 @@ async def receive_webhook(db: Database, agent_id: UUID, body: bytes, headers: di
         return execution
 
 
+# ---------------------------------------------------------------------- events
+async def route_event(db: Database, team_id: UUID, source_name: str, event_type: str, data: dict[str, Any],
+                      delivery_id: str) -> list[Execution]:
+    """One execution per active agent of the team whose current version waits for this event
+    (same source, same type, every `filter` field equal). A redelivered event starts nothing new."""
+    created = []
+    async with db.session(Identity.system()) as s:
+        for agent in await s.agents.list(team_id):
+            if agent.status != "active" or not agent.current_version:
+                continue
+            spec = load_spec((await s.agents.get_version(agent.id)).spec)
+            wanted = [t.event for t in spec.spec.triggers or []
+                      if t.event and t.event.source == source_name and t.event.type == event_type
+                      and all(data.get(k) == v for k, v in (t.event.filter or {}).items())]
+            if not wanted:
+                continue
+            if delivery_id and not await s.triggers.record_delivery(agent.id, team_id, f"event:{delivery_id}"[:200]):
+                continue
+            declared = spec.spec.inputs or {}
+            inputs = {"event": data} if "event" in declared else {k: v for k, v in data.items() if k in declared}
+            try:
+                await check_quota(s, team_id)
+                inputs = check_inputs(spec, inputs)
+            except (QuotaExceeded, UserError) as exc:
+                await s.audit.record(team_id, "event.skipped", target_type="agent", target_id=str(agent.id),
+                                     details={"reason": str(exc), "event": event_type}, actor_kind="system")
+                continue
+            created.append(await s.executions.create(team_id, agent.id, agent.current_version, trigger="event",
+                                                     inputs=inputs))
+    return created
+
+
 def _json_body(body: bytes) -> Any:
     if not body.strip():
         return {}

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
 from coherex.api.deps import ApiState, Caller, caller, state
-from coherex.errors import NotFound
+from coherex.errors import NotFound, UserError
 from coherex.jobs import enqueue
 from coherex.store.db import Identity
 from coherex.store.models import Event, Execution
@@ -69,6 +69,34 @@ async def receive_webhook(agent_id: UUID, request: Request, st: ApiState = Depen
     execution = await receive(st.db, agent_id, body[: MAX_BODY_BYTES + 1], dict(request.headers))
     await enqueue(st.queue, execution.id)
     return execution
+
+
+class EventOut(BaseModel):
+    event: str | None
+    started: list[UUID]
+    challenge: str | None = None
+
+
+@router.post("/events/{source_id}", response_model=EventOut, tags=["webhooks"])
+async def receive_event(source_id: UUID, request: Request, st: ApiState = Depends(state)) -> Any:
+    """Slack Events API / GitHub webhooks of a data source: starts the agents that wait for the event.
+    Signed with the source's own secret (Slack signing secret, GitHub webhook secret)."""
+    from coherex.integrations.events import verify_event
+    from coherex.triggers import MAX_BODY_BYTES, route_event
+
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise UserError(f"Event body is larger than {MAX_BODY_BYTES:,} bytes.")
+    incoming = await verify_event(st.db, source_id, dict(request.headers), body)
+    if incoming.reply is not None:
+        return EventOut(event=None, started=[], challenge=incoming.reply.get("challenge"))
+    started = []
+    if incoming.type is not None:
+        started = await route_event(st.db, incoming.source.team_id, incoming.source.name, incoming.type,
+                                    incoming.data, incoming.delivery_id)
+        for execution in started:
+            await enqueue(st.queue, execution.id)
+    return EventOut(event=incoming.type, started=[x.id for x in started])
 
 
 @router.get("/health", response_model=Health, tags=["system"])

@@ -23,6 +23,8 @@ class GitHubConfig(Model):
 class GitHubCredentials(Model):
     #: a fine-grained or classic personal access token, or an OAuth app token
     token: SecretStr
+    #: the repository webhook's secret, needed only to receive webhooks (event triggers)
+    webhook_secret: SecretStr | None = None
     #: obtained through `sources connect` (OAuth): revoked at the provider when the source is removed
     from_oauth: bool = False
 
