@@ -72,6 +72,7 @@ def _register() -> None:
     from coherex.cli import demo
 
     app.add_typer(demo.app, name="demo", help="Demo data: `coherex demo seed` fills the dashboard.")
+    from coherex.cli import teams; app.add_typer(teams.app, name="teams", help="Teams: members, roles, invitations, quotas, usage.")  # noqa: E702,E501
 
 
 _register()

@@ -13,10 +13,12 @@ import psycopg
 from coherex.store.repos.agents import AgentRepo
 from coherex.store.repos.audit import AuditRepo
 from coherex.store.repos.executions import ExecutionRepo
+from coherex.store.repos.invitations import InvitationRepo, QuotaRepo, SharingRepo
 from coherex.store.repos.keys import ApiKeyRepo
 from coherex.store.repos.knowledge import KnowledgeRepo
 from coherex.store.repos.sources import DataSourceRepo
 from coherex.store.repos.teams import MemberRepo, TeamRepo, UserRepo
+from coherex.store.repos.threads import ThreadRepo
 from coherex.store.repos.triggers import TriggerRepo
 
 if TYPE_CHECKING:
@@ -37,6 +39,9 @@ class Session:
         self.api_keys = ApiKeyRepo(conn, identity)
         self.audit = AuditRepo(conn, identity)
         self.triggers = TriggerRepo(conn, identity)
+        self.threads = ThreadRepo(conn, identity)
+        self.invitations, self.quotas, self.sharing = (InvitationRepo(conn, identity), QuotaRepo(conn, identity),
+                                                      SharingRepo(conn, identity))
 
 
 __all__ = ["Session"]
