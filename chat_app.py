@@ -19,8 +19,11 @@ from typing import Any
 from uuid import UUID
 
 import chainlit as cl
+from chainlit.input_widget import Select
 
 from coherex.builder import BuilderSession, BuilderUI, plain_error, summarize
+from coherex.chat import CoherexDataLayer
+from coherex.chat.data_layer import TEAM_KEY
 from coherex.errors import BackendError, CoherexError
 from coherex.settings import get_settings
 from coherex.spec import parse
@@ -33,6 +36,8 @@ log = logging.getLogger("coherex.chat")
 SCHEDULE_PRESETS = {"Weekdays at 08:00": "0 8 * * 1-5", "Every day at 09:00": "0 9 * * *",
                     "Mondays at 09:00": "0 9 * * 1", "Every hour": "0 * * * *"}
 MAX_TABLE_ROWS = 50
+#: thread metadata key holding the builder's state (`BuilderSession.state()`)
+STATE_KEY = "builder_state"
 
 
 def _auth_secret() -> str:
@@ -62,9 +67,9 @@ async def database() -> Database:
 
 
 @cl.data_layer
-def data_layer() -> None:
-    """`DATABASE_URL` is Coherex's: without this, Chainlit would take it for its own data layer."""
-    return None
+def data_layer() -> CoherexDataLayer:
+    """Threads are kept in Coherex's own tables (and `DATABASE_URL` is not taken for Chainlit's layer)."""
+    return CoherexDataLayer(database)
 
 
 # ---------------------------------------------------------------------- errors never show a trace
@@ -110,18 +115,106 @@ async def starters(user: cl.User | None = None, language: str | None = None) -> 
 @cl.on_chat_start
 @safe
 async def start() -> None:
+    await _connect(None)
+
+
+@cl.on_chat_resume
+@safe
+async def resume(thread: dict[str, Any]) -> None:
+    """A conversation from the sidebar: the same team, draft and builder conversation as before."""
+    metadata = thread.get("metadata") or {}
+    state = metadata.get(STATE_KEY) if isinstance(metadata.get(STATE_KEY), dict) else {}
+    builder = await _connect(_uuid(state.get("team_id") or metadata.get(TEAM_KEY)), state)
+    if builder is not None and builder.draft is not None:
+        await cl.Message(content=f"Welcome back. The draft **{builder.draft.name}** is as you left it.",
+                         author="Coherex").send()
+
+
+async def _connect(team_id: UUID | None, state: dict[str, Any] | None = None) -> BuilderSession | None:
+    """Open the builder for the signed-in person in `team_id` (else their first team) and offer the
+    team choice when they belong to several."""
     user = cl.user_session.get("user")
     user_id = UUID(user.metadata["user_id"])
     db = await database()
     identity = Identity.user(user_id)
     async with db.session(identity) as s:
-        memberships = await s.members.teams_of(user_id)
-        team = await s.teams.get(memberships[0].team_id) if memberships else None
-    if team is None:
+        teams = [t for m in await s.members.teams_of(user_id) if (t := await s.teams.get(m.team_id)) is not None]
+    if not teams:
         await cl.Message(content="You are not a member of any team yet. Ask an admin to add you: "
                                  f"`coherex users add {user.identifier} --team TEAM`.").send()
+        return None
+    team = next((t for t in teams if t.id == team_id), teams[0])
+    cl.user_session.set("teams", {t.slug: str(t.id) for t in teams})
+    if len(teams) > 1:
+        await cl.ChatSettings([Select(id="team", label="Team", values=[t.slug for t in teams],
+                                      initial_value=team.slug,
+                                      description="Agents, data and runs of this team (or type /team SLUG).")]).send()
+    return await _use_team(team, state)
+
+
+async def _use_team(team: Any, state: dict[str, Any] | None = None) -> BuilderSession:
+    """Work in `team` from now on; a draft in progress comes along (checked against the team's data)."""
+    db = await database()
+    user = cl.user_session.get("user")
+    builder = BuilderSession(db, Identity.user(UUID(user.metadata["user_id"])), team.id, team_name=team.name)
+    if state:
+        await builder.restore({**state, "agent_id": state.get("agent_id") if state.get("team_id") == str(team.id)
+                               else None})
+    cl.user_session.set("builder", builder)
+    cl.user_session.set(TEAM_KEY, str(team.id))
+    await remember(builder)
+    return builder
+
+
+@cl.on_settings_update
+@safe
+async def on_settings(settings: dict[str, Any]) -> None:
+    slug = settings.get("team")
+    if slug:
+        await _switch_team(slug)
+
+
+async def _switch_team(slug: str) -> None:
+    teams = cl.user_session.get("teams") or {}
+    if slug not in teams:
+        await cl.Message(content=f"You are not in a team {slug!r}. Your teams: "
+                                 + ", ".join(f"`{t}`" for t in teams) + ".", author="Coherex").send()
         return
-    cl.user_session.set("builder", BuilderSession(db, identity, team.id, team_name=team.name))
+    current = cl.user_session.get("builder")
+    if current is not None and current.team_id == UUID(teams[slug]):
+        await cl.Message(content=f"You are working in team **{current.team_name}**.", author="Coherex").send()
+        return
+    db = await database()
+    async with db.session(current.identity if current else Identity.system()) as s:
+        team = await s.teams.get(UUID(teams[slug]))
+    if team is None:
+        raise CoherexError(f"The team {slug!r} is no longer available to you.")
+    builder = await _use_team(team, current.state() if current else None)
+    await cl.Message(content=f"Now working in team **{team.name}**"
+                             + (f"; the draft **{builder.draft.name}** came along." if builder.draft else "."),
+                     author="Coherex").send()
+
+
+async def remember(builder: BuilderSession) -> None:
+    """Keep the builder's state in the thread (resumed from the sidebar later), now rather than at disconnect."""
+    state = builder.state()
+    cl.user_session.set(STATE_KEY, state)
+    thread_id = cl.context.session.thread_id
+    if not getattr(cl.context.session, "has_first_interaction", False):
+        return  # the thread is created with the first message
+    try:
+        from chainlit.data import get_data_layer
+
+        await get_data_layer().update_thread(thread_id, metadata={STATE_KEY: state, TEAM_KEY: str(builder.team_id)})
+    except CoherexError:
+        log.warning("could not keep the conversation's state", exc_info=True)
+
+
+def _uuid(value: Any) -> UUID | None:
+    try:
+        return UUID(str(value)) if value else None
+    except ValueError:
+        return None
 
 
 def _builder() -> BuilderSession:
@@ -135,11 +228,24 @@ def _builder() -> BuilderSession:
 @cl.on_message
 @safe
 async def on_message(message: cl.Message) -> None:
+    text = message.content.strip()
+    if text.startswith("/team"):
+        slug = text.removeprefix("/team").strip()
+        if not slug:
+            teams = cl.user_session.get("teams") or {}
+            current = cl.user_session.get("builder")
+            await cl.Message(content="Your teams: " + ", ".join(f"`{t}`" for t in teams)
+                             + (f". Working in **{current.team_name}**." if current else ".")
+                             + " Switch with `/team SLUG`.", author="Coherex").send()
+        else:
+            await _switch_team(slug)
+        return
     builder = _builder()
     files = [e for e in message.elements or [] if getattr(e, "path", None)]
     if files:
         await _uploads(builder, files)
-        if not message.content.strip():
+        await remember(builder)
+        if not text:
             return
     await _turn(builder, message.content)
 
@@ -150,6 +256,7 @@ async def _turn(builder: BuilderSession, text: str) -> None:
     turn = await builder.send(text, ui)
     answer.content = turn.error or turn.text  # the final words replace what streamed before tool calls
     await answer.send()
+    await remember(builder)
     if turn.draft_changed and builder.draft is not None:
         await show_draft(builder)
 
@@ -176,6 +283,7 @@ async def show_draft(builder: BuilderSession) -> None:
 @safe
 async def on_save(action: cl.Action) -> None:
     saved = await _builder().save()
+    await remember(_builder())
     await cl.Message(content=f"Saved **{saved.agent.name}** (version {saved.version.version}).", author="Coherex",
                      actions=[cl.Action(name="test_run", payload={}, label="Test run", icon="play")]).send()
 
@@ -194,6 +302,7 @@ async def on_test_run(action: cl.Action) -> None:
                 return
             inputs[name] = reply["output"]
     await builder.test_run(inputs, ChatUI(None))
+    await remember(builder)
 
 
 @cl.action_callback("stop")
@@ -218,6 +327,7 @@ async def on_stop() -> None:
 async def on_discard(action: cl.Action) -> None:
     builder = _builder()
     builder.draft, builder.unsaved = None, False
+    await remember(builder)
     await cl.Message(content="Draft discarded. Describe another agent whenever you like.", author="Coherex").send()
 
 
@@ -279,13 +389,21 @@ def _as_spec(text: str) -> dict[str, Any] | None:
 
 # ---------------------------------------------------------------------- uploads
 async def _uploads(builder: BuilderSession, files: list[Any]) -> None:
-    """Dropped files go to the knowledge collection the draft searches (or `chat-uploads`)."""
+    """A data file for a draft that runs Python goes into the sandbox of its test runs; anything
+    else goes to the knowledge collection the draft searches (or `chat-uploads`)."""
     from coherex.knowledge import ingest_file
 
     collection = "chat-uploads"
     if builder.draft is not None and builder.draft.valid:
         collection = next((t.collection for t in builder.draft.spec.spec.tools or [] if t.collection), collection)
     for element in files:
+        if builder.takes_file(element.name):
+            name = await builder.add_file(element.name, Path(element.path).read_bytes())
+            await cl.Message(content=f"**{name}** will be in the working directory of the next test runs.",
+                             author="Coherex").send()
+            if builder.unsaved:  # the spec's `file` input now names it
+                await show_draft(builder)
+            continue
         result = await ingest_file(builder.db, builder.identity, builder.team_id, collection, Path(element.path),
                                    element.name)
         chunks = getattr(result, "chunks", None) or getattr(result, "chunk_count", "")

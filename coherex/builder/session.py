@@ -46,6 +46,13 @@ MAX_STEPS = 12
 #: how well a template must match the first request to be proposed without the model
 TEMPLATE_FALLBACK_SCORE = 1.0
 BUILDER_TEMPERATURE = 0.2
+#: uploads that go into the sandbox (not the knowledge base) when the draft runs Python
+DATA_SUFFIXES = frozenset({".csv", ".tsv", ".json", ".jsonl", ".xlsx", ".xls", ".parquet", ".feather", ".sqlite",
+                           ".db", ".xml", ".zip"})
+#: the most a conversation keeps of uploaded files for its test runs
+MAX_FILES_BYTES = 50 * 1024 * 1024
+#: how much of the conversation is kept in a chat thread's metadata (to resume it)
+MAX_STATE_CHARS = 400_000
 
 
 class BuilderUI:
@@ -112,6 +119,8 @@ class BuilderSession:
         #: the draft differs from the agent's saved version
         self.unsaved = False
         self.running: Execution | None = None
+        #: files uploaded for the sandbox: written into the working directory of every test run
+        self.files: dict[str, bytes] = {}
         self._work: dict[str, Any] | None = None
         self._failed_drafts = 0
         self._last_problems: list[Problem] = []
@@ -336,21 +345,75 @@ class BuilderSession:
         if self.unsaved or self.agent is None:
             await self.save("test run from the chat")
         assert self.agent is not None
-        return await self.run_agent(self.agent, inputs, ui)
+        return await self.run_agent(self.agent, inputs, ui, files=self.files)
 
     async def run_agent(self, agent: Agent, inputs: dict[str, Any] | None = None,
-                        ui: BuilderUI | None = None) -> Execution:
+                        ui: BuilderUI | None = None, files: dict[str, bytes] | None = None) -> Execution:
         ui = ui or self._ui
         execution = await self.runtime.create(self.identity, self.team_id, agent, trigger="chat", inputs=inputs or {})
         self.running = execution
         await ui.run_started(execution, agent)
         try:
-            final = await self.runtime.run(execution.id, listeners=[ui.run_event])
+            final = await self.runtime.run(execution.id, listeners=[ui.run_event], files=files or None)
         finally:
             self.running = None
         await ui.run_finished(final)
         self._turn.execution = final
         return final
+
+    # ------------------------------------------------------------------ uploads
+    def takes_file(self, name: str) -> bool:
+        """Whether an upload belongs in the sandbox: a data file while the draft runs Python code."""
+        if self.draft is None or not self.draft.valid:
+            return False
+        uses_python = any(t.use == "python" for t in self.draft.spec.spec.tools or [])
+        return uses_python and Path(name).suffix.lower() in DATA_SUFFIXES
+
+    async def add_file(self, name: str, data: bytes) -> str:
+        """Keep `data` for the test runs (written into the sandbox's working directory as `name`).
+        When the spec has a `file` input, its default becomes this file. Returns the name used."""
+        name = Path(name.replace("\\", "/")).name
+        if not name or name in (".", ".."):
+            raise UserError("That upload has no usable file name.")
+        if sum(len(v) for k, v in self.files.items() if k != name) + len(data) > MAX_FILES_BYTES:
+            raise UserError(f"Uploads for test runs are limited to {MAX_FILES_BYTES // 2**20} MB in all; "
+                            "remove some or use a data source instead.")
+        self.files[name] = data
+        work = self._work or (self.draft.data if self.draft else None)
+        inputs = ((work or {}).get("spec") or {}).get("inputs") or {}
+        if isinstance(inputs.get("file"), dict) and inputs["file"].get("default") != name:
+            spec = {**work["spec"], "inputs": {**inputs, "file": {**inputs["file"], "default": name}}}
+            await self.set_draft({**work, "spec": spec})
+        return name
+
+    # ------------------------------------------------------------------ keeping a conversation
+    def state(self) -> dict[str, Any]:
+        """What a chat thread keeps to resume this conversation later (JSON): the draft, the saved
+        agent, the conversation with the builder (the oldest turns dropped when it is long)."""
+        messages = self.messages[1:]  # the system prompt is rebuilt on resume
+        while messages and len(json.dumps(messages, default=str)) > MAX_STATE_CHARS:
+            nxt = next((i for i, m in enumerate(messages) if i > 0 and m.get("role") == "user"), None)
+            messages = messages[nxt:] if nxt else []
+        return {"team_id": str(self.team_id), "draft": self._work if self.draft is None else self.draft.data,
+                "agent_id": str(self.agent.id) if self.agent else None, "unsaved": self.unsaved,
+                "messages": messages, "files": sorted(self.files)}
+
+    async def restore(self, state: dict[str, Any]) -> None:
+        """Continue a conversation from `state()` (the draft is checked again against the team's data)."""
+        if state.get("agent_id"):
+            async with self.db.session(self.identity) as s:
+                agent = await s.agents.get(UUID(state["agent_id"]))
+            self.agent = agent if agent is not None and agent.team_id == self.team_id else None
+        if isinstance(state.get("draft"), dict) and state["draft"]:
+            self._work = state["draft"]
+            draft = Draft.check(state["draft"], await self._refs())
+            if draft.valid:
+                self.draft = draft
+        self.unsaved = bool(state.get("unsaved", self.agent is None)) or self.agent is None
+        history = [m for m in state.get("messages") or [] if isinstance(m, dict) and m.get("role") != "system"]
+        if history:
+            first_user = next((m.get("content") for m in history if m.get("role") == "user"), "") or ""
+            self.messages = [{"role": "system", "content": await self._system_prompt(str(first_user))}, *history]
 
     async def stop(self) -> bool:
         """Stop the run in progress, if any (it ends within a second)."""

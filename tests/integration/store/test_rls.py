@@ -4,6 +4,7 @@ role, cannot see, change or delete any row of team B — in every tenant table, 
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from uuid import uuid4
 
 import psycopg
 import pytest
@@ -41,6 +42,11 @@ async def _seed_everything(db: Database, team_id, user_id) -> None:
         await s.invitations.create(team_id, "invitee@example.com", "member")
         await s.audit.record(team_id, "agent.create", target_type="agent", target_id=str(saved.agent.id))
         await s.triggers.replace_schedules(saved.agent.id, team_id, [(0, "0 8 * * *", "UTC", datetime.now(timezone.utc))])
+        thread, step = uuid4(), uuid4()
+        await s.threads.upsert(thread, team_id, name="a chat", metadata={"draft": {}})
+        await s.threads.upsert_step(thread, step, type="user_message", name="me", data={"output": "hi"})
+        await s.threads.upsert_element(thread, uuid4(), data={"name": "spec.yaml"}, content=b"kind: Agent", for_id=step)
+        await s.threads.upsert_feedback(step, 1)
     async with db.session(Identity.system()) as s:  # written only by the platform (webhook receiver)
         await s.triggers.record_delivery(saved.agent.id, team_id, "delivery-1")
 
