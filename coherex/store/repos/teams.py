@@ -67,9 +67,11 @@ class UserRepo(Repo):
         row = await self._scalar(
             "select encrypted_password from auth.users where email = %s", (email.strip().lower(),)
         )
-        if not check_password(password, row):
-            return None
-        return await self.get_by_email(email)
+        ok = check_password(password, row)
+        user = await self.get_by_email(email)
+        await self._exec("select coherex_private.record_login(%s, %s, %s)",  # audit_log: logins, good and bad
+                         (email.strip().lower()[:320], user.id if user else None, ok))
+        return user if ok else None
 
     async def set_password(self, user_id: UUID, password: str) -> None:
         if len(password) < 8:
