@@ -114,6 +114,11 @@ async def health(st: ApiState = Depends(state)) -> Any:
 
 @router.get("/sandbox/health", tags=["system"])
 async def sandbox_health(who: Caller = Depends(caller)) -> dict[str, Any]:
+    """The sandbox backend's state; like /api/health, a backend that is down is reported, not an error."""
+    from coherex.errors import BackendError
     from coherex.sandbox import health as sandbox_health_check
 
-    return await sandbox_health_check()
+    try:
+        return await sandbox_health_check()
+    except BackendError as exc:
+        return {"status": "unavailable", "message": exc.message, "hint": exc.hint}
