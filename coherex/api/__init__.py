@@ -13,10 +13,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from coherex.api import agents, data, executions
+from coherex.api import agents, builder, data, executions
 from coherex.api.deps import ApiState, TokenBucket, install_error_handlers
 
 router = APIRouter()
+router.include_router(builder.router)
 router.include_router(agents.router)
 router.include_router(executions.router)
 router.include_router(data.router)

@@ -46,6 +46,8 @@ MAX_STEPS = 12
 #: how well a template must match the first request to be proposed without the model
 TEMPLATE_FALLBACK_SCORE = 1.0
 BUILDER_TEMPERATURE = 0.2
+#: tools a headless session (the API) does not offer: saving and running are the caller's decision
+HEADLESS_BLOCKED = frozenset({"save_spec", "test_run", "run_agent"})
 #: uploads that go into the sandbox (not the knowledge base) when the draft runs Python
 DATA_SUFFIXES = frozenset({".csv", ".tsv", ".json", ".jsonl", ".xlsx", ".xls", ".parquet", ".feather", ".sqlite",
                            ".db", ".xml", ".zip"})
@@ -97,7 +99,7 @@ class _Abort(Exception):
 class BuilderSession:
     def __init__(self, db: Database, identity: Identity, team_id: UUID, *, llm: LLMClient | None = None,
                  runtime: Runtime | None = None, settings: Settings | None = None, team_name: str = "",
-                 small_model: bool | None = None):
+                 small_model: bool | None = None, headless: bool = False):
         """`small_model` (default: whether the offline model answers) offers the model only the tools it can
         fill and proposes the best-matching template when a turn ends without a draft."""
         self.db = db
@@ -111,6 +113,8 @@ class BuilderSession:
 
             small_model = isinstance(llm, LocalModelClient) if llm is not None else self.settings.llm_offline
         self.small_model = small_model
+        #: no person at the other end (the API): the model may draft but not save or run anything
+        self.headless = headless
         self.runtime = runtime or Runtime(db, llm=llm, settings=self.settings)
         self.messages: list[dict[str, Any]] = []
         self.draft: Draft | None = None
@@ -162,6 +166,8 @@ class BuilderSession:
             stream = _Stream(self._ui)
             try:
                 tools = definitions(OFFLINE_TOOLS if self.small_model else None)
+                if self.headless:
+                    tools = [t for t in tools if t["function"]["name"] not in HEADLESS_BLOCKED]
                 result = await self.llm.chat(self.messages, tools, model=self.settings.default_model,
                                              temperature=BUILDER_TEMPERATURE, stream_handler=stream.push)
             finally:
@@ -196,6 +202,8 @@ class BuilderSession:
 
     async def _call(self, name: str, args: dict[str, Any]) -> str:
         handler = getattr(self, f"_tool_{name}", None)
+        if self.headless and name in HEADLESS_BLOCKED:
+            return f"Error: {name} is not available here; the caller decides whether to save. Finish the draft."
         if handler is None:
             return f"Error: there is no tool {name!r}."
         try:
