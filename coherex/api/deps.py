@@ -72,7 +72,8 @@ class Caller(_OAuthCaller):
 
     @property
     def identity(self) -> Identity:
-        return Identity.user(self.user_id, team_id=self.team_id)
+        # the key's id travels in the claims: the database counts runs against the key's own quotas
+        return Identity(self.user_id, "authenticated", self.team_id, {"key_id": str(self.key_id)} if self.key_id else {})
 
 
 def state(request: Request) -> ApiState:
