@@ -55,3 +55,29 @@ def add(
 
     what, membership = run_async(go())
     console.print(f"[green]{what}[/] {email.strip().lower()}: {membership}. They can log in to the chat now.")
+
+
+@app.command()
+def passwd(
+    email: str = typer.Argument(..., help="The login whose password changes."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input."),
+) -> None:
+    """Set a new password for an existing chat login."""
+    from coherex.store.db import Database, Identity
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+
+    async def go() -> None:
+        async with Database.from_settings() as db, db.session(Identity.system()) as s:
+            user = await s.users.get_by_email(email)
+            if user is None:
+                raise UserError(f"There is no user {email.strip().lower()!r}.",
+                                hint=f"Create it with `coherex users add {email.strip().lower()} --team TEAM`.")
+            await s.users.set_password(user.id, password)
+
+    run_async(go())
+    console.print(f"[green]changed[/] the password of {email.strip().lower()}. Sessions signed in before keep "
+                  "working until they sign out.")

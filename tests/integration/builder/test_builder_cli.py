@@ -54,3 +54,22 @@ def test_eval_builder_reports_per_case_and_total(cli_env, fake_llm, monkeypatch,
     assert case["valid"] and case["turns"] == 2 and case["checks"] == 6
     assert case["matched"] == 5 and case["failed"] == ["time zone UTC (got Europe/Berlin)"]
     assert report["total"]["valid"] == 1 and report["total"]["tokens"] > 0
+
+
+async def test_users_passwd_changes_the_password(cli_env, db, monkeypatch, capsys):
+    import asyncio
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long password\n"))
+    assert await asyncio.to_thread(main, ["users", "add", "gus@example.com", "--team", "ops", "--password-stdin"]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("another long one\n"))
+    assert await asyncio.to_thread(main, ["users", "passwd", "GUS@example.com", "--password-stdin"]) == 0
+    assert "changed the password of gus@example.com" in capsys.readouterr().out
+    async with db.session(Identity.system()) as s:
+        assert await s.users.authenticate("gus@example.com", "another long one") is not None
+        assert await s.users.authenticate("gus@example.com", "a long password") is None
+    monkeypatch.setattr("sys.stdin", io.StringIO("another long one\n"))
+    assert await asyncio.to_thread(main, ["users", "passwd", "nobody@example.com", "--password-stdin"]) == 1
+    assert "There is no user 'nobody@example.com'" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert await asyncio.to_thread(main, ["users", "passwd", "gus@example.com", "--password-stdin"]) == 1
+    assert "at least 8 characters" in capsys.readouterr().err
