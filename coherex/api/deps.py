@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from coherex.api.oauth import Caller as _OAuthCaller
 from coherex.errors import (BackendError, CoherexError, Conflict, NotFound, PermissionDenied, UserError)
@@ -112,6 +113,13 @@ def install_error_handlers(app: FastAPI) -> None:
         status = next(code for kind, code in _STATUS_BY_TYPE if isinstance(exc, kind))
         headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if isinstance(exc, RateLimited) else None
         return JSONResponse(error_body(exc.code, exc.message, exc.hint), status_code=status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # framework errors (an unparseable multipart body, 404 on an unknown path, 405) in our shape
+        code = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+        return JSONResponse(error_body(code.get(exc.status_code, "error"), str(exc.detail)),
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
