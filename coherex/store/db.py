@@ -150,6 +150,9 @@ class Database:
             raise PermissionDenied(f"Not allowed: {exc.diag.message_primary or exc}") from exc
         except psycopg.errors.CheckViolation as exc:
             raise UserError(f"Invalid value: {exc.diag.message_primary}") from exc
+        except psycopg.DataError as exc:  # class 22: the value itself (a NUL character, a lone surrogate, …)
+            raise UserError(f"Invalid value: {exc.diag.message_primary or exc}",
+                            hint="Text may not contain NUL characters or unpaired surrogates.") from exc
         except psycopg.OperationalError as exc:
             # only a lost or refused connection (no SQLSTATE, class 08, or a server shutdown, 57P)
             if exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P")):
