@@ -126,8 +126,11 @@ async def resume(thread: dict[str, Any]) -> None:
     state = metadata.get(STATE_KEY) if isinstance(metadata.get(STATE_KEY), dict) else {}
     builder = await _connect(_uuid(state.get("team_id") or metadata.get(TEAM_KEY)), state)
     if builder is not None and builder.draft is not None:
-        await cl.Message(content=f"Welcome back. The draft **{builder.draft.name}** is as you left it.",
-                         author="Coherex").send()
+        welcome = cl.Message(content=f"Welcome back. The draft **{builder.draft.name}** is as you left it.",
+                             author="Coherex", actions=_draft_actions(builder))
+        await welcome.send()
+        # Chainlit shows the stored thread after this hook returns: the welcome goes at its end
+        thread.setdefault("steps", []).append(welcome.to_dict())
 
 
 async def _connect(team_id: UUID | None, state: dict[str, Any] | None = None) -> BuilderSession | None:
@@ -268,14 +271,18 @@ async def show_draft(builder: BuilderSession) -> None:
     if draft.connections:
         text += "\n\n**Connect before saving:**\n" + "\n".join(f"- {c.instructions()}" for c in draft.connections)
         text += "\n\nThen say “check again”."
+    await cl.Message(content=text, author="Coherex", actions=_draft_actions(builder), elements=[
+        cl.Text(name=f"{draft.name}.yaml", content=draft.yaml, language="yaml", display="inline")]).send()
+
+
+def _draft_actions(builder: BuilderSession) -> list[cl.Action]:
     actions = [cl.Action(name="edit", payload={}, label="Edit", icon="pencil"),
                cl.Action(name="discard", payload={}, label="Discard", icon="trash-2")]
-    if draft.ready:
+    if builder.draft is not None and builder.draft.ready:
         actions = [cl.Action(name="test_run", payload={}, label="Test run", icon="play"),
                    cl.Action(name="save", payload={}, label="Save", icon="save"),
                    cl.Action(name="schedule", payload={}, label="Schedule", icon="clock"), *actions]
-    await cl.Message(content=text, author="Coherex", actions=actions, elements=[
-        cl.Text(name=f"{draft.name}.yaml", content=draft.yaml, language="yaml", display="inline")]).send()
+    return actions
 
 
 # ---------------------------------------------------------------------- buttons

@@ -130,3 +130,53 @@ async def test_login_describe_test_run_and_stop(chat_server, fake_llm, two_teams
         await expect(page.get_by_text("cancelled").last).to_be_visible(timeout=15_000)
         await page.screenshot(path=ARTIFACTS / "chat-4-stopped-run.png")
         await browser.close()
+
+
+async def test_a_conversation_is_there_after_logging_in_again(chat_server, fake_llm, db, two_teams):
+    """Threads persist in Postgres: log in again (a fresh browser), find the conversation in the
+    sidebar, resume it with its draft; then switch to another team of the same person."""
+    from playwright.async_api import async_playwright, expect
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    alpha, bravo = two_teams
+    async with db.session(bravo.identity) as s:
+        await s.members.add(bravo.team_id, alpha.user_id, "member")
+
+    async def login(browser):
+        page = await (await browser.new_context(viewport={"width": 1280, "height": 900})).new_page()
+        await page.goto(chat_server)
+        await page.locator("#email").fill(alpha.email)
+        await page.locator("#password").fill("correct horse")
+        await page.locator("button[type=submit]").click()
+        await expect(page.get_by_role("button", name="Csv analysis")).to_be_visible(timeout=30_000)
+        return page
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = await login(browser)
+        fake_llm.script([ToolCall("draft_spec", {"yaml": AGENT}), Text("Here is your agent: it writes one fact.")])
+        await page.locator("#chat-input").fill("Every morning tell the team one surprising fact")
+        await expect(page.locator("#chat-submit")).to_be_enabled(timeout=30_000)
+        await page.locator("#chat-submit").click()
+        await expect(page.get_by_text("Here is your agent")).to_be_visible(timeout=60_000)
+        await page.context.close()
+
+        page = await login(browser)  # another session: nothing of the old one in memory of the page
+        thread = page.get_by_text("Every morning tell the team one surprising fact").first
+        await expect(thread).to_be_visible(timeout=30_000)
+        await page.screenshot(path=ARTIFACTS / "chat-5-sidebar.png")
+        await thread.click()
+        await expect(page.get_by_text("Here is your agent: it writes one fact.")).to_be_visible(timeout=30_000)
+        await expect(page.get_by_text("The draft daily-fact is as you left it")).to_be_visible(timeout=30_000)
+        # the draft is live again: test-run it from the welcome
+        fake_llm.script([Text("Octopuses have three hearts.")])
+        await page.get_by_role("button", name="Test run").last.click()
+        await expect(page.get_by_text("Octopuses have three hearts.").last).to_be_visible(timeout=30_000)
+        await page.screenshot(path=ARTIFACTS / "chat-6-resumed.png")
+
+        # the person belongs to two teams: switch with a command, the draft comes along
+        fake_llm.script([Text("unused")])
+        await page.locator("#chat-input").fill("/team bravo")
+        await page.locator("#chat-submit").click()
+        await expect(page.get_by_text("Now working in team Bravo")).to_be_visible(timeout=30_000)
+        await browser.close()
