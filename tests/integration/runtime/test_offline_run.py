@@ -1,0 +1,34 @@
+"""With no key set, the csv-analysis template runs end to end on the bundled offline model: a
+well-formed python tool call, real code in the real sandbox, then an answer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from coherex.llm import get_llm_client
+from coherex.runtime import Runtime
+from coherex.settings import Settings
+from coherex.store.db import Identity
+
+pytestmark = pytest.mark.slow
+
+TEMPLATE = Path(__file__).resolve().parents[3] / "templates" / "csv-analysis.yaml"
+
+
+async def test_csv_analysis_on_the_offline_model(db, make_agent, local_sandbox):
+    settings = local_sandbox[1].model_copy(update={"openai_api_key": None, "openai_base_url": None})
+    assert isinstance(settings, Settings) and settings.llm_offline
+    runtime = Runtime(db, llm=get_llm_client(settings), settings=settings)
+    agent = await make_agent(TEMPLATE.read_text())
+    t = make_agent.tenant
+    execution = await runtime.create(t.identity, t.team_id, agent, inputs={"question": "What is the total amount?"})
+    final = await runtime.run(execution.id, files={"data.csv": b"region,amount\nnorth,10\nsouth,20\nnorth,30\n"})
+    async with db.session(Identity.system()) as s:
+        events = await s.executions.events(execution.id)
+    calls = [e for e in events if e.type == "tool_call"]
+    assert calls and calls[0].name == "python" and isinstance(calls[0].payload["arguments"]["code"], str)
+    assert any(e.type == "code" for e in events), "the code ran in the sandbox"
+    assert final.status == "completed", final.error
+    assert final.output["text"].strip()
