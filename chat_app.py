@@ -188,7 +188,7 @@ async def _switch_team(slug: str) -> None:
         await cl.Message(content=f"You are working in team **{current.team_name}**.", author="Coherex").send()
         return
     db = await database()
-    async with db.session(current.identity if current else Identity.system()) as s:
+    async with db.session(Identity.user(UUID(cl.user_session.get("user").metadata["user_id"]))) as s:
         team = await s.teams.get(UUID(teams[slug]))
     if team is None:
         raise CoherexError(f"The team {slug!r} is no longer available to you.")
