@@ -7,7 +7,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
 from pydantic import BaseModel, Field
 
+from uuid import UUID
+
 from coherex.api.deps import ApiState, Caller, caller, state
+from coherex.errors import NotFound
 from coherex.store.models import DataSource
 
 router = APIRouter()
@@ -98,16 +101,44 @@ class EmbedBody(BaseModel):
     collection: str = Field(pattern=NAME)
 
 
-@router.post("/knowledge/upload", tags=["knowledge"])
-async def upload(collection: str = Form(..., pattern=NAME), file: UploadFile = File(...),
-                 st: ApiState = Depends(state), who: Caller = Depends(caller)) -> dict[str, Any]:
-    """Add a file (text, Markdown, HTML, PDF, DOCX, CSV) to a collection; the same content twice is stored once."""
-    from coherex.knowledge import ingest_file
-    from coherex.knowledge.ingest import max_file_bytes
+#: files larger than this are ingested by a worker (202 + an upload id to follow)
+INLINE_MAX_BYTES = 1_000_000
 
+
+@router.post("/knowledge/upload", tags=["knowledge"],
+             responses={202: {"description": "Queued: follow GET /api/knowledge/uploads/{upload_id}."}})
+async def upload(response: Response, collection: str = Form(..., pattern=NAME), file: UploadFile = File(...),
+                 background: bool = Form(False, description="Queue it even when small."),
+                 st: ApiState = Depends(state), who: Caller = Depends(caller)) -> dict[str, Any]:
+    """Add a file (text, Markdown, HTML, PDF, DOCX, CSV) to a collection; the same content twice is
+    stored once. Large files (over 1 MB) are ingested by a worker: the answer is 202 with an upload id."""
+    from coherex.jobs import enqueue_upload
+    from coherex.knowledge import ingest_file
+    from coherex.knowledge.ingest import _too_large, max_file_bytes, validate_collection_name
+
+    name = file.filename or "upload"
     data = await file.read(max_file_bytes() + 1)
-    result = await ingest_file(st.db, who.identity, who.team_id, collection, data, file.filename or "upload")
+    if len(data) > max_file_bytes():
+        raise _too_large(name, len(data), max_file_bytes())
+    if background or len(data) > INLINE_MAX_BYTES:
+        validate_collection_name(collection)
+        async with st.db.session(who.identity) as s:
+            queued = await s.uploads.create(who.team_id, collection, name, data)
+        await enqueue_upload(st.queue, queued.id)
+        response.status_code = 202
+        return {"upload_id": str(queued.id), "status": queued.status}
+    result = await ingest_file(st.db, who.identity, who.team_id, collection, data, name)
     return _plain(result)
+
+
+@router.get("/knowledge/uploads/{upload_id}", tags=["knowledge"])
+async def upload_status(upload_id: UUID, st: ApiState = Depends(state), who: Caller = Depends(caller)) -> dict[str, Any]:
+    """A queued upload: status (queued, processing, done, failed), progress (stage, done of total), error."""
+    async with st.db.session(who.identity) as s:
+        row = await s.uploads.get(upload_id)
+    if row is None or row.team_id != who.team_id:
+        raise NotFound(f"Upload {upload_id} was not found.")
+    return row.model_dump(mode="json")
 
 
 @router.post("/knowledge/embed", tags=["knowledge"])

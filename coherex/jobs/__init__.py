@@ -28,7 +28,8 @@ from coherex.store.db import Database, resolve_urls
 log = logging.getLogger(__name__)
 
 RUN_TASK = "run_execution"
-QUEUES = ["executions", "maintenance"]
+INGEST_TASK = "ingest_upload"
+QUEUES = ["executions", "knowledge", "maintenance"]
 #: seconds between maintenance rounds (schedules, recovery); read once, when the worker starts
 MAINTENANCE_SECONDS = int(os.environ.get("COHEREX_MAINTENANCE_SECONDS", "5"))
 
@@ -56,6 +57,11 @@ def _register_tasks(app: procrastinate.App) -> None:
         except ConcurrencyLimited:
             await enqueue(context.app, UUID(execution_id), delay_seconds=1)
 
+    @app.task(name=INGEST_TASK, queue="knowledge", pass_context=True)
+    async def ingest_upload(context: procrastinate.JobContext, upload_id: str) -> None:
+        deps: WorkerDeps = context.additional_context["deps"]
+        await ingest_queued_upload(deps.db, UUID(upload_id))
+
     @app.periodic(cron=f"* * * * * */{MAINTENANCE_SECONDS}", periodic_id="maintenance")
     @app.task(name="maintenance", queue="maintenance", queueing_lock="maintenance", pass_context=True)
     async def maintenance(context: procrastinate.JobContext, timestamp: int) -> None:
@@ -75,6 +81,45 @@ async def maintain(app: procrastinate.App, deps: WorkerDeps, now: datetime) -> N
     for job in await app.job_manager.get_stalled_jobs(
             seconds_since_heartbeat=3 * deps.runtime.settings.heartbeat_seconds):
         await app.job_manager.retry_job(job)
+
+
+async def ingest_queued_upload(db: Database, upload_id: UUID) -> None:
+    """Ingest a queued knowledge upload as its uploader, reporting progress on the upload row."""
+    from coherex.errors import CoherexError
+    from coherex.knowledge import ingest_file
+    from coherex.store.db import Identity
+
+    async with db.session(Identity.system()) as s:
+        claimed = await s.uploads.claim(upload_id)
+    if claimed is None:
+        return  # taken by another worker, or already done
+    upload, data = claimed
+    identity = Identity.user(upload.created_by, team_id=upload.team_id) if upload.created_by else Identity.system()
+    latest: list = []
+
+    async def report() -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            if latest:
+                p = latest[-1]
+                async with db.session(Identity.system()) as s:
+                    await s.uploads.progress(upload_id, p.stage, p.done, p.total)
+
+    reporter = asyncio.create_task(report())
+    try:
+        result = await ingest_file(db, identity, upload.team_id, upload.collection, data, upload.filename,
+                                   progress=latest.append)
+        error, document_id = None, result.document_id
+    except CoherexError as exc:
+        error, document_id = str(exc), None
+    finally:
+        reporter.cancel()
+    async with db.session(Identity.system()) as s:
+        await s.uploads.finish(upload_id, document_id=document_id, error=error)
+
+
+async def enqueue_upload(app: procrastinate.App, upload_id: UUID) -> None:
+    await app.configure_task(INGEST_TASK).defer_async(upload_id=str(upload_id))
 
 
 def make_app(url: str) -> procrastinate.App:

@@ -20,6 +20,7 @@ from coherex.store.repos.sources import DataSourceRepo
 from coherex.store.repos.teams import MemberRepo, TeamRepo, UserRepo
 from coherex.store.repos.threads import ThreadRepo
 from coherex.store.repos.triggers import TriggerRepo
+from coherex.store.repos.uploads import UploadRepo
 
 if TYPE_CHECKING:
     from coherex.store.db import Identity
@@ -39,6 +40,7 @@ class Session:
         self.api_keys = ApiKeyRepo(conn, identity)
         self.audit = AuditRepo(conn, identity)
         self.triggers = TriggerRepo(conn, identity)
+        self.uploads = UploadRepo(conn, identity)
         self.threads = ThreadRepo(conn, identity)
         self.invitations, self.quotas, self.sharing = (InvitationRepo(conn, identity), QuotaRepo(conn, identity),
                                                       SharingRepo(conn, identity))
