@@ -45,6 +45,9 @@ class CheckOut(BaseModel):
 
 class SyncBody(BaseModel):
     collection: str = Field(pattern=NAME)
+    repo: str | None = Field(None, description="GitHub: owner/name")
+    path: str = Field("", max_length=500, description="GitHub: only Markdown files under this folder")
+    channel: str | None = Field(None, description="Slack: channel name or id")
 
 
 @router.get("/sources", response_model=list[DataSource], tags=["data sources"])
@@ -79,6 +82,18 @@ async def validate_source(name: str, st: ApiState = Depends(state), who: Caller 
 
     source, check = await check_source(st.db, who.identity, who.team_id, name)
     return CheckOut(source=source, ok=check.ok, message=check.summary)
+
+
+@router.post("/sources/{name}/sync", tags=["data sources"])
+async def sync(name: str, body: SyncBody, st: ApiState = Depends(state), who: Caller = Depends(caller)) -> dict[str, Any]:
+    """Bring a knowledge collection in step with the source (GitHub Markdown docs, a Slack channel)."""
+    from dataclasses import asdict
+
+    from coherex.integrations.sync import sync_source
+
+    result = await sync_source(st.db, who.identity, who.team_id, name, body.collection, repo=body.repo,
+                               path=body.path, channel=body.channel)
+    return asdict(result)
 
 
 @router.delete("/sources/{name}", status_code=204, tags=["data sources"])

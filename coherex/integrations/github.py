@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -171,3 +173,17 @@ def verify_github_webhook(secret: str, headers: Mapping[str, str], body: bytes) 
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise PermissionDenied("This GitHub webhook is not signed with the configured secret.")
+
+
+async def markdown_files(call: Call, repo: str, prefix: str = "") -> list[tuple[str, str]]:
+    """(path, text) of every Markdown file of the repository's default branch under `prefix`
+    (knowledge sync; not an agent tool)."""
+    base = _repo({"repo": repo})
+    tree = await _get(call, f"{base}/git/trees/HEAD", recursive=1)
+    paths = [t["path"] for t in tree.get("tree", []) if t.get("type") == "blob"
+             and t["path"].startswith(prefix) and t["path"].lower().endswith((".md", ".markdown"))]
+    out = []
+    for path in paths[:500]:  # a documentation folder, not a whole monorepo
+        item = await _get(call, f"{base}/contents/{path}")
+        out.append((path, base64.b64decode(item.get("content", "")).decode("utf-8", errors="replace")))
+    return out

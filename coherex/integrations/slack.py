@@ -184,3 +184,10 @@ def verify_slack_event(signing_secret: str, headers: Mapping[str, str], body: by
     if not isinstance(payload, dict):
         raise PermissionDenied("This Slack event has no JSON object body.")
     return payload
+
+
+async def channel_history(call: Call, channel: str, limit: int = 1000) -> tuple[str, list[dict[str, Any]]]:
+    """(channel id, messages oldest first) for knowledge sync; not an agent tool."""
+    cid = await channel_id(call, channel)
+    data = await api(call, "conversations.history", channel=cid, limit=min(limit, 1000))
+    return cid, [_message(m) for m in reversed(data.get("messages", []))]

@@ -100,6 +100,11 @@ class GitHubState:
     comments: dict[tuple[str, int], list[dict[str, Any]]] = field(default_factory=dict)
     diffs: dict[tuple[str, int], str] = field(default_factory=dict)
     commits: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    files: dict[str, dict[str, str]] = field(default_factory=dict)  # repo -> path -> text
+
+    def add_file(self, repo: str, path: str, text: str) -> None:
+        self.files.setdefault(repo, {})[path] = text
+        self.issues.setdefault(repo, [])
 
     def add_issue(self, repo: str, title: str, body: str = "", labels: list[str] = (), pull: bool = False,
                   diff: str = "") -> int:
@@ -410,6 +415,15 @@ class FakeSaaS:
             return JSONResponse([i for i in issues if "pull_request" in i])
         if rest == ["commits"]:
             return JSONResponse(g.commits.get(repo, []))
+        files = g.files.get(repo, {})
+        if rest[:2] == ["git", "trees"]:
+            return JSONResponse({"sha": "head", "truncated": False, "tree": [
+                {"path": p, "type": "blob", "sha": hashlib.sha1(t.encode()).hexdigest(), "size": len(t)}
+                for p, t in sorted(files.items())]})
+        if rest[0] == "contents" and "/".join(rest[1:]) in files:
+            path = "/".join(rest[1:])
+            return JSONResponse({"path": path, "type": "file", "encoding": "base64",
+                                 "content": base64.b64encode(files[path].encode()).decode()})
         return JSONResponse({"message": "Not Found"}, status_code=404)
 
     # --- Gmail REST v1 ---
