@@ -48,6 +48,7 @@ class SyncBody(BaseModel):
     repo: str | None = Field(None, description="GitHub: owner/name")
     path: str = Field("", max_length=500, description="GitHub: only Markdown files under this folder")
     channel: str | None = Field(None, description="Slack: channel name or id")
+    every_minutes: int | None = Field(None, ge=5, le=10080, description="Also keep it in step on this schedule.")
 
 
 @router.get("/sources", response_model=list[DataSource], tags=["data sources"])
@@ -91,9 +92,12 @@ async def sync(name: str, body: SyncBody, st: ApiState = Depends(state), who: Ca
 
     from coherex.integrations.sync import sync_source
 
-    result = await sync_source(st.db, who.identity, who.team_id, name, body.collection, repo=body.repo,
-                               path=body.path, channel=body.channel)
-    return asdict(result)
+    options = {k: v for k, v in {"repo": body.repo, "path": body.path, "channel": body.channel}.items() if v}
+    result = await sync_source(st.db, who.identity, who.team_id, name, body.collection, **options)
+    if body.every_minutes:
+        async with st.db.session(who.identity) as s:
+            await s.syncs.upsert(who.team_id, name, body.collection, options, body.every_minutes)
+    return {**asdict(result), "every_minutes": body.every_minutes}
 
 
 @router.delete("/sources/{name}", status_code=204, tags=["data sources"])

@@ -58,3 +58,24 @@ async def sync_source(db: Database, identity: Identity, team_id: UUID, source_na
                              details={"collection": collection, "documents": len(results)})
     added = sum(1 for r in results if r.added)
     return SyncResult(source_name, collection, len(results), added, len(results) - added)
+
+
+async def run_due_syncs(db: Database, now: datetime) -> list[tuple[str, str | None]]:
+    """Run the scheduled syncs that are due, each as the person who scheduled it; returns
+    (collection, error or None) per sync. A failing sync is recorded and retried next time."""
+    from coherex.errors import CoherexError
+
+    async with db.session(Identity.system()) as s:
+        due = await s.syncs.claim_due(now)
+    done = []
+    for sync in due:
+        identity = Identity.user(sync.created_by, team_id=sync.team_id) if sync.created_by else Identity.system()
+        try:
+            await sync_source(db, identity, sync.team_id, sync.source_name, sync.collection, **sync.options)
+            error = None
+        except CoherexError as exc:
+            error = str(exc)
+        async with db.session(Identity.system()) as s:
+            await s.syncs.record_run(sync.id, error)
+        done.append((sync.collection, error))
+    return done

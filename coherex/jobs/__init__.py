@@ -77,6 +77,9 @@ async def maintain(app: procrastinate.App, deps: WorkerDeps, now: datetime) -> N
     for execution in await deps.runtime.recover_stale():
         if execution.status == "pending":
             await enqueue(app, execution.id)
+    from coherex.integrations.sync import run_due_syncs
+
+    await run_due_syncs(deps.db, now)
     # jobs whose worker stopped heart-beating: run them again (a no-op if their execution moved on)
     for job in await app.job_manager.get_stalled_jobs(
             seconds_since_heartbeat=3 * deps.runtime.settings.heartbeat_seconds):

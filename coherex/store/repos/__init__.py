@@ -19,6 +19,7 @@ from coherex.store.repos.knowledge import KnowledgeRepo
 from coherex.store.repos.sources import DataSourceRepo
 from coherex.store.repos.teams import MemberRepo, TeamRepo, UserRepo
 from coherex.store.repos.threads import ThreadRepo
+from coherex.store.repos.syncs import SyncRepo
 from coherex.store.repos.triggers import TriggerRepo
 from coherex.store.repos.uploads import UploadRepo
 
@@ -41,6 +42,7 @@ class Session:
         self.audit = AuditRepo(conn, identity)
         self.triggers = TriggerRepo(conn, identity)
         self.uploads = UploadRepo(conn, identity)
+        self.syncs = SyncRepo(conn, identity)
         self.threads = ThreadRepo(conn, identity)
         self.invitations, self.quotas, self.sharing = (InvitationRepo(conn, identity), QuotaRepo(conn, identity),
                                                       SharingRepo(conn, identity))

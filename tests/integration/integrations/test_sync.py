@@ -49,3 +49,28 @@ async def test_sync_needs_its_parameters_and_a_syncable_source(world):
     await add_source(world.db, world.admin, world.team_id, "github", "gh", credentials={"token": world.saas.github_token})
     with pytest.raises(UserError, match="repository"):
         await sync_source(world.db, world.admin, world.team_id, "gh", "docs")
+
+
+async def test_scheduled_sync_runs_when_due_and_records_failures(world):
+    from datetime import datetime, timedelta, timezone
+
+    from coherex.integrations.sync import run_due_syncs
+    from coherex.store.db import Identity
+
+    gh = world.saas.github
+    gh.add_file("acme/app", "docs/a.md", "# A\n\nAlpha release notes.")
+    await add_source(world.db, world.admin, world.team_id, "github", "gh", credentials={"token": world.saas.github_token})
+    async with world.db.session(world.admin) as s:
+        await s.syncs.upsert(world.team_id, "gh", "docs", {"repo": "acme/app", "path": "docs/"}, 30)
+        await s.syncs.upsert(world.team_id, "gh", "broken", {}, 30)  # no repo: fails every time
+    now = datetime.now(timezone.utc)
+    assert await run_due_syncs(world.db, now) == []  # not due yet
+    ran = dict(await run_due_syncs(world.db, now + timedelta(minutes=31)))
+    assert ran["docs"] is None and "repository" in ran["broken"]
+    assert await run_due_syncs(world.db, now + timedelta(minutes=32)) == []  # next run in 30 minutes
+    async with world.db.session(Identity.system()) as s:
+        schedules = {x.collection: x for x in await s.syncs.list(world.team_id)}
+    assert schedules["docs"].last_error is None and schedules["docs"].last_run_at
+    assert "repository" in schedules["broken"].last_error
+    hits = await knowledge_search(world.db, world.admin, world.team_id, "docs", "release notes")
+    assert "Alpha" in hits[0].content

@@ -42,6 +42,7 @@ async def _seed_everything(db: Database, team_id, user_id) -> None:
         await s.invitations.create(team_id, "invitee@example.com", "member")
         await s.audit.record(team_id, "agent.create", target_type="agent", target_id=str(saved.agent.id))
         await s.uploads.create(team_id, "handbook", "queued.txt", b"waiting for a worker")
+        await s.syncs.upsert(team_id, "src-x", "handbook", {"channel": "general"}, 60)
         await s.triggers.replace_schedules(saved.agent.id, team_id, [(0, "0 8 * * *", "UTC", datetime.now(timezone.utc))])
         thread, step = uuid4(), uuid4()
         await s.threads.upsert(thread, team_id, name="a chat", metadata={"draft": {}})
