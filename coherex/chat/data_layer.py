@@ -176,7 +176,7 @@ class CoherexDataLayer(BaseDataLayer):
             await s.threads.delete(tid)
 
     # ------------------------------------------------------------------ steps
-    async def _write_step(self, step_dict: StepDict) -> None:
+    async def _write_step(self, step_dict: StepDict, *, replace: bool) -> None:
         tid, sid = _uuid(step_dict.get("threadId")), _uuid(step_dict.get("id"))
         who = self._context_user()
         if tid is None or sid is None or who is None:
@@ -187,20 +187,20 @@ class CoherexDataLayer(BaseDataLayer):
         async with db.session(Identity.user(user)) as s:
             written = await s.threads.upsert_step(tid, sid, type=str(step_dict.get("type") or "undefined"),
                                                   name=str(step_dict.get("name") or ""), data=data,
-                                                  parent_id=_uuid(step_dict.get("parentId")))
+                                                  parent_id=_uuid(step_dict.get("parentId")), replace=replace)
             if not written and team is not None:  # a step before the thread (e.g. a resumed session's first)
                 await s.threads.upsert(tid, team)
                 await s.threads.upsert_step(tid, sid, type=str(step_dict.get("type") or "undefined"),
                                             name=str(step_dict.get("name") or ""), data=data,
-                                            parent_id=_uuid(step_dict.get("parentId")))
+                                            parent_id=_uuid(step_dict.get("parentId")), replace=replace)
 
     @queue_until_user_message()
     async def create_step(self, step_dict: StepDict) -> None:
-        await self._write_step(step_dict)
+        await self._write_step(step_dict, replace=False)
 
     @queue_until_user_message()
     async def update_step(self, step_dict: StepDict) -> None:
-        await self._write_step(step_dict)
+        await self._write_step(step_dict, replace=True)
 
     @queue_until_user_message()
     async def delete_step(self, step_id: str) -> None:

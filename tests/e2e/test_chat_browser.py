@@ -159,6 +159,7 @@ async def test_a_conversation_is_there_after_logging_in_again(chat_server, fake_
         await expect(page.locator("#chat-submit")).to_be_enabled(timeout=30_000)
         await page.locator("#chat-submit").click()
         await expect(page.get_by_text("Here is your agent")).to_be_visible(timeout=60_000)
+        await expect(page.get_by_text("only when you start it")).to_be_visible(timeout=30_000)  # the whole turn is in
         await page.context.close()
 
         page = await login(browser)  # another session: nothing of the old one in memory of the page

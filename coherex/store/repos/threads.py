@@ -120,13 +120,16 @@ class ThreadRepo(Repo):
 
     # ------------------------------------------------------------------ steps
     async def upsert_step(self, thread_id: UUID, step_id: UUID, *, type: str, name: str, data: dict[str, Any],
-                          parent_id: UUID | None = None) -> bool:
-        """Add or change a step of a thread the caller owns (False when the thread is not theirs or absent)."""
+                          parent_id: UUID | None = None, replace: bool = True) -> bool:
+        """Add or change a step of a thread the caller owns (False when the thread is not theirs or absent).
+        `replace=False` (a creation) never overwrites a step already stored: writes may arrive out of
+        order, and an update that came first is the newer one."""
+        conflict = ("do update set type = excluded.type, name = excluded.name, "
+                    "data = public.chat_steps.data || excluded.data" if replace else "do nothing")
         n = await self._exec(
             "insert into public.chat_steps (id, thread_id, team_id, user_id, parent_id, type, name, data) "
             "select %s, t.id, t.team_id, t.user_id, %s, %s, %s, %s from public.chat_threads t where t.id = %s "
-            "on conflict (id) do update set type = excluded.type, name = excluded.name, "
-            "data = public.chat_steps.data || excluded.data",
+            f"on conflict (id) {conflict}",
             (step_id, parent_id, type, name, Jsonb(data), thread_id),
         )
         if n:

@@ -49,8 +49,10 @@ async def _conversation(layer: CoherexDataLayer, tenant) -> tuple[str, str]:
                    display="inline", for_id=answer.id)
     card.thread_id = thread_id
     await layer.create_element(card)
+    stale = answer.to_dict()
     answer.content = "Here is your agent: it writes one fact."
     await layer.update_step(answer.to_dict())
+    await layer.create_step(stale)  # Chainlit persists in background tasks: a late creation changes nothing
     await layer.update_thread(thread_id, metadata={"builder_state": {"draft": {"metadata": {"name": "daily-fact"}}}})
     return thread_id, answer.id
 
