@@ -29,7 +29,6 @@ import hashlib
 import itertools
 import json
 import secrets
-import socket
 import threading
 import time
 from collections import deque
@@ -38,11 +37,12 @@ from email import policy
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
+
+from coherex.testing._server import BackgroundServer
 
 CLIENTS = {"google": ("google-client", "google-secret"), "github": ("github-client", "github-secret"),
            "slack": ("slack-client", "slack-secret")}
@@ -187,8 +187,7 @@ class FakeSaaS:
         self.google_expires_in = 3600
         self.requests: list[Recorded] = []
         self.port = 0
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: BackgroundServer | None = None
 
     # --- scripting ---
     @property
@@ -234,28 +233,14 @@ class FakeSaaS:
 
     # --- lifecycle ---
     def start(self) -> FakeSaaS:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn.Config(self._app(), log_level="warning", lifespan="off",
-                                                     timeout_graceful_shutdown=1))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, name="fake-saas",
-                                        daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("fake SaaS server did not start")
-            time.sleep(0.005)
+        self._server = BackgroundServer(self._app(), "fake-saas").start()
+        self.port = self._server.port
         return self
 
     def stop(self) -> None:
-        if self._server and self._thread:
-            self._server.should_exit = True
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
+        if self._server is not None:
+            self._server.stop()
+        self._server = None
 
     def __enter__(self) -> FakeSaaS:
         return self.start()
