@@ -105,7 +105,7 @@ def _fmt(value: float | None, fmt: Callable[[float], str]) -> str:
 def overview(reader: Reader, team_id: UUID) -> None:
     f = _filters(reader, team_id)
     st.header("Overview")
-    now, before = reader.summary(f), reader.summary(f.previous())
+    now, before = reader.summaries(f)
     count = lambda v: f"{int(v):,}"  # noqa: E731
     pct = lambda v: f"{v:.1%}"  # noqa: E731
     secs = lambda v: f"{v / 1000:.2f} s"  # noqa: E731

@@ -27,6 +27,11 @@ def readers(seeded: Seeded, database: SyncDatabase, postgrest, who) -> tuple[Rea
     return SqlReader(database, who.identity), SupabaseReader(postgrest.url, postgrest.anon_key, token)
 
 
+def _same(a: dict, b: dict) -> bool:
+    """Equal summaries (a missing value, such as the p50 of an empty period, equals a missing value)."""
+    return a.keys() == b.keys() and all((pd.isna(a[k]) and pd.isna(b[k])) or a[k] == b[k] for k in a)
+
+
 def test_both_readers_return_the_same_numbers_and_they_match_sql(seeded: Seeded, database, postgrest):
     sql, rest = readers(seeded, database, postgrest, seeded.alpha)
     team = seeded.alpha.team_id
@@ -35,6 +40,13 @@ def test_both_readers_return_the_same_numbers_and_they_match_sql(seeded: Seeded,
 
     summary = sql.summary(f)
     assert summary == rest.summary(f)
+    # the overview's one call for this period and the previous one == the two single-period calls
+    now, before = sql.summaries(f)
+    assert _same(now, summary) and _same(before, sql.summary(f.previous()))
+    assert all(_same(a, b) for a, b in zip(rest.summaries(f), (now, before)))
+    assert before["executions"] == seeded.sql(
+        "select count(*) from agent_executions where team_id = %s and created_at >= %s and created_at < %s",
+        (team, start - (end - start), start))[0][0]
     count, cost, tokens, completed, finished = seeded.sql(
         "select count(*), sum(cost_usd), sum(tokens_in + tokens_out), count(*) filter (where status = 'completed'), "
         "count(*) filter (where status not in ('pending', 'running')) from agent_executions "
@@ -62,6 +74,8 @@ def test_both_readers_return_the_same_numbers_and_they_match_sql(seeded: Seeded,
     one = UUID(agents["id"].iloc[0])
     narrowed = Filters(team, start, end, (one,))
     assert sql.summary(narrowed) == rest.summary(narrowed)
+    assert _same(sql.summaries(narrowed)[0], sql.summary(narrowed))
+    assert _same(rest.summaries(narrowed)[1], sql.summary(narrowed.previous()))
     assert sql.summary(narrowed)["executions"] == seeded.sql(
         "select count(*) from agent_executions where agent_id = %s and created_at >= %s and created_at < %s",
         (one, start, end))[0][0]
@@ -90,6 +104,7 @@ def test_team_bravo_sees_none_of_alphas_data_through_either_reader(seeded: Seede
         f = Filters(seeded.alpha.team_id, start, end)
         assert reader.summary(f)["executions"] == 0
         assert reader.summary(f)["cost_usd"] == 0
+        assert [s["executions"] for s in reader.summaries(f)] == [0, 0]
         assert reader.cost_by(f, "model").empty and reader.executions(f).empty
         assert reader.execution(seeded.alpha.team_id, alpha_run) is None
         assert reader.events(seeded.alpha.team_id, alpha_run).empty
