@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 from uuid import UUID
 
 import procrastinate
+import procrastinate.exceptions
+import procrastinate.jobs
 from procrastinate.exceptions import AlreadyEnqueued
 
 from coherex.runtime import ConcurrencyLimited, RetryLater, Runtime
@@ -83,7 +85,11 @@ async def maintain(app: procrastinate.App, deps: WorkerDeps, now: datetime) -> N
     # jobs whose worker stopped heart-beating: run them again (a no-op if their execution moved on)
     for job in await app.job_manager.get_stalled_jobs(
             seconds_since_heartbeat=3 * deps.runtime.settings.heartbeat_seconds):
-        await app.job_manager.retry_job(job)
+        try:
+            await app.job_manager.retry_job(job)
+        except procrastinate.exceptions.UniqueViolation:
+            # the execution was re-queued already (recover_stale above): that job runs it; close this one
+            await app.job_manager.finish_job_by_id_async(job.id, procrastinate.jobs.Status.FAILED, delete_job=False)
 
 
 async def ingest_queued_upload(db: Database, upload_id: UUID) -> None:
