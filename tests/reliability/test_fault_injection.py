@@ -1,0 +1,36 @@
+"""The bounded fault-injection run for CI: 150 executions through the real queue with two worker
+processes while LLM 429/500/timeouts, self-killing sandbox code, a SIGKILLed worker and a database
+restart are injected (the campaign lives in bench/bench_reliability.py, which runs it with 1 000)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_reliability.py"
+
+
+def _campaign():
+    spec = importlib.util.spec_from_file_location("bench_reliability", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_reliability"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module.campaign
+
+
+@pytest.mark.timeout(170)
+async def test_150_executions_survive_every_injected_fault():
+    results = await _campaign()(150, timeout=140)
+    print(results)
+    assert results["rows"] == 150
+    assert results["stuck"] == 0, results
+    assert results["duplicated"] == 0, results
+    assert results["lost"] == 0 and results["lost_events"] == 0, results
+    assert results["counted_in_usage"] == 150  # quotas saw each run exactly once
+    assert results["success_rate"] >= 0.995, results
+    faults = results["faults_injected"]
+    assert faults["worker_sigkill"] == 1 and faults["database_restart"] == 1
+    assert min(faults.get(k, 0) for k in ("llm_429", "llm_500", "llm_timeout", "sandbox_crash")) > 0, faults
