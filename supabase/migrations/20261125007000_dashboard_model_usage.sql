@@ -148,45 +148,34 @@ language sql stable set search_path = '' as $$
 $$;
 
 -- The headline numbers of the period ('current') and of the period of the same length just
--- before it ('previous', for the change shown next to each number): one call, one pass over one
--- index range, each aggregate filtered by period. The previous period is shifted by the exact
--- length in seconds (not by calendar days, whose length would depend on the session's time zone).
+-- before it ('previous', for the change shown next to each number) in one call: each period is its
+-- own index range (one pass with per-period FILTERs measured 2x slower). The previous period is
+-- shifted by the exact length in seconds (not by calendar days, whose length would depend on the
+-- session's time zone).
 create or replace function public.dashboard_summaries(
   p_team uuid, p_from timestamptz, p_to timestamptz, p_agents uuid[] default null)
 returns table (period text, executions bigint, completed bigint, failed bigint, active bigint,
                success_rate double precision, duration_p50_ms double precision, duration_p95_ms double precision,
                cost_usd numeric, tokens bigint)
 language sql stable set search_path = '' as $$
-  with runs as (
-    select e.created_at >= p_from as cur, e.status, e.duration_ms, e.cost_usd, e.tokens_in + e.tokens_out as tokens
+  select p.period, s.*
+  from (values ('current', p_from, p_to),
+               ('previous', p_from - make_interval(secs => extract(epoch from p_to) - extract(epoch from p_from)),
+                p_from)) p(period, lo, hi)
+  cross join lateral (
+    select count(*),
+           count(*) filter (where e.status = 'completed'),
+           count(*) filter (where e.status in ('failed', 'timed_out')),
+           count(*) filter (where e.status in ('pending', 'running')),
+           (count(*) filter (where e.status = 'completed'))::double precision
+             / nullif(count(*) filter (where e.status not in ('pending', 'running')), 0),
+           percentile_cont(0.5) within group (order by e.duration_ms),
+           percentile_cont(0.95) within group (order by e.duration_ms),
+           coalesce(sum(e.cost_usd), 0),
+           coalesce(sum(e.tokens_in + e.tokens_out), 0)::bigint
     from public.agent_executions e
-    where e.team_id = p_team
-      and e.created_at >= p_from - make_interval(secs => extract(epoch from p_to) - extract(epoch from p_from))
-      and e.created_at < p_to
-      and (p_agents is null or e.agent_id = any (p_agents))
-  ), a as (
-    select count(*) filter (where cur) as n1,
-           count(*) filter (where cur and status = 'completed') as ok1,
-           count(*) filter (where cur and status in ('failed', 'timed_out')) as ko1,
-           count(*) filter (where cur and status in ('pending', 'running')) as on1,
-           percentile_cont(0.5) within group (order by duration_ms) filter (where cur) as p50_1,
-           percentile_cont(0.95) within group (order by duration_ms) filter (where cur) as p95_1,
-           coalesce(sum(cost_usd) filter (where cur), 0) as cost1,
-           coalesce(sum(tokens) filter (where cur), 0)::bigint as tok1,
-           count(*) filter (where not cur) as n0,
-           count(*) filter (where not cur and status = 'completed') as ok0,
-           count(*) filter (where not cur and status in ('failed', 'timed_out')) as ko0,
-           count(*) filter (where not cur and status in ('pending', 'running')) as on0,
-           percentile_cont(0.5) within group (order by duration_ms) filter (where not cur) as p50_0,
-           percentile_cont(0.95) within group (order by duration_ms) filter (where not cur) as p95_0,
-           coalesce(sum(cost_usd) filter (where not cur), 0) as cost0,
-           coalesce(sum(tokens) filter (where not cur), 0)::bigint as tok0
-    from runs)
-  select v.* from a cross join lateral (values
-    ('current', a.n1, a.ok1, a.ko1, a.on1, a.ok1::double precision / nullif(a.n1 - a.on1, 0), a.p50_1, a.p95_1,
-     a.cost1, a.tok1),
-    ('previous', a.n0, a.ok0, a.ko0, a.on0, a.ok0::double precision / nullif(a.n0 - a.on0, 0), a.p50_0, a.p95_0,
-     a.cost0, a.tok0)) v
+    where e.team_id = p_team and e.created_at >= p.lo and e.created_at < p.hi
+      and (p_agents is null or e.agent_id = any (p_agents))) s
 $$;
 revoke execute on function public.dashboard_summaries(uuid, timestamptz, timestamptz, uuid[]) from public, anon;
 grant execute on function public.dashboard_summaries(uuid, timestamptz, timestamptz, uuid[]) to authenticated, service_role;
