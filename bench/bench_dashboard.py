@@ -72,7 +72,8 @@ def main() -> None:
         rest_server = PostgrestServer.start(urls.app)
         rest = SupabaseReader(rest_server.url, rest_server.anon_key, sign_jwt(rest_server.jwt_secret, user_id=user.id))
         aggregates = {
-            "summary": lambda r: r.summary(f), "timeseries_day": lambda r: r.timeseries(f),
+            "summary": lambda r: r.summary(f), "summaries_with_previous": lambda r: r.summaries(f),
+            "timeseries_day": lambda r: r.timeseries(f),
             "cost_by_agent": lambda r: r.cost_by(f, "agent"), "cost_by_model": lambda r: r.cost_by(f, "model"),
             "cost_by_member": lambda r: r.cost_by(f, "member"), "top_failing": lambda r: r.top_failing(f),
             "executions_page_500": lambda r: r.executions(f, limit=500), "agents": lambda r: r.agents(team.id),
