@@ -105,7 +105,14 @@ def test_executions_page_drills_into_one_execution(seeded: Seeded, signed_in: Ap
                           (run_id,))
     assert list(events["seq"]) == [s for s, _, _ in expected]
     assert list(events["type"]) == [t for _, t, _ in expected]
-    assert "[log]" in at.code[0].value
+    log_types = [t for _, t, _ in expected if t in ("stdout", "stderr", "log", "error")]
+    shown_lines = at.code[0].value.splitlines()
+    if log_types:
+        marks = [line.split("]")[0].lstrip("[") for line in shown_lines
+                 if line.startswith(("[stdout]", "[stderr]", "[log]", "[error]"))]
+        assert marks == log_types
+    else:
+        assert shown_lines == ["(no log lines)"]
 
 
 def test_agents_page_shows_versions_yaml_and_diff(seeded: Seeded, signed_in: AppTest):
