@@ -1,56 +1,22 @@
 """Fixtures for the attack suite: the real API over HTTP, the fake LLM and SaaS servers, teams
-with one person per role. (ApiServer mirrors tests/integration/api/conftest.py.)"""
+with one person per role."""
 
 from __future__ import annotations
 
 import base64
 import os
-import socket
-import threading
-import time
 from dataclasses import dataclass
 from uuid import UUID
 
-import httpx
 import pytest
-import uvicorn
 
 from coherex.settings import reset_settings_cache
 from coherex.store.db import Database, Identity
+from coherex.testing.api import ApiServer
 from coherex.testing.fake_openai import FakeOpenAI
 from coherex.testing.fake_saas import FakeSaaS
 
 ROLES = ("owner", "admin", "member", "viewer")
-
-
-class ApiServer:
-    def __init__(self):
-        from coherex.web import create_app
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(chat=False), host="127.0.0.1", port=self.port, log_level="critical")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> ApiServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the API server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-    def client(self, key: str | None = None) -> httpx.AsyncClient:
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=30)
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ async def _seed_everything(db: Database, team_id, user_id) -> None:
         await s.agents.set_data_sources(saved.agent, [(src.id, "read")])
         ex = await s.executions.create(team_id, saved.agent.id, saved.version.version)
         await s.executions.add_event(ex, "log", payload={"msg": "hello"})
+        await s.executions.add_event(ex, "llm_call", name="gpt-4o-mini", tokens_in=10, tokens_out=2, cost_usd=0.001)
         coll = await s.knowledge.create_collection(team_id, "handbook")
         doc, _ = await s.knowledge.add_document(coll, source="a.txt", title="A", mime_type="text/plain",
                                                 content_hash="h1", size_bytes=3)
