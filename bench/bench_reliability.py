@@ -105,19 +105,6 @@ class Workers:
             self.start()
         return max(0, missing)
 
-    def restart_all(self) -> int:
-        old = self.alive()
-        for p in old:
-            p.terminate()
-        for p in old:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        self.keep(2)
-        return len(old)
-
     def stop(self) -> None:
         for p in self.alive():
             p.terminate()
@@ -219,15 +206,12 @@ async def campaign(n: int = 150, *, seed: int = 11, timeout: float = 600, log=pr
                 await asyncio.sleep(2)
                 pg._embedded.start()
                 log(f"database started again at {time.monotonic() - started:.1f}s")
-                # procrastinate workers stop (rather than reconnect) when the database goes away; a
-                # supervisor (`coherex up`, systemd) restarts them, as this one does
-                restarted = workers.restart_all()
-                log(f"{restarted} workers restarted after the database came back")
+                # the workers reconnect by themselves (coherex.jobs.run_worker); none is restarted
 
                 # 3. everything must end
                 final = await wait_for(lambda c: done(c) == n, timeout)
                 elapsed = time.monotonic() - started
-                replaced = len(workers.procs) - 2  # (including the restart after the database's)
+                replaced = len(workers.procs) - 2  # workers a supervisor had to replace (the SIGKILLed one)
                 workers.stop()
                 log(f"final statuses after {elapsed:.1f}s: {dict(final)}")
                 return await _verify(db, executions, plan, llm_behaviour, injected, replaced, elapsed, n)

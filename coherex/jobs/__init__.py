@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,9 +21,11 @@ from uuid import UUID
 
 import procrastinate
 import procrastinate.exceptions
+import psycopg
 import procrastinate.jobs
 from procrastinate.exceptions import AlreadyEnqueued
 
+from coherex.errors import BackendError
 from coherex.runtime import ConcurrencyLimited, RetryLater, Runtime
 from coherex.settings import Settings, get_settings
 from coherex.store.db import Database, resolve_urls
@@ -159,21 +162,58 @@ async def enqueue(app: procrastinate.App, execution_id: UUID, *, delay_seconds: 
 
 async def run_worker(settings: Settings | None = None, *, concurrency: int | None = None, wait: bool = True,
                      install_signal_handlers: bool = True) -> None:
-    """Process executions until stopped (or until the queue is empty, with wait=False)."""
+    """Process jobs until stopped (or until the queue is empty, with wait=False).
+
+    A worker outlives its database: when the connection goes away (a restart, a failover), the
+    worker waits and connects again instead of exiting or hanging, so nothing needs a supervisor.
+    """
     settings = settings or get_settings()
+    stopping = asyncio.Event()
+    if install_signal_handlers:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+    delay = 1.0
+    while True:
+        try:
+            await _work(settings, concurrency or settings.worker_concurrency, wait, stopping)
+        except (BackendError, psycopg.Error, procrastinate.exceptions.ConnectorException) as exc:
+            if not wait or stopping.is_set():
+                raise
+            log.warning("worker lost its database (%s); connecting again in %.0f s", exc, delay)
+        else:
+            if not wait or stopping.is_set():
+                return
+            log.warning("worker stopped by itself (its database connection went away); connecting again")
+        try:
+            await asyncio.wait_for(stopping.wait(), timeout=delay)
+            return
+        except TimeoutError:
+            delay = min(delay * 2, 30.0)
+
+
+async def _work(settings: Settings, concurrency: int, wait: bool, stopping: asyncio.Event) -> None:
+    from procrastinate.worker import Worker
+
     url = resolve_urls(settings).app
-    async with Database(url, max_size=(concurrency or settings.worker_concurrency) + 2) as db:
+    async with Database(url, max_size=concurrency + 2) as db:
         runtime = Runtime(db, settings=settings)
         # Load the LLM client (and the offline model) now: done inside a run, the import would
         # block the event loop long enough to miss heartbeats.
         await asyncio.to_thread(lambda: runtime.llm)
         app = make_app(url)
         async with app.open_async():
-            await app.run_worker_async(
-                queues=QUEUES, concurrency=concurrency or settings.worker_concurrency, wait=wait,
+            worker = Worker(
+                app, queues=QUEUES, concurrency=concurrency, wait=wait,
                 additional_context={"deps": WorkerDeps(db, runtime)},
                 update_heartbeat_interval=settings.heartbeat_seconds,
                 stalled_worker_timeout=3 * settings.heartbeat_seconds,
-                install_signal_handlers=install_signal_handlers,
-                delete_jobs="successful",
+                install_signal_handlers=False, delete_jobs="successful", shutdown_graceful_timeout=30,
             )
+            running = asyncio.create_task(worker.run())
+            stop_asked = asyncio.create_task(stopping.wait())
+            await asyncio.wait({running, stop_asked}, return_when=asyncio.FIRST_COMPLETED)
+            if not running.done():
+                worker.stop()
+            stop_asked.cancel()
+            await running

@@ -68,7 +68,7 @@ async def test_sign_in_and_screenshot_every_page(db, two_teams, dashboard):
         sidebar = page.get_by_test_id("stSidebar")
         for name in PAGES:
             await sidebar.get_by_test_id("stRadioGroup").get_by_text(name, exact=True).click()
-            await expect(page.get_by_role("heading", name=name)).to_be_visible(timeout=30_000)
+            await expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible(timeout=30_000)
             if name == "Overview":
                 await expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
                 await expect(page.get_by_test_id("stMetricValue").first).to_have_text("800", timeout=30_000)
