@@ -41,6 +41,12 @@ class PermissionDenied(UserError):
     code = "permission_denied"
 
 
+class QuotaExceeded(UserError):
+    """A team's or an API key's quota (executions, cost, concurrent runs) is used up."""
+
+    code = "quota_exceeded"
+
+
 class BackendError(CoherexError):
     """A backend (database, sandbox, LLM, integration) is unreachable or misconfigured."""
 

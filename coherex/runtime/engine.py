@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from coherex.errors import BackendError, CoherexError, NotFound, UserError
+from coherex.errors import BackendError, CoherexError, NotFound, QuotaExceeded, UserError
 from coherex.runtime.events import EventListener, EventRecorder
 from coherex.runtime.tools import RunContext, ToolBox, ToolFailed
 from coherex.settings import Settings, get_settings
@@ -35,10 +35,6 @@ log = logging.getLogger(__name__)
 PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
 #: how often a running execution looks for a stop request (so `stop` lands well within 1 s)
 CANCEL_POLL_SECONDS = 0.2
-
-
-class QuotaExceeded(UserError):
-    code = "quota_exceeded"
 
 
 class ConcurrencyLimited(Exception):

@@ -19,11 +19,15 @@ from uuid import UUID
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from coherex.errors import BackendError, UserError
+from coherex.errors import BackendError, QuotaExceeded, UserError
 from coherex.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from coherex.store.repos import Session
+
+
+#: SQLSTATE our quota triggers raise (see the api_key_quota migration)
+QUOTA_SQLSTATE = "CX402"
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,11 @@ class Database:
             if exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P")):
                 raise BackendError(f"The database connection failed: {str(exc).strip()}") from exc
             raise
+        except psycopg.DatabaseError as exc:
+            # our own SQLSTATEs arrive as the generic class; anything else is not ours to translate
+            if type(exc) is not psycopg.DatabaseError or exc.sqlstate != QUOTA_SQLSTATE:
+                raise
+            raise QuotaExceeded(exc.diag.message_primary or str(exc), hint=exc.diag.message_hint) from exc
 
     @asynccontextmanager
     async def session(self, identity: Identity) -> AsyncIterator[Session]:

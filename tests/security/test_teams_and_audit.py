@@ -14,7 +14,7 @@ import pytest
 
 from coherex import teams
 from coherex.agents import apply_spec
-from coherex.errors import PermissionDenied
+from coherex.errors import QuotaExceeded, PermissionDenied
 from coherex.store.db import Identity
 
 SPEC = textwrap.dedent("""\
@@ -92,7 +92,7 @@ async def test_api_key_quota_is_enforced_by_the_database_and_usage_shows_what_is
     for _ in range(2):
         async with db.session(as_key) as s:
             await s.executions.create(crew.team_id, agent.id, 1)
-    with pytest.raises(PermissionDenied, match="ci-bot has used its 2 executions"):
+    with pytest.raises(QuotaExceeded, match="ci-bot has used its 2 executions"):
         async with db.session(as_key) as s:
             await s.executions.create(crew.team_id, agent.id, 1)
     async with db.session(crew.who("owner")) as s:  # without the key: the team's quota still has room
