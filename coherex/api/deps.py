@@ -93,18 +93,40 @@ _STATUS_BY_TYPE: list[tuple[type[CoherexError], int]] = [
 
 
 async def caller(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Caller:
-    if creds is None or not creds.credentials:
-        raise Unauthorized("This endpoint needs an API key: send `Authorization: Bearer <key>`.",
-                           hint="Create one with `coherex keys create NAME`.")
+    """An API key (`Authorization: Bearer …`), or the chat session of the same browser (its login
+    cookie; the team is the `X-Coherex-Team` header's slug, or the person's first team)."""
     st = state(request)
-    async with st.db.session(Identity.system()) as s:
-        key = await s.api_keys.resolve(creds.credentials.strip())
-    if key is None:
-        raise Unauthorized("This API key is not valid (unknown, revoked or expired).")
-    wait = st.limiter.take(key.id)
+    if creds is not None and creds.credentials:
+        async with st.db.session(Identity.system()) as s:
+            key = await s.api_keys.resolve(creds.credentials.strip())
+        if key is None:
+            raise Unauthorized("This API key is not valid (unknown, revoked or expired).")
+        who = Caller(user_id=key.user_id, team_id=key.team_id, key_id=key.id)
+    else:
+        who = await _chat_caller(request, st)
+    wait = st.limiter.take(who.key_id or who.user_id)
     if wait is not None:
         raise RateLimited("Too many requests for this API key.", retry_after=wait)
-    return Caller(user_id=key.user_id, team_id=key.team_id, key_id=key.id)
+    return who
+
+
+async def _chat_caller(request: Request, st: ApiState) -> Caller:
+    from coherex.chat.session import user_id_from_cookies
+
+    user_id = user_id_from_cookies(request.cookies)
+    if user_id is None:
+        raise Unauthorized("This endpoint needs an API key: send `Authorization: Bearer <key>`.",
+                           hint="Create one with `coherex keys create NAME`, or sign in to the chat.")
+    wanted = request.headers.get("x-coherex-team")
+    async with st.db.session(Identity.user(user_id)) as s:
+        memberships = await s.members.teams_of(user_id)
+        teams = {(await s.teams.get(m.team_id)).slug: m.team_id for m in memberships}
+    if not teams:
+        raise Unauthorized("This chat login belongs to no team.")
+    if wanted and wanted not in teams:
+        raise Unauthorized(f"You are not a member of team {wanted!r}.", hint=f"Your teams: {', '.join(teams)}.")
+    team_id = teams[wanted] if wanted else memberships[0].team_id
+    return Caller(user_id=user_id, team_id=team_id)
 
 
 def install_error_handlers(app: FastAPI) -> None:
