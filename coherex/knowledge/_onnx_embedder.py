@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -63,13 +64,15 @@ class OnnxEmbedder:
         self._tokenizer.no_padding()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 4)
+        # one thread per run and one run per core (the session is thread-safe): on 2 cores this is
+        # 1.3x the throughput of one run at a time with 2 threads, which wait on each other after
+        # every small matrix product
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
-        # no busy-waiting between ops: on a shared machine spinning threads steal the cores the
-        # other thread (and Postgres) need
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self._lock = threading.Lock()  # one run at a time: parallel ones only fight over the cores
+        self._workers = ThreadPoolExecutor(threads or min(os.cpu_count() or 1, 4), thread_name_prefix="embed")
+        self._lock = threading.Lock()  # one embed call at a time: parallel ones only fight over the cores
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
@@ -77,19 +80,24 @@ class OnnxEmbedder:
         encodings = self._tokenizer.encode_batch(list(texts))
         order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
         out = np.empty((len(encodings), self.dim), dtype=np.float32)
+
+        def run(idx: list[int]) -> None:
+            width = max(len(encodings[i].ids) for i in idx)
+            ids = np.zeros((len(idx), width), dtype=np.int64)
+            mask = np.zeros_like(ids)
+            for row, i in enumerate(idx):
+                n = len(encodings[i].ids)
+                ids[row, :n] = encodings[i].ids
+                mask[row, :n] = 1
+            out[idx] = self._session.run(
+                None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})[0]
+
+        batch = BATCH[self.precision]
         with self._lock:
-            batch = BATCH[self.precision]
-            for start in range(0, len(order), batch):
-                idx = order[start:start + batch]
-                width = max(len(encodings[i].ids) for i in idx)
-                ids = np.zeros((len(idx), width), dtype=np.int64)
-                mask = np.zeros_like(ids)
-                for row, i in enumerate(idx):
-                    n = len(encodings[i].ids)
-                    ids[row, :n] = encodings[i].ids
-                    mask[row, :n] = 1
-                out[idx] = self._session.run(
-                    None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})[0]
+            # longest first, so the last runs are short and the workers finish together
+            batches = [order[start:start + batch] for start in range(0, len(order), batch)][::-1]
+            for done in self._workers.map(run, batches):
+                assert done is None
         return out.tolist()
 
 

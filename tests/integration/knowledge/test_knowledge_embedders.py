@@ -68,3 +68,36 @@ def test_an_unknown_precision_names_the_setting(tmp_path):
     with pytest.raises(UserError) as err:
         OnnxEmbedder(tmp_path, "fp8")
     assert "COHEREX_EMBEDDINGS_PRECISION" in str(err.value.hint)
+
+
+def test_without_onnxruntime_the_torch_model_is_used(monkeypatch):
+    import sys
+
+    from coherex.knowledge import embed
+    from coherex.knowledge._local_embedder import LocalEmbedder
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` raises ImportError
+    embed._local.cache_clear()
+    try:
+        local = embed._local()
+        assert isinstance(local, LocalEmbedder) and local.model == "all-MiniLM-L6-v2"
+    finally:
+        embed._local.cache_clear()
+
+
+def test_a_failed_export_falls_back_to_torch(monkeypatch, tmp_path, caplog):
+    from coherex.knowledge import _onnx_embedder, embed
+    from coherex.knowledge._local_embedder import LocalEmbedder
+
+    monkeypatch.setattr(embed, "get_settings", lambda: type("S", (), {"data_path": tmp_path})())
+
+    def broken(*_):
+        raise RuntimeError("exporter exploded")
+
+    monkeypatch.setattr(_onnx_embedder, "export", broken)
+    embed._local.cache_clear()
+    try:
+        assert isinstance(embed._local(), LocalEmbedder)
+        assert "exporter exploded" in caplog.text
+    finally:
+        embed._local.cache_clear()
