@@ -132,6 +132,18 @@ async def test_login_describe_test_run_and_stop(chat_server, fake_llm, two_teams
         await browser.close()
 
 
+async def _until_saved(db, person, text: str, timeout: float = 30) -> None:
+    """Wait until the person's stored threads hold `text` (what a second login will load)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        async with db.session(person.identity) as s:
+            for thread in await s.threads.list(limit=5):
+                if any(text in str(step.data) for step in await s.threads.steps(thread.id)):
+                    return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the chat never stored {text!r}")
+
+
 async def test_a_conversation_is_there_after_logging_in_again(chat_server, fake_llm, db, two_teams):
     """Threads persist in Postgres: log in again (a fresh browser), find the conversation in the
     sidebar, resume it with its draft; then switch to another team of the same person."""
@@ -160,6 +172,7 @@ async def test_a_conversation_is_there_after_logging_in_again(chat_server, fake_
         await page.locator("#chat-submit").click()
         await expect(page.get_by_text("Here is your agent")).to_be_visible(timeout=60_000)
         await expect(page.get_by_text("only when you start it")).to_be_visible(timeout=30_000)  # the whole turn is in
+        await _until_saved(db, alpha, "Here is your agent: it writes one fact.")  # the chat saves after showing
         await page.context.close()
 
         page = await login(browser)  # another session: nothing of the old one in memory of the page
