@@ -47,6 +47,8 @@ def add(
             if value and field not in credentials:
                 credentials[field] = value
         missing = [env_name(type_name, f) for f, required in fields.items() if required and f not in credentials]
+        if not credentials and not missing:  # every field optional (a token *or* an app): name the usual one
+            missing = [env_name(type_name, next(iter(fields)))]
         if missing:
             raise UserError(f"--from-env: {', '.join(missing)} is not set.")
 

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import base64
-
 import hashlib
 import hmac
-from collections.abc import Mapping
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
+import jwt
+from pydantic import SecretStr, model_validator
 
 from coherex.errors import PermissionDenied
 from coherex.integrations.base import Call, Check, Model, ServiceError, SourceType, action, http_client, json_of, obj, send
+from coherex.integrations.vault import remember_secrets
 
 SERVICE = "GitHub"
 
@@ -23,19 +27,64 @@ class GitHubConfig(Model):
 
 
 class GitHubCredentials(Model):
+    """Either a token, or a GitHub App installation (app id, its private key, installation id)."""
+
     #: a fine-grained or classic personal access token, or an OAuth app token
-    token: SecretStr
+    token: SecretStr | None = None
+    app_id: str | None = None
+    #: the app's private key (PEM), used to mint short-lived installation tokens
+    private_key: SecretStr | None = None
+    installation_id: int | None = None
     #: the repository webhook's secret, needed only to receive webhooks (event triggers)
     webhook_secret: SecretStr | None = None
     #: obtained through `sources connect` (OAuth): revoked at the provider when the source is removed
     from_oauth: bool = False
 
+    @model_validator(mode="after")
+    def _one_way_in(self) -> GitHubCredentials:
+        app = (self.app_id, self.private_key, self.installation_id)
+        if self.token is None and None in app:
+            raise ValueError("give a token, or app_id + private_key + installation_id for a GitHub App")
+        return self
 
-def _client(call: Call, accept: str = "application/vnd.github+json") -> httpx.AsyncClient:
-    return http_client(call.settings.github_api_url, {
-        "Authorization": f"Bearer {call.credentials.token.get_secret_value()}",
-        "Accept": accept, "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "coherex",
-    })
+
+_HEADERS = {"X-GitHub-Api-Version": "2022-11-28", "User-Agent": "coherex"}
+#: installation tokens by (api url, app id, installation id): (token, expires at); they live an hour
+_installation_tokens: dict[tuple[str, str, int], tuple[str, float]] = {}
+
+
+@asynccontextmanager
+async def _client(call: Call, accept: str = "application/vnd.github+json") -> AsyncIterator[httpx.AsyncClient]:
+    token = await _access_token(call)
+    async with http_client(call.settings.github_api_url,
+                           {"Authorization": f"Bearer {token}", "Accept": accept, **_HEADERS}) as c:
+        yield c
+
+
+async def _access_token(call: Call) -> str:
+    creds: GitHubCredentials = call.credentials
+    if creds.token is not None:
+        return creds.token.get_secret_value()
+    key = (call.settings.github_api_url, str(creds.app_id), int(creds.installation_id))
+    cached = _installation_tokens.get(key)
+    if cached and cached[1] - time.time() > 300:
+        return cached[0]
+    now = int(time.time())
+    # the app proves itself with a 9-minute JWT signed by its private key (GitHub's App auth)
+    assertion = jwt.encode({"iat": now - 60, "exp": now + 540, "iss": str(creds.app_id)},
+                           creds.private_key.get_secret_value(), algorithm="RS256")
+    async with http_client(call.settings.github_api_url, {"Authorization": f"Bearer {assertion}",
+                                                          "Accept": "application/vnd.github+json", **_HEADERS}) as c:
+        r = await send(c, SERVICE, "POST", f"/app/installations/{creds.installation_id}/access_tokens")
+    data = json_of(r, SERVICE)
+    token = data.get("token")
+    if not token:
+        raise ServiceError("GitHub did not return an installation token for this app.")
+    remember_secrets([token])
+    expires = data.get("expires_at")
+    expires_at = datetime.fromisoformat(expires.replace("Z", "+00:00")).timestamp() if expires else now + 3600
+    _installation_tokens[key] = (token, expires_at)
+    return token
 
 
 async def _get(call: Call, path: str, **params: Any) -> Any:
@@ -136,6 +185,12 @@ async def list_commits(call: Call, args: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_connection(call: Call) -> Check:
+    if call.credentials.token is None:  # a GitHub App installation has no user; list what it may reach
+        repos = await _get(call, "/installation/repositories")
+        names = [r.get("full_name") for r in repos.get("repositories", [])]
+        return Check(True, f"Connected as GitHub App {call.credentials.app_id} (installation "
+                           f"{call.credentials.installation_id}); it can reach {len(names)} repositories.",
+                     {"repositories": names})
     async with _client(call) as c:
         r = await send(c, SERVICE, "GET", "/user")
     user = json_of(r, SERVICE)
@@ -158,7 +213,7 @@ async def revoke(call: Call) -> None:
 
 
 GITHUB = SourceType(
-    name="github", title="GitHub (token)", config_model=GitHubConfig, credentials_model=GitHubCredentials,
+    name="github", title="GitHub (token or GitHub App)", config_model=GitHubConfig, credentials_model=GitHubCredentials,
     test_connection=test_connection, revoke=revoke, oauth_provider="github",
     rate_per_second=10.0, rate_burst=20,  # 5,000 requests/hour per token; secondary limits on bursts
     actions={a.tool: a for a in (list_issues, read_issue, create_issue, comment_issue, add_labels,

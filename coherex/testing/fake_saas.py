@@ -188,6 +188,7 @@ class FakeSaaS:
         self.requests: list[Recorded] = []
         self.port = 0
         self._server: BackgroundServer | None = None
+        self.github_app: dict[str, Any] | None = None
 
     # --- scripting ---
     @property
@@ -212,6 +213,10 @@ class FakeSaaS:
         with self._lock:
             for _ in range(times):
                 self._faults.setdefault(service, deque()).append(Fault(status, retry_after, malformed))
+
+    def register_github_app(self, app_id: str, public_key_pem: str, installation_id: int) -> None:
+        """Accept installation-token requests signed by this app's private key."""
+        self.github_app = {"app_id": app_id, "public_key": public_key_pem, "installation_id": installation_id}
 
     def revoke(self, token: str) -> None:
         self.revoked.add(token)
@@ -357,10 +362,15 @@ class FakeSaaS:
             return Response(status_code=204)
         if (fault := self._fault("github")) is not None:
             return fault
+        if parts[:2] == ["app", "installations"] and parts[-1] == "access_tokens":
+            return self._github_app_token(rec, int(parts[2]))
         if not self._token_ok(rec, "github"):
             return JSONResponse({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"},
                                 status_code=401)
         g = self.github
+        if path == "/installation/repositories":
+            return JSONResponse({"total_count": len(g.issues), "repositories": [
+                {"full_name": name} for name in sorted(g.issues)]})
         if path == "/user":
             return JSONResponse({"login": "octocat", "id": 1}, headers={"x-oauth-scopes": "repo, read:org"})
         if parts[0] != "repos" or len(parts) < 4:
@@ -410,6 +420,21 @@ class FakeSaaS:
             return JSONResponse({"path": path, "type": "file", "encoding": "base64",
                                  "content": base64.b64encode(files[path].encode()).decode()})
         return JSONResponse({"message": "Not Found"}, status_code=404)
+
+    def _github_app_token(self, rec: Recorded, installation_id: int) -> Response:
+        """A GitHub App asks for an installation token with a JWT signed by its private key."""
+        import jwt
+
+        app = self.github_app
+        assertion = rec.headers.get("authorization", "").removeprefix("Bearer ")
+        try:
+            claims = jwt.decode(assertion, app["public_key"], algorithms=["RS256"]) if app else None
+        except jwt.PyJWTError:
+            claims = None
+        if not claims or claims.get("iss") != app["app_id"] or installation_id != app["installation_id"]:
+            return JSONResponse({"message": "A JSON web token could not be decoded"}, status_code=401)
+        token = self.issue_token("github", expires_in=3600)
+        return JSONResponse({"token": token, "expires_at": "2099-01-01T00:00:00Z"}, status_code=201)
 
     # --- Gmail REST v1 ---
     async def _gmail(self, request: Request) -> Response:
