@@ -22,4 +22,4 @@ db:
 	$(PYTHON) -m coherex db start && $(PYTHON) -m coherex db migrate
 
 bench:
-	for b in bench/bench_*.py; do echo "== $$b"; $(PYTHON) $$b || exit 1; done
+	for b in bench/bench_*.py; do echo "== $$b"; PYTHONPATH=. $(PYTHON) $$b || exit 1; done

@@ -86,6 +86,8 @@ class Settings(BaseSettings):
                                          validation_alias=_env("COHEREX_OPENAI_EMBEDDINGS_MODEL"))
     # texts per embedding call (also the step of ingest progress)
     embeddings_batch_size: int = Field(32, ge=1, validation_alias=_env("COHEREX_EMBEDDINGS_BATCH_SIZE"))
+    # local model run by ONNX Runtime: int8 (default, cosine >= 0.99 to fp32) or fp32 (identical to torch)
+    embeddings_precision: Literal["int8", "fp32"] = Field("int8", validation_alias=_env("COHEREX_EMBEDDINGS_PRECISION"))
     # largest file `kb add` / upload accepts, checked before the file is read
     kb_max_file_mb: float = Field(50.0, gt=0, validation_alias=_env("COHEREX_KB_MAX_FILE_MB"))
 

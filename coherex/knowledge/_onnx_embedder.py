@@ -45,7 +45,9 @@ class OnnxEmbedder:
     dim = 384
 
     def __init__(self, cache_dir: Path, precision: str | None = None, threads: int | None = None) -> None:
-        precision = (precision or os.environ.get("COHEREX_EMBEDDINGS_PRECISION") or "int8").lower()
+        from coherex.settings import get_settings
+
+        precision = (precision or get_settings().embeddings_precision).lower()
         if precision not in PRECISIONS:
             raise UserError(f"Unknown embeddings precision {precision!r}.",
                                hint=f"Set COHEREX_EMBEDDINGS_PRECISION to one of {', '.join(PRECISIONS)}.")
