@@ -90,3 +90,13 @@ def local_sandbox(tmp_path_factory):
     server, settings = start_local_sandbox(tmp_path_factory.mktemp("sandbox-data"))
     yield server, settings
     server.stop()
+
+
+@pytest.fixture
+async def keys(db, two_teams) -> tuple[str, str]:
+    """API keys of alpha's and bravo's owners."""
+    out = []
+    for tenant in two_teams:
+        async with db.session(tenant.identity) as s:
+            out.append((await s.api_keys.create(tenant.team_id, "tests"))[1])
+    return out[0], out[1]

@@ -43,3 +43,29 @@ class BackgroundServer:
         self._server.should_exit = True
         self._thread.join(timeout=10)
         self._sock.close()
+
+
+class ServedApp:
+    """Base for fake services: `with Fake() as f:` serves `f._app()` on a free port until the block ends."""
+
+    server_name = "test-server"
+    port: int = 0
+
+    def _app(self) -> Any:
+        raise NotImplementedError
+
+    def start(self):
+        self._server = BackgroundServer(self._app(), self.server_name).start()
+        self.port = self._server.port
+        return self
+
+    def stop(self) -> None:
+        if getattr(self, "_server", None) is not None:
+            self._server.stop()
+        self._server = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -66,7 +66,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from coherex.testing._server import BackgroundServer
+from coherex.testing._server import BackgroundServer, ServedApp
 
 DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o4-mini",
                   "text-embedding-3-small", "fake-model")
@@ -122,7 +122,9 @@ class RecordedRequest:
 Item = Union[Text, ToolCall, Reply, Error, Slow, Callable[[RecordedRequest], "Item"]]
 
 
-class FakeOpenAI:
+class FakeOpenAI(ServedApp):
+    server_name = "fake-openai"
+
     def __init__(self, *, api_key: str | None = None, models: Iterable[str] = DEFAULT_MODELS):
         self.api_key = api_key or "sk-fake"
         self._check_key = api_key is not None
@@ -164,22 +166,6 @@ class FakeOpenAI:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    # --- lifecycle ---
-    def start(self) -> FakeOpenAI:
-        self._server = BackgroundServer(self._app(), "fake-openai").start()
-        self.port = self._server.port
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-        self._server = None
-
-    def __enter__(self) -> FakeOpenAI:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # --- HTTP ---
     def _app(self) -> Starlette:

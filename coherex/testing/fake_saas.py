@@ -42,7 +42,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from coherex.testing._server import BackgroundServer
+from coherex.testing._server import BackgroundServer, ServedApp
 
 CLIENTS = {"google": ("google-client", "google-secret"), "github": ("github-client", "github-secret"),
            "slack": ("slack-client", "slack-secret")}
@@ -165,7 +165,9 @@ class GmailState:
                 "payload": payload}
 
 
-class FakeSaaS:
+class FakeSaaS(ServedApp):
+    server_name = "fake-saas"
+
     def __init__(self) -> None:
         self.slack = SlackState()
         self.github = GitHubState()
@@ -236,22 +238,6 @@ class FakeSaaS:
     def of(self, service: str) -> list[Recorded]:
         return [r for r in self.requests if r.service == service]
 
-    # --- lifecycle ---
-    def start(self) -> FakeSaaS:
-        self._server = BackgroundServer(self._app(), "fake-saas").start()
-        self.port = self._server.port
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-        self._server = None
-
-    def __enter__(self) -> FakeSaaS:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # --- plumbing ---
     def _app(self) -> Starlette:

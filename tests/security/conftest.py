@@ -49,16 +49,6 @@ def api(api_env):
         yield server
 
 
-@pytest.fixture
-async def keys(db, two_teams) -> tuple[str, str]:
-    """API keys of alpha's and bravo's owners."""
-    out = []
-    for tenant in two_teams:
-        async with db.session(tenant.identity) as s:
-            out.append((await s.api_keys.create(tenant.team_id, "tests"))[1])
-    return out[0], out[1]
-
-
 @dataclass
 class Crew:
     """One team with a person per role, and an outsider who belongs to another team."""

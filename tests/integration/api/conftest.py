@@ -34,16 +34,6 @@ def api(api_env):
 
 
 @pytest.fixture
-async def keys(db, two_teams) -> tuple[str, str]:
-    """API keys of alpha's and bravo's owners."""
-    out = []
-    for tenant in two_teams:
-        async with db.session(tenant.identity) as s:
-            out.append((await s.api_keys.create(tenant.team_id, "tests"))[1])
-    return out[0], out[1]
-
-
-@pytest.fixture
 def drain():
     """Run queued executions to the end in this process (a real worker, stopping when the queue is empty)."""
     from coherex.jobs import run_worker
