@@ -106,6 +106,32 @@ async def login(email: str, password: str) -> cl.User | None:
                    metadata={"user_id": str(user.id)})
 
 
+def _oauth_configured() -> bool:
+    # Chainlit refuses an OAuth callback when no provider is configured (OAUTH_<PROVIDER>_CLIENT_ID …)
+    return any(k.startswith("OAUTH_") and k.endswith("_CLIENT_ID") and v for k, v in os.environ.items())
+
+
+if _oauth_configured():
+    @cl.oauth_callback
+    async def oauth_login(provider_id: str, token: str, raw_user_data: dict[str, str], default_user: cl.User,
+                          id_token: str | None = None) -> cl.User | None:
+        """Sign in with an identity provider: only people Coherex knows (added or invited) get in."""
+        email = str(raw_user_data.get("email") or default_user.identifier or "").strip().lower()
+        if "@" not in email:
+            return None
+        try:
+            db = await database()
+            async with db.session(Identity.system()) as s:
+                user = await s.users.sign_in_external(email, provider_id)
+        except BackendError:
+            log.exception("oauth login: the database is unavailable")
+            return None
+        if user is None:
+            return None
+        return cl.User(identifier=user.email, display_name=user.display_name or user.email,
+                       metadata={"user_id": str(user.id)})
+
+
 @cl.set_starters
 async def starters(user: cl.User | None = None, language: str | None = None) -> list[cl.Starter]:
     return [cl.Starter(label=t.name.replace("-", " ").capitalize(), message=t.description)

@@ -191,6 +191,8 @@ class FakeSaaS(ServedApp):
         self.port = 0
         self._server: BackgroundServer | None = None
         self.github_app: dict[str, Any] | None = None
+        #: the person who "signs in" at the fake identity provider (/oauth/userinfo)
+        self.signed_in_email = "someone@example.com"
 
     # --- scripting ---
     @property
@@ -248,6 +250,7 @@ class FakeSaaS(ServedApp):
             Route("/oauth/{provider}/authorize", self._authorize, methods=["GET"]),
             Route("/oauth/{provider}/token", self._token, methods=["POST"]),
             Route("/oauth/google/revoke", self._google_revoke, methods=["POST"]),
+            Route("/oauth/userinfo", self._userinfo, methods=["GET"]),
             Route("/api/{path:path}", self._plain_api, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
         ])
 
@@ -504,6 +507,13 @@ class FakeSaaS(ServedApp):
             if grant["method"] != "S256" or digest != grant["challenge"]:
                 return "invalid_grant"
         return None
+
+    async def _userinfo(self, request: Request) -> Response:
+        """OpenID-style user info for a Google access token: who signed in (`saas.signed_in_email`)."""
+        rec = await self._record("oauth", request)
+        if not self._token_ok(rec, "gmail"):
+            return JSONResponse({"error": "invalid_token"}, status_code=401)
+        return JSONResponse({"email": self.signed_in_email, "name": self.signed_in_email.split("@")[0]})
 
     async def _token(self, request: Request) -> Response:
         rec = await self._record("oauth", request)

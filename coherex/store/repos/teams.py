@@ -73,6 +73,14 @@ class UserRepo(Repo):
                          (email.strip().lower()[:320], user.id if user else None, ok))
         return user if ok else None
 
+    async def sign_in_external(self, email: str, provider: str) -> User | None:
+        """The user an identity provider vouched for (OAuth), if Coherex knows them; recorded like a login."""
+        user = await self.get_by_email(email)
+        await self._exec("select coherex_private.record_login(%s, %s, %s)",
+                         (f"{email.strip().lower()[:300]} via {provider[:15]}", user.id if user else None,
+                          user is not None))
+        return user
+
     async def set_password(self, user_id: UUID, password: str) -> None:
         if len(password) < 8:
             raise UserError("A password needs at least 8 characters.")
