@@ -91,19 +91,24 @@ def safe(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]
 
 
 # ---------------------------------------------------------------------- login and start
-@cl.password_auth_callback
-async def login(email: str, password: str) -> cl.User | None:
+async def _sign_in(check: Callable[[Any], Awaitable[Any]]) -> cl.User | None:
+    """The chat user for whoever `check(users_repo)` returns (None: not let in; also when the database is down)."""
     try:
         db = await database()
         async with db.session(Identity.system()) as s:
-            user = await s.users.authenticate(email, password)
+            user = await check(s.users)
     except BackendError:
-        log.exception("login: the database is unavailable")
+        log.exception("sign-in: the database is unavailable")
         return None
     if user is None:
         return None
     return cl.User(identifier=user.email, display_name=user.display_name or user.email,
                    metadata={"user_id": str(user.id)})
+
+
+@cl.password_auth_callback
+async def login(email: str, password: str) -> cl.User | None:
+    return await _sign_in(lambda users: users.authenticate(email, password))
 
 
 def _oauth_configured() -> bool:
@@ -119,17 +124,7 @@ if _oauth_configured():
         email = str(raw_user_data.get("email") or default_user.identifier or "").strip().lower()
         if "@" not in email:
             return None
-        try:
-            db = await database()
-            async with db.session(Identity.system()) as s:
-                user = await s.users.sign_in_external(email, provider_id)
-        except BackendError:
-            log.exception("oauth login: the database is unavailable")
-            return None
-        if user is None:
-            return None
-        return cl.User(identifier=user.email, display_name=user.display_name or user.email,
-                       metadata={"user_id": str(user.id)})
+        return await _sign_in(lambda users: users.sign_in_external(email, provider_id))
 
 
 @cl.set_starters
