@@ -23,7 +23,7 @@ from typing import Any, Generic, Literal, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict
 
-from coherex.llm.retry import RetriesExhausted, Retryable, RetryPolicy, call_with_retries
+from coherex.retry import RetriesExhausted, Retryable, RetryPolicy, call_with_retries
 from coherex.settings import Settings, get_settings
 from coherex.spec.catalogue import ToolInfo, get_tool
 from coherex.store.models import DataSource

@@ -1,7 +1,7 @@
 """Adapter for OpenAI and any OpenAI-compatible server (Ollama, vLLM, LM Studio, llama.cpp).
 
 The only module that imports the `openai` SDK. It turns SDK exceptions into Coherex errors that
-name the setting to change, and leaves retrying to `coherex.llm.retry` (SDK retries are off).
+name the setting to change, and leaves retrying to `coherex.retry` (SDK retries are off).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from coherex.llm.errors import (
     LLMRateLimited,
 )
 from coherex.llm.pricing import cost_usd
-from coherex.llm.retry import RetriesExhausted, Retryable, RetryPolicy, call_with_retries
+from coherex.retry import RetriesExhausted, Retryable, RetryPolicy, call_with_retries
 from coherex.llm.types import ChatResult, Message, StreamHandler, Tool, ToolCall, Usage, parse_tool_arguments
 from coherex.settings import Settings
 

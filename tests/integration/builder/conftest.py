@@ -4,7 +4,7 @@ import pytest
 
 from coherex.builder import BuilderSession, BuilderUI
 from coherex.llm.openai_client import OpenAIClient
-from coherex.llm.retry import RetryPolicy
+from coherex.retry import RetryPolicy
 from coherex.testing.fake_openai import FakeOpenAI
 
 

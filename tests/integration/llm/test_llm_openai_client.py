@@ -5,7 +5,7 @@ import pytest
 from coherex.llm import get_llm_client
 from coherex.llm.errors import LLMAuthError, LLMError, LLMModelNotFound, LLMRateLimited, LLMResponseError
 from coherex.llm.openai_client import OpenAIClient
-from coherex.llm.retry import RetryPolicy
+from coherex.retry import RetryPolicy
 from coherex.settings import Settings
 from coherex.testing.fake_openai import Error, Reply, Slow, Text, ToolCall
 

@@ -6,7 +6,7 @@ import pytest
 
 from coherex.agents import apply_spec
 from coherex.llm.openai_client import OpenAIClient
-from coherex.llm.retry import RetryPolicy
+from coherex.retry import RetryPolicy
 from coherex.runtime import Runtime
 from coherex.testing.fake_openai import FakeOpenAI
 

@@ -1,6 +1,6 @@
 import pytest
 
-from coherex.llm.retry import RetriesExhausted, Retryable, RetryPolicy, call_with_retries
+from coherex.retry import RetriesExhausted, Retryable, RetryPolicy, call_with_retries
 
 
 class Flaky:

@@ -1,7 +1,8 @@
-"""The one retry policy for LLM calls: exponential backoff with full jitter, honouring Retry-After.
+"""The one retry policy of Coherex (LLM calls and integrations): exponential backoff with full
+jitter, honouring Retry-After.
 
-The SDK's own retries are switched off (`max_retries=0`) so that this is the only place that
-decides, and tests can count attempts on the fake server.
+SDK retries (openai, slack_sdk) are switched off so that this is the only place that decides, and
+tests can count attempts on the fake servers.
 """
 
 from __future__ import annotations
