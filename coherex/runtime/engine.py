@@ -155,15 +155,24 @@ class Runtime:
         finally:
             if ctx is not None and ctx.sandbox is not None:
                 await _kill_quietly(ctx.sandbox)
-        if error:
-            await _record_quietly(recorder, "error", {"message": error})
-        await _record_quietly(recorder, "status", {"status": status, "reason": error}, name=status)
+        # The final state and its closing events commit together: a run that could not record its
+        # end (database gone) has recorded none of it, and its retry ends it exactly once.
+        closing = []
         async with self.db.session(Identity.system()) as s:
             final = await s.executions.finish(
                 execution.id, status, output=output, error=error, tokens_in=totals.tokens_in,
                 tokens_out=totals.tokens_out, cost_usd=totals.cost_usd,
             )
-            return final or await s.executions.get(execution.id)
+            if final is not None:
+                if error:
+                    closing.append(await recorder.add(s, "error", payload={"message": error}))
+                closing.append(await recorder.add(s, "status", name=status,
+                                                  payload={"status": status, "reason": error}))
+            else:
+                final = await s.executions.get(execution.id)
+        for event in closing:
+            await recorder.announce(event)
+        return final
 
     async def _supervise(self, ctx: RunContext, totals: _Totals) -> tuple[str, Any, str | None]:
         """Race the agent loop against the wall clock and a stop request."""
