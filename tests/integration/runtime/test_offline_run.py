@@ -12,7 +12,7 @@ from coherex.runtime import Runtime
 from coherex.settings import Settings
 from coherex.store.db import Identity
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # a loaded CPU makes the 135M model slow
 
 TEMPLATE = Path(__file__).resolve().parents[3] / "templates" / "csv-analysis.yaml"
 
