@@ -41,7 +41,11 @@ def test_onnx_vectors_match_the_torch_model(tmp_path_factory, texts, torch_vecto
     assert vectors.shape == (len(texts), embedder.dim) == torch_vectors.shape
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
     cosine = (vectors * torch_vectors).sum(axis=1)
-    assert cosine.min() >= (0.999 if precision == "fp32" else 0.99), sorted(cosine)[:3]
+    assert cosine.min() >= (0.999 if precision == "fp32" else 0.98), sorted(cosine)[:3]
+    # what a user notices: every question finds the same passage first with either model
+    questions = len(QUESTIONS)
+    assert [int(np.argmax(vectors[questions:] @ q)) for q in vectors[:questions]] == \
+        [int(np.argmax(torch_vectors[questions:] @ q)) for q in torch_vectors[:questions]]
     # order is kept although texts are run sorted by length
     assert np.allclose(embedder.embed(texts[3:5]), vectors[3:5], atol=1e-5)
     assert embedder.embed([]) == []
