@@ -152,10 +152,12 @@ async def test_a_personal_agent_is_visible_only_to_its_creator(db, crew):
     async with db.session(crew.who("member")) as s:
         mine = (await apply_spec(s, crew.team_id, "apiVersion: coherex/v1\nkind: Agent\nmetadata: {name: mine}\n"
                                  "spec: {instructions: Private notes.}\n")).agent
-        await s.executions.create(crew.team_id, mine.id, 1)
+        run = await s.executions.create(crew.team_id, mine.id, 1)
+        await s.executions.add_event(run, "stdout", payload={"text": "my private notes"})
     await teams.set_visibility(db, crew.who("member"), crew.team_id, "mine", "personal")
-    for table, col in (("agents", "id"), ("agent_versions", "agent_id"), ("agent_executions", "agent_id")):
-        got = await matrix(db, crew, f"select 1 from public.{table} where {col} = %s", lambda r: (mine.id,))
+    for table, col, key in (("agents", "id", mine.id), ("agent_versions", "agent_id", mine.id),
+                            ("agent_executions", "agent_id", mine.id), ("execution_events", "execution_id", run.id)):
+        got = await matrix(db, crew, f"select 1 from public.{table} where {col} = %s", lambda r, key=key: (key,))
         assert got == expect("member"), table
     got = await matrix(db, crew, "update public.agents set description = 'hijacked' where id = %s", lambda r: (mine.id,))
     assert got == expect("member")
