@@ -33,9 +33,13 @@ def create_app(*, chat: bool = True) -> FastAPI:
     if chat:
         from chainlit.utils import mount_chainlit
 
+        from coherex.chat.session import ChatCallerMiddleware
+
         @app.get("/", include_in_schema=False)
         async def home() -> RedirectResponse:
             return RedirectResponse("/chat")
 
         mount_chainlit(app=app, target=str(ROOT / "chat_app.py"), path="/chat")
+        # Chainlit's HTTP routes (e.g. feedback) run as the signed-in caller, not as the thread's author
+        app.add_middleware(ChatCallerMiddleware, prefix="/chat")
     return app

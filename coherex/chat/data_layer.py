@@ -59,16 +59,20 @@ class CoherexDataLayer(BaseDataLayer):
     # ------------------------------------------------------------------ who is asking
     @staticmethod
     def _context_user() -> tuple[UUID, UUID | None] | None:
-        """(user id, team id) of the chat connection this call runs in, if any."""
+        """(user id, team id) of the chat connection this call runs in, or the signed-in caller of
+        an HTTP route of Chainlit's (team unknown), if any."""
+        from coherex.chat.session import http_caller
+
         try:
             from chainlit.context import context
 
             session = context.session
         except Exception:  # no chat context: an HTTP route of Chainlit's
-            return None
+            session = None
         user = getattr(session, "user", None)
         if user is None:
-            return None
+            caller = http_caller.get()
+            return (caller, None) if caller else None
         user_id = _uuid((user.metadata or {}).get("user_id")) or _uuid(getattr(user, "id", None))
         if user_id is None:
             return None
@@ -255,12 +259,13 @@ class CoherexDataLayer(BaseDataLayer):
 
     # ------------------------------------------------------------------ feedback
     async def upsert_feedback(self, feedback: Feedback) -> str:
-        sid, tid = _uuid(feedback.forId), _uuid(feedback.threadId)
-        identity = await self._identity_for(tid) if tid else None
-        if sid is None or identity is None:
+        # Chainlit's feedback route checks no authorship: only the caller's own steps can be rated
+        # (row-level security), so the caller must be known — never fall back to the thread's author
+        sid, who = _uuid(feedback.forId), self._context_user()
+        if sid is None or who is None:
             return ""
         db = await self._database()
-        async with db.session(identity) as s:
+        async with db.session(Identity.user(who[0])) as s:
             fid = await s.threads.upsert_feedback(sid, int(feedback.value), feedback.comment)
         return str(fid) if fid else ""
 

@@ -194,3 +194,36 @@ async def test_a_conversation_is_there_after_logging_in_again(chat_server, fake_
         await page.locator("#chat-submit").click()
         await expect(page.get_by_text("Now working in team Bravo")).to_be_visible(timeout=30_000)
         await browser.close()
+
+
+async def test_feedback_over_http_rates_only_the_callers_own_messages(chat_server, db, two_teams):
+    """Chainlit's PUT /feedback checks no authorship: a signed-in person who learns the ids of
+    someone else's message must not be able to rate it (or overwrite its rating)."""
+    import uuid
+
+    import httpx
+
+    alpha, bravo = two_teams
+    thread_id, step_id = uuid.uuid4(), uuid.uuid4()
+    async with db.session(alpha.identity) as s:
+        await s.threads.upsert(thread_id, alpha.team_id, name="Every morning a fact")
+        assert await s.threads.upsert_step(thread_id, step_id, type="assistant_message", name="Coherex",
+                                           data={"output": "Here is your agent."})
+
+    async def rate(person, value: int) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=chat_server) as http:
+            login = await http.post("/login", data={"username": person.email, "password": "correct horse"})
+            assert login.status_code == 200, login.text
+            return await http.put("/feedback", json={"sessionId": "none", "feedback": {
+                "forId": str(step_id), "threadId": str(thread_id), "value": value}})
+
+    async def stored() -> list[int]:
+        async with db.session(alpha.identity) as s:
+            return [f.value for f in await s.threads.feedback(thread_id)]
+
+    assert (await rate(bravo, 0)).json()["feedbackId"] == ""
+    assert await stored() == []
+    assert (await rate(alpha, 1)).json()["feedbackId"]
+    assert await stored() == [1]
+    await rate(bravo, 0)
+    assert await stored() == [1]
