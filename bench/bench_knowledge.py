@@ -146,11 +146,12 @@ async def bench_ingest(db: Database, identity: Identity, team_id) -> dict:
         "embedder": f"{embedder.model} ({type(embedder).__name__}, {getattr(embedder, 'precision', 'fp32')})",
         "embed_only_by_backend": compare,
         "note": "end to end = parse + chunk + embed (local model) + one transaction per file; the model is "
-                ">85% of the time ('without model' runs the same path with random vectors). The model's "
-                "matrix products are ~21 MFLOP a token, so 200 chunks/s of ~200 tokens needs ~0.85 TOPS of "
-                "int8 products alone; 2 Zen 4 cores peak at ~0.95 (one 512-bit VNNI op per cycle per core) "
-                "and the products already run at ~75% of it (ONNX Runtime profile), attention, layer "
-                "norms and GELU taking the other half of the time.",
+                ">85% of the time ('without model' runs the same path with random vectors). MiniLM's matrix "
+                "products are 10.6 M multiply-adds a token; ONNX Runtime's profile shows its int8 products "
+                "running at ~170 G multiply-adds/s per core (about one 512-bit VNNI op per cycle), half of "
+                "the model's time (attention, layer norms, GELU are the rest). Even if everything else were "
+                "free, 2 cores would cap at ~150 chunks/s of 213 tokens: 200/s is out of reach for this model "
+                "on this machine.",
     }
 
 
