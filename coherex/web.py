@@ -8,12 +8,16 @@ no Chainlit catch-all route can shadow an API path.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
 ROOT = Path(__file__).resolve().parents[1]
+# Chainlit reads its config (.chainlit/), translations and logos (public/) from its app root, which
+# defaults to the working directory — where it would otherwise write a default config of its own
+os.environ.setdefault("CHAINLIT_APP_ROOT", str(ROOT))
 
 
 def create_app(*, chat: bool = True) -> FastAPI:

@@ -31,8 +31,18 @@ def web(
 
     from coherex.web import create_app
 
+    # the app opens the database at startup; a failure there would reach the terminal as a
+    # traceback from the server, so check first and let the CLI print the message and hint
+    run_async(_database_reachable())
     console.print(f"Coherex on http://{host}:{port}  (API docs: /docs{', chat: /chat' if chat else ''})")
     uvicorn.run(create_app(chat=chat), host=host, port=port, log_level="warning")
+
+
+async def _database_reachable() -> None:
+    from coherex.store.db import Database
+
+    async with Database.from_settings(get_settings()):
+        pass
 
 
 def up(

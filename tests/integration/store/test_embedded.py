@@ -136,3 +136,17 @@ def test_unreachable_database_is_a_clear_message(tmp_path):
     res = coherex(env, "db", "status")
     assert res.returncode == 2
     assert "Cannot reach the database" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("database_url", [None, "unreachable"])
+def test_servers_started_without_a_database_say_so_without_a_traceback(tmp_path, database_url):
+    """`coherex web` with the embedded database not started (or a DATABASE_URL nobody answers)."""
+    env = {**os.environ, "COHEREX_DATA_DIR": str(tmp_path)}
+    env.pop("DATABASE_URL", None)
+    if database_url:
+        env["DATABASE_URL"] = f"postgresql://x:y@127.0.0.1:{free_port()}/nope"
+    res = coherex(env, "web", "--port", str(free_port()))
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr + res.stdout
+    assert ("not running" if database_url is None else "Cannot connect to the database") in res.stderr
+    assert "hint:" in res.stderr
