@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from coherex.api import agents, builder, data, executions
-from coherex.api.deps import ApiState, TokenBucket, install_error_handlers
+from coherex.api.deps import ApiState, install_error_handlers
 
 router = APIRouter()
 router.include_router(builder.router)
@@ -35,10 +35,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with Database.from_settings(settings) as db:
         queue = make_app(db.url)
         async with queue.open_async():
-            app.state.coherex = ApiState(
-                db=db, runtime=Runtime(db, settings=settings), settings=settings, queue=queue,
-                limiter=TokenBucket(rate=settings.api_rate_per_second, burst=settings.api_rate_burst),
-            )
+            app.state.coherex = ApiState(db=db, runtime=Runtime(db, settings=settings), settings=settings, queue=queue)
             yield
 
 

@@ -4,8 +4,7 @@ errors turned into clear JSON (never a traceback)."""
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -37,32 +36,11 @@ class RateLimited(CoherexError):
 
 
 @dataclass
-class TokenBucket:
-    """Requests per key: `rate` a second on average, bursts up to `burst` (per process)."""
-
-    rate: float
-    burst: float
-    _state: dict[Any, tuple[float, float]] = field(default_factory=dict)
-
-    def take(self, key: Any) -> float | None:
-        """None when allowed, else the seconds to wait."""
-        now = time.monotonic()
-        tokens, last = self._state.get(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
-        if tokens < 1:
-            self._state[key] = (tokens, now)
-            return (1 - tokens) / self.rate
-        self._state[key] = (tokens - 1, now)
-        return None
-
-
-@dataclass
 class ApiState:
     db: Database
     runtime: Runtime
     settings: Settings
     queue: Any  # an open procrastinate App
-    limiter: TokenBucket
 
 
 @dataclass(frozen=True)
@@ -99,13 +77,17 @@ async def caller(request: Request, creds: HTTPAuthorizationCredentials | None = 
     if creds is not None and creds.credentials:
         async with st.db.session(Identity.system()) as s:
             key = await s.api_keys.resolve(creds.credentials.strip())
+            wait = key and await s.api_keys.take_rate_token(key.id, st.settings.api_rate_per_second,
+                                                            st.settings.api_rate_burst)
         if key is None:
             raise Unauthorized("This API key is not valid (unknown, revoked or expired).")
         who = Caller(user_id=key.user_id, team_id=key.team_id, key_id=key.id)
     else:
         who = await _chat_caller(request, st)
-    wait = st.limiter.take(who.key_id or who.user_id)
-    if wait is not None:
+        async with st.db.session(Identity.system()) as s:
+            wait = await s.api_keys.take_rate_token(who.user_id, st.settings.api_rate_per_second,
+                                                    st.settings.api_rate_burst)
+    if wait:
         raise RateLimited("Too many requests for this API key.", retry_after=wait)
     return who
 

@@ -7,6 +7,8 @@ import textwrap
 
 import pytest
 
+from coherex.testing.api import ApiServer
+
 from coherex.testing.fake_openai import Text
 
 SPEC = textwrap.dedent("""\
@@ -139,6 +141,19 @@ async def test_quota_is_402_and_rate_limit_is_429(api, keys, db, two_teams, monk
     assert statuses[:20] == [200] * 20  # a burst of normal use is fine
     assert 429 in statuses
     assert int(limited.headers["Retry-After"]) >= 1 and limited.json()["error"]["code"] == "rate_limited"
+
+
+async def test_the_rate_limit_holds_across_web_processes(api, keys):
+    """Two web processes (two apps with their own state) share one bucket per key: the burst (30 in
+    these tests, refilled at 1/s) is not doubled by spreading requests over them."""
+    alpha, bravo = keys
+    with ApiServer() as other:
+        async with api.client(alpha) as one, other.client(alpha) as two, api.client(bravo) as theirs:
+            statuses = [(await client.get("/api/agents")).status_code for _ in range(25) for client in (one, two)]
+            # another key has its own bucket
+            assert (await theirs.get("/api/agents")).status_code == 200
+    assert statuses[:20] == [200] * 20
+    assert 30 <= statuses.count(200) <= 35 and statuses.count(429) >= 15, statuses
 
 
 async def test_stop_agent_cancels_pending_runs(api, keys):
