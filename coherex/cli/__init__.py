@@ -90,15 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("aborted")
         return 130
-    except Exception as exc:  # click usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.UsageError):
-            exc.show()
-            return 2
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
+    except typer.TyperException as exc:  # usage errors: a missing argument, an unknown option, ...
+        show = getattr(exc, "show", None)
+        if show is None:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        else:
+            show()
+        return getattr(exc, "exit_code", 2)
+    except Exception as exc:  # anything unexpected
         if os.environ.get("COHEREX_DEBUG"):
             raise
         err_console.print(

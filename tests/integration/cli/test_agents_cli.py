@@ -73,3 +73,16 @@ def test_apply_refuses_unknown_data_source_and_stores_nothing(cli_env, tmp_path)
 def test_unknown_agent_is_a_clear_message(cli_env):
     res = coherex(cli_env, "agents", "versions", "ghost")
     assert res.returncode == 1 and "Agent 'ghost' was not found" in res.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (("kb", "search", "hello"), "Missing option '--collection'"),
+    (("agents", "frobnicate"), "No such command 'frobnicate'"),
+    (("run", "--bogus", "x"), "No such option: --bogus"),
+])
+def test_usage_errors_say_what_is_wrong(args, message):
+    """A mistyped command is the user's mistake, not 'a bug in Coherex'."""
+    res = subprocess.run([sys.executable, "-m", "coherex", *args], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    assert message in res.stderr and "--help" in res.stderr
+    assert "bug in Coherex" not in res.stderr and "Traceback" not in res.stderr
