@@ -53,6 +53,7 @@ def up(
 
     Logs of every process are shown together, each line prefixed with its name; Ctrl-C stops all.
     """
+    import os
     import sys
 
     from coherex.cli.supervisor import Supervisor
@@ -70,13 +71,20 @@ def up(
     _ensure_admin_login(settings)
 
     me = [sys.executable, "-m", "coherex"]
-    procs = Supervisor()
+    # one configuration for every process, wherever `up` was started: this directory's .env and
+    # the data dir as an absolute path (the dashboard runs in the project for its .streamlit/)
+    from dotenv import dotenv_values
+
+    from coherex.web import ROOT
+
+    dotenv = {k: v for k, v in dotenv_values(".env").items() if v is not None}
+    procs = Supervisor(env={**dotenv, **os.environ, "COHEREX_DATA_DIR": str(settings.data_path)})
     if settings.sandbox == "local":
         procs.add("sandbox", [*me, "sandbox", "serve"])
     procs.add("web", [*me, "web", "--port", str(port)])
     procs.add("worker", [*me, "worker"])
-    procs.add("dashboard", [sys.executable, "-m", "streamlit", "run", "dashboard_app.py",
-                            "--server.port", str(dashboard_port), "--server.address", "127.0.0.1"])
+    procs.add("dashboard", [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard_app.py"),
+                            "--server.port", str(dashboard_port), "--server.address", "127.0.0.1"], cwd=str(ROOT))
     console.print(f"\n[bold]Coherex is starting[/]\n  chat       http://127.0.0.1:{port}/chat\n"
                   f"  API docs   http://127.0.0.1:{port}/docs\n  dashboard  http://127.0.0.1:{dashboard_port}\n"
                   "Ctrl-C stops everything.\n")
