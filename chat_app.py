@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
 import logging
 import os
-import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from chainlit.input_widget import Select
 from coherex.builder import BuilderSession, BuilderUI, plain_error, summarize
 from coherex.chat import CoherexDataLayer
 from coherex.chat.data_layer import TEAM_KEY
+from coherex.chat.session import chat_auth_secret
 from coherex.errors import BackendError, CoherexError
 from coherex.settings import get_settings
 from coherex.spec import parse
@@ -40,20 +39,7 @@ MAX_TABLE_ROWS = 50
 STATE_KEY = "builder_state"
 
 
-def _auth_secret() -> str:
-    """Chainlit signs its login tokens with this: from COHEREX_SECRET_KEY, else a file in the data dir."""
-    settings = get_settings()
-    if settings.secret_key is not None:
-        return hashlib.sha256(b"chainlit:" + settings.secret_key.get_secret_value().encode()).hexdigest()
-    path = settings.data_path / "chainlit_auth_secret"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
-    return path.read_text().strip()
-
-
-os.environ.setdefault("CHAINLIT_AUTH_SECRET", _auth_secret())
+os.environ.setdefault("CHAINLIT_AUTH_SECRET", chat_auth_secret())
 
 # ---------------------------------------------------------------------- the database, opened once
 _db: Database | None = None

@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from coherex.dashboard.auth import reader_for, sign_in
+from coherex.dashboard.auth import SignedIn, reader_for, sign_in, sign_in_with_chat_cookie
 from coherex.dashboard.data import Filters, Reader, SyncDatabase
 from coherex.errors import CoherexError
 from coherex.settings import get_settings
@@ -39,6 +39,10 @@ def main() -> None:
     except CoherexError as exc:
         st.error(str(exc))
         return
+    if "user_id" not in st.session_state and not st.session_state.get("signed_out"):
+        signed = sign_in_with_chat_cookie(database, st.context.cookies)  # single sign-on with the chat
+        if signed is not None:
+            _remember(signed)
     if "user_id" not in st.session_state:
         _sign_in_form(database)
         return
@@ -49,6 +53,7 @@ def main() -> None:
     st.sidebar.markdown(f"**{st.session_state.email}**")
     if st.sidebar.button("Sign out", key="sign_out"):
         st.session_state.clear()
+        st.session_state.signed_out = True  # not straight back in through the chat's cookie
         st.rerun()
     teams: dict[str, UUID] = st.session_state.teams
     if not teams:
@@ -61,7 +66,8 @@ def main() -> None:
 
 def _sign_in_form(database: SyncDatabase) -> None:
     st.title("Coherex dashboard")
-    st.caption("Sign in with your Coherex account (the same as the chat).")
+    st.caption("Sign in with your Coherex account (the same as the chat). Signed in to the chat in this "
+               "browser, on the same host? Then reload: the dashboard uses that login.")
     email = st.text_input("Email", key="email_input")
     password = st.text_input("Password", type="password", key="password_input")
     if st.button("Sign in", key="sign_in", type="primary"):
@@ -69,10 +75,15 @@ def _sign_in_form(database: SyncDatabase) -> None:
         if signed is None:
             st.error("Wrong email or password.")
             return
-        st.session_state.user_id = signed.user.id
-        st.session_state.email = signed.user.email
-        st.session_state.teams = {t.name: t.id for t in signed.teams}
+        _remember(signed)
         st.rerun()
+
+
+def _remember(signed: SignedIn) -> None:
+    st.session_state.signed_out = False
+    st.session_state.user_id = signed.user.id
+    st.session_state.email = signed.user.email
+    st.session_state.teams = {t.name: t.id for t in signed.teams}
 
 
 def _filters(reader: Reader, team_id: UUID) -> Filters:

@@ -1,9 +1,10 @@
-"""Signing in to the dashboard: the same users as the chat (`users.authenticate`), then a reader
-that runs as that person — a database identity (SQL reader) or a JWT (Supabase reader)."""
+"""Signing in to the dashboard: the same users as the chat (`users.authenticate`, or the chat's
+login cookie of the same browser), then a reader that runs as that person — a database identity (SQL reader) or a JWT (Supabase reader)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -36,11 +37,34 @@ class SignedIn:
 def sign_in(database: SyncDatabase, email: str, password: str) -> SignedIn | None:
     """The person and their teams, or None when the email or password is wrong."""
 
-    async def go() -> SignedIn | None:
+    async def go() -> User | None:
         async with database.db.session(Identity.system()) as s:
-            user = await s.users.authenticate(email, password)
-        if user is None:
-            return None
+            return await s.users.authenticate(email, password)
+
+    return _with_teams(database, database.run(go()))
+
+
+def sign_in_with_chat_cookie(database: SyncDatabase, cookies: Mapping[str, str]) -> SignedIn | None:
+    """The person signed in to the chat in this browser (its login cookie, sent to every port of
+    the host), or None: no cookie, an invalid or expired one, or an account since removed."""
+    from coherex.chat.session import user_id_from_cookies
+
+    user_id = user_id_from_cookies(cookies)
+    if user_id is None:
+        return None
+
+    async def go() -> User | None:
+        async with database.db.session(Identity.system()) as s:
+            return await s.users.get(user_id)
+
+    return _with_teams(database, database.run(go()))
+
+
+def _with_teams(database: SyncDatabase, user: User | None) -> SignedIn | None:
+    if user is None:
+        return None
+
+    async def go() -> SignedIn:
         async with database.db.session(Identity.user(user.id)) as s:
             return SignedIn(user, await s.teams.list())
 

@@ -1,10 +1,12 @@
 """`coherex up` — the one command that runs the whole platform — started from some other directory
 on a fresh data dir: the database, sandbox server, API + chat, dashboard and worker all come up, an
-agent created over the API runs Python in the sandbox through the worker, and Ctrl-C stops it all.
+agent created over the API runs Python in the sandbox through the worker, a chat login also signs
+in to the dashboard (in Chromium), and Ctrl-C stops it all.
 The LLM is the fake OpenAI server (the offline model would take minutes here)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -20,6 +22,9 @@ from coherex.store.embedded import free_port
 from coherex.testing.fake_openai import FakeOpenAI, Text, ToolCall
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 SPEC = textwrap.dedent("""\
     apiVersion: coherex/v1
@@ -44,6 +49,31 @@ def _wait_for(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120)
             pass
         assert time.monotonic() < deadline, f"{url} never answered\n{log.read_text()[-3000:]}"
         time.sleep(0.5)
+
+
+async def _chat_login_signs_in_to_the_dashboard(chat: str, dashboard: str, password: str) -> None:
+    """One login for both: the chat's cookie is sent to the dashboard's port of the same host."""
+    from playwright.async_api import async_playwright, expect
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        await page.goto(dashboard)
+        await expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=60_000)  # not signed in yet
+        await page.goto(chat)
+        await page.locator("#email").fill("admin@localhost")
+        await page.locator("#password").fill(password)
+        await page.locator("button[type=submit]").click()
+        await expect(page.locator("#chat-input")).to_be_visible(timeout=60_000)
+        await page.goto(dashboard)
+        sidebar = page.get_by_test_id("stSidebar")
+        await expect(sidebar.get_by_text("admin@localhost")).to_be_visible(timeout=60_000)
+        await expect(page.get_by_role("heading", name="Overview", exact=True)).to_be_visible(timeout=30_000)
+        await expect(page.get_by_test_id("stMetricValue").first).to_have_text("1", timeout=30_000)  # the run above
+        # signing out of the dashboard is not undone by the chat's cookie
+        await sidebar.get_by_role("button", name="Sign out").click()
+        await expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=30_000)
+        await browser.close()
 
 
 def test_up_runs_the_whole_platform_and_stops_it(tmp_path_factory):
@@ -86,6 +116,10 @@ def test_up_runs_the_whole_platform_and_stops_it(tmp_path_factory):
                 assert status == "completed", log.read_text()[-3000:]
                 events = api.get(f"/api/executions/{run_id}/events").json()
             assert any(e["type"] == "stdout" and e["payload"]["text"].strip() == "42" for e in events), events
+            if Path(CHROMIUM).exists():
+                asyncio.run(_chat_login_signs_in_to_the_dashboard(
+                    f"http://127.0.0.1:{web}/chat", f"http://127.0.0.1:{dashboard}",
+                    (data / "admin-password").read_text().strip()))
             # nothing of the platform's own files lands in the directory it was started from
             assert sorted(p.name for p in elsewhere.iterdir()) == []
         finally:
