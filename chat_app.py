@@ -24,6 +24,7 @@ from coherex.chat import CoherexDataLayer
 from coherex.chat.data_layer import TEAM_KEY
 from coherex.chat.session import chat_auth_secret
 from coherex.errors import BackendError, CoherexError
+from coherex.runtime.citations import format_sources
 from coherex.settings import get_settings
 from coherex.spec import parse
 from coherex.spec.templates import list_templates
@@ -499,7 +500,8 @@ class ChatUI(BuilderUI):
         seconds = (execution.duration_ms or 0) / 1000
         line = (f"**{execution.status}** in {seconds:.1f} s · {execution.tokens_in + execution.tokens_out} tokens · "
                 f"${float(execution.cost_usd):.5f}")
-        result = execution.output.get("text") if isinstance(execution.output, dict) else execution.output
+        output = execution.output if isinstance(execution.output, dict) else {"text": execution.output}
+        result = "\n\n".join(x for x in (output.get("text"), format_sources(output.get("sources") or [])) if x)
         body = f"{line}\n\n{result}" if result else f"{line}\n\n{execution.error or ''}"
         await cl.Message(content=body.strip(), author="Coherex").send()
 

@@ -14,6 +14,7 @@ from coherex.cli._common import console, err_console, print_json, run_async
 from coherex.cli._context import cli_context, parse_inputs
 from coherex.cli._events import format_event, format_summary
 from coherex.errors import UserError
+from coherex.runtime.citations import format_sources
 
 
 def run(
@@ -80,6 +81,9 @@ def run(
         if final.output and final.output.get("text"):
             console.print()
             console.print(final.output["text"], markup=False)
+            if final.output.get("sources"):
+                console.print()
+                console.print(format_sources(final.output["sources"]).replace("**", ""), markup=False)
         console.print(format_summary(final))
         if final.error:
             err_console.print(f"[red]{final.error}[/]", markup=True)

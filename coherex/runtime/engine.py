@@ -184,7 +184,9 @@ class Runtime:
                                          return_when=asyncio.FIRST_COMPLETED)
             if loop in done:
                 try:
-                    return "completed", {"text": loop.result()}, None
+                    answer = loop.result()
+                    sources = ctx.citations.sources(answer)
+                    return "completed", {"text": answer, **({"sources": sources} if sources else {})}, None
                 except _Stop as stop:
                     return stop.status, None, stop.reason
             if watch in done:
@@ -313,10 +315,14 @@ class Runtime:
 
 # ---------------------------------------------------------------------- helpers
 def system_prompt(spec: AgentSpec, inputs: dict[str, Any]) -> str:
+    from coherex.runtime import citations
+
     template = (PROMPTS / "runtime_system.md").read_text()
+    uses_knowledge = any(ref.use == "knowledge.search" for ref in spec.spec.tools or [])
     return template.format(
         name=spec.metadata.name, description=spec.metadata.description or "",
         instructions=render_instructions(spec, inputs),
+        knowledge_rule=("\n" + citations.RULE) if uses_knowledge else "",
     )
 
 

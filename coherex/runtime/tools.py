@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coherex.errors import CoherexError, PermissionDenied
+from coherex.runtime.citations import Citations
 from coherex.spec import AgentSpec, ToolRef
 from coherex.spec.catalogue import ToolInfo, get_tool
 from coherex.store.db import Database, Identity
@@ -39,6 +40,7 @@ class RunContext:
     sandbox: Any = None         # opened on the first python call
     sandbox_opener: Any = None  # async () -> sandbox
     files: dict[str, bytes] = field(default_factory=dict)  # put in the sandbox's working directory
+    citations: Citations = field(default_factory=Citations)  # passages read, numbered for [n] citations
 
     async def get_sandbox(self) -> Any:
         if self.sandbox is None:
@@ -151,7 +153,7 @@ class ToolBox:
             self.ctx.db, self.ctx.identity, self.ctx.execution.team_id, tool.ref.collection, query,
             int(args.get("top_k") or 5),
         )
-        return [h if isinstance(h, dict) else getattr(h, "model_dump", lambda: h)() for h in hits]
+        return self.ctx.citations.add(hits)
 
     async def _integration(self, tool: BoundTool, args: dict[str, Any]) -> Any:
         from coherex.integrations import invoke_tool

@@ -1,0 +1,63 @@
+"""Citations for answers built on the knowledge base (RAG).
+
+Every passage `knowledge.search` returns during a run gets a number, stable for the whole run
+(the same chunk found twice keeps its number); the model sees the passages with their `ref` and is
+asked to cite them as [n]. The run's output then carries the sources: the ones the answer cites,
+or — when it cites none — every passage it read, marked as not cited, so a person can still check
+where the answer came from.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from coherex.knowledge.search import SearchHit
+
+RULE = ("- Passages from a knowledge search have a `ref` number: cite the ones your answer uses as "
+        "[n] (e.g. [2]), right after the statement they support.")
+_MARK = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+
+
+@dataclass
+class Citations:
+    passages: dict[str, dict[str, Any]] = field(default_factory=dict)  # chunk id -> source
+
+    def add(self, hits: list[SearchHit]) -> list[dict[str, Any]]:
+        """The hits as the model gets them: numbered, with where each comes from."""
+        out = []
+        for hit in hits:
+            key = str(hit.chunk_id)
+            source = self.passages.get(key)
+            if source is None:
+                meta = hit.metadata or {}
+                source = {"ref": len(self.passages) + 1, "title": hit.title, "source": hit.source,
+                          "section": meta.get("section") or None, "page": meta.get("page"),
+                          "document_id": str(hit.document_id), "chunk_id": key}
+                self.passages[key] = source
+            out.append({"ref": source["ref"], "title": hit.title, "source": hit.source,
+                        **({"section": source["section"]} if source["section"] else {}),
+                        **({"page": source["page"]} if source["page"] is not None else {}),
+                        "text": hit.content})
+        return out
+
+    def sources(self, answer: str) -> list[dict[str, Any]]:
+        """What goes in the run's output next to the answer (empty when nothing was searched)."""
+        cited = {int(n) for group in _MARK.findall(answer or "") for n in group.split(",")}
+        by_ref = sorted(self.passages.values(), key=lambda s: s["ref"])
+        used = [{**s, "cited": True} for s in by_ref if s["ref"] in cited]
+        return used or [{**s, "cited": False} for s in by_ref]
+
+
+def format_sources(sources: list[dict[str, Any]]) -> str:
+    """Markdown for people: a heading, then `- [1] Title — section, p. 2 (source)` lines."""
+    if not sources:
+        return ""
+    lines = ["**Sources**" if any(s.get("cited") for s in sources) else "**Passages read** (none cited)"]
+    for s in sources:
+        where = ", ".join(x for x in (s.get("section"), f"p. {s['page']}" if s.get("page") is not None else None) if x)
+        origin = f" ({s['source']})" if s.get("source") and s.get("source") != s.get("title") else ""
+        lines.append(f"- [{s['ref']}] {s.get('title') or s.get('source')}{' — ' + where if where else ''}{origin}")
+    return "\n".join(lines)
