@@ -6,6 +6,7 @@ this module only lays it out.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta, timezone
 from uuid import UUID
@@ -16,10 +17,12 @@ import streamlit as st
 
 from coherex.dashboard.auth import SignedIn, reader_for, sign_in, sign_in_with_chat_cookie
 from coherex.dashboard.data import Filters, Reader, SyncDatabase
-from coherex.errors import CoherexError
+from coherex.errors import BackendError, CoherexError
 from coherex.settings import get_settings
 from coherex.spec import diff_specs
 from coherex.store.db import resolve_urls
+
+log = logging.getLogger("coherex.dashboard")
 
 STATUSES = ["pending", "running", "completed", "failed", "cancelled", "timed_out"]
 STATUS_COLORS = {"completed": "#2e7d32", "failed": "#c62828", "timed_out": "#ef6c00", "cancelled": "#757575",
@@ -61,7 +64,28 @@ def main() -> None:
         return
     team_id = teams[st.sidebar.selectbox("Team", list(teams), key="team")]
     page = st.sidebar.radio("Page", list(PAGES), key="page")
-    PAGES[page](reader, team_id)
+    try:
+        PAGES[page](reader, team_id)
+    except BackendError as exc:
+        st.error(f"{exc}\n\nNothing is lost: reload the page when it is back.")
+    except CoherexError as exc:
+        st.error(str(exc))
+    except Exception as exc:  # a message for people; the details go to the server's log
+        log.exception("dashboard page %r failed", page)
+        st.error(_unavailable(exc))
+
+
+def _unavailable(exc: Exception) -> str:
+    import httpx
+    import psycopg
+    import psycopg_pool
+
+    if isinstance(exc, (psycopg.OperationalError, psycopg_pool.PoolTimeout)):
+        return ("The database is not reachable right now, so this page cannot be shown. Nothing is lost: "
+                "reload the page when it is back (`coherex db status` tells).")
+    if isinstance(exc, httpx.HTTPError):
+        return f"The Supabase API did not answer ({type(exc).__name__}). Reload the page when it is back."
+    return f"This page failed ({type(exc).__name__}); the details are in the dashboard's log."
 
 
 def _sign_in_form(database: SyncDatabase) -> None:

@@ -170,3 +170,30 @@ def test_knowledge_search_shows_ranked_highlighted_chunks(signed_in: AppTest):
     first = next(i for i, t in enumerate(texts) if t.startswith("**1. "))
     assert texts[first].startswith("**1. Expense policy**")
     assert "**Receipts**" in texts[first + 1] or "**receipts**" in texts[first + 1].lower()
+
+
+def test_a_database_that_goes_away_is_a_message_and_the_page_comes_back(seeded: Seeded, signed_in: AppTest):
+    import psycopg
+
+    dbname = psycopg.conninfo.conninfo_to_dict(seeded.urls.app)["dbname"]
+
+    def allow(on: bool) -> None:
+        other_db = psycopg.conninfo.make_conninfo(seeded.urls.admin, dbname="postgres")
+        with psycopg.connect(other_db, autocommit=True) as conn:
+            conn.execute(f'alter database "{dbname}" allow_connections {str(on).lower()}')
+            if not on:  # and drop the dashboard's open connections, as a restart would
+                conn.execute("select pg_terminate_backend(pid) from pg_stat_activity "
+                             "where datname = %s and pid <> pg_backend_pid()", (dbname,))
+
+    before = {m.label: m.value for m in page(signed_in, "Overview").metric}
+    assert before["Executions"] != "0"
+    allow(False)
+    try:
+        page(signed_in, "Executions")
+        [error] = signed_in.error
+        assert "database" in error.value and "Nothing is lost" in error.value
+    finally:
+        allow(True)
+    page(signed_in, "Overview")
+    assert not signed_in.error
+    assert {m.label: m.value for m in signed_in.metric} == before
