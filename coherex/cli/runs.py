@@ -14,7 +14,6 @@ from coherex.cli._common import console, err_console, print_json, run_async
 from coherex.cli._context import cli_context, parse_inputs
 from coherex.cli._events import format_event, format_summary
 from coherex.errors import UserError
-from coherex.runtime.citations import format_sources
 
 
 def run(
@@ -82,6 +81,8 @@ def run(
             console.print()
             console.print(final.output["text"], markup=False)
             if final.output.get("sources"):
+                from coherex.runtime.citations import format_sources
+
                 console.print()
                 console.print(format_sources(final.output["sources"]).replace("**", ""), markup=False)
         console.print(format_summary(final))
