@@ -7,7 +7,7 @@ come from the catalogue, so the spec, the LLM and the permission check all read 
 
 Adapters raise `ServiceError` for whatever the service answered; `call_service` turns 429s (and
 5xx for reads) into retries through the project's single retry policy, after the per-source
-rate limiter lets the call through.
+rate limiter (shared by every process, in the database) lets the call through.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from uuid import UUID
 
 import httpx
 from pydantic import BaseModel, ConfigDict
@@ -27,6 +28,9 @@ from coherex.retry import RetriesExhausted, Retryable, RetryPolicy, call_with_re
 from coherex.settings import Settings, get_settings
 from coherex.spec.catalogue import ToolInfo, get_tool
 from coherex.store.models import DataSource
+
+if TYPE_CHECKING:
+    from coherex.store.db import Database
 
 C = TypeVar("C", bound=BaseModel)
 K = TypeVar("K", bound=BaseModel)
@@ -126,38 +130,33 @@ def obj(**properties: Any) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- rate limiting and retries
 
-class TokenBucket:
-    def __init__(self, rate: float, burst: int):
-        self.rate, self.burst = rate, burst
-        self.tokens = float(burst)
-        self.updated = time.monotonic()
-        self.lock = asyncio.Lock()
+@dataclass
+class SharedBucket:
+    """The calls to one data source, limited across every process (a token bucket in the database:
+    several workers together stay within the service's rate); the backoff on 429 below covers
+    whatever the service counts differently."""
+
+    db: Database
+    key: UUID
+    rate: float
+    burst: int
 
     async def acquire(self) -> None:
-        async with self.lock:
-            while True:
-                now = time.monotonic()
-                self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-                self.updated = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
-                    return
-                await asyncio.sleep((1 - self.tokens) / self.rate)
+        from coherex.store.db import Identity
+
+        while True:
+            async with self.db.session(Identity.system()) as s:
+                wait = await s.rate_limits.take(self.key, self.rate, self.burst)
+            if wait is None:
+                return
+            await asyncio.sleep(wait)
 
 
-# Per process and per source: several workers each keep their own bucket; the backoff on 429
-# below is what keeps them all polite towards the service.
-_buckets: dict[Any, TokenBucket] = {}
+def bucket_for(db: Database, source: DataSource, kind: SourceType) -> SharedBucket:
+    return SharedBucket(db, source.id, kind.rate_per_second, kind.rate_burst)
 
 
-def bucket_for(source: DataSource, kind: SourceType) -> TokenBucket:
-    key = (source.id, kind.rate_per_second, kind.rate_burst)
-    if key not in _buckets:
-        _buckets[key] = TokenBucket(kind.rate_per_second, kind.rate_burst)
-    return _buckets[key]
-
-
-async def call_service(fn: Callable[[], Awaitable[T]], *, limiter: TokenBucket, idempotent: bool) -> T:
+async def call_service(fn: Callable[[], Awaitable[T]], *, limiter: SharedBucket, idempotent: bool) -> T:
     """Run one service call under the rate limiter, retrying 429 always and 5xx only when repeating
     the call is harmless (a read): a write that hit a 5xx may have happened."""
     settings = get_settings()

@@ -155,7 +155,7 @@ async def check_source(db: Database, identity: Identity, team_id: UUID, name: st
     try:
         opened = await _open(db, source)
         check = await call_service(lambda: opened.kind.test_connection(opened.call),
-                                   limiter=bucket_for(source, opened.kind), idempotent=True)
+                                   limiter=bucket_for(db, source, opened.kind), idempotent=True)
         check = Check(check.ok, redact(check.summary, opened.secrets), check.details)
     except ServiceError as exc:
         check = Check(False, redact(exc.message, opened.secrets))
@@ -245,7 +245,7 @@ async def invoke_tool(
     try:
         opened = await _open(db, source)
         secrets = opened.secrets
-        result = await call_service(lambda: act.run(opened.call, args), limiter=bucket_for(source, kind),
+        result = await call_service(lambda: act.run(opened.call, args), limiter=bucket_for(db, source, kind),
                                     idempotent=act.access == "read")
         outcome = "ok"
         if source.status != "active":

@@ -63,6 +63,7 @@ class Recorded:
     headers: dict[str, str]
     query: dict[str, str]
     body: Any
+    at: float = field(default_factory=time.monotonic)  # when it arrived (rate-limit tests)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from coherex.store.repos.executions import ExecutionRepo
 from coherex.store.repos.invitations import InvitationRepo, QuotaRepo, SharingRepo
 from coherex.store.repos.keys import ApiKeyRepo
 from coherex.store.repos.knowledge import KnowledgeRepo
+from coherex.store.repos.rate_limits import RateLimitRepo
 from coherex.store.repos.sources import DataSourceRepo
 from coherex.store.repos.teams import MemberRepo, TeamRepo, UserRepo
 from coherex.store.repos.threads import ThreadRepo
@@ -39,6 +40,7 @@ class Session:
         self.executions = ExecutionRepo(conn, identity)
         self.knowledge = KnowledgeRepo(conn, identity)
         self.api_keys = ApiKeyRepo(conn, identity)
+        self.rate_limits = RateLimitRepo(conn, identity)
         self.audit = AuditRepo(conn, identity)
         self.triggers = TriggerRepo(conn, identity)
         self.uploads = UploadRepo(conn, identity)

@@ -44,12 +44,6 @@ class ApiKeyRepo(Repo):
         )
         return row
 
-    async def take_rate_token(self, caller: UUID, rate: float, burst: float) -> float | None:
-        """One request of `caller` (an API key or a chat user) against the bucket every web process
-        shares (system identity): None when allowed, else the seconds to wait."""
-        wait = await self._scalar("select coherex_private.take_api_token(%s, %s, %s)", (caller, rate, burst))
-        return wait or None
-
     async def list(self, team_id: UUID) -> list[ApiKey]:
         return await self._all(
             ApiKey, f"select {_COLS} from public.api_keys where team_id = %s order by created_at", (team_id,)

@@ -3,6 +3,9 @@ entry point the runtime uses: permissions, retries on 429/5xx, revoked tokens, b
 
 from __future__ import annotations
 
+import asyncio
+import sys
+
 import pytest
 
 from coherex.errors import NotFound, PermissionDenied, UserError
@@ -101,6 +104,37 @@ async def test_slack_429_is_retried_after_retry_after_and_5xx_on_reads(world):
         await call(world, agent, "slack.post_message", "team-slack", channel="general", text="maybe")
     failed = (await audit(world, "tool.slack.post_message"))[0]
     assert failed.details["outcome"] == "failed"
+
+
+_WORKER = """
+import asyncio, sys
+from uuid import UUID
+from coherex.integrations import invoke_tool
+from coherex.store.db import Database
+
+async def main():
+    async with Database(sys.argv[1]) as db:
+        for _ in range(5):
+            await invoke_tool(db, team_id=UUID(sys.argv[2]), agent_id=UUID(sys.argv[3]),
+                              tool_name="slack.list_channels", data_source="team-slack", args={})
+
+asyncio.run(main())
+"""
+
+
+async def test_worker_processes_share_a_sources_rate_limit(world):
+    """Slack allows this source 5 calls at once, then 1 a second: two worker processes making 5
+    calls each must together take about 5 s, not fire 10 at once."""
+    world.saas.slack.add_channel("general")
+    await connect_slack(world)
+    agent = await world.agent("a", {"team-slack": "read"})
+    before = len(world.saas.of("slack"))
+    workers = [await asyncio.create_subprocess_exec(sys.executable, "-c", _WORKER, world.db.url,
+                                                    str(world.team_id), str(agent)) for _ in range(2)]
+    assert [await w.wait() for w in workers] == [0, 0]
+    times = sorted(r.at for r in world.saas.of("slack")[before:])
+    assert len(times) == 10
+    assert times[-1] - times[0] >= 4, [round(t - times[0], 2) for t in times]
 
 
 async def test_retry_after_longer_than_allowed_fails_clearly(world):
