@@ -57,7 +57,11 @@ def format_sources(sources: list[dict[str, Any]]) -> str:
         return ""
     lines = ["**Sources**" if any(s.get("cited") for s in sources) else "**Passages read** (none cited)"]
     for s in sources:
-        where = ", ".join(x for x in (s.get("section"), f"p. {s['page']}" if s.get("page") is not None else None) if x)
+        title = s.get("title") or s.get("source")
+        section = s.get("section") or ""
+        if title and section.startswith(f"{title} > "):  # the breadcrumb repeats the document's title
+            section = section[len(title) + 3:]
+        where = ", ".join(x for x in (section, f"p. {s['page']}" if s.get("page") is not None else None) if x)
         origin = f" ({s['source']})" if s.get("source") and s.get("source") != s.get("title") else ""
-        lines.append(f"- [{s['ref']}] {s.get('title') or s.get('source')}{' — ' + where if where else ''}{origin}")
+        lines.append(f"- [{s['ref']}] {title}{' — ' + where if where else ''}{origin}")
     return "\n".join(lines)

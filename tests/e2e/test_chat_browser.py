@@ -227,3 +227,53 @@ async def test_feedback_over_http_rates_only_the_callers_own_messages(chat_serve
     assert await stored() == [1]
     await rate(bravo, 0)
     assert await stored() == [1]
+
+
+KB_AGENT = """\
+apiVersion: coherex/v1
+kind: Agent
+metadata: {name: rights-helper, description: Answers questions about the Bill of Rights}
+spec:
+  instructions: Answer the question from the library and cite it.
+  tools:
+    - use: knowledge.search
+      collection: library
+"""
+
+
+async def test_an_answer_from_the_knowledge_base_shows_its_sources(chat_server, fake_llm, db, two_teams, tmp_path):
+    """RAG in the chat: a test run of an agent with `knowledge.search` ends with the answer and,
+    under it, the passages it cites (real search in the web process; the LLM is the fake)."""
+    from playwright.async_api import async_playwright, expect
+
+    from coherex.knowledge import ingest_file
+    from coherex.settings import get_settings
+
+    alpha, _ = two_teams
+    fixture = Path(__file__).resolve().parents[1] / "integration/knowledge/fixtures/bill_of_rights.md"
+    await ingest_file(db, alpha.identity, alpha.team_id, "library", fixture)
+    # the web process reuses the embeddings model this process just exported (no second export)
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "models").symlink_to(get_settings().data_path / "models")
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        await page.goto(chat_server)
+        await page.locator("#email").fill(alpha.email)
+        await page.locator("#password").fill("correct horse")
+        await page.locator("button[type=submit]").click()
+        await expect(page.get_by_role("button", name="Csv analysis")).to_be_visible(timeout=30_000)
+        fake_llm.script([ToolCall("draft_spec", {"yaml": KB_AGENT}), Text("Here is your agent: it answers from the library."),
+                         ToolCall("knowledge_search", {"query": "soldiers quartered in a house in time of peace"}),
+                         Text("No: in peacetime no soldier may be quartered in a house without the owner's consent [1].")])
+        await page.locator("#chat-input").fill("Answer questions about the Bill of Rights from our library")
+        await expect(page.locator("#chat-submit")).to_be_enabled(timeout=30_000)
+        await page.locator("#chat-submit").click()
+        await expect(page.get_by_text("Here is your agent")).to_be_visible(timeout=60_000)
+        await page.get_by_role("button", name="Test run").last.click()
+        await expect(page.get_by_text("without the owner's consent [1]").last).to_be_visible(timeout=60_000)
+        await expect(page.get_by_text("Sources").last).to_be_visible()
+        await expect(page.get_by_text("[1] The Bill of Rights — Amendment III (bill_of_rights.md)").last).to_be_visible()
+        await page.screenshot(path=ARTIFACTS / "chat-5-answer-with-sources.png")
+        await browser.close()
