@@ -87,6 +87,9 @@ async def _sign_in(check: Callable[[Any], Awaitable[Any]]) -> cl.User | None:
     except BackendError:
         log.exception("sign-in: the database is unavailable")
         return None
+    except CoherexError as exc:  # e.g. too many failed tries: Chainlit can only say "not let in"
+        log.warning("sign-in refused: %s", exc)
+        return None
     if user is None:
         return None
     return cl.User(identifier=user.email, display_name=user.display_name or user.email,

@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     # --- HTTP API: requests per API key or chat user, average and burst (shared by all web processes) ---
     api_rate_per_second: float = Field(20.0, gt=0, validation_alias=_env("COHEREX_API_RATE"))
     api_rate_burst: float = Field(60.0, ge=1, validation_alias=_env("COHEREX_API_BURST"))
+    # --- password sign-in: failed tries allowed, then one more every N seconds (per account) ---
+    login_attempts: int = Field(10, ge=1, validation_alias=_env("COHEREX_LOGIN_ATTEMPTS"))
+    login_retry_seconds: float = Field(60.0, gt=0, validation_alias=_env("COHEREX_LOGIN_RETRY_SECONDS"))
 
     # --- who the CLI acts as (it connects to the database directly, under this identity) ---
     cli_user: str | None = Field(None, validation_alias=_env("COHEREX_USER"))

@@ -95,7 +95,11 @@ def _sign_in_form(database: SyncDatabase) -> None:
     email = st.text_input("Email", key="email_input")
     password = st.text_input("Password", type="password", key="password_input")
     if st.button("Sign in", key="sign_in", type="primary"):
-        signed = sign_in(database, email, password)
+        try:
+            signed = sign_in(database, email, password)
+        except CoherexError as exc:  # too many failed tries, a database that is down
+            st.error(str(exc))
+            return
         if signed is None:
             st.error("Wrong email or password.")
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import subprocess
@@ -150,3 +151,34 @@ async def test_logins_are_recorded_good_and_bad(db, crew):
     async with db.session(crew.who("owner")) as s:
         actions = [e.action for e in await s.audit.list(crew.team_id) if e.action.startswith("login")]
     assert actions == ["login.failed", "login"]
+
+
+async def test_password_guessing_is_throttled_per_account(db, monkeypatch):
+    from coherex.settings import reset_settings_cache
+    from coherex.store.repos.teams import LoginThrottled
+
+    monkeypatch.setenv("COHEREX_LOGIN_ATTEMPTS", "3")
+    monkeypatch.setenv("COHEREX_LOGIN_RETRY_SECONDS", "1")
+    reset_settings_cache()
+
+    async def login(email: str, password: str):
+        async with db.session(Identity.system()) as s:
+            return await s.users.authenticate(email, password)
+
+    try:
+        async with db.session(Identity.system()) as s:
+            await s.users.create("target@example.com", password="correct horse battery")
+            await s.users.create("bystander@example.com", password="another good one")
+        for _ in range(5):  # signing in successfully never counts
+            assert await login("target@example.com", "correct horse battery")
+        for _ in range(3):
+            assert await login("target@example.com", "a guess") is None
+        # throttled: even the right password is refused, without being checked
+        with pytest.raises(LoginThrottled, match="Too many failed sign-ins") as refused:
+            await login(" Target@Example.com", "correct horse battery")
+        assert "hint: Try again in 1 s" in str(refused.value)
+        assert await login("bystander@example.com", "another good one")  # other accounts are not affected
+        await asyncio.sleep(1.2)  # one more try per retry interval
+        assert await login("target@example.com", "correct horse battery")
+    finally:
+        reset_settings_cache()

@@ -13,3 +13,7 @@ class RateLimitRepo(Repo):
         a token is there."""
         wait = await self._scalar("select coherex_private.take_rate_token(%s, %s, %s)", (key, rate, burst))
         return wait or None
+
+    async def available(self, key: UUID, rate: float, burst: float) -> float:
+        """The tokens in `key`'s bucket now, taking none."""
+        return float(await self._scalar("select coherex_private.rate_tokens(%s, %s, %s)", (key, rate, burst)))

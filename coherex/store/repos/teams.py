@@ -6,11 +6,18 @@ import base64
 import hashlib
 import hmac
 import secrets
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from coherex.errors import PermissionDenied, UserError
 from coherex.store.models import Member, Role, Team, User
 from coherex.store.repos._base import Jsonb, Repo, require
+
+# rate-limit keys of sign-in attempts: uuid5(this, email), apart from every other bucket's key
+_LOGIN_NAMESPACE = UUID("5f0e4c7e-2b0a-4d55-9a51-6c6f67696e73")
+
+
+class LoginThrottled(UserError):
+    code = "login_throttled"
 
 _USER_COLS = "p.id, p.email, p.display_name, p.created_at"
 _TEAM_COLS = "id, slug, name, quota_executions_month, quota_cost_month_usd, max_concurrent_runs, created_at"
@@ -63,14 +70,29 @@ class UserRepo(Repo):
         )
 
     async def authenticate(self, email: str, password: str) -> User | None:
-        """The user if the password matches (system identity: reads auth.users)."""
-        row = await self._scalar(
-            "select encrypted_password from auth.users where email = %s", (email.strip().lower(),)
-        )
+        """The user if the password matches (system identity: reads auth.users).
+
+        Raises `LoginThrottled` after too many failed tries for this email (settings
+        `login_attempts`, `login_retry_seconds`) without checking the password at all."""
+        from coherex.settings import get_settings
+        from coherex.store.repos.rate_limits import RateLimitRepo
+
+        settings = get_settings()
+        email = email.strip().lower()
+        bucket = (uuid5(_LOGIN_NAMESPACE, email), 1 / settings.login_retry_seconds, settings.login_attempts)
+        limits = RateLimitRepo(self.conn, self.identity)
+        if await limits.available(*bucket) < 1:
+            raise LoginThrottled(
+                "Too many failed sign-ins for this account.",
+                hint=f"Try again in {settings.login_retry_seconds:.0f} s, or ask an admin for a new password "
+                     "(`coherex users passwd`).")
+        row = await self._scalar("select encrypted_password from auth.users where email = %s", (email,))
         ok = check_password(password, row)
         user = await self.get_by_email(email)
         await self._exec("select coherex_private.record_login(%s, %s, %s)",  # audit_log: logins, good and bad
-                         (email.strip().lower()[:320], user.id if user else None, ok))
+                         (email[:320], user.id if user else None, ok))
+        if not ok:
+            await limits.take(*bucket)
         return user if ok else None
 
     async def sign_in_external(self, email: str, provider: str) -> User | None:

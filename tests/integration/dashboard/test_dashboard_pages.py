@@ -197,3 +197,17 @@ def test_a_database_that_goes_away_is_a_message_and_the_page_comes_back(seeded: 
     page(signed_in, "Overview")
     assert not signed_in.error
     assert {m.label: m.value for m in signed_in.metric} == before
+
+
+def test_repeated_wrong_passwords_are_throttled_with_a_message(seeded: Seeded, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", seeded.urls.app)
+    monkeypatch.setenv("COHEREX_LOGIN_ATTEMPTS", "2")
+    reset_settings_cache()
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    for expected in ("Wrong email or password.", "Wrong email or password.", "Too many failed sign-ins"):
+        at.text_input(key="email_input").input(seeded.alpha.email)
+        at.text_input(key="password_input").input("not it")
+        at.button(key="sign_in").click().run()
+        assert not at.exception, at.exception
+        assert at.error[0].value.startswith(expected)
+    reset_settings_cache()
