@@ -344,7 +344,7 @@ async def on_stop() -> None:
 @safe
 async def on_discard(action: cl.Action) -> None:
     builder = _builder()
-    builder.draft, builder.unsaved = None, False
+    builder.discard()
     await remember(builder)
     await cl.Message(content="Draft discarded. Describe another agent whenever you like.", author="Coherex").send()
 

@@ -394,6 +394,11 @@ class BuilderSession:
             await self.set_draft({**work, "spec": spec})
         return name
 
+    def discard(self) -> None:
+        """Drop the draft (and let go of the agent it edits; a saved agent stays saved): the next
+        message starts a new agent, and a resumed thread brings nothing back."""
+        self.draft, self._work, self.agent, self.unsaved = None, None, None, False
+
     # ------------------------------------------------------------------ keeping a conversation
     def state(self) -> dict[str, Any]:
         """What a chat thread keeps to resume this conversation later (JSON): the draft, the saved

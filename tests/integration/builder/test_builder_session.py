@@ -151,3 +151,26 @@ async def test_a_dropped_database_gives_a_clear_message_and_the_conversation_con
     assert turn.error and turn.error.startswith("A service Coherex needs is not available")
     fake_llm.script([ToolCall("list_data_sources", {}), Text("None are connected yet.")])
     assert (await builder.send("which data sources do we have?", ui)).text == "None are connected yet."
+
+
+async def test_a_discarded_draft_stays_discarded(db, builder, fake_llm, ui, two_teams, llm):
+    """Discard (a chat button) drops the draft for good: not in the thread's saved state, not back
+    on resume, and the next change has nothing to edit."""
+    from coherex.builder import BuilderSession
+
+    fake_llm.script([ToolCall("draft_spec", {"yaml": ANALYST}), Text("Here is the analyst."),
+                     ToolCall("update_spec", {"changes": {"spec": {"instructions": "Answer briefly."}}}),
+                     Text("There is no draft to change.")])
+    await builder.send("An agent that answers questions about our sales", ui)
+    assert builder.draft is not None
+    builder.discard()
+    state = builder.state()
+    assert state["draft"] is None and state["agent_id"] is None
+    alpha, _ = two_teams
+    resumed = BuilderSession(db, alpha.identity, alpha.team_id, llm=llm, team_name="Alpha")
+    await resumed.restore(state)
+    assert resumed.draft is None
+    turn = await builder.send("Make the answers brief", ui)
+    assert builder.draft is None and not turn.draft_changed
+    tool_result = fake_llm.chat_requests[3].body["messages"][-1]["content"]
+    assert "no draft" in tool_result.lower()
