@@ -78,11 +78,26 @@ async def _exec(code: str, timeout: float, allow_network: bool) -> int:
     for r in result.results:
         if r.get("is_main_result") and r.get("text"):
             console.print(r["text"])
+    if result.error and result.error["name"] == "SystemExit":
+        return _exit_status(result.error["value"])
     if result.error:
         err_console.print(result.error["traceback"] or f"{result.error['name']}: {result.error['value']}",
                           markup=False)
         return 1
     return 0
+
+
+def _exit_status(value: str) -> int:
+    """`sys.exit(x)` in the sandbox as Python would end: None → 0, an int → itself, else the
+    message on stderr and 1."""
+    value = (value or "").strip()
+    if value in ("", "None"):
+        return 0
+    try:
+        return int(value) & 0xFF
+    except ValueError:
+        err_console.print(value, markup=False)
+        return 1
 
 
 @app.command()

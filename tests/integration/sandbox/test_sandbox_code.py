@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import subprocess
+import sys
+
+import pytest
 
 from coherex.sandbox import open_sandbox
 
@@ -117,3 +122,22 @@ async def test_kill_is_idempotent_and_a_killed_sandbox_says_so(sandbox_settings)
         assert "not running" in str(exc)
     else:
         raise AssertionError("a killed sandbox ran code")
+
+
+@pytest.mark.parametrize("code, status, out, err", [
+    ("print('hello')", 0, "hello", ""),
+    ("import sys\nprint('bye')\nsys.exit()", 0, "bye", ""),
+    ("import sys\nsys.exit(3)", 3, "", ""),
+    ("import sys\nsys.exit('bad input file')", 1, "", "bad input file"),
+    ("1/0", 1, "", "ZeroDivisionError"),
+])
+def test_cli_exec_exits_with_the_codes_status(sandbox_settings, code, status, out, err):
+    """`coherex sandbox exec` ends like `python file.py` would: sys.exit's status, its message."""
+    env = {**os.environ, "COHEREX_DATA_DIR": str(sandbox_settings.data_dir),
+           "COHEREX_SANDBOX_PORT": str(sandbox_settings.sandbox_port)}
+    env.pop("E2B_API_KEY", None)
+    res = subprocess.run([sys.executable, "-m", "coherex", "sandbox", "exec", "-"], input=code, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == status, res.stderr
+    assert res.stdout.strip() == out
+    assert err in res.stderr and ("SystemExit" not in res.stderr)
