@@ -7,7 +7,6 @@ Served mounted at /chat by `coherex web`, or alone with `chainlit run chat_app.p
 
 from __future__ import annotations
 
-import base64
 import functools
 import logging
 import os
@@ -22,6 +21,7 @@ from chainlit.input_widget import Select
 from coherex.builder import BuilderSession, BuilderUI, plain_error, summarize
 from coherex.chat import CoherexDataLayer
 from coherex.chat.data_layer import TEAM_KEY
+from coherex.chat.render import rich_elements
 from coherex.chat.session import chat_auth_secret
 from coherex.errors import BackendError, CoherexError
 from coherex.runtime.citations import format_sources
@@ -35,7 +35,6 @@ log = logging.getLogger("coherex.chat")
 
 SCHEDULE_PRESETS = {"Weekdays at 08:00": "0 8 * * 1-5", "Every day at 09:00": "0 9 * * *",
                     "Mondays at 09:00": "0 9 * * 1", "Every hour": "0 * * * *"}
-MAX_TABLE_ROWS = 50
 #: thread metadata key holding the builder's state (`BuilderSession.state()`)
 STATE_KEY = "builder_state"
 
@@ -507,25 +506,3 @@ class ChatUI(BuilderUI):
         result = "\n\n".join(x for x in (output.get("text"), format_sources(output.get("sources") or [])) if x)
         body = f"{line}\n\n{result}" if result else f"{line}\n\n{execution.error or ''}"
         await cl.Message(content=body.strip(), author="Coherex").send()
-
-
-def rich_elements(results: list[dict[str, Any]]) -> list[Any]:
-    """Charts as images and table data as a table, from the sandbox's rich results."""
-    out: list[Any] = []
-    for i, result in enumerate(results):
-        if result.get("png"):
-            out.append(cl.Image(name=f"chart-{i + 1}.png", content=base64.b64decode(result["png"]), display="inline"))
-        if isinstance(result.get("data"), dict) and result["data"].get("columns"):
-            out.append(cl.Text(name=f"table-{i + 1}", content=markdown_table(result["data"]), display="inline"))
-    return out
-
-
-def markdown_table(data: dict[str, Any]) -> str:
-    columns = [str(c) for c in data["columns"]]
-    rows = data.get("rows") or []
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows[:MAX_TABLE_ROWS]]
-    total = data.get("total_rows", len(rows))
-    if total > MAX_TABLE_ROWS:
-        lines.append(f"\n… {total - MAX_TABLE_ROWS} more rows")
-    return "\n".join(lines)
