@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from coherex.errors import UserError
-from coherex.runtime import QuotaExceeded
+from coherex.runtime import ConcurrencyLimited, QuotaExceeded
 from coherex.store.db import Identity
 from coherex.testing.fake_openai import Error, Reply, Slow, Text, ToolCall
 
@@ -125,6 +125,43 @@ async def test_quota_refuses_new_runs(db, runtime, make_agent, spec_yaml, fake_l
     await runtime.create(t.identity, t.team_id, agent)
     with pytest.raises(QuotaExceeded, match="used its 1 executions"):
         await runtime.create(t.identity, t.team_id, agent)
+
+
+async def test_monthly_budget_refuses_runs_once_spent(db, runtime, make_agent, spec_yaml, fake_llm):
+    agent = await make_agent(spec_yaml())
+    t = make_agent.tenant
+    async with db.session(t.identity) as s:
+        await s.teams.set_quotas(t.team_id, executions_month=None, cost_month_usd=0.01, max_concurrent_runs=None)
+    fake_llm.script([Text("expensive", prompt_tokens=100_000)])  # gpt-4o-mini: $0.015
+    first = await runtime.run((await runtime.create(t.identity, t.team_id, agent)).id)
+    assert first.status == "completed" and float(first.cost_usd) > 0.01
+    with pytest.raises(QuotaExceeded, match=r"has spent \$0.02 of its \$0.01 monthly budget"):
+        await runtime.create(t.identity, t.team_id, agent)
+
+
+async def test_concurrent_runs_wait_for_the_teams_limit(db, runtime, make_agent, spec_yaml, fake_llm):
+    """With max_concurrent_runs=1 a second run is not started while the first is going (the worker
+    puts it back for later) and starts fine once the first has ended."""
+    agent = await make_agent(spec_yaml())
+    t = make_agent.tenant
+    async with db.session(t.identity) as s:
+        await s.teams.set_quotas(t.team_id, executions_month=None, cost_month_usd=None, max_concurrent_runs=1)
+    fake_llm.script([Slow(10, Text("slow")), Text("second")])
+    first = await runtime.create(t.identity, t.team_id, agent)
+    second = await runtime.create(t.identity, t.team_id, agent)
+    running = asyncio.create_task(runtime.run(first.id))
+    while True:
+        async with db.session(t.identity) as s:
+            if (await s.executions.get(first.id)).status == "running":
+                break
+        await asyncio.sleep(0.05)
+    with pytest.raises(ConcurrencyLimited, match="already has 1 runs going"):
+        await runtime.run(second.id)
+    async with db.session(t.identity) as s:
+        assert (await s.executions.get(second.id)).status == "pending"
+    await runtime.stop(t.identity, first.id)
+    assert (await asyncio.wait_for(running, 5)).status == "cancelled"
+    assert (await runtime.run(second.id)).output == {"text": "second"}
 
 
 async def test_dead_worker_is_requeued_then_failed(db, runtime, make_agent, spec_yaml):

@@ -20,6 +20,18 @@ async def _events(db, execution_id):
         return await s.executions.events(execution_id)
 
 
+async def _sandbox_is_gone(settings, sandbox_id: str) -> bool:
+    """Asks the sandbox server itself (its E2B control plane) whether the box still exists."""
+    import httpx
+
+    from coherex.sandbox.e2b_client import connection_options
+
+    opts = connection_options(settings)
+    async with httpx.AsyncClient(timeout=10) as client:
+        r = await client.get(f"{opts['api_url']}/sandboxes/{sandbox_id}", headers={"X-API-KEY": opts["api_key"]})
+    return r.status_code == 404
+
+
 async def test_python_then_answer(db, llm, make_agent, spec_yaml, fake_llm, local_sandbox):
     _, settings = local_sandbox
     runtime = Runtime(db, llm=llm, settings=settings)
@@ -30,7 +42,7 @@ async def test_python_then_answer(db, llm, make_agent, spec_yaml, fake_llm, loca
     ex = await runtime.create(t.identity, t.team_id, agent)
     final = await runtime.run(ex.id, files={"sales.csv": b"amount\n10\n20\n30\n"})
     assert final.status == "completed" and final.output == {"text": "Total sales are 60."}
-    assert final.sandbox_id
+    assert final.sandbox_id and await _sandbox_is_gone(settings, final.sandbox_id)
     events = await _events(db, ex.id)
     assert [e.type for e in events] == ["llm_call", "tool_call", "stdout", "code", "tool_result", "llm_call",
                                         "status"]
@@ -63,6 +75,7 @@ async def test_slow_code_stops_at_the_timeout(db, llm, make_agent, spec_yaml, fa
     final = await runtime.run((await runtime.create(t.identity, t.team_id, agent)).id)
     assert final.status == "timed_out" and "limits.timeoutSeconds" in final.error
     assert final.duration_ms < 30_000
+    assert await _sandbox_is_gone(local_sandbox[1], final.sandbox_id)  # killed, not left to its timeout
 
 
 async def test_stop_while_code_runs(db, llm, make_agent, spec_yaml, fake_llm, local_sandbox):
@@ -77,6 +90,7 @@ async def test_stop_while_code_runs(db, llm, make_agent, spec_yaml, fake_llm, lo
     await runtime.stop(t.identity, ex.id)
     final = await asyncio.wait_for(task, 10)
     assert final.status == "cancelled"
+    assert await _sandbox_is_gone(local_sandbox[1], final.sandbox_id)
 
 
 async def test_uploads_keep_only_their_base_name(db, llm, make_agent, spec_yaml, fake_llm, local_sandbox):
