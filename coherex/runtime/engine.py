@@ -159,6 +159,7 @@ class Runtime:
         # end (database gone) has recorded none of it, and its retry ends it exactly once.
         closing = []
         async with self.db.session(Identity.system()) as s:
+            output, error = recorder.redact(output), recorder.redact(error)  # shown like events are
             final = await s.executions.finish(
                 execution.id, status, output=output, error=error, tokens_in=totals.tokens_in,
                 tokens_out=totals.tokens_out, cost_usd=totals.cost_usd,

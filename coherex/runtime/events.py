@@ -53,12 +53,16 @@ class EventRecorder:
                   parent_seq: int | None = None, tokens_in: int = 0, tokens_out: int = 0,
                   cost_usd: float | Decimal = 0, duration_ms: float | None = None) -> Event:
         """Store an event in the caller's transaction (announce it once that commits)."""
-        # the platform's own secrets, plus every credential this process has decrypted
-        clean = _truncate(redact(payload or {}, [*self.secrets, *known_secrets()]))
+        clean = _truncate(self.redact(payload or {}))
         return await session.executions.add_event(
             self.execution, type, name=name, payload=clean, parent_seq=parent_seq, tokens_in=tokens_in,
             tokens_out=tokens_out, cost_usd=cost_usd, duration_ms=int(duration_ms) if duration_ms is not None else None,
         )
+
+    def redact(self, value: Any) -> Any:
+        """`value` with the platform's own secrets, and every credential this process has
+        decrypted, hidden: for events, and for the run's output and error."""
+        return redact(value, [*self.secrets, *known_secrets()])
 
     async def announce(self, event: Event) -> None:
         for listener in self.listeners:

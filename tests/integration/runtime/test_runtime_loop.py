@@ -178,3 +178,26 @@ async def test_dead_worker_is_requeued_then_failed(db, runtime, make_agent, spec
     async with db.session(Identity.system()) as s:
         final = await s.executions.get(ex.id)
     assert final.status == "failed" and "stopped responding 3 times" in final.error
+
+
+async def test_platform_secrets_never_reach_events_or_the_runs_output(db, llm, make_agent, spec_yaml, fake_llm):
+    """A model that repeats the platform's own secrets (the OpenAI key, the database URL with its
+    password) — e.g. after a prompt injection — has them redacted from every recorded step."""
+    import json
+
+    from pydantic import SecretStr
+
+    from coherex.runtime import Runtime
+    from coherex.settings import get_settings
+
+    key, url = "sk-platform-key-0123456789abcdef", "postgresql://coherex:db-password-42@db.internal/coherex"
+    settings = get_settings().model_copy(update={"openai_api_key": SecretStr(key), "database_url": SecretStr(url)})
+    runtime = Runtime(db, llm=llm, settings=settings)
+    agent = await make_agent(spec_yaml())
+    fake_llm.script([Text(f"Sure: the key is {key} and the database is {url}")])
+    t = make_agent.tenant
+    final = await runtime.run((await runtime.create(t.identity, t.team_id, agent)).id)
+    assert final.status == "completed" and final.output["text"].startswith("Sure: the key is ")
+    recorded = json.dumps(final.output) + json.dumps([e.payload for e in await _events(db, final.id)])
+    assert "llm_call" in [e.type for e in await _events(db, final.id)]
+    assert key not in recorded and "db-password-42" not in recorded
