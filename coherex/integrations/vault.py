@@ -190,9 +190,11 @@ def secret_values(model: BaseModel) -> list[str]:
 
 REDACTED = "[redacted]"
 # Token shapes worth hiding even when we were never told the value (a pasted token in a log line).
+# After "bearer/token/basic" only what looks random counts (a digit or base64 padding in it):
+# "a basic understanding" in an agent's answer is prose, not a credential.
 _PATTERNS = re.compile(
     r"(xox[abposr]-[A-Za-z0-9-]{8,}|gh[pousr]_[A-Za-z0-9]{16,}|github_pat_[A-Za-z0-9_]{20,}"
-    r"|ya29\.[A-Za-z0-9._-]{10,}|(?i:bearer|token|basic)\s+[A-Za-z0-9._~+/=-]{12,})"
+    r"|ya29\.[A-Za-z0-9._-]{10,}|(?i:bearer|token|basic)\s+(?=[A-Za-z._~+/-]*[0-9=])[A-Za-z0-9._~+/=-]{12,})"
 )
 _MIN_SECRET = 6
 

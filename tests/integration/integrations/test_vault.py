@@ -82,6 +82,11 @@ def test_a_malformed_key_setting_is_explained(monkeypatch):
 def test_redaction_hides_known_secrets_and_token_shapes(caplog):
     assert redact({"a": ["my s3cret value here"]}, ["s3cret value"]) == {"a": ["my [redacted] here"]}
     assert "ghp_" not in redact("token ghp_abcdefghijklmnopqrstuvwx1234 leaked")
+    assert redact("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig") == "Authorization: [redacted]"
+    assert redact("Basic dXNlcjpwYXNzd29yZA==") == "[redacted]"
+    # prose is not a credential: an agent's answer keeps its words
+    prose = "It needs a basic understanding of tokens; the token counting rules apply."
+    assert redact(prose) == prose
     install_log_redaction()
     remember_secrets(["hunter2-very-secret"])
     with caplog.at_level(logging.INFO):
