@@ -160,3 +160,58 @@ async def test_slack_event_starts_subscribed_agents(api, keys, db):
     async with db.session(Identity.system()) as s:
         [run] = await s.executions.list(limit=10)
     assert run.trigger == "event" and run.inputs == {"text": "when is lunch?", "channel": "C1"}
+
+
+def _github_headers(secret: str, body: bytes, event: str, delivery: str) -> dict[str, str]:
+    sig = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {"X-Hub-Signature-256": sig, "X-GitHub-Event": event, "X-GitHub-Delivery": delivery,
+            "Content-Type": "application/json"}
+
+
+async def test_github_webhook_starts_subscribed_agents(api, keys, db):
+    """GitHub's webhook (X-Hub-Signature-256 with the source's webhook secret): an opened issue
+    starts the agents that subscribe; a redelivery, another event, a forgery and an unsigned source do not."""
+    alpha, _ = keys
+    secret = "github-webhook-secret-456"
+    spec = textwrap.dedent("""\
+        apiVersion: coherex/v1
+        kind: Agent
+        metadata: {name: triager}
+        spec:
+          instructions: Triage the new issue {{event}}.
+          inputs:
+            event: {type: object}
+          triggers:
+            - event: {source: gh, type: github.issue_opened}
+        """)
+    async with api.client(alpha) as c:
+        source = await c.post("/api/sources", json={"type": "github", "name": "gh", "credentials": {
+            "token": "ghp_testtoken1234567890abcd", "webhook_secret": secret}})
+        assert source.status_code == 201, source.text
+        source_id = source.json()["id"]
+        unsigned = await c.post("/api/sources", json={"type": "github", "name": "gh-nosecret", "credentials": {
+            "token": "ghp_testtoken1234567890abcd"}})
+        assert (await c.post("/api/agents", json={"spec": spec})).status_code == 201
+
+    opened = json.dumps({"action": "opened", "issue": {"number": 7, "title": "Crash on start"},
+                         "repository": {"full_name": "acme/app"}}).encode()
+    closed = json.dumps({"action": "closed", "issue": {"number": 7}}).encode()
+    async with api.client() as github:
+        r = await github.post(f"/api/events/{source_id}", content=opened,
+                              headers=_github_headers(secret, opened, "issues", "d-1"))
+        assert r.status_code == 200 and r.json()["event"] == "github.issue_opened" and len(r.json()["started"]) == 1
+        again = await github.post(f"/api/events/{source_id}", content=opened,
+                                  headers=_github_headers(secret, opened, "issues", "d-1"))
+        assert again.json()["started"] == []  # the same delivery id runs once
+        other = await github.post(f"/api/events/{source_id}", content=closed,
+                                  headers=_github_headers(secret, closed, "issues", "d-2"))
+        assert other.status_code == 200 and other.json()["started"] == []  # nobody subscribes to it
+        forged = await github.post(f"/api/events/{source_id}", content=opened,
+                                   headers=_github_headers("not-the-secret", opened, "issues", "d-3"))
+        assert forged.status_code == 403
+        r = await github.post(f"/api/events/{unsigned.json()['id']}", content=opened,
+                              headers=_github_headers(secret, opened, "issues", "d-4"))
+        assert r.status_code == 403 and "no webhook secret" in r.json()["error"]["message"]
+    async with db.session(Identity.system()) as s:
+        [run] = await s.executions.list(limit=10)
+    assert run.trigger == "event" and run.inputs["event"]["issue"]["title"] == "Crash on start"
