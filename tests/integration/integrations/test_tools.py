@@ -225,11 +225,7 @@ async def test_gmail_search_read_thread_send_label(world):
     gm = world.saas.gmail
     first = gm.add_message(sender="ann@example.com", subject="Invoice 42", body="Please pay", thread_id="t1")
     gm.add_message(sender="bob@example.com", subject="Re: Invoice 42", body="Paid", thread_id="t1", unread=False)
-    from coherex.integrations.oauth import OAuthToken
-
-    await add_source(world.db, world.admin, world.team_id, "gmail", "work-mail",
-                     credentials=OAuthToken(access_token=world.saas.gmail_token,
-                                            refresh_token=world.saas.gmail_refresh_token))
+    await _connect_gmail(world)
     agent = await world.agent("digest", {"work-mail": "write"})
 
     found = await call(world, agent, "gmail.search_messages", "work-mail", query="is:unread invoice")
@@ -243,3 +239,36 @@ async def test_gmail_search_read_thread_send_label(world):
     assert message["body"] == "Please pay" and len(thread["messages"]) == 2
     assert gm.sent == [{"to": "ann@example.com", "subject": "Re: Invoice", "body": "Done.\n", "threadId": "t1"}]
     assert "Label_2" in labelled["labels"] and gm.labels[-1]["name"] == "Finance"
+
+
+async def _connect_gmail(world) -> None:
+    from coherex.integrations.oauth import OAuthToken
+
+    await add_source(world.db, world.admin, world.team_id, "gmail", "work-mail",
+                     credentials=OAuthToken(access_token=world.saas.gmail_token,
+                                            refresh_token=world.saas.gmail_refresh_token))
+
+
+async def test_gmail_and_github_error_paths(world):
+    """The same error handling for every service: 429 waits for Retry-After, a read's 5xx is
+    retried, a send's is not (it may have happened), malformed answers are a clear error."""
+    world.saas.gmail.add_message(sender="ann@example.com", subject="Invoice 42", body="Please pay")
+    world.saas.github.add_issue("acme/app", "One")
+    await _connect_gmail(world)
+    await connect_github(world)
+    agent = await world.agent("a", {"work-mail": "write", "gh": "read"})
+
+    world.saas.fail("gmail", status=429, retry_after=1)
+    assert (await call(world, agent, "gmail.search_messages", "work-mail", query="invoice"))["messages"]
+    world.saas.fail("github", status=429, retry_after=1)
+    assert (await call(world, agent, "github.list_issues", "gh", repo="acme/app"))["issues"]
+    world.saas.fail("gmail", status=503)
+    assert (await call(world, agent, "gmail.search_messages", "work-mail", query="invoice"))["messages"]
+
+    world.saas.fail("gmail", status=503)
+    with pytest.raises(IntegrationError):
+        await call(world, agent, "gmail.send_message", "work-mail", to=["ann@example.com"], subject="Hi", body="x")
+    assert world.saas.gmail.sent == []  # not repeated
+    world.saas.fail("gmail", malformed=True, times=10)
+    with pytest.raises(IntegrationError, match="not JSON"):
+        await call(world, agent, "gmail.search_messages", "work-mail", query="invoice")
