@@ -174,3 +174,40 @@ async def test_a_discarded_draft_stays_discarded(db, builder, fake_llm, ui, two_
     assert builder.draft is None and not turn.draft_changed
     tool_result = fake_llm.chat_requests[3].body["messages"][-1]["content"]
     assert "no draft" in tool_result.lower()
+
+
+async def test_existing_agents_are_listed_run_reviewed_and_reopened(db, builder, fake_llm, ui, two_teams):
+    """"List my agents", "run it now", "what did it do?", "change it": the builder's tools for
+    agents that are already saved."""
+    import json
+
+    from coherex.agents import apply_spec
+
+    alpha, _ = two_teams
+    fact = ANALYST.replace("sales-analyst", "daily-fact").replace("  tools: [{use: python}]\n", "")
+    async with db.session(alpha.identity) as s:
+        await apply_spec(s, alpha.team_id, fact)
+
+    def tool_result(request: int) -> object:
+        return json.loads(fake_llm.chat_requests[request].body["messages"][-1]["content"])
+
+    fake_llm.script([ToolCall("list_agents", {}), Text("You have daily-fact."),
+                     ToolCall("run_agent", {"name": "daily-fact"}), Text("Octopuses have three hearts."),
+                     Text("It ran."),
+                     ToolCall("recent_runs", {"name": "daily-fact"}), Text("It completed once."),
+                     ToolCall("open_agent", {"name": "daily-fact"}), Text("Opened it.")])
+    await builder.send("Which agents do we have?", ui)
+    assert [a["name"] for a in tool_result(1)] == ["daily-fact"]
+
+    await builder.send("Run daily-fact now", ui)
+    assert ui.finished.status == "completed" and ui.finished.output == {"text": "Octopuses have three hearts."}
+    assert tool_result(4)["status"] == "completed"
+
+    await builder.send("What did it do last time?", ui)
+    [last] = tool_result(6)
+    assert last["status"] == "completed" and "Octopuses" in json.dumps(last) and last["trigger"] == "chat"
+
+    await builder.send("Open daily-fact, I want to change it", ui)
+    assert tool_result(8)["agent"] == "daily-fact" and "daily-fact" in tool_result(8)["yaml"]
+    assert builder.agent.name == "daily-fact" and builder.draft.spec.metadata.name == "daily-fact"
+    assert not builder.unsaved
