@@ -177,8 +177,8 @@ async def test_a_discarded_draft_stays_discarded(db, builder, fake_llm, ui, two_
 
 
 async def test_existing_agents_are_listed_run_reviewed_and_reopened(db, builder, fake_llm, ui, two_teams):
-    """"List my agents", "run it now", "what did it do?", "change it": the builder's tools for
-    agents that are already saved."""
+    """The builder's tools for agents already saved: "list my agents", "run it now", "what did it
+    do?", "change it"."""
     import json
 
     from coherex.agents import apply_spec
