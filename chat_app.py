@@ -279,7 +279,11 @@ async def show_draft(builder: BuilderSession) -> None:
     assert draft is not None
     text = summarize(draft.spec)
     if draft.connections:
-        text += "\n\n**Connect before saving:**\n" + "\n".join(f"- {c.instructions()}" for c in draft.connections)
+        db = await database()
+        async with db.session(builder.identity) as s:
+            team = await s.teams.get(builder.team_id)
+        text += "\n\n**Connect before saving:**\n" + "\n".join(
+            f"- {c.instructions(team.slug if team else None)}" for c in draft.connections)
         text += "\n\nThen say “check again”."
     await cl.Message(content=text, author="Coherex", actions=_draft_actions(builder), elements=[
         cl.Text(name=f"{draft.name}.yaml", content=draft.yaml, language="yaml", display="inline")]).send()

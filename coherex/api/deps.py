@@ -99,7 +99,8 @@ async def _chat_caller(request: Request, st: ApiState) -> Caller:
     if user_id is None:
         raise Unauthorized("This endpoint needs an API key: send `Authorization: Bearer <key>`.",
                            hint="Create one with `coherex keys create NAME`, or sign in to the chat.")
-    wanted = request.headers.get("x-coherex-team")
+    # the header from scripts; `?team=` from links the chat shows (a person in several teams)
+    wanted = request.headers.get("x-coherex-team") or request.query_params.get("team")
     async with st.db.session(Identity.user(user_id)) as s:
         memberships = await s.members.teams_of(user_id)
         teams = {(await s.teams.get(m.team_id)).slug: m.team_id for m in memberships}

@@ -24,12 +24,18 @@ class Connection:
     name: str
     type: str  # the data source type (slack, gmail, ...) or "knowledge"
 
-    def instructions(self) -> str:
+    def instructions(self, team: str | None = None) -> str:
+        """What to do, in Markdown; with a sign-in link when the type connects through OAuth here
+        (`team`: the slug the link connects it in)."""
         if self.kind == "collection":
             return (f"Create the knowledge collection **{self.name}**: drop documents into this chat, or run "
                     f"`coherex kb add {self.name} FILE`.")
-        return (f"Connect a **{self.type}** data source named **{self.name}**: "
-                f"`coherex sources add {self.type} {self.name}` or `POST /api/sources`.")
+        from coherex.integrations.oauth import connect_url
+
+        cli = f"`coherex sources add {self.type} {self.name}` or `POST /api/sources`"
+        if link := connect_url(self.type, self.name, team):
+            return f"Connect a **{self.type}** data source named **{self.name}**: [sign in to {self.type}]({link}), or {cli}."
+        return f"Connect a **{self.type}** data source named **{self.name}**: {cli}."
 
 
 @dataclass

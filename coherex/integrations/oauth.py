@@ -209,6 +209,20 @@ def _factories() -> dict[str, tuple[str, CredentialsFactory]]:
     }
 
 
+def connect_url(source_type: str, name: str, team: str | None = None) -> str | None:
+    """The web app's link that connects a new `source_type` source named `name` through its
+    provider's consent page — None when that type has no OAuth or this install has no client id
+    for it. `team` (a slug) picks the team of a person in several."""
+    from urllib.parse import urlencode
+
+    if source_type not in _factories():
+        return None
+    if not provider(provider_for(source_type)).client_id:
+        return None
+    query = {"name": name, **({"team": team} if team else {})}
+    return f"/oauth/{source_type}/start?{urlencode(query)}"
+
+
 def provider_for(source_type: str) -> str:
     try:
         return _factories()[source_type][0]

@@ -29,6 +29,9 @@ async def test_chat_session_calls_the_api_as_that_person(chat_secret, api, keys,
         assert r.status_code == 200 and [a["name"] for a in r.json()] == ["mine"]
         other_team = await browser.get("/api/agents", headers={"X-Coherex-Team": "bravo"})
         assert other_team.status_code == 401 and "not a member" in other_team.json()["error"]["message"]
+        # links from the chat name the team in the query instead
+        assert (await browser.get("/api/agents", params={"team": "bravo"})).status_code == 401
+        assert (await browser.get("/api/agents", params={"team": "alpha"})).json()[0]["name"] == "mine"
 
     async with api.client() as bob:
         bob.cookies.update(_cookie(bravo.user_id, bravo.email))

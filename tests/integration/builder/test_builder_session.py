@@ -211,3 +211,24 @@ async def test_existing_agents_are_listed_run_reviewed_and_reopened(db, builder,
     assert tool_result(8)["agent"] == "daily-fact" and "daily-fact" in tool_result(8)["yaml"]
     assert builder.agent.name == "daily-fact" and builder.draft.spec.metadata.name == "daily-fact"
     assert not builder.unsaved
+
+
+def test_a_connect_step_links_to_the_providers_sign_in_when_this_install_can(monkeypatch):
+    """Gmail with a Google OAuth client configured: the chat shows a sign-in link (for the chat's
+    team); Slack without a client id: the CLI and API ways only."""
+    from coherex.builder.draft import Connection
+    from coherex.settings import reset_settings_cache
+
+    gmail, slack = Connection("data_source", "work-mail", "gmail"), Connection("data_source", "team-slack", "slack")
+    monkeypatch.delenv("SLACK_CLIENT_ID", raising=False)
+    monkeypatch.delenv("GOOGLE_CLIENT_ID", raising=False)
+    reset_settings_cache()
+    assert "sign in" not in gmail.instructions("alpha")
+    monkeypatch.setenv("GOOGLE_CLIENT_ID", "coherex-test.apps.googleusercontent.com")
+    reset_settings_cache()
+    try:
+        assert "[sign in to gmail](/oauth/gmail/start?name=work-mail&team=alpha)" in gmail.instructions("alpha")
+        assert "coherex sources add gmail work-mail" in gmail.instructions("alpha")
+        assert "sign in" not in slack.instructions("alpha")
+    finally:
+        reset_settings_cache()
