@@ -277,8 +277,13 @@ class Runtime:
         # Cloud sandboxes install what the spec asks for; the local one has no network and ships
         # the data stack (numpy, pandas, matplotlib, plotly) preinstalled.
         if runtime and runtime.packages and self.settings.sandbox == "e2b":
-            await sandbox.commands.run("pip install --quiet " + " ".join(shlex.quote(p) for p in runtime.packages),
-                                       timeout=300)
+            done = await sandbox.commands.run(
+                "pip install --quiet " + " ".join(shlex.quote(p) for p in runtime.packages), timeout=300)
+            if done.exit_code != 0:  # code that imports them would fail later, less clearly
+                await _kill_quietly(sandbox)
+                why = " ".join((done.stderr or done.stdout or "").strip().splitlines()[-2:])
+                raise UserError(f"Installing runtime.packages ({', '.join(runtime.packages)}) failed: {why[-500:]}",
+                                hint="Check the names and versions in the spec; the sandbox must reach PyPI.")
         return sandbox
 
     def _secrets(self) -> list[str]:

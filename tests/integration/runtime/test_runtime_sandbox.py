@@ -106,3 +106,29 @@ async def test_uploads_keep_only_their_base_name(db, llm, make_agent, spec_yaml,
     assert "'evil'" in stdout and stdout.strip().endswith("False")
     with pytest.raises(UserError, match="not a usable file name"):
         await runtime.run((await runtime.create(t.identity, t.team_id, agent)).id, files={"..": b"x"})
+
+
+async def test_a_package_that_cannot_be_installed_is_a_clear_tool_error(db, llm, make_agent, spec_yaml, fake_llm,
+                                                                          tmp_path):
+    """Cloud sandboxes (the e2b backend, here a second local server) install `runtime.packages`
+    first; when pip fails the model and the person read why, instead of a later ImportError."""
+    from coherex.settings import Settings
+    from coherex.testing.sandbox import start_local_sandbox
+
+    server, _ = start_local_sandbox(tmp_path / "cloud", pool_size=0)
+    try:
+        key = (tmp_path / "cloud" / "sandbox" / "api_key").read_text()
+        cloud = Settings(sandbox_backend="e2b", e2b_api_key=key, e2b_api_url=server.url, e2b_sandbox_url=server.url,
+                         data_dir=tmp_path / "unused")
+        runtime = Runtime(db, llm=llm, settings=cloud)
+        text = spec_yaml(tools=PY_TOOL) + "  runtime:\n    packages: [coherex-no-such-package-xyz]\n"
+        agent = await make_agent(text)
+        fake_llm.script([ToolCall("python", {"code": "print('hi')"}), Text("The package could not be installed.")])
+        t = make_agent.tenant
+        final = await runtime.run((await runtime.create(t.identity, t.team_id, agent)).id)
+    finally:
+        server.stop()
+    assert final.status == "completed"
+    told = fake_llm.chat_requests[1].body["messages"][-1]["content"]
+    assert "Installing runtime.packages (coherex-no-such-package-xyz) failed" in told
+    assert "No matching distribution" in told or "Could not find a version" in told
