@@ -80,6 +80,23 @@ async def test_validate_reports_every_problem_with_its_path(api, keys):
         assert (await c.get("/api/agents")).json() == []  # nothing was stored
 
 
+async def test_an_older_version_still_runs_as_it_was(api, keys, fake_llm, drain):
+    """Saving v2 does not change v1: a run of version 1 uses v1's instructions and is recorded as v1."""
+    alpha, _ = keys
+    fake_llm.script([Text("old"), Text("new")])
+    async with api.client(alpha) as c:
+        agent_id = (await c.post("/api/agents", json={"spec": SPEC})).json()["agent"]["id"]
+        await c.put(f"/api/agents/{agent_id}", json={"spec": SPEC.replace("Summarise", "Translate")})
+        old = (await c.post(f"/api/agents/{agent_id}/execute", json={"version": 1})).json()
+        await drain()
+        new = (await c.post(f"/api/agents/{agent_id}/execute")).json()
+        await drain()
+        runs = {r["id"]: r for r in (await c.get("/api/executions", params={"limit": 10})).json()}
+    assert runs[old["id"]]["agent_version"] == 1 and runs[new["id"]]["agent_version"] == 2
+    systems = [r.body["messages"][0]["content"] for r in fake_llm.chat_requests]
+    assert "Summarise news." in systems[0] and "Translate news." in systems[1]
+
+
 async def test_execute_runs_through_the_queue_and_logs_stream(api, keys, fake_llm, drain):
     alpha, _ = keys
     fake_llm.script([Text("Here is the summary.")])
