@@ -279,11 +279,9 @@ async def show_draft(builder: BuilderSession) -> None:
     assert draft is not None
     text = summarize(draft.spec)
     if draft.connections:
-        db = await database()
-        async with db.session(builder.identity) as s:
-            team = await s.teams.get(builder.team_id)
-        text += "\n\n**Connect before saving:**\n" + "\n".join(
-            f"- {c.instructions(team.slug if team else None)}" for c in draft.connections)
+        teams = cl.user_session.get("teams") or {}  # slug -> id, set when the chat connected
+        slug = next((slug for slug, tid in teams.items() if tid == str(builder.team_id)), None)
+        text += "\n\n**Connect before saving:**\n" + "\n".join(f"- {c.instructions(slug)}" for c in draft.connections)
         text += "\n\nThen say “check again”."
     await cl.Message(content=text, author="Coherex", actions=_draft_actions(builder), elements=[
         cl.Text(name=f"{draft.name}.yaml", content=draft.yaml, language="yaml", display="inline")]).send()

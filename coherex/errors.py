@@ -47,6 +47,12 @@ class QuotaExceeded(UserError):
     code = "quota_exceeded"
 
 
+class LoginThrottled(UserError):
+    """Too many failed password sign-ins for one account: no more tries for a while."""
+
+    code = "login_throttled"
+
+
 class BackendError(CoherexError):
     """A backend (database, sandbox, LLM, integration) is unreachable or misconfigured."""
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
 from pydantic import BaseModel, Field
-
-from uuid import UUID
 
 from coherex.api.deps import ApiState, Caller, caller, state
 from coherex.errors import NotFound

@@ -77,16 +77,15 @@ async def caller(request: Request, creds: HTTPAuthorizationCredentials | None = 
     if creds is not None and creds.credentials:
         async with st.db.session(Identity.system()) as s:
             key = await s.api_keys.resolve(creds.credentials.strip())
-            wait = key and await s.rate_limits.take(key.id, st.settings.api_rate_per_second,
-                                                    st.settings.api_rate_burst)
         if key is None:
             raise Unauthorized("This API key is not valid (unknown, revoked or expired).")
         who = Caller(user_id=key.user_id, team_id=key.team_id, key_id=key.id)
     else:
         who = await _chat_caller(request, st)
-        async with st.db.session(Identity.system()) as s:
-            wait = await s.rate_limits.take(who.user_id, st.settings.api_rate_per_second,
-                                            st.settings.api_rate_burst)
+    # one bucket per API key, or per person for the chat's session (shared by every web process)
+    async with st.db.session(Identity.system()) as s:
+        wait = await s.rate_limits.take(who.key_id or who.user_id, st.settings.api_rate_per_second,
+                                        st.settings.api_rate_burst)
     if wait:
         raise RateLimited("Too many requests for this API key.", retry_after=wait)
     return who

@@ -37,18 +37,16 @@ class Citations:
                           "section": meta.get("section") or None, "page": meta.get("page"),
                           "document_id": str(hit.document_id), "chunk_id": key}
                 self.passages[key] = source
-            out.append({"ref": source["ref"], "title": hit.title, "source": hit.source,
-                        **({"section": source["section"]} if source["section"] else {}),
-                        **({"page": source["page"]} if source["page"] is not None else {}),
-                        "text": hit.content})
+            shown = {k: source[k] for k in ("ref", "title", "source", "section", "page") if source[k] is not None}
+            out.append({**shown, "text": hit.content})
         return out
 
     def sources(self, answer: str) -> list[dict[str, Any]]:
         """What goes in the run's output next to the answer (empty when nothing was searched)."""
         cited = {int(n) for group in _MARK.findall(answer or "") for n in group.split(",")}
-        by_ref = sorted(self.passages.values(), key=lambda s: s["ref"])
-        used = [{**s, "cited": True} for s in by_ref if s["ref"] in cited]
-        return used or [{**s, "cited": False} for s in by_ref]
+        read = list(self.passages.values())  # numbered in the order they were read
+        used = [{**s, "cited": True} for s in read if s["ref"] in cited]
+        return used or [{**s, "cited": False} for s in read]
 
 
 def format_sources(sources: list[dict[str, Any]]) -> str:

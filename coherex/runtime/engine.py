@@ -23,6 +23,7 @@ from typing import Any
 from uuid import UUID
 
 from coherex.errors import BackendError, CoherexError, NotFound, QuotaExceeded, UserError
+from coherex.runtime.citations import RULE as CITATION_RULE
 from coherex.runtime.events import EventListener, EventRecorder
 from coherex.runtime.tools import RunContext, ToolBox, ToolFailed
 from coherex.settings import Settings, get_settings
@@ -321,14 +322,12 @@ class Runtime:
 
 # ---------------------------------------------------------------------- helpers
 def system_prompt(spec: AgentSpec, inputs: dict[str, Any]) -> str:
-    from coherex.runtime import citations
-
     template = (PROMPTS / "runtime_system.md").read_text()
     uses_knowledge = any(ref.use == "knowledge.search" for ref in spec.spec.tools or [])
     return template.format(
         name=spec.metadata.name, description=spec.metadata.description or "",
         instructions=render_instructions(spec, inputs),
-        knowledge_rule=("\n" + citations.RULE) if uses_knowledge else "",
+        knowledge_rule=("\n" + CITATION_RULE) if uses_knowledge else "",
     )
 
 

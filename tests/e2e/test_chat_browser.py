@@ -17,15 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from coherex.testing.browser import launch
 from coherex.testing.fake_openai import FakeOpenAI, Slow, Text, ToolCall
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 AGENT = """\
 apiVersion: coherex/v1
 kind: Agent
@@ -84,7 +82,7 @@ async def test_login_describe_test_run_and_stop(chat_server, fake_llm, two_teams
     ARTIFACTS.mkdir(exist_ok=True)
     alpha, _ = two_teams
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = await launch(p)
         page = await browser.new_page(viewport={"width": 1280, "height": 900})
         clicks = 0
 
@@ -164,7 +162,7 @@ async def test_a_conversation_is_there_after_logging_in_again(chat_server, fake_
         return page
 
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = await launch(p)
         page = await login(browser)
         fake_llm.script([ToolCall("draft_spec", {"yaml": AGENT}), Text("Here is your agent: it writes one fact.")])
         await page.locator("#chat-input").fill("Every morning tell the team one surprising fact")
@@ -257,7 +255,7 @@ async def test_an_answer_from_the_knowledge_base_shows_its_sources(chat_server, 
     (tmp_path / "data" / "models").symlink_to(get_settings().data_path / "models")
 
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = await launch(p)
         page = await browser.new_page(viewport={"width": 1280, "height": 900})
         await page.goto(chat_server)
         await page.locator("#email").fill(alpha.email)

@@ -12,15 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from coherex.testing.browser import launch
 from coherex.testing.fake_saas import CLIENTS, FakeSaaS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture
@@ -60,7 +58,7 @@ async def test_sign_in_with_the_identity_provider(oauth_chat, two_teams):
     alpha, _ = two_teams
     ARTIFACTS.mkdir(exist_ok=True)
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = await launch(p)
 
         saas.signed_in_email = alpha.email  # a person Coherex knows
         page = await (await browser.new_context()).new_page()

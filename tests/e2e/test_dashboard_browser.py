@@ -15,14 +15,12 @@ import pytest
 
 from coherex.demo import seed
 from coherex.store.embedded import free_port
+from coherex.testing.browser import CHROMIUM, launch
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 PAGES = ["Overview", "Executions", "Agents", "Knowledge base", "Data sources", "Audit log", "Usage and quotas"]
 
 
@@ -58,7 +56,7 @@ async def test_sign_in_and_screenshot_every_page(db, two_teams, dashboard):
     await seed(db, alpha.team_id, alpha.user_id, executions=800, days=20)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = await launch(p)
         page = await browser.new_page(viewport={"width": 1400, "height": 1000})
         await page.goto(dashboard)
         await expect(page.get_by_label("Email")).to_be_visible(timeout=60_000)  # the first run imports a lot

@@ -19,12 +19,10 @@ import httpx
 import pytest
 
 from coherex.store.embedded import free_port
+from coherex.testing.browser import CHROMIUM, launch
 from coherex.testing.fake_openai import FakeOpenAI, Text, ToolCall
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 SPEC = textwrap.dedent("""\
     apiVersion: coherex/v1
@@ -56,7 +54,7 @@ async def _chat_login_signs_in_to_the_dashboard(chat: str, dashboard: str, passw
     from playwright.async_api import async_playwright, expect
 
     async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = await launch(p)
         page = await browser.new_page(viewport={"width": 1280, "height": 900})
         await page.goto(dashboard)
         await expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=60_000)  # not signed in yet

@@ -8,16 +8,12 @@ import hmac
 import secrets
 from uuid import UUID, uuid5
 
-from coherex.errors import PermissionDenied, UserError
+from coherex.errors import LoginThrottled, PermissionDenied, UserError
 from coherex.store.models import Member, Role, Team, User
 from coherex.store.repos._base import Jsonb, Repo, require
 
 # rate-limit keys of sign-in attempts: uuid5(this, email), apart from every other bucket's key
 _LOGIN_NAMESPACE = UUID("5f0e4c7e-2b0a-4d55-9a51-6c6f67696e73")
-
-
-class LoginThrottled(UserError):
-    code = "login_throttled"
 
 _USER_COLS = "p.id, p.email, p.display_name, p.created_at"
 _TEAM_COLS = "id, slug, name, quota_executions_month, quota_cost_month_usd, max_concurrent_runs, created_at"
