@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from uuid import UUID
 
-from coherex.errors import UserError
+from coherex.errors import CoherexError, UserError
 from coherex.integrations.service import _get_visible, _open
 from coherex.knowledge import SourceDocument, sync_documents
 from coherex.store.db import Database, Identity
@@ -63,8 +63,6 @@ async def sync_source(db: Database, identity: Identity, team_id: UUID, source_na
 async def run_due_syncs(db: Database, now: datetime) -> list[tuple[str, str | None]]:
     """Run the scheduled syncs that are due, each as the person who scheduled it; returns
     (collection, error or None) per sync. A failing sync is recorded and retried next time."""
-    from coherex.errors import CoherexError
-
     async with db.session(Identity.system()) as s:
         due = await s.syncs.claim_due(now)
     done = []

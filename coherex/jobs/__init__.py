@@ -21,14 +21,14 @@ from uuid import UUID
 
 import procrastinate
 import procrastinate.exceptions
-import psycopg
 import procrastinate.jobs
+import psycopg
 from procrastinate.exceptions import AlreadyEnqueued
 
-from coherex.errors import BackendError
+from coherex.errors import BackendError, CoherexError
 from coherex.runtime import ConcurrencyLimited, RetryLater, Runtime
 from coherex.settings import Settings, get_settings
-from coherex.store.db import Database, resolve_urls
+from coherex.store.db import Database, Identity, resolve_urls
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +97,7 @@ async def maintain(app: procrastinate.App, deps: WorkerDeps, now: datetime) -> N
 
 async def ingest_queued_upload(db: Database, upload_id: UUID) -> None:
     """Ingest a queued knowledge upload as its uploader, reporting progress on the upload row."""
-    from coherex.errors import CoherexError
     from coherex.knowledge import ingest_file
-    from coherex.store.db import Identity
 
     async with db.session(Identity.system()) as s:
         claimed = await s.uploads.claim(upload_id)
