@@ -55,6 +55,9 @@ class CoherexDataLayer(BaseDataLayer):
     def __init__(self, database: Callable[[], Awaitable[Database]]):
         """`database` returns the (opened) database; it is asked lazily, at the first call."""
         self._database = database
+        # a thread's name given before the chat knew its team (a first message sent while the chat
+        # was still connecting): stored when the thread is created
+        self._pending_names: dict[UUID, str] = {}
 
     # ------------------------------------------------------------------ who is asking
     @staticmethod
@@ -132,9 +135,12 @@ class CoherexDataLayer(BaseDataLayer):
                 await s.threads.upsert(tid, None, name=name, metadata=metadata, tags=tags)
             return
         user, team = who
+        name = name or (self._pending_names.pop(tid, None) if team is not None else None)
         async with db.session(Identity.user(user)) as s:
             if not await s.threads.upsert(tid, team, name=name, metadata=metadata, tags=tags) and team is None:
-                log.warning("thread %s not stored: the chat has no team yet", tid)
+                if name:
+                    self._pending_names[tid] = name
+                log.info("thread %s not stored yet: the chat has no team yet", tid)
 
     async def get_thread(self, thread_id: str) -> ThreadDict | None:
         tid = _uuid(thread_id)
@@ -193,7 +199,7 @@ class CoherexDataLayer(BaseDataLayer):
                                                   name=str(step_dict.get("name") or ""), data=data,
                                                   parent_id=_uuid(step_dict.get("parentId")), replace=replace)
             if not written and team is not None:  # a step before the thread (e.g. a resumed session's first)
-                await s.threads.upsert(tid, team)
+                await s.threads.upsert(tid, team, name=self._pending_names.pop(tid, None))
                 await s.threads.upsert_step(tid, sid, type=str(step_dict.get("type") or "undefined"),
                                             name=str(step_dict.get("name") or ""), data=data,
                                             parent_id=_uuid(step_dict.get("parentId")), replace=replace)

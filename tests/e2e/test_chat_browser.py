@@ -131,15 +131,16 @@ async def test_login_describe_test_run_and_stop(chat_server, fake_llm, two_teams
 
 
 async def _until_saved(db, person, text: str, timeout: float = 30) -> None:
-    """Wait until the person's stored threads hold `text` (what a second login will load)."""
+    """Wait until the person's stored threads hold `text`, in a thread that has its name (what a
+    second login will load: Chainlit stores the name and the steps in separate background writes)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         async with db.session(person.identity) as s:
             for thread in await s.threads.list(limit=5):
-                if any(text in str(step.data) for step in await s.threads.steps(thread.id)):
+                if thread.name and any(text in str(step.data) for step in await s.threads.steps(thread.id)):
                     return
         await asyncio.sleep(0.2)
-    raise AssertionError(f"the chat never stored {text!r}")
+    raise AssertionError(f"the chat never stored {text!r} in a named thread")
 
 
 async def test_a_conversation_is_there_after_logging_in_again(chat_server, fake_llm, db, two_teams):

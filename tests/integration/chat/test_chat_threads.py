@@ -144,3 +144,20 @@ async def test_a_thread_is_created_in_the_team_picked_in_the_chat(db, layer, two
     # bravo's owner (another person) still cannot read it
     async with db.session(bravo.identity) as s:
         assert await s.threads.get(uuid.UUID(thread_id)) is None
+
+
+async def test_a_first_message_sent_while_the_chat_connects_still_names_the_thread(layer, two_teams):
+    """Chainlit names a thread at the first message; when that comes before the chat knew its team
+    (the person typed while it was connecting), the name is kept until the thread is created."""
+    alpha, _ = two_teams
+    user = await layer.get_user(alpha.email)
+    init_http_context(user=cl.User(identifier=user.identifier, metadata=user.metadata))  # no team yet
+    thread_id = str(uuid.uuid4())
+    await layer.update_thread(thread_id, name="What sold best last week?", user_id=str(alpha.user_id))
+    assert await layer.get_thread(thread_id) is None  # nowhere to store it yet
+    cl.user_session.set(TEAM_KEY, str(alpha.team_id))  # connected
+    question = cl.Message(content="What sold best last week?", author="User", type="user_message")
+    question.thread_id = thread_id
+    await layer.create_step(question.to_dict())
+    page = await layer.list_threads(Pagination(first=20), ThreadFilter(userId=str(alpha.user_id)))
+    assert [(t["id"], t["name"]) for t in page.data] == [(thread_id, "What sold best last week?")]
