@@ -131,13 +131,17 @@ async def test_login_describe_test_run_and_stop(chat_server, fake_llm, two_teams
 
 
 async def _until_saved(db, person, text: str, timeout: float = 30) -> None:
-    """Wait until the person's stored threads hold `text`, in a thread that has its name (what a
-    second login will load: Chainlit stores the name and the steps in separate background writes)."""
+    """Wait until the person's stored threads hold `text` (with its parent step), in a thread that
+    has its name: what a second login will load (Chainlit stores them in separate background writes)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         async with db.session(person.identity) as s:
             for thread in await s.threads.list(limit=5):
-                if thread.name and any(text in str(step.data) for step in await s.threads.steps(thread.id)):
+                steps = await s.threads.steps(thread.id)
+                stored = {step.id for step in steps}
+                # a step shows under its parent: the parents must be stored too
+                if thread.name and any(text in str(step.data) and (step.parent_id is None or step.parent_id in stored)
+                                       for step in steps):
                     return
         await asyncio.sleep(0.2)
     raise AssertionError(f"the chat never stored {text!r} in a named thread")
