@@ -19,7 +19,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import percentiles, record  # noqa: E402
 
 from coherex.agents import apply_spec  # noqa: E402
-from coherex.jobs import enqueue, make_app  # noqa: E402
 from coherex.runtime import Runtime  # noqa: E402
 from coherex.settings import reset_settings_cache  # noqa: E402
 from coherex.store.db import Database, Identity  # noqa: E402
@@ -51,12 +50,8 @@ async def main() -> None:
                     agent = (await apply_spec(s, team.id, SPEC)).agent
                     _, key = await s.api_keys.create(team.id, "bench")
                 runtime = Runtime(db)
-                ids = [(await runtime.create(Identity.user(user.id), team.id, agent, trigger="api")).id
-                       for _ in range(QUEUED)]
-                app = make_app(urls.app)
-                async with app.open_async():
-                    for i in ids:
-                        await enqueue(app, i)
+                for _ in range(QUEUED):
+                    await runtime.create(Identity.user(user.id), team.id, agent, trigger="api", queue=True)
                 worker = subprocess.run([sys.executable, "-m", "coherex", "worker", "--drain", "-c", "10"], env=env,
                                         capture_output=True, text=True, timeout=900)
                 assert worker.returncode == 0, worker.stdout[-2000:]

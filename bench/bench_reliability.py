@@ -118,7 +118,6 @@ class Workers:
 
 async def campaign(n: int = 150, *, seed: int = 11, timeout: float = 600, log=print) -> dict[str, Any]:
     from coherex.agents import apply_spec
-    from coherex.jobs import enqueue, make_app
     from coherex.runtime import Runtime
     from coherex.settings import Settings
     from coherex.store.db import Database, Identity
@@ -156,12 +155,9 @@ async def campaign(n: int = 150, *, seed: int = 11, timeout: float = 600, log=pr
                 runtime = Runtime(db, settings=Settings(database_url=urls.app))
                 executions = {}
                 for i in range(n):
-                    ex = await runtime.create(who, team.id, agent, trigger="api", inputs={"n": i, "fault": plan[i]})
+                    ex = await runtime.create(who, team.id, agent, trigger="api", inputs={"n": i, "fault": plan[i]},
+                                              queue=True)
                     executions[ex.id] = i
-                queue = make_app(urls.app)
-                async with queue.open_async():
-                    for ex_id in executions:
-                        await enqueue(queue, ex_id)
                 log(f"{n} executions queued: {dict(Counter(plan.values()))}")
 
                 workers = Workers(env, tmp)

@@ -59,6 +59,10 @@ class BackendError(CoherexError):
     code = "backend_unavailable"
 
 
+class DatabaseUnavailable(BackendError):
+    """The platform's own database connection failed (a restart, a failover); retried, never an answer."""
+
+
 class ExecutionError(CoherexError):
     """An agent run failed for a reason that belongs to the run, not to the platform."""
 

@@ -53,7 +53,7 @@ async def sync_schedules(session: Session, agent: Agent, spec: AgentSpec, now: d
 
 
 async def fire_due_schedules(db: Database, now: datetime | None = None) -> list[Execution]:
-    """Create one pending execution for every schedule due at `now`; returns them (to be queued)."""
+    """Create one queued execution for every schedule due at `now`; returns them."""
     now = now or datetime.now(timezone.utc)
     created = []
     async with db.session(Identity.system()) as s:
@@ -68,7 +68,7 @@ async def fire_due_schedules(db: Database, now: datetime | None = None) -> list[
                                      target_id=str(due.agent_id), details={"reason": str(exc)}, actor_kind="system")
             else:
                 created.append(await s.executions.create(
-                    due.team_id, due.agent_id, agent.current_version, trigger="schedule", inputs=inputs))
+                    due.team_id, due.agent_id, agent.current_version, trigger="schedule", inputs=inputs, queue=True))
             await s.triggers.mark_fired(due, now, next_fire(due.cron, due.timezone, now))
     return created
 
@@ -113,7 +113,7 @@ async def webhook_secret(session: Session, agent: Agent, *, rotate: bool = False
 
 
 async def receive_webhook(db: Database, agent_id: UUID, body: bytes, headers: dict[str, str]) -> Execution:
-    """Verify a webhook call and create the execution it asks for (to be queued by the caller)."""
+    """Verify a webhook call and create the (queued) execution it asks for."""
     if len(body) > MAX_BODY_BYTES:
         raise UserError(f"Webhook body is larger than {MAX_BODY_BYTES:,} bytes.")
     async with db.session(Identity.system()) as s:
@@ -137,7 +137,8 @@ async def receive_webhook(db: Database, agent_id: UUID, body: bytes, headers: di
         inputs = {hooks[0].input: payload} if hooks[0].input else (payload if isinstance(payload, dict) else {})
         await check_quota(s, agent.team_id)
         execution = await s.executions.create(
-            agent.team_id, agent.id, agent.current_version, trigger="webhook", inputs=check_inputs(spec, inputs))
+            agent.team_id, agent.id, agent.current_version, trigger="webhook", inputs=check_inputs(spec, inputs),
+            queue=True)
         await s.audit.record(agent.team_id, "webhook.received", target_type="execution",
                              target_id=str(execution.id), actor_kind="system")
         return execution
@@ -171,7 +172,7 @@ async def route_event(db: Database, team_id: UUID, source_name: str, event_type:
                                      details={"reason": str(exc), "event": event_type}, actor_kind="system")
                 continue
             created.append(await s.executions.create(team_id, agent.id, agent.current_version, trigger="event",
-                                                     inputs=inputs))
+                                                     inputs=inputs, queue=True))
     return created
 
 

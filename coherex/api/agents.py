@@ -15,7 +15,6 @@ from pydantic import BaseModel, Field
 from coherex.agents import apply_spec, validate_for_team
 from coherex.api.deps import ApiState, Caller, caller, state
 from coherex.errors import NotFound, UserError
-from coherex.jobs import enqueue
 from coherex.store.db import Identity, Listener
 from coherex.store.models import Agent, AgentVersion, Event, Execution
 
@@ -183,10 +182,8 @@ async def execute(agent_id: UUID, body: ExecuteBody | None = None, st: ApiState 
     """Queue a run; follow it with GET /api/agents/{id}/logs or /api/executions/{id}."""
     body = body or ExecuteBody()
     agent = await _agent(st, who, agent_id)
-    execution = await st.runtime.create(who.identity, who.team_id, agent, version=body.version, trigger="api",
-                                        inputs=body.inputs)
-    await enqueue(st.queue, execution.id)
-    return execution
+    return await st.runtime.create(who.identity, who.team_id, agent, version=body.version, trigger="api",
+                                   inputs=body.inputs, queue=True)
 
 
 @router.post("/{agent_id}/stop", response_model=StopOut)

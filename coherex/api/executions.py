@@ -10,7 +10,6 @@ from pydantic import BaseModel
 
 from coherex.api.deps import ApiState, Caller, caller, state
 from coherex.errors import NotFound, UserError
-from coherex.jobs import enqueue
 from coherex.store.db import Identity
 from coherex.store.models import Event, Execution
 
@@ -66,9 +65,7 @@ async def receive_webhook(agent_id: UUID, request: Request, st: ApiState = Depen
     from coherex.triggers import MAX_BODY_BYTES, receive_webhook as receive
 
     body = await request.body()
-    execution = await receive(st.db, agent_id, body[: MAX_BODY_BYTES + 1], dict(request.headers))
-    await enqueue(st.queue, execution.id)
-    return execution
+    return await receive(st.db, agent_id, body[: MAX_BODY_BYTES + 1], dict(request.headers))
 
 
 class EventOut(BaseModel):
@@ -94,8 +91,6 @@ async def receive_event(source_id: UUID, request: Request, st: ApiState = Depend
     if incoming.type is not None:
         started = await route_event(st.db, incoming.source.team_id, incoming.source.name, incoming.type,
                                     incoming.data, incoming.delivery_id)
-        for execution in started:
-            await enqueue(st.queue, execution.id)
     return EventOut(event=incoming.type, started=[x.id for x in started])
 
 

@@ -23,7 +23,6 @@ import procrastinate
 import procrastinate.exceptions
 import procrastinate.jobs
 import psycopg
-from procrastinate.exceptions import AlreadyEnqueued
 
 from coherex.errors import BackendError, CoherexError
 from coherex.runtime import ConcurrencyLimited, RetryLater, Runtime
@@ -37,6 +36,8 @@ INGEST_TASK = "ingest_upload"
 QUEUES = ["executions", "knowledge", "maintenance"]
 #: seconds between maintenance rounds (schedules, recovery); read once, when the worker starts
 MAINTENANCE_SECONDS = int(os.environ.get("COHEREX_MAINTENANCE_SECONDS", "5"))
+#: a pending execution with no job for this long is queued again (in-process runs start at once)
+ORPHAN_GRACE_SECONDS = float(os.environ.get("COHEREX_ORPHAN_GRACE_SECONDS", "30"))
 
 
 @dataclass
@@ -60,7 +61,8 @@ def _register_tasks(app: procrastinate.App) -> None:
         try:
             await deps.runtime.run(UUID(execution_id), retry_backend_errors=True)
         except ConcurrencyLimited:
-            await enqueue(context.app, UUID(execution_id), delay_seconds=1)
+            # later; should this fail (database gone), maintenance queues the pending run again
+            await enqueue(deps.db, UUID(execution_id), delay_seconds=1)
 
     @app.task(name=INGEST_TASK, queue="knowledge", pass_context=True)
     async def ingest_upload(context: procrastinate.JobContext, upload_id: str) -> None:
@@ -77,11 +79,12 @@ def _register_tasks(app: procrastinate.App) -> None:
 async def maintain(app: procrastinate.App, deps: WorkerDeps, now: datetime) -> None:
     from coherex.triggers import fire_due_schedules
 
-    for execution in await fire_due_schedules(deps.db, now):
-        await enqueue(app, execution.id)
-    for execution in await deps.runtime.recover_stale():
-        if execution.status == "pending":
-            await enqueue(app, execution.id)
+    await fire_due_schedules(deps.db, now)  # each execution is queued with its row
+    await deps.runtime.recover_stale()  # re-queued (with a job) or failed
+    async with deps.db.session(Identity.system()) as s:
+        # the safety net: a pending execution that lost its job (or never had one) gets one, once
+        for execution_id in await s.executions.queue_orphans(ORPHAN_GRACE_SECONDS):
+            log.warning("execution %s was pending with no job; queued it again", execution_id)
     from coherex.integrations.sync import run_due_syncs
 
     await run_due_syncs(deps.db, now)
@@ -149,13 +152,12 @@ async def open_queue(settings: Settings | None = None) -> AsyncIterator[procrast
         yield app
 
 
-async def enqueue(app: procrastinate.App, execution_id: UUID, *, delay_seconds: float | None = None) -> None:
-    task = app.configure_task(RUN_TASK, queueing_lock=str(execution_id),
-                              schedule_in={"seconds": delay_seconds} if delay_seconds else None)
-    try:
-        await task.defer_async(execution_id=str(execution_id))
-    except AlreadyEnqueued:
-        pass  # a job for it is waiting already
+async def enqueue(db: Database, execution_id: UUID, *, delay_seconds: float = 0) -> bool:
+    """Give a pending execution a worker job (False: one is waiting already, or it is not pending).
+    Code that creates or re-queues an execution does this in the same transaction instead
+    (`executions.create(..., queue=True)`, `executions.requeue`); this is for the rest."""
+    async with db.session(Identity.system()) as s:
+        return await s.executions.queue(execution_id, delay_seconds=delay_seconds)
 
 
 async def run_worker(settings: Settings | None = None, *, concurrency: int | None = None, wait: bool = True,

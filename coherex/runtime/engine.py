@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from coherex.errors import BackendError, CoherexError, NotFound, QuotaExceeded, UserError
+from coherex.errors import BackendError, CoherexError, DatabaseUnavailable, NotFound, QuotaExceeded, UserError
 from coherex.runtime.citations import RULE as CITATION_RULE
+from coherex.runtime.claims import POLL_SECONDS as CLAIM_POLL_SECONDS
+from coherex.runtime.claims import Claim, ClaimKeeper
 from coherex.runtime.events import EventListener, EventRecorder
 from coherex.runtime.tools import RunContext, ToolBox, ToolFailed
 from coherex.settings import Settings, get_settings
@@ -34,8 +36,6 @@ from coherex.store.models import Agent, Execution
 log = logging.getLogger(__name__)
 
 PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
-#: how often a running execution looks for a stop request (so `stop` lands well within 1 s)
-CANCEL_POLL_SECONDS = 0.2
 
 
 class ConcurrencyLimited(Exception):
@@ -43,7 +43,11 @@ class ConcurrencyLimited(Exception):
 
 
 class RetryLater(Exception):
-    """A backend failed (LLM or sandbox down); the execution went back to pending for another attempt."""
+    """A backend failed before the run could start (the database went away): retry the job later."""
+
+
+class _ClaimLost(Exception):
+    """Another worker took this execution over (this process was taken for dead): stop, write nothing."""
 
 
 class _Stop(Exception):
@@ -91,15 +95,17 @@ class Runtime:
     # ------------------------------------------------------------------ creating
     async def create(
         self, identity: Identity, team_id: UUID, agent: Agent, *, version: int | None = None,
-        trigger: str = "manual", inputs: dict[str, Any] | None = None,
+        trigger: str = "manual", inputs: dict[str, Any] | None = None, queue: bool = False,
     ) -> Execution:
-        """A pending execution of the agent's current (or given) version, after checking inputs and quotas."""
+        """A pending execution of the agent's current (or given) version, after checking inputs and
+        quotas. With `queue` a worker runs it: its job commits with the row (never one without the other)."""
         async with self.db.session(identity) as s:
             pinned = await s.agents.require_version(agent, version)
             spec = load_spec(pinned.spec)
             clean = check_inputs(spec, inputs or {})
             await check_quota(s, team_id)
-            execution = await s.executions.create(team_id, agent.id, pinned.version, trigger=trigger, inputs=clean)
+            execution = await s.executions.create(team_id, agent.id, pinned.version, trigger=trigger, inputs=clean,
+                                                  queue=queue)
             await s.audit.record(team_id, "execution.create", target_type="execution", target_id=str(execution.id),
                                  details={"agent": agent.name, "version": pinned.version, "trigger": trigger})
         return execution
@@ -112,9 +118,29 @@ class Runtime:
 
         `files` (name → bytes; uploads of a chat or `coherex run --file`) are written into the
         sandbox's working directory when it opens. Raises ConcurrencyLimited when the team is at
-        its limit, and — with `retry_backend_errors` (workers) — RetryLater after putting the
-        execution back to pending when a backend failed."""
+        its limit. With `retry_backend_errors` (workers), a backend failure at any point is retried:
+        before the start, by raising RetryLater (nothing changed); later, by putting the execution
+        back to pending with a new job (bounded by COHEREX_MAX_ATTEMPTS)."""
         files = _safe_names(files or {})  # refused before anything starts
+        try:
+            claimed = await self._claim(execution_id)
+        except BackendError as exc:
+            if retry_backend_errors:  # nothing changed: its transaction rolled back; the job is retried
+                raise RetryLater(f"could not start: {exc}") from exc
+            raise
+        if isinstance(claimed, Execution):
+            return claimed
+        execution, agent, version = claimed
+        claim = Claim(execution.id, self.worker, execution.attempts)
+        keeper = ClaimKeeper.for_database(self.db.url, self.settings.heartbeat_seconds)
+        keeper.hold(claim)
+        try:
+            return await self._run_claimed(claim, execution, agent, version, listeners, files, retry_backend_errors)
+        finally:
+            keeper.release(claim)
+
+    async def _claim(self, execution_id: UUID) -> Execution | tuple[Execution, Agent | None, Any]:
+        """pending → running for this process; the current row when it cannot be taken."""
         async with self.db.session(Identity.system()) as s:
             current = await s.executions.get(execution_id)
             if current is None:
@@ -129,42 +155,51 @@ class Runtime:
                 return current
             agent = await s.agents.get(execution.agent_id)
             version = await s.agents.get_version(execution.agent_id, execution.agent_version)
+        return execution, agent, version
+
+    async def _run_claimed(self, claim: Claim, execution: Execution, agent: Agent | None, version: Any,
+                           listeners: list[EventListener] | None, files: dict[str, bytes],
+                           retry_backend_errors: bool) -> Execution:
         recorder = EventRecorder(self.db, execution, secrets=self._secrets(), listeners=list(listeners or []))
         owner = (agent.created_by if agent else None) or execution.created_by
         identity = Identity.user(owner, team_id=execution.team_id) if owner else Identity.system()
+        retry_left = retry_backend_errors and execution.attempts < self.settings.max_attempts
         totals = _Totals()
         ctx: RunContext | None = None
         status, output, error = "failed", None, None
         try:
             spec = load_spec(version.spec)
-            ctx = RunContext(self.db, execution, identity, recorder, spec, files=files,
+            ctx = RunContext(self.db, execution, identity, recorder, spec, files=files, final_attempt=not retry_left,
                              sandbox_opener=lambda: self._open_sandbox(spec, execution))
-            status, output, error = await self._supervise(ctx, totals)
+            status, output, error = await self._supervise(ctx, claim, totals)
+        except _ClaimLost:
+            log.warning("execution %s: this run lost its claim (another worker has it); stopping", execution.id)
+            return await self._current(execution.id)
         except BackendError as exc:
-            if retry_backend_errors and execution.attempts < self.settings.max_attempts:
+            if retry_left:
                 await _record_quietly(recorder, "log", {"message": f"attempt {execution.attempts} failed: {exc}; "
                                                                    "retrying"})
-                async with self.db.session(Identity.system()) as s:
-                    await s.executions.requeue(execution.id)
-                raise RetryLater(str(exc)) from exc
+                # pending again with a new job (one transaction): that job retries it, not this one
+                return await self._while_database_returns(lambda s: s.executions.requeue(execution.id))
             error = str(exc)
         except CoherexError as exc:
             error = str(exc)
         except Exception as exc:  # the run fails with a reason; the platform goes on
-            log.exception("execution %s crashed", execution_id)
+            log.exception("execution %s crashed", execution.id)
             error = f"internal error: {type(exc).__name__}: {exc}"
         finally:
             if ctx is not None and ctx.sandbox is not None:
                 await _kill_quietly(ctx.sandbox)
-        # The final state and its closing events commit together: a run that could not record its
-        # end (database gone) has recorded none of it, and its retry ends it exactly once.
-        closing = []
-        async with self.db.session(Identity.system()) as s:
-            output, error = recorder.redact(output), recorder.redact(error)  # shown like events are
+        # The final state and its closing events commit together, by the claim's owner only. The
+        # claim is held (heart-beating) while the database is away, so the end is written once.
+        output, error = recorder.redact(output), recorder.redact(error)  # shown like events are
+
+        async def finish(s):
             final = await s.executions.finish(
                 execution.id, status, output=output, error=error, tokens_in=totals.tokens_in,
-                tokens_out=totals.tokens_out, cost_usd=totals.cost_usd,
+                tokens_out=totals.tokens_out, cost_usd=totals.cost_usd, claim=(claim.worker_id, claim.attempt),
             )
+            closing = []
             if final is not None:
                 if error:
                     closing.append(await recorder.add(s, "error", payload={"message": error}))
@@ -172,15 +207,37 @@ class Runtime:
                                                   payload={"status": status, "reason": error}))
             else:
                 final = await s.executions.get(execution.id)
+            return final, closing
+
+        final, closing = await self._while_database_returns(finish)
         for event in closing:
             await recorder.announce(event)
         return final
 
-    async def _supervise(self, ctx: RunContext, totals: _Totals) -> tuple[str, Any, str | None]:
-        """Race the agent loop against the wall clock and a stop request."""
+    async def _while_database_returns(self, work: Any, *, patience_seconds: float = 60.0) -> Any:
+        """Run `work(session)` in a system session, again while the database is away (a restart
+        takes seconds); gives up with the last DatabaseUnavailable after `patience_seconds`."""
+        deadline = time.monotonic() + patience_seconds
+        delay = 0.2
+        while True:
+            try:
+                async with self.db.session(Identity.system()) as s:
+                    return await work(s)
+            except DatabaseUnavailable:
+                if time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _current(self, execution_id: UUID) -> Execution:
+        async with self.db.session(Identity.system()) as s:
+            return await s.executions.get(execution_id)
+
+    async def _supervise(self, ctx: RunContext, claim: Claim, totals: _Totals) -> tuple[str, Any, str | None]:
+        """Race the agent loop against the wall clock, a stop request and the loss of the claim."""
         limits = ctx.spec.limits
         loop = asyncio.create_task(self._agent_loop(ctx, totals))
-        watch = asyncio.create_task(self._watch_for_stop(ctx.execution.id))
+        watch = asyncio.create_task(_watch_claim(claim))
         try:
             done, _ = await asyncio.wait({loop, watch}, timeout=limits.timeoutSeconds,
                                          return_when=asyncio.FIRST_COMPLETED)
@@ -192,7 +249,7 @@ class Runtime:
                 except _Stop as stop:
                     return stop.status, None, stop.reason
             if watch in done:
-                watch.result()
+                watch.result()  # raises _ClaimLost
                 return "cancelled", None, "Stopped on request."
             return "timed_out", None, f"Stopped after {limits.timeoutSeconds} s (limits.timeoutSeconds)."
         finally:
@@ -201,20 +258,6 @@ class Runtime:
             if ctx.sandbox is not None:
                 await _kill_quietly(ctx.sandbox)  # stops running code at once, before unwinding
             await asyncio.gather(loop, watch, return_exceptions=True)
-
-    async def _watch_for_stop(self, execution_id: UUID) -> None:
-        last_beat = time.monotonic()
-        while True:
-            await asyncio.sleep(CANCEL_POLL_SECONDS)
-            async with self.db.session(Identity.system()) as s:
-                if time.monotonic() - last_beat >= self.settings.heartbeat_seconds:
-                    last_beat = time.monotonic()
-                    if await s.executions.heartbeat(execution_id):
-                        return
-                else:
-                    current = await s.executions.get(execution_id)
-                    if current is None or current.cancel_requested:
-                        return
 
     async def _agent_loop(self, ctx: RunContext, totals: _Totals) -> str:
         spec, limits, recorder = ctx.spec, ctx.spec.limits, ctx.recorder
@@ -321,6 +364,17 @@ class Runtime:
 
 
 # ---------------------------------------------------------------------- helpers
+async def _watch_claim(claim: Claim) -> None:
+    """Returns when a stop was asked for; raises _ClaimLost when the execution is no longer ours.
+    Only reads what the claim keeper's thread found (no query of its own)."""
+    while True:
+        if claim.lost:
+            raise _ClaimLost()
+        if claim.cancel_requested:
+            return
+        await asyncio.sleep(CLAIM_POLL_SECONDS)
+
+
 def system_prompt(spec: AgentSpec, inputs: dict[str, Any]) -> str:
     template = (PROMPTS / "runtime_system.md").read_text()
     uses_knowledge = any(ref.use == "knowledge.search" for ref in spec.spec.tools or [])

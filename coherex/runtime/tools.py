@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from coherex.errors import CoherexError, PermissionDenied
+from coherex.errors import BackendError, CoherexError, DatabaseUnavailable, PermissionDenied
 from coherex.runtime.citations import Citations
 from coherex.spec import AgentSpec, ToolRef
 from coherex.spec.catalogue import ToolInfo, get_tool
@@ -30,6 +30,10 @@ class ToolFailed(Exception):
     """A tool call failed; the message goes back to the model (it may try something else)."""
 
 
+class PlatformFailed(BackendError):
+    """A tool could not run because the platform's sandbox or database failed: the run is retried."""
+
+
 @dataclass
 class RunContext:
     db: Database
@@ -41,6 +45,7 @@ class RunContext:
     sandbox_opener: Any = None  # async () -> sandbox
     files: dict[str, bytes] = field(default_factory=dict)  # put in the sandbox's working directory
     citations: Citations = field(default_factory=Citations)  # passages read, numbered for [n] citations
+    final_attempt: bool = True  # no retry left: a platform failure is told to the model instead of retried
 
     async def get_sandbox(self) -> Any:
         if self.sandbox is None:
@@ -103,6 +108,11 @@ class ToolBox:
         except ToolFailed:
             raise
         except CoherexError as exc:
+            if _platform_failure(exc):
+                # the platform failed, not the agent: the run is retried; only its last attempt tells the model
+                if not self.ctx.final_attempt:
+                    raise PlatformFailed(f"{tool.info.name}: {exc}") from exc
+                raise ToolFailed(f"The platform failed to run {tool.info.name} ({exc}); no retry is left.") from exc
             raise ToolFailed(str(exc)) from exc
         text = result if isinstance(result, str) else json.dumps(result, default=str, ensure_ascii=False)
         if len(text) > _MAX_RESULT_CHARS:
@@ -162,6 +172,13 @@ class ToolBox:
             self.ctx.db, team_id=self.ctx.execution.team_id, agent_id=self.ctx.execution.agent_id,
             tool_name=tool.info.name, data_source=tool.ref.dataSource, args=args,
         )
+
+
+def _platform_failure(exc: Exception) -> bool:
+    """The sandbox service or the platform's database failed (an integration's own outage is the tool's)."""
+    from coherex.sandbox.errors import SandboxError, SandboxNotFound  # imported when needed: the SDK is slow to load
+
+    return isinstance(exc, (SandboxError, SandboxNotFound, DatabaseUnavailable))
 
 
 def _check_access(tool: BoundTool) -> None:

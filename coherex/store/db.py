@@ -19,7 +19,7 @@ from uuid import UUID
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from coherex.errors import BackendError, QuotaExceeded, UserError
+from coherex.errors import BackendError, DatabaseUnavailable, QuotaExceeded, UserError
 from coherex.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -87,6 +87,8 @@ class Database:
         self._pool = AsyncConnectionPool(
             url, min_size=min_size, max_size=max_size, open=False,
             kwargs={"connect_timeout": 5}, name="coherex",
+            # a connection that died while idle (database restart) is replaced before use, not handed out
+            check=AsyncConnectionPool.check_connection,
         )
 
     @classmethod
@@ -160,7 +162,7 @@ class Database:
         except psycopg.OperationalError as exc:
             # only a lost or refused connection (no SQLSTATE, class 08, or a server shutdown, 57P)
             if exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P")):
-                raise BackendError(f"The database connection failed: {str(exc).strip()}") from exc
+                raise DatabaseUnavailable(f"The database connection failed: {str(exc).strip()}") from exc
             raise
         except psycopg.DatabaseError as exc:
             # our own SQLSTATEs arrive as the generic class; anything else is not ours to translate

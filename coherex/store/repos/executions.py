@@ -20,14 +20,30 @@ _EVENT_COLS = ("id, execution_id, team_id, seq, type, name, parent_seq, payload,
 class ExecutionRepo(Repo):
     async def create(
         self, team_id: UUID, agent_id: UUID, agent_version: int, *, trigger: str = "manual",
-        inputs: dict[str, Any] | None = None,
+        inputs: dict[str, Any] | None = None, queue: bool = False,
     ) -> Execution:
-        return require(await self._one(
+        """A pending execution; with `queue`, its worker job commits in the same transaction."""
+        execution = require(await self._one(
             Execution,
             f"insert into public.agent_executions (team_id, agent_id, agent_version, trigger, inputs, created_by) "
             f"values (%s, %s, %s, %s, %s, %s) returning {_COLS}",
             (team_id, agent_id, agent_version, trigger, Jsonb(inputs or {}), self.identity.user_id),
         ), "execution")
+        if queue:
+            await self.queue(execution.id)
+        return execution
+
+    async def queue(self, execution_id: UUID, *, delay_seconds: float = 0) -> bool:
+        """Give a pending execution a worker job, in this transaction (False: it has one waiting
+        already, or is not pending)."""
+        return bool(await self._scalar("select coherex_private.queue_execution(%s, %s)",
+                                       (execution_id, delay_seconds)))
+
+    async def queue_orphans(self, grace_seconds: float) -> list[UUID]:
+        """Pending executions with no waiting or running job for `grace_seconds`: queued now."""
+        async with self.conn.cursor() as cur:
+            await self._execute(cur, "select * from coherex_private.queue_orphaned_executions(%s)", (grace_seconds,))
+            return [r[0] for r in await cur.fetchall()]
 
     async def get(self, execution_id: UUID) -> Execution | None:
         return await self._one(Execution, f"select {_COLS} from public.agent_executions where id = %s", (execution_id,))
@@ -93,17 +109,21 @@ class ExecutionRepo(Repo):
     async def finish(
         self, execution_id: UUID, status: ExecutionStatus, *, output: Any = None, error: str | None = None,
         tokens_in: int = 0, tokens_out: int = 0, cost_usd: Decimal | float = 0,
+        claim: tuple[str, int] | None = None,
     ) -> Execution | None:
-        """Move to a final state, once. Returns None if it was already final."""
+        """Move to a final state, once. Returns None if it was already final — or, with `claim`
+        (worker id, attempt), if that run no longer owns it (another worker took it over)."""
         assert status in TERMINAL_STATUSES, status
+        worker, attempt = claim or (None, None)
         return await self._one(
             Execution,
             f"update public.agent_executions set status = %s, output = %s, error = %s, tokens_in = %s, "
             f"tokens_out = %s, cost_usd = %s, finished_at = now(), "
             f"duration_ms = (extract(epoch from now() - coalesce(started_at, created_at)) * 1000)::int "
-            f"where id = %s and status in ('pending', 'running') returning {_COLS}",
+            f"where id = %s and status in ('pending', 'running') "
+            f"and (%s::text is null or (status = 'running' and worker_id = %s and attempts = %s)) returning {_COLS}",
             (status, Jsonb(output) if output is not None else None, error, tokens_in, tokens_out,
-             Decimal(str(cost_usd)), execution_id),
+             Decimal(str(cost_usd)), execution_id, worker, worker, attempt),
         )
 
     async def request_cancel(self, execution_id: UUID) -> Execution | None:
@@ -126,14 +146,17 @@ class ExecutionRepo(Repo):
             (older_than_seconds,),
         )
 
-    async def requeue(self, execution_id: UUID) -> Execution | None:
-        """running → pending for a retry after its worker died."""
-        return await self._one(
+    async def requeue(self, execution_id: UUID, *, delay_seconds: float = 0) -> Execution | None:
+        """running → pending with a new worker job (same transaction), for another attempt."""
+        row = await self._one(
             Execution,
             f"update public.agent_executions set status = 'pending', worker_id = null, sandbox_id = null "
             f"where id = %s and status = 'running' returning {_COLS}",
             (execution_id,),
         )
+        if row is not None:
+            await self.queue(execution_id, delay_seconds=delay_seconds)
+        return row
 
     async def running_count(self, team_id: UUID) -> int:
         return await self._scalar(

@@ -7,15 +7,17 @@ import os
 import signal
 import time
 
-from coherex.jobs import enqueue, make_app
+from coherex.jobs import enqueue
 from coherex.runtime import Runtime
 from coherex.store.db import Identity
 from coherex.testing.fake_openai import Slow, Text
 
 
 async def _create(db, tenant, agent, n: int):
+    """Queued executions, as the API makes them (row and job in one transaction)."""
     runtime = Runtime(db)
-    return [await runtime.create(tenant.identity, tenant.team_id, agent, trigger="api") for _ in range(n)]
+    return [await runtime.create(tenant.identity, tenant.team_id, agent, trigger="api", queue=True)
+            for _ in range(n)]
 
 
 async def _wait_for(db, predicate, timeout: float):
@@ -34,11 +36,7 @@ async def test_200_executions_across_two_workers_complete_exactly_once(db, db_ur
     tenant, agent = queued_agent
     fake_llm.always(Text("ok"))
     executions = await _create(db, tenant, agent, 200)
-    app = make_app(db_urls.app)
-    async with app.open_async():
-        for ex in executions:
-            await enqueue(app, ex.id)
-        await enqueue(app, executions[0].id)  # a duplicate job must not make a second run
+    assert not await enqueue(db, executions[0].id)  # it has a job waiting: no second one
     workers = [start_worker("--drain", "--concurrency", "10") for _ in range(2)]
     for w in workers:
         w.wait(120)
@@ -57,9 +55,6 @@ async def test_worker_killed_mid_run_leaves_nothing_stuck(db, db_urls, queued_ag
     tenant, agent = queued_agent
     fake_llm.script([Slow(60, Text("never delivered")), Text("recovered")])
     [ex] = await _create(db, tenant, agent, 1)
-    app = make_app(db_urls.app)
-    async with app.open_async():
-        await enqueue(app, ex.id)
     first = start_worker()
     try:
         await _wait_for(db, lambda rows: rows[0].status == "running" and fake_llm.chat_requests, 60)
