@@ -1,7 +1,9 @@
 """Fault injection: N executions through the real queue and real worker processes while the LLM
-answers 429/500 or times out, sandboxed code kills itself, a worker is SIGKILLed mid-run and the
-database is restarted. Afterwards: every execution final, none duplicated, no event lost, and the
-success rate among runs whose faults were transient.
+answers 429/500 or times out, sandboxed code kills itself, some rows have lost their job, the
+database is restarted twice (once while the workers are starting runs, once mid-batch), a worker
+is SIGKILLed mid-run and the sandbox server is killed and started again. Afterwards: every
+execution final, none duplicated, no event lost, every failure with a reason, and the success
+rate among runs whose faults were transient.
 
     python bench/bench_reliability.py --n 1000      # writes bench/results/reliability.json
 
@@ -42,11 +44,15 @@ SPEC = textwrap.dedent("""\
     """)
 
 #: fault → share of executions. All are transient: a correct platform finishes every such run.
-FAULTS = {"none": 0.45, "llm_429": 0.12, "llm_500": 0.12, "llm_timeout": 0.08, "sandbox_crash": 0.08,
-          "slow": 0.15}
+#: `python` runs code in the sandbox (hit when the sandbox server is killed); `orphan` rows are
+#: created without a job, as when a process dies between creating a row and queueing it (or an
+#: in-process run's process dies before it starts): maintenance must queue them.
+FAULTS = {"none": 0.37, "llm_429": 0.11, "llm_500": 0.11, "llm_timeout": 0.07, "sandbox_crash": 0.07,
+          "slow": 0.13, "python": 0.10, "orphan": 0.04}
 LLM_TIMEOUT = 5.0
 #: LLM requests an execution may cause per attempt (one retry of the failed call, one after the tool)
-REQUESTS_PER_ATTEMPT = {"none": 1, "llm_429": 2, "llm_500": 2, "llm_timeout": 2, "sandbox_crash": 2, "slow": 1}
+REQUESTS_PER_ATTEMPT = {"none": 1, "llm_429": 2, "llm_500": 2, "llm_timeout": 2, "sandbox_crash": 2, "slow": 1,
+                        "python": 2, "orphan": 1}
 
 
 @dataclass
@@ -79,6 +85,8 @@ class FaultyLLM:
             self.injected["sandbox_crash"] += 1
             return ToolCall("python", {"code": "import os, signal; print('bye', flush=True); "
                                                "os.kill(os.getpid(), signal.SIGKILL)"})
+        if fault == "python" and not after_tool:
+            return ToolCall("python", {"code": f"import time; time.sleep(0.5); print({n} * 2)"})
         if fault == "slow" and not after_tool:
             return Slow(2.5, Text(f"answer {n}"))
         return Text(f"answer {n}")
@@ -123,7 +131,7 @@ async def campaign(n: int = 150, *, seed: int = 11, timeout: float = 600, log=pr
     from coherex.store.db import Database, Identity
     from coherex.testing.fake_openai import FakeOpenAI
     from coherex.testing.postgres import TestPostgres
-    from coherex.testing.sandbox import start_local_sandbox
+    from coherex.testing.sandbox import SandboxServerProcess, start_local_sandbox
 
     rng = random.Random(seed)
     tmp = Path(tempfile.mkdtemp(prefix="coherex-reliability-"))
@@ -140,6 +148,7 @@ async def campaign(n: int = 150, *, seed: int = 11, timeout: float = 600, log=pr
                    "OPENAI_BASE_URL": fake_llm.base_url, "OPENAI_API_KEY": fake_llm.api_key,
                    "COHEREX_LLM_TIMEOUT": str(LLM_TIMEOUT), "COHEREX_LLM_MAX_ATTEMPTS": "4",
                    "COHEREX_HEARTBEAT_SECONDS": "1", "COHEREX_MAINTENANCE_SECONDS": "1", "COHEREX_MAX_ATTEMPTS": "5",
+                   "COHEREX_ORPHAN_GRACE_SECONDS": "3",
                    "COHEREX_SANDBOX": "local", "COHEREX_SANDBOX_PORT": str(sbx_settings.sandbox_port)}
             db = Database(urls.app, max_size=4)
             await db.open()
@@ -156,7 +165,7 @@ async def campaign(n: int = 150, *, seed: int = 11, timeout: float = 600, log=pr
                 executions = {}
                 for i in range(n):
                     ex = await runtime.create(who, team.id, agent, trigger="api", inputs={"n": i, "fault": plan[i]},
-                                              queue=True)
+                                              queue=plan[i] != "orphan")
                     executions[ex.id] = i
                 log(f"{n} executions queued: {dict(Counter(plan.values()))}")
 
@@ -183,7 +192,21 @@ async def campaign(n: int = 150, *, seed: int = 11, timeout: float = 600, log=pr
                         workers.keep(2)
                         await asyncio.sleep(0.3)
 
-                # 1. SIGKILL a worker while it has runs going
+                async def restart_database(why: str) -> None:
+                    assert pg._embedded is not None
+                    pg._embedded.stop()
+                    injected["database_restart"] += 1
+                    log(f"database stopped {why} at {time.monotonic() - started:.1f}s")
+                    await asyncio.sleep(2)
+                    pg._embedded.start()
+                    log(f"database started again at {time.monotonic() - started:.1f}s")
+                    # the workers reconnect by themselves (coherex.jobs.run_worker); none is restarted
+
+                # 1. restart the database at the moment the workers start claiming runs
+                await wait_for(lambda c: c["running"] >= 1, 60)
+                await restart_database("while runs were being started")
+
+                # 2. SIGKILL a worker while it has runs going
                 await wait_for(lambda c: c["running"] >= 3, 60)
                 victim = workers.alive()[0]
                 os.kill(victim.pid, signal.SIGKILL)
@@ -192,19 +215,22 @@ async def campaign(n: int = 150, *, seed: int = 11, timeout: float = 600, log=pr
                 log(f"worker {victim.pid} killed with SIGKILL at {time.monotonic() - started:.1f}s")
                 workers.keep(2)
 
-                # 2. restart the database when about a third is done
+                # 3. restart the database again when about a third is done
                 done = lambda c: sum(v for k, v in c.items() if k not in ("pending", "running"))  # noqa: E731
                 await wait_for(lambda c: done(c) >= n // 3, timeout / 2)
-                assert pg._embedded is not None
-                pg._embedded.stop()
-                injected["database_restart"] += 1
-                log(f"database stopped at {time.monotonic() - started:.1f}s")
-                await asyncio.sleep(2)
-                pg._embedded.start()
-                log(f"database started again at {time.monotonic() - started:.1f}s")
-                # the workers reconnect by themselves (coherex.jobs.run_worker); none is restarted
+                await restart_database("mid-batch")
 
-                # 3. everything must end
+                # 4. kill the sandbox server (every box with it) at half-way, start it again a second later
+                await wait_for(lambda c: done(c) >= n // 2, timeout / 2)
+                os.kill(sandbox.proc.pid, signal.SIGKILL)
+                sandbox.proc.wait()
+                injected["sandbox_server_killed"] += 1
+                log(f"sandbox server killed at {time.monotonic() - started:.1f}s")
+                await asyncio.sleep(1)
+                sandbox = SandboxServerProcess(sbx_settings, tmp / "sandbox-server-2.log").wait_ready()
+                log(f"sandbox server started again at {time.monotonic() - started:.1f}s")
+
+                # 5. everything must end
                 final = await wait_for(lambda c: done(c) == n, timeout)
                 elapsed = time.monotonic() - started
                 replaced = len(workers.procs) - 2  # workers a supervisor had to replace (the SIGKILLed one)
@@ -241,6 +267,7 @@ async def _verify(db, executions: dict, plan: dict, llm: FaultyLLM, injected: Co
                   or llm.seen[executions[r[0]]] > REQUESTS_PER_ATTEMPT[plan[executions[r[0]]]] * r[2]]
     wrong_output = [r[0] for r in rows if r[1] == "completed"
                     and r[4] != {"text": f"answer {executions[r[0]]}"}]
+    failed_without_reason = [r[0] for r in rows if r[1] not in ("completed", "pending", "running") and not r[5]]
     completed = sum(1 for r in rows if r[1] == "completed")
     failures = Counter((r[5] or "")[:120] for r in rows if r[1] != "completed")
     faults = {**dict(llm.injected), **dict(injected)}
@@ -253,6 +280,7 @@ async def _verify(db, executions: dict, plan: dict, llm: FaultyLLM, injected: Co
         "retried_executions": sum(1 for r in rows if r[2] > 1),
         "lost": n - len(rows) + len(lost_events) + len(wrong_output), "lost_events": len(lost_events),
         "wrong_output": len(wrong_output), "stuck": len(stuck), "duplicated": len(duplicated),
+        "failed_without_reason": len(failed_without_reason),
         "failure_reasons": dict(failures.most_common(5)),
         "llm_requests": sum(llm.seen.values()), "seconds": round(elapsed, 1),
     }

@@ -137,6 +137,7 @@ async def enqueue_upload(app: procrastinate.App, upload_id: UUID) -> None:
 
 def make_app(url: str) -> procrastinate.App:
     # Workers act as the service identity; the queue tables are closed to everyone else.
+    # (procrastinate's connector checks idle connections before use by itself)
     connector = procrastinate.PsycopgConnector(conninfo=url, kwargs={"options": "-c role=service_role"},
                                                min_size=1, max_size=4)
     app = procrastinate.App(connector=connector)

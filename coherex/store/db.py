@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from uuid import UUID
@@ -87,8 +87,6 @@ class Database:
         self._pool = AsyncConnectionPool(
             url, min_size=min_size, max_size=max_size, open=False,
             kwargs={"connect_timeout": 5}, name="coherex",
-            # a connection that died while idle (database restart) is replaced before use, not handed out
-            check=AsyncConnectionPool.check_connection,
         )
 
     @classmethod
@@ -143,13 +141,8 @@ class Database:
     async def connection(self, identity: Identity) -> AsyncIterator[psycopg.AsyncConnection]:
         """A connection inside one transaction that runs as `identity`."""
         try:
-            async with self._pool.connection() as conn:
-                async with conn.transaction():
-                    await conn.execute(
-                        "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
-                        (identity.role, identity.claims()),
-                    )
-                    yield conn
+            async with self._transaction(identity) as conn:
+                yield conn
         except psycopg.errors.InsufficientPrivilege as exc:
             from coherex.errors import PermissionDenied
 
@@ -169,6 +162,30 @@ class Database:
             if type(exc) is not psycopg.DatabaseError or exc.sqlstate != QUOTA_SQLSTATE:
                 raise
             raise QuotaExceeded(exc.diag.message_primary or str(exc), hint=exc.diag.message_hint) from exc
+
+    @asynccontextmanager
+    async def _transaction(self, identity: Identity) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A pooled connection in a transaction that runs as `identity`. Idle connections die with
+        a database restart: when the first statement finds its connection dead (nothing ran yet),
+        the pool drops every dead one (`check`) and the transaction starts again on a live one, so
+        requests right after a restart are served instead of failing once per dead connection.
+        (psycopg_pool 3.3.3's own `check=` hook left a waiting request stuck for its whole timeout.)"""
+        for attempt in (1, 2):
+            async with AsyncExitStack() as stack:
+                conn = await stack.enter_async_context(self._pool.connection())
+                try:
+                    await stack.enter_async_context(conn.transaction())
+                    await conn.execute(
+                        "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
+                        (identity.role, identity.claims()),
+                    )
+                except psycopg.OperationalError:
+                    if attempt == 2 or not conn.broken:
+                        raise
+                else:
+                    yield conn
+                    return
+            await self._pool.check()
 
     @asynccontextmanager
     async def session(self, identity: Identity) -> AsyncIterator[Session]:
