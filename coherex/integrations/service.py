@@ -11,6 +11,7 @@ from uuid import UUID
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel, ValidationError
 
+from coherex import egress
 from coherex.errors import BackendError, NotFound, PermissionDenied, UserError
 from coherex.integrations.base import Call, Check, Model, ServiceError, SourceType, bucket_for, call_service
 from coherex.integrations.oauth import OAuthToken, provider, refresh
@@ -74,6 +75,7 @@ async def add_source(
             raise UserError(f"{kind.title} connects through sign-in, not a pasted secret.",
                             hint=f"Run `coherex sources connect {type_name} {name}` and open the link it prints.")
         creds = _validate(kind.credentials_model, credentials or {}, "credentials", secret=True)
+    await _check_destinations(kind, cfg, creds)
     sealed, key_id = Vault.from_settings().seal(creds, context=str(team_id))
     async with db.session(identity) as s:
         source = await s.sources.create(team_id, name, type_name, cfg.model_dump(mode="json"),
@@ -82,6 +84,19 @@ async def add_source(
                              details={"name": name, "type": type_name, "via": via, "key_id": key_id})
     log.info("data source %s (%s) added to team %s", name, type_name, team_id)
     return source
+
+
+async def _check_destinations(kind: SourceType, cfg: Model, creds: Model) -> None:
+    """Refuse a source the egress guard would refuse before anything is stored (each connection is
+    checked again: a name may resolve elsewhere later)."""
+    for host, port in kind.destinations(cfg, creds) if kind.destinations else []:
+        try:
+            await egress.check(host, port)
+        except egress.EgressDenied as exc:
+            raise UserError(exc.message, hint="Point the data source at an address reachable from the internet, "
+                                              f"or ask the operator to allow this one in {egress.SETTING}.") from None
+        except OSError:
+            pass  # does not resolve now; the connection will say so
 
 
 async def list_sources(db: Database, identity: Identity, team_id: UUID) -> list[DataSource]:
