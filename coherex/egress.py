@@ -11,7 +11,7 @@ the name again (no DNS-rebinding window):
 
 - httpx: `async_client()` — its network backend checks each new connection (redirects included)
   and connects to the checked IP, keeping the Host header and TLS SNI of the name;
-- aiohttp (slack_sdk): `aiohttp_connector()` — a resolver that answers only checked addresses;
+- aiohttp (slack_sdk): `aiohttp_connector()` — host resolution answers only checked addresses;
 - Postgres: `coherex.integrations.postgres` pins `hostaddr` to the checked IP.
 
 Refused unless `COHEREX_EGRESS_ALLOW` lists it: every address that is not globally routable
@@ -60,7 +60,8 @@ class Rule:
         if self.port is not None and self.port != port:
             return False
         if self.network is not None:
-            return ip in self.network
+            mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+            return ip in self.network or (mapped is not None and mapped in self.network)
         return self.host == name
 
 
@@ -253,17 +254,17 @@ def async_client(**kwargs: Any) -> httpx.AsyncClient:
 # ---------------------------------------------------------------- aiohttp (slack_sdk)
 
 def aiohttp_connector() -> Any:
-    """An aiohttp connector that resolves through the guard (no cached answers), for `ClientSession`."""
+    """An aiohttp connector whose every connection (IP literals included) resolves through the guard,
+    for `ClientSession(connector=...)`."""
     import aiohttp
-    from aiohttp.abc import AbstractResolver
 
-    class GuardedResolver(AbstractResolver):
-        async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[dict[str, Any]]:
-            addresses = await check(host, port)  # OSError: aiohttp reports it as a DNS failure
+    class GuardedConnector(aiohttp.TCPConnector):
+        # aiohttp answers IP literals without asking its resolver, so the hook is the host resolution
+        # itself (aiohttp 3.x, pinned in requirements.txt)
+        async def _resolve_host(self, host: str, port: int, traces: Any = None) -> list[dict[str, Any]]:
+            addresses = await check(host, port)  # OSError: aiohttp reports a DNS failure
             return [{"hostname": host, "host": str(ip), "port": port, "proto": 0, "flags": socket.AI_NUMERICHOST,
                      "family": socket.AF_INET6 if ip.version == 6 else socket.AF_INET} for ip in addresses]
 
-        async def close(self) -> None:
-            return None
-
-    return aiohttp.TCPConnector(resolver=GuardedResolver(), use_dns_cache=False)
+    assert hasattr(aiohttp.TCPConnector, "_resolve_host"), "aiohttp changed: the egress guard cannot attach"
+    return GuardedConnector(use_dns_cache=False)
