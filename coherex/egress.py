@@ -106,7 +106,7 @@ def _why_refused(ip: IPAddress) -> str | None:
     inner: IPAddress = ip
     if isinstance(ip, ipaddress.IPv6Address):
         inner = ip.ipv4_mapped or ip.sixtofour or ip
-    for addr in {ip, inner}:
+    for addr in (inner, ip):  # the IPv4 address inside a mapped or 6to4 one decides first
         if addr.is_unspecified:
             return "the unspecified address"
         if addr.is_loopback:

@@ -82,8 +82,8 @@ async def _request(call: Call, method: str, path: str, query: dict[str, Any] | N
         kwargs["json"] = body
     async with http_client(headers={"Accept": "application/json, text/plain;q=0.9, */*;q=0.5"}) as c:
         for _ in range(_MAX_REDIRECTS + 1):
-            r = await send(c, SERVICE, method, url, check=False, headers=auth if _below(cfg.base_url, url) else None,
-                           **kwargs)
+            headers = auth if _below(cfg.base_url, url) else None
+            r = await send(c, SERVICE, method, url, check=False, headers=headers, **kwargs)
             location = r.headers.get("location")
             if r.status_code not in (301, 302, 303, 307, 308) or not location:
                 break

@@ -173,5 +173,6 @@ async def test_connection(call: Call) -> Check:
 
 POSTGRES = SourceType(
     name="postgres", title="PostgreSQL (DSN)", config_model=PostgresConfig, credentials_model=PostgresCredentials,
-    test_connection=test_connection, destinations=lambda cfg, creds: targets(creds.dsn.get_secret_value()), rate_per_second=10.0, rate_burst=20, actions={a.tool: a for a in (query, execute)},
+    test_connection=test_connection, destinations=lambda cfg, creds: targets(creds.dsn.get_secret_value()),
+    rate_per_second=10.0, rate_burst=20, actions={a.tool: a for a in (query, execute)},
 )

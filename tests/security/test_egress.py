@@ -195,7 +195,8 @@ async def test_service_base_urls_pass_the_same_guard(db, two_teams, api_env, saa
     else:
         await add_source(db, alpha.identity, alpha.team_id, "github", "svc", credentials={"token": saas.github_token})
         tool, args = "github.list_issues", {"repo": "acme/app"}
-    monkeypatch.setenv(f"COHEREX_{service.upper()}_API_URL", f"{internal.url}/{service}" + ("/api/" if service == "slack" else ""))
+    path = "/slack/api/" if service == "slack" else "/github"
+    monkeypatch.setenv(f"COHEREX_{service.upper()}_API_URL", internal.url + path)
     reset_settings_cache()
     spec = SPEC.replace("http.get", tool).replace("dataSource: hop", "dataSource: svc")
     async with db.session(alpha.identity) as s:

@@ -59,7 +59,8 @@ async def target_db(db_urls, db, settings_env, monkeypatch):
     the egress guard as an operator allows an internal database)."""
     import psycopg
 
-    monkeypatch.setenv("COHEREX_EGRESS_ALLOW", f"{settings_env['COHEREX_EGRESS_ALLOW']},127.0.0.1:{urlsplit(db_urls.admin).port}")
+    port = urlsplit(db_urls.admin).port
+    monkeypatch.setenv("COHEREX_EGRESS_ALLOW", f"{settings_env['COHEREX_EGRESS_ALLOW']},127.0.0.1:{port}")
     reset_settings_cache()
 
     with psycopg.connect(db_urls.admin, autocommit=True) as conn:
