@@ -3,6 +3,7 @@ key, and `invoke_tool` — the one entry point through which an agent reaches a 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -91,11 +92,11 @@ async def _check_destinations(kind: SourceType, cfg: Model, creds: Model) -> Non
     checked again: a name may resolve elsewhere later)."""
     for host, port in kind.destinations(cfg, creds) if kind.destinations else []:
         try:
-            await egress.check(host, port)
+            await asyncio.wait_for(egress.check(host, port), timeout=10)
         except egress.EgressDenied as exc:
             raise UserError(exc.message, hint="Point the data source at an address reachable from the internet, "
                                               f"or ask the operator to allow this one in {egress.SETTING}.") from None
-        except OSError:
+        except OSError:  # TimeoutError included
             pass  # does not resolve now; the connection will say so
 
 
