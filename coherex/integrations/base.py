@@ -117,7 +117,8 @@ class SourceType:
     #: revoke the credentials at the provider when the source is removed
     revoke: Callable[[Call], Awaitable[None]] | None = None
     #: (host, port) a new source of this type will connect to, given its (config, credentials):
-    #: checked by the egress guard when the source is added (and again at every connection)
+    #: checked by the egress guard when the source is added (and again at every connection);
+    #: ValueError with a sentence for the person when they name no network address at all
     destinations: Callable[[Any, Any], list[tuple[str, int]]] | None = None
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
 from coherex import egress
 from coherex.integrations.base import Call, Check, Model, ServiceError, SourceType, action, obj
@@ -36,12 +36,6 @@ class PostgresCredentials(Model):
     #: postgresql://user:password@host:5432/dbname (the whole DSN is treated as secret)
     dsn: SecretStr
 
-    @field_validator("dsn")
-    @classmethod
-    def _network_host(cls, v: SecretStr) -> SecretStr:
-        targets(v.get_secret_value())
-        return v
-
 
 #: options that make libpq read files of the platform's host or take settings from them
 _FILE_OPTIONS = ("service", "servicefile", "passfile", "sslcert", "sslkey", "sslcrl", "sslcrldir", "sslrootcert")
@@ -52,15 +46,16 @@ def _parse(dsn: str) -> dict[str, str]:
         params = {k: str(v) for k, v in conninfo_to_dict(dsn).items()}
     except psycopg.ProgrammingError:
         # libpq's message may quote the DSN, password included
-        raise ValueError("is not a valid PostgreSQL DSN, e.g. postgresql://user:password@host:5432/dbname") from None
+        raise ValueError("The DSN is not a valid PostgreSQL DSN, e.g. postgresql://user:password@host:5432/dbname.") from None
     for key in _FILE_OPTIONS:
         if key in params and not (key == "sslrootcert" and params[key] == "system"):
-            raise ValueError(f"the option {key!r} reads files of the platform's host and is not allowed")
+            raise ValueError(f"The DSN option {key!r} reads files of the platform's host and is not allowed.")
     return params
 
 
 def targets(dsn: str) -> list[tuple[str, int]]:
-    """(host, port) of each host the DSN names; ValueError for sockets, missing hosts, file options.
+    """(host, port) of each host the DSN names; ValueError (a sentence for the person) for sockets,
+    missing hosts, file options.
 
     A `hostaddr` stands for its host (libpq connects to it without resolving the name)."""
     params = _parse(dsn)
@@ -72,16 +67,16 @@ def targets(dsn: str) -> list[tuple[str, int]]:
     if len(ports) == 1:
         ports *= count
     if len(ports) != count or len(addrs) not in (0, count):
-        raise ValueError("names a different number of hosts, host addresses and ports")
+        raise ValueError("The DSN names a different number of hosts, host addresses and ports.")
     out = []
     for i, host in enumerate(hosts):
         target = addrs[i] if addrs and addrs[i] else host
         if not target or (target + host).startswith(("/", "@")) or host.startswith(("/", "@")):
-            raise ValueError("must name a network host (a Unix socket or an empty host is never used): "
-                             "postgresql://user:password@host:5432/dbname")
+            raise ValueError("The DSN must name a network host (a Unix socket or an empty host is never used): "
+                             "postgresql://user:password@host:5432/dbname.")
         port = ports[i].strip() or "5432"  # libpq: an empty item is the default port
         if not port.isdigit():
-            raise ValueError(f"has an invalid port {port!r}")
+            raise ValueError(f"The DSN has an invalid port {port!r}.")
         out.append((target, int(port)))
     return out
 
@@ -92,7 +87,7 @@ async def _pinned(dsn: str) -> str:
     try:
         checked = [str((await egress.check(host, port))[0]) for host, port in targets(dsn)]
     except ValueError as exc:
-        raise ServiceError(f"The Postgres DSN {exc}.") from None
+        raise ServiceError(str(exc)) from None
     except egress.EgressDenied as exc:
         raise ServiceError(exc.message) from None
     except OSError as exc:

@@ -90,7 +90,11 @@ async def add_source(
 async def _check_destinations(kind: SourceType, cfg: Model, creds: Model) -> None:
     """Refuse a source the egress guard would refuse before anything is stored (each connection is
     checked again: a name may resolve elsewhere later)."""
-    for host, port in kind.destinations(cfg, creds) if kind.destinations else []:
+    try:
+        destinations = kind.destinations(cfg, creds) if kind.destinations else []
+    except ValueError as exc:  # e.g. a DSN naming a Unix socket
+        raise UserError(str(exc), hint="Give the service's network address in the credentials.") from None
+    for host, port in destinations:
         try:
             await asyncio.wait_for(egress.check(host, port), timeout=10)
         except egress.EgressDenied as exc:

@@ -64,3 +64,29 @@ def test_the_server_refuses_a_passwordless_superuser_on_its_socket(embedded):
     password = embedded.credentials()["superuser_password"]
     psycopg.connect(host=str(embedded.pgdata), port=embedded.port, user="postgres", password=password,
                     dbname="postgres", connect_timeout=5).close()
+
+
+async def test_a_socket_dsn_stored_before_the_fix_reaches_nothing(db, two_teams, api_env, embedded):
+    """A source saved by an older version keeps its DSN; every connection is checked again."""
+    from pydantic import SecretStr
+
+    from coherex.agents import apply_spec
+    from coherex.integrations import IntegrationError, invoke_tool
+    from coherex.integrations.postgres import PostgresCredentials
+    from coherex.integrations.vault import Vault
+
+    alpha, _ = two_teams
+    dsn = f"postgresql://postgres@/postgres?host={embedded.pgdata}&port={embedded.port}"
+    creds = PostgresCredentials.model_construct(dsn=SecretStr(dsn))  # as stored, unvalidated
+    sealed, key_id = Vault.from_settings().seal(creds, context=str(alpha.team_id))
+    spec = ("apiVersion: coherex/v1\nkind: Agent\nmetadata: {name: dba}\nspec:\n  instructions: x\n"
+            "  tools:\n    - {use: postgres.execute, dataSource: old, access: write}\n")
+    async with db.session(alpha.identity) as s:
+        await s.sources.create(alpha.team_id, "old", "postgres", {"read_only": False},
+                               credentials_encrypted=sealed, credentials_key_id=key_id)
+        agent = (await apply_spec(s, alpha.team_id, spec)).agent
+    with pytest.raises(IntegrationError, match="network host"):
+        await invoke_tool(db, team_id=alpha.team_id, agent_id=agent.id, tool_name="postgres.execute",
+                          data_source="old", args={"sql": "create table public.pwned (x int)"})
+    async with db.connection(Identity.system()) as conn:
+        assert (await (await conn.execute("select to_regclass('public.pwned')")).fetchone())[0] is None
