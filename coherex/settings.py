@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     integration_max_attempts: int = Field(4, ge=1, validation_alias=_env("COHEREX_INTEGRATION_MAX_ATTEMPTS"))
     integration_max_retry_after: float = Field(60.0, ge=0, validation_alias=_env("COHEREX_INTEGRATION_MAX_RETRY_AFTER"))
     integration_timeout: float = Field(30.0, gt=0, validation_alias=_env("COHEREX_INTEGRATION_TIMEOUT"))
+    # destinations data sources and agent tools may reach although they are loopback, private or the
+    # platform's own (coherex/egress.py): a comma list of CIDRs, host:port and hosts
+    egress_allow: str = Field("", validation_alias=_env("COHEREX_EGRESS_ALLOW"))
 
     # --- knowledge ---
     embeddings_backend: Literal["local", "openai"] = Field("local", validation_alias=_env("COHEREX_EMBEDDINGS"))
@@ -122,6 +125,14 @@ class Settings(BaseSettings):
     dashboard_poll_seconds: float = Field(2.0, gt=0, validation_alias=_env("COHEREX_DASHBOARD_POLL_SECONDS"))
 
     log_level: str = Field("INFO", validation_alias=_env("COHEREX_LOG_LEVEL"))
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _egress_rules(cls, v: str) -> str:
+        from coherex.egress import parse_allow
+
+        parse_allow(v)  # a typo is reported at start, naming the entry, not at the first connection
+        return v
 
     @property
     def data_path(self) -> Path:

@@ -24,6 +24,7 @@ from uuid import UUID
 import httpx
 from pydantic import BaseModel, ConfigDict
 
+from coherex import egress
 from coherex.retry import RetriesExhausted, Retryable, RetryPolicy, call_with_retries
 from coherex.settings import Settings, get_settings
 from coherex.spec.catalogue import ToolInfo, get_tool
@@ -115,6 +116,10 @@ class SourceType:
     rate_burst: int = 10
     #: revoke the credentials at the provider when the source is removed
     revoke: Callable[[Call], Awaitable[None]] | None = None
+    #: (host, port) a new source of this type will connect to, given its (config, credentials):
+    #: checked by the egress guard when the source is added (and again at every connection);
+    #: ValueError with a sentence for the person when they name no network address at all
+    destinations: Callable[[Any, Any], list[tuple[str, int]]] | None = None
 
 
 def action(tool: str, output: dict[str, Any]) -> Callable[[ActionFn], Action]:
@@ -206,9 +211,10 @@ def retry_after_seconds(headers: Any) -> float | None:
 
 # ---------------------------------------------------------------- plain HTTP services (httpx)
 
-def http_client(base_url: str, headers: dict[str, str]) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=base_url, headers=headers, timeout=get_settings().integration_timeout,
-                             follow_redirects=False)
+def http_client(base_url: str = "", headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+    """The client for every call to a service: each connection passes the egress guard."""
+    return egress.async_client(base_url=base_url, headers=headers, timeout=get_settings().integration_timeout,
+                               follow_redirects=False)
 
 
 async def send(client: httpx.AsyncClient, service: str, method: str, url: str, *, check: bool = True,
@@ -217,6 +223,8 @@ async def send(client: httpx.AsyncClient, service: str, method: str, url: str, *
     With `check=False` only transport failures raise; the caller judges the status."""
     try:
         response = await client.request(method, url, **kwargs)
+    except egress.EgressDenied as exc:
+        raise ServiceError(exc.message) from None
     except httpx.TimeoutException:
         raise ServiceError(f"{service} did not answer in time.", retryable=True) from None
     except httpx.HTTPError as exc:

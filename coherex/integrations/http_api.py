@@ -1,16 +1,17 @@
 """A generic HTTP API: requests strictly below the configured base URL.
 
 The agent (an LLM) chooses the path, so the path is hostile input: absolute URLs, `//host`,
-`..` segments (also percent-encoded), backslashes and userinfo are refused, the final URL must
-have the base's scheme, host, port and path prefix, and redirects are not followed (the auth
-header must never reach another host).
+`..` segments (also percent-encoded), backslashes and userinfo are refused, and the final URL must
+have the base's scheme, host, port and path prefix. Every connection, redirects included, passes
+the egress guard (coherex/egress.py); the auth header goes only to URLs below the base URL (a
+redirect elsewhere is followed without it).
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 from pydantic import SecretStr, field_validator
 
@@ -20,6 +21,7 @@ from coherex.integrations.base import (
 
 SERVICE = "The HTTP API"
 _MAX_BODY = 200_000
+_MAX_REDIRECTS = 5
 
 
 class HttpApiConfig(Model):
@@ -62,24 +64,42 @@ def resolve(base_url: str, path: str) -> str:
     return url
 
 
+def _below(base_url: str, url: str) -> bool:
+    base, final = urlsplit(base_url), urlsplit(url)
+    return (final.scheme, final.hostname, final.port) == (base.scheme, base.hostname, base.port) and \
+        (final.path + "/").startswith(base.path.rstrip("/") + "/")
+
+
 async def _request(call: Call, method: str, path: str, query: dict[str, Any] | None = None,
                    body: Any = None) -> dict[str, Any]:
     cfg: HttpApiConfig = call.config
     url = resolve(cfg.base_url, path)
-    headers = {"Accept": "application/json, text/plain;q=0.9, */*;q=0.5"}
+    auth = {}
     if call.credentials.auth_value is not None:
-        headers[cfg.auth_header] = call.credentials.auth_value.get_secret_value()
-    async with http_client(cfg.base_url, headers) as c:
-        kwargs: dict[str, Any] = {"params": query or None}
-        if body is not None:
-            kwargs["json"] = body
-        r = await send(c, SERVICE, method, url, check=False, **kwargs)
+        auth[cfg.auth_header] = call.credentials.auth_value.get_secret_value()
+    kwargs: dict[str, Any] = {"params": query or None}
+    if body is not None:
+        kwargs["json"] = body
+    async with http_client(headers={"Accept": "application/json, text/plain;q=0.9, */*;q=0.5"}) as c:
+        for _ in range(_MAX_REDIRECTS + 1):
+            headers = auth if _below(cfg.base_url, url) else None
+            r = await send(c, SERVICE, method, url, check=False, headers=headers, **kwargs)
+            location = r.headers.get("location")
+            if r.status_code not in (301, 302, 303, 307, 308) or not location:
+                break
+            # the next hop passes the egress guard like the first (send → the guarded transport)
+            url, kwargs = urljoin(str(r.url), location), {}
+            if urlsplit(url).scheme not in ("http", "https"):
+                raise ServiceError(f"{SERVICE} redirected to {location!r}, which is not an http(s) URL.")
+            if r.status_code == 303 or (r.status_code in (301, 302) and method not in ("GET", "HEAD")):
+                method = "GET"  # as browsers do; the body is not sent again
+            elif body is not None:
+                kwargs["json"] = body
+        else:
+            raise ServiceError(f"{SERVICE} redirected more than {_MAX_REDIRECTS} times.")
     # Other 4xx answers are the API's reply to the agent (e.g. 404 for a missing item), not failures.
     if r.status_code in (401, 429) or r.status_code >= 500:
         check_status(r, SERVICE)
-    if 300 <= r.status_code < 400:
-        raise ServiceError(f"{SERVICE} redirected to {r.headers.get('location', '?')!r}; redirects are not "
-                           "followed (change the data source's base URL instead).")
     try:
         data: Any = r.json()
     except ValueError:
@@ -110,9 +130,14 @@ async def test_connection(call: Call) -> Check:
     return Check(ok, summary, {"status": r["status"]})
 
 
+def _destinations(cfg: HttpApiConfig, creds: HttpApiCredentials) -> list[tuple[str, int]]:
+    base = urlsplit(cfg.base_url)
+    return [(base.hostname or "", base.port or (443 if base.scheme == "https" else 80))]
+
+
 HTTP_API = SourceType(
     name="http_api", title="HTTP API (base URL + auth header)", config_model=HttpApiConfig,
-    credentials_model=HttpApiCredentials, test_connection=test_connection,
+    credentials_model=HttpApiCredentials, test_connection=test_connection, destinations=_destinations,
     rate_per_second=5.0, rate_burst=10, actions={a.tool: a for a in (get, request)},
 )
 

@@ -26,7 +26,7 @@ import httpx
 from pydantic import SecretStr
 
 from coherex.errors import BackendError, PermissionDenied, UserError
-from coherex.integrations.base import Model, ServiceError, check_status, json_of
+from coherex.integrations.base import Model, ServiceError, check_status, http_client, json_of, send
 from coherex.settings import Settings, get_settings
 
 if TYPE_CHECKING:  # imported lazily below: the source types import this module
@@ -124,13 +124,10 @@ def authorization_url(p: Provider, *, state: str, challenge: str, redirect_uri: 
 
 async def _token_request(p: Provider, data: dict[str, str]) -> dict[str, Any]:
     client_id, client_secret = p.require_client()
-    async with httpx.AsyncClient(timeout=get_settings().integration_timeout) as client:
-        try:
-            r = await client.post(p.token_url, data={**data, "client_id": client_id, "client_secret": client_secret},
-                                  headers={"Accept": "application/json"})
-        except httpx.HTTPError as exc:
-            raise ServiceError(f"Cannot reach {p.title}'s token endpoint ({type(exc).__name__}).",
-                               retryable=True) from None
+    async with http_client() as client:
+        r = await send(client, f"{p.title}'s token endpoint", "POST", p.token_url, check=False,
+                       data={**data, "client_id": client_id, "client_secret": client_secret},
+                       headers={"Accept": "application/json"})
     if r.status_code in (400, 401):
         body = _maybe_json(r)
         raise ServiceError(f"{p.title} refused the token request: {body.get('error', f'HTTP {r.status_code}')}"
@@ -182,11 +179,9 @@ async def revoke_google(p: Provider, token: OAuthToken) -> None:
     # revoking the refresh token revokes the whole grant (and its access tokens)
     value = (token.refresh_token or token.access_token).get_secret_value()
     assert p.revoke_url
-    async with httpx.AsyncClient(timeout=get_settings().integration_timeout) as client:
-        try:
-            r = await client.post(p.revoke_url, data={"token": value})
-        except httpx.HTTPError as exc:
-            raise ServiceError(f"Cannot reach {p.title} to revoke the token ({type(exc).__name__}).") from None
+    async with http_client() as client:
+        r = await send(client, f"{p.title} (revoking the token)", "POST", p.revoke_url, check=False,
+                       data={"token": value})
     # 400 invalid_token: already revoked or expired — the goal is reached
     if r.status_code != 400:
         check_status(r, p.title)

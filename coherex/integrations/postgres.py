@@ -2,6 +2,11 @@
 
 `postgres.query` always runs read-only, whatever the role may do; `postgres.execute` is refused
 unless the source was added with `read_only=false` (and the agent holds `write` access).
+
+The DSN is hostile input (it could name the platform's own database through its Unix socket):
+only network hosts are accepted, each passes the egress guard, and libpq connects to the checked
+address (`hostaddr` pinned), never resolving the name again. DSN options that read files of the
+platform host (service and password files, client certificates) are refused.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ import uuid
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import Field, SecretStr
 
+from coherex import egress
 from coherex.integrations.base import Call, Check, Model, ServiceError, SourceType, action, obj
 
 SERVICE = "The Postgres database"
@@ -30,10 +37,71 @@ class PostgresCredentials(Model):
     dsn: SecretStr
 
 
-async def _connect(call: Call) -> psycopg.AsyncConnection:
+#: options that make libpq read files of the platform's host or take settings from them
+_FILE_OPTIONS = ("service", "servicefile", "passfile", "sslcert", "sslkey", "sslcrl", "sslcrldir", "sslrootcert")
+
+
+def _parse(dsn: str) -> dict[str, str]:
     try:
-        return await psycopg.AsyncConnection.connect(call.credentials.dsn.get_secret_value(), connect_timeout=10,
-                                                     application_name="coherex-agent")
+        params = {k: str(v) for k, v in conninfo_to_dict(dsn).items()}
+    except psycopg.ProgrammingError:
+        # libpq's message may quote the DSN, password included
+        raise ValueError("The DSN is not a valid PostgreSQL DSN, e.g. postgresql://user:password@host:5432/dbname.") from None
+    for key in _FILE_OPTIONS:
+        if key in params and not (key == "sslrootcert" and params[key] == "system"):
+            raise ValueError(f"The DSN option {key!r} reads files of the platform's host and is not allowed.")
+    return params
+
+
+def targets(dsn: str) -> list[tuple[str, int]]:
+    """(host, port) of each host the DSN names; ValueError (a sentence for the person) for sockets,
+    missing hosts, file options.
+
+    A `hostaddr` stands for its host (libpq connects to it without resolving the name)."""
+    params = _parse(dsn)
+    hosts = params.get("host", "").split(",")
+    addrs = params.get("hostaddr", "").split(",") if params.get("hostaddr") else []
+    count = max(len(hosts), len(addrs))
+    hosts += [""] * (count - len(hosts))
+    ports = params.get("port", "").split(",") if params.get("port") else ["5432"]
+    if len(ports) == 1:
+        ports *= count
+    if len(ports) != count or len(addrs) not in (0, count):
+        raise ValueError("The DSN names a different number of hosts, host addresses and ports.")
+    out = []
+    for i, host in enumerate(hosts):
+        target = addrs[i] if addrs and addrs[i] else host
+        if not target or (target + host).startswith(("/", "@")) or host.startswith(("/", "@")):
+            raise ValueError("The DSN must name a network host (a Unix socket or an empty host is never used): "
+                             "postgresql://user:password@host:5432/dbname.")
+        port = ports[i].strip() or "5432"  # libpq: an empty item is the default port
+        if not port.isdigit():
+            raise ValueError(f"The DSN has an invalid port {port!r}.")
+        out.append((target, int(port)))
+    return out
+
+
+async def _pinned(dsn: str) -> str:
+    """The DSN with `hostaddr` set to the addresses the egress guard checked."""
+    params = _parse(dsn)
+    try:
+        checked = [str((await egress.check(host, port))[0]) for host, port in targets(dsn)]
+    except ValueError as exc:
+        raise ServiceError(str(exc)) from None
+    except egress.EgressDenied as exc:
+        raise ServiceError(exc.message) from None
+    except OSError as exc:
+        raise ServiceError(f"Cannot connect to the Postgres database: {exc}", retryable=True) from None
+    if not params.get("host"):
+        params["host"] = ",".join(checked)  # host names the server for TLS; without one, its address
+    params["hostaddr"] = ",".join(checked)
+    return make_conninfo("", **params)
+
+
+async def _connect(call: Call) -> psycopg.AsyncConnection:
+    dsn = await _pinned(call.credentials.dsn.get_secret_value())
+    try:
+        return await psycopg.AsyncConnection.connect(dsn, connect_timeout=10, application_name="coherex-agent")
     except psycopg.OperationalError as exc:
         # libpq's message names host and user but never the password; redaction covers the rest
         raise ServiceError(f"Cannot connect to the Postgres database: {str(exc).strip().splitlines()[0]}",
@@ -100,5 +168,6 @@ async def test_connection(call: Call) -> Check:
 
 POSTGRES = SourceType(
     name="postgres", title="PostgreSQL (DSN)", config_model=PostgresConfig, credentials_model=PostgresCredentials,
-    test_connection=test_connection, rate_per_second=10.0, rate_burst=20, actions={a.tool: a for a in (query, execute)},
+    test_connection=test_connection, destinations=lambda cfg, creds: targets(creds.dsn.get_secret_value()),
+    rate_per_second=10.0, rate_burst=20, actions={a.tool: a for a in (query, execute)},
 )

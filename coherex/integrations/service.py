@@ -3,6 +3,7 @@ key, and `invoke_tool` — the one entry point through which an agent reaches a 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ from uuid import UUID
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel, ValidationError
 
+from coherex import egress
 from coherex.errors import BackendError, NotFound, PermissionDenied, UserError
 from coherex.integrations.base import Call, Check, Model, ServiceError, SourceType, bucket_for, call_service
 from coherex.integrations.oauth import OAuthToken, provider, refresh
@@ -74,6 +76,7 @@ async def add_source(
             raise UserError(f"{kind.title} connects through sign-in, not a pasted secret.",
                             hint=f"Run `coherex sources connect {type_name} {name}` and open the link it prints.")
         creds = _validate(kind.credentials_model, credentials or {}, "credentials", secret=True)
+    await _check_destinations(kind, cfg, creds)
     sealed, key_id = Vault.from_settings().seal(creds, context=str(team_id))
     async with db.session(identity) as s:
         source = await s.sources.create(team_id, name, type_name, cfg.model_dump(mode="json"),
@@ -82,6 +85,23 @@ async def add_source(
                              details={"name": name, "type": type_name, "via": via, "key_id": key_id})
     log.info("data source %s (%s) added to team %s", name, type_name, team_id)
     return source
+
+
+async def _check_destinations(kind: SourceType, cfg: Model, creds: Model) -> None:
+    """Refuse a source the egress guard would refuse before anything is stored (each connection is
+    checked again: a name may resolve elsewhere later)."""
+    try:
+        destinations = kind.destinations(cfg, creds) if kind.destinations else []
+    except ValueError as exc:  # e.g. a DSN naming a Unix socket
+        raise UserError(str(exc), hint="Give the service's network address in the credentials.") from None
+    for host, port in destinations:
+        try:
+            await asyncio.wait_for(egress.check(host, port), timeout=10)
+        except egress.EgressDenied as exc:
+            raise UserError(exc.message, hint="Point the data source at an address reachable from the internet, "
+                                              f"or ask the operator to allow this one in {egress.SETTING}.") from None
+        except OSError:  # TimeoutError included
+            pass  # does not resolve now; the connection will say so
 
 
 async def list_sources(db: Database, identity: Identity, team_id: UUID) -> list[DataSource]:

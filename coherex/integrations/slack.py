@@ -13,11 +13,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import aiohttp
 from pydantic import SecretStr
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
+from coherex import egress
 from coherex.errors import PermissionDenied
 from coherex.integrations.base import Call, Check, Model, ServiceError, SourceType, action, obj, retry_after_seconds
 
@@ -42,18 +44,23 @@ class SlackCredentials(Model):
     from_oauth: bool = False
 
 
-def client(call: Call) -> AsyncWebClient:
+def client(call: Call, session: aiohttp.ClientSession) -> AsyncWebClient:
     return AsyncWebClient(
         token=call.credentials.bot_token.get_secret_value(), base_url=call.settings.slack_api_url,
-        timeout=int(call.settings.integration_timeout), logger=_sdk_log, retry_handlers=[],
+        timeout=int(call.settings.integration_timeout), logger=_sdk_log, retry_handlers=[], session=session,
     )
 
 
 async def api(call: Call, method: str, **params: Any) -> dict[str, Any]:
     """Call one Web API method; every SDK failure becomes a `ServiceError`."""
     try:
-        response = await client(call).api_call(method, data={k: _form(v) for k, v in params.items() if v is not None})
+        # the session's connector resolves through the egress guard (coherex/egress.py)
+        async with aiohttp.ClientSession(connector=egress.aiohttp_connector()) as session:
+            response = await client(call, session).api_call(
+                method, data={k: _form(v) for k, v in params.items() if v is not None})
         return dict(response.validate().data)
+    except egress.EgressDenied as exc:
+        raise ServiceError(exc.message) from None
     except SlackApiError as exc:
         raise _service_error(method, exc) from None
     except SlackClientError as exc:

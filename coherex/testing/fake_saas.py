@@ -17,6 +17,9 @@ redirects straight back to the redirect URI with a code (the person "clicked All
 `/oauth/<provider>/token` checks client credentials, redirect URI and the PKCE verifier;
 `saas.google_expires_in` sets the lifetime of new Google access tokens; `saas.expire(token)` ends
 one early; `saas.refuse_refresh = True` fails refreshes.
+`/redirect/...?to=URL` answers 302 to URL (an API that sends clients elsewhere).
+`saas.env()` also allows this server in the egress guard (COHEREX_EGRESS_ALLOW=127.0.0.1:<port>),
+as an operator would allow an internal service.
 Faults (`saas.fail(service, status=..., retry_after=..., malformed=True, times=n)`) are served
 before any normal answer, in order, to the next requests of that service.
 """
@@ -211,6 +214,7 @@ class FakeSaaS(ServedApp):
             "GOOGLE_CLIENT_ID": CLIENTS["google"][0], "GOOGLE_CLIENT_SECRET": CLIENTS["google"][1],
             "GITHUB_CLIENT_ID": CLIENTS["github"][0], "GITHUB_CLIENT_SECRET": CLIENTS["github"][1],
             "SLACK_CLIENT_ID": CLIENTS["slack"][0], "SLACK_CLIENT_SECRET": CLIENTS["slack"][1],
+            "COHEREX_EGRESS_ALLOW": f"127.0.0.1:{self.port}",
         }
 
     def fail(self, service: str, *, status: int = 500, retry_after: float | None = None, malformed: bool = False,
@@ -253,6 +257,7 @@ class FakeSaaS(ServedApp):
             Route("/oauth/google/revoke", self._google_revoke, methods=["POST"]),
             Route("/oauth/userinfo", self._userinfo, methods=["GET"]),
             Route("/api/{path:path}", self._plain_api, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+            Route("/redirect/{path:path}", self._redirect, methods=["GET", "POST"]),
         ])
 
     async def _record(self, service: str, request: Request) -> Recorded:
@@ -477,6 +482,10 @@ class FakeSaaS(ServedApp):
             return fault
         return JSONResponse({"path": request.url.path, "method": request.method, "query": rec.query,
                              "json": rec.body, "auth": rec.headers.get("x-api-key")})
+
+    async def _redirect(self, request: Request) -> Response:
+        await self._record("redirect", request)
+        return RedirectResponse(request.query_params.get("to", "/"), status_code=302)
 
     # --- OAuth2 ---
     async def _authorize(self, request: Request) -> Response:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 
 from coherex.errors import PermissionDenied
 from coherex.integrations import IntegrationError, add_source, check_source, invoke_tool
 from coherex.integrations.base import ServiceError
 from coherex.integrations.http_api import resolve
+from coherex.settings import reset_settings_cache
 
 
 async def test_http_api_calls_below_its_base_url_with_the_auth_header(world):
@@ -51,9 +54,14 @@ async def test_http_api_config_is_validated(world):
 
 
 @pytest.fixture
-async def target_db(db_urls, db):
-    """A table in the test database, reachable through its own DSN."""
+async def target_db(db_urls, db, settings_env, monkeypatch):
+    """A table in the test database, reachable through its own DSN (on 127.0.0.1, so allowed in
+    the egress guard as an operator allows an internal database)."""
     import psycopg
+
+    port = urlsplit(db_urls.admin).port
+    monkeypatch.setenv("COHEREX_EGRESS_ALLOW", f"{settings_env['COHEREX_EGRESS_ALLOW']},127.0.0.1:{port}")
+    reset_settings_cache()
 
     with psycopg.connect(db_urls.admin, autocommit=True) as conn:
         conn.execute("create table public.orders (id int primary key, total numeric)")
