@@ -199,11 +199,10 @@ def network_role(role: str = typer.Argument(None, metavar="ROLE", help="member, 
 
     async def go():
         async with cli_context() as ctx:
-            if role is None:
-                return ctx.team.network_min_role
-            return (await teams.set_network_role(ctx.db, ctx.identity, ctx.team.id, role)).network_min_role
+            team = ctx.team if role is None else await teams.set_network_role(ctx.db, ctx.identity, ctx.team.id, role)
+            return f"in team {team.slug}, a {team.network_min_role} or above may save agents with runtime.network: true"
 
-    console.print(f"sandbox network in team: saved by {run_async(go())} or above")
+    console.print(run_async(go()))
 
 
 @app.command("usage")
