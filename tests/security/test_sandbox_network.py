@@ -147,11 +147,12 @@ async def test_a_box_with_network_reaches_the_internet(local_sandbox, internet):
         assert resolv.text == repr("nameserver 10.0.2.3\n")  # slirp4netns's forwarder, not the host's resolver
 
 
-async def test_a_box_with_network_reaches_no_port_of_the_host(api, pg_server, local_sandbox, internet, listener):
+async def test_a_box_with_network_reaches_no_port_of_the_host(api, fake_llm, pg_server, local_sandbox, internet,
+                                                             listener):
     server, settings = local_sandbox
     any_port, accepted = listener
-    ports = {"web API": api.port, "Postgres": pg_server._embedded.port, "sandbox server": server.port,
-             "a service on every address": any_port}
+    ports = {"web API": api.port, "LLM endpoint": fake_llm.port, "Postgres": pg_server._embedded.port,
+             "sandbox server": server.port, "a service on every address": any_port}
     for name, port in ports.items():  # they are up: a refusal below is the box's, not an empty port
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
     hosts = ["127.0.0.1", "10.0.2.2", *host_addresses()]  # 10.0.2.2: slirp's alias of the host
