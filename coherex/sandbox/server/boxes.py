@@ -279,7 +279,8 @@ class BoxFactory:
             "isolation": "bubblewrap",
             "cgroups": f"v{self.cgroups.version}" if self.cgroups.parents else "none (rlimits only)",
             "own_uid_per_sandbox": os.geteuid() == 0,
-            "network": "own namespace per sandbox with network, through slirp4netns (no host or private addresses)",
+            "network": ("own namespace per sandbox, through slirp4netns, no host or private addresses"
+                        if os.geteuid() == 0 else "refused (the server is not root)"),
             "python": self.interp.executable,
             "pool_size": self.pool_size,
             "pool_ready": self._pool.qsize(),
