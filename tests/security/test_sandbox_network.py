@@ -196,7 +196,7 @@ def slirps_of(server_pid: int) -> list[int]:
 
 async def test_one_slirp4netns_per_network_box_gone_with_the_box(local_sandbox):
     server, settings = local_sandbox
-    assert slirps_of(server.proc.pid) == []
+    assert await until(lambda: slirps_of(server.proc.pid) == [])  # none left by earlier tests
     async with await open_sandbox(settings) as offline:
         await offline.run_code("1")
         assert slirps_of(server.proc.pid) == []  # only boxes with network get one
