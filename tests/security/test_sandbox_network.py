@@ -190,6 +190,19 @@ async def test_a_box_without_network_has_no_route_at_all(local_sandbox, internet
     assert all("Network is unreachable" in v for v in got.values()), got
 
 
+def test_the_filter_loads_when_host_addresses_lie_in_blocked_ranges():
+    """Cloud hosts often have a 10.x address: it must merge into 10/8, not make nft refuse the
+    table (then no box with network would start)."""
+    from coherex.sandbox.server.isolation import nft_rules
+
+    rules = nft_rules(["10.1.2.3", "172.20.0.5", "192.0.2.9", "192.0.2.9", "2001:db8::5", "fd00::7"])
+    loaded = subprocess.run(["unshare", "--net", "sh", "-c", "nft -f - && nft list ruleset"], input=rules,
+                            capture_output=True, text=True, timeout=30)
+    assert loaded.returncode == 0, loaded.stderr
+    assert "10.0.0.0/8" in loaded.stdout and "192.0.2.9" in loaded.stdout and "2001:db8::5" in loaded.stdout
+    assert "10.1.2.3" not in loaded.stdout
+
+
 def slirps_of(server_pid: int) -> list[int]:
     return [p for p, (name, ppid, _) in processes().items() if ppid == server_pid and name == "slirp4netns"]
 
