@@ -89,7 +89,6 @@ class Box:
         self.token = secrets.token_urlsafe(24)  # envd access token, per sandbox
         self.proc, self.init_pid, self.cgroup, self.uid = proc, init_pid, cgroup, uid
         self.network, self.limits = network, limits
-        self.allow_network = network is not None
         self.template, self.metadata, self.envs = "code-interpreter-v1", {}, {}
         self.started_at = time.time()
         self.expires_at = self.started_at + 300
