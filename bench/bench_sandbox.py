@@ -1,7 +1,8 @@
 """Sandbox start latency, as the runtime sees it: create -> first stdout line of `print(1)`.
 
-Through the unmodified E2B SDK against the local server: from the warm pool and cold (pool size
-0), side by side with a bare `python -c pass` spawn measured in the same run.
+Through the unmodified E2B SDK against the local server: from the warm pool, cold (pool size
+0) and with network (always cold: slirp4netns and the box's nftables filter are set up per box),
+side by side with a bare `python -c pass` spawn measured in the same run.
 Targets: warm p50 < 20 ms, cold p50 < 60 ms. Writes bench/results/sandbox.json.
 
     python bench/bench_sandbox.py [--n 60]
@@ -36,12 +37,12 @@ def summary(xs: list[float]) -> dict:
     return {"n": len(xs), "p50_ms": pct(xs, 50), "p95_ms": pct(xs, 95), "mean_ms": round(statistics.mean(xs), 2)}
 
 
-async def starts(settings: Settings, n: int, pause: float) -> list[float]:
+async def starts(settings: Settings, n: int, pause: float, network: bool = False) -> list[float]:
     out = []
     for _ in range(n):
         first = asyncio.get_running_loop().create_future()
         t0 = time.perf_counter()
-        box = await open_sandbox(settings)
+        box = await open_sandbox(settings, allow_network=network)
 
         def on_stdout(_: str) -> None:
             if not first.done():
@@ -64,14 +65,14 @@ def bare_spawns(n: int) -> list[float]:
     return out
 
 
-def run_mode(pool: int, n: int, data: Path) -> list[float]:
+def run_mode(pool: int, n: int, data: Path, network: bool = False) -> list[float]:
     port = free_port()
     settings = Settings(data_dir=data, sandbox_port=port, sandbox_pool_size=pool, sandbox_backend="local")
     server = ServerThread(settings, port=port, api_key=local_api_key(settings, create=True)).start()
     try:
         time.sleep(1.0)  # pool filled, font cache built
         asyncio.run(starts(settings, 3, 0.15))  # warm up the SDK's connection pool
-        return asyncio.run(starts(settings, n, 0.15 if pool else 0.02))
+        return asyncio.run(starts(settings, n, 0.15 if pool else 0.02, network))
     finally:
         server.stop()
 
@@ -85,6 +86,7 @@ def main() -> None:
             "bare_python_c_pass": summary(bare_spawns(n)),
             "warm_pool": summary(run_mode(2, n, Path(tmp))),
             "cold": summary(run_mode(0, n, Path(tmp))),
+            "cold_network": summary(run_mode(0, n, Path(tmp), network=True)),
         }
     record = {
         "benchmark": "sandbox create -> first stdout line of print(1), through the e2b SDK",

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     e2b_domain: str | None = Field(None, validation_alias=_env("E2B_DOMAIN"))
     sandbox_port: int = Field(49982, validation_alias=_env("COHEREX_SANDBOX_PORT"))
     sandbox_pool_size: int = Field(2, validation_alias=_env("COHEREX_SANDBOX_POOL_SIZE"))
+    # size of a local sandbox's root file system (/, /root, /opt, ...; /tmp and the home dir have their own)
+    sandbox_root_mb: int = Field(256, ge=16, validation_alias=_env("COHEREX_SANDBOX_ROOT_MB"))
     # E2B-compatible endpoints other than E2B's cloud (a self-hosted E2B, another local server)
     e2b_api_url: str | None = Field(None, validation_alias=_env("E2B_API_URL"))
     e2b_sandbox_url: str | None = Field(None, validation_alias=_env("E2B_SANDBOX_URL"))

@@ -18,7 +18,7 @@ from coherex.store.models import Agent, Member, Team
 from coherex.store.repos.invitations import ROLES, Invitation, KeyQuota, TeamUsage
 
 __all__ = ["ROLES", "accept_invitation", "create_team", "invite", "list_members", "list_teams", "remove_member",
-           "set_key_quotas", "set_quotas", "set_role", "set_visibility", "share_agent", "usage", "Usage"]
+           "set_key_quotas", "set_network_role", "set_quotas", "set_role", "set_visibility", "share_agent", "usage", "Usage"]
 
 
 async def create_team(db: Database, who: Identity, slug: str, name: str) -> Team:
@@ -96,6 +96,20 @@ async def set_quotas(db: Database, who: Identity, team_id: UUID, *, executions_m
     async with db.session(who) as s:
         return await s.teams.set_quotas(team_id, executions_month=executions_month, cost_month_usd=cost_month_usd,
                                         max_concurrent_runs=max_concurrent_runs)
+
+
+NETWORK_ROLES = ("member", "admin", "owner")
+
+
+async def set_network_role(db: Database, who: Identity, team_id: UUID, role: str) -> Team:
+    """The lowest role that may save an agent with `runtime.network: true` (owners only)."""
+    if role not in NETWORK_ROLES:
+        raise UserError(f"network_min_role is one of {', '.join(NETWORK_ROLES)}, not {role!r}.")
+    async with db.session(who) as s:
+        team = await s.teams.set_network_min_role(team_id, role)
+        await s.audit.record(team_id, "team.network_min_role", target_type="team", target_id=str(team_id),
+                             details={"network_min_role": role})
+        return team
 
 
 async def set_key_quotas(db: Database, who: Identity, team_id: UUID, key: str, *, executions_month: int | None,

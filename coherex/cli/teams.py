@@ -192,6 +192,19 @@ def quota(
     usage_cmd(as_json=False)
 
 
+@app.command("network-role")
+def network_role(role: str = typer.Argument(None, metavar="ROLE", help="member, admin or owner; omit to show it.")) -> None:
+    """Who may save agents whose sandbox reaches the internet (`runtime.network: true`); owners change it."""
+    from coherex import teams
+
+    async def go():
+        async with cli_context() as ctx:
+            team = ctx.team if role is None else await teams.set_network_role(ctx.db, ctx.identity, ctx.team.id, role)
+            return f"in team {team.slug}, a {team.network_min_role} or above may save agents with runtime.network: true"
+
+    console.print(run_async(go()))
+
+
 @app.command("usage")
 def usage_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
     """This month's executions, cost and runs going, against the quotas, with what is left."""

@@ -146,7 +146,8 @@ class Database:
         except psycopg.errors.InsufficientPrivilege as exc:
             from coherex.errors import PermissionDenied
 
-            raise PermissionDenied(f"Not allowed: {exc.diag.message_primary or exc}") from exc
+            raise PermissionDenied(f"Not allowed: {exc.diag.message_primary or exc}",
+                                   hint=exc.diag.message_hint) from exc
         except psycopg.errors.CheckViolation as exc:
             raise UserError(f"Invalid value: {exc.diag.message_primary}") from exc
         except psycopg.DataError as exc:  # class 22: the value itself (a NUL character, a lone surrogate, …)

@@ -33,6 +33,7 @@ class Team(Row):
     quota_executions_month: int | None = None
     quota_cost_month_usd: Decimal | None = None
     max_concurrent_runs: int | None = None
+    network_min_role: Role = "admin"  # who may save agents whose sandbox has network
     created_at: datetime
 
 

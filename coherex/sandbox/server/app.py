@@ -22,7 +22,7 @@ import time
 import urllib.parse
 from typing import Any
 
-from coherex.sandbox.errors import SandboxNotFound
+from coherex.sandbox.errors import SandboxNotFound, SandboxUnavailable
 from coherex.sandbox.server import envd
 from coherex.sandbox.server.boxes import Box, BoxFactory
 
@@ -148,7 +148,11 @@ class SandboxServer:
             await respond(send, 400, {"message": "envVars must map names to strings", "code": 400})
             return
         allow_network = body.get("allow_internet_access") is True
-        box = await self.factory.acquire(allow_network=allow_network)
+        try:
+            box = await self.factory.acquire(allow_network=allow_network)
+        except SandboxUnavailable as exc:
+            await respond(send, 503, {"message": str(exc), "code": 503})
+            return
         if envs:
             await box.request("env", envs=envs)
         box.template = str(body.get("templateID") or box.template)

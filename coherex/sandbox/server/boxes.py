@@ -21,7 +21,7 @@ from typing import Any
 
 from coherex.sandbox.errors import SandboxNotFound, SandboxUnavailable
 from coherex.sandbox.server import isolation
-from coherex.sandbox.server.isolation import Cgroup, Cgroups, Interpreter, Limits
+from coherex.sandbox.server.isolation import BoxNetwork, Cgroup, Cgroups, Interpreter, Limits
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,8 @@ class Spawner:
     """One long-lived thread starts every bwrap.
 
     `--die-with-parent` is tied to the *thread* that spawned bwrap, and the mount-namespace view
-    prepared by `isolation.expose_to_box_users` belongs to this thread too.
+    prepared by `isolation.prepare_spawner_view` belongs to this thread too (slirp4netns, started
+    here as well, needs it for the tun device).
     """
 
     def __init__(self, shared_paths: list[str]):
@@ -49,7 +50,7 @@ class Spawner:
     def _run(self, shared_paths: list[str]) -> None:
         try:
             if os.geteuid() == 0:
-                isolation.expose_to_box_users(shared_paths)
+                isolation.prepare_spawner_view(shared_paths)
             self._ready.set_result(None)
         except Exception as exc:  # reported to the constructor's caller
             self._ready.set_exception(exc)
@@ -83,11 +84,11 @@ class Box:
     """One isolated sandbox: bwrap + the worker inside, talked to over its stdin/stdout."""
 
     def __init__(self, box_id: str, proc: subprocess.Popen, init_pid: int, cgroup: Cgroup | None,
-                 uid: int | None, allow_network: bool, limits: Limits):
+                 uid: int | None, network: BoxNetwork | None, limits: Limits):
         self.id = box_id
         self.token = secrets.token_urlsafe(24)  # envd access token, per sandbox
         self.proc, self.init_pid, self.cgroup, self.uid = proc, init_pid, cgroup, uid
-        self.allow_network, self.limits = allow_network, limits
+        self.network, self.limits = network, limits
         self.template, self.metadata, self.envs = "code-interpreter-v1", {}, {}
         self.started_at = time.time()
         self.expires_at = self.started_at + 300
@@ -241,12 +242,14 @@ class Box:
                 os.kill(self.init_pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        if self.network is not None:
+            self.network.stop()
         self.proc.wait()
         # stdin/stdout belong to the event loop's pipe transports, which close them. Closing them
         # here too could close a reused fd number of a box being spawned right now.
         if self.proc.stderr is not None:
             self.proc.stderr.close()
-        isolation.release_uid(self.uid)
+        isolation.release_uid(self.uid)  # last: every process that had the uid is gone
 
 
 class BoxFactory:
@@ -275,11 +278,14 @@ class BoxFactory:
             "isolation": "bubblewrap",
             "cgroups": f"v{self.cgroups.version}" if self.cgroups.parents else "none (rlimits only)",
             "own_uid_per_sandbox": os.geteuid() == 0,
+            "network": ("own namespace per sandbox, through slirp4netns, no host or private addresses"
+                        if os.geteuid() == 0 else "refused (the server is not root)"),
             "python": self.interp.executable,
             "pool_size": self.pool_size,
             "pool_ready": self._pool.qsize(),
             "limits": {"memory_mb": self.limits.memory_bytes >> 20, "pids": self.limits.pids,
-                       "cpus": self.limits.cpus, "disk_mb": self.limits.disk_bytes >> 20},
+                       "cpus": self.limits.cpus, "disk_mb": self.limits.disk_bytes >> 20,
+                       "root_mb": self.limits.root_bytes >> 20},
         }
 
     async def acquire(self, *, allow_network: bool) -> Box:
@@ -295,9 +301,9 @@ class BoxFactory:
 
     async def spawn(self, *, allow_network: bool) -> Box:
         box_id = f"sbx{next(self._seq)}{secrets.token_hex(6)}"
-        proc, init_pid, cgroup, uid = await self.spawner.call(
+        proc, init_pid, cgroup, uid, network = await self.spawner.call(
             lambda: self._start_bwrap(box_id, allow_network))
-        box = Box(box_id, proc, init_pid, cgroup, uid, allow_network, self.limits)
+        box = Box(box_id, proc, init_pid, cgroup, uid, network, self.limits)
         try:
             await asyncio.wait_for(box.attach(), START_TIMEOUT_S)
         except asyncio.TimeoutError:
@@ -308,45 +314,62 @@ class BoxFactory:
             raise
         return box
 
-    def _start_bwrap(self, box_id: str, allow_network: bool) -> tuple[subprocess.Popen, int, Cgroup | None, int | None]:
-        """Runs in the spawner thread. bwrap blocks on --block-fd until limits are in place."""
+    def _start_bwrap(self, box_id: str, allow_network: bool
+                     ) -> tuple[subprocess.Popen, int, Cgroup | None, int | None, BoxNetwork | None]:
+        """Runs in the spawner thread. bwrap blocks on --block-fd until limits (and the network of a
+        box that has one) are in place."""
         uid = isolation.allocate_uid()
-        cgroup = None
+        cgroup = network = None
         info_r, info_w = os.pipe()
         block_r, block_w = os.pipe()
+        resolv_r, resolv_w = os.pipe() if allow_network else (-1, -1)
         proc = None
         try:
             cgroup = self.cgroups.create(box_id, self.limits)
             rlimits = isolation.rlimit_code(self.limits, cgroup=cgroup, own_uid=uid is not None)
-            argv = isolation.bwrap_argv(self.interp, self.limits, allow_network=allow_network,
+            argv = isolation.bwrap_argv(self.interp, self.limits, resolv_conf_fd=resolv_r if allow_network else None,
                                         mpl_cache=self.mpl_cache, bootstrap=rlimits + WORKER_SOURCE)
             full = argv[:1] + ["--info-fd", str(info_w), "--block-fd", str(block_r)] + argv[1:]
+            if allow_network:
+                os.write(resolv_w, isolation.RESOLV_CONF.encode())
+                os.close(resolv_w)
+                resolv_w = -1
             proc = subprocess.Popen(
                 full, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                pass_fds=(info_w, block_r), user=uid, group=uid, extra_groups=[] if uid else None,
-                env={}, cwd="/",
+                pass_fds=tuple(fd for fd in (info_w, block_r, resolv_r) if fd >= 0), user=uid, group=uid,
+                extra_groups=[] if uid else None, env={}, cwd="/",
             )
-            os.close(info_w)
-            os.close(block_r)
-            info_w = block_r = -1
+            for fd in (info_w, block_r, resolv_r):
+                if fd >= 0:
+                    os.close(fd)
+            info_w = block_r = resolv_r = -1
             init_pid = isolation.read_info_fd(info_r)["child-pid"]
             if cgroup is not None:
                 cgroup.add(proc.pid)
                 cgroup.add(init_pid)
+            if allow_network:
+                network = BoxNetwork.start(init_pid, uid)
+                if cgroup is not None:
+                    cgroup.add(network.pid)  # its CPU and memory count as the box's
             os.write(block_w, b"go")
-            return proc, init_pid, cgroup, uid
+            return proc, init_pid, cgroup, uid, network
         except BaseException as exc:
+            err = b""
             if proc is not None:
                 proc.kill()
                 _, err = proc.communicate()
+            if network is not None:
+                network.stop()
             if cgroup is not None:
                 cgroup.destroy()
             isolation.release_uid(uid)
-            if proc is not None and err.strip():
+            if isinstance(exc, SandboxUnavailable):
+                raise
+            if err.strip():
                 raise SandboxUnavailable(f"the sandbox failed to start: {err.decode(errors='replace').strip()}")
             raise
         finally:
-            for fd in (info_r, info_w, block_r, block_w):
+            for fd in (info_r, info_w, block_r, block_w, resolv_r, resolv_w):
                 if fd >= 0:
                     os.close(fd)
 

@@ -1,4 +1,5 @@
-"""How one sandbox is isolated on this machine: bubblewrap namespaces, cgroup limits, rlimits, uids.
+"""How one sandbox is isolated on this machine: bubblewrap namespaces, cgroup limits, rlimits, uids,
+and for boxes with network their own network namespace behind slirp4netns and an nftables filter.
 
 Everything here runs on the host as the server's user (root in production, which is what gives
 each box its own unprivileged host uid and cgroup limits; as a normal user it degrades to rlimits
@@ -9,10 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import itertools
+import fcntl
+import ipaddress
 import json
 import os
-import resource
+import select
 import shutil
 import signal
 import site
@@ -31,6 +33,9 @@ HOME = "/home/user"
 MPL_CACHE_IN_BOX = "/opt/coherex/mpl"
 UID_BASE = 200_000  # host uids 200000.. are handed to boxes; none of them owns anything on the host
 UID_COUNT = 50_000
+# one lock file per uid, shared by every sandbox server on the host: a uid is a box's while its
+# server holds the flock (the kernel drops it when that server dies, so a crash frees its uids)
+UID_LOCK_DIR = Path("/run/coherex-sandbox-uids")
 ETC_FILES = ["/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf", "/etc/localtime", "/etc/ssl",
              "/etc/ca-certificates", "/etc/alternatives"]
 
@@ -41,6 +46,7 @@ class Limits:
     pids: int = 128
     cpus: float = 1.0
     disk_bytes: int = 512 << 20  # per writable tmpfs (/tmp and the home dir) and per file
+    root_bytes: int = 256 << 20  # the root file system (/, /root, /opt, ...): a tmpfs of this size
 
 
 @dataclass(frozen=True)
@@ -195,6 +201,8 @@ def _try_write(path: Path, value: int) -> None:
 
 _libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNS, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = 0x20000, 0x1000, 0x2000, 0x4000, 0x40000
+MNT_DETACH = 2
+TUN = "/dev/net/tun"
 
 
 def _check(ret: int) -> None:
@@ -218,20 +226,23 @@ def _private_ancestor(path: str) -> str | None:
     return None
 
 
-def expose_to_box_users(paths: list[str]) -> None:
-    """Make `paths` reachable for the unprivileged box uids, in the calling thread only.
+def prepare_spawner_view(paths: list[str]) -> None:
+    """Make `paths` and the tun device usable by the unprivileged box uids, in the calling thread only.
 
     The interpreter may live under /root (pyenv), which box uids cannot traverse. Instead of
     changing host permissions, the spawning thread gets its own mount namespace in which such an
-    ancestor is covered by a tmpfs holding only bind mounts of the needed paths. bwrap, started
-    from this thread, inherits that view; the rest of the server and the host are unchanged.
+    ancestor is covered by a tmpfs holding only bind mounts of the needed paths, and in which
+    /dev/net/tun (mode 0600 on some hosts) is a node slirp4netns, run as the box's uid, may open.
+    bwrap and slirp4netns, started from this thread, inherit that view; the rest of the server and
+    the host are unchanged. (Boxes get a /dev of their own without tun.)
     """
     hidden: dict[str, list[str]] = {}
     for p in paths:
         anc = _private_ancestor(p)
         if anc:
             hidden.setdefault(anc, []).append(p)
-    if not hidden:
+    tun_closed = os.path.exists(TUN) and os.stat(TUN).st_mode & 0o006 != 0o006
+    if not hidden and not tun_closed:
         return
     _check(_libc.unshare(CLONE_NEWNS))
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
@@ -246,6 +257,15 @@ def expose_to_box_users(paths: list[str]) -> None:
             os.makedirs(p, exist_ok=True)
             _mount(stage, p, None, MS_MOVE)
             os.rmdir(stage)
+    if tun_closed:
+        stage = tempfile.mkdtemp(prefix="coherex-tun-")
+        _mount("tmpfs", stage, "tmpfs", 0, "mode=755,size=4k")
+        node = os.path.join(stage, "tun")
+        os.mknod(node, stat.S_IFCHR | 0o666, os.stat(TUN).st_rdev)
+        os.chmod(node, 0o666)  # mknod applies the umask
+        _mount(node, TUN, None, MS_BIND)
+        _check(_libc.umount2(stage.encode(), MNT_DETACH))  # the bind keeps the node alive
+        os.rmdir(stage)
 
 
 # --- bubblewrap -----------------------------------------------------------------------------------
@@ -263,43 +283,59 @@ def bwrap_path() -> str:
 
 
 _uid_lock = threading.Lock()
-_uids_in_use: set[int] = set()
-_uid_counter = itertools.count()
+_uid_locks: dict[int, int] = {}  # uid -> fd of its lock file, held while the box lives
 
 
 def allocate_uid() -> int | None:
-    """A host uid no other live box has; None when not root (then the box runs as our uid)."""
+    """A host uid no other live box on this host has, from any sandbox server (the lowest free
+    one); None when not root (then the box runs as our uid)."""
     if os.geteuid() != 0:
         return None
     with _uid_lock:
-        while True:
-            uid = UID_BASE + next(_uid_counter) % UID_COUNT
-            if uid not in _uids_in_use:
-                _uids_in_use.add(uid)
-                return uid
+        UID_LOCK_DIR.mkdir(mode=0o700, exist_ok=True)
+        for uid in range(UID_BASE, UID_BASE + UID_COUNT):
+            if uid in _uid_locks:
+                continue
+            fd = os.open(UID_LOCK_DIR / f"{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # another box (of this or another server) has it
+                os.close(fd)
+                continue
+            _uid_locks[uid] = fd
+            return uid
+    raise SandboxUnavailable(f"all {UID_COUNT} sandbox uids of this host are in use")
 
 
 def release_uid(uid: int | None) -> None:
+    """Called once every process of the box is gone."""
     with _uid_lock:
-        _uids_in_use.discard(uid)
+        fd = _uid_locks.pop(uid, None) if uid is not None else None
+    if fd is not None:
+        os.close(fd)  # closing the last fd of the lock file releases the flock
 
 
-def bwrap_argv(interp: Interpreter, limits: Limits, *, allow_network: bool, mpl_cache: Path | None,
+def bwrap_argv(interp: Interpreter, limits: Limits, *, resolv_conf_fd: int | None, mpl_cache: Path | None,
                bootstrap: str) -> list[str]:
+    """Always its own network namespace (`--unshare-all`); a box with network gets slirp4netns
+    attached to it from outside (`BoxNetwork`) and `resolv_conf_fd`, a resolv.conf to read."""
     argv = [
         bwrap_path(), "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
         "--new-session", "--clearenv", "--cap-drop", "ALL", "--uid", "1000", "--gid", "1000",
         "--hostname", "sandbox",
+        # the root is a tmpfs of its own size, mounted first: everything below lands on it
+        "--size", str(limits.root_bytes), "--tmpfs", "/",
         "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib",
         "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/sbin", "/sbin",
         "--proc", "/proc", "--dev", "/dev",
         "--size", str(limits.disk_bytes), "--tmpfs", "/tmp",
         "--size", str(limits.disk_bytes), "--tmpfs", HOME,
     ]
-    if allow_network:
-        argv.append("--share-net")
     for path in ETC_FILES:
-        argv += ["--ro-bind-try", path, path]
+        if path == "/etc/resolv.conf" and resolv_conf_fd is not None:
+            argv += ["--ro-bind-data", str(resolv_conf_fd), path]
+        else:
+            argv += ["--ro-bind-try", path, path]
     for root in interp.roots:
         argv += ["--ro-bind", root, root]
     if mpl_cache is not None:
@@ -382,3 +418,123 @@ def read_info_fd(fd: int) -> dict:
         except ValueError:
             continue
     raise SandboxUnavailable("the sandbox failed to start (bubblewrap gave no status)")
+
+
+# --- network for boxes that may reach the internet ------------------------------------------------
+
+NS_GET_USERNS = 0xB701  # ioctl on a namespace fd: the user namespace that owns it
+SLIRP_DNS = "10.0.2.3"  # slirp4netns's DNS forwarder, the only 10.x address a box may reach
+RESOLV_CONF = f"nameserver {SLIRP_DNS}\n"
+NET_START_TIMEOUT_S = 10.0
+# never reachable from a box: private, shared-NAT, link-local (cloud metadata), loopback off `lo`,
+# "this network", multicast and reserved; the host's own addresses are added per box
+BLOCKED_NETS = [ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.168.0.0/16", "224.0.0.0/3", "::/127", "::ffff:0:0/96", "fc00::/7", "fe80::/10", "ff00::/8")]
+
+
+def _tool(name: str) -> str | None:
+    return shutil.which(name, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin:/usr/bin")
+
+
+def host_addresses() -> list[str]:
+    """Every address of the host's own interfaces (a box must not reach services listening there)."""
+    out = subprocess.run([_tool("ip") or "ip", "-j", "addr", "show"], capture_output=True, text=True,
+                         timeout=10, check=True).stdout
+    return [a["local"] for link in json.loads(out) for a in link.get("addr_info", []) if a.get("local")]
+
+
+def nft_rules(host_addrs: list[str]) -> str:
+    """The box's output filter, loaded into its network namespace by root before its code starts
+    (the box has no CAP_NET_ADMIN there, so it cannot change it)."""
+    nets = BLOCKED_NETS + [ipaddress.ip_network(a) for a in host_addrs]
+    v4 = ", ".join(map(str, ipaddress.collapse_addresses(n for n in nets if n.version == 4)))
+    v6 = ", ".join(map(str, ipaddress.collapse_addresses(n for n in nets if n.version == 6)))
+    return f"""table inet coherex_box {{
+  chain output {{
+    type filter hook output priority 0; policy accept;
+    oifname "lo" accept
+    ip daddr {SLIRP_DNS} meta l4proto {{ tcp, udp }} th dport 53 accept
+    ip daddr {{ {v4} }} reject with icmpx admin-prohibited
+    ip6 daddr {{ {v6} }} reject with icmpx admin-prohibited
+  }}
+}}
+"""
+
+
+class BoxNetwork:
+    """slirp4netns for one box: a user-mode TCP/IP stack that connects the box's own network
+    namespace to the internet through the host's sockets, with the host's loopback disabled.
+
+    It runs as the box's uid (not root), in the box's cgroup, and exits with the box, or when the
+    server dies (its --exit-fd pipe closes).
+    """
+
+    def __init__(self, proc: subprocess.Popen, exit_w: int):
+        self.proc, self._exit_w = proc, exit_w
+
+    @classmethod
+    def start(cls, box_pid: int, uid: int | None) -> BoxNetwork:
+        """Attach a network to the (still blocked) box whose namespaces `box_pid` is in."""
+        slirp, nft, nsenter = _tool("slirp4netns"), _tool("nft"), _tool("nsenter")
+        if uid is None:
+            raise SandboxUnavailable("a sandbox with network needs the sandbox server to run as root "
+                                     "(it gives each such box a network namespace of its own)")
+        if not (slirp and nft and nsenter):
+            raise SandboxUnavailable(
+                "a sandbox with network needs slirp4netns, nftables and nsenter on this host",
+                hint="install them with `apt-get install -y $(cat scripts/apt-packages.txt)`")
+        rules = nft_rules(host_addresses())
+        netns = os.open(f"/proc/{box_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        fds: list[int] = [netns]
+        proc = None
+        try:
+            # the namespace belongs to bwrap's outer user namespace, which the box's uid owns:
+            # slirp4netns joins that one to create its tap device, with no privilege on the host
+            userns = fcntl.ioctl(netns, NS_GET_USERNS)
+            fds.append(userns)
+            ready_r, ready_w = os.pipe()
+            exit_r, exit_w = os.pipe()
+            fds += [ready_r, ready_w, exit_r, exit_w]
+            with tempfile.TemporaryFile() as log:
+                proc = subprocess.Popen(
+                    [slirp, "--configure", "--mtu=65520", "--disable-host-loopback", "--enable-seccomp",
+                     f"--ready-fd={ready_w}", f"--exit-fd={exit_r}", f"--userns-path=/proc/self/fd/{userns}",
+                     "--netns-type=path", f"/proc/self/fd/{netns}", "tap0"],
+                    pass_fds=(netns, userns, ready_w, exit_r), user=uid, group=uid, extra_groups=[],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env={}, cwd="/")
+                # the filter goes in while slirp4netns starts; both are done before the box is let go
+                loaded = subprocess.run([nsenter, f"--net=/proc/{box_pid}/ns/net", nft, "-f", "-"], input=rules,
+                                        capture_output=True, text=True, timeout=NET_START_TIMEOUT_S)
+                if loaded.returncode != 0:
+                    raise SandboxUnavailable(f"could not load the sandbox's network filter: {loaded.stderr.strip()}")
+                os.close(ready_w)
+                fds.remove(ready_w)
+                ready, _, _ = select.select([ready_r], [], [], NET_START_TIMEOUT_S)
+                if not ready or os.read(ready_r, 1) != b"1":
+                    log.seek(0)
+                    raise SandboxUnavailable("the sandbox's network (slirp4netns) did not start: "
+                                             + log.read().decode(errors="replace").strip()[-500:])
+            fds.remove(exit_w)  # the box's now: closing it tells slirp4netns to exit
+            return cls(proc, exit_w)
+        except BaseException:
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+            raise
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        """Idempotent; SIGKILL and reap (it may not be able to run its exit-fd handler)."""
+        if self._exit_w >= 0:
+            os.close(self._exit_w)
+            self._exit_w = -1
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()

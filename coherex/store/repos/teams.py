@@ -16,7 +16,8 @@ from coherex.store.repos._base import Jsonb, Repo, require
 _LOGIN_NAMESPACE = UUID("5f0e4c7e-2b0a-4d55-9a51-6c6f67696e73")
 
 _USER_COLS = "p.id, p.email, p.display_name, p.created_at"
-_TEAM_COLS = "id, slug, name, quota_executions_month, quota_cost_month_usd, max_concurrent_runs, created_at"
+_TEAM_COLS = ("id, slug, name, quota_executions_month, quota_cost_month_usd, max_concurrent_runs, network_min_role, "
+              "created_at")
 
 # scrypt: memory-hard, in the standard library; parameters stored with the hash so they can change.
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
@@ -137,6 +138,13 @@ class TeamRepo(Repo):
         )
         if n == 0:
             raise PermissionDenied("Only an admin or owner of the team can change its quotas.")
+        return require(await self.get(team_id), "team")
+
+    async def set_network_min_role(self, team_id: UUID, role: str) -> Team:
+        """Owners only (a database trigger refuses anyone else)."""
+        n = await self._exec("update public.teams set network_min_role = %s where id = %s", (role, team_id))
+        if n == 0:
+            raise PermissionDenied("Only an owner of the team can change who may turn sandbox network on.")
         return require(await self.get(team_id), "team")
 
     async def delete(self, team_id: UUID) -> None:
