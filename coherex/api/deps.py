@@ -124,9 +124,9 @@ async def require_role(st: ApiState, who: Caller, minimum: str, action: str) -> 
     service identity, or an outbound call made before anything is written."""
     async with st.db.session(who.identity) as s:
         member = await s.members.get(who.team_id, who.user_id)
-    role = member.role if member else "no role"
     if member is None or _RANK[member.role] < _RANK[minimum]:
-        raise PermissionDenied(f"{action} needs the {minimum} role or above in this team; you are {role}.",
+        yours = f"your role is {member.role}" if member else "you have no role in it"
+        raise PermissionDenied(f"{action} needs the {minimum} role or above in this team; {yours}.",
                                hint="An admin can change your role: `coherex teams role EMAIL ROLE`.")
 
 
