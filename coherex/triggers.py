@@ -5,8 +5,10 @@ schedulers may run `fire_due_schedules` at once (rows are claimed with SKIP LOCK
 missed window fires once, not once per missed tick.
 
 Webhooks are signed Stripe-style: header `X-Coherex-Signature: t=<unix time>,v1=<hex HMAC-SHA256
-of "<t>.<body>">` with the agent's secret. A request is refused when the signature is wrong, the
-timestamp is more than 5 minutes away, or the same delivery was seen before (replay).
+of "<t>.<delivery id>.<body>">` with the agent's secret, and header `X-Coherex-Delivery: <delivery
+id>` (required). The signature covers the delivery id, so a captured request cannot be replayed
+under a new id. A request is refused when the header is not exactly `t=…,v1=…`, the signature is
+wrong, the timestamp is more than 5 minutes away, or the same delivery was seen before (replay).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from datetime import datetime, timezone
@@ -34,6 +37,10 @@ SIGNATURE_HEADER = "x-coherex-signature"
 DELIVERY_HEADER = "x-coherex-delivery"
 TOLERANCE_SECONDS = 300
 MAX_BODY_BYTES = 1_000_000
+# exactly one scheme (no `,v0=…` appended, no repeated keys); the delivery id has no dots, so
+# "<t>.<delivery>.<body>" cannot be split another way
+_SIGNATURE = re.compile(r"t=(\d{1,12}),v1=([0-9a-f]{64})")
+_DELIVERY = re.compile(r"[A-Za-z0-9_:-]{1,200}")
 
 
 # ---------------------------------------------------------------------- schedules
@@ -74,31 +81,44 @@ async def fire_due_schedules(db: Database, now: datetime | None = None) -> list[
 
 
 # ---------------------------------------------------------------------- webhooks
-def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
+def sign(secret: str, body: bytes, delivery_id: str, timestamp: int | None = None) -> str:
+    """The `X-Coherex-Signature` value for a delivery (what a sender computes)."""
     t = int(time.time()) if timestamp is None else timestamp
-    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    mac = hmac.new(secret.encode(), f"{t}.{delivery_id}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={t},v1={mac}"
 
 
-def verify_signature(secret: str, body: bytes, header: str | None, now: float | None = None) -> None:
+def signed_headers(secret: str, body: bytes, delivery_id: str | None = None,
+                   timestamp: int | None = None) -> dict[str, str]:
+    """Both headers of a webhook call (a fresh delivery id unless one is given)."""
+    delivery_id = delivery_id or secrets.token_hex(16)
+    return {"X-Coherex-Signature": sign(secret, body, delivery_id, timestamp), "X-Coherex-Delivery": delivery_id}
+
+
+def verify_signature(secret: str, body: bytes, header: str | None, delivery_id: str | None,
+                     now: float | None = None) -> None:
     if not header:
         raise PermissionDenied(f"Missing {SIGNATURE_HEADER} header: webhook calls must be signed.")
-    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
-    try:
-        t = int(parts["t"])
-        given = parts["v1"]
-    except (KeyError, ValueError):
-        raise PermissionDenied(f"Malformed {SIGNATURE_HEADER} header: expected t=<unix time>,v1=<hex>.") from None
+    if not delivery_id or not _DELIVERY.fullmatch(delivery_id):
+        raise PermissionDenied(f"Missing or malformed {DELIVERY_HEADER} header: every webhook call needs a "
+                               "delivery id of 1-200 letters, digits, '_', ':' or '-', covered by the signature.")
+    match = _SIGNATURE.fullmatch(header.strip())
+    if match is None:
+        raise PermissionDenied(f"Malformed {SIGNATURE_HEADER} header: expected exactly "
+                               "t=<unix time>,v1=<64 hex digits>.")
+    t, given = int(match[1]), match[2]
     now = time.time() if now is None else now
     if abs(now - t) > TOLERANCE_SECONDS:
         raise PermissionDenied("The webhook signature's timestamp is too old or in the future (replay refused).")
-    expected = sign(secret, body, t).split("v1=", 1)[1]
+    expected = sign(secret, body, delivery_id, t).split("v1=", 1)[1]
     if not hmac.compare_digest(expected, given):
         raise PermissionDenied("The webhook signature does not match.")
 
 
-async def webhook_secret(session: Session, agent: Agent, *, rotate: bool = False) -> str:
-    """The agent's webhook secret (created on first use, or anew with `rotate`)."""
+async def webhook_secret(session: Session, agent: Agent, *, rotate: bool = False,
+                         api_key_id: UUID | None = None) -> str:
+    """The agent's webhook secret (created on first use, or anew with `rotate`). A new secret
+    remembers `api_key_id`, the key asking: the webhook's runs count against its quotas."""
     from coherex.integrations.vault import Vault
 
     vault = Vault.from_settings()
@@ -108,7 +128,7 @@ async def webhook_secret(session: Session, agent: Agent, *, rotate: bool = False
         return vault.decrypt(ciphertext, context=context, what="This webhook secret").decode()
     secret = "whsec_" + secrets.token_urlsafe(32)
     sealed, key_id = vault.encrypt(secret.encode(), context=context)
-    await session.triggers.set_webhook_secret(agent.id, sealed, key_id)
+    await session.triggers.set_webhook_secret(agent.id, sealed, key_id, api_key_id)
     return secret
 
 
@@ -122,7 +142,8 @@ async def receive_webhook(db: Database, agent_id: UUID, body: bytes, headers: di
         if agent is None or not ciphertext:
             # one answer for "no such agent" and "no webhook": ids are not to be probed
             raise PermissionDenied("No webhook is enabled at this address.")
-        verify_signature(await webhook_secret(s, agent), body, headers.get(SIGNATURE_HEADER))
+        delivery = headers.get(DELIVERY_HEADER)
+        verify_signature(await webhook_secret(s, agent), body, headers.get(SIGNATURE_HEADER), delivery)
         if agent.status != "active":
             raise UserError(f"Agent {agent.name} is {agent.status}; its webhook starts no runs.")
         version = await s.agents.get_version(agent.id)
@@ -130,15 +151,14 @@ async def receive_webhook(db: Database, agent_id: UUID, body: bytes, headers: di
         hooks = [t.webhook for t in spec.spec.triggers or [] if t.webhook is not None]
         if not hooks:
             raise PermissionDenied("No webhook is enabled at this address.")
-        delivery = headers.get(DELIVERY_HEADER) or headers[SIGNATURE_HEADER]
-        if not await s.triggers.record_delivery(agent.id, agent.team_id, delivery[:200]):
+        if not await s.triggers.record_delivery(agent.id, agent.team_id, delivery):
             raise PermissionDenied("This webhook delivery was already received (replay refused).")
         payload = _json_body(body)
         inputs = {hooks[0].input: payload} if hooks[0].input else (payload if isinstance(payload, dict) else {})
         await check_quota(s, agent.team_id)
         execution = await s.executions.create(
             agent.team_id, agent.id, agent.current_version, trigger="webhook", inputs=check_inputs(spec, inputs),
-            queue=True)
+            queue=True, api_key_id=await s.triggers.webhook_api_key(agent.id))
         await s.audit.record(agent.team_id, "webhook.received", target_type="execution",
                              target_id=str(execution.id), actor_kind="system")
         return execution

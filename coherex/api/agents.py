@@ -13,12 +13,12 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from coherex.agents import apply_spec, validate_for_team
-from coherex.api.deps import ApiState, Caller, caller, state
+from coherex.api.deps import ApiState, AuthFirstRoute, Caller, caller, require_role, state
 from coherex.errors import NotFound, UserError
 from coherex.store.db import Identity, Listener
 from coherex.store.models import Agent, AgentVersion, Event, Execution
 
-router = APIRouter(prefix="/agents", tags=["agents"])
+router = APIRouter(prefix="/agents", tags=["agents"], route_class=AuthFirstRoute)
 
 SpecText = str | dict[str, Any]
 
@@ -67,7 +67,9 @@ class WebhookOut(BaseModel):
     url: str
     secret: str
     signature_header: str = "X-Coherex-Signature"
-    signature_format: str = "t=<unix seconds>,v1=<hex HMAC-SHA256 of '<t>.<raw body>' with the secret>"
+    delivery_header: str = "X-Coherex-Delivery"
+    signature_format: str = ("t=<unix seconds>,v1=<hex HMAC-SHA256 of '<t>.<delivery id>.<raw body>' with the "
+                             "secret>; the delivery id (required, 1-200 of A-Z a-z 0-9 _ : -) is unique per call")
 
 
 def _spec_source(spec: SpecText) -> str | dict[str, Any]:
@@ -253,12 +255,14 @@ async def _event_stream(request: Request, st: ApiState, identity: Identity, exec
 @router.get("/{agent_id}/webhook", response_model=WebhookOut)
 async def webhook(agent_id: UUID, request: Request, rotate: bool = Query(False, description="Make a new secret."),
                   st: ApiState = Depends(state), who: Caller = Depends(caller)) -> Any:
-    """The agent's webhook URL and signing secret (created on first call)."""
+    """The agent's webhook URL and signing secret (created on first call; admins only: the secret
+    starts runs). Runs it starts count against the quotas of the API key that created the secret."""
     from coherex.triggers import webhook_secret
 
     agent = await _agent(st, who, agent_id)
+    await require_role(st, who, "admin", "Reading or rotating a webhook secret")
     async with st.db.session(Identity.system()) as s:
-        secret = await webhook_secret(s, agent, rotate=rotate)
+        secret = await webhook_secret(s, agent, rotate=rotate, api_key_id=who.key_id)
         await s.audit.record(who.team_id, "webhook.secret_rotated" if rotate else "webhook.secret_read",
                              target_type="agent", target_id=str(agent.id), actor_kind="api_key")
     return WebhookOut(url=str(request.url_for("receive_webhook", agent_id=str(agent.id))), secret=secret)

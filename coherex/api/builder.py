@@ -8,10 +8,10 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field, model_validator
 
-from coherex.api.deps import ApiState, Caller, caller, state
+from coherex.api.deps import ApiState, AuthFirstRoute, Caller, caller, state
 from coherex.builder.headless import MAX_TRANSCRIPT_MESSAGES, Said, build
 
-router = APIRouter(prefix="/agents", tags=["agents"])
+router = APIRouter(prefix="/agents", tags=["agents"], route_class=AuthFirstRoute)
 
 
 class TranscriptMessage(BaseModel):

@@ -8,11 +8,11 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
 from pydantic import BaseModel, Field
 
-from coherex.api.deps import ApiState, Caller, caller, state
+from coherex.api.deps import ApiState, AuthFirstRoute, Caller, caller, require_role, state
 from coherex.errors import NotFound
 from coherex.store.models import DataSource
 
-router = APIRouter()
+router = APIRouter(route_class=AuthFirstRoute)
 
 NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
@@ -77,9 +77,11 @@ async def connect(body: ConnectBody, st: ApiState = Depends(state), who: Caller 
 
 @router.post("/sources/{name}/validate", response_model=CheckOut, tags=["data sources"])
 async def validate_source(name: str, st: ApiState = Depends(state), who: Caller = Depends(caller)) -> Any:
-    """Test the connection now and record the result."""
+    """Test the connection now and record the result (members and above: it calls the service
+    with the stored credentials)."""
     from coherex.integrations.service import check_source
 
+    await require_role(st, who, "member", "Testing a data source")
     source, check = await check_source(st.db, who.identity, who.team_id, name)
     return CheckOut(source=source, ok=check.ok, message=check.summary)
 
@@ -161,9 +163,10 @@ async def upload_status(upload_id: UUID, st: ApiState = Depends(state), who: Cal
 
 @router.post("/knowledge/embed", tags=["knowledge"])
 async def embed(body: EmbedBody, st: ApiState = Depends(state), who: Caller = Depends(caller)) -> dict[str, Any]:
-    """Re-embed a collection with the configured embedding model."""
+    """Re-embed a collection with the configured embedding model (members and above)."""
     from coherex.knowledge import reindex_collection
 
+    await require_role(st, who, "member", "Re-embedding a collection")
     chunks = await reindex_collection(st.db, who.identity, who.team_id, body.collection)
     return {"collection": body.collection, "chunks": chunks}
 

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -73,6 +74,9 @@ _STATUS_BY_TYPE: list[tuple[type[CoherexError], int]] = [
 async def caller(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Caller:
     """An API key (`Authorization: Bearer …`), or the chat session of the same browser (its login
     cookie; the team is the `X-Coherex-Team` header's slug, or the person's first team)."""
+    known = getattr(request.state, "coherex_caller", None)
+    if known is not None:  # already authenticated by AuthFirstRoute (and its rate-limit token taken)
+        return known
     st = state(request)
     if creds is not None and creds.credentials:
         async with st.db.session(Identity.system()) as s:
@@ -109,6 +113,79 @@ async def _chat_caller(request: Request, st: ApiState) -> Caller:
         raise Unauthorized(f"You are not a member of team {wanted!r}.", hint=f"Your teams: {', '.join(teams)}.")
     team_id = teams[wanted] if wanted else memberships[0].team_id
     return Caller(user_id=user_id, team_id=team_id)
+
+
+_RANK = {"viewer": 0, "member": 1, "admin": 2, "owner": 3}
+
+
+async def require_role(st: ApiState, who: Caller, minimum: str, action: str) -> None:
+    """Refuse (403) unless the caller (an API key's creator, or the chat's person) has at least
+    `minimum` in the team. For actions RLS cannot stop on its own: reading a secret through the
+    service identity, or an outbound call made before anything is written."""
+    async with st.db.session(who.identity) as s:
+        member = await s.members.get(who.team_id, who.user_id)
+    if member is None or _RANK[member.role] < _RANK[minimum]:
+        yours = f"your role is {member.role}" if member else "you have no role in it"
+        raise PermissionDenied(f"{action} needs the {minimum} role or above in this team; {yours}.",
+                               hint="An admin can change your role: `coherex teams role EMAIL ROLE`.")
+
+
+#: largest body an authenticated API request may send (specs, transcripts, searches); uploads may
+#: send their file limit (COHEREX_KB_MAX_FILE_MB) plus this much for the form's other parts
+API_BODY_MAX = 16 << 20
+_FORM_OVERHEAD = 1 << 20
+
+
+def capped(request: Request, limit: int, what: str = "The request body", hint: str | None = None) -> Request:
+    """The request with its body refused (413 too_large) past `limit` bytes: a larger
+    Content-Length before a byte is read, any body as soon as it passes the limit. Nothing beyond
+    is read. (An HTTPException, so that FastAPI's own body parsing passes it on unchanged.)"""
+    def too_large() -> HTTPException:
+        return HTTPException(413, f"{what} is larger than {limit:,} bytes." + (f" {hint}" if hint else ""))
+
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.strip().isdigit() or int(declared) > limit):
+        raise too_large()
+    seen = 0
+    receive = request.receive
+
+    async def capped_receive() -> Any:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise too_large()
+        return message
+
+    return Request(request.scope, capped_receive)
+
+
+def _body_limit(request: Request) -> tuple[int, str | None]:
+    if request.headers.get("content-type", "").startswith("multipart/"):
+        from coherex.knowledge.ingest import max_file_bytes
+
+        return max_file_bytes() + _FORM_OVERHEAD, "Raise the file limit with COHEREX_KB_MAX_FILE_MB."
+    return API_BODY_MAX, None
+
+
+class AuthFirstRoute(APIRoute):
+    """A route that authenticates (key or chat cookie, and the rate limit) before its body is read,
+    and reads at most its limit. FastAPI reads a route's body (spooling uploads to disk) before
+    it resolves dependencies: without this, anyone could make us read a whole body only to
+    answer 401. Routes without the `caller` dependency (webhooks, health) are left alone."""
+
+    def get_route_handler(self) -> Any:
+        handler = super().get_route_handler()
+        if not any(d.call is caller for d in self.dependant.dependencies):
+            return handler
+
+        async def authenticate_then_read(request: Request) -> Any:
+            request.state.coherex_caller = await caller(request, await _bearer(request))
+            limit, hint = _body_limit(request)
+            return await handler(capped(request, limit, hint=hint))
+
+        return authenticate_then_read
 
 
 def install_error_handlers(app: FastAPI) -> None:

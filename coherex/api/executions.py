@@ -8,12 +8,12 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
-from coherex.api.deps import ApiState, Caller, caller, state
-from coherex.errors import NotFound, UserError
+from coherex.api.deps import ApiState, AuthFirstRoute, Caller, caller, capped, state
+from coherex.errors import NotFound
 from coherex.store.db import Identity
 from coherex.store.models import Event, Execution
 
-router = APIRouter(tags=["executions"])
+router = APIRouter(tags=["executions"], route_class=AuthFirstRoute)
 
 
 class Health(BaseModel):
@@ -64,8 +64,8 @@ async def receive_webhook(agent_id: UUID, request: Request, st: ApiState = Depen
     """Start a run from a signed webhook call (no API key: the signature is the credential)."""
     from coherex.triggers import MAX_BODY_BYTES, receive_webhook as receive
 
-    body = await request.body()
-    return await receive(st.db, agent_id, body[: MAX_BODY_BYTES + 1], dict(request.headers))
+    body = await capped(request, MAX_BODY_BYTES, "The webhook body").body()
+    return await receive(st.db, agent_id, body, dict(request.headers))
 
 
 class EventOut(BaseModel):
@@ -81,9 +81,7 @@ async def receive_event(source_id: UUID, request: Request, st: ApiState = Depend
     from coherex.integrations.events import verify_event
     from coherex.triggers import MAX_BODY_BYTES, route_event
 
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise UserError(f"Event body is larger than {MAX_BODY_BYTES:,} bytes.")
+    body = await capped(request, MAX_BODY_BYTES, "The event body").body()
     incoming = await verify_event(st.db, source_id, dict(request.headers), body)
     if incoming.reply is not None:
         return EventOut(event=None, started=[], challenge=incoming.reply.get("challenge"))

@@ -14,6 +14,7 @@ id is bound in as associated data: a ciphertext copied into another team's row d
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import logging
@@ -197,23 +198,69 @@ _PATTERNS = re.compile(
     r"|ya29\.[A-Za-z0-9._-]{10,}|(?i:bearer|token|basic)\s+(?=[A-Za-z._~+/-]*[0-9=])[A-Za-z0-9._~+/=-]{12,})"
 )
 _MIN_SECRET = 6
+# Any run of this many characters of a known secret is hidden too: a service that echoes part of a
+# credential ("Invalid API key: abc…" without its "Bearer " prefix) must not leak that part.
+_MIN_RUN = 8
+_STEP = _MIN_RUN // 2  # every run of _MIN_RUN characters holds a whole _STEP-aligned block
 
 
 def redact(value: Any, secrets: Iterable[str] = ()) -> Any:
-    """`value` (text, or dicts/lists of them) with every given secret and token-shaped string hidden."""
-    known = sorted({s for s in secrets if s and len(s) >= _MIN_SECRET}, key=len, reverse=True)
-    return _redact(value, known)
+    """`value` (text, or dicts/lists of them) with every given secret, every run of 8 or more
+    characters of one (also in its JSON-escaped forms) and every token-shaped string hidden."""
+    return _redact(value, _index(frozenset(s for s in secrets if s and len(s) >= _MIN_SECRET)))
 
 
-def _redact(value: Any, known: list[str]) -> Any:
+class _Index:
+    """The 8-character runs of some secrets (and of their JSON-escaped spellings), and the 4-character
+    blocks in them, so a long text is scanned in steps of 4 with one set lookup per step."""
+
+    def __init__(self, secrets: frozenset[str]):
+        self.short = sorted((s for s in secrets if len(s) < _MIN_RUN), key=len, reverse=True)
+        spellings = set()
+        for s in secrets:
+            if len(s) >= _MIN_RUN:
+                once = json.dumps(s)[1:-1]
+                spellings.update((s, once, json.dumps(s, ensure_ascii=False)[1:-1], once.replace("/", "\\/"),
+                                  json.dumps(once)[1:-1]))  # raw, JSON-escaped, and escaped twice
+        self.runs = {w[i:i + _MIN_RUN] for w in spellings for i in range(len(w) - _MIN_RUN + 1)}
+        self.blocks = {r[i:i + _STEP] for r in self.runs for i in range(_MIN_RUN - _STEP + 1)}
+
+    def hide(self, text: str) -> str:
+        for s in self.short:
+            text = text.replace(s, REDACTED)
+        if not self.runs:
+            return text
+        spans: list[list[int]] = []  # [start, end) of matched runs, merged as found (they come in order)
+        runs, blocks, n = self.runs, self.blocks, len(text)
+        for i in [i for i in range(0, n - _STEP + 1, _STEP) if text[i:i + _STEP] in blocks]:
+            for j in range(max(0, i - _STEP), min(i, n - _MIN_RUN) + 1):  # runs holding this block
+                if text[j:j + _MIN_RUN] in runs:
+                    if spans and j <= spans[-1][1]:
+                        spans[-1][1] = max(spans[-1][1], j + _MIN_RUN)
+                    else:
+                        spans.append([j, j + _MIN_RUN])
+        if not spans:
+            return text
+        out, last = [], 0
+        for start, end in spans:
+            out += [text[last:start], REDACTED]
+            last = end
+        out.append(text[last:])
+        return "".join(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _index(secrets: frozenset[str]) -> _Index:
+    return _Index(secrets)
+
+
+def _redact(value: Any, index: _Index) -> Any:
     if isinstance(value, str):
-        for s in known:
-            value = value.replace(s, REDACTED)
-        return _PATTERNS.sub(REDACTED, value)
+        return _PATTERNS.sub(REDACTED, index.hide(value))
     if isinstance(value, dict):
-        return {k: _redact(v, known) for k, v in value.items()}
+        return {k: _redact(v, index) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_redact(v, known) for v in value]
+        return [_redact(v, index) for v in value]
     return value
 
 

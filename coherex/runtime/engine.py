@@ -302,7 +302,8 @@ class Runtime:
                 await recorder.record("tool_result", name=call.name, parent_seq=tool_event.seq,
                                       payload={"ok": ok, "content": text},
                                       duration_ms=(time.perf_counter() - started) * 1000)
-                messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
+                # what the model reads back is redacted like the stored step (a tool may echo a secret)
+                messages.append({"role": "tool", "tool_call_id": call.id, "content": recorder.redact(text)})
         raise _Stop("failed", f"Stopped after {limits.maxSteps} steps without a final answer (limits.maxSteps).")
 
     async def _open_sandbox(self, spec: AgentSpec, execution: Execution) -> Any:

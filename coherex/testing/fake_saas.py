@@ -480,6 +480,12 @@ class FakeSaaS(ServedApp):
         rec = await self._record("api", request)
         if (fault := self._fault("api")) is not None:
             return fault
+        if request.url.path.endswith("/echo-key"):  # a service that quotes part of a bad credential back
+            key = rec.headers.get("authorization", "").removeprefix("Bearer ")
+            if rec.query.get("as") == "text":  # as JSON inside a text body: the key JSON-escaped
+                return PlainTextResponse("upstream said: " + json.dumps({"detail": f"Invalid API key: {key}"}),
+                                         status_code=403)
+            return JSONResponse({"error": f"Invalid API key: {key}"}, status_code=403)
         return JSONResponse({"path": request.url.path, "method": request.method, "query": rec.query,
                              "json": rec.body, "auth": rec.headers.get("x-api-key")})
 

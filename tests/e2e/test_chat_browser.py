@@ -217,8 +217,10 @@ async def test_feedback_over_http_rates_only_the_callers_own_messages(chat_serve
         async with httpx.AsyncClient(base_url=chat_server) as http:
             login = await http.post("/login", data={"username": person.email, "password": "correct horse"})
             assert login.status_code == 200, login.text
-            return await http.put("/feedback", json={"sessionId": "none", "feedback": {
-                "forId": str(step_id), "threadId": str(thread_id), "value": value}})
+            # sent as the chat page sends it: with its own Origin (the cookie is refused without one)
+            return await http.put("/feedback", headers={"Origin": chat_server.removesuffix("/chat")},
+                                  json={"sessionId": "none", "feedback": {
+                                      "forId": str(step_id), "threadId": str(thread_id), "value": value}})
 
     async def stored() -> list[int]:
         async with db.session(alpha.identity) as s:

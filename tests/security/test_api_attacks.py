@@ -12,7 +12,7 @@ import pytest
 
 from coherex.store.db import Identity
 from coherex.testing.fake_openai import Text
-from coherex.triggers import sign
+from coherex.triggers import signed_headers
 
 SPEC = textwrap.dedent("""\
     apiVersion: coherex/v1
@@ -239,14 +239,14 @@ async def test_forged_webhooks_start_nothing(api, keys, db, two_teams, alpha_wor
         runs_before = len(await s.executions.list(limit=1000))
     async with api.client() as anyone:
         ok = await anyone.post(f"/api/hooks/{agent_id}", content=body,
-                               headers={"X-Coherex-Signature": sign(hook["secret"], body), "X-Coherex-Delivery": "d-1"})
+                               headers=signed_headers(hook["secret"], body, "d-1"))
         assert ok.status_code == 202
         forged = [
-            {"X-Coherex-Signature": sign("whsec_guess", body)},
-            {"X-Coherex-Signature": sign(bravo_secret, body)},                            # another agent's secret
-            {"X-Coherex-Signature": sign(hook["secret"], body, int(time.time()) - 3600)},  # stale
-            {"X-Coherex-Signature": sign(hook["secret"], body, int(time.time()) + 3600)},  # from the future
-            {"X-Coherex-Signature": sign(hook["secret"], body), "X-Coherex-Delivery": "d-1"},  # replay
+            signed_headers("whsec_guess", body),
+            signed_headers(bravo_secret, body),                            # another agent's secret
+            signed_headers(hook["secret"], body, timestamp=int(time.time()) - 3600),  # stale
+            signed_headers(hook["secret"], body, timestamp=int(time.time()) + 3600),  # from the future
+            signed_headers(hook["secret"], body, "d-1"),  # replay
             {}, {"X-Coherex-Signature": "t=1,v1=" + "0" * 64}, {"X-Coherex-Signature": "v1=" + "a" * 10_000},
         ]
         for headers in forged:
@@ -254,7 +254,7 @@ async def test_forged_webhooks_start_nothing(api, keys, db, two_teams, alpha_wor
             assert_clean_error(r, 401, 403)
             assert hook["secret"] not in r.text and bravo_secret not in r.text
         r = await anyone.post(f"/api/hooks/{bravo_agent['id']}", content=body,  # alpha's secret on bravo's agent
-                              headers={"X-Coherex-Signature": sign(hook["secret"], body)})
+                              headers=signed_headers(hook["secret"], body))
         assert_clean_error(r, 401, 403)
     async with db.session(Identity.system()) as s:
         assert len(await s.executions.list(limit=1000)) == runs_before + 1

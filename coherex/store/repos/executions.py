@@ -20,14 +20,15 @@ _EVENT_COLS = ("id, execution_id, team_id, seq, type, name, parent_seq, payload,
 class ExecutionRepo(Repo):
     async def create(
         self, team_id: UUID, agent_id: UUID, agent_version: int, *, trigger: str = "manual",
-        inputs: dict[str, Any] | None = None, queue: bool = False,
+        inputs: dict[str, Any] | None = None, queue: bool = False, api_key_id: UUID | None = None,
     ) -> Execution:
-        """A pending execution; with `queue`, its worker job commits in the same transaction."""
+        """A pending execution; with `queue`, its worker job commits in the same transaction.
+        `api_key_id`: the key to count the run against (else the request's `key_id` claim, if any)."""
         execution = require(await self._one(
             Execution,
-            f"insert into public.agent_executions (team_id, agent_id, agent_version, trigger, inputs, created_by) "
-            f"values (%s, %s, %s, %s, %s, %s) returning {_COLS}",
-            (team_id, agent_id, agent_version, trigger, Jsonb(inputs or {}), self.identity.user_id),
+            f"insert into public.agent_executions (team_id, agent_id, agent_version, trigger, inputs, created_by, "
+            f"api_key_id) values (%s, %s, %s, %s, %s, %s, %s) returning {_COLS}",
+            (team_id, agent_id, agent_version, trigger, Jsonb(inputs or {}), self.identity.user_id, api_key_id),
         ), "execution")
         if queue:
             await self.queue(execution.id)

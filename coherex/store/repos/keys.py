@@ -38,8 +38,9 @@ class ApiKeyRepo(Repo):
         """The live key record for a presented key (system identity: runs before we know the caller)."""
         row = await self._one(
             ApiKey,
-            f"update public.api_keys set last_used_at = now() where key_hash = %s and revoked_at is null "
-            f"and (expires_at is null or expires_at > now()) returning {_COLS}",
+            f"update public.api_keys k set last_used_at = now() where key_hash = %s and revoked_at is null "
+            f"and (expires_at is null or expires_at > now()) and exists (select 1 from public.team_members m "
+            f"where m.team_id = k.team_id and m.user_id = k.user_id) returning {_COLS}",
             (hash_key(key),),
         )
         return row

@@ -57,11 +57,21 @@ class TriggerRepo(Repo):
         )
 
     # ------------------------------------------------------------ webhooks
-    async def set_webhook_secret(self, agent_id: UUID, ciphertext: str, key_id: str) -> None:
+    async def set_webhook_secret(self, agent_id: UUID, ciphertext: str, key_id: str,
+                                 api_key_id: UUID | None = None) -> None:
+        """Store a new secret; `api_key_id` is the API key that asked for it (the webhook's runs
+        count against that key's quotas), None for a chat session or the CLI."""
         await self._exec(
-            "update public.agents set webhook_secret_encrypted = %s, webhook_secret_key_id = %s where id = %s",
-            (ciphertext, key_id, agent_id),
+            "update public.agents set webhook_secret_encrypted = %s, webhook_secret_key_id = %s, "
+            "webhook_api_key_id = %s where id = %s",
+            (ciphertext, key_id, api_key_id, agent_id),
         )
+
+    async def webhook_api_key(self, agent_id: UUID) -> UUID | None:
+        async with self.conn.cursor() as cur:
+            await cur.execute("select webhook_api_key_id from public.agents where id = %s", (agent_id,))
+            row = await cur.fetchone()
+        return row[0] if row else None
 
     async def webhook_secret(self, agent_id: UUID) -> tuple[str | None, str | None]:
         async with self.conn.cursor() as cur:

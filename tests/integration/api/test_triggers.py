@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from coherex.store.db import Identity
-from coherex.triggers import fire_due_schedules, sign
+from coherex.triggers import fire_due_schedules, signed_headers
 
 WEBHOOK_SPEC = textwrap.dedent("""\
     apiVersion: coherex/v1
@@ -53,17 +53,17 @@ async def test_signed_webhook_starts_a_run_and_forgeries_do_not(api, keys, db):
 
     async with api.client() as anyone:
         ok = await anyone.post(f"/api/hooks/{agent['id']}", content=body,
-                               headers={"X-Coherex-Signature": sign(hook["secret"], body), "X-Coherex-Delivery": "d1"})
+                               headers=signed_headers(hook["secret"], body, "d1"))
         assert ok.status_code == 202, ok.text
         assert ok.json()["inputs"] == {"alert": {"service": "db", "severity": "critical"}}
         assert ok.json()["trigger"] == "webhook"
         before = await _count(db)
 
         forged = [
-            {"X-Coherex-Signature": sign("whsec_wrong", body)},
-            {"X-Coherex-Signature": sign(other_secret, body)},                       # another agent's secret
-            {"X-Coherex-Signature": sign(hook["secret"], body, int(time.time()) - 3600)},  # stale
-            {"X-Coherex-Signature": sign(hook["secret"], body), "X-Coherex-Delivery": "d1"},  # replay
+            signed_headers("whsec_wrong", body),
+            signed_headers(other_secret, body),                       # another agent's secret
+            signed_headers(hook["secret"], body, timestamp=int(time.time()) - 3600),  # stale
+            signed_headers(hook["secret"], body, "d1"),  # replay
             {},                                                                     # unsigned
             {"X-Coherex-Signature": "garbage"},
         ]
@@ -72,7 +72,7 @@ async def test_signed_webhook_starts_a_run_and_forgeries_do_not(api, keys, db):
             assert r.status_code == 403, (headers, r.status_code, r.text)
             assert r.json()["error"]["code"] == "permission_denied"
         tampered = await anyone.post(f"/api/hooks/{agent['id']}", content=body + b" ",
-                                     headers={"X-Coherex-Signature": sign(hook["secret"], body)})
+                                     headers=signed_headers(hook["secret"], body))
         assert tampered.status_code == 403
     assert await _count(db) == before  # nothing ran
 
