@@ -9,6 +9,7 @@ no Chainlit catch-all route can shadow an API path.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from starlette.requests import cookie_parser
 
 from coherex.errors import UserError
 
+log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
 # Chainlit reads its config (.chainlit/), translations and logos (public/) from its app root, which
 # defaults to the working directory — where it would otherwise write a default config of its own
@@ -40,6 +42,35 @@ def public_origin(url: str | None) -> str | None:
         raise UserError(f"COHEREX_PUBLIC_URL is {url!r}; it must be the http(s) address people open, "
                         "e.g. https://coherex.example.com")
     return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+class ClientGone:
+    """A request whose client hung up (a page navigated away mid-load) can end in an error deep in
+    a mounted app — Chainlit's middleware raises when it has no response to pass on. Nobody is
+    there to answer, so such an error is dropped with a debug line instead of logged as a server
+    error; an error while the client is still there goes on as usual."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        gone = False
+
+        async def watched_receive() -> dict:
+            nonlocal gone
+            message = await receive()
+            gone = gone or message["type"] == "http.disconnect"
+            return message
+
+        try:
+            await self.app(scope, watched_receive, send)
+        except Exception:
+            if not gone:
+                raise
+            log.debug("%s %s: the client left before the answer", scope.get("method"), scope.get("path"))
 
 
 class CookieCsrfGuard:
@@ -102,6 +133,7 @@ def create_app(*, chat: bool = True) -> FastAPI:
     from coherex.api import install_error_handlers, lifespan, router as api_router
     from coherex.api.deps import caller, db
     from coherex.api.oauth import build_router
+    from coherex.api.pages import router as pages_router
     from coherex.settings import get_settings
 
     settings = get_settings()
@@ -113,6 +145,7 @@ def create_app(*, chat: bool = True) -> FastAPI:
     install_error_handlers(app)
     app.include_router(api_router, prefix="/api")
     app.include_router(build_router(get_db=db, get_caller=caller))
+    app.include_router(pages_router)
 
     if chat:
         from chainlit.utils import mount_chainlit
@@ -133,4 +166,5 @@ def create_app(*, chat: bool = True) -> FastAPI:
         # Chainlit's HTTP routes (e.g. feedback) run as the signed-in caller, not as the thread's author
         app.add_middleware(ChatCallerMiddleware, prefix="/chat")
     app.add_middleware(CookieCsrfGuard, public_url=settings.public_url)
+    app.add_middleware(ClientGone)
     return app

@@ -25,6 +25,27 @@ class SourceBody(BaseModel):
     credentials: dict[str, Any] = Field(
         default_factory=dict, json_schema_extra={"writeOnly": True},
         description="Secrets (tokens, DSN). Encrypted at rest and never returned.")
+    check: bool = Field(False, description="Run the source's connection test first; nothing is saved if it fails.")
+
+
+class SourceField(BaseModel):
+    part: str = Field(description="config (settings) or credentials (secrets)")
+    name: str
+    title: str
+    description: str | None = None
+    type: str
+    secret: bool
+    multiline: bool = False
+    required: bool
+    default: Any = None
+
+
+class SourceForm(BaseModel):
+    type: str
+    title: str
+    connect: str = Field(description="secret: pasted credentials; oauth: a sign-in (POST /api/sources/connect)")
+    help: str | None = None
+    fields: list[SourceField]
 
 
 class ConnectBody(BaseModel):
@@ -50,6 +71,14 @@ class SyncBody(BaseModel):
     every_minutes: int | None = Field(None, ge=5, le=10080, description="Also keep it in step on this schedule.")
 
 
+@router.get("/sources/types", response_model=list[SourceForm], tags=["data sources"])
+async def source_types(who: Caller = Depends(caller)) -> Any:
+    """Each data source type's fields (what the connect form shows), secrets marked."""
+    from coherex.integrations.service import source_forms
+
+    return source_forms()
+
+
 @router.get("/sources", response_model=list[DataSource], tags=["data sources"])
 async def list_sources(st: ApiState = Depends(state), who: Caller = Depends(caller)) -> Any:
     from coherex.integrations.service import list_sources as list_
@@ -63,7 +92,7 @@ async def add_source(body: SourceBody, st: ApiState = Depends(state), who: Calle
     from coherex.integrations.service import add_source as add
 
     return await add(st.db, who.identity, who.team_id, body.type, body.name, config=body.config,
-                     credentials=body.credentials, via="api")
+                     credentials=body.credentials, via="api", check=body.check)
 
 
 @router.post("/sources/connect", response_model=ConnectOut, tags=["data sources"])

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import jwt
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from coherex.errors import PermissionDenied
 from coherex.integrations.base import Call, Check, Model, ServiceError, SourceType, action, http_client, json_of, obj, send
@@ -33,12 +33,12 @@ class GitHubCredentials(Model):
     token: SecretStr | None = None
     app_id: str | None = None
     #: the app's private key (PEM), used to mint short-lived installation tokens
-    private_key: SecretStr | None = None
+    private_key: SecretStr | None = Field(None, json_schema_extra={"x-multiline": True})  # a PEM
     installation_id: int | None = None
     #: the repository webhook's secret, needed only to receive webhooks (event triggers)
     webhook_secret: SecretStr | None = None
     #: obtained through `sources connect` (OAuth): revoked at the provider when the source is removed
-    from_oauth: bool = False
+    from_oauth: bool = Field(False, json_schema_extra={"x-internal": True})  # set by the sign-in flow
 
     @model_validator(mode="after")
     def _one_way_in(self) -> GitHubCredentials:

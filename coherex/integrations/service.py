@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel, ValidationError
@@ -65,8 +66,10 @@ def env_name(type_name: str, field: str) -> str:
 async def add_source(
     db: Database, identity: Identity, team_id: UUID, type_name: str, name: str, *,
     config: dict[str, Any] | None = None, credentials: dict[str, Any] | BaseModel | None = None, via: str = "secret",
+    check: bool = False,
 ) -> DataSource:
-    """Validate, encrypt the credentials, store the source and an audit row. Needs team admin."""
+    """Validate, encrypt the credentials, store the source and an audit row. Needs team admin.
+    With `check`, the source's connection test must pass first (nothing is stored otherwise)."""
     kind = source_type(type_name)
     cfg = _validate(kind.config_model, config or {}, "config", secret=False)
     if isinstance(credentials, BaseModel):
@@ -77,6 +80,8 @@ async def add_source(
                             hint=f"Run `coherex sources connect {type_name} {name}` and open the link it prints.")
         creds = _validate(kind.credentials_model, credentials or {}, "credentials", secret=True)
     await _check_destinations(kind, cfg, creds)
+    if check:
+        await _test_before_saving(db, team_id, kind, name, cfg, creds)
     sealed, key_id = Vault.from_settings().seal(creds, context=str(team_id))
     async with db.session(identity) as s:
         source = await s.sources.create(team_id, name, type_name, cfg.model_dump(mode="json"),
@@ -85,6 +90,52 @@ async def add_source(
                              details={"name": name, "type": type_name, "via": via, "key_id": key_id})
     log.info("data source %s (%s) added to team %s", name, type_name, team_id)
     return source
+
+
+async def _test_before_saving(db: Database, team_id: UUID, kind: SourceType, name: str, cfg: Model,
+                              creds: Model) -> None:
+    """The connection test of a source that is not stored yet; a failure is the person's to fix."""
+    now = datetime.now(timezone.utc)
+    unsaved = DataSource(id=uuid4(), team_id=team_id, name=name, type=kind.name, config=cfg.model_dump(mode="json"),
+                         credentials_key_id=None, status="active", last_error=None, failing_since=None,
+                         last_checked_at=None, created_by=None, created_at=now, updated_at=now)
+    secrets = secret_values(creds)
+    try:
+        result = await call_service(lambda: kind.test_connection(Call(unsaved, cfg, creds)),
+                                    limiter=bucket_for(db, unsaved, kind), idempotent=True)
+    except ServiceError as exc:
+        result = Check(False, exc.message)
+    except IntegrationError as exc:
+        result = Check(False, exc.message)
+    if not result.ok:
+        raise UserError(f"Not saved: the {kind.title} connection test failed: {redact(result.summary, secrets)}",
+                        hint="Check the credentials and settings, then try again.")
+
+
+def source_forms() -> list[dict[str, Any]]:
+    """Every source type's fields as a form shows them: settings and credentials, secrets marked
+    (the credential models' `writeOnly` strings), how it connects (pasted secret or sign-in)."""
+    def fields(model: type[BaseModel], part: str) -> list[dict[str, Any]]:
+        schema = model.model_json_schema()
+        out = []
+        for field_name, prop in schema.get("properties", {}).items():
+            if prop.get("x-internal"):
+                continue
+            options = prop.get("anyOf", [prop])
+            kinds = [o.get("type") for o in options if o.get("type") != "null"]
+            out.append({"part": part, "name": field_name, "title": prop.get("title", field_name),
+                        "description": prop.get("description"), "type": kinds[0] if kinds else "string",
+                        "secret": any(o.get("writeOnly") for o in options),
+                        "multiline": bool(prop.get("x-multiline")),
+                        "required": field_name in schema.get("required", []), "default": prop.get("default")})
+        return out
+
+    from coherex.integrations.registry import SOURCE_TYPES
+
+    return [{"type": k.name, "title": k.title, "connect": k.connect,
+             "help": k.credentials_model.model_json_schema().get("description"),
+             "fields": fields(k.config_model, "config") + fields(k.credentials_model, "credentials")}
+            for k in SOURCE_TYPES.values()]
 
 
 async def _check_destinations(kind: SourceType, cfg: Model, creds: Model) -> None:

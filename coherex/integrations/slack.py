@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
@@ -41,7 +41,7 @@ class SlackCredentials(Model):
     #: the app's signing secret, needed only to receive Events API webhooks
     signing_secret: SecretStr | None = None
     #: obtained through `sources connect` (OAuth): revoked at the provider when the source is removed
-    from_oauth: bool = False
+    from_oauth: bool = Field(False, json_schema_extra={"x-internal": True})  # set by the sign-in flow
 
 
 def client(call: Call, session: aiohttp.ClientSession) -> AsyncWebClient:
