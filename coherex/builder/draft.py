@@ -32,10 +32,26 @@ class Connection:
                     f"`coherex kb add {self.name} FILE`.")
         from coherex.integrations.oauth import connect_url
 
-        cli = f"`coherex sources add {self.type} {self.name}` or `POST /api/sources`"
+        from coherex.integrations.registry import source_type
+
+        what = f"Connect a **{self.type}** data source named **{self.name}**: "
         if link := connect_url(self.type, self.name, team):
-            return f"Connect a **{self.type}** data source named **{self.name}**: [sign in to {self.type}]({link}), or {cli}."
-        return f"Connect a **{self.type}** data source named **{self.name}**: {cli}."
+            return what + f"[sign in to {self.type}]({link})."
+        if source_type(self.type).connect == "oauth":  # sign-in only, and this install has no OAuth client
+            return what + (f"this install has no {self.type} sign-in set up; an admin can paste tokens with "
+                           f"`coherex sources add {self.type} {self.name}`, or configure the provider's OAuth client.")
+        return what + (f"[open the connect form]({connect_form_url(self.type, self.name, team)}) — the credentials "
+                       "are checked with the service before they are saved.")
+
+
+def connect_form_url(type_name: str, name: str, team: str | None = None) -> str:
+    """The platform's connect form, filled in (COHEREX_PUBLIC_URL in front when set)."""
+    from urllib.parse import urlencode
+
+    from coherex.settings import get_settings
+
+    query = urlencode({"type": type_name, "name": name, **({"team": team} if team else {})})
+    return f"{(get_settings().public_url or '').rstrip('/')}/connect?{query}"
 
 
 @dataclass

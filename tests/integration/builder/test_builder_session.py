@@ -143,14 +143,27 @@ async def test_a_dropped_database_gives_a_clear_message_and_the_conversation_con
         builder, fake_llm, ui, db_urls):
     fake_llm.script([Text("Hello! What should the agent do?")])
     await builder.send("hi", ui)
-    with psycopg.connect(db_urls.admin, autocommit=True) as admin:  # the server drops every app connection
-        admin.execute("select pg_terminate_backend(pid) from pg_stat_activity "
-                      "where datname = current_database() and pid <> pg_backend_pid()")
+    name = psycopg.conninfo.conninfo_to_dict(db_urls.admin)["dbname"]
+    server = psycopg.conninfo.make_conninfo(db_urls.admin, dbname="postgres")
+
+    def drop_connections(*, refuse_new: bool) -> None:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f'alter database "{name}" allow_connections {str(not refuse_new).lower()}')
+            admin.execute("select pg_terminate_backend(pid) from pg_stat_activity "
+                          "where datname = %s and pid <> pg_backend_pid()", (name,))
+
+    # connections cut (as a restart does) are replaced unnoticed
+    drop_connections(refuse_new=False)
+    fake_llm.script([ToolCall("list_data_sources", {}), Text("None are connected yet.")])
+    assert (await builder.send("which data sources do we have?", ui)).text == "None are connected yet."
+    # a database that stays away is a clear message, and the conversation goes on once it is back
+    drop_connections(refuse_new=True)
     fake_llm.script([ToolCall("list_data_sources", {})])
     turn = await builder.send("which data sources do we have?", ui)
     assert turn.error and turn.error.startswith("A service Coherex needs is not available")
-    fake_llm.script([ToolCall("list_data_sources", {}), Text("None are connected yet.")])
-    assert (await builder.send("which data sources do we have?", ui)).text == "None are connected yet."
+    drop_connections(refuse_new=False)
+    fake_llm.script([ToolCall("list_data_sources", {}), Text("Still none.")])
+    assert (await builder.send("which data sources do we have?", ui)).text == "Still none."
 
 
 async def test_a_discarded_draft_stays_discarded(db, builder, fake_llm, ui, two_teams, llm):
@@ -228,7 +241,7 @@ def test_a_connect_step_links_to_the_providers_sign_in_when_this_install_can(mon
     reset_settings_cache()
     try:
         assert "[sign in to gmail](/oauth/gmail/start?name=work-mail&team=alpha)" in gmail.instructions("alpha")
-        assert "coherex sources add gmail work-mail" in gmail.instructions("alpha")
         assert "sign in" not in slack.instructions("alpha")
+        assert "[open the connect form](/connect?type=slack&name=team-slack&team=alpha)" in slack.instructions("alpha")
     finally:
         reset_settings_cache()
