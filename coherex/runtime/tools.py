@@ -133,14 +133,16 @@ class ToolBox:
         finally:
             lines.put_nowait(None)
             await asyncio.shield(writer)
-        out: dict[str, Any] = {"stdout": result.stdout, "stderr": result.stderr}
-        if result.results:
-            out["results"] = [r.get("text") or ", ".join(k for k in r if k != "is_main_result") for r in result.results]
-        if result.error:
-            out["error"] = result.error
         await recorder.record("code", name="python", parent_seq=parent_seq,
                               payload={"code": code, "results": result.results, "error": result.error},
                               duration_ms=(time.perf_counter() - started) * 1000)
+        if result.error:
+            # The code raised (a SyntaxError, a missing file, ...): the call failed, whatever it
+            # printed before. The model gets the error and the output so it can try again.
+            raise ToolFailed(_code_error(result.error, result.stdout, result.stderr))
+        out: dict[str, Any] = {"stdout": result.stdout, "stderr": result.stderr}
+        if result.results:
+            out["results"] = [r.get("text") or ", ".join(k for k in r if k != "is_main_result") for r in result.results]
         return out
 
     async def _knowledge(self, tool: BoundTool, args: dict[str, Any]) -> Any:
@@ -162,6 +164,20 @@ class ToolBox:
             self.ctx.db, team_id=self.ctx.execution.team_id, agent_id=self.ctx.execution.agent_id,
             tool_name=tool.info.name, data_source=tool.ref.dataSource, args=args,
         )
+
+
+def _code_error(error: Any, stdout: Any, stderr: Any) -> str:
+    """One message for code that raised: `Name: value`, the end of its traceback and of its output."""
+    error = error if isinstance(error, dict) else {"name": "Error", "value": str(error)}
+    lines = [f"{error.get('name') or 'Error'}: {error.get('value') or ''}".rstrip(": ")]
+    trace = str(error.get("traceback") or "").strip()
+    if trace:
+        lines.append("Traceback (last lines):\n" + "\n".join(trace.splitlines()[-8:]))
+    for label, text in (("stdout", stdout), ("stderr", stderr)):
+        text = "".join(text) if isinstance(text, list) else str(text or "")
+        if text.strip():
+            lines.append(f"{label} before the error:\n{text.strip()[-1500:]}")
+    return "\n".join(lines)
 
 
 def _check_access(tool: BoundTool) -> None:
