@@ -26,6 +26,20 @@ _MAX_RESULT_CHARS = 12_000  # what goes back to the model from one tool call
 SANDBOX_HOME = "/home/user"  # the working directory of code in the sandbox (E2B's too)
 
 
+#: the input through which a spec names the file a run reads (the data-analysis template's `file`)
+FILE_INPUT = "file"
+
+
+def with_file_input(spec: AgentSpec, inputs: dict[str, Any], files: list[str]) -> dict[str, Any]:
+    """`inputs` with the spec's `file` input set to the (first) file given with the run, unless the
+    caller set it: a file passed to a run (`coherex run --file`) is the file it reads, not the
+    template's default."""
+    declared = spec.spec.inputs or {}
+    if files and FILE_INPUT in declared and FILE_INPUT not in inputs and declared[FILE_INPUT].type == "string":
+        return {**inputs, FILE_INPUT: files[0]}
+    return inputs
+
+
 class ToolFailed(Exception):
     """A tool call failed; the message goes back to the model (it may try something else)."""
 
