@@ -39,6 +39,7 @@ def create_app(*, chat: bool = True) -> FastAPI:
         from chainlit.utils import mount_chainlit
 
         from coherex.chat.session import ChatCallerMiddleware
+        from coherex.chat.uploads import EmptyUploadMiddleware
 
         @app.get("/", include_in_schema=False)
         async def home() -> RedirectResponse:
@@ -47,6 +48,8 @@ def create_app(*, chat: bool = True) -> FastAPI:
         mount_chainlit(app=app, target=str(ROOT / "chat_app.py"), path="/chat")
         # Chainlit's HTTP routes (e.g. feedback) run as the signed-in caller, not as the thread's author
         app.add_middleware(ChatCallerMiddleware, prefix="/chat")
+        # an empty attachment gets "… is empty", not Chainlit's server error ("Upload failed")
+        app.add_middleware(EmptyUploadMiddleware, prefix="/chat")
     return app
 
 
