@@ -102,3 +102,61 @@ def _tracebacks(log: str) -> list[str]:
         if last != "RuntimeError: No response returned.":
             out.append(last)
     return out
+
+
+@pytest.fixture
+def sandbox_chat_server(db_urls, two_teams, fake_llm, tmp_path, local_sandbox):
+    """The web process with test runs in the test session's local sandbox server."""
+    from coherex.sandbox.server.run import api_key_file
+    from tests.e2e.test_chat_browser import serve_chat
+
+    settings = local_sandbox[1]
+    yield from serve_chat(db_urls, fake_llm, tmp_path, COHEREX_SANDBOX="local",
+                          COHEREX_SANDBOX_PORT=str(settings.sandbox_port),
+                          E2B_API_KEY=api_key_file(settings).read_text().strip())
+
+
+async def test_a_csv_sent_with_the_request_is_the_file_the_test_run_reads(
+        sandbox_chat_server, fake_llm, db, two_teams, tmp_path):
+    """Attached to the first message (before any draft exists), the file becomes the draft's `file`
+    input and is in the sandbox of the test run — and again after coming back to the conversation."""
+    from playwright.async_api import async_playwright, expect
+
+    alpha, _ = two_teams
+    sales = tmp_path / "sales.csv"
+    sales.write_text("region,amount\nnorth,17\nsouth,25\n")
+    read_it = ToolCall("python", {"code": "print(open('sales.csv').read())"})
+    async with async_playwright() as p:
+        browser = await launch(p)
+        page = await _login(browser, sandbox_chat_server, alpha)
+        fake_llm.script([ToolCall("use_template", {"name": "csv-analysis"}), Text("Here is a draft for your data."),
+                         read_it, Text("North sold 17, south 25.")])
+        await page.locator("#chat-input").fill("What is in this file?")
+        await expect(page.locator("#chat-submit")).to_be_enabled(timeout=30_000)  # the chat is connected
+        async with page.expect_response(lambda r: "/project/file" in r.url, timeout=30_000) as uploaded:
+            await page.locator("#upload-button-input").set_input_files(str(sales))
+        response = await uploaded.value
+        assert response.status == 200, await response.text()
+        await expect(page.locator("#chat-submit")).to_be_enabled(timeout=30_000)
+        await page.locator("#chat-submit").click()
+        await expect(page.get_by_text("sales.csv will be in the working directory")).to_be_visible(timeout=60_000)
+        await page.get_by_role("button", name="Test run").last.click()
+        await expect(page.get_by_text("North sold 17, south 25.").last).to_be_visible(timeout=60_000)
+        await _until_saved(db, alpha, "North sold 17, south 25.")
+        await page.context.close()
+
+        page = await _login(browser, sandbox_chat_server, alpha)
+        await page.get_by_text("What is in this file?").first.click()
+        await expect(page.get_by_text("The draft csv-analysis is as you left it")).to_be_visible(timeout=30_000)
+        fake_llm.script([read_it, Text("Still north 17.")])
+        await page.get_by_role("button", name="Test run").last.click()
+        await expect(page.get_by_text("Still north 17.").last).to_be_visible(timeout=60_000)
+        await browser.close()
+
+    async with db.session(alpha.identity) as s:
+        runs = await s.executions.list(team_id=alpha.team_id)
+        assert len(runs) == 2
+        for run in runs:
+            assert run.inputs["file"] == "sales.csv"  # not the template's data.csv
+            stdout = "".join(e.payload.get("text", "") for e in await s.executions.events(run.id) if e.type == "stdout")
+            assert "north,17" in stdout
