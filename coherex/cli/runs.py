@@ -23,7 +23,7 @@ def run(
     files: list[Path] = typer.Option([], "--file", "-f", help="Put this file in the sandbox's working directory."),
     as_json: bool = typer.Option(False, "--json", help="Print the final execution and its events as JSON."),
 ) -> None:
-    """Run an agent now, streaming every step. Exit code: 0 completed, 2 completed with errors (the
+    """Run an agent now, streaming every step. Exit code: 0 completed, 3 completed with errors (the
     answer came after a failed tool call nothing fixed), 1 otherwise."""
     from coherex.agents import apply_spec
     from coherex.runtime import Runtime
@@ -92,7 +92,7 @@ def run(
         console.print(format_summary(final))
         if final.error:
             err_console.print(f"[red]{final.error}[/]", markup=True)
-    raise typer.Exit({"completed": 0, "completed_with_errors": 2}.get(final.outcome or final.status, 1))
+    raise typer.Exit({"completed": 0, "completed_with_errors": 3}.get(final.outcome or final.status, 1))
 
 
 def ps(

@@ -47,7 +47,7 @@ def test_a_failed_python_call_and_an_answer_that_restates_it_is_not_a_success(en
     server.script([ToolCall("python", {"code": "import pandas as pd\nprint(pd.read_csv('data.csv'"}),
                    Text('I called: python({"code": "import pandas as pd"})')])
     run = coherex(env, "run", str(spec), "--json")
-    assert run.returncode == 2, run.stderr  # completed with errors
+    assert run.returncode == 3, run.stderr  # completed with errors
     execution = json.loads(run.stdout)["execution"]
     assert execution["outcome"] == "completed_with_errors" and execution["tool_errors"] == 1
 
