@@ -11,6 +11,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from coherex.agents import apply_spec
+from coherex.llm import model_in_use
+from coherex.llm.local_model import MODEL_NAME
 from coherex.llm.openai_client import OpenAIClient
 from coherex.retry import RetryPolicy
 from coherex.runtime import Runtime
@@ -46,6 +48,8 @@ async def two_runs(db, two_teams):
 def test_a_run_completed_with_errors_is_no_success_on_the_dashboard(db_urls, two_runs, monkeypatch):
     alpha, bad = two_runs
     monkeypatch.setenv("DATABASE_URL", db_urls.app)
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):  # the platform runs the offline model
+        monkeypatch.delenv(name, raising=False)
     reset_settings_cache()
     try:
         at = AppTest.from_file(APP, default_timeout=60).run()
@@ -68,5 +72,10 @@ def test_a_run_completed_with_errors_is_no_success_on_the_dashboard(db_urls, two
         assert "completed with errors" in at.subheader[-1].value
         assert "the answer came after a failed tool call" in at.warning[0].value
         assert any("✗ send_rocket" in c.value for c in at.code)
+
+        # the Agents page names the model the runs used
+        at.sidebar.radio(key="page").set_value("Agents").run()
+        assert list(at.dataframe[0].value["model"]) == [model_in_use(None)]
+        assert model_in_use(None).startswith(MODEL_NAME)
     finally:
         reset_settings_cache()
