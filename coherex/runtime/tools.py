@@ -165,6 +165,9 @@ class ToolBox:
         query = args.get("query")
         if not isinstance(query, str) or not query.strip():
             raise ToolFailed("knowledge.search needs a `query` string.")
+        if not tool.ref.collection:  # refused when a spec is validated now; versions saved before may lack it
+            raise ToolFailed("This agent's knowledge.search names no collection to search: add "
+                             "`collection: <name>` to the tool in the spec and save a new version.")
         hits = await knowledge_search(
             self.ctx.db, self.ctx.identity, self.ctx.execution.team_id, tool.ref.collection, query,
             int(args.get("top_k") or 5),
