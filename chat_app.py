@@ -460,8 +460,9 @@ async def _attach_held_file(builder: BuilderSession) -> None:
 
 
 async def _uploads(builder: BuilderSession, files: list[Any]) -> None:
-    """A data file for a draft that runs Python goes into the sandbox of its test runs; anything
-    else goes to the knowledge collection the draft searches (or `chat-uploads`)."""
+    """A data file for a draft that runs Python goes into the sandbox of its test runs (one sent
+    before there is a draft is held for the draft its request makes); anything else goes to the
+    knowledge collection the draft searches (or `chat-uploads`)."""
     from coherex.knowledge import ingest_file
 
     collection = "chat-uploads"
@@ -471,6 +472,8 @@ async def _uploads(builder: BuilderSession, files: list[Any]) -> None:
         if builder.draft is None and Path(element.name).suffix.lower() in DATA_SUFFIXES:
             # a data file sent with the first request: held for the draft that request makes
             builder.files[Path(element.name).name] = _read_upload(element)
+            await cl.Message(content=f"**{element.name}** is kept for the test runs of the agent you describe.",
+                             author="Coherex").send()
             continue
         if builder.takes_file(element.name):
             name = await builder.add_file(element.name, _read_upload(element))
