@@ -26,6 +26,7 @@ from coherex.chat.data_layer import TEAM_KEY
 from coherex.chat.run_view import ChatUI
 from coherex.chat.session import chat_auth_secret
 from coherex.errors import BackendError, CoherexError, UserError
+from coherex.runtime.tools import FILE_INPUT
 from coherex.settings import get_settings
 from coherex.spec import parse
 from coherex.spec.templates import list_templates
@@ -315,8 +316,9 @@ async def _turn(builder: BuilderSession, text: str) -> None:
     await answer.send()
     if turn.draft_changed and builder.draft is not None:
         await _attach_held_file(builder)
-        await show_draft(builder)
     await remember(builder)
+    if turn.draft_changed and builder.draft is not None:
+        await show_draft(builder)
 
 
 async def show_draft(builder: BuilderSession) -> None:
@@ -453,7 +455,11 @@ def _read_upload(element: Any) -> bytes:
 
 async def _attach_held_file(builder: BuilderSession) -> None:
     """A data file held from before the draft existed: the new draft's `file` input names it."""
-    if builder.files and builder.takes_file(name := next(reversed(builder.files))):
+    if not builder.files or builder.draft is None:
+        return
+    name = next(reversed(builder.files))  # the latest upload
+    declared = (builder.draft.spec.spec.inputs or {}).get(FILE_INPUT)
+    if declared is not None and declared.default != name and builder.takes_file(name):
         await builder.add_file(name, builder.files[name])
         await cl.Message(content=f"**{name}** will be in the working directory of the test runs.",
                          author="Coherex").send()
