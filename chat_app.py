@@ -7,6 +7,7 @@ Served mounted at /chat by `coherex web`, or alone with `chainlit run chat_app.p
 
 from __future__ import annotations
 
+import base64
 import functools
 import logging
 import os
@@ -18,18 +19,18 @@ from uuid import UUID
 import chainlit as cl
 from chainlit.input_widget import Select
 
-from coherex.builder import BuilderSession, BuilderUI, plain_error, summarize
+from coherex.builder import BuilderSession, plain_error, summarize
+from coherex.builder.session import DATA_SUFFIXES
 from coherex.chat import CoherexDataLayer
 from coherex.chat.data_layer import TEAM_KEY
-from coherex.chat.render import rich_elements
+from coherex.chat.run_view import ChatUI
 from coherex.chat.session import chat_auth_secret
-from coherex.errors import BackendError, CoherexError
-from coherex.runtime.citations import format_sources
+from coherex.errors import BackendError, CoherexError, UserError
+from coherex.runtime.tools import FILE_INPUT
 from coherex.settings import get_settings
 from coherex.spec import parse
 from coherex.spec.templates import list_templates
 from coherex.store.db import Database, Identity
-from coherex.store.models import Agent, Event, Execution
 
 log = logging.getLogger("coherex.chat")
 
@@ -74,6 +75,33 @@ def safe(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]
                                      "and draft are kept; please try again.", author="Coherex").send()
 
     return wrapper
+
+
+def button(name: str) -> Callable[[Callable[..., Awaitable[Any]]], Any]:
+    """Register the handler of an action button. Whatever happens in it, the conversation's state is
+    kept (the thread resumes with it after a reload) and the chat ends usable: a question asked from
+    a button (`Ask…Message`) turns Chainlit's "running" state (stop button, disabled buttons) back
+    on once answered, and button handlers get no `task_end` of their own."""
+
+    def register(handler: Callable[..., Awaitable[Any]]) -> Any:
+        guarded = safe(handler)
+
+        @functools.wraps(handler)
+        async def wrapper(action: cl.Action) -> Any:
+            try:
+                return await guarded(action)
+            finally:
+                builder = cl.user_session.get("builder")
+                if builder is not None:
+                    try:
+                        await remember(builder)
+                    except Exception:
+                        log.warning("could not keep the conversation's state", exc_info=True)
+                await cl.context.emitter.task_end()
+
+        return cl.action_callback(name)(wrapper)
+
+    return register
 
 
 # ---------------------------------------------------------------------- login and start
@@ -135,12 +163,25 @@ async def resume(thread: dict[str, Any]) -> None:
     metadata = thread.get("metadata") or {}
     state = metadata.get(STATE_KEY) if isinstance(metadata.get(STATE_KEY), dict) else {}
     builder = await _connect(_uuid(state.get("team_id") or metadata.get(TEAM_KEY)), state)
+    missing = _restore_files(builder, state.get("files") or [], thread.get("elements") or []) if builder else []
     if builder is not None and builder.draft is not None:
-        welcome = cl.Message(content=f"Welcome back. The draft **{builder.draft.name}** is as you left it.",
+        again = (f" Attach {', '.join(missing)} again for its test runs." if missing else "")
+        welcome = cl.Message(content=f"Welcome back. The draft **{builder.draft.name}** is as you left it.{again}",
                              author="Coherex", actions=_draft_actions(builder))
         await welcome.send()
         # Chainlit shows the stored thread after this hook returns: the welcome goes at its end
         thread.setdefault("steps", []).append(welcome.to_dict())
+
+
+def _restore_files(builder: BuilderSession, names: list[str], elements: list[dict[str, Any]]) -> list[str]:
+    """Files attached earlier in the thread go into the next test runs again: the thread keeps each
+    attachment (up to 5 MB) as an element. Returns the names it no longer has."""
+    wanted = {str(n) for n in names}
+    for element in reversed(elements):  # the latest upload of a name wins
+        name, url = element.get("name"), str(element.get("url") or "")
+        if name in wanted and name not in builder.files and url.startswith("data:") and ";base64," in url:
+            builder.files[name] = base64.b64decode(url.partition(",")[2])
+    return sorted(wanted - set(builder.files))
 
 
 async def _connect(team_id: UUID | None, state: dict[str, Any] | None = None) -> BuilderSession | None:
@@ -260,15 +301,21 @@ async def on_message(message: cl.Message) -> None:
         await remember(builder)
         if not text:
             return
-    await _turn(builder, message.content)
+        # the builder knows what came with the request (a CSV asks for a data-analysis agent)
+        text = f"{message.content}\n\n(Attached: {', '.join(e.name for e in files)})"
+    else:
+        text = message.content
+    await _turn(builder, text)
 
 
 async def _turn(builder: BuilderSession, text: str) -> None:
     answer = cl.Message(content="", author="Coherex")
-    ui = ChatUI(answer)
+    ui = ChatUI(answer, on_run_started=lambda: remember(builder))
     turn = await builder.send(text, ui)
     answer.content = turn.error or turn.text  # the final words replace what streamed before tool calls
     await answer.send()
+    if turn.draft_changed and builder.draft is not None:
+        await _attach_held_file(builder)
     await remember(builder)
     if turn.draft_changed and builder.draft is not None:
         await show_draft(builder)
@@ -298,17 +345,14 @@ def _draft_actions(builder: BuilderSession) -> list[cl.Action]:
 
 
 # ---------------------------------------------------------------------- buttons
-@cl.action_callback("save")
-@safe
+@button("save")
 async def on_save(action: cl.Action) -> None:
     saved = await _builder().save()
-    await remember(_builder())
     await cl.Message(content=f"Saved **{saved.agent.name}** (version {saved.version.version}).", author="Coherex",
                      actions=[cl.Action(name="test_run", payload={}, label="Test run", icon="play")]).send()
 
 
-@cl.action_callback("test_run")
-@safe
+@button("test_run")
 async def on_test_run(action: cl.Action) -> None:
     builder = _builder()
     inputs: dict[str, Any] = {}
@@ -320,12 +364,11 @@ async def on_test_run(action: cl.Action) -> None:
             if reply is None:
                 return
             inputs[name] = reply["output"]
-    await builder.test_run(inputs, ChatUI(None))
-    await remember(builder)
+    # the draft is saved before the run starts: keep that now (a reload during a long run finds the agent)
+    await builder.test_run(inputs, ChatUI(None, on_run_started=lambda: remember(builder)))
 
 
-@cl.action_callback("stop")
-@safe
+@button("stop")
 async def on_stop_action(action: cl.Action) -> None:
     if not await _builder().stop():
         await cl.Message(content="Nothing is running.", author="Coherex").send()
@@ -341,17 +384,14 @@ async def on_stop() -> None:
             log.warning("stop failed", exc_info=True)
 
 
-@cl.action_callback("discard")
-@safe
+@button("discard")
 async def on_discard(action: cl.Action) -> None:
     builder = _builder()
     builder.discard()
-    await remember(builder)
     await cl.Message(content="Draft discarded. Describe another agent whenever you like.", author="Coherex").send()
 
 
-@cl.action_callback("edit")
-@safe
+@button("edit")
 async def on_edit(action: cl.Action) -> None:
     reply = await cl.AskUserMessage(content="What should change? (Or paste a whole spec in YAML.)",
                                     timeout=600).send()
@@ -370,8 +410,7 @@ async def on_edit(action: cl.Action) -> None:
                          author="Coherex").send()
 
 
-@cl.action_callback("schedule")
-@safe
+@button("schedule")
 async def on_schedule(action: cl.Action) -> None:
     choices = [cl.Action(name="when", payload={"cron": cron}, label=label) for label, cron in SCHEDULE_PRESETS.items()]
     choices.append(cl.Action(name="when", payload={"cron": ""}, label="Something else"))
@@ -407,17 +446,43 @@ def _as_spec(text: str) -> dict[str, Any] | None:
 
 
 # ---------------------------------------------------------------------- uploads
+def _read_upload(element: Any) -> bytes:
+    data = Path(element.path).read_bytes()
+    if not data:
+        raise UserError(f"{element.name} is empty: there is nothing in it to use. Attach the file with its content.")
+    return data
+
+
+async def _attach_held_file(builder: BuilderSession) -> None:
+    """A data file held from before the draft existed: the new draft's `file` input names it."""
+    if not builder.files or builder.draft is None:
+        return
+    name = next(reversed(builder.files))  # the latest upload
+    declared = (builder.draft.spec.spec.inputs or {}).get(FILE_INPUT)
+    if declared is not None and declared.default != name and builder.takes_file(name):
+        await builder.add_file(name, builder.files[name])
+        await cl.Message(content=f"**{name}** will be in the working directory of the test runs.",
+                         author="Coherex").send()
+
+
 async def _uploads(builder: BuilderSession, files: list[Any]) -> None:
-    """A data file for a draft that runs Python goes into the sandbox of its test runs; anything
-    else goes to the knowledge collection the draft searches (or `chat-uploads`)."""
+    """A data file for a draft that runs Python goes into the sandbox of its test runs (one sent
+    before there is a draft is held for the draft its request makes); anything else goes to the
+    knowledge collection the draft searches (or `chat-uploads`)."""
     from coherex.knowledge import ingest_file
 
     collection = "chat-uploads"
     if builder.draft is not None and builder.draft.valid:
         collection = next((t.collection for t in builder.draft.spec.spec.tools or [] if t.collection), collection)
     for element in files:
+        if builder.draft is None and Path(element.name).suffix.lower() in DATA_SUFFIXES:
+            # a data file sent with the first request: held for the draft that request makes
+            builder.files[Path(element.name).name] = _read_upload(element)
+            await cl.Message(content=f"**{element.name}** is kept for the test runs of the agent you describe.",
+                             author="Coherex").send()
+            continue
         if builder.takes_file(element.name):
-            name = await builder.add_file(element.name, Path(element.path).read_bytes())
+            name = await builder.add_file(element.name, _read_upload(element))
             await cl.Message(content=f"**{name}** will be in the working directory of the next test runs.",
                              author="Coherex").send()
             if builder.unsaved:  # the spec's `file` input now names it
@@ -428,83 +493,3 @@ async def _uploads(builder: BuilderSession, files: list[Any]) -> None:
         chunks = getattr(result, "chunks", None) or getattr(result, "chunk_count", "")
         await cl.Message(content=f"Added **{element.name}** to the knowledge collection **{collection}**"
                                  + (f" ({chunks} passages)." if chunks else "."), author="Coherex").send()
-
-
-# ---------------------------------------------------------------------- live steps of a run
-class ChatUI(BuilderUI):
-    """Streams the builder's answer into `answer` and shows a run as nested steps."""
-
-    def __init__(self, answer: cl.Message | None):
-        self.answer = answer
-        self.root: cl.Step | None = None
-        self.steps: dict[int, cl.Step] = {}
-        self.control: cl.Message | None = None
-
-    async def token(self, text: str) -> None:
-        if self.answer is not None:
-            await self.answer.stream_token(text)
-
-    async def tool_step(self, name: str, arguments: dict[str, Any], result: str) -> None:
-        async with cl.Step(name=f"builder · {name}", type="tool", show_input="json") as step:
-            step.input = arguments
-            step.output = result[:4000]
-
-    async def run_started(self, execution: Execution, agent: Agent) -> None:
-        self.control = cl.Message(content=f"Running **{agent.name}** (version {execution.agent_version})…",
-                                  author="Coherex",
-                                  actions=[cl.Action(name="stop", payload={"execution": str(execution.id)},
-                                                     label="Stop", icon="square")])
-        await self.control.send()
-        self.root = cl.Step(name=f"run of {agent.name}", type="run", default_open=True)
-        self.root.input = execution.inputs or ""
-        await self.root.send()
-
-    async def run_event(self, event: Event) -> None:
-        assert self.root is not None
-        p = event.payload
-        parent = self.steps.get(event.parent_seq or -1, self.root)
-        if event.type == "llm_call":
-            calls = p.get("tool_calls") or []
-            step = cl.Step(name=f"LLM · {event.name}", type="llm", parent_id=self.root.id)
-            step.output = p.get("content") or ("calls " + ", ".join(c["name"] for c in calls))
-            step.metadata = {"tokens_in": event.tokens_in, "tokens_out": event.tokens_out,
-                             "cost_usd": float(event.cost_usd), "duration_ms": event.duration_ms}
-            step.name += f" · {event.tokens_in + event.tokens_out} tokens · ${float(event.cost_usd):.5f}"
-            self.steps[event.seq] = step
-            await step.send()
-        elif event.type == "tool_call":
-            step = cl.Step(name=event.name, type="tool", parent_id=parent.id, show_input="json")
-            step.input = p.get("arguments") or {}
-            self.steps[event.seq] = step
-            await step.send()
-        elif event.type in ("stdout", "stderr"):
-            await parent.stream_token(str(p.get("text", "")).rstrip("\n") + "\n")
-        elif event.type == "code":
-            step = cl.Step(name="code", type="tool", parent_id=parent.id, language="python", show_input="python")
-            step.input = p.get("code", "")
-            step.output = (f"{p['error'].get('name', 'Error')}: {p['error'].get('value', '')}"
-                           if p.get("error") else "")
-            step.elements = rich_elements(p.get("results") or [])
-            await step.send()
-        elif event.type == "tool_result":
-            mark = "✓" if p.get("ok") else "✗"
-            parent.name = f"{mark} {parent.name}"
-            if not parent.output:
-                parent.output = str(p.get("content", ""))[:4000]
-            await parent.update()
-        elif event.type == "error":
-            await cl.Step(name="error", type="tool", parent_id=self.root.id).send()
-
-    async def run_finished(self, execution: Execution) -> None:
-        if self.root is not None:
-            self.root.output = execution.status
-            await self.root.update()
-        if self.control is not None:
-            await self.control.remove_actions()
-        seconds = (execution.duration_ms or 0) / 1000
-        line = (f"**{execution.status}** in {seconds:.1f} s · {execution.tokens_in + execution.tokens_out} tokens · "
-                f"${float(execution.cost_usd):.5f}")
-        output = execution.output if isinstance(execution.output, dict) else {"text": execution.output}
-        result = "\n\n".join(x for x in (output.get("text"), format_sources(output.get("sources") or [])) if x)
-        body = f"{line}\n\n{result}" if result else f"{line}\n\n{execution.error or ''}"
-        await cl.Message(content=body.strip(), author="Coherex").send()

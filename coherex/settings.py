@@ -8,6 +8,7 @@ Every variable is documented in `.env.example`.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -20,11 +21,20 @@ def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
+def default_data_dir() -> Path:
+    """/var/lib/coherex as root, else $XDG_DATA_HOME/coherex (~/.local/share/coherex). Never under
+    /root: as root, pgserver makes every parent of its data dir world-traversable."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/coherex")
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "coherex"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
-    # where the embedded database, vault key, sandbox scratch space and logs live
-    data_dir: Path = Field(Path(".coherex"), validation_alias=_env("COHEREX_DATA_DIR"))
+    # where the embedded database, vault key, sandbox scratch space and logs live: one per user (or
+    # per host as root), so every command finds the running platform from any directory
+    data_dir: Path = Field(default_factory=lambda: default_data_dir(), validation_alias=_env("COHEREX_DATA_DIR"))
 
     # --- database ---
     database_url: SecretStr | None = Field(None, validation_alias=_env("DATABASE_URL"))

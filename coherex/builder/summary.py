@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from croniter import croniter
 
+from coherex.llm import model_in_use
 from coherex.spec import AgentSpec
 from coherex.spec.catalogue import get_tool
 
@@ -73,7 +74,7 @@ def summarize(spec: AgentSpec) -> str:
                  for name, decl in body.inputs.items()]
         lines.append("**Inputs:** " + ", ".join(parts))
     limits = spec.limits
-    model = body.model.name if body.model else "the platform default model"
+    model = model_in_use(body.model.name if body.model else None)  # the offline model when no key is set
     lines.append(f"**Limits:** at most {limits.maxSteps} steps, {limits.timeoutSeconds} s and "
                  f"${limits.maxCostUsd:g} per run, on {model}")
     return "\n".join(lines)

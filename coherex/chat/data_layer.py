@@ -10,8 +10,10 @@ those calls (`get_thread_author`), and the thread list is asked for by user id.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,6 +60,15 @@ class CoherexDataLayer(BaseDataLayer):
         # a thread's name given before the chat knew its team (a first message sent while the chat
         # was still connecting): stored when the thread is created
         self._pending_names: dict[UUID, str] = {}
+        # Chainlit writes each step in a background task of its own; one lock per thread makes this
+        # process write a thread's rows one transaction at a time, in the order they were issued
+        self._locks: weakref.WeakValueDictionary[UUID, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def _thread_lock(self, thread_id: UUID) -> asyncio.Lock:
+        lock = self._locks.get(thread_id)
+        if lock is None:
+            lock = self._locks[thread_id] = asyncio.Lock()
+        return lock
 
     # ------------------------------------------------------------------ who is asking
     @staticmethod
@@ -125,6 +136,10 @@ class CoherexDataLayer(BaseDataLayer):
             return
         if metadata is not None:
             metadata = {k: v for k, v in metadata.items() if k not in _DROPPED_METADATA}
+        async with self._thread_lock(tid):
+            await self._update_thread(tid, name, metadata, tags)
+
+    async def _update_thread(self, tid: UUID, name: str | None, metadata: dict | None, tags: list[str] | None) -> None:
         who = self._context_user()
         db = await self._database()
         if who is None:  # rename from the sidebar
@@ -194,7 +209,7 @@ class CoherexDataLayer(BaseDataLayer):
         user, team = who
         db = await self._database()
         data = {k: v for k, v in step_dict.items() if k not in ("id", "threadId", "parentId", "feedback")}
-        async with db.session(Identity.user(user)) as s:
+        async with self._thread_lock(tid), db.session(Identity.user(user)) as s:
             written = await s.threads.upsert_step(tid, sid, type=str(step_dict.get("type") or "undefined"),
                                                   name=str(step_dict.get("name") or ""), data=data,
                                                   parent_id=_uuid(step_dict.get("parentId")), replace=replace)
@@ -240,7 +255,7 @@ class CoherexDataLayer(BaseDataLayer):
             content = None
         data = {k: v for k, v in element.to_dict().items() if k not in ("id", "threadId", "forId", "url", "path")}
         db = await self._database()
-        async with db.session(Identity.user(who[0])) as s:
+        async with self._thread_lock(tid), db.session(Identity.user(who[0])) as s:
             await s.threads.upsert_element(tid, eid, data=data, content=bytes(content) if content else None,
                                            for_id=_uuid(getattr(element, "for_id", None)))
 

@@ -9,8 +9,8 @@ from rich.markup import escape
 
 from coherex.store.models import Event, Execution
 
-_STATUS_STYLE = {"completed": "green", "failed": "red", "timed_out": "red", "cancelled": "yellow",
-                 "running": "cyan", "pending": "dim"}
+_STATUS_STYLE = {"completed": "green", "completed_with_errors": "yellow", "failed": "red", "timed_out": "red",
+                 "cancelled": "yellow", "running": "cyan", "pending": "dim"}
 
 
 def _short(value: Any, limit: int = 100) -> str:
@@ -58,6 +58,14 @@ def format_event(e: Event) -> str:
 
 
 def format_summary(x: Execution) -> str:
-    style = _STATUS_STYLE.get(x.status, "")
-    return (f"[{style}]{x.status}[/] in {_ms(x.duration_ms)} · {x.tokens_in + x.tokens_out} tokens · "
+    """The last line of `run`/`logs`: the outcome ('completed with errors' when the answer came after
+    a failed tool call nothing fixed), numbers, and the failed tool calls."""
+    outcome = x.outcome or x.status
+    style = _STATUS_STYLE.get(outcome, "")
+    line = (f"[{style}]{escape(x.shown_status)}[/] in {_ms(x.duration_ms)} · {x.tokens_in + x.tokens_out} tokens · "
             f"${float(x.cost_usd):.5f} · execution {x.id}")
+    if x.tool_errors:
+        line += f" · [red]{x.tool_errors} tool call{'s' if x.tool_errors != 1 else ''} failed[/]"
+    if outcome == "completed_with_errors":
+        line += f"\n[yellow]the answer came after a failed tool call:[/] {escape(_short(x.last_tool_error or '', 160))}"
+    return line

@@ -23,9 +23,12 @@ def run(
     files: list[Path] = typer.Option([], "--file", "-f", help="Put this file in the sandbox's working directory."),
     as_json: bool = typer.Option(False, "--json", help="Print the final execution and its events as JSON."),
 ) -> None:
-    """Run an agent now, streaming every step; exits non-zero unless the run completed."""
+    """Run an agent now, streaming every step. Exit code: 0 completed, 3 completed with errors (the
+    answer came after a failed tool call nothing fixed), 1 otherwise."""
     from coherex.agents import apply_spec
     from coherex.runtime import Runtime
+    from coherex.runtime.tools import with_file_input
+    from coherex.spec import load_spec
 
     values = parse_inputs(inputs)
     uploads = {}
@@ -44,9 +47,10 @@ def run(
                     agent = (await apply_spec(s, ctx.team.id, read_file(path), filename=str(path))).agent
                 else:
                     agent = await s.agents.require_by_name(ctx.team.id, target)
+                spec = load_spec((await s.agents.require_version(agent, version)).spec)
             runtime = Runtime(ctx.db)
             execution = await runtime.create(ctx.identity, ctx.team.id, agent, version=version, trigger="cli",
-                                             inputs=values)
+                                             inputs=with_file_input(spec, values, list(uploads)))
             events = []
             status = None if as_json else console.status(f"running {agent.name}…", spinner="dots")
 
@@ -88,7 +92,7 @@ def run(
         console.print(format_summary(final))
         if final.error:
             err_console.print(f"[red]{final.error}[/]", markup=True)
-    raise typer.Exit(0 if final.status == "completed" else 1)
+    raise typer.Exit({"completed": 0, "completed_with_errors": 3}.get(final.outcome or final.status, 1))
 
 
 def ps(
@@ -115,9 +119,11 @@ def ps(
     if not rows:
         console.print("No running executions." + ("" if all_ else " (`coherex ps -a` shows finished ones.)"))
         return
-    table = Table("ID", "AGENT", "VERSION", "STATUS", "TRIGGER", "CREATED", "DURATION", "COST", box=None)
+    table = Table("ID", "AGENT", "VERSION", "STATUS", "TOOL ERRORS", "TRIGGER", "CREATED", "DURATION", "COST",
+                  box=None)
     for r in rows:
-        table.add_row(str(r.id)[:12], names.get(r.agent_id, "?"), str(r.agent_version), r.status, r.trigger,
+        table.add_row(str(r.id)[:12], names.get(r.agent_id, "?"), str(r.agent_version), r.shown_status,
+                      str(r.tool_errors or ""), r.trigger,
                       r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
                       f"{r.duration_ms / 1000:.1f}s" if r.duration_ms is not None else "",
                       f"${float(r.cost_usd):.4f}")

@@ -18,15 +18,17 @@ import streamlit as st
 from coherex.dashboard.auth import SignedIn, reader_for, sign_in, sign_in_with_chat_cookie
 from coherex.dashboard.data import Filters, Reader, SyncDatabase
 from coherex.errors import BackendError, CoherexError
+from coherex.llm import model_in_use
 from coherex.settings import get_settings
 from coherex.spec import diff_specs
 from coherex.store.db import resolve_urls
 
 log = logging.getLogger("coherex.dashboard")
 
-STATUSES = ["pending", "running", "completed", "failed", "cancelled", "timed_out"]
-STATUS_COLORS = {"completed": "#2e7d32", "failed": "#c62828", "timed_out": "#ef6c00", "cancelled": "#757575",
-                 "running": "#1565c0", "pending": "#90caf9"}
+#: outcomes: a status, or 'completed_with_errors' for a completed run whose last tool call failed
+STATUSES = ["pending", "running", "completed", "completed_with_errors", "failed", "cancelled", "timed_out"]
+STATUS_COLORS = {"completed": "#2e7d32", "completed_with_errors": "#f9a825", "failed": "#c62828",
+                 "timed_out": "#ef6c00", "cancelled": "#757575", "running": "#1565c0", "pending": "#90caf9"}
 
 
 @st.cache_resource(show_spinner=False)
@@ -150,16 +152,18 @@ def overview(reader: Reader, team_id: UUID) -> None:
     secs = lambda v: f"{v / 1000:.2f} s"  # noqa: E731
     usd = lambda v: f"${v:,.2f}"  # noqa: E731
     tiles = [("Executions", "executions", count, "normal"), ("Success rate", "success_rate", pct, "normal"),
+             ("Completed with errors", "with_errors", count, "inverse"),
              ("Duration p50", "duration_p50_ms", secs, "inverse"), ("Duration p95", "duration_p95_ms", secs, "inverse"),
              ("Cost", "cost_usd", usd, "inverse"), ("Tokens", "tokens", count, "off")]
     for col, (label, key, fmt, colour) in zip(st.columns(len(tiles)), tiles):
         signed = (lambda v, fmt=fmt: ("+" if v >= 0 else "-") + fmt(abs(v)))
         col.metric(label, _fmt(now[key], fmt), _delta(now[key], before[key], signed), delta_color=colour)
     st.caption(f"Change against the previous {(f.end - f.start).days} days. "
-               f"{int(now['active'])} execution(s) pending or running.")
+               f"{int(now['active'])} execution(s) pending or running. A run *completed with errors* answered "
+               "after a failed tool call that no later call fixed; it does not count as a success.")
 
     series = reader.timeseries(f, "day")
-    st.subheader("Executions per day by status")
+    st.subheader("Executions per day by outcome")
     if series.empty:
         st.info("No executions in this period.")
     else:
@@ -190,7 +194,7 @@ def executions(reader: Reader, team_id: UUID) -> None:
     st.dataframe(table, hide_index=True, key="executions_table")
     if table.empty:
         return
-    labels = {f"{r.id[:8]} · {r.agent} · {r.status} · {r.created_at:%Y-%m-%d %H:%M}": r.id
+    labels = {f"{r.id[:8]} · {r.agent} · {r.outcome.replace('_', ' ')} · {r.created_at:%Y-%m-%d %H:%M}": r.id
               for r in table.itertuples()}
     chosen = st.selectbox("Open an execution", list(labels), key="execution_pick")
     execution_detail(reader, team_id, UUID(labels[chosen]))
@@ -212,7 +216,7 @@ def _execution_body(reader: Reader, team_id: UUID, execution_id: UUID, run: dict
     run = run or reader.execution(team_id, execution_id)
     if run is None:
         return
-    st.subheader(f"{run['agent']} · v{run['agent_version']} · {run['status']}")
+    st.subheader(f"{run['agent']} · v{run['agent_version']} · {run['outcome'].replace('_', ' ')}")
     cols = st.columns(5)
     cols[0].metric("Spec version", f"v{run['agent_version']}")
     cols[1].metric("Tokens", f"{int(run['tokens_in']) + int(run['tokens_out']):,}")
@@ -221,7 +225,15 @@ def _execution_body(reader: Reader, team_id: UUID, execution_id: UUID, run: dict
     cols[4].metric("Steps", f"{run['events']}")
     if run["error"]:
         st.error(run["error"])
+    if run["outcome"] == "completed_with_errors":
+        st.warning(f"Completed with errors: the answer came after a failed tool call that nothing fixed "
+                   f"({run['last_tool_error']}).")
     events = reader.events(team_id, execution_id)
+    failed = [f"✗ {e.name} (step {e.seq}): {e.payload.get('content', '')}" for e in events.itertuples()
+              if e.type == "tool_result" and e.payload.get("ok") is False]
+    if failed:
+        st.markdown(f"**Failed tool calls ({len(failed)})**")
+        st.code("\n".join(failed), language="text")
     st.dataframe(events.assign(payload=events["payload"].map(str)), hide_index=True, key="events_table")
     logs = events[events["type"].isin(["stdout", "stderr", "log", "error"])]
     st.markdown("**Logs**")
@@ -233,6 +245,8 @@ def _execution_body(reader: Reader, team_id: UUID, execution_id: UUID, run: dict
 def agents(reader: Reader, team_id: UUID) -> None:
     st.header("Agents")
     table = reader.agents(team_id)
+    # the model runs use: the offline model answers whatever a spec asks for when no key is set
+    table["model"] = [model_in_use(m or None) for m in table["model"]]
     st.dataframe(table.drop(columns=["id"]), hide_index=True, key="agents_table")
     if table.empty:
         return

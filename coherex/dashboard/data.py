@@ -40,13 +40,13 @@ from coherex.store.repos.analytics import (
 T = TypeVar("T")
 
 SUMMARY_COLS = ("executions, completed, failed, active, success_rate, duration_p50_ms, duration_p95_ms, cost_usd, "
-                "tokens")
+                "tokens, with_errors")
 TIMESERIES_COLS = "bucket, status, executions"
 COST_COLS = "key, executions, cost_usd, tokens"
 FAILING_COLS = "agent, failures, executions, failure_rate, last_error, last_failed_at"
 SEARCH_COLS = "title, source, chunk_index, rank, highlight"
 
-_INT = {"executions", "completed", "failed", "active", "tokens", "failures", "agent_version", "tokens_in",
+_INT = {"executions", "completed", "failed", "active", "tokens", "with_errors", "tool_errors", "failures", "agent_version", "tokens_in",
         "tokens_out", "duration_ms", "events", "versions", "documents", "chunks", "size_bytes", "chunk_chars", "seq",
         "parent_seq", "quota_executions_month", "max_concurrent_runs", "agents", "chunk_index", "version"}
 _FLOAT = {"cost_usd", "success_rate", "duration_p50_ms", "duration_p95_ms", "failure_rate", "rank",
@@ -253,7 +253,7 @@ class SupabaseReader(Reader):
         if f.agent_ids:
             q = q.in_("agent_id", [str(a) for a in f.agent_ids])
         if statuses:
-            q = q.in_("status", list(statuses))
+            q = q.in_("outcome", list(statuses))
         rows = q.order("created_at", desc=True).order("id").limit(limit).execute().data
         return frame(rows, EXECUTION_COLS)
 

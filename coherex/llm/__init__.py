@@ -9,7 +9,8 @@ from __future__ import annotations
 from coherex.llm.types import ChatResult, LLMClient, Message, StreamHandler, Tool, ToolCall, Usage
 from coherex.settings import Settings, get_settings
 
-__all__ = ["ChatResult", "LLMClient", "Message", "StreamHandler", "Tool", "ToolCall", "Usage", "get_llm_client"]
+__all__ = ["ChatResult", "LLMClient", "Message", "StreamHandler", "Tool", "ToolCall", "Usage", "get_llm_client",
+           "model_in_use"]
 
 
 def get_llm_client(settings: Settings | None = None) -> LLMClient:
@@ -22,3 +23,16 @@ def get_llm_client(settings: Settings | None = None) -> LLMClient:
     from coherex.llm.openai_client import OpenAIClient
 
     return OpenAIClient.from_settings(settings)
+
+
+def model_in_use(requested: str | None, settings: Settings | None = None) -> str:
+    """The model runs actually talk to, for labels (drafts, the Agents page): the spec's model (else the
+    default), or the offline model — which answers whatever a spec asks for — when no OpenAI key or
+    server is set."""
+    settings = settings or get_settings()
+    if settings.llm_offline:
+        from coherex.llm.local_model import MODEL_NAME  # no torch at import
+
+        asked = f"; the spec asks for {requested}" if requested else ""
+        return f"{MODEL_NAME} (offline: no OPENAI_API_KEY or OPENAI_BASE_URL set{asked})"
+    return requested or settings.default_model

@@ -26,6 +26,20 @@ _MAX_RESULT_CHARS = 12_000  # what goes back to the model from one tool call
 SANDBOX_HOME = "/home/user"  # the working directory of code in the sandbox (E2B's too)
 
 
+#: the input through which a spec names the file a run reads (the data-analysis template's `file`)
+FILE_INPUT = "file"
+
+
+def with_file_input(spec: AgentSpec, inputs: dict[str, Any], files: list[str]) -> dict[str, Any]:
+    """`inputs` with the spec's `file` input set to the (first) file given with the run, unless the
+    caller set it: a file passed to a run (`coherex run --file`) is the file it reads, not the
+    template's default."""
+    declared = spec.spec.inputs or {}
+    if files and FILE_INPUT in declared and FILE_INPUT not in inputs and declared[FILE_INPUT].type == "string":
+        return {**inputs, FILE_INPUT: files[0]}
+    return inputs
+
+
 class ToolFailed(Exception):
     """A tool call failed; the message goes back to the model (it may try something else)."""
 
@@ -143,14 +157,16 @@ class ToolBox:
         finally:
             lines.put_nowait(None)
             await asyncio.shield(writer)
-        out: dict[str, Any] = {"stdout": result.stdout, "stderr": result.stderr}
-        if result.results:
-            out["results"] = [r.get("text") or ", ".join(k for k in r if k != "is_main_result") for r in result.results]
-        if result.error:
-            out["error"] = result.error
         await recorder.record("code", name="python", parent_seq=parent_seq,
                               payload={"code": code, "results": result.results, "error": result.error},
                               duration_ms=(time.perf_counter() - started) * 1000)
+        if result.error:
+            # The code raised (a SyntaxError, a missing file, ...): the call failed, whatever it
+            # printed before. The model gets the error and the output so it can try again.
+            raise ToolFailed(_code_error(result.error, result.stdout, result.stderr))
+        out: dict[str, Any] = {"stdout": result.stdout, "stderr": result.stderr}
+        if result.results:
+            out["results"] = [r.get("text") or ", ".join(k for k in r if k != "is_main_result") for r in result.results]
         return out
 
     async def _knowledge(self, tool: BoundTool, args: dict[str, Any]) -> Any:
@@ -159,6 +175,9 @@ class ToolBox:
         query = args.get("query")
         if not isinstance(query, str) or not query.strip():
             raise ToolFailed("knowledge.search needs a `query` string.")
+        if not tool.ref.collection:  # refused when a spec is validated now; versions saved before may lack it
+            raise ToolFailed("This agent's knowledge.search names no collection to search: add "
+                             "`collection: <name>` to the tool in the spec and save a new version.")
         hits = await knowledge_search(
             self.ctx.db, self.ctx.identity, self.ctx.execution.team_id, tool.ref.collection, query,
             int(args.get("top_k") or 5),
@@ -179,6 +198,20 @@ def _platform_failure(exc: Exception) -> bool:
     from coherex.sandbox.errors import SandboxError, SandboxNotFound  # imported when needed: the SDK is slow to load
 
     return isinstance(exc, (SandboxError, SandboxNotFound, DatabaseUnavailable))
+
+
+def _code_error(error: Any, stdout: Any, stderr: Any) -> str:
+    """One message for code that raised: `Name: value`, the end of its traceback and of its output."""
+    error = error if isinstance(error, dict) else {"name": "Error", "value": str(error)}
+    lines = [f"{error.get('name') or 'Error'}: {error.get('value') or ''}".rstrip(": ")]
+    trace = str(error.get("traceback") or "").strip()
+    if trace:
+        lines.append("Traceback (last lines):\n" + "\n".join(trace.splitlines()[-8:]))
+    for label, text in (("stdout", stdout), ("stderr", stderr)):
+        text = "".join(text) if isinstance(text, list) else str(text or "")
+        if text.strip():
+            lines.append(f"{label} before the error:\n{text.strip()[-1500:]}")
+    return "\n".join(lines)
 
 
 def _check_access(tool: BoundTool) -> None:

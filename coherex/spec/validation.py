@@ -348,6 +348,15 @@ class _Checker:
                 self.check_data_source(f"{path}.dataSource", tool.dataSource, info.integration, info.name)
         elif tool.dataSource is not None:
             self.add(f"{path}.dataSource", f"{info.name} does not use a data source", "remove dataSource")
+        if info.uses_collection and tool.collection is None:
+            existing = ", ".join(sorted(self.collections)) if self.collections else ""
+            self.add(
+                f"{path}.collection",
+                f"{info.name} needs a collection: the knowledge collection it searches",
+                f"existing collections: {existing}" if existing
+                else "add collection: <name>; documents go in with `coherex kb add NAME FILE` or by dropping "
+                     "them into the chat",
+            )
         if tool.collection is not None:
             if not info.uses_collection:
                 self.add(

@@ -118,10 +118,21 @@ class Execution(Row):
     created_by: UUID | None
     created_at: datetime
     updated_at: datetime
+    #: failed tool calls of the run, and the error of its last tool call (None when that one succeeded)
+    tool_errors: int = 0
+    last_tool_error: str | None = None
+    #: the status, or 'completed_with_errors' for a completed run whose last tool call failed
+    #: (computed by the database; see migration 20261201000400)
+    outcome: str | None = None
 
     @property
     def finished(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def shown_status(self) -> str:
+        """What a person is told: 'completed with errors' rather than a plain 'completed'."""
+        return (self.outcome or self.status).replace("_", " ")
 
 
 class Event(Row):

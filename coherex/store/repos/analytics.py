@@ -19,8 +19,8 @@ from coherex.store.repos._base import Repo
 Row = dict[str, Any]
 
 # the columns each list view exposes (the Supabase reader selects the same ones)
-EXECUTION_COLS = ("id, agent, agent_version, status, trigger, tokens_in, tokens_out, cost_usd, duration_ms, events, "
-                  "error, started_by, created_at, finished_at")
+EXECUTION_COLS = ("id, agent, agent_version, status, outcome, tool_errors, trigger, tokens_in, tokens_out, cost_usd, "
+                  "duration_ms, events, error, last_tool_error, started_by, created_at, finished_at")
 EVENT_COLS = "seq, type, name, parent_seq, tokens_in, tokens_out, cost_usd, duration_ms, payload, created_at"
 AGENT_COLS = "id, name, description, status, versions, model, triggers, last_run_at, last_run_status"
 VERSION_COLS = "version, message, created_at, spec_yaml"
@@ -48,11 +48,12 @@ class AnalyticsRepo(Repo):
     # ------------------------------------------------------------ lists (views)
     async def executions(self, team_id: UUID, start: datetime, end: datetime, agent_ids: Sequence[UUID] | None,
                          statuses: Sequence[str] | None, limit: int) -> list[Row]:
+        """`statuses` are outcomes: 'completed' leaves out the runs completed with errors."""
         return await self._rows(
             f"select {EXECUTION_COLS} from public.dashboard_executions where team_id = %(t)s "
             "and created_at >= %(a)s and created_at < %(b)s "
             "and (%(agents)s::uuid[] is null or agent_id = any(%(agents)s)) "
-            "and (%(st)s::text[] is null or status = any(%(st)s)) order by created_at desc, id limit %(n)s",
+            "and (%(st)s::text[] is null or outcome = any(%(st)s)) order by created_at desc, id limit %(n)s",
             {"t": team_id, "a": start, "b": end, "agents": list(agent_ids) if agent_ids else None,
              "st": list(statuses) if statuses else None, "n": limit},
         )

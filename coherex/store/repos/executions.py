@@ -12,7 +12,7 @@ from coherex.store.repos._base import Jsonb, Repo, require
 
 _COLS = ("id, team_id, agent_id, agent_version, status, trigger, inputs, output, error, sandbox_id, worker_id, "
          "attempts, heartbeat_at, cancel_requested, tokens_in, tokens_out, cost_usd, started_at, finished_at, "
-         "duration_ms, created_by, created_at, updated_at")
+         "duration_ms, created_by, created_at, updated_at, tool_errors, last_tool_error, outcome")
 _EVENT_COLS = ("id, execution_id, team_id, seq, type, name, parent_seq, payload, tokens_in, tokens_out, cost_usd, "
                "duration_ms, created_at")
 
@@ -171,9 +171,17 @@ class ExecutionRepo(Repo):
         duration_ms: int | None = None,
     ) -> Event:
         # The counter on the execution row hands out gap-free seqs and serialises concurrent writers.
+        # A tool result also keeps the run's tool errors (see migration 20261201000400): how many
+        # failed, and the error of the last call (cleared when a later call succeeds).
+        result = type == "tool_result"
+        failed = result and (payload or {}).get("ok") is False
         seq = await self._scalar(
-            "update public.agent_executions set event_count = event_count + 1 where id = %s returning event_count",
-            (execution.id,),
+            "update public.agent_executions set event_count = event_count + 1, "
+            "tool_errors = tool_errors + %(failed)s::int, "
+            "last_tool_error = case when %(result)s then %(error)s else last_tool_error end "
+            "where id = %(id)s returning event_count",
+            {"id": execution.id, "result": result, "failed": failed,
+             "error": str((payload or {}).get("content") or "tool call failed")[:1000] if failed else None},
         )
         return require(await self._one(
             Event,

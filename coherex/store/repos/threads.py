@@ -123,18 +123,23 @@ class ThreadRepo(Repo):
                           parent_id: UUID | None = None, replace: bool = True) -> bool:
         """Add or change a step of a thread the caller owns (False when the thread is not theirs or absent).
         `replace=False` (a creation) never overwrites a step already stored: writes may arrive out of
-        order, and an update that came first is the newer one."""
+        order, and an update that came first is the newer one.
+
+        The thread row is locked first (its `updated_at`), then the step is written: every write to a
+        thread takes its locks in that one order, so concurrent writers queue up instead of
+        deadlocking (a step's foreign-key check on the thread after another writer's row lock on the
+        step did, issue 17)."""
+        if not await self._exec("update public.chat_threads set updated_at = now() where id = %s", (thread_id,)):
+            return False
         conflict = ("do update set type = excluded.type, name = excluded.name, "
                     "data = public.chat_steps.data || excluded.data" if replace else "do nothing")
-        n = await self._exec(
+        await self._exec(
             "insert into public.chat_steps (id, thread_id, team_id, user_id, parent_id, type, name, data) "
             "select %s, t.id, t.team_id, t.user_id, %s, %s, %s, %s from public.chat_threads t where t.id = %s "
             f"on conflict (id) {conflict}",
             (step_id, parent_id, type, name, Jsonb(data), thread_id),
         )
-        if n:
-            await self._exec("update public.chat_threads set updated_at = now() where id = %s", (thread_id,))
-        return n > 0
+        return True
 
     async def steps(self, thread_id: UUID) -> list[ChatStep]:
         return await self._all(

@@ -51,8 +51,9 @@ def test_run_streams_each_step_as_it_happens(llm_env, tmp_path):
             break
     out = "".join(lines) + proc.stdout.read()
     proc.wait(30)
-    assert proc.returncode == 0, proc.stderr.read()
-    assert "Hello, Ada!" in out and "completed" in out
+    # the answer came after a failed tool call nothing fixed: not a plain success (exit code 3)
+    assert proc.returncode == 3, proc.stderr.read()
+    assert "Hello, Ada!" in out and "completed with errors" in out
     assert "Say hello to Ada." in server.chat_requests[0].body["messages"][0]["content"]
 
 

@@ -163,3 +163,15 @@ def test_diff_of_two_versions_shows_the_change():
     assert "--- inbox-digest v1" in diff and "+++ inbox-digest v2" in diff
     assert "-    maxSteps: 20" in diff and "+    maxSteps: 40" in diff
     assert diff_specs(old, old) == ""
+
+
+def test_knowledge_search_without_a_collection_is_refused_when_validated():
+    """Not at run time ("There is no collection None"): the spec names what it searches."""
+    from coherex.spec import validate
+
+    report = validate({"apiVersion": "coherex/v1", "kind": "Agent", "metadata": {"name": "qa"},
+                       "spec": {"instructions": "Answer from the handbook.", "tools": [{"use": "knowledge.search"}]}},
+                      collections={"handbook"})
+    [problem] = report.errors
+    assert problem.path == "spec.tools[0].collection" and "needs a collection" in problem.message
+    assert "handbook" in str(problem)
