@@ -292,7 +292,13 @@ def knowledge(reader: Reader, team_id: UUID) -> None:
 # ---------------------------------------------------------------------------- sources, audit, usage
 def data_sources(reader: Reader, team_id: UUID) -> None:
     st.header("Data sources")
+    web = (get_settings().public_url or "http://localhost:8000").rstrip("/")
+    st.markdown(f"[Connect a data source]({web}/connect) — Slack, GitHub, an HTTP API, Postgres, or sign in "
+                "to Gmail; credentials are checked with the service, then stored encrypted.")
     table = reader.data_sources(team_id)
+    if table.empty:
+        st.info("No data source is connected yet. Agents reach Slack, GitHub, Gmail, HTTP APIs and databases "
+                "through data sources: connect one with the link above (or `coherex sources add`).")
     failing = table[table["status"] != "active"]
     st.metric("Not healthy", len(failing))
     st.dataframe(table, hide_index=True, key="sources_table")
