@@ -15,6 +15,8 @@ Every call is synchronous (requests): callers run it in a worker thread (`asynci
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import hashlib
 import ipaddress
 import re
@@ -122,8 +124,14 @@ def sha256(data: bytes) -> str:
 # ---------------------------------------------------------------- the guarded session
 
 def _checked(host: str, port: int) -> list[Any]:
-    # runs in a worker thread (no event loop there): one resolution, every address checked
-    return anyio.run(egress.check, host.strip("[]"), port)
+    """One resolution, every address checked. Callers run the client in a worker thread; called
+    from a thread with a running event loop, the check runs in a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return anyio.run(egress.check, host.strip("[]"), port)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(anyio.run, egress.check, host.strip("[]"), port).result()
 
 
 def _connect(conn: HTTPConnection) -> socket.socket:
