@@ -237,14 +237,14 @@ async def push(db: Database, identity: Identity, team_id: UUID, name: str, ref_t
 async def _refuse_secrets(db: Database, sources: list[Any], artifact: art.Artifact) -> None:
     """No credential of the team may travel in an artifact, even pasted into a spec by mistake."""
     from coherex.integrations.service import _open  # the one place credentials are decrypted
-    from coherex.integrations.vault import VaultError
+    from coherex.errors import CoherexError
 
     blobs = [(b.data, b.annotations.get(art.TITLE, "config")) for b in artifact.blobs]
     blobs.append((artifact.manifest, "manifest"))
     for source in sources:
         try:
             secrets = (await _open(db, source, fresh=False)).secrets
-        except (VaultError, Exception) as exc:  # an undecryptable source cannot leak what we cannot read
+        except CoherexError as exc:  # credentials this installation cannot open (another vault key)
             log.warning("push: cannot check data source %s for secrets: %s", source.name, exc)
             continue
         for value in secrets:
