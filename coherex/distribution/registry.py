@@ -54,6 +54,10 @@ class RegistryError(BackendError):
     code = "registry_error"
 
 
+class Unresolvable(Exception):
+    """A registry host name that does not resolve."""
+
+
 # ---------------------------------------------------------------- references
 
 @dataclass(frozen=True)
@@ -137,8 +141,8 @@ def _checked(host: str, port: int) -> list[Any]:
 def _connect(conn: HTTPConnection) -> socket.socket:
     try:
         addresses = _checked(conn.host, conn.port)
-    except OSError as exc:
-        raise NewConnectionError(conn, str(exc)) from None
+    except OSError as exc:  # the name does not resolve: the reference is wrong (not OSError: urllib3 would retry it)
+        raise Unresolvable(str(exc)) from None
     last: OSError | None = None
     for ip in addresses:
         try:
@@ -253,6 +257,9 @@ class RegistryClient:
         except egress.EgressDenied as exc:
             raise UserError(exc.message, hint=f"Registries are reached through the egress guard: an operator allows "
                                               f"a private or local one with {egress.SETTING}.") from None
+        except Unresolvable as exc:
+            raise UserError(f"The registry host in the reference does not resolve: {exc}.",
+                            hint="Check the host name at the start of the reference.") from None
         except requests.exceptions.SSLError as exc:
             raise RegistryError(f"TLS with the registry {self.registry} failed: {_short(exc)}",
                                 hint="Check the registry's certificate; only loopback registries use plain HTTP.") from None
