@@ -21,6 +21,7 @@ router.include_router(builder.router)
 router.include_router(agents.router)
 router.include_router(executions.router)
 router.include_router(data.router)
+from coherex.api import distribution as _distribution; router.include_router(_distribution.router)  # noqa: E402,E702
 
 
 @asynccontextmanager

@@ -41,6 +41,10 @@ def _register() -> None:
 
     runs.register(app)  # run, ps, logs, stop
 
+    from coherex.cli import distribution
+
+    distribution.register(app)  # push, pull, inspect, registry
+
     from coherex.cli import server
 
     server.register(app)  # worker, web, up, openapi

@@ -17,7 +17,8 @@ from coherex.errors import UserError
 
 
 def run(
-    target: str = typer.Argument(..., help="An agent name, or a spec file (saved as a version first)."),
+    target: str = typer.Argument(..., help="An agent name, a spec file (saved as a version first), or a registry "
+                                           "reference (pulled first: `coherex pull`)."),
     inputs: list[str] = typer.Option([], "--input", "-i", help="key=value, repeatable."),
     version: int | None = typer.Option(None, "--version", "-v", help="Run this version (default: current)."),
     files: list[Path] = typer.Option([], "--file", "-f", help="Put this file in the sandbox's working directory."),
@@ -26,6 +27,7 @@ def run(
     """Run an agent now, streaming every step. Exit code: 0 completed, 3 completed with errors (the
     answer came after a failed tool call nothing fixed), 1 otherwise."""
     from coherex.agents import apply_spec
+    from coherex.cli.distribution import looks_like_reference as is_reference
     from coherex.runtime import Runtime
     from coherex.runtime.tools import with_file_input
     from coherex.spec import load_spec
@@ -39,9 +41,16 @@ def run(
 
     async def go():
         async with cli_context() as ctx:
+            pulled = None
+            if is_reference(target):  # an OCI reference: pull it first (a no-op when already pulled)
+                from coherex.distribution.service import pull
+
+                pulled = await pull(ctx.db, ctx.identity, ctx.team.id, target, docker_config=True)
             async with ctx.db.session(ctx.identity) as s:
                 path = Path(target)
-                if path.suffix in (".yaml", ".yml", ".json") or path.exists():
+                if pulled is not None:
+                    agent = await s.agents.require_by_name(ctx.team.id, pulled.agent)
+                elif path.suffix in (".yaml", ".yml", ".json") or path.exists():
                     from coherex.spec import read_file
 
                     agent = (await apply_spec(s, ctx.team.id, read_file(path), filename=str(path))).agent
