@@ -72,6 +72,10 @@ class Spawner:
         self._jobs.put(None)
 
 
+class BoxStopped(SandboxNotFound):
+    """The box was killed (on request or at its timeout) while a cell ran."""
+
+
 @dataclass
 class Channel:
     """Messages from the worker for one request (a cell, a process, a file operation)."""
@@ -90,6 +94,14 @@ class Box:
         self.proc, self.init_pid, self.cgroup, self.uid = proc, init_pid, cgroup, uid
         self.network, self.limits = network, limits
         self.template, self.metadata, self.envs = "code-interpreter-v1", {}, {}
+        self.allow_network = False
+        self.stopped_by_api = False  # killed through the API or at its timeout, not by its own code
+        # code contexts the SDK can list (the worker holds their state); the default ones of
+        # other languages start on first use
+        self.contexts: dict[str, dict] = {
+            "default": {"id": "default", "language": "python", "cwd": "/home/user"},
+            "default-javascript": {"id": "default-javascript", "language": "javascript", "cwd": "/home/user"}}
+        self.default_started: dict[str, bool] = {"default": True}
         self.started_at = time.time()
         self.expires_at = self.started_at + 300
         self.dead_reason: str | None = None
@@ -185,16 +197,20 @@ class Box:
         finally:
             self._close(ch)
 
-    async def execute(self, code: str, env_vars: dict | None) -> AsyncIterator[dict]:
+    async def execute(self, code: str, env_vars: dict | None, context_id: str = "default") -> AsyncIterator[dict]:
         """Run a cell, yielding its messages. Closed early (the client went away, e.g. its
-        timeout), it interrupts the code: SIGINT, then SIGKILL of the box if that is ignored."""
+        timeout), it interrupts the code: SIGINT, then SIGKILL of the box if that is ignored.
+        A box killed on request meanwhile raises BoxStopped; one that died of its own code (out of
+        memory) ends the cell with an error saying why."""
         async with self._cell_lock:
-            ch = self._send({"op": "execute", "code": code, "env_vars": env_vars})
+            ch = self._send({"op": "execute", "code": code, "env_vars": env_vars, "context_id": context_id})
             finished = False
             try:
                 while True:
                     msg = await ch.queue.get()
                     finished = msg["type"] in ("end", "dead")
+                    if msg["type"] == "dead" and self.stopped_by_api:
+                        raise BoxStopped(f"The sandbox {self.id} was not found: {msg['error']}")
                     if msg["type"] == "dead":
                         yield {"type": "error", "name": "SandboxStopped", "value": msg["error"], "traceback": ""}
                     if finished:

@@ -7,7 +7,9 @@ server imports them.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 from collections.abc import AsyncIterator, Callable
 
 from connectrpc.code import Code
@@ -33,7 +35,7 @@ def _box(lookup: BoxLookup, ctx: object) -> Box:
 def _fail(msg: dict) -> ConnectError:
     if msg["type"] == "dead":
         return ConnectError(Code.UNAVAILABLE, msg["error"])
-    code = Code.NOT_FOUND if msg.get("kind") == "not_found" else Code.INVALID_ARGUMENT
+    code = {"not_found": Code.NOT_FOUND, "exists": Code.ALREADY_EXISTS}.get(msg.get("kind"), Code.INVALID_ARGUMENT)
     return ConnectError(code, msg.get("error", "failed"))
 
 
@@ -55,20 +57,40 @@ class ProcessService(process_connect.Process):
         box = _box(self._lookup, ctx)
         cfg = request.process
         Event = process_pb.ProcessEvent
+        # envd ends a command at the request's deadline (the SDK's `timeout`): kill it there
+        timeout_ms = ctx.timeout_ms
+        deadline = asyncio.get_running_loop().time() + timeout_ms / 1000 if timeout_ms else None
+        pid = None
         try:
-            async for msg in box.stream("proc_start", cmd=cfg.cmd, args=list(cfg.args), envs=dict(cfg.envs),
-                                        cwd=cfg.cwd if cfg.has_field("cwd") else None, stdin=request.stdin):
-                kind = msg["type"]
-                if kind == "start":
-                    event = Oneof("start", Event.StartEvent(pid=msg["pid"]))
-                elif kind in ("stdout", "stderr"):
-                    event = Oneof("data", Event.DataEvent(output=Oneof(kind, base64.b64decode(msg["data"]))))
-                elif kind == "end":
-                    event = Oneof("end", Event.EndEvent(exit_code=msg["exit_code"], exited=True,
-                                                        status=msg["status"]))
-                else:
-                    raise _fail(msg)
-                yield process_pb.StartResponse(event=Event(event=event))
+            async with contextlib.aclosing(box.stream(
+                    "proc_start", cmd=cfg.cmd, args=list(cfg.args), envs=dict(cfg.envs),
+                    cwd=cfg.cwd if cfg.has_field("cwd") else None, stdin=request.stdin)) as messages:
+                while True:
+                    left = None if deadline is None else deadline - asyncio.get_running_loop().time()
+                    try:
+                        msg = await asyncio.wait_for(anext(messages), left)
+                    except StopAsyncIteration:
+                        return
+                    except asyncio.TimeoutError:
+                        if pid is not None:
+                            with contextlib.suppress(Exception):
+                                await box.request("proc_signal", pid=pid, signal=9)
+                        raise ConnectError(Code.DEADLINE_EXCEEDED,
+                                           f"the command did not finish within {timeout_ms / 1000:g} s") from None
+                    kind = msg["type"]
+                    if kind == "start":
+                        pid = msg["pid"]
+                        event = Oneof("start", Event.StartEvent(pid=pid))
+                    elif kind in ("stdout", "stderr"):
+                        event = Oneof("data", Event.DataEvent(output=Oneof(kind, base64.b64decode(msg["data"]))))
+                    elif kind == "end":
+                        event = Oneof("end", Event.EndEvent(exit_code=msg["exit_code"], exited=True,
+                                                            status=msg["status"]))
+                    elif kind == "dead":
+                        raise ConnectError(Code.UNAVAILABLE, f"The sandbox {box.id} was not found: {msg['error']}")
+                    else:
+                        raise _fail(msg)
+                    yield process_pb.StartResponse(event=Event(event=event))
         except SandboxNotFound as exc:
             raise ConnectError(Code.UNAVAILABLE, str(exc)) from None
 
@@ -110,7 +132,7 @@ class FilesystemService(filesystem_connect.Filesystem):
         self._lookup = lookup
 
     async def list_dir(self, request: filesystem_pb.ListDirRequest, ctx) -> filesystem_pb.ListDirResponse:
-        msg = await _ok(_box(self._lookup, ctx), "list", path=request.path)
+        msg = await _ok(_box(self._lookup, ctx), "list", path=request.path, depth=request.depth or 1)
         return filesystem_pb.ListDirResponse(entries=[entry_info(e) for e in msg["entries"]])
 
     async def stat(self, request: filesystem_pb.StatRequest, ctx) -> filesystem_pb.StatResponse:
@@ -120,6 +142,10 @@ class FilesystemService(filesystem_connect.Filesystem):
     async def make_dir(self, request: filesystem_pb.MakeDirRequest, ctx) -> filesystem_pb.MakeDirResponse:
         msg = await _ok(_box(self._lookup, ctx), "mkdir", path=request.path)
         return filesystem_pb.MakeDirResponse(entry=entry_info(msg["entry"]))
+
+    async def move(self, request: filesystem_pb.MoveRequest, ctx) -> filesystem_pb.MoveResponse:
+        msg = await _ok(_box(self._lookup, ctx), "move", path=request.source, destination=request.destination)
+        return filesystem_pb.MoveResponse(entry=entry_info(msg["entry"]))
 
     async def remove(self, request: filesystem_pb.RemoveRequest, ctx) -> filesystem_pb.RemoveResponse:
         await _ok(_box(self._lookup, ctx), "remove", path=request.path)
