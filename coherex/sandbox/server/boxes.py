@@ -102,6 +102,7 @@ class Box:
             "default": {"id": "default", "language": "python", "cwd": "/home/user"},
             "default-javascript": {"id": "default-javascript", "language": "javascript", "cwd": "/home/user"}}
         self.default_started: dict[str, bool] = {"default": True}
+        self.procs: dict[int, Any] = {}  # pid -> running command (envd._Process)
         self.started_at = time.time()
         self.expires_at = self.started_at + 300
         self.dead_reason: str | None = None

@@ -49,6 +49,87 @@ async def _ok(box: Box, op: str, **kw: object) -> dict:
     return msg
 
 
+class _Process:
+    """One command of a box. Its output is pumped by a task of its own, so that it goes on when the
+    client that started it goes away, and `Connect` can attach more listeners (envd semantics)."""
+
+    def __init__(self, box: Box, messages: AsyncIterator[dict], tag: str | None):
+        self.box, self.tag, self.pid = box, tag, None
+        self.listeners: list[asyncio.Queue] = []
+        self.started = asyncio.get_running_loop().create_future()
+        self._messages = messages
+        self.task = asyncio.create_task(self._pump())
+
+    async def _pump(self) -> None:
+        try:
+            async for msg in self._messages:
+                if msg["type"] == "start":
+                    self.pid = msg["pid"]
+                    self.box.procs[self.pid] = self
+                    self.started.set_result(self.pid)
+                    continue
+                for q in list(self.listeners):
+                    q.put_nowait(msg)
+                if msg["type"] in ("end", "fail", "dead"):
+                    break
+        except SandboxNotFound as exc:
+            for q in list(self.listeners):
+                q.put_nowait({"type": "dead", "error": str(exc)})
+        finally:
+            if not self.started.done():
+                self.started.set_result(None)
+            if self.pid is not None:
+                self.box.procs.pop(self.pid, None)
+            for q in list(self.listeners):
+                q.put_nowait(None)
+
+    def listen(self) -> asyncio.Queue:
+        q: asyncio.Queue = asyncio.Queue()
+        self.listeners.append(q)
+        return q
+
+    async def events(self, q: asyncio.Queue, timeout_ms: float | None) -> AsyncIterator[process_pb.ProcessEvent]:
+        """The start event, then output until the end. Past the request's deadline the command is
+        killed, as envd does (the SDK's `timeout`)."""
+        Event = process_pb.ProcessEvent
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_ms / 1000 if timeout_ms else None
+        try:
+            yield Event(event=Oneof("start", Event.StartEvent(pid=self.pid)))
+            while True:
+                try:
+                    msg = await asyncio.wait_for(q.get(), None if deadline is None else deadline - loop.time())
+                except asyncio.TimeoutError:
+                    with contextlib.suppress(Exception):
+                        await self.box.request("proc_signal", pid=self.pid, signal=9)
+                    raise ConnectError(Code.DEADLINE_EXCEEDED,
+                                       f"the command did not finish within {round(timeout_ms / 1000, 1):g} s") from None
+                if msg is None:
+                    return
+                kind = msg["type"]
+                if kind in ("stdout", "stderr", "pty"):
+                    yield Event(event=Oneof("data", Event.DataEvent(output=Oneof(kind, base64.b64decode(msg["data"])))))
+                elif kind == "end":
+                    yield Event(event=Oneof("end", Event.EndEvent(exit_code=msg["exit_code"], exited=True,
+                                                                  status=msg["status"])))
+                    return
+                elif kind == "dead":
+                    raise ConnectError(Code.UNAVAILABLE, f"The sandbox {self.box.id} was not found: {msg['error']}")
+                else:
+                    raise _fail(msg)
+        finally:
+            with contextlib.suppress(ValueError):
+                self.listeners.remove(q)
+
+
+def _find(box: Box, selector) -> _Process:
+    kind, value = (selector.selector.field, selector.selector.value) if selector and selector.selector else (None, None)
+    for proc in box.procs.values():
+        if (kind == "pid" and proc.pid == value) or (kind == "tag" and proc.tag == value):
+            return proc
+    raise ConnectError(Code.NOT_FOUND, f"process with {kind} {value} not found")
+
+
 class ProcessService(process_connect.Process):
     def __init__(self, lookup: BoxLookup):
         self._lookup = lookup
@@ -56,63 +137,60 @@ class ProcessService(process_connect.Process):
     async def start(self, request: process_pb.StartRequest, ctx) -> AsyncIterator[process_pb.StartResponse]:
         box = _box(self._lookup, ctx)
         cfg = request.process
-        Event = process_pb.ProcessEvent
-        # envd ends a command at the request's deadline (the SDK's `timeout`): kill it there
-        timeout_ms = ctx.timeout_ms
-        deadline = asyncio.get_running_loop().time() + timeout_ms / 1000 if timeout_ms else None
-        pid = None
+        pty = None
+        if request.has_field("pty") and request.pty.has_field("size"):
+            pty = {"cols": request.pty.size.cols, "rows": request.pty.size.rows}
         try:
-            async with contextlib.aclosing(box.stream(
-                    "proc_start", cmd=cfg.cmd, args=list(cfg.args), envs=dict(cfg.envs),
-                    cwd=cfg.cwd if cfg.has_field("cwd") else None, stdin=request.stdin)) as messages:
-                while True:
-                    left = None if deadline is None else deadline - asyncio.get_running_loop().time()
-                    try:
-                        msg = await asyncio.wait_for(anext(messages), left)
-                    except StopAsyncIteration:
-                        return
-                    except asyncio.TimeoutError:
-                        if pid is not None:
-                            with contextlib.suppress(Exception):
-                                await box.request("proc_signal", pid=pid, signal=9)
-                        raise ConnectError(Code.DEADLINE_EXCEEDED,
-                                           f"the command did not finish within {timeout_ms / 1000:g} s") from None
-                    kind = msg["type"]
-                    if kind == "start":
-                        pid = msg["pid"]
-                        event = Oneof("start", Event.StartEvent(pid=pid))
-                    elif kind in ("stdout", "stderr"):
-                        event = Oneof("data", Event.DataEvent(output=Oneof(kind, base64.b64decode(msg["data"]))))
-                    elif kind == "end":
-                        event = Oneof("end", Event.EndEvent(exit_code=msg["exit_code"], exited=True,
-                                                            status=msg["status"]))
-                    elif kind == "dead":
-                        raise ConnectError(Code.UNAVAILABLE, f"The sandbox {box.id} was not found: {msg['error']}")
-                    else:
-                        raise _fail(msg)
-                    yield process_pb.StartResponse(event=Event(event=event))
+            messages = box.stream("proc_start", cmd=cfg.cmd, args=list(cfg.args), envs=dict(cfg.envs),
+                                  cwd=cfg.cwd if cfg.has_field("cwd") else None, stdin=request.stdin, pty=pty)
         except SandboxNotFound as exc:
             raise ConnectError(Code.UNAVAILABLE, str(exc)) from None
+        proc = _Process(box, messages, request.tag if request.has_field("tag") else None)
+        q = proc.listen()
+        if await proc.started is None:  # it did not start: the first message says why
+            msg = q.get_nowait() if not q.empty() else {"type": "fail", "error": "the command did not start"}
+            if msg["type"] == "dead":
+                raise ConnectError(Code.UNAVAILABLE, f"The sandbox {box.id} was not found: {msg['error']}")
+            raise _fail(msg)
+        async for event in proc.events(q, ctx.timeout_ms):
+            yield process_pb.StartResponse(event=event)
+
+    async def connect(self, request: process_pb.ConnectRequest, ctx) -> AsyncIterator[process_pb.ConnectResponse]:
+        proc = _find(_box(self._lookup, ctx), request.process)
+        async for event in proc.events(proc.listen(), ctx.timeout_ms):
+            yield process_pb.ConnectResponse(event=event)
 
     async def list(self, request: process_pb.ListRequest, ctx) -> process_pb.ListResponse:
-        msg = await _ok(_box(self._lookup, ctx), "proc_list")
+        box = _box(self._lookup, ctx)
+        msg = await _ok(box, "proc_list")
+        tags = {p.pid: p.tag for p in box.procs.values()}
         return process_pb.ListResponse(processes=[
-            process_pb.ProcessInfo(pid=p["pid"], config=process_pb.ProcessConfig(cmd=p["cmd"], args=p["args"]))
+            process_pb.ProcessInfo(pid=p["pid"], tag=tags.get(p["pid"]),
+                                   config=process_pb.ProcessConfig(cmd=p["cmd"], args=p["args"]))
             for p in msg["procs"]])
 
+    async def update(self, request: process_pb.UpdateRequest, ctx) -> process_pb.UpdateResponse:
+        box = _box(self._lookup, ctx)
+        proc = _find(box, request.process)
+        if request.has_field("pty") and request.pty.has_field("size"):
+            await _ok(box, "proc_resize", pid=proc.pid,
+                      size={"cols": request.pty.size.cols, "rows": request.pty.size.rows})
+        return process_pb.UpdateResponse()
+
     async def send_signal(self, request: process_pb.SendSignalRequest, ctx) -> process_pb.SendSignalResponse:
-        pid = request.process.selector.value
-        await _ok(_box(self._lookup, ctx), "proc_signal", pid=pid, signal=int(request.signal.value))
+        box = _box(self._lookup, ctx)
+        await _ok(box, "proc_signal", pid=_find(box, request.process).pid, signal=int(request.signal.value))
         return process_pb.SendSignalResponse()
 
     async def send_input(self, request: process_pb.SendInputRequest, ctx) -> process_pb.SendInputResponse:
+        box = _box(self._lookup, ctx)
         data = request.input.input.value if request.input and request.input.input else b""
-        await _ok(_box(self._lookup, ctx), "proc_input", pid=request.process.selector.value,
-                  data=base64.b64encode(data).decode())
+        await _ok(box, "proc_input", pid=_find(box, request.process).pid, data=base64.b64encode(data).decode())
         return process_pb.SendInputResponse()
 
     async def close_stdin(self, request: process_pb.CloseStdinRequest, ctx) -> process_pb.CloseStdinResponse:
-        await _ok(_box(self._lookup, ctx), "proc_close_stdin", pid=request.process.selector.value)
+        box = _box(self._lookup, ctx)
+        await _ok(box, "proc_close_stdin", pid=_find(box, request.process).pid)
         return process_pb.CloseStdinResponse()
 
 

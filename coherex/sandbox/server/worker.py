@@ -670,34 +670,80 @@ def proc_start(ch: str, req: dict) -> None:
 
     env = dict(os.environ)
     env.update(req.get("envs") or {})
+    pty = req.get("pty")
+    master = None
     try:
-        p = subprocess.Popen([req["cmd"], *req.get("args", [])], cwd=req.get("cwd") or None, env=env,
-                             stdin=subprocess.PIPE if req.get("stdin") else subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        if pty:  # a terminal: one pty for stdin/stdout/stderr, the shell's controlling terminal
+            import fcntl
+            import termios
+
+            master, slave = os.openpty()
+            _set_size(master, pty)
+            env.setdefault("TERM", "xterm-256color")
+            p = subprocess.Popen([req["cmd"], *req.get("args", [])], cwd=req.get("cwd") or None, env=env,
+                                 stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                                 preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+            os.close(slave)
+        else:
+            p = subprocess.Popen([req["cmd"], *req.get("args", [])], cwd=req.get("cwd") or None, env=env,
+                                 stdin=subprocess.PIPE if req.get("stdin") else subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     except OSError as exc:
+        if master is not None:
+            os.close(master)
         send({"ch": ch, "type": "fail", "error": str(exc)})
         return
+    p.pty_master = master
     _procs[p.pid] = p
     send({"ch": ch, "type": "start", "pid": p.pid})
 
-    def pump(stream, name):
-        for chunk in iter(lambda: stream.read1(65536), b""):
+    def pump(read, name):
+        while True:
+            try:
+                chunk = read()
+            except OSError:  # EIO: the terminal's last user is gone
+                return
+            if not chunk:
+                return
             send({"ch": ch, "type": name, "data": b64(chunk)})
 
-    threads = [threading.Thread(target=pump, args=(p.stdout, "stdout"), daemon=True),
-               threading.Thread(target=pump, args=(p.stderr, "stderr"), daemon=True)]
+    if master is not None:
+        sources = [(lambda: os.read(master, 65536), "pty")]
+    else:
+        sources = [(lambda: p.stdout.read1(65536), "stdout"), (lambda: p.stderr.read1(65536), "stderr")]
+    threads = [threading.Thread(target=pump, args=src, daemon=True) for src in sources]
     for t in threads:
         t.start()
 
     def reap():
+        if master is not None:
+            p.wait()  # a pty stays readable while background children hold it: stop at the shell's exit
+            time.sleep(0.05)
         for t in threads:
-            t.join()
+            t.join(None if master is None else 1.0)
         code = p.wait()
         _procs.pop(p.pid, None)
+        if master is not None:
+            os.close(master)
         status = f"signal: {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
         send({"ch": ch, "type": "end", "exit_code": code if code >= 0 else 128 - code, "status": status})
 
     threading.Thread(target=reap, daemon=True).start()
+
+
+def _set_size(fd: int, size: dict) -> None:
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", size.get("rows") or 24, size.get("cols") or 80, 0, 0))
+
+
+def _proc(pid: int):
+    p = _procs.get(pid)
+    if p is None:
+        raise ProcessLookupError(f"process {pid} not found")
+    return p
 
 
 def _entry(path: str) -> dict:
@@ -752,12 +798,26 @@ def handle(req: dict) -> None:
             os.killpg(p.pid, req["signal"])
             result = {}
         elif op == "proc_input":
-            p = _procs[req["pid"]]
-            p.stdin.write(binascii.a2b_base64(req["data"]))
-            p.stdin.flush()
+            p = _proc(req["pid"])
+            data = binascii.a2b_base64(req["data"])
+            if p.pty_master is not None:
+                os.write(p.pty_master, data)
+            elif p.stdin is None:
+                raise ValueError(f"process {p.pid} was started without stdin")
+            else:
+                p.stdin.write(data)
+                p.stdin.flush()
+            result = {}
+        elif op == "proc_resize":
+            p = _proc(req["pid"])
+            if p.pty_master is None:
+                raise ValueError(f"process {p.pid} has no terminal")
+            _set_size(p.pty_master, req["size"])
             result = {}
         elif op == "proc_close_stdin":
-            _procs[req["pid"]].stdin.close()
+            p = _proc(req["pid"])
+            if p.stdin is not None:
+                p.stdin.close()
             result = {}
         elif op == "proc_list":
             result = {"procs": [{"pid": pid, "cmd": p.args[0], "args": p.args[1:]} for pid, p in _procs.items()]}
