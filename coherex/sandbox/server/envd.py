@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Callable
 
 from connectrpc.code import Code
@@ -225,9 +226,52 @@ class FilesystemService(filesystem_connect.Filesystem):
         msg = await _ok(_box(self._lookup, ctx), "move", path=request.source, destination=request.destination)
         return filesystem_pb.MoveResponse(entry=entry_info(msg["entry"]))
 
+    async def create_watcher(self, request: filesystem_pb.CreateWatcherRequest, ctx
+                             ) -> filesystem_pb.CreateWatcherResponse:
+        watcher_id = uuid.uuid4().hex
+        await _ok(_box(self._lookup, ctx), "watcher_create", id=watcher_id, path=request.path,
+                  recursive=request.recursive)
+        return filesystem_pb.CreateWatcherResponse(watcher_id=watcher_id)
+
+    async def get_watcher_events(self, request: filesystem_pb.GetWatcherEventsRequest, ctx
+                                 ) -> filesystem_pb.GetWatcherEventsResponse:
+        msg = await _ok(_box(self._lookup, ctx), "watcher_events", id=request.watcher_id)
+        return filesystem_pb.GetWatcherEventsResponse(events=_fs_events(msg))
+
+    async def remove_watcher(self, request: filesystem_pb.RemoveWatcherRequest, ctx
+                             ) -> filesystem_pb.RemoveWatcherResponse:
+        await _ok(_box(self._lookup, ctx), "watcher_remove", id=request.watcher_id)
+        return filesystem_pb.RemoveWatcherResponse()
+
+    async def watch_dir(self, request: filesystem_pb.WatchDirRequest, ctx) -> AsyncIterator[filesystem_pb.WatchDirResponse]:
+        box = _box(self._lookup, ctx)
+        watcher_id = uuid.uuid4().hex
+        await _ok(box, "watcher_create", id=watcher_id, path=request.path, recursive=request.recursive)
+        Response = filesystem_pb.WatchDirResponse
+        try:
+            yield Response(event=Oneof("start", Response.StartEvent()))
+            while True:
+                for event in _fs_events(await _ok(box, "watcher_events", id=watcher_id)):
+                    yield Response(event=Oneof("filesystem", event))
+                await asyncio.sleep(WATCH_POLL_S)
+        finally:
+            if box.alive:
+                with contextlib.suppress(Exception):
+                    await box.request("watcher_remove", id=watcher_id)
+
     async def remove(self, request: filesystem_pb.RemoveRequest, ctx) -> filesystem_pb.RemoveResponse:
         await _ok(_box(self._lookup, ctx), "remove", path=request.path)
         return filesystem_pb.RemoveResponse()
+
+
+_EVENT_TYPES = {"create": filesystem_pb.EventType.CREATE, "write": filesystem_pb.EventType.WRITE,
+                "remove": filesystem_pb.EventType.REMOVE, "rename": filesystem_pb.EventType.RENAME,
+                "chmod": filesystem_pb.EventType.CHMOD}
+WATCH_POLL_S = 0.05
+
+
+def _fs_events(msg: dict) -> list:
+    return [filesystem_pb.FilesystemEvent(name=e["name"], type=_EVENT_TYPES[e["type"]]) for e in msg["events"]]
 
 
 def asgi_apps(lookup: BoxLookup) -> dict[str, object]:

@@ -778,6 +778,89 @@ def _list(path: str, depth: int) -> list:
     return entries
 
 
+class _Watcher:
+    """inotify on a directory (and, recursive, its subdirectories), as envd's WatchDir reports it.
+    Events are read when asked for, so everything done before the question is in the answer."""
+
+    KINDS = ((0x100, "create"), (0x80, "create"), (0x2, "write"), (0x4, "chmod"), (0x200, "remove"),
+             (0x40, "rename"))
+    MASK = 0x100 | 0x80 | 0x2 | 0x4 | 0x200 | 0x40
+
+    def __init__(self, root: str, recursive: bool):
+        import ctypes
+
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self.libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
+        self.root, self.recursive, self.dirs, self.events = root, recursive, {}, []
+        self._lock = threading.Lock()
+        self._add(root)
+
+    def _add(self, path: str) -> None:
+        import ctypes
+
+        wd = self.libc.inotify_add_watch(self.fd, os.fsencode(path), self.MASK | 0x01000000)  # IN_ONLYDIR
+        if wd < 0:
+            err = ctypes.get_errno()
+            raise (NotADirectoryError if err == 20 else FileNotFoundError if err == 2 else OSError)(
+                err, f"cannot watch {path}: {os.strerror(err)}")
+        self.dirs[wd] = path
+        if self.recursive:
+            for name in os.listdir(path):
+                full = os.path.join(path, name)
+                if os.path.isdir(full) and not os.path.islink(full):
+                    self._add(full)
+
+    def _rel(self, path: str) -> str:
+        return os.path.relpath(path, self.root)
+
+    def drain(self) -> list:
+        import struct
+
+        with self._lock:
+            while True:
+                try:
+                    buf = os.read(self.fd, 65536)
+                except BlockingIOError:
+                    break
+                off = 0
+                while off < len(buf):
+                    wd, mask, _cookie, size = struct.unpack_from("iIII", buf, off)
+                    name = buf[off + 16:off + 16 + size].rstrip(b"\0").decode(errors="replace")
+                    off += 16 + size
+                    base = self.dirs.get(wd)
+                    if base is None or not name:
+                        continue
+                    full = os.path.join(base, name)
+                    for bit, kind in self.KINDS:
+                        if mask & bit:
+                            self.events.append({"name": self._rel(full), "type": kind})
+                    if self.recursive and mask & 0x40000000 and mask & (0x100 | 0x80):
+                        self._add_new_dir(full)
+            events, self.events = self.events, []
+        return events
+
+    def _add_new_dir(self, path: str) -> None:
+        # what was made in it before its watch existed is reported as made
+        try:
+            self._add(path)
+            for dirpath, dirnames, filenames in os.walk(path):
+                for n in dirnames + filenames:
+                    full = os.path.join(dirpath, n)
+                    self.events.append({"name": self._rel(full), "type": "create"})
+                    if n in filenames and os.path.getsize(full):
+                        self.events.append({"name": self._rel(full), "type": "write"})
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+_watchers: dict = {}
+
+
 def _resolve(path: str) -> str:
     return os.path.normpath(os.path.join(os.environ.get("HOME", "/"), os.path.expanduser(path)))
 
@@ -825,6 +908,7 @@ def handle(req: dict) -> None:
             path = _resolve(req["path"])
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "wb") as f:
+                os.fchmod(f.fileno(), 0o644)  # as envd does: a watcher sees create, chmod, write
                 f.write(binascii.a2b_base64(req["data"]))
             result = {"entry": _entry(path)}
         elif op == "read":
@@ -858,6 +942,17 @@ def handle(req: dict) -> None:
                 shutil.rmtree(path)
             elif os.path.lexists(path):
                 os.remove(path)
+            result = {}
+        elif op == "watcher_create":
+            path = _resolve(req["path"])
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"{path} does not exist")
+            _watchers[req["id"]] = _Watcher(path, bool(req.get("recursive")))
+            result = {}
+        elif op == "watcher_events":
+            result = {"events": _watchers[req["id"]].drain()}
+        elif op == "watcher_remove":
+            _watchers.pop(req["id"]).close()
             result = {}
         elif op in ("ctx_create", "ctx_restart", "ctx_remove"):
             result = context_op(req)
