@@ -333,39 +333,40 @@ def _chart_of_ax(ax) -> dict:
 
 
 def _boxes(ax, chart: dict) -> list:
-    labels = [t.get_text() for t in ax.get_xticklabels()]
+    # whiskers run along the value axis, caps and medians across it: more horizontal than vertical
+    # two-point lines means upright boxes (the usual plt.boxplot)
+    flat = [ln for ln in ax.lines if len(ln.get_xdata()) == 2]
+    across = sum(ln.get_ydata()[0] == ln.get_ydata()[1] for ln in flat)
+    upright = across >= len(flat) - across
+    if not upright:
+        _swap_axes(chart)
+    labels = [t.get_text() for t in (ax.get_xticklabels() if upright else ax.get_yticklabels())]
     boxes = []
     for label, patch in zip(labels, ax.patches):
         v = patch.get_path().vertices
-        xs, ys = [_round(x) for x in v[:, 0]], [_round(y) for y in v[:, 1]]
-        boxes.append({"label": label, "x": min(xs), "y": min(ys), "w": max(xs) - min(xs),
-                      "h": max(ys) - min(ys), "outliers": []})
-    vertical = bool(boxes) and all(b["h"] == boxes[0]["h"] for b in boxes) and len(boxes) > 1 and \
-        not all(b["w"] == boxes[0]["w"] for b in boxes)
-    if vertical:
-        _swap_axes(chart)
-        for b in boxes:
-            b["x"], b["y"], b["w"], b["h"] = b["y"], b["x"], b["h"], b["w"]
+        pos, val = (v[:, 0], v[:, 1]) if upright else (v[:, 1], v[:, 0])
+        boxes.append({"label": label, "lo": _round(min(pos)), "hi": _round(max(pos)), "q1": _round(min(val)),
+                      "q3": _round(max(val)), "outliers": []})
     for line in ax.lines:
-        xd, yd = [_round(x) for x in line.get_xdata()], [_round(y) for y in line.get_ydata()]
-        if vertical:
-            xd, yd = yd, xd
-        box = next((b for b in boxes if xd and b["x"] <= min(xd) and max(xd) <= b["x"] + b["w"]), None)
-        if box is None:
+        pos, val = (line.get_xdata(), line.get_ydata()) if upright else (line.get_ydata(), line.get_xdata())
+        pos, val = [_round(p) for p in pos], [_round(x) for x in val]
+        box = next((b for b in boxes if pos and b["lo"] <= min(pos) and max(pos) <= b["hi"]), None)
+        if box is None or not val:
             continue
-        if len(xd) == 1 or line.get_linestyle() in ("None", ""):
-            box["outliers"] += yd
-        elif len(yd) == 2 and yd[0] == yd[1] and box["y"] <= yd[0] <= box["y"] + box["h"]:
-            box["median"] = yd[0]
-        elif len(yd) == 2:
-            lo, hi = min(yd), max(yd)
-            if hi == box["y"]:
+        if line.get_linestyle() in ("None", "") or len(val) == 1:
+            box["outliers"] += val  # fliers
+        elif len(val) == 2 and val[0] == val[1]:
+            if box["q1"] < val[0] < box["q3"] or "median" not in box and box["q1"] <= val[0] <= box["q3"]:
+                box["median"] = val[0]
+        elif len(val) == 2:
+            lo, hi = min(val), max(val)
+            if hi <= box["q1"]:
                 box["min"] = lo
-            elif lo == box["y"] + box["h"]:
+            elif lo >= box["q3"]:
                 box["max"] = hi
-    return [{"label": b["label"], "min": b.get("min", b["y"]), "first_quartile": b["y"],
-             "median": b.get("median", b["y"]), "third_quartile": b["y"] + b["h"],
-             "max": b.get("max", b["y"] + b["h"]), "outliers": b["outliers"]} for b in boxes]
+    return [{"label": b["label"], "min": b.get("min", b["q1"]), "first_quartile": b["q1"],
+             "median": b.get("median", b["q1"]), "third_quartile": b["q3"], "max": b.get("max", b["q3"]),
+             "outliers": b["outliers"]} for b in boxes]
 
 
 def _chart(fig) -> dict | None:

@@ -103,7 +103,7 @@ async def test_commands_and_files(sbx):
 async def test_envs_are_set_and_a_sandbox_is_never_reused(sandbox_settings):
     async with await open_sandbox(sandbox_settings, envs={"GREETING": "hello"}) as a:
         await a.run_code("left_behind = 1")
-        assert (await a.run_code("import os; os.environ['GREETING']")).text == "'hello'"
+        assert (await a.run_code("import os; os.environ['GREETING']")).text == "hello"
     async with await open_sandbox(sandbox_settings) as b:
         assert a.id != b.id
         result = await b.run_code("left_behind")
