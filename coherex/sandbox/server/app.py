@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 
 JUPYTER_PORT, ENVD_PORT = "49999", "49983"
 # newest envd feature set this server implements (see e2b/envd/versions.py): default user, stdin,
-# close, octet-stream uploads; not file metadata (0.6.2) nor watch-event entries (0.6.3)
-ENVD_VERSION = "0.5.7"
+# close, octet-stream uploads, file metadata (0.6.2); not watch-event entries (0.6.3)
+ENVD_VERSION = "0.6.2"
 # code-context languages: what the SDK may send -> the context language
 LANGUAGES = {"python": "python", "py": "python", "javascript": "javascript", "js": "javascript",
              "bash": "bash", "sh": "bash", "shell": "bash"}
@@ -420,13 +420,17 @@ class SandboxServer:
             await respond(send, 400, {"message": "each uploaded file needs a path (the `path` query parameter "
                                                  "or the multipart filename)", "code": 400})
             return
+        # user metadata, kept by the box as the file's `user.e2b.*` extended attributes (as envd does)
+        metadata = {k[len("x-metadata-"):]: v for k, v in headers.items() if k.startswith("x-metadata-")}
         written = []
         for name, data in files:
-            msg = await box.request("write", path=name, data=base64.b64encode(data).decode())
+            msg = await box.request("write", path=name, data=base64.b64encode(data).decode(), metadata=metadata)
             if msg["type"] != "ok":
                 await respond(send, 400, {"message": msg.get("error"), "code": 400})
                 return
-            written.append({"name": msg["entry"]["name"], "type": "file", "path": msg["entry"]["path"]})
+            entry = msg["entry"]
+            written.append({"name": entry["name"], "type": "file", "path": entry["path"],
+                            **({"metadata": entry["metadata"]} if entry["metadata"] else {})})
         await respond(send, 200, written)
 
 

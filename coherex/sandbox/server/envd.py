@@ -202,7 +202,8 @@ def entry_info(e: dict) -> filesystem_pb.EntryInfo:
         name=e["name"], type=kinds[e["type"]], path=e["path"], size=e["size"], mode=e["mode"],
         permissions=e["permissions"], owner="user", group="user",
         modified_time=Timestamp.from_nanos(int(e["modified"] * 1e9)),
-        symlink_target=e["symlink_target"], is_symlink=e["type"] == "symlink",
+        symlink_target=e["symlink_target"], is_symlink=e["symlink_target"] is not None,
+        metadata=e.get("metadata") or {},
     )
 
 

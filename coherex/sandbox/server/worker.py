@@ -766,7 +766,19 @@ def _entry(path: str) -> dict:
     return {"name": os.path.basename(path) or path, "path": path, "type": kind,
             "size": 0 if kind == "dir" and target is None else st.st_size,
             "mode": stat.S_IMODE(st.st_mode), "permissions": perms, "modified": st.st_mtime,
-            "symlink_target": target}
+            "symlink_target": target, "metadata": _metadata(path)}
+
+
+_XATTR = "user.e2b."  # where envd keeps a file's user metadata
+
+
+def _metadata(path: str) -> dict:
+    try:
+        names = [n for n in os.listxattr(path, follow_symlinks=False) if n.startswith(_XATTR)]
+        return {n[len(_XATTR):]: os.getxattr(path, n, follow_symlinks=False).decode(errors="replace")
+                for n in names}
+    except OSError:  # a file system without user xattrs has no metadata
+        return {}
 
 
 def _list(path: str, depth: int) -> list:
@@ -911,6 +923,8 @@ def handle(req: dict) -> None:
             with open(path, "wb") as f:
                 os.fchmod(f.fileno(), 0o644)  # as envd does: a watcher sees create, chmod, write
                 f.write(binascii.a2b_base64(req["data"]))
+                for key, value in (req.get("metadata") or {}).items():
+                    os.setxattr(f.fileno(), _XATTR + key.lower(), value.encode())
             result = {"entry": _entry(path)}
         elif op == "read":
             with open(_resolve(req["path"]), "rb") as f:

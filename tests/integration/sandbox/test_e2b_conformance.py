@@ -46,8 +46,8 @@ async def test_get_info_has_every_field_the_sdk_requires(opts):
         assert info.state.value == "running"
         assert info.cpu_count >= 1 and info.memory_mb > 0
         assert 50 <= (info.end_at - info.started_at).total_seconds() <= 61
-        # an envd the SDK treats as current: stdin, close and octet-stream uploads are on
-        assert Version(info.envd_version) >= Version("0.5.7")
+        # an envd the SDK treats as current: stdin, close, octet-stream uploads and file metadata are on
+        assert Version(info.envd_version) >= Version("0.6.2")
     finally:
         await sandbox.kill()
 
@@ -238,10 +238,20 @@ async def test_filesystem_operations_as_envd_does_them(box):
     assert (await box.files.get_info("a")).permissions == "drwxr-xr-x"
     await box.commands.run("ln -s /home/user/a/one.txt /home/user/link")
     link = await box.files.get_info("link")
-    assert (link.type, link.symlink_target, link.permissions[0]) == (FileType.FILE, "/home/user/a/one.txt", "L")
+    # newer envd: `type` is the target's, `is_symlink` marks the link; the SDK reports SYMLINK
+    assert (link.type, link.symlink_target, link.permissions[0]) == (FileType.SYMLINK, "/home/user/a/one.txt", "L")
     assert await box.files.make_dir("newdir") is True
     assert await box.files.make_dir("newdir") is False
     await box.files.remove("not/there.txt")  # no error, as envd (os.RemoveAll)
+
+
+async def test_file_metadata_is_kept_with_the_file(box):
+    written = await box.files.write("tagged.txt", "x", metadata={"Owner": "alice", "stage": "raw"})
+    assert written.metadata == {"owner": "alice", "stage": "raw"}  # keys lowercased, as envd does
+    assert (await box.files.get_info("tagged.txt")).metadata == {"owner": "alice", "stage": "raw"}
+    listed = {e.name: e.metadata for e in await box.files.list(".")}
+    assert listed["tagged.txt"] == {"owner": "alice", "stage": "raw"}
+    assert (await box.files.write("plain.txt", "y")).metadata is None
 
 
 async def test_signed_file_urls(opts):
