@@ -402,6 +402,7 @@ class Context:
         if self.node is not None:
             self.node.kill()
             self.node.wait()
+            self.node_out.close()
             self.node = None
 
 
@@ -582,9 +583,13 @@ def _run_node(ctx: Context, code: str, env_vars: dict | None):
             raise _CellError("Error", f"JavaScript is not available in this sandbox: {exc}", "")
         os.close(w)
         ctx.node_out = os.fdopen(r, "rb")
-    ctx.node.stdin.write((json.dumps({"code": textwrap.dedent(code), "env": env_vars or {}}) + "\n").encode())
-    ctx.node.stdin.flush()
-    line = ctx.node_out.readline()
+    try:
+        ctx.node.stdin.write((json.dumps({"code": textwrap.dedent(code), "env": env_vars or {}}) + "\n").encode())
+        ctx.node.stdin.flush()
+        line = ctx.node_out.readline()
+    except BaseException:  # interrupted (the cell's timeout): Node may still be busy, start it afresh
+        ctx.reset()
+        raise
     if not line:
         ctx.reset()
         raise _CellError("Error", "the JavaScript kernel stopped", "")

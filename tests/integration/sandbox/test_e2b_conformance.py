@@ -215,6 +215,12 @@ async def test_javascript_runs_inside_the_box_with_state(box):
     assert (await box.run_code("process.cwd()", context=ctx)).text == "/tmp"
 
 
+async def test_a_javascript_cell_past_its_timeout_is_stopped(box):
+    with pytest.raises(e2b_exc.TimeoutException):
+        await box.run_code("while (true) {}", language="js", timeout=2)
+    assert (await box.run_code("1 + 1", language="js", timeout=30)).text == "2"
+
+
 async def test_bash_language_and_unknown_languages(box):
     result = await box.run_code("echo $FOO; pwd", language="bash", envs={"FOO": "bar"})
     assert "".join(result.logs.stdout) == "bar\n/home/user\n"
