@@ -47,6 +47,14 @@ class StreamAborted(Exception):
     """Raised out of the ASGI app to cut a response mid-stream (the client sees a broken stream)."""
 
 
+class QuietAborts(logging.Filter):
+    """The HTTP server logs an exception leaving the app with its traceback; a StreamAborted is
+    intended (logged as one line where it is raised), so its record is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], StreamAborted))
+
+
 def _unknown_language(language: object) -> str:
     return (f"language {language!r} is not available in the local sandbox: use one of python, javascript "
             "(js) or bash")
@@ -362,6 +370,7 @@ class SandboxServer:
         await asyncio.gather(*pending, return_exceptions=True)
         for t in done:
             if isinstance(t.exception(), BoxStopped):
+                log.info("cut the output stream of a cell: %s", t.exception())
                 raise StreamAborted(str(t.exception()))
             t.result()
         if tasks[0] in done:
