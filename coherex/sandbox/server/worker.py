@@ -400,13 +400,17 @@ class Context:
     def reset(self) -> None:
         self.namespace = {"__name__": "__main__", "__builtins__": builtins, "display": display}
         if self.node is not None:
-            self.node.kill()
+            try:
+                os.killpg(self.node.pid, signal.SIGKILL)  # with what it started
+            except OSError:
+                self.node.kill()
             self.node.wait()
             self.node_out.close()
             self.node = None
 
 
 _contexts: dict = {"default": Context("python", HOME)}
+_base_env: dict = {}  # the environment without the running cell's own env vars (for REPLs it starts)
 _execution_count = 0
 
 
@@ -509,12 +513,36 @@ def _run_python(ctx: Context, code: str):
     return None
 
 
-def _run_bash(ctx: Context, code: str):
+def _run_bash(ctx: Context, code: str, env_vars: dict | None):
+    """A bash context is one bash process, as E2B's bash kernel: variables and `cd` last. Each cell
+    ends by writing its status to a pipe of ours; per-call env vars are restored after it."""
+    import shlex
     import subprocess
 
-    proc = subprocess.run(["/bin/bash", "-c", code])
-    if proc.returncode:
-        raise _CellError("Error", f"bash exited with status {proc.returncode}", "")
+    if ctx.node is None or ctx.node.poll() is not None:
+        r, w = os.pipe()
+        ctx.node = subprocess.Popen(["/bin/bash", "--noprofile", "--norc"], stdin=subprocess.PIPE, cwd=ctx.cwd,
+                                    pass_fds=(w,), start_new_session=True, env=_base_env)
+        os.close(w)
+        ctx.node_out, ctx.status_fd = os.fdopen(r, "rb"), w  # pass_fds keeps the number in bash
+    names = [k for k in (env_vars or {}) if k.isidentifier()]
+    save = "".join(f'__cx_{k}="${{{k}-__cx_unset}}"\n' for k in names)
+    export = "".join(f"export {k}={shlex.quote(env_vars[k])}\n" for k in names)
+    restore = "".join(f'if [ "$__cx_{k}" = __cx_unset ]; then unset {k}; else export {k}="$__cx_{k}"; fi\n'
+                      for k in names)
+    script = f"{save}{export}{code}\n__cx_status=$?\n{restore}echo $__cx_status >&{ctx.status_fd}\n"
+    try:
+        ctx.node.stdin.write(script.encode())
+        ctx.node.stdin.flush()
+        line = ctx.node_out.readline()
+    except BaseException:  # interrupted (the cell's timeout): stop what runs, start bash afresh
+        ctx.reset()
+        raise
+    if not line:
+        ctx.reset()
+        raise _CellError("Error", "bash exited", "")
+    if int(line) != 0:
+        raise _CellError("Error", f"bash exited with status {int(line)}", "")
     return None
 
 
@@ -576,7 +604,7 @@ def _run_node(ctx: Context, code: str, env_vars: dict | None):
         r, w = os.pipe()
         try:
             ctx.node = subprocess.Popen(["node", "-e", _NODE_REPL, "--", str(w)], stdin=subprocess.PIPE,
-                                        cwd=ctx.cwd, pass_fds=(w,))
+                                        cwd=ctx.cwd, pass_fds=(w,), start_new_session=True, env=_base_env)
         except OSError as exc:
             os.close(r)
             os.close(w)
@@ -611,7 +639,8 @@ def run_cell(ch: str, req: dict) -> None:
     _exec_ch = ch
     _execution_count += 1
     send({"ch": ch, "type": "number_of_executions", "execution_count": _execution_count})
-    saved_env = dict(os.environ)
+    global _base_env
+    saved_env = _base_env = dict(os.environ)
     os.environ.update(env_vars or {})
     value = None
     try:
@@ -619,7 +648,7 @@ def run_cell(ch: str, req: dict) -> None:
         if ctx.language == "python":
             value = _run_python(ctx, code)
         elif ctx.language == "bash":
-            value = _run_bash(ctx, code)
+            value = _run_bash(ctx, code, env_vars)
         else:
             value = _run_node(ctx, code, env_vars)
     except _CellError as exc:

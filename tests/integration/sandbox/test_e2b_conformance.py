@@ -201,6 +201,8 @@ async def test_a_context_has_its_own_namespace_and_cwd_and_can_restart(box):
 async def test_javascript_runs_inside_the_box_with_state(box):
     out = await box.run_code("console.log('Hello, World!')", language="js")
     assert out.logs.stdout == ["Hello, World!\n"] and out.error is None
+    assert (await box.run_code("process.env.FOO", language="js", envs={"FOO": "bar"})).text == "bar"
+    assert (await box.run_code("String(process.env.FOO)", language="js")).text == "undefined"
     await box.run_code("const add = (x, y) => x + y", language="js")
     assert (await box.run_code("add(1, 2)", language="js")).text == "3"
     assert (await box.run_code("async function f() { return 'awaited' }\nawait f()", language="js")).text == "awaited"
@@ -224,6 +226,13 @@ async def test_a_javascript_cell_past_its_timeout_is_stopped(box):
 async def test_bash_language_and_unknown_languages(box):
     result = await box.run_code("echo $FOO; pwd", language="bash", envs={"FOO": "bar"})
     assert "".join(result.logs.stdout) == "bar\n/home/user\n"
+    # one bash per context, as E2B's bash kernel: variables and cd last, per-call env vars do not
+    await box.run_code("cd /tmp; KEPT=yes", language="bash")
+    result = await box.run_code("echo $KEPT ${FOO:-unset}; pwd", language="bash")
+    assert "".join(result.logs.stdout) == "yes unset\n/tmp\n"
+    with pytest.raises(e2b_exc.TimeoutException):
+        await box.run_code("sleep 30", language="bash", timeout=2)
+    assert (await box.run_code("echo after", language="bash", timeout=30)).logs.stdout == ["after\n"]
     with pytest.raises(e2b_exc.SandboxException, match="language 'r' is not available"):
         await box.run_code("1", language="r")
 
