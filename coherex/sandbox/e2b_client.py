@@ -265,5 +265,7 @@ _FORMATS = ("text", "html", "markdown", "svg", "png", "jpeg", "pdf", "latex", "j
 
 def _result_dict(r: Any) -> dict[str, Any]:
     out = {k: getattr(r, k) for k in _FORMATS if getattr(r, k, None) is not None}
+    if getattr(r, "chart", None) is not None:  # E2B's chart data of a matplotlib figure, as a plain dict
+        out["chart"] = r.chart.to_dict()
     out["is_main_result"] = bool(r.is_main_result)
     return out

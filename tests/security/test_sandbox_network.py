@@ -142,9 +142,9 @@ async def test_a_box_with_network_reaches_the_internet(local_sandbox, internet):
             "import urllib.request\n"
             f"urllib.request.urlopen('http://{internet.server}:{internet.port}/token', timeout=10).read().decode()")
         assert got.error is None, got.error
-        assert got.text == repr(internet.token)
+        assert got.text == internet.token
         resolv = await box.run_code("open('/etc/resolv.conf').read()")
-        assert resolv.text == repr("nameserver 10.0.2.3\n")  # slirp4netns's forwarder, not the host's resolver
+        assert resolv.text == "nameserver 10.0.2.3\n"  # slirp4netns's forwarder, not the host's resolver
 
 
 async def test_a_box_with_network_reaches_no_port_of_the_host(api, fake_llm, pg_server, local_sandbox, internet,
@@ -174,7 +174,7 @@ async def test_a_box_with_network_cannot_listen_on_the_hosts_loopback(local_sand
         got = await box.run_code(
             "import socket\n"
             f"server = socket.create_server(('127.0.0.1', {port}))\n'listening'")
-        assert got.text == "'listening'", got.error  # in the box's own namespace
+        assert got.text == "listening", got.error  # in the box's own namespace
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=5)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import itertools
 import json
 import logging
+import marshal
 import os
 import queue
 import secrets
@@ -14,6 +16,7 @@ import signal
 import subprocess
 import threading
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +28,13 @@ from coherex.sandbox.server.isolation import BoxNetwork, Cgroup, Cgroups, Interp
 
 log = logging.getLogger(__name__)
 
-WORKER_SOURCE = (Path(__file__).parent / "worker.py").read_text()
+# The worker goes into the box as its code object, compiled once here and marshalled: compiling its
+# source in every box would cost a cold start ~15 ms. The box runs this very interpreter (see
+# isolation.Interpreter), so the marshal format matches; zlib keeps it well under the 128 KiB limit
+# of one argv string.
+_WORKER_CODE = marshal.dumps(compile((Path(__file__).parent / "worker.py").read_text(), "<sandbox-worker>", "exec"))
+WORKER_SOURCE = ("import binascii, marshal, zlib\n"
+                 f"exec(marshal.loads(zlib.decompress(binascii.a2b_base64({base64.b64encode(zlib.compress(_WORKER_CODE, 6)).decode()!r}))))\n")
 INTERRUPT_GRACE_S = 2.0
 START_TIMEOUT_S = 30.0  # after SIGINT, a cell that does not stop gets its box killed
 
@@ -72,6 +81,10 @@ class Spawner:
         self._jobs.put(None)
 
 
+class BoxStopped(SandboxNotFound):
+    """The box was killed (on request or at its timeout) while a cell ran."""
+
+
 @dataclass
 class Channel:
     """Messages from the worker for one request (a cell, a process, a file operation)."""
@@ -90,6 +103,15 @@ class Box:
         self.proc, self.init_pid, self.cgroup, self.uid = proc, init_pid, cgroup, uid
         self.network, self.limits = network, limits
         self.template, self.metadata, self.envs = "code-interpreter-v1", {}, {}
+        self.allow_network = False
+        self.stopped_by_api = False  # killed through the API or at its timeout, not by its own code
+        # code contexts the SDK can list (the worker holds their state); the default ones of
+        # other languages start on first use
+        self.contexts: dict[str, dict] = {
+            "default": {"id": "default", "language": "python", "cwd": "/home/user"},
+            "default-javascript": {"id": "default-javascript", "language": "javascript", "cwd": "/home/user"}}
+        self.default_started: dict[str, bool] = {"default": True}
+        self.procs: dict[int, Any] = {}  # pid -> running command (envd._Process)
         self.started_at = time.time()
         self.expires_at = self.started_at + 300
         self.dead_reason: str | None = None
@@ -185,16 +207,20 @@ class Box:
         finally:
             self._close(ch)
 
-    async def execute(self, code: str, env_vars: dict | None) -> AsyncIterator[dict]:
+    async def execute(self, code: str, env_vars: dict | None, context_id: str = "default") -> AsyncIterator[dict]:
         """Run a cell, yielding its messages. Closed early (the client went away, e.g. its
-        timeout), it interrupts the code: SIGINT, then SIGKILL of the box if that is ignored."""
+        timeout), it interrupts the code: SIGINT, then SIGKILL of the box if that is ignored.
+        A box killed on request meanwhile raises BoxStopped; one that died of its own code (out of
+        memory) ends the cell with an error saying why."""
         async with self._cell_lock:
-            ch = self._send({"op": "execute", "code": code, "env_vars": env_vars})
+            ch = self._send({"op": "execute", "code": code, "env_vars": env_vars, "context_id": context_id})
             finished = False
             try:
                 while True:
                     msg = await ch.queue.get()
                     finished = msg["type"] in ("end", "dead")
+                    if msg["type"] == "dead" and self.stopped_by_api:
+                        raise BoxStopped(f"The sandbox {self.id} was not found: {msg['error']}")
                     if msg["type"] == "dead":
                         yield {"type": "error", "name": "SandboxStopped", "value": msg["error"], "traceback": ""}
                     if finished:

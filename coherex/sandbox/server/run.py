@@ -47,7 +47,7 @@ async def serve(settings: Settings, *, port: int, api_key: str, stop: asyncio.Ev
     from hypercorn.asyncio import serve as hypercorn_serve
     from hypercorn.config import Config
 
-    from coherex.sandbox.server.app import SandboxServer
+    from coherex.sandbox.server.app import QuietAborts, SandboxServer
     from coherex.sandbox.server.boxes import BoxFactory
     from coherex.sandbox.server.isolation import Limits
 
@@ -60,6 +60,8 @@ async def serve(settings: Settings, *, port: int, api_key: str, stop: asyncio.Ev
     config.bind = [f"127.0.0.1:{port}"]  # never on other interfaces: boxes run code on this host
     config.accesslog = None
     config.errorlog = log
+    if not any(isinstance(f, QuietAborts) for f in log.filters):
+        log.addFilter(QuietAborts())  # a cell's stream cut on purpose is not an error
     config.keep_alive_timeout = 75
     stop = stop or asyncio.Event()
     await hypercorn_serve(SandboxServer(api_key, factory), config, shutdown_trigger=stop.wait, mode="asgi")

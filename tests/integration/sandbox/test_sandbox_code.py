@@ -73,6 +73,16 @@ async def test_matplotlib_figure_comes_back_as_png(sbx):
     assert base64.b64decode(pngs[0]).startswith(b"\x89PNG")
 
 
+async def test_a_figure_comes_back_with_its_chart_data(sbx):
+    result = await sbx.run_code("import matplotlib.pyplot as plt\nplt.bar(['a', 'b'], [3, 5])\nplt.title('Votes')",
+                                timeout=120)
+    assert result.error is None, result.error
+    [figure] = result.results
+    assert figure["chart"]["type"] == "bar" and figure["chart"]["title"] == "Votes"
+    assert [(e["label"], e["value"]) for e in figure["chart"]["elements"]] == [("a", 3), ("b", 5)]
+    assert "png" in figure
+
+
 async def test_dataframe_comes_back_as_table_data(sbx):
     result = await sbx.run_code(
         "import pandas as pd\npd.DataFrame({'city': ['Oslo', 'Rome'], 'temp': [3.5, 17.0]})", timeout=120)
@@ -103,7 +113,7 @@ async def test_commands_and_files(sbx):
 async def test_envs_are_set_and_a_sandbox_is_never_reused(sandbox_settings):
     async with await open_sandbox(sandbox_settings, envs={"GREETING": "hello"}) as a:
         await a.run_code("left_behind = 1")
-        assert (await a.run_code("import os; os.environ['GREETING']")).text == "'hello'"
+        assert (await a.run_code("import os; os.environ['GREETING']")).text == "hello"
     async with await open_sandbox(sandbox_settings) as b:
         assert a.id != b.id
         result = await b.run_code("left_behind")
