@@ -113,6 +113,7 @@ def create_app(*, chat: bool = True) -> FastAPI:
     install_error_handlers(app)
     app.include_router(api_router, prefix="/api")
     app.include_router(build_router(get_db=db, get_caller=caller))
+    from coherex.api import mcp; mcp.mount(app, settings.public_url)  # /mcp for MCP clients  # noqa: E702
 
     if chat:
         from chainlit.utils import mount_chainlit
