@@ -21,7 +21,9 @@ def served_env(cli_env, fake_llm, monkeypatch):
     from coherex.settings import reset_settings_cache
 
     extra = {"OPENAI_BASE_URL": fake_llm.base_url, "OPENAI_API_KEY": fake_llm.api_key,
-             "COHEREX_HEARTBEAT_SECONDS": "1", "COHEREX_MAINTENANCE_SECONDS": "1"}
+             "COHEREX_HEARTBEAT_SECONDS": "1", "COHEREX_MAINTENANCE_SECONDS": "1",
+             # a small bucket, so the rate-limit test does not depend on how fast this machine is
+             "COHEREX_API_RATE": "1", "COHEREX_API_BURST": "30"}
     for k, v in extra.items():
         monkeypatch.setenv(k, v)
     reset_settings_cache()
