@@ -114,6 +114,7 @@ def create_app(*, chat: bool = True) -> FastAPI:
     app.include_router(api_router, prefix="/api")
     app.include_router(build_router(get_db=db, get_caller=caller))
     from coherex.api import mcp; mcp.mount(app, settings.public_url)  # /mcp for MCP clients  # noqa: E702
+    from coherex.api import a2a; a2a.mount(app)  # A2A agent cards and JSON-RPC  # noqa: E702
 
     if chat:
         from chainlit.utils import mount_chainlit
