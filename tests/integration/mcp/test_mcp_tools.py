@@ -10,6 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from coherex.agents import apply_spec
 from coherex.testing.fake_openai import Text
 
@@ -36,6 +38,18 @@ HELLO = textwrap.dedent("""\
       inputs:
         who: {type: string}
     """)
+
+
+@pytest.fixture
+def served_env(served_env, monkeypatch):
+    """The suite sends dozens of requests in a few seconds: the key's bucket is not what is tested here."""
+    from coherex.settings import reset_settings_cache
+
+    roomy = {"COHEREX_API_RATE": "100000", "COHEREX_API_BURST": "100000"}
+    for k, v in roomy.items():
+        monkeypatch.setenv(k, v)
+    reset_settings_cache()
+    return {**served_env, **roomy}
 
 
 def run_scenario(npm_tools, url: str, scenario: str, out: Path) -> dict:
