@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,6 +43,8 @@ from coherex.store.models import Agent, Event, Execution
 log = logging.getLogger(__name__)
 
 PATH = "/mcp"
+#: sessions whose owner is remembered (well above what the SDK keeps open at once)
+_MAX_OWNERS = 100_000
 METADATA_PATH = "/.well-known/oauth-protected-resource"
 INSTRUCTIONS = ("Each tool runs one of your team's Coherex agents to its end and returns its answer. "
                 "Runs count against your team's quotas like any other run.")
@@ -268,6 +269,8 @@ class McpEndpoint:
                 for k, v in message.get("headers", []):
                     if k.lower() == b"mcp-session-id":
                         self._owners.setdefault(v.decode(), str(who.key_id))
+                        while len(self._owners) > _MAX_OWNERS:  # the oldest sessions have long expired
+                            del self._owners[next(iter(self._owners))]
             await send(message)
 
         await self.manager.handle_request(scope, receive, remember_owner)

@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 
 import anyio
 import httpx
-import pytest
 from mcp import ClientSession, types
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import McpError
