@@ -17,7 +17,6 @@ desktop clients (`coherex mcp serve --stdio`). The `mcp` SDK (1.x) is used only 
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,7 +39,6 @@ from coherex.spec import AgentSpec, load_spec
 from coherex.spec.catalogue import get_tool
 from coherex.store.models import Agent, Event, Execution
 
-log = logging.getLogger(__name__)
 
 PATH = "/mcp"
 #: sessions whose owner is remembered (well above what the SDK keeps open at once)
