@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     # --- the address people and scripts reach the web process at (https://coherex.example.com): the
     # only Origin a request signed in by the chat's cookie may come from; unset, the request's own host ---
     public_url: str | None = Field(None, validation_alias=_env("COHEREX_PUBLIC_URL"))
+    #: an OAuth 2.1 authorization server that issues tokens for /mcp (named in its resource metadata)
+    oauth_issuer: str | None = Field(None, validation_alias=_env("COHEREX_OAUTH_ISSUER"))
     # --- HTTP API: requests per API key or chat user, average and burst (shared by all web processes) ---
     api_rate_per_second: float = Field(20.0, gt=0, validation_alias=_env("COHEREX_API_RATE"))
     api_rate_burst: float = Field(60.0, ge=1, validation_alias=_env("COHEREX_API_BURST"))

@@ -133,6 +133,7 @@ def create_app(*, chat: bool = True) -> FastAPI:
     from coherex.api import install_error_handlers, lifespan, router as api_router
     from coherex.api.deps import caller, db
     from coherex.api.oauth import build_router
+    from coherex.api import a2a as a2a_server, mcp as mcp_server
     from coherex.api.pages import router as pages_router
     from coherex.settings import get_settings
 
@@ -147,6 +148,8 @@ def create_app(*, chat: bool = True) -> FastAPI:
     app.include_router(api_router, prefix="/api")
     app.include_router(build_router(get_db=db, get_caller=caller))
     app.include_router(pages_router)
+    mcp_server.mount(app, settings.public_url)  # /mcp for MCP clients
+    a2a_server.mount(app)  # A2A agent cards and JSON-RPC
 
     if chat:
         from chainlit.utils import mount_chainlit

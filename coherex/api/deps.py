@@ -79,20 +79,30 @@ async def caller(request: Request, creds: HTTPAuthorizationCredentials | None = 
         return known
     st = state(request)
     if creds is not None and creds.credentials:
-        async with st.db.session(Identity.system()) as s:
-            key = await s.api_keys.resolve(creds.credentials.strip())
-        if key is None:
-            raise Unauthorized("This API key is not valid (unknown, revoked or expired).")
-        who = Caller(user_id=key.user_id, team_id=key.team_id, key_id=key.id)
+        who = await key_caller(st.db, creds.credentials)
     else:
         who = await _chat_caller(request, st)
-    # one bucket per API key, or per person for the chat's session (shared by every web process)
-    async with st.db.session(Identity.system()) as s:
-        wait = await s.rate_limits.take(who.key_id or who.user_id, st.settings.api_rate_per_second,
-                                        st.settings.api_rate_burst)
+    await take_rate_token(st.db, st.settings, who)
+    return who
+
+
+async def key_caller(database: Database, key: str) -> Caller:
+    """The caller an API key stands for (Unauthorized when it is unknown, revoked or expired)."""
+    async with database.session(Identity.system()) as s:
+        found = await s.api_keys.resolve(key.strip())
+    if found is None:
+        raise Unauthorized("This API key is not valid (unknown, revoked or expired).")
+    return Caller(user_id=found.user_id, team_id=found.team_id, key_id=found.id)
+
+
+async def take_rate_token(database: Database, settings: Settings, who: Caller) -> None:
+    """One request's token: one bucket per API key, or per person for the chat's session (shared by
+    every web process, and by `coherex mcp serve`); RateLimited when it is empty."""
+    async with database.session(Identity.system()) as s:
+        wait = await s.rate_limits.take(who.key_id or who.user_id, settings.api_rate_per_second,
+                                        settings.api_rate_burst)
     if wait:
         raise RateLimited("Too many requests for this API key.", retry_after=wait)
-    return who
 
 
 async def _chat_caller(request: Request, st: ApiState) -> Caller:

@@ -77,6 +77,7 @@ def _register() -> None:
 
     app.add_typer(demo.app, name="demo", help="Demo data: `coherex demo seed` fills the dashboard.")
     from coherex.cli import teams; app.add_typer(teams.app, name="teams", help="Teams: members, roles, invitations, quotas, usage.")  # noqa: E702,E501
+    from coherex.cli import mcp; app.add_typer(mcp.app, name="mcp", help="Serve the team's agents to MCP clients (stdio).")  # noqa: E702,E501
 
 
 _register()
