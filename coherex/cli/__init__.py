@@ -72,6 +72,7 @@ def _register() -> None:
     from coherex.cli import demo
 
     app.add_typer(demo.app, name="demo", help="Demo data: `coherex demo seed` fills the dashboard.")
+    from coherex.cli import approvals; app.add_typer(approvals.app, name="approvals", help="Tool calls waiting for approval: list, approve, reject.")  # noqa: E702,E501
     from coherex.cli import teams; app.add_typer(teams.app, name="teams", help="Teams: members, roles, invitations, quotas, usage.")  # noqa: E702,E501
 
 

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from coherex.errors import NotFound, UserError
 from coherex.store.models import Execution, Row
 from coherex.store.repos._base import Jsonb, Repo
 from coherex.store.repos.executions import _COLS as _EXECUTION_COLS
@@ -78,6 +79,20 @@ class ApprovalRepo(Repo):
     async def get(self, approval_id: UUID) -> Approval | None:
         return await self._one(Approval, f"select {_COLS} from public.execution_approvals where id = %s",
                                (approval_id,))
+
+    async def find(self, team_id: UUID, id_or_prefix: str) -> Approval:
+        """By full id or a unique prefix of it, within the team."""
+        prefix = id_or_prefix.strip().lower()
+        if not prefix or any(c not in "0123456789abcdef-" for c in prefix):
+            raise UserError(f"{id_or_prefix!r} is not an approval id.")
+        rows = await self._all(
+            Approval, f"select {_COLS} from public.execution_approvals where team_id = %s and id::text like %s "
+            "order by created_at desc limit 2", (team_id, prefix + "%"))
+        if not rows:
+            raise NotFound(f"No approval {id_or_prefix!r} in this team.", hint="`coherex approvals list` shows them.")
+        if len(rows) > 1 and str(rows[0].id) != prefix:
+            raise UserError(f"{id_or_prefix!r} matches several approvals; give more characters.")
+        return rows[0]
 
     async def of_step(self, execution_id: UUID, step: int) -> list[Approval]:
         return await self._all(
