@@ -96,3 +96,21 @@ $$;
 drop trigger if exists approvals_guard on public.execution_approvals;
 create trigger approvals_guard before update on public.execution_approvals
   for each row execute function coherex_private.approvals_guard();
+
+-- The dashboard's "Approvals" page (both of its readers call dashboard_* functions): what waits,
+-- for whom, since when. Runs as the caller: RLS shows only their teams' rows.
+create or replace function public.dashboard_approvals(p_team uuid)
+returns table (id uuid, execution_id uuid, agent text, tool text, arguments jsonb, reason text, trigger text,
+               started_by text, created_at timestamptz, expires_at timestamptz)
+language sql stable set search_path = '' as $$
+  select a.id, a.execution_id, g.name, a.tool_name, a.arguments, a.reason, e.trigger, p.email, a.created_at,
+         a.expires_at
+  from public.execution_approvals a
+  join public.agents g on g.id = a.agent_id
+  join public.agent_executions e on e.id = a.execution_id
+  left join public.profiles p on p.id = e.created_by
+  where a.team_id = p_team and a.status = 'pending'
+  order by a.created_at, a.tool_call_id
+$$;
+revoke execute on function public.dashboard_approvals(uuid) from public, anon;
+grant execute on function public.dashboard_approvals(uuid) to authenticated, service_role;
