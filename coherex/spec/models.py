@@ -118,6 +118,30 @@ class ToolRef(_Model):
         None, description="whether a person approves each call before it runs: always, never, writes (only "
         "tools that change data), or rules on its arguments; default never (a team may make it writes)")
 
+    @field_validator("approval", mode="before")
+    @classmethod
+    def _approval(cls, value: Any) -> Any:
+        # checked here, with one clear message, instead of one error per member of the unions
+        if value is None or (isinstance(value, str) and value in ("always", "never", "writes")):
+            return value
+        if not isinstance(value, dict):
+            raise PydanticCustomError("approval", "should be always, never, writes or a mapping of rules "
+                                      "(deny, when, allow, otherwise), found {value}", {"value": repr(value)})
+        for key, rule in value.items():
+            if key == "otherwise":
+                if rule not in ("always", "never", "writes"):
+                    raise PydanticCustomError("approval", "otherwise should be always, never or writes, found "
+                                              "{value}", {"value": repr(rule)})
+            elif key not in ("deny", "when", "allow"):
+                raise PydanticCustomError("approval", "unknown rule {key}: rules are deny, when, allow and "
+                                          "otherwise", {"key": repr(key)})
+            elif not all(isinstance(m, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in m.items())
+                         for m in (rule if isinstance(rule, list) else [rule])):
+                raise PydanticCustomError(
+                    "approval", "{key} should map argument names to patterns, e.g. {example}, or be a list of such "
+                    "mappings; found {value}", {"key": key, "example": "sql: 'delete*'", "value": repr(rule)})
+        return value
+
     @property
     def tool_name(self) -> str:
         """The function name the LLM sees (dots are not allowed there)."""
