@@ -20,6 +20,7 @@ from chainlit.input_widget import Select
 
 from coherex.builder import BuilderSession, BuilderUI, plain_error, summarize
 from coherex.chat import CoherexDataLayer
+from coherex.chat.approvals import approval_card, install as install_approvals
 from coherex.chat.data_layer import TEAM_KEY
 from coherex.chat.render import rich_elements
 from coherex.chat.session import chat_auth_secret
@@ -494,6 +495,8 @@ class ChatUI(BuilderUI):
             await parent.update()
         elif event.type == "error":
             await cl.Step(name="error", type="tool", parent_id=self.root.id).send()
+        elif event.type == "approval_requested":
+            await approval_card(event)  # Approve / Reject buttons (coherex/chat/approvals.py)
 
     async def run_finished(self, execution: Execution) -> None:
         if self.root is not None:
@@ -508,3 +511,6 @@ class ChatUI(BuilderUI):
         result = "\n\n".join(x for x in (output.get("text"), format_sources(output.get("sources") or [])) if x)
         body = f"{line}\n\n{result}" if result else f"{line}\n\n{execution.error or ''}"
         await cl.Message(content=body.strip(), author="Coherex").send()
+
+
+install_approvals(ChatUI)  # the approval cards resume runs with this view
