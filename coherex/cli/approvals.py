@@ -90,3 +90,24 @@ def _decide(approval: str, action: str, **kw) -> None:
     console.print(f"{a.tool_name} ({str(a.id)[:8]}) {a.status}."
                   + (" The run goes on." if done.resumed else " Other calls of this step still wait.")
                   + (f" Saved version {done.new_version}: this tool no longer asks." if done.new_version else ""))
+
+
+@app.command("team-default")
+def team_default(mode: str = typer.Argument(..., help="never, or writes: tools that change data ask unless their "
+                                                        "spec says otherwise.")) -> None:
+    """Set what tools without an `approval:` setting do in this team (admins)."""
+    from coherex.errors import PermissionDenied
+
+    if mode not in ("never", "writes"):
+        raise UserError(f"{mode!r} is not a team default; use never or writes.")
+
+    async def go():
+        async with cli_context() as ctx, ctx.db.session(ctx.identity) as s:
+            if not await s.approvals.set_team_default(ctx.team.id, mode):
+                raise PermissionDenied("Changing the team's approval default needs the admin role.")
+            await s.audit.record(ctx.team.id, "team.approval_default", target_type="team", target_id=str(ctx.team.id),
+                                 details={"approval_default": mode})
+            return ctx.team.slug
+
+    slug = run_async(go())
+    console.print(f"Team {slug}: tools without an approval setting now use `{mode}`.")

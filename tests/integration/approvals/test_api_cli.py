@@ -116,6 +116,16 @@ async def test_the_cli_lists_approves_and_rejects(world, settings_env):
     assert code == 1 and "already rejected" in out and "Traceback" not in out
     code, out = coherex(env, "approvals", "list")
     assert code == 0 and "Nothing waits" in out
+    code, out = coherex(env, "approvals", "team-default", "sometimes")
+    assert code == 1 and "never or writes" in out
+    code, out = coherex(env, "approvals", "team-default", "writes")
+    assert code == 0 and "writes" in out, out
+    async with world.db.session(Identity.system()) as s:
+        assert await s.approvals.team_default(world.team_id) == "writes"
+        viewer = await s.users.create("vic@example.com", password="correct horse")
+        await s.members.add(world.team_id, viewer.id, "viewer")
+    code, out = coherex({**env, "COHEREX_USER": "vic@example.com"}, "approvals", "team-default", "never")
+    assert code == 1 and "admin role" in out
     for approval_id in ids:
         async with world.db.session(Identity.system()) as s:
             row = await s.approvals.get(approval_id)

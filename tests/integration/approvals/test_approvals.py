@@ -224,3 +224,30 @@ async def test_stopping_a_waiting_run_cancels_it_at_once(world):
     with pytest.raises(Conflict):
         await decide(world.db, world.owner, approval.id, "approve")
     assert world.posted() == []
+
+
+async def test_a_step_with_two_waiting_calls_goes_on_once_both_are_decided(world):
+    from coherex.testing.fake_openai import Reply
+
+    agent = await world.agent(spec())
+    world.llm.script([
+        Reply(content="Posting both.", tool_calls=[
+            ToolCall("slack_post_message", {"channel": "#ops", "text": "one"}, id="c1"),
+            ToolCall("slack_post_message", {"channel": "#ops", "text": "two"}, id="c2")]),
+        Text("One posted, one refused."),
+    ])
+    runtime = world.runtime()
+    ex = await runtime.create(world.owner, world.team_id, agent)
+    assert (await runtime.run(ex.id)).status == "waiting_approval"
+    first, second = await world.pending(ex.id)
+    assert {first.reason, second.reason} == {"Posting both."}  # what the model said with its calls
+    assert not (await decide(world.db, world.owner, first.id, "approve")).resumed  # the other still waits
+    assert (await world.execution(ex.id)).status == "waiting_approval"
+    assert (await decide(world.db, world.owner, second.id, "reject", message="one is enough")).resumed
+    final = await runtime.run(ex.id)
+    assert final.status == "completed"
+    approved = first.arguments["text"]
+    assert world.posted() == [approved]
+    tool_messages = [m for m in world.llm.chat_requests[-1].body["messages"] if m["role"] == "tool"]
+    assert [m["tool_call_id"] for m in tool_messages] == ["c1", "c2"]  # both answered, in the model's order
+    assert "one is enough" in next(m["content"] for m in tool_messages if m["tool_call_id"] == second.tool_call_id)
