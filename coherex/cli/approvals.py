@@ -111,3 +111,34 @@ def team_default(mode: str = typer.Argument(..., help="never, or writes: tools t
 
     slug = run_async(go())
     console.print(f"Team {slug}: tools without an approval setting now use `{mode}`.")
+
+
+@app.command()
+def notify(
+    source: str | None = typer.Argument(None, help="A Slack data source of the team."),
+    channel: str | None = typer.Argument(None, help="The channel that hears about waiting calls, e.g. #approvals."),
+    off: bool = typer.Option(False, "--off", help="Stop notifying."),
+) -> None:
+    """Post each call that waits for approval to a Slack channel of the team, with how to decide (admins)."""
+    from coherex.errors import PermissionDenied
+
+    if not off and not (source and channel):
+        raise UserError("Give a Slack data source and a channel (e.g. `coherex approvals notify team-slack "
+                        "#approvals`), or --off.")
+
+    async def go():
+        async with cli_context() as ctx, ctx.db.session(ctx.identity) as s:
+            if not off:
+                found = await s.sources.get_by_name(ctx.team.id, source)
+                if found is None or found.type != "slack":
+                    raise UserError(f"{source!r} is not a Slack data source of this team.",
+                                    hint="`coherex sources list` shows them.")
+            target = None if off else {"source": source, "channel": channel}
+            if not await s.approvals.set_team_notify(ctx.team.id, target):
+                raise PermissionDenied("Changing where approvals are announced needs the admin role.")
+            await s.audit.record(ctx.team.id, "team.approval_notify", target_type="team", target_id=str(ctx.team.id),
+                                 details={"approval_notify": target})
+
+    run_async(go())
+    console.print("Approval requests are no longer posted." if off else
+                  f"Calls that wait for approval are posted to {channel} through {source}.")

@@ -212,6 +212,37 @@ async def pause(session: Any, recorder: Any, execution: Execution, claim: Any, p
     return final, events
 
 
+async def notify_quietly(db: Database, execution: Execution, events: list[Any]) -> None:
+    """Tell the team's approval channel (if it set one) what waits, with where to decide. A failed
+    notification is logged and changes nothing: the calls wait all the same."""
+    from coherex.settings import get_settings
+
+    asked = [e for e in events if e.type == "approval_requested"]
+    if not asked:
+        return
+    try:
+        async with db.session(Identity.system()) as s:
+            target = await s.approvals.team_notify(execution.team_id)
+            agent = await s.agents.get(execution.agent_id)
+        if not target:
+            return
+        from coherex.integrations.service import notify_team
+
+        base = (get_settings().public_url or "").rstrip("/")
+        lines = [f"*{agent.name if agent else 'An agent'}* waits for approval ({execution.trigger} run "
+                 f"{str(execution.id)[:12]}):"]
+        for e in asked:
+            short = str(e.payload.get("approval_id", ""))[:8]
+            args = json.dumps(e.payload.get("arguments") or {}, ensure_ascii=False)
+            lines.append(f"• {e.name} {args[:300]} — `coherex approvals approve {short}`"
+                         + (f" or {base}/api/approvals/{e.payload.get('approval_id')}" if base else ""))
+        if base:
+            lines.append(f"Decide in the dashboard (Approvals) or the chat: {base}/chat")
+        await notify_team(db, execution.team_id, target["source"], target["channel"], "\n".join(lines))
+    except Exception:  # never fail or block the run's pause for a notification
+        log.warning("could not notify about approvals of execution %s", execution.id, exc_info=True)
+
+
 # ---------------------------------------------------------------------- people's side
 @dataclass
 class Decided:

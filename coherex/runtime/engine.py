@@ -202,6 +202,7 @@ class Runtime:
                 s, recorder, execution, claim, output, totals, ctx.citations.passages, ctx.spec.limits))
             for event in events:
                 await recorder.announce(event)
+            await approvals.notify_quietly(self.db, final, events)  # the team's approval channel, if set
             return final
         output, error = recorder.redact(output), recorder.redact(error)  # shown like events are
 

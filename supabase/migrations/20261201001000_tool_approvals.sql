@@ -114,3 +114,7 @@ language sql stable set search_path = '' as $$
 $$;
 revoke execute on function public.dashboard_approvals(uuid) from public, anon;
 grant execute on function public.dashboard_approvals(uuid) to authenticated, service_role;
+
+-- Optional: where a team hears that a call waits (a Slack data source of the team and a channel),
+-- e.g. {"source": "team-slack", "channel": "#approvals"}; null: no notification.
+alter table public.teams add column if not exists approval_notify jsonb;

@@ -180,3 +180,10 @@ class ApprovalRepo(Repo):
     async def set_team_default(self, team_id: UUID, mode: str) -> bool:
         return bool(await self._exec("update public.teams set approval_default = %s where id = %s",
                                      (mode, team_id)))
+
+    async def team_notify(self, team_id: UUID) -> dict[str, Any] | None:
+        return await self._scalar("select approval_notify from public.teams where id = %s", (team_id,))
+
+    async def set_team_notify(self, team_id: UUID, notify: dict[str, Any] | None) -> bool:
+        return bool(await self._exec("update public.teams set approval_notify = %s where id = %s",
+                                     (Jsonb(notify) if notify else None, team_id)))

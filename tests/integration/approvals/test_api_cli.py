@@ -130,3 +130,26 @@ async def test_the_cli_lists_approves_and_rejects(world, settings_env):
         async with world.db.session(Identity.system()) as s:
             row = await s.approvals.get(approval_id)
         assert row.decided_by == world.user_id
+
+
+async def test_a_team_channel_hears_about_a_waiting_call_with_how_to_decide(world, settings_env):
+    env = {**os.environ, **settings_env, "COHEREX_USER": "acme@example.com", "COHEREX_TEAM": "acme",
+           "COHEREX_PUBLIC_URL": "https://coherex.example.com"}
+    approvals_channel = world.saas.slack.add_channel("approvals")
+    code, out = coherex(env, "approvals", "notify", "no-such-source", "#approvals")
+    assert code == 1 and "not a Slack data source" in out
+    code, out = coherex(env, "approvals", "notify", "team-slack", "#approvals")
+    assert code == 0, out
+    agent = await world.agent(spec())
+    world.llm.script([POST])
+    runtime = world.runtime()
+    ex = await runtime.create(world.owner, world.team_id, agent, trigger="schedule")
+    assert (await runtime.run(ex.id)).status == "waiting_approval"
+    (approval,) = await world.pending(ex.id)
+    (note,) = [m["text"] for m in world.saas.slack.messages[approvals_channel]]
+    assert "poster" in note and "slack_post_message" in note and f"approve {str(approval.id)[:8]}" in note
+    assert world.posted() == []  # the agent's own call still waits
+    code, out = coherex(env, "approvals", "notify", "--off")
+    assert code == 0
+    async with world.db.session(Identity.system()) as s:
+        assert await s.approvals.team_notify(world.team_id) is None
