@@ -22,6 +22,7 @@ from chainlit.input_widget import Select
 from coherex.builder import BuilderSession, plain_error, summarize
 from coherex.builder.session import DATA_SUFFIXES
 from coherex.chat import CoherexDataLayer
+from coherex.chat.approvals import install as install_approvals
 from coherex.chat.data_layer import TEAM_KEY
 from coherex.chat.run_view import ChatUI
 from coherex.chat.session import chat_auth_secret
@@ -493,3 +494,6 @@ async def _uploads(builder: BuilderSession, files: list[Any]) -> None:
         chunks = getattr(result, "chunks", None) or getattr(result, "chunk_count", "")
         await cl.Message(content=f"Added **{element.name}** to the knowledge collection **{collection}**"
                                  + (f" ({chunks} passages)." if chunks else "."), author="Coherex").send()
+
+
+install_approvals(ChatUI)  # the approval cards resume runs with this view

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from coherex.api import agents, builder, data, executions
+from coherex.api import agents, approvals, builder, data, executions
 from coherex.api.deps import ApiState, install_error_handlers
 
 router = APIRouter()
@@ -22,6 +22,7 @@ router.include_router(agents.router)
 router.include_router(executions.router)
 router.include_router(data.router)
 from coherex.api import distribution as _distribution; router.include_router(_distribution.router)  # noqa: E402,E702
+router.include_router(approvals.router)
 
 
 @asynccontextmanager

@@ -32,7 +32,7 @@ async def _execution(st: ApiState, who: Caller, execution_id: UUID) -> Execution
 
 @router.get("/executions", response_model=list[Execution])
 async def list_executions(
-    agent_id: UUID | None = None, status: str | None = Query(None, pattern="^(pending|running|completed|failed|cancelled|timed_out)$"),
+    agent_id: UUID | None = None, status: str | None = Query(None, pattern="^(pending|running|waiting_approval|completed|failed|cancelled|timed_out)$"),
     limit: int = Query(50, ge=1, le=500), st: ApiState = Depends(state), who: Caller = Depends(caller),
 ) -> Any:
     async with st.db.session(who.identity) as s:

@@ -94,6 +94,10 @@ class ChatUI(BuilderUI):
             step = cl.Step(name="error", type="tool", parent_id=self.root.id)
             step.output, step.is_error = str(p.get("message", "")), True
             await step.send()
+        elif event.type == "approval_requested":
+            from coherex.chat.approvals import approval_card
+
+            await approval_card(event)  # Approve / Reject buttons
 
     async def run_finished(self, execution: Execution) -> None:
         if self.root is not None:

@@ -76,6 +76,7 @@ def _register() -> None:
     from coherex.cli import demo
 
     app.add_typer(demo.app, name="demo", help="Demo data: `coherex demo seed` fills the dashboard.")
+    from coherex.cli import approvals; app.add_typer(approvals.app, name="approvals", help="Tool calls waiting for approval: list, approve, reject.")  # noqa: E702,E501
     from coherex.cli import teams; app.add_typer(teams.app, name="teams", help="Teams: members, roles, invitations, quotas, usage.")  # noqa: E702,E501
     from coherex.cli import mcp; app.add_typer(mcp.app, name="mcp", help="Serve the team's agents to MCP clients (stdio).")  # noqa: E702,E501
 

@@ -10,7 +10,7 @@ from rich.markup import escape
 from coherex.store.models import Event, Execution
 
 _STATUS_STYLE = {"completed": "green", "completed_with_errors": "yellow", "failed": "red", "timed_out": "red",
-                 "cancelled": "yellow", "running": "cyan", "pending": "dim"}
+                 "cancelled": "yellow", "running": "cyan", "pending": "dim", "waiting_approval": "magenta"}
 
 
 def _short(value: Any, limit: int = 100) -> str:
@@ -52,6 +52,12 @@ def format_event(e: Event) -> str:
     if e.type == "status":
         style = _STATUS_STYLE.get(e.name, "")
         return f"[{style}]● {e.name}[/]"
+    if e.type == "approval_requested":
+        return (f"  [magenta]waits for approval[/] {escape(e.name)}({escape(_short(p.get('arguments', {}), 80))})  "
+                f"[dim]coherex approvals approve {escape(str(p.get('approval_id', ''))[:8])}[/]")
+    if e.type == "approval_decided":
+        return f"  [magenta]approval[/] {escape(e.name)} {escape(str(p.get('status', '')))}" + (
+            f": {escape(_short(p['message'], 80))}" if p.get("message") else "")
     if e.type == "log":
         return f"  [dim]log[/] {escape(_short(p, 120))}"
     return f"  {e.type} {escape(_short(p))}"

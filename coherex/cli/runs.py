@@ -99,6 +99,9 @@ def run(
                 console.print()
                 console.print(format_sources(final.output["sources"]).replace("**", ""), markup=False)
         console.print(format_summary(final))
+        if final.status == "waiting_approval":
+            console.print(f"[magenta]A tool call waits for approval:[/] `coherex approvals list`; after the decision a "
+                          f"worker goes on (`coherex logs -f {str(final.id)[:12]}`).")
         if final.error:
             err_console.print(f"[red]{final.error}[/]", markup=True)
     raise typer.Exit({"completed": 0, "completed_with_errors": 3}.get(final.outcome or final.status, 1))

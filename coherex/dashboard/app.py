@@ -336,3 +336,4 @@ PAGES: dict[str, Callable[[Reader, UUID], None]] = {
     "Overview": overview, "Executions": executions, "Agents": agents, "Knowledge base": knowledge,
     "Data sources": data_sources, "Audit log": audit_log, "Usage and quotas": usage,
 }
+from coherex.dashboard.approvals_page import approvals as _approvals; PAGES["Approvals"] = _approvals  # noqa: E402,E702

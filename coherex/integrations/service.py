@@ -348,3 +348,24 @@ async def _audit_write(db: Database, team_id: UUID, agent_id: UUID, tool_name: s
                              details={"agent_id": str(agent_id), "execution_id": str(execution_id or ""),
                                       "data_source": source.name, "outcome": outcome,
                                       "args": _summary(args, secrets)})
+
+
+async def notify_team(db: Database, team_id: UUID, data_source: str, channel: str, text: str) -> None:
+    """A message of the platform itself (not an agent's tool call) to a Slack channel of the team,
+    through the team's Slack data source: approval requests. Rate limited and audited like tool
+    writes; raises IntegrationError/NotFound like them."""
+    async with db.session(Identity.system()) as s:
+        source = await s.sources.get_by_name(team_id, data_source)
+    if source is None or source.type != "slack":
+        raise NotFound(f"There is no Slack data source {data_source!r} in this team.")
+    kind, act = find_action("slack.post_message")
+    opened = await _open(db, source)
+    try:
+        await call_service(lambda: act.run(opened.call, {"channel": channel, "text": text}),
+                           limiter=bucket_for(db, source, kind), idempotent=False)
+    except ServiceError as exc:
+        raise IntegrationError(redact(f"notifying {channel} on {data_source!r} failed: {exc.message}",
+                                      opened.secrets)) from None
+    async with db.session(Identity.system()) as s:
+        await s.audit.record(team_id, "approval.notify", target_type="data_source", target_id=str(source.id),
+                             actor_kind="system", details={"channel": channel})

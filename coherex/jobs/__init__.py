@@ -77,10 +77,12 @@ def _register_tasks(app: procrastinate.App) -> None:
 
 
 async def maintain(app: procrastinate.App, deps: WorkerDeps, now: datetime) -> None:
+    from coherex.runtime.approvals import expire_overdue
     from coherex.triggers import fire_due_schedules
 
     await fire_due_schedules(deps.db, now)  # each execution is queued with its row
     await deps.runtime.recover_stale()  # re-queued (with a job) or failed
+    await expire_overdue(deps.db)  # approvals nobody decided in time: rejected (run goes on) or the run fails
     async with deps.db.session(Identity.system()) as s:
         # the safety net: a pending execution that lost its job (or never had one) gets one, once
         for execution_id in await s.executions.queue_orphans(ORPHAN_GRACE_SECONDS):

@@ -23,6 +23,7 @@ from typing import Any
 from uuid import UUID
 
 from coherex.errors import BackendError, CoherexError, DatabaseUnavailable, NotFound, QuotaExceeded, UserError
+from coherex.runtime import approvals
 from coherex.runtime.citations import RULE as CITATION_RULE
 from coherex.runtime.claims import POLL_SECONDS as CLAIM_POLL_SECONDS
 from coherex.runtime.claims import Claim, ClaimKeeper
@@ -171,6 +172,10 @@ class Runtime:
             spec = load_spec(version.spec)
             ctx = RunContext(self.db, execution, identity, recorder, spec, files=files, final_attempt=not retry_left,
                              sandbox_opener=lambda: self._open_sandbox(spec, execution))
+            ctx.approvals = await approvals.Gate.load(self.db, execution)
+            if ctx.approvals.resume is not None:  # it waited for approval: its totals so far
+                r = ctx.approvals.resume
+                totals.tokens_in, totals.tokens_out, totals.cost_usd = r.tokens_in, r.tokens_out, r.cost_usd
             status, output, error = await self._supervise(ctx, claim, totals)
         except _ClaimLost:
             log.warning("execution %s: this run lost its claim (another worker has it); stopping", execution.id)
@@ -192,6 +197,13 @@ class Runtime:
                 await _kill_quietly(ctx.sandbox)
         # The final state and its closing events commit together, by the claim's owner only. The
         # claim is held (heart-beating) while the database is away, so the end is written once.
+        if status == "waiting_approval":  # paused durably: no worker, no sandbox until a decision
+            final, events = await self._while_database_returns(lambda s: approvals.pause(
+                s, recorder, execution, claim, output, totals, ctx.citations.passages, ctx.spec.limits))
+            for event in events:
+                await recorder.announce(event)
+            await approvals.notify_quietly(self.db, final, events)  # the team's approval channel, if set
+            return final
         output, error = recorder.redact(output), recorder.redact(error)  # shown like events are
 
         async def finish(s):
@@ -236,10 +248,14 @@ class Runtime:
     async def _supervise(self, ctx: RunContext, claim: Claim, totals: _Totals) -> tuple[str, Any, str | None]:
         """Race the agent loop against the wall clock, a stop request and the loss of the claim."""
         limits = ctx.spec.limits
+        # time spent waiting for approval does not count: only the time this run was active before
+        waited = ctx.approvals.resume if ctx.approvals else None
+        used = waited.active_seconds if waited else 0.0
+        began = time.monotonic()
         loop = asyncio.create_task(self._agent_loop(ctx, totals))
         watch = asyncio.create_task(_watch_claim(claim))
         try:
-            done, _ = await asyncio.wait({loop, watch}, timeout=limits.timeoutSeconds,
+            done, _ = await asyncio.wait({loop, watch}, timeout=max(limits.timeoutSeconds - used, 0.001),
                                          return_when=asyncio.FIRST_COMPLETED)
             if loop in done:
                 try:
@@ -248,6 +264,9 @@ class Runtime:
                     return "completed", {"text": answer, **({"sources": sources} if sources else {})}, None
                 except _Stop as stop:
                     return stop.status, None, stop.reason
+                except approvals.Paused as paused:
+                    paused.active_seconds = used + time.monotonic() - began
+                    return "waiting_approval", paused, None
             if watch in done:
                 watch.result()  # raises _ClaimLost
                 return "cancelled", None, "Stopped on request."
@@ -270,7 +289,14 @@ class Runtime:
             {"role": "system", "content": system_prompt(spec, ctx.execution.inputs)},
             {"role": "user", "content": user_prompt(ctx.execution.inputs)},
         ]
-        for _step in range(limits.maxSteps):
+        gate, first_step = ctx.approvals, 0
+        if gate is not None and gate.resume is not None:  # go on where it paused: the decided step's calls
+            waited = gate.resume
+            messages, first_step = waited.messages, waited.step + 1
+            ctx.citations.passages.update(waited.citations)
+            for call in waited.calls:
+                await self._tool_step(ctx, toolbox, call, waited.call_event_seq, messages)
+        for _step in range(first_step, limits.maxSteps):
             result = await self.llm.chat(messages, tools, model=model, temperature=temperature)
             totals.tokens_in += result.usage.prompt_tokens
             totals.tokens_out += result.usage.completion_tokens
@@ -291,20 +317,31 @@ class Runtime:
             messages.append(result.to_message())
             if not result.tool_calls:
                 return result.content or ""
+            if gate is not None:
+                gate.pause_if_asked(toolbox, _step, result, call_event.seq, messages)  # raises Paused
             for call in result.tool_calls:
-                started = time.perf_counter()
-                tool_event = await recorder.record("tool_call", name=call.name, parent_seq=call_event.seq,
-                                                   payload={"id": call.id, "arguments": call.arguments})
-                try:
-                    text, ok = await toolbox.call(call.name, call.arguments, tool_event.seq), True
-                except ToolFailed as exc:
-                    text, ok = f"Error: {exc}", False
-                await recorder.record("tool_result", name=call.name, parent_seq=tool_event.seq,
-                                      payload={"ok": ok, "content": text},
-                                      duration_ms=(time.perf_counter() - started) * 1000)
-                # what the model reads back is redacted like the stored step (a tool may echo a secret)
-                messages.append({"role": "tool", "tool_call_id": call.id, "content": recorder.redact(text)})
+                await self._tool_step(ctx, toolbox, call, call_event.seq, messages)
         raise _Stop("failed", f"Stopped after {limits.maxSteps} steps without a final answer (limits.maxSteps).")
+
+    async def _tool_step(self, ctx: RunContext, toolbox: ToolBox, call: Any, parent_seq: int,
+                         messages: list[dict[str, Any]]) -> None:
+        recorder, gate = ctx.recorder, ctx.approvals
+        started = time.perf_counter()
+        tool_event = await recorder.record("tool_call", name=call.name, parent_seq=parent_seq,
+                                           payload={"id": call.id, "arguments": call.arguments,
+                                                    **(gate.describe(call) if gate else {})})
+        try:
+            if gate is not None:  # approval rules and decisions (an approved call runs at most once)
+                text, ok = await gate.call(toolbox, call, tool_event.seq), True
+            else:
+                text, ok = await toolbox.call(call.name, call.arguments, tool_event.seq), True
+        except ToolFailed as exc:
+            text, ok = f"Error: {exc}", False
+        await recorder.record("tool_result", name=call.name, parent_seq=tool_event.seq,
+                              payload={"ok": ok, "content": text},
+                              duration_ms=(time.perf_counter() - started) * 1000)
+        # what the model reads back is redacted like the stored step (a tool may echo a secret)
+        messages.append({"role": "tool", "tool_call_id": call.id, "content": recorder.redact(text)})
 
     async def _open_sandbox(self, spec: AgentSpec, execution: Execution) -> Any:
         if self._sandbox_opener is not None:

@@ -60,6 +60,7 @@ class RunContext:
     files: dict[str, bytes] = field(default_factory=dict)  # put in the sandbox's working directory
     citations: Citations = field(default_factory=Citations)  # passages read, numbered for [n] citations
     final_attempt: bool = True  # no retry left: a platform failure is told to the model instead of retried
+    approvals: Any = None       # runtime.approvals.Gate: approval rules, decisions of a resumed step
 
     async def get_sandbox(self) -> Any:
         if self.sandbox is None:

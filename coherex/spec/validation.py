@@ -25,6 +25,7 @@ from coherex.spec.models import (
     KIND,
     NAME_PATTERN,
     AgentSpec,
+    ApprovalRules,
     InputSpec,
     ToolRef,
     Trigger,
@@ -407,6 +408,22 @@ class _Checker:
                     _child(f"{path}.with", key),
                     f"should be of type {properties[key]['type']}, found {_describe(value)}",
                 )
+
+        if not isinstance(tool.approval, ApprovalRules):
+            return
+        for rule in ("deny", "when", "allow"):
+            mappings = tool.approval.rules(rule)
+            for i, mapping in enumerate(mappings):
+                where = f"{path}.approval.{rule}" + (f"[{i}]" if isinstance(getattr(tool.approval, rule), list) else "")
+                if not mapping:
+                    self.add(where, "an empty rule matches every call", "name at least one argument, e.g. "
+                             "{channel: \"#general\"}")
+                for key in mapping:
+                    if key not in properties:
+                        close = catalogue.closest(key, list(properties), 1)
+                        self.add(_child(where, key), f"{info.name} has no argument {key!r}"
+                                 + (f"; did you mean {close[0]!r}?" if close else ""),
+                                 f"arguments: {', '.join(properties) or 'none'}")
 
     def check_data_source(self, path: str, name: str, needed_type: str, user: str) -> None:
         if self.data_sources is None:

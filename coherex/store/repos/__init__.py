@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import psycopg
 
 from coherex.store.repos.agents import AgentRepo
+from coherex.store.repos.approvals import ApprovalRepo
 from coherex.store.repos.audit import AuditRepo
 from coherex.store.repos.executions import ExecutionRepo
 from coherex.store.repos.invitations import InvitationRepo, QuotaRepo, SharingRepo
@@ -42,6 +43,7 @@ class Session:
         self.api_keys = ApiKeyRepo(conn, identity)
         self.rate_limits = RateLimitRepo(conn, identity)
         self.audit = AuditRepo(conn, identity)
+        self.approvals = ApprovalRepo(conn, identity)
         self.triggers = TriggerRepo(conn, identity)
         self.uploads = UploadRepo(conn, identity)
         self.syncs = SyncRepo(conn, identity)

@@ -121,14 +121,14 @@ class ExecutionRepo(Repo):
             f"update public.agent_executions set status = %s, output = %s, error = %s, tokens_in = %s, "
             f"tokens_out = %s, cost_usd = %s, finished_at = now(), "
             f"duration_ms = (extract(epoch from now() - coalesce(started_at, created_at)) * 1000)::int "
-            f"where id = %s and status in ('pending', 'running') "
+            f"where id = %s and status in ('pending', 'running', 'waiting_approval') "
             f"and (%s::text is null or (status = 'running' and worker_id = %s and attempts = %s)) returning {_COLS}",
             (status, Jsonb(output) if output is not None else None, error, tokens_in, tokens_out,
              Decimal(str(cost_usd)), execution_id, worker, worker, attempt),
         )
 
     async def request_cancel(self, execution_id: UUID) -> Execution | None:
-        """Ask a run to stop. A pending run is cancelled at once; a running one stops at its next step."""
+        """Ask a run to stop. A pending (or waiting) run is cancelled at once; a running one stops at its next step."""
         row = await self._one(
             Execution,
             f"update public.agent_executions set cancel_requested = true where id = %s returning {_COLS}",
@@ -136,6 +136,13 @@ class ExecutionRepo(Repo):
         )
         if row is not None and row.status == "pending":
             return await self.finish(execution_id, "cancelled", error="Stopped before it started.") or row
+        if row is not None and row.status == "waiting_approval":
+            final = await self.finish(execution_id, "cancelled", error="Stopped while waiting for approval.",
+                                      tokens_in=row.tokens_in, tokens_out=row.tokens_out, cost_usd=row.cost_usd)
+            # its calls will never be decided (allowed once the run has ended)
+            await self._exec("update public.execution_approvals set status = 'expired' "
+                             "where execution_id = %s and status = 'pending'", (execution_id,))
+            return final or row
         return row
 
     async def stale(self, older_than_seconds: float) -> list[Execution]:

@@ -52,6 +52,9 @@ async def _seed_everything(db: Database, team_id, user_id) -> None:
         await s.threads.upsert_feedback(step, 1)
     async with db.session(Identity.system()) as s:  # written only by the platform (webhook receiver)
         await s.triggers.record_delivery(saved.agent.id, team_id, "delivery-1")
+        await s.approvals.add(ex, step=0, tool_call_id="call-1", tool_name="slack_post_message",
+                              tool_use="slack.post_message", arguments={"text": "hi"}, reason="",
+                              timeout_seconds=60, on_timeout="reject")
 
 
 async def test_every_tenant_table_has_rls_enabled(db: Database):
