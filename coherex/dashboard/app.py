@@ -26,9 +26,11 @@ from coherex.store.db import resolve_urls
 log = logging.getLogger("coherex.dashboard")
 
 #: outcomes: a status, or 'completed_with_errors' for a completed run whose last tool call failed
-STATUSES = ["pending", "running", "completed", "completed_with_errors", "failed", "cancelled", "timed_out"]
+STATUSES = ["pending", "running", "waiting_approval", "completed", "completed_with_errors", "failed", "cancelled",
+            "timed_out"]
 STATUS_COLORS = {"completed": "#2e7d32", "completed_with_errors": "#f9a825", "failed": "#c62828",
-                 "timed_out": "#ef6c00", "cancelled": "#757575", "running": "#1565c0", "pending": "#90caf9"}
+                 "timed_out": "#ef6c00", "cancelled": "#757575", "running": "#1565c0", "pending": "#90caf9",
+                 "waiting_approval": "#8e24aa"}
 
 
 @st.cache_resource(show_spinner=False)
