@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 from uuid import UUID
 
 import httpx
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from coherex.errors import BackendError, PermissionDenied, UserError
 from coherex.integrations.base import Model, ServiceError, check_status, http_client, json_of, send
@@ -223,7 +223,8 @@ def provider_for(source_type: str) -> str:
         return _factories()[source_type][0]
     except KeyError:
         raise UserError(f"Data sources of type {source_type!r} do not connect through OAuth.",
-                        hint="Add them with `coherex sources add TYPE NAME --secret key=value` instead.") from None
+                        hint="Add them with the connect form (/connect), `POST /api/sources` or "
+                             "`coherex sources add TYPE NAME --secret key=value`.") from None
 
 
 async def start_authorization(db: Database, identity: Identity, team_id: UUID, source_type: str, name: str,
@@ -234,8 +235,13 @@ async def start_authorization(db: Database, identity: Identity, team_id: UUID, s
     from coherex.store.repos.sources import OAuthState
 
     kind = get_type(source_type)
-    config = kind.config_model.model_validate(config or {}).model_dump(mode="json")
-    p = provider(provider_for(source_type))
+    p = provider(provider_for(source_type))  # a type without sign-in is refused before its settings are read
+    try:
+        config = kind.config_model.model_validate(config or {}).model_dump(mode="json")
+    except ValidationError as exc:
+        raise UserError(f"Invalid settings for a {source_type} source: "
+                        + "; ".join(f"{'.'.join(map(str, e['loc'])) or '(all)'}: {e['msg']}" for e in exc.errors())
+                        ) from None
     redirect_uri = redirect_uri or get_settings().oauth_redirect_url
     async with db.session(identity) as s:
         member = await s.members.get(team_id, identity.user_id)
