@@ -99,8 +99,10 @@ class ToolBox:
         merged = {**args, **(tool.ref.with_ or {})}  # the spec's fixed arguments win over the model's
         try:
             _check_access(tool)
-            if tool.info.integration == "python":
-                result: Any = await self._python(merged, parent_seq)
+            if tool.info.name == "csv.summarize":
+                result: Any = await self._csv_summary(merged, parent_seq)
+            elif tool.info.integration == "python":
+                result = await self._python(merged, parent_seq)
             elif tool.info.integration == "knowledge":
                 result = await self._knowledge(tool, merged)
             else:
@@ -152,6 +154,22 @@ class ToolBox:
                               payload={"code": code, "results": result.results, "error": result.error},
                               duration_ms=(time.perf_counter() - started) * 1000)
         return out
+
+    async def _csv_summary(self, args: dict[str, Any], parent_seq: int) -> str:
+        """The platform's own analysis script (coherex/runtime/csv_summary.py), run in the sandbox."""
+        from coherex.runtime.csv_summary import sandbox_code
+
+        uploads = sorted(self.ctx.files)
+        name = args.get("file") or self.ctx.execution.inputs.get("file") or (uploads[0] if len(uploads) == 1 else None)
+        if not isinstance(name, str) or not name.strip():
+            raise ToolFailed("csv.summarize needs a file: upload a CSV for the run, or give its name as `file`.")
+        name = name.strip().replace("\\", "/").rsplit("/", 1)[-1]
+        if uploads and name not in self.ctx.files:
+            raise ToolFailed(f"There is no uploaded file {name!r}; the uploads are: {', '.join(uploads)}.")
+        out = await self._python({"code": sandbox_code(name)}, parent_seq)
+        if out.get("error"):
+            raise ToolFailed(f"The analysis of {name} failed: {str(out['error'])[-500:]}")
+        return str(out.get("stdout") or "").strip()
 
     async def _knowledge(self, tool: BoundTool, args: dict[str, Any]) -> Any:
         from coherex.knowledge import knowledge_search

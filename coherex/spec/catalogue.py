@@ -66,6 +66,15 @@ _BUILTIN: list[ToolInfo] = [
         parameters=_obj({"code": _s("Python source to execute")}, ["code"]),
     ),
     ToolInfo(
+        "csv.summarize",
+        "python",
+        "Summarise an uploaded CSV file with the platform's fixed analysis (run in the sandbox): rows and "
+        "columns, totals, averages and ranges, totals per category, changes between the first and last "
+        "period, missing values, duplicates and outliers. Returns a short report with the real figures.",
+        parameters=_obj({"file": _s("the uploaded file's name; by default the run's `file` input or its only "
+                                    "upload")}),
+    ),
+    ToolInfo(
         "knowledge.search",
         "knowledge",
         "Semantic search over the team's knowledge base; returns the best matching passages "
