@@ -202,8 +202,13 @@ class Choice:
 
     @property
     def template(self) -> LibraryTemplate | None:
+        """The closest eligible template if close enough, or one with exactly the planned tools."""
         best = next((r for r in self.ranked if r[2]), None)
-        return best[0] if best and best[1] >= TEMPLATE_MIN_SCORE else None
+        if best is None:
+            return None
+        if best[1] >= TEMPLATE_MIN_SCORE or (self.tools and best[0].tools == set(self.tools)):
+            return best[0]
+        return None
 
 
 def choose(request: str) -> Choice:
@@ -364,7 +369,7 @@ class OfflineGuide:
             names = ", ".join(f"**{t.template.name}** ({t.template.description})" for t, *_ in choice.ranked[:3])
             return s._say("I could not tell what the agent should use. Does it read mail, Slack, GitHub, a "
                           f"database, an API, an uploaded CSV or your documents? The closest templates: {names}.")
-        self._fill(data, request, refs, fresh=template is not None)
+        self._fill(data, request, refs, fresh=True)
         others = [r for r in choice.ranked[1:3] if r[2] and r[1] >= TEMPLATE_MIN_SCORE and r[0] is not template]
         if others:
             intro += " Also close: " + ", ".join(f"**{t.template.name}** ({t.template.description[0].lower()}"
@@ -434,7 +439,9 @@ class OfflineGuide:
             timezone = zone or (old["timezone"] if old and not fresh else self.session.settings.chat_timezone)
             triggers = [t for t in triggers if "schedule" not in t] + [{"schedule": {"cron": cron, "timezone": timezone}}]
             changed.append(f"it runs {describe_cron(cron)} ({timezone})")
-            if not zone:
+            if zone:
+                self._answered("timezone")
+            else:
                 self._ask(_Question("timezone"))
         elif zone and old is not None:
             old["timezone"] = zone
@@ -485,6 +492,7 @@ class OfflineGuide:
             self._ask(_Question("collection", "", names))
 
     def _ask(self, question: _Question) -> None:
+        """Queue a question, unless it was asked already (or is queued)."""
         key = f"{question.kind}:{question.about}"
         if key not in self.asked and all(f"{q.kind}:{q.about}" != key for q in self.pending):
             self.pending.append(question)
@@ -507,11 +515,11 @@ class OfflineGuide:
         s = self.session
         while self.pending:
             q = self.pending[0]
-            key = f"{q.kind}:{q.about}"
-            if key in self.asked:
+            q.asked += 1
+            if q.asked > 2:  # asked twice and not answered: the draft keeps what it has
                 self.pending.pop(0)
                 continue
-            self.asked.add(key)
+            self.asked.add(f"{q.kind}:{q.about}")
             if q.kind == "source":
                 return f"Which {_LABEL.get(q.about, q.about)} source should it use: {', '.join(q.options)}?"
             if q.kind == "collection":
