@@ -54,8 +54,8 @@ TOOL_PHRASES = {
     "github.list_issues": "list the issues of a GitHub repository: new or open issues, issues by label or state",
     "github.read_issue": "read one GitHub issue and its details",
     "github.create_issue": "open a new GitHub issue, file a bug report",
-    "github.comment_issue": "comment on a GitHub issue, ask the reporter for missing details",
-    "github.add_labels": "label GitHub issues as bug, feature or question",
+    "github.comment_issue": "comment on a GitHub issue, ask the reporter for missing details or reproduction steps",
+    "github.add_labels": "label or tag GitHub issues as bug, feature or question",
     "github.list_pull_requests": "list the open pull requests of a repository awaiting review",
     "github.read_pull_request_diff": "read the diff of a pull request, review the code changes",
     "github.list_commits": "list the commits of a repository, a changelog of the recent changes",
@@ -71,15 +71,15 @@ CUES = {
     "slack": r"\bslack\b|(?<![\w/])#[a-z][\w-]*|\bchannels?\b|\bthread\b|\bmentions? the bot\b",
     "github": r"\bgithub\b|\bissues?\b|\bpull requests?\b|\bprs\b|\bcommits?\b|\brepo(s|sitory|sitories)?\b"
               "",
-    "postgres": r"\b(postgres(ql)?|database|sql|db)\b",
+    "postgres": r"\b(postgres(ql)?|database|sql|db)\b|\b(in|from) the \w+ table\b",
     "http_api": r"(?<![/\w])(api|endpoint|https?://\S+|url|status page)\b|/health\b",
-    "python": r"\b(csv|tsv|spreadsheet|excel|xlsx|compute|calculate|calculation|interest|chart|plot|data ?set"
-              r"|data file|file i upload)\b",
+    "csv": r"\b(csv|tsv|spreadsheet|excel|xlsx|data ?set|data file|file i( wi|')?ll upload|file i upload|export)\b",
+    "python": r"\b(compute|calculate|calculation|interest|formula|simulate|chart|plot)\b",
     "knowledge": r"\b(handbook|docs|documents?|documentation|knowledge|faq|runbooks?|polic(y|ies)|wiki|manual"
                  r"|cite|citing)\b|\bwhat is our\b|\bhow do (i|we)\b",
 }
 #: the integration of a tool name's prefix
-_INTEGRATION = {"python": "python", "csv": "python", "knowledge": "knowledge", "gmail": "gmail", "slack": "slack",
+_INTEGRATION = {"python": "python", "csv": "csv", "knowledge": "knowledge", "gmail": "gmail", "slack": "slack",
                 "github": "github", "postgres": "postgres", "http": "http_api"}
 #: the name a composed spec gives a data source of this type when the team has none yet
 _DEFAULT_SOURCE = {"gmail": "work-mail", "slack": "team-slack", "github": "github", "postgres": "database",
@@ -88,7 +88,7 @@ _DEFAULT_SOURCE = {"gmail": "work-mail", "slack": "team-slack", "github": "githu
 _NEEDS = {"gmail.read_message": "gmail.search_messages", "gmail.add_label": "gmail.search_messages",
           "github.read_issue": "github.list_issues", "github.add_labels": "github.list_issues",
           "github.comment_issue": "github.list_issues", "github.read_pull_request_diff": "github.list_pull_requests"}
-_LABEL = {"gmail": "Gmail", "slack": "Slack", "github": "GitHub", "postgres": "Postgres", "http_api": "an HTTP API",
+_LABEL = {"csv": "the platform's CSV analysis", "gmail": "Gmail", "slack": "Slack", "github": "GitHub", "postgres": "Postgres", "http_api": "an HTTP API",
           "python": "Python in the sandbox", "knowledge": "the knowledge base"}
 #: a clause must be at least this close to a tool to choose it (cosine, MiniLM)
 TOOL_MIN_SCORE = 0.2
@@ -99,9 +99,11 @@ TEMPLATE_MIN_SCORE = 0.3
 _CHANNEL = re.compile(r"(?<![\w/&])#([a-z0-9][\w-]{0,79})", re.IGNORECASE)
 _REPO = re.compile(r"\b([A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)\b")
 _SPLIT = re.compile(r"[,;.!?]\s+|\s+(?:and then|then|and|but|before|after)\s+", re.IGNORECASE)
+_QUESTION = re.compile(r"^\s*(what|how|who|whom|which|where|why|when|is|are|can|do|does|did|should|may)\b.*\?\s*$")
 _TRIGGER_WORDS = re.compile(r"\b(when|whenever|each time|every time|as soon as)\b", re.IGNORECASE)
 _TRIGGER_CLAUSE = re.compile(r"^\s*(when|whenever|each time|every time|as soon as|if)\b", re.IGNORECASE)
-_WRITE_VERBS = re.compile(r"\b(post|send|alert|notify|reply|answer|share|write|put)\b", re.IGNORECASE)
+_WRITE_VERBS = re.compile(r"\b(post|send|alert|notify|reply|answer|share|write|put|drop|tell|remind|page|ping|"
+                          r"announce|publish|report|message|let \w+ know|inform|deliver)\b", re.IGNORECASE)
 _TEST = re.compile(r"^\s*(please\s+)?(test|try|run)(\s+(it|this|the agent|a test run))?(\s+(now|once))?\s*[.!]?\s*$"
                    r"|\btest[- ]run\b", re.IGNORECASE)
 _SAVE = re.compile(r"^\s*(please\s+)?save(\s+(it|this|the agent))?\s*[.!]?\s*$", re.IGNORECASE)
@@ -168,6 +170,11 @@ class LibraryTemplate:
         return sorted(u for u in self.tools if (info := get_tool(u)) and info.access == "write" and u not in planned)
 
 
+def _first_tool(t: LibraryTemplate) -> str | None:
+    tools = t.data["spec"].get("tools") or []
+    return tools[0]["use"] if tools else None
+
+
 @lru_cache(maxsize=1)
 def _library() -> tuple[LibraryTemplate, ...]:
     return tuple(LibraryTemplate(t, parse(t.text(), "yaml")) for t in list_templates())
@@ -187,8 +194,12 @@ def _integration(use: str) -> str:
 
 
 def cues(text: str) -> set[str]:
+    """The integrations `text` names; a bare question ("How many vacation days…?") is for the knowledge base."""
     low = text.lower()
-    return {name for name, pattern in CUES.items() if re.search(pattern, low)}
+    found = {name for name, pattern in CUES.items() if re.search(pattern, low)}
+    if not found and _QUESTION.search(low):
+        found = {"knowledge"}
+    return found
 
 
 @dataclass
@@ -206,9 +217,11 @@ class Choice:
         best = next((r for r in self.ranked if r[2]), None)
         if best is None:
             return None
-        if best[1] >= TEMPLATE_MIN_SCORE or (self.tools and best[0].tools == set(self.tools)):
+        if best[1] >= TEMPLATE_MIN_SCORE:
             return best[0]
-        return None
+        # whatever its closeness, a template built around the request's first tool
+        built_around = [r for r in self.ranked if r[2] and _first_tool(r[0]) in self.tools]
+        return built_around[0][0] if built_around else None
 
 
 def choose(request: str) -> Choice:
@@ -270,7 +283,10 @@ def plan_tools(request: str, asked: set[str]) -> list[str]:
 
 
 def _by_verb(clause: str, group: list[str]) -> list[str]:
-    """Slack by what the clause does there: posting (post, send, alert…) or reading."""
+    """Narrow a clause's candidates by its verb: labelling ("label them", "tag them") takes a label
+    tool; in Slack, posting (post, send, alert…) or reading."""
+    if re.search(r"\b(label|tag)\b", clause, re.IGNORECASE) and (labels := [n for n in group if "label" in n]):
+        return labels
     if not group or _integration(group[0]) != "slack":
         return group
     writes = _WRITE_VERBS.search(clause)
@@ -596,7 +612,7 @@ class OfflineGuide:
                 changed.append(f"it is called {name}")
         # tools of an integration the draft does not use yet ("also post it to Slack")
         present = {_integration(t.get("use", "")) for t in tools}
-        new_kinds = cues(text) - present - {"python", "knowledge"}
+        new_kinds = cues(text) - present - {"python", "csv", "knowledge"}
         if new_kinds and not named:
             for use in plan_tools(text, new_kinds):
                 info = get_tool(use)
@@ -661,7 +677,7 @@ def _event_trigger(text: str, session: BuilderSession) -> list[dict[str, Any]]:
         return []
     if re.search(r"\bmention", low) and "slack" in cues(text):
         kind, etype = "slack", "slack.app_mention"
-    elif "slack" in cues(text) and re.search(r"\b(asks?|posts?|writes?|says?|message)\b", low):
+    elif "slack" in cues(text):
         kind, etype = "slack", "slack.message"
     elif "github" in cues(text) and re.search(r"\b(opened|new issue|files? an issue|is created)\b", low):
         kind, etype = "github", "github.issue_opened"

@@ -26,6 +26,9 @@ _NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 
 _DAYS = {"sunday": 0, "monday": 1, "tuesday": 2, "wednesday": 3, "thursday": 4, "friday": 5, "saturday": 6}
 _DAY_RE = r"(sun|mon|tue|tues|wed|thu|thur|thurs|fri|sat)(?:day|nesday|rsday|urday|sday)?s?"
 _PARTS = {"morning": 9, "afternoon": 14, "evening": 18, "night": 21, "tonight": 21}
+_MEASURE = re.compile(r"\b(daily|weekly|monthly|yearly|annual|hourly) (payments?|rates?|fees?|costs?|budgets?|salary|"
+                      r"income|interest|revenue|sales|active|users|average|totals?|volume|numbers|figures|spend"
+                      r"|spending|expenses|prices?)\b")
 _NUM = r"(\d+|" + "|".join(sorted(_NUMBERS, key=len, reverse=True)) + r")"
 
 
@@ -72,6 +75,7 @@ def parse(text: str) -> Phrase | None:
     """The schedule the text asks for, or None when it names no time, day or interval."""
     t = " " + re.sub(r"\s+", " ", text.lower().replace("a.m.", "am").replace("p.m.", "pm")) + " "
     t = t.replace("o'clock", "").replace("–", "-")
+    t = _MEASURE.sub(" ", t)  # "monthly payment", "daily active users": a measure, not a schedule
     # --- intervals
     if re.search(r"\bevery half[- ]hour\b|\bhalf[- ]hourly\b", t):
         return Phrase(interval="*/30 * * * *", said="every 30 minutes")
