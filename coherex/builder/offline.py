@@ -171,8 +171,8 @@ class LibraryTemplate:
 
 
 def _first_tool(t: LibraryTemplate) -> str | None:
-    tools = t.data["spec"].get("tools") or []
-    return tools[0]["use"] if tools else None
+    """The template's first tool a request can ask for (knowledge.answer is the platform's own step)."""
+    return next((u["use"] for u in t.data["spec"].get("tools") or [] if u["use"] in TOOL_PHRASES), None)
 
 
 @lru_cache(maxsize=1)

@@ -103,6 +103,8 @@ class ToolBox:
                 result: Any = await self._csv_summary(merged, parent_seq)
             elif tool.info.integration == "python":
                 result = await self._python(merged, parent_seq)
+            elif tool.info.name == "knowledge.answer":
+                result = await self._knowledge_answer(tool, merged)
             elif tool.info.integration == "knowledge":
                 result = await self._knowledge(tool, merged)
             else:
@@ -182,6 +184,16 @@ class ToolBox:
             int(args.get("top_k") or 5),
         )
         return self.ctx.citations.add(hits)
+
+    async def _knowledge_answer(self, tool: BoundTool, args: dict[str, Any]) -> Any:
+        """Retrieval plus an extractive answer (coherex/runtime/extractive.py): no model writes it."""
+        from coherex.runtime.extractive import extract_answer
+
+        question = args.get("question") or self.ctx.execution.inputs.get("question")
+        if not isinstance(question, str) or not question.strip():
+            raise ToolFailed("knowledge.answer needs a question: give the run a `question` input.")
+        passages = await self._knowledge(tool, {"query": question, "top_k": 5})
+        return extract_answer(question, passages)
 
     async def _integration(self, tool: BoundTool, args: dict[str, Any]) -> Any:
         from coherex.integrations import invoke_tool

@@ -85,6 +85,15 @@ _BUILTIN: list[ToolInfo] = [
             ["query"],
         ),
     ),
+    ToolInfo(
+        "knowledge.answer",
+        "knowledge",
+        "Answer a question from the team's knowledge base: searches it and returns the sentences of the "
+        "best passages that answer it, with [n] citations and their documents (extractive: the documents' "
+        "own words).",
+        uses_collection=True,
+        parameters=_obj({"question": _s("the question; by default the run's `question` input")}),
+    ),
     # --- gmail
     ToolInfo(
         "gmail.search_messages",

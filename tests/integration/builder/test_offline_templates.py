@@ -57,3 +57,29 @@ async def test_every_morning_csv_summary_on_the_offline_model(db, two_teams, loc
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+async def test_a_question_is_answered_from_the_documents_on_the_offline_model(db, two_teams, local_sandbox):
+    """knowledge-qa: retrieval plus an extractive answer with citations, made by the platform."""
+    from coherex.knowledge import ingest_file
+
+    alpha, _ = two_teams
+    await ingest_file(db, alpha.identity, alpha.team_id, "policies",
+                      b"# Refunds\n\nCustomers can ask for a refund within 30 days of purchase.\n\n"
+                      b"# Office\n\nOur office is in Lisbon and opens at 9.\n", "policies.md")
+    settings = local_sandbox[1].model_copy(update={"openai_api_key": None, "openai_base_url": None})
+    llm = get_llm_client(settings)
+    builder = BuilderSession(db, alpha.identity, alpha.team_id, llm=llm, settings=settings, team_name="Alpha",
+                             runtime=Runtime(db, llm=llm, settings=settings))
+    await builder.send("What is our refund policy?")
+    assert builder.draft.spec.metadata.labels["template"] == "knowledge-qa"
+    run = await builder.test_run()
+    assert run.status == "completed", run.error
+    async with db.session(Identity.system()) as s:
+        events = await s.executions.events(run.id)
+    assert [e.name for e in events if e.type == "tool_call"][0] == "knowledge_answer"
+    found = next(e.payload["content"] for e in events if e.type == "tool_result")
+    assert "within 30 days of purchase. [1]" in found and "Lisbon" not in found
+    assert [s["title"] for s in run.output["sources"]] == ["Refunds"] or run.output["sources"][0]["source"] == \
+        "policies.md"
+    print(f"\nanswer: {run.output['text']!r}")
