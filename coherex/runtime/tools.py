@@ -193,7 +193,9 @@ class ToolBox:
         if not isinstance(question, str) or not question.strip():
             raise ToolFailed("knowledge.answer needs a question: give the run a `question` input.")
         passages = await self._knowledge(tool, {"query": question, "top_k": 5})
-        return extract_answer(question, passages)
+        found = extract_answer(question, passages)
+        # plain text: the answer first, as any model (the offline one too) repeats it best
+        return found["answer"] + ("\n\nSources: " + "; ".join(found["sources"]) if found["sources"] else "")
 
     async def _integration(self, tool: BoundTool, args: dict[str, Any]) -> Any:
         from coherex.integrations import invoke_tool
