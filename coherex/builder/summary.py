@@ -67,6 +67,7 @@ def summarize(spec: AgentSpec) -> str:
     for source, (access, actions) in by_source.items():
         verb = "reads and changes" if access == "write" else "reads"
         uses.append(f"{verb} **{source}** ({', '.join(actions)})")
+    uses = list(dict.fromkeys(uses))  # knowledge.answer and knowledge.search read the same collection
     lines.append("**Uses:** " + ("; ".join(uses) if uses else "no tools — it only writes text"))
     runs = triggers_text(spec)
     lines.append("**Runs:** " + (", and ".join(runs) if runs else "only when you start it"))
