@@ -12,6 +12,14 @@ A case (one JSON line):
                 "trigger": "schedule", "cron": "0 8 * * 1-5", "timezone": "Europe/Berlin",
                 "inputs": ["since"], "collections": ["handbook"]}}
 
+Optional: "edits" — messages sent after the request and its answers, whatever the builder said
+(plain change requests: "run it every morning at 8"); in "expect", "template" (the template the
+draft started from: its `labels.template`, or its name), "with" ({tool: {argument: value}}),
+"data_sources" ({tool: data source}) and "name".
+
+A case is a *hit* when the draft uses every expected tool and, if one is expected, started from
+the expected template: whether the builder chose the right template or tools.
+
 Each case runs in a throwaway team holding its data sources, deleted afterwards.
 """
 
@@ -44,6 +52,10 @@ class CaseResult:
     cost_usd: float = 0.0
     seconds: float = 0.0
     error: str | None = None
+    #: the right template or tools were chosen
+    hit: bool = False
+    #: wall time of each builder turn (ms)
+    turn_ms: list[float] = field(default_factory=list)
 
 
 def load_cases(path: Path) -> list[dict[str, Any]]:
@@ -88,12 +100,39 @@ def check(spec: AgentSpec | None, expect: dict[str, Any]) -> tuple[int, list[str
         results.append((name in (spec.spec.inputs or {}), f"input {name}"))
     for name in expect.get("collections", []):
         results.append((any(t.collection == name for t in tools.values()), f"collection {name}"))
+    if "template" in expect:
+        got = template_of(spec)
+        results.append((got == expect["template"], f"template {expect['template']} (got {got})"))
+    for use, args in expect.get("with", {}).items():
+        for key, value in args.items():
+            got = (tools[use].with_ or {}).get(key) if use in tools else None
+            results.append((got == value, f"{use} with {key}={value} (got {got})"))
+    for use, source in expect.get("data_sources", {}).items():
+        got = tools[use].dataSource if use in tools else None
+        results.append((got == source, f"{use} on {source} (got {got})"))
+    if "name" in expect:
+        results.append((spec.metadata.name == expect["name"], f"name {expect['name']} (got {spec.metadata.name})"))
     return sum(ok for ok, _ in results), [what for ok, what in results if not ok]
+
+
+def template_of(spec: AgentSpec) -> str:
+    """The template a draft started from (the offline builder labels it), else its name."""
+    return (spec.metadata.labels or {}).get("template") or spec.metadata.name
+
+
+def hit(spec: AgentSpec | None, expect: dict[str, Any]) -> bool:
+    """The right template or tools: every expected tool used, and the expected template if any."""
+    if spec is None:
+        return False
+    used = {t.use for t in spec.spec.tools or []}
+    return set(expect.get("tools", [])) <= used and expect.get("template", template_of(spec)) == template_of(spec)
 
 
 def _checks(expect: dict[str, Any]) -> int:
     return (len(expect.get("tools", [])) + len(expect.get("access", {})) + len(expect.get("inputs", []))
-            + len(expect.get("collections", [])) + sum(k in expect for k in ("trigger", "cron", "timezone")))
+            + len(expect.get("collections", [])) + sum(k in expect for k in ("trigger", "cron", "timezone"))
+            + sum(len(a) for a in expect.get("with", {}).values()) + len(expect.get("data_sources", {}))
+            + sum(k in expect for k in ("template", "name")))
 
 
 async def run_case(db: Database, owner: UUID, case: dict[str, Any], llm: LLMClient | None = None) -> CaseResult:
@@ -110,19 +149,22 @@ async def run_case(db: Database, owner: UUID, case: dict[str, Any], llm: LLMClie
         session = BuilderSession(db, Identity.user(owner), team.id, llm=llm, team_name="eval")
         answers = list(case.get("answers") or [])
         message: str | None = case["request"]
+        edits = list(case.get("edits") or [])
         while message is not None:
             turn = await session.send(message)
             result.turns += 1
+            result.turn_ms.append(round(turn.duration_ms, 1))
             result.tokens += turn.tokens_in + turn.tokens_out
             result.cost_usd += turn.cost_usd
             if turn.error:
                 result.error = turn.error
                 break
             done = session.draft is not None and session.draft.valid and not turn.text.rstrip().endswith("?")
-            message = answers.pop(0) if answers and not done else None
+            message = answers.pop(0) if answers and not done else edits.pop(0) if edits else None
         spec = session.draft.spec if session.draft is not None and session.draft.valid else None
         result.valid = spec is not None
         result.matched, result.failed = check(spec, expect)
+        result.hit = hit(spec, expect)
     finally:
         async with db.session(Identity.system()) as s:
             await s.teams.delete(team.id)
@@ -132,7 +174,14 @@ async def run_case(db: Database, owner: UUID, case: dict[str, Any], llm: LLMClie
 
 def totals(results: list[CaseResult]) -> dict[str, Any]:
     n = len(results) or 1
+    turns = sorted(ms for r in results for ms in r.turn_ms)
+
+    def pct(q: float) -> float | None:
+        return turns[min(len(turns) - 1, int(q * len(turns)))] if turns else None
+
     return {"cases": len(results), "valid": sum(r.valid for r in results),
+            "hits": sum(r.hit for r in results), "hit_rate": round(sum(r.hit for r in results) / n, 3),
+            "turn_ms_p50": pct(0.5), "turn_ms_p95": pct(0.95), "turn_ms_max": turns[-1] if turns else None,
             "properties_matched": sum(r.matched for r in results), "properties": sum(r.checks for r in results),
             "turns": sum(r.turns for r in results), "tokens": sum(r.tokens for r in results),
             "cost_usd": round(sum(r.cost_usd for r in results), 6),

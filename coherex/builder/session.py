@@ -7,7 +7,8 @@
 A turn is a small agent loop: the builder LLM calls tools (templates, the team's data, drafting,
 validation, saving, runs) until it answers in text. Invalid drafts go back to the model with
 their problems at most `MAX_REPAIRS` times before the person sees anything; backend failures end
-the turn with a plain message and leave the conversation usable.
+the turn with a plain message and leave the conversation usable. On the offline model a turn is
+the platform's guided flow instead (`coherex.builder.offline`): no structure is left to a 135M model.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from uuid import UUID
 
 from coherex.agents import apply_spec, team_references
 from coherex.builder.draft import Connection, Draft, TeamRefs, merge_patch
+from coherex.builder.offline import OfflineGuide
 from coherex.builder.summary import summarize
-from coherex.builder.tools import OFFLINE_TOOLS, definitions, match_templates
+from coherex.builder.tools import definitions, match_templates
 from coherex.errors import BackendError, CoherexError, NotFound, UserError
 from coherex.llm import LLMClient
 from coherex.runtime import Runtime
@@ -43,8 +45,6 @@ PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
 MAX_REPAIRS = 3
 #: LLM calls in one turn (tool rounds plus the answer)
 MAX_STEPS = 12
-#: how well a template must match the first request to be proposed without the model
-TEMPLATE_FALLBACK_SCORE = 1.0
 BUILDER_TEMPERATURE = 0.2
 #: tools a headless session (the API) does not offer: saving and running are the caller's decision
 HEADLESS_BLOCKED = frozenset({"save_spec", "test_run", "run_agent"})
@@ -100,8 +100,9 @@ class BuilderSession:
     def __init__(self, db: Database, identity: Identity, team_id: UUID, *, llm: LLMClient | None = None,
                  runtime: Runtime | None = None, settings: Settings | None = None, team_name: str = "",
                  small_model: bool | None = None, headless: bool = False):
-        """`small_model` (default: whether the offline model answers) offers the model only the tools it can
-        fill and proposes the best-matching template when a turn ends without a draft."""
+        """`small_model` (default: whether the offline model answers): turns go through the guided flow of
+        `coherex.builder.offline` (templates and tools chosen by meaning, slots filled by the platform)
+        instead of the model's tool calls."""
         self.db = db
         self.identity = identity
         self.team_id = team_id
@@ -130,6 +131,8 @@ class BuilderSession:
         self._last_problems: list[Problem] = []
         self._ui = BuilderUI()
         self._turn = TurnResult()
+        #: the guided flow used instead of the model's tool calls when the model is the offline one
+        self._guide = OfflineGuide(self)
 
     @property
     def llm(self) -> LLMClient:
@@ -150,9 +153,10 @@ class BuilderSession:
             if not self.messages:
                 self.messages.append({"role": "system", "content": await self._system_prompt(text)})
             self.messages.append({"role": "user", "content": text})
-            await self._loop()
-            if self.small_model and self.draft is None:
-                await self._propose_template(text)
+            if self.small_model:  # no capable model: the platform's guided flow, no structure from the model
+                await self._guide.turn(text)
+            else:
+                await self._loop()
         except _Abort as exc:
             self._turn.error = str(exc)
         except CoherexError as exc:
@@ -165,7 +169,7 @@ class BuilderSession:
         for _ in range(MAX_STEPS):
             stream = _Stream(self._ui)
             try:
-                tools = definitions(OFFLINE_TOOLS if self.small_model else None)
+                tools = definitions()
                 if self.headless:
                     tools = [t for t in tools if t["function"]["name"] not in HEADLESS_BLOCKED]
                 result = await self.llm.chat(self.messages, tools, model=self.settings.default_model,
@@ -189,9 +193,6 @@ class BuilderSession:
                     raise
                 self.messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
                 await self._ui.tool_step(call.name, call.arguments, output)
-            if self.small_model and turn.draft_changed:  # its own words about a draft add nothing
-                self._say(f"Here is a draft for **{self.draft.name}**. Test-run it, or tell me what to change.")
-                return
             if self._failed_drafts > MAX_REPAIRS:
                 turn.problems = self._last_problems
                 self._say("I could not produce a valid agent spec from this yet. What is still wrong:\n"
@@ -215,15 +216,6 @@ class BuilderSession:
         except CoherexError as exc:
             return f"Error: {exc}"
         return result if isinstance(result, str) else json.dumps(result, default=str, ensure_ascii=False)
-
-    async def _propose_template(self, request: str) -> None:
-        matches = match_templates(request, 1)
-        if not matches or matches[0][1] < TEMPLATE_FALLBACK_SCORE:
-            return
-        template = matches[0][0]
-        await self.set_draft(parse(template.text(), "yaml"))
-        self._say(f"I started from the **{template.name}** template ({template.description.lower()}). "
-                  "Test-run it, or tell me what to change.")
 
     def _say(self, text: str) -> None:
         """End the turn with words of the builder itself (not the model's)."""
@@ -374,7 +366,7 @@ class BuilderSession:
         """Whether an upload belongs in the sandbox: a data file while the draft runs Python code."""
         if self.draft is None or not self.draft.valid:
             return False
-        uses_python = any(t.use == "python" for t in self.draft.spec.spec.tools or [])
+        uses_python = any(t.use in ("python", "csv.summarize") for t in self.draft.spec.spec.tools or [])
         return uses_python and Path(name).suffix.lower() in DATA_SUFFIXES
 
     async def add_file(self, name: str, data: bytes) -> str:

@@ -51,7 +51,9 @@ def summarize(spec: AgentSpec) -> str:
     by_source: dict[str, tuple[str, list[str]]] = {}  # data source → (strongest access, what it does there)
     for ref in body.tools or []:
         info = get_tool(ref.use)
-        if ref.use == "python":
+        if ref.use == "csv.summarize":
+            uses.append("summarises the uploaded CSV with the platform's fixed analysis (in the sandbox)")
+        elif ref.use == "python":
             uses.append("runs Python code in an isolated sandbox" + _network(spec))
         elif info and info.uses_collection:
             where = f"the knowledge collection **{ref.collection}**" if ref.collection else "the team's knowledge base"
@@ -66,6 +68,7 @@ def summarize(spec: AgentSpec) -> str:
     for source, (access, actions) in by_source.items():
         verb = "reads and changes" if access == "write" else "reads"
         uses.append(f"{verb} **{source}** ({', '.join(actions)})")
+    uses = list(dict.fromkeys(uses))  # knowledge.answer and knowledge.search read the same collection
     lines.append("**Uses:** " + ("; ".join(uses) if uses else "no tools — it only writes text"))
     runs = triggers_text(spec)
     lines.append("**Runs:** " + (", and ".join(runs) if runs else "only when you start it"))

@@ -44,11 +44,6 @@ def _fn(name: str, description: str, properties: dict[str, Any] | None = None,
     return {"type": "function", "function": {"name": name, "description": description, "parameters": params}}
 
 
-#: the tools offered to the offline model: its constrained decoding fills enums and short values
-#: well, but not YAML or JSON patches (each extra tool also costs it a scoring pass)
-OFFLINE_TOOLS = ("use_template", "save_spec", "test_run", "list_agents")
-
-
 def definitions(only: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     return [d for d in _all() if only is None or d["function"]["name"] in only]
 

@@ -114,8 +114,12 @@ class ToolBox:
         merged = {**args, **(tool.ref.with_ or {})}  # the spec's fixed arguments win over the model's
         try:
             _check_access(tool)
-            if tool.info.integration == "python":
-                result: Any = await self._python(merged, parent_seq)
+            if tool.info.name == "csv.summarize":
+                result: Any = await self._csv_summary(merged, parent_seq)
+            elif tool.info.integration == "python":
+                result = await self._python(merged, parent_seq)
+            elif tool.info.name == "knowledge.answer":
+                result = await self._knowledge_answer(tool, merged)
             elif tool.info.integration == "knowledge":
                 result = await self._knowledge(tool, merged)
             else:
@@ -170,6 +174,22 @@ class ToolBox:
             out["results"] = [r.get("text") or ", ".join(k for k in r if k != "is_main_result") for r in result.results]
         return out
 
+    async def _csv_summary(self, args: dict[str, Any], parent_seq: int) -> str:
+        """The platform's own analysis script (coherex/runtime/csv_summary.py), run in the sandbox."""
+        from coherex.runtime.csv_summary import sandbox_code
+
+        uploads = sorted(self.ctx.files)
+        name = args.get("file") or self.ctx.execution.inputs.get("file") or (uploads[0] if len(uploads) == 1 else None)
+        if not isinstance(name, str) or not name.strip():
+            raise ToolFailed("csv.summarize needs a file: upload a CSV for the run, or give its name as `file`.")
+        name = name.strip().replace("\\", "/").rsplit("/", 1)[-1]
+        if uploads and name not in self.ctx.files:
+            raise ToolFailed(f"There is no uploaded file {name!r}; the uploads are: {', '.join(uploads)}.")
+        out = await self._python({"code": sandbox_code(name)}, parent_seq)
+        if out.get("error"):
+            raise ToolFailed(f"The analysis of {name} failed: {str(out['error'])[-500:]}")
+        return str(out.get("stdout") or "").strip()
+
     async def _knowledge(self, tool: BoundTool, args: dict[str, Any]) -> Any:
         from coherex.knowledge import knowledge_search
 
@@ -184,6 +204,18 @@ class ToolBox:
             int(args.get("top_k") or 5),
         )
         return self.ctx.citations.add(hits)
+
+    async def _knowledge_answer(self, tool: BoundTool, args: dict[str, Any]) -> Any:
+        """Retrieval plus an extractive answer (coherex/runtime/extractive.py): no model writes it."""
+        from coherex.runtime.extractive import extract_answer
+
+        question = args.get("question") or self.ctx.execution.inputs.get("question")
+        if not isinstance(question, str) or not question.strip():
+            raise ToolFailed("knowledge.answer needs a question: give the run a `question` input.")
+        passages = await self._knowledge(tool, {"query": question, "top_k": 5})
+        found = extract_answer(question, passages)
+        # plain text: the answer first, as any model (the offline one too) repeats it best
+        return found["answer"] + ("\n\nSources: " + "; ".join(found["sources"]) if found["sources"] else "")
 
     async def _integration(self, tool: BoundTool, args: dict[str, Any]) -> Any:
         from coherex.integrations import invoke_tool

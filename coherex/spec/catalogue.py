@@ -66,6 +66,15 @@ _BUILTIN: list[ToolInfo] = [
         parameters=_obj({"code": _s("Python source to execute")}, ["code"]),
     ),
     ToolInfo(
+        "csv.summarize",
+        "python",
+        "Summarise an uploaded CSV file with the platform's fixed analysis (run in the sandbox): rows and "
+        "columns, totals, averages and ranges, totals per category, changes between the first and last "
+        "period, missing values, duplicates and outliers. Returns a short report with the real figures.",
+        parameters=_obj({"file": _s("the uploaded file's name; by default the run's `file` input or its only "
+                                    "upload")}),
+    ),
+    ToolInfo(
         "knowledge.search",
         "knowledge",
         "Semantic search over the team's knowledge base; returns the best matching passages "
@@ -75,6 +84,15 @@ _BUILTIN: list[ToolInfo] = [
             {"query": _s("what to look for, in plain words"), "top_k": _i("number of passages", 1, 50)},
             ["query"],
         ),
+    ),
+    ToolInfo(
+        "knowledge.answer",
+        "knowledge",
+        "Answer a question from the team's knowledge base: searches it and returns the sentences of the "
+        "best passages that answer it, with [n] citations and their documents (extractive: the documents' "
+        "own words).",
+        uses_collection=True,
+        parameters=_obj({"question": _s("the question; by default the run's `question` input")}),
     ),
     # --- gmail
     ToolInfo(

@@ -53,7 +53,7 @@ async def test_scripted_conversation_saves_a_valid_spec(db, builder, fake_llm, u
         agent = await s.agents.get_by_name(alpha.team_id, "sales-analyst")
         version = await s.agents.require_version(agent)
     assert agent.current_version == 1 and version.message == "first version"
-    assert load_spec(version.spec).spec.tools[0].use == "python"
+    assert [t.use for t in load_spec(version.spec).spec.tools] == ["csv.summarize", "python"]
     # the model saw the team's context and the template that fits
     system = fake_llm.chat_requests[0].body["messages"][0]["content"]
     assert "csv-analysis" in system and "Alpha" in system

@@ -1,5 +1,5 @@
 """With no key set, the csv-analysis template runs end to end on the bundled offline model: a
-well-formed python tool call, real code in the real sandbox, then an answer — executed once,
+well-formed tool call, the platform's analysis script in the real sandbox, then an answer — executed once,
 although a worker beside it looks for dead runs every second while the CPU-bound model generates
 (as under `coherex up`, where CLI runs used to be taken over and run twice)."""
 
@@ -44,8 +44,10 @@ async def test_csv_analysis_on_the_offline_model(db, db_urls, make_agent, local_
     async with db.session(Identity.system()) as s:
         events = await s.executions.events(execution.id)
     calls = [e for e in events if e.type == "tool_call"]
-    assert calls and calls[0].name == "python" and isinstance(calls[0].payload["arguments"]["code"], str)
+    # the template's first step is the platform's own analysis (csv.summarize), run in the sandbox
+    assert calls and calls[0].name == "csv_summarize"
     assert any(e.type == "code" for e in events), "the code ran in the sandbox"
+    assert "amount: total 60" in next(e.payload["content"] for e in events if e.type == "tool_result")
     assert final.status == "completed", final.error
     assert final.output["text"].strip()
     assert final.attempts == 1 and [e.type for e in events].count("status") == 1  # run once, by this process
