@@ -50,6 +50,10 @@ async def _seed_everything(db: Database, team_id, user_id) -> None:
         await s.threads.upsert_step(thread, step, type="user_message", name="me", data={"output": "hi"})
         await s.threads.upsert_element(thread, uuid4(), data={"name": "spec.yaml"}, content=b"kind: Agent", for_id=step)
         await s.threads.upsert_feedback(step, 1)
+        await s.conn.execute("insert into public.registry_credentials (team_id, registry, username, secret_encrypted, "
+                             "key_id) values (%s, 'ghcr.io', 'me', 'ciphertext', 'k1')", (team_id,))
+        await s.conn.execute("insert into public.team_signing_keys (team_id, name, public_key) values "
+                             "(%s, 'release', '-----BEGIN PUBLIC KEY-----x')", (team_id,))
     async with db.session(Identity.system()) as s:  # written only by the platform (webhook receiver)
         await s.triggers.record_delivery(saved.agent.id, team_id, "delivery-1")
         await s.approvals.add(ex, step=0, tool_call_id="call-1", tool_name="slack_post_message",
