@@ -35,8 +35,12 @@ from coherex.store.db import Database, Identity
 
 log = logging.getLogger("coherex.chat")
 
-SCHEDULE_PRESETS = {"Weekdays at 08:00": "0 8 * * 1-5", "Every day at 09:00": "0 9 * * *",
-                    "Mondays at 09:00": "0 9 * * 1", "Every hour": "0 * * * *"}
+SCHEDULE_PRESETS = {
+    "Weekdays at 08:00": "0 8 * * 1-5",
+    "Every day at 09:00": "0 9 * * *",
+    "Mondays at 09:00": "0 9 * * 1",
+    "Every hour": "0 * * * *",
+}
 #: thread metadata key holding the builder's state (`BuilderSession.state()`)
 STATE_KEY = "builder_state"
 
@@ -72,8 +76,11 @@ def safe(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]
             await cl.Message(content=plain_error(exc), author="Coherex").send()
         except Exception as exc:
             log.exception("chat handler %s failed", handler.__name__)
-            await cl.Message(content=f"Something went wrong on our side ({type(exc).__name__}). Your conversation "
-                                     "and draft are kept; please try again.", author="Coherex").send()
+            await cl.Message(
+                content=f"Something went wrong on our side ({type(exc).__name__}). Your conversation "
+                "and draft are kept; please try again.",
+                author="Coherex",
+            ).send()
 
     return wrapper
 
@@ -120,8 +127,11 @@ async def _sign_in(check: Callable[[Any], Awaitable[Any]]) -> cl.User | None:
         return None
     if user is None:
         return None
-    return cl.User(identifier=user.email, display_name=user.display_name or user.email,
-                   metadata={"user_id": str(user.id)})
+    return cl.User(
+        identifier=user.email,
+        display_name=user.display_name or user.email,
+        metadata={"user_id": str(user.id)},
+    )
 
 
 @cl.password_auth_callback
@@ -135,9 +145,15 @@ def _oauth_configured() -> bool:
 
 
 if _oauth_configured():
+
     @cl.oauth_callback
-    async def oauth_login(provider_id: str, token: str, raw_user_data: dict[str, str], default_user: cl.User,
-                          id_token: str | None = None) -> cl.User | None:
+    async def oauth_login(
+        provider_id: str,
+        token: str,
+        raw_user_data: dict[str, str],
+        default_user: cl.User,
+        id_token: str | None = None,
+    ) -> cl.User | None:
         """Sign in with an identity provider: only people Coherex knows (added or invited) get in."""
         email = str(raw_user_data.get("email") or default_user.identifier or "").strip().lower()
         if "@" not in email:
@@ -147,8 +163,10 @@ if _oauth_configured():
 
 @cl.set_starters
 async def starters(user: cl.User | None = None, language: str | None = None) -> list[cl.Starter]:
-    return [cl.Starter(label=t.name.replace("-", " ").capitalize(), message=t.description)
-            for t in list_templates()]
+    return [
+        cl.Starter(label=t.name.replace("-", " ").capitalize(), message=t.description)
+        for t in list_templates()
+    ]
 
 
 @cl.on_chat_start
@@ -164,11 +182,16 @@ async def resume(thread: dict[str, Any]) -> None:
     metadata = thread.get("metadata") or {}
     state = metadata.get(STATE_KEY) if isinstance(metadata.get(STATE_KEY), dict) else {}
     builder = await _connect(_uuid(state.get("team_id") or metadata.get(TEAM_KEY)), state)
-    missing = _restore_files(builder, state.get("files") or [], thread.get("elements") or []) if builder else []
+    missing = (
+        _restore_files(builder, state.get("files") or [], thread.get("elements") or []) if builder else []
+    )
     if builder is not None and builder.draft is not None:
-        again = (f" Attach {', '.join(missing)} again for its test runs." if missing else "")
-        welcome = cl.Message(content=f"Welcome back. The draft **{builder.draft.name}** is as you left it.{again}",
-                             author="Coherex", actions=_draft_actions(builder))
+        again = f" Attach {', '.join(missing)} again for its test runs." if missing else ""
+        welcome = cl.Message(
+            content=f"Welcome back. The draft **{builder.draft.name}** is as you left it.{again}",
+            author="Coherex",
+            actions=_draft_actions(builder),
+        )
         await welcome.send()
         # Chainlit shows the stored thread after this hook returns: the welcome goes at its end
         thread.setdefault("steps", []).append(welcome.to_dict())
@@ -193,17 +216,29 @@ async def _connect(team_id: UUID | None, state: dict[str, Any] | None = None) ->
     db = await database()
     identity = Identity.user(user_id)
     async with db.session(identity) as s:
-        teams = [t for m in await s.members.teams_of(user_id) if (t := await s.teams.get(m.team_id)) is not None]
+        teams = [
+            t for m in await s.members.teams_of(user_id) if (t := await s.teams.get(m.team_id)) is not None
+        ]
     if not teams:
-        await cl.Message(content="You are not a member of any team yet. Ask an admin to add you: "
-                                 f"`coherex users add {user.identifier} --team TEAM`.").send()
+        await cl.Message(
+            content="You are not a member of any team yet. Ask an admin to add you: "
+            f"`coherex users add {user.identifier} --team TEAM`."
+        ).send()
         return None
     team = next((t for t in teams if t.id == team_id), teams[0])
     cl.user_session.set("teams", {t.slug: str(t.id) for t in teams})
     if len(teams) > 1:
-        await cl.ChatSettings([Select(id="team", label="Team", values=[t.slug for t in teams],
-                                      initial_value=team.slug,
-                                      description="Agents, data and runs of this team (or type /team SLUG).")]).send()
+        await cl.ChatSettings(
+            [
+                Select(
+                    id="team",
+                    label="Team",
+                    values=[t.slug for t in teams],
+                    initial_value=team.slug,
+                    description="Agents, data and runs of this team (or type /team SLUG).",
+                )
+            ]
+        ).send()
     return await _use_team(team, state)
 
 
@@ -213,8 +248,9 @@ async def _use_team(team: Any, state: dict[str, Any] | None = None) -> BuilderSe
     user = cl.user_session.get("user")
     builder = BuilderSession(db, Identity.user(UUID(user.metadata["user_id"])), team.id, team_name=team.name)
     if state:
-        await builder.restore({**state, "agent_id": state.get("agent_id") if state.get("team_id") == str(team.id)
-                               else None})
+        await builder.restore(
+            {**state, "agent_id": state.get("agent_id") if state.get("team_id") == str(team.id) else None}
+        )
     cl.user_session.set("builder", builder)
     cl.user_session.set(TEAM_KEY, str(team.id))
     await remember(builder)
@@ -232,8 +268,12 @@ async def on_settings(settings: dict[str, Any]) -> None:
 async def _switch_team(slug: str) -> None:
     teams = cl.user_session.get("teams") or {}
     if slug not in teams:
-        await cl.Message(content=f"You are not in a team {slug!r}. Your teams: "
-                                 + ", ".join(f"`{t}`" for t in teams) + ".", author="Coherex").send()
+        await cl.Message(
+            content=f"You are not in a team {slug!r}. Your teams: "
+            + ", ".join(f"`{t}`" for t in teams)
+            + ".",
+            author="Coherex",
+        ).send()
         return
     current = cl.user_session.get("builder")
     if current is not None and current.team_id == UUID(teams[slug]):
@@ -245,9 +285,11 @@ async def _switch_team(slug: str) -> None:
     if team is None:
         raise CoherexError(f"The team {slug!r} is no longer available to you.")
     builder = await _use_team(team, current.state() if current else None)
-    await cl.Message(content=f"Now working in team **{team.name}**"
-                             + (f"; the draft **{builder.draft.name}** came along." if builder.draft else "."),
-                     author="Coherex").send()
+    await cl.Message(
+        content=f"Now working in team **{team.name}**"
+        + (f"; the draft **{builder.draft.name}** came along." if builder.draft else "."),
+        author="Coherex",
+    ).send()
 
 
 async def remember(builder: BuilderSession) -> None:
@@ -260,7 +302,9 @@ async def remember(builder: BuilderSession) -> None:
     try:
         from chainlit.data import get_data_layer
 
-        await get_data_layer().update_thread(thread_id, metadata={STATE_KEY: state, TEAM_KEY: str(builder.team_id)})
+        await get_data_layer().update_thread(
+            thread_id, metadata={STATE_KEY: state, TEAM_KEY: str(builder.team_id)}
+        )
     except CoherexError:
         log.warning("could not keep the conversation's state", exc_info=True)
 
@@ -275,7 +319,9 @@ def _uuid(value: Any) -> UUID | None:
 def _builder() -> BuilderSession:
     builder = cl.user_session.get("builder")
     if builder is None:
-        raise CoherexError("This chat is not connected to a team. Reload the page after an admin added you to one.")
+        raise CoherexError(
+            "This chat is not connected to a team. Reload the page after an admin added you to one."
+        )
     return builder
 
 
@@ -289,9 +335,13 @@ async def on_message(message: cl.Message) -> None:
         if not slug:
             teams = cl.user_session.get("teams") or {}
             current = cl.user_session.get("builder")
-            await cl.Message(content="Your teams: " + ", ".join(f"`{t}`" for t in teams)
-                             + (f". Working in **{current.team_name}**." if current else ".")
-                             + " Switch with `/team SLUG`.", author="Coherex").send()
+            await cl.Message(
+                content="Your teams: "
+                + ", ".join(f"`{t}`" for t in teams)
+                + (f". Working in **{current.team_name}**." if current else ".")
+                + " Switch with `/team SLUG`.",
+                author="Coherex",
+            ).send()
         else:
             await _switch_team(slug)
         return
@@ -329,19 +379,30 @@ async def show_draft(builder: BuilderSession) -> None:
     if draft.connections:
         teams = cl.user_session.get("teams") or {}  # slug -> id, set when the chat connected
         slug = next((slug for slug, tid in teams.items() if tid == str(builder.team_id)), None)
-        text += "\n\n**Connect before saving:**\n" + "\n".join(f"- {c.instructions(slug)}" for c in draft.connections)
+        text += "\n\n**Connect before saving:**\n" + "\n".join(
+            f"- {c.instructions(slug)}" for c in draft.connections
+        )
         text += "\n\nThen say “check again”."
-    await cl.Message(content=text, author="Coherex", actions=_draft_actions(builder), elements=[
-        cl.Text(name=f"{draft.name}.yaml", content=draft.yaml, language="yaml", display="inline")]).send()
+    await cl.Message(
+        content=text,
+        author="Coherex",
+        actions=_draft_actions(builder),
+        elements=[cl.Text(name=f"{draft.name}.yaml", content=draft.yaml, language="yaml", display="inline")],
+    ).send()
 
 
 def _draft_actions(builder: BuilderSession) -> list[cl.Action]:
-    actions = [cl.Action(name="edit", payload={}, label="Edit", icon="pencil"),
-               cl.Action(name="discard", payload={}, label="Discard", icon="trash-2")]
+    actions = [
+        cl.Action(name="edit", payload={}, label="Edit", icon="pencil"),
+        cl.Action(name="discard", payload={}, label="Discard", icon="trash-2"),
+    ]
     if builder.draft is not None and builder.draft.ready:
-        actions = [cl.Action(name="test_run", payload={}, label="Test run", icon="play"),
-                   cl.Action(name="save", payload={}, label="Save", icon="save"),
-                   cl.Action(name="schedule", payload={}, label="Schedule", icon="clock"), *actions]
+        actions = [
+            cl.Action(name="test_run", payload={}, label="Test run", icon="play"),
+            cl.Action(name="save", payload={}, label="Save", icon="save"),
+            cl.Action(name="schedule", payload={}, label="Schedule", icon="clock"),
+            *actions,
+        ]
     return actions
 
 
@@ -349,8 +410,11 @@ def _draft_actions(builder: BuilderSession) -> list[cl.Action]:
 @button("save")
 async def on_save(action: cl.Action) -> None:
     saved = await _builder().save()
-    await cl.Message(content=f"Saved **{saved.agent.name}** (version {saved.version.version}).", author="Coherex",
-                     actions=[cl.Action(name="test_run", payload={}, label="Test run", icon="play")]).send()
+    await cl.Message(
+        content=f"Saved **{saved.agent.name}** (version {saved.version.version}).",
+        author="Coherex",
+        actions=[cl.Action(name="test_run", payload={}, label="Test run", icon="play")],
+    ).send()
 
 
 @button("test_run")
@@ -358,10 +422,14 @@ async def on_test_run(action: cl.Action) -> None:
     builder = _builder()
     inputs: dict[str, Any] = {}
     draft = builder.draft
-    for name, decl in ((draft.spec.spec.inputs or {}).items() if draft and draft.valid else []):
+    for name, decl in (draft.spec.spec.inputs or {}).items() if draft and draft.valid else []:
         if decl.default is None:
-            reply = await cl.AskUserMessage(content=f"Value for **{name}**" + (f" ({decl.description})"
-                                            if decl.description else "") + "?", timeout=600).send()
+            reply = await cl.AskUserMessage(
+                content=f"Value for **{name}**"
+                + (f" ({decl.description})" if decl.description else "")
+                + "?",
+                timeout=600,
+            ).send()
             if reply is None:
                 return
             inputs[name] = reply["output"]
@@ -389,13 +457,16 @@ async def on_stop() -> None:
 async def on_discard(action: cl.Action) -> None:
     builder = _builder()
     builder.discard()
-    await cl.Message(content="Draft discarded. Describe another agent whenever you like.", author="Coherex").send()
+    await cl.Message(
+        content="Draft discarded. Describe another agent whenever you like.", author="Coherex"
+    ).send()
 
 
 @button("edit")
 async def on_edit(action: cl.Action) -> None:
-    reply = await cl.AskUserMessage(content="What should change? (Or paste a whole spec in YAML.)",
-                                    timeout=600).send()
+    reply = await cl.AskUserMessage(
+        content="What should change? (Or paste a whole spec in YAML.)", timeout=600
+    ).send()
     if reply is None:
         return
     builder, text = _builder(), reply["output"]
@@ -407,13 +478,18 @@ async def on_edit(action: cl.Action) -> None:
     if draft.valid:
         await show_draft(builder)
     else:
-        await cl.Message(content="That spec is not valid:\n" + "\n".join(f"- {p}" for p in draft.problems),
-                         author="Coherex").send()
+        await cl.Message(
+            content="That spec is not valid:\n" + "\n".join(f"- {p}" for p in draft.problems),
+            author="Coherex",
+        ).send()
 
 
 @button("schedule")
 async def on_schedule(action: cl.Action) -> None:
-    choices = [cl.Action(name="when", payload={"cron": cron}, label=label) for label, cron in SCHEDULE_PRESETS.items()]
+    choices = [
+        cl.Action(name="when", payload={"cron": cron}, label=label)
+        for label, cron in SCHEDULE_PRESETS.items()
+    ]
     choices.append(cl.Action(name="when", payload={"cron": ""}, label="Something else"))
     picked = await cl.AskActionMessage(content="When should it run?", actions=choices, timeout=600).send()
     if picked is None:
@@ -421,17 +497,23 @@ async def on_schedule(action: cl.Action) -> None:
     builder = _builder()
     cron = picked["payload"]["cron"]
     if not cron:
-        reply = await cl.AskUserMessage(content="Describe when (e.g. “every Friday at 17:30”).", timeout=600).send()
+        reply = await cl.AskUserMessage(
+            content="Describe when (e.g. “every Friday at 17:30”).", timeout=600
+        ).send()
         if reply is not None:
-            await _turn(builder, f"Schedule it: {reply['output']} (time zone {get_settings().chat_timezone}).")
+            await _turn(
+                builder, f"Schedule it: {reply['output']} (time zone {get_settings().chat_timezone})."
+            )
         return
     answer = await builder.schedule(cron, get_settings().chat_timezone)
     if not answer.get("valid"):
         await cl.Message(content=str(answer.get("problems")), author="Coherex").send()
         return
     saved = f" Saved as version {answer['saved_version']}." if "saved_version" in answer else ""
-    await cl.Message(content=f"Scheduled: {picked['label'].lower()} ({get_settings().chat_timezone}).{saved}",
-                     author="Coherex").send()
+    await cl.Message(
+        content=f"Scheduled: {picked['label'].lower()} ({get_settings().chat_timezone}).{saved}",
+        author="Coherex",
+    ).send()
     await show_draft(builder)
 
 
@@ -450,7 +532,9 @@ def _as_spec(text: str) -> dict[str, Any] | None:
 def _read_upload(element: Any) -> bytes:
     data = Path(element.path).read_bytes()
     if not data:
-        raise UserError(f"{element.name} is empty: there is nothing in it to use. Attach the file with its content.")
+        raise UserError(
+            f"{element.name} is empty: there is nothing in it to use. Attach the file with its content."
+        )
     return data
 
 
@@ -462,8 +546,9 @@ async def _attach_held_file(builder: BuilderSession) -> None:
     declared = (builder.draft.spec.spec.inputs or {}).get(FILE_INPUT)
     if declared is not None and declared.default != name and builder.takes_file(name):
         await builder.add_file(name, builder.files[name])
-        await cl.Message(content=f"**{name}** will be in the working directory of the test runs.",
-                         author="Coherex").send()
+        await cl.Message(
+            content=f"**{name}** will be in the working directory of the test runs.", author="Coherex"
+        ).send()
 
 
 async def _uploads(builder: BuilderSession, files: list[Any]) -> None:
@@ -474,26 +559,36 @@ async def _uploads(builder: BuilderSession, files: list[Any]) -> None:
 
     collection = "chat-uploads"
     if builder.draft is not None and builder.draft.valid:
-        collection = next((t.collection for t in builder.draft.spec.spec.tools or [] if t.collection), collection)
+        collection = next(
+            (t.collection for t in builder.draft.spec.spec.tools or [] if t.collection), collection
+        )
     for element in files:
         if builder.draft is None and Path(element.name).suffix.lower() in DATA_SUFFIXES:
             # a data file sent with the first request: held for the draft that request makes
             builder.files[Path(element.name).name] = _read_upload(element)
-            await cl.Message(content=f"**{element.name}** is kept for the test runs of the agent you describe.",
-                             author="Coherex").send()
+            await cl.Message(
+                content=f"**{element.name}** is kept for the test runs of the agent you describe.",
+                author="Coherex",
+            ).send()
             continue
         if builder.takes_file(element.name):
             name = await builder.add_file(element.name, _read_upload(element))
-            await cl.Message(content=f"**{name}** will be in the working directory of the next test runs.",
-                             author="Coherex").send()
+            await cl.Message(
+                content=f"**{name}** will be in the working directory of the next test runs.",
+                author="Coherex",
+            ).send()
             if builder.unsaved:  # the spec's `file` input now names it
                 await show_draft(builder)
             continue
-        result = await ingest_file(builder.db, builder.identity, builder.team_id, collection, Path(element.path),
-                                   element.name)
+        result = await ingest_file(
+            builder.db, builder.identity, builder.team_id, collection, Path(element.path), element.name
+        )
         chunks = getattr(result, "chunks", None) or getattr(result, "chunk_count", "")
-        await cl.Message(content=f"Added **{element.name}** to the knowledge collection **{collection}**"
-                                 + (f" ({chunks} passages)." if chunks else "."), author="Coherex").send()
+        await cl.Message(
+            content=f"Added **{element.name}** to the knowledge collection **{collection}**"
+            + (f" ({chunks} passages)." if chunks else "."),
+            author="Coherex",
+        ).send()
 
 
 install_approvals(ChatUI)  # the approval cards resume runs with this view

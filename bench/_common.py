@@ -15,7 +15,9 @@ RESULTS = Path(__file__).parent / "results"
 
 def machine_info() -> dict:
     mem_kb = next((int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal")), 0)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), ""
+    )
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
@@ -23,15 +25,22 @@ def machine_info() -> dict:
         "memory_gib": round(mem_kb / 2**20, 1),
         "python": platform.python_version(),
         "kernel": platform.release(),
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip(),
     }
 
 
 def percentiles(samples_ms: list[float]) -> dict:
     s = sorted(samples_ms)
     q = statistics.quantiles(s, n=100, method="inclusive") if len(s) > 1 else s * 99
-    return {"n": len(s), "p50_ms": round(q[49], 3), "p95_ms": round(q[94], 3), "min_ms": round(s[0], 3),
-            "max_ms": round(s[-1], 3)}
+    return {
+        "n": len(s),
+        "p50_ms": round(q[49], 3),
+        "p95_ms": round(q[94], 3),
+        "min_ms": round(s[0], 3),
+        "max_ms": round(s[-1], 3),
+    }
 
 
 def record(name: str, results: dict) -> Path:

@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import percentiles, record  # noqa: E402
 
-from coherex.agents import apply_spec  # noqa: E402
+from coherex.services.agents import apply_spec  # noqa: E402
 from coherex.integrations.service import add_source  # noqa: E402
 from coherex.runtime import Runtime  # noqa: E402
 from coherex.runtime.approvals import decide  # noqa: E402
@@ -79,9 +79,15 @@ async def main() -> None:
     try:
         with FakeOpenAI() as llm, FakeSaaS() as saas:
             llm.always(reply)
-            env = {**os.environ, **saas.env(), "DATABASE_URL": urls.app, "OPENAI_BASE_URL": llm.base_url,
-                   "OPENAI_API_KEY": llm.api_key, "COHEREX_DATA_DIR": "/tmp/coherex-bench-data",
-                   "COHEREX_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode()}
+            env = {
+                **os.environ,
+                **saas.env(),
+                "DATABASE_URL": urls.app,
+                "OPENAI_BASE_URL": llm.base_url,
+                "OPENAI_API_KEY": llm.api_key,
+                "COHEREX_DATA_DIR": "/tmp/coherex-bench-data",
+                "COHEREX_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+            }
             os.environ.update(env)
             reset_settings_cache()
             ops = saas.slack.add_channel("ops")
@@ -91,11 +97,17 @@ async def main() -> None:
                 owner = Identity.user(user.id)
                 async with db.session(owner) as s:
                     team = await s.teams.create("bench", "Bench")
-                await add_source(db, owner, team.id, "slack", "team-slack", credentials={"bot_token": saas.slack_token})
+                await add_source(
+                    db, owner, team.id, "slack", "team-slack", credentials={"bot_token": saas.slack_token}
+                )
                 async with db.session(owner) as s:
                     agent = (await apply_spec(s, team.id, SPEC)).agent
-                worker = subprocess.Popen([sys.executable, "-m", "coherex", "worker", "-c", "4"], env=env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                worker = subprocess.Popen(
+                    [sys.executable, "-m", "coherex", "worker", "-c", "4"],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
                 runtime = Runtime(db)
                 pause_ms, decide_ms, to_call_ms = [], [], []
                 for i in range(RUNS):
@@ -119,14 +131,22 @@ async def main() -> None:
 
                     await _wait(posted)
                     to_call_ms.append((time.perf_counter() - t0) * 1000)
-                    await asyncio.sleep(SLACK_SPACING)  # below the source's rate limit: measure no waiting in it
+                    await asyncio.sleep(
+                        SLACK_SPACING
+                    )  # below the source's rate limit: measure no waiting in it
                 await _wait(lambda: _all_done(db, team.id), step=0.05)  # every run completed
                 assert len(saas.slack.messages[ops]) == RUNS, "a call was lost or made twice"
-                record("approvals", {
-                    "runs": RUNS, "worker_concurrency": 4, "posts": len(saas.slack.messages[ops]),
-                    "decide": percentiles(decide_ms), "decision_to_call": percentiles(to_call_ms),
-                    "queue_to_waiting": percentiles(pause_ms),
-                })
+                record(
+                    "approvals",
+                    {
+                        "runs": RUNS,
+                        "worker_concurrency": 4,
+                        "posts": len(saas.slack.messages[ops]),
+                        "decide": percentiles(decide_ms),
+                        "decision_to_call": percentiles(to_call_ms),
+                        "queue_to_waiting": percentiles(pause_ms),
+                    },
+                )
     finally:
         if worker is not None:
             worker.terminate()

@@ -62,12 +62,15 @@ async def main(runs: int) -> None:
     finally:
         server.drop_database(urls)
         server.stop()
-    record("builder_latency", {
-        "send_to_first_token": percentiles(first_token[3:]),
-        "send_to_first_shown_spec": percentiles(first_spec[3:]),
-        "note": "fake OpenAI server answering instantly; first spec = draft_spec tool call + validation + "
-                "closing text (two LLM round trips)",
-    })
+    record(
+        "builder_latency",
+        {
+            "send_to_first_token": percentiles(first_token[3:]),
+            "send_to_first_shown_spec": percentiles(first_spec[3:]),
+            "note": "fake OpenAI server answering instantly; first spec = draft_spec tool call + validation + "
+            "closing text (two LLM round trips)",
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,11 @@ from coherex.testing.postgres import TestPostgres  # noqa: E402
 HERE = Path(__file__).resolve().parent
 #: the eval cases, and two held-out sets written after the flow was tuned on the first
 #: (heldout2 was run once and not tuned on)
-SETS = {"builder_cases": HERE / "builder_cases.jsonl", "heldout": HERE / "builder_cases_heldout.jsonl",
-        "heldout2": HERE / "builder_cases_heldout2.jsonl"}
+SETS = {
+    "builder_cases": HERE / "builder_cases.jsonl",
+    "heldout": HERE / "builder_cases_heldout.jsonl",
+    "heldout2": HERE / "builder_cases_heldout2.jsonl",
+}
 
 
 async def main() -> None:
@@ -48,23 +51,28 @@ async def main() -> None:
         async with Database(urls.app, min_size=2, max_size=4) as db:
             async with db.session(Identity.system()) as s:
                 user = await s.users.create("bench@example.com", password="correct horse")
-            by_set = {name: [await run_case(db, user.id, case, llm) for case in load_cases(path)]
-                      for name, path in SETS.items()}
+            by_set = {
+                name: [await run_case(db, user.id, case, llm) for case in load_cases(path)]
+                for name, path in SETS.items()
+            }
     finally:
         server.drop_database(urls)
         server.stop()
     every = [r for results in by_set.values() for r in results]
-    record("builder_offline", {
-        "sets": {name: totals(results) for name, results in by_set.items()},
-        "all": totals(every),
-        "turn": percentiles([ms for r in every for ms in r.turn_ms]),
-        "cold_turn_ms": {"embedder_and_library_vectors": round(cold_ms, 1)},
-        "load_average_1min_at_end": os.getloadavg()[0],
-        "misses": [{"id": r.id, "failed": r.failed, "error": r.error} for r in every if not r.hit],
-        "property_failures": {r.id: r.failed for r in every if r.failed and r.hit},
-        "note": "offline model (no OPENAI_*), real Postgres, 2 shared cores; hit = every expected tool used "
-                "and the expected template (if any) chosen",
-    })
+    record(
+        "builder_offline",
+        {
+            "sets": {name: totals(results) for name, results in by_set.items()},
+            "all": totals(every),
+            "turn": percentiles([ms for r in every for ms in r.turn_ms]),
+            "cold_turn_ms": {"embedder_and_library_vectors": round(cold_ms, 1)},
+            "load_average_1min_at_end": os.getloadavg()[0],
+            "misses": [{"id": r.id, "failed": r.failed, "error": r.error} for r in every if not r.hit],
+            "property_failures": {r.id: r.failed for r in every if r.failed and r.hit},
+            "note": "offline model (no OPENAI_*), real Postgres, 2 shared cores; hit = every expected tool used "
+            "and the expected template (if any) chosen",
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from _common import percentiles, record  # noqa: E402
 
 from coherex.dashboard.auth import sign_jwt  # noqa: E402
 from coherex.dashboard.data import Filters, SqlReader, SupabaseReader, SyncDatabase  # noqa: E402
-from coherex.demo import seed  # noqa: E402
+from coherex.testing.demo import seed  # noqa: E402
 from coherex.settings import reset_settings_cache  # noqa: E402
 from coherex.store.db import Database, Identity  # noqa: E402
 from coherex.testing.postgres import TestPostgres  # noqa: E402
@@ -65,21 +65,34 @@ def main() -> None:
             events = conn.execute("select count(*) from execution_events").fetchone()[0]
         with psycopg.connect(urls.admin, autocommit=True) as conn:
             conn.execute("vacuum analyze")
-        now = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+        now = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(
+            days=1
+        )
         f = Filters(team.id, now - timedelta(days=30), now)
         database = SyncDatabase(urls.app)
         sql = SqlReader(database, Identity.user(user.id))
         rest_server = PostgrestServer.start(urls.app)
-        rest = SupabaseReader(rest_server.url, rest_server.anon_key, sign_jwt(rest_server.jwt_secret, user_id=user.id))
+        rest = SupabaseReader(
+            rest_server.url, rest_server.anon_key, sign_jwt(rest_server.jwt_secret, user_id=user.id)
+        )
         aggregates = {
-            "summary": lambda r: r.summary(f), "summaries_with_previous": lambda r: r.summaries(f),
+            "summary": lambda r: r.summary(f),
+            "summaries_with_previous": lambda r: r.summaries(f),
             "timeseries_day": lambda r: r.timeseries(f),
-            "cost_by_agent": lambda r: r.cost_by(f, "agent"), "cost_by_model": lambda r: r.cost_by(f, "model"),
-            "cost_by_member": lambda r: r.cost_by(f, "member"), "top_failing": lambda r: r.top_failing(f),
-            "executions_page_500": lambda r: r.executions(f, limit=500), "agents": lambda r: r.agents(team.id),
+            "cost_by_agent": lambda r: r.cost_by(f, "agent"),
+            "cost_by_model": lambda r: r.cost_by(f, "model"),
+            "cost_by_member": lambda r: r.cost_by(f, "member"),
+            "top_failing": lambda r: r.top_failing(f),
+            "executions_page_500": lambda r: r.executions(f, limit=500),
+            "agents": lambda r: r.agents(team.id),
         }
-        results: dict = {"executions": args.executions, "events": events, "seed_seconds": round(seed_s, 2),
-                         "sql_reader": {}, "postgrest_reader": {}}
+        results: dict = {
+            "executions": args.executions,
+            "events": events,
+            "seed_seconds": round(seed_s, 2),
+            "sql_reader": {},
+            "postgrest_reader": {},
+        }
         for name, fn in aggregates.items():
             results["sql_reader"][name] = timed(lambda: fn(sql))
             results["postgrest_reader"][name] = timed(lambda: fn(rest))
@@ -96,9 +109,15 @@ def main() -> None:
             t = time.perf_counter()
             at.button(key="sign_in").click().run()
             renders.append((time.perf_counter() - t) * 1000)
-            assert not at.exception and at.metric[0].value == f"{args.executions:,}", (at.exception, at.metric)
-        results["overview_first_render"] = {**percentiles(renders), "target_ms": 2000,
-                                            "note": "AppTest in-process; includes sign-in (scrypt) and all queries"}
+            assert not at.exception and at.metric[0].value == f"{args.executions:,}", (
+                at.exception,
+                at.metric,
+            )
+        results["overview_first_render"] = {
+            **percentiles(renders),
+            "target_ms": 2000,
+            "note": "AppTest in-process; includes sign-in (scrypt) and all queries",
+        }
         record("dashboard", results)
         rest_server.stop()
         database.close()

@@ -40,12 +40,15 @@ def main() -> None:
         finally:
             pg.stop()
             shutil.rmtree(tmp, ignore_errors=True)
-    record("db_start", {
-        "cold_start_initdb_and_start": percentiles(cold),
-        "warm_start_existing_data_dir": percentiles(warm),
-        "migrate_fresh_database": percentiles(migrate_ms),
-        "note": "cold includes copying the Postgres binaries once per data dir when run as root",
-    })
+    record(
+        "db_start",
+        {
+            "cold_start_initdb_and_start": percentiles(cold),
+            "warm_start_existing_data_dir": percentiles(warm),
+            "migrate_fresh_database": percentiles(migrate_ms),
+            "note": "cold includes copying the Postgres binaries once per data dir when run as root",
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,10 @@ QUERIES = 200
 RECALL_QUERIES = 100
 LATENT_DIM = 32
 rng = np.random.default_rng(42)
-VOCAB = ["".join(random.Random(i).choices("abcdefghijklmnopqrstuvwxyz", k=random.Random(-i).randint(4, 9)))
-         for i in range(20_000)]
+VOCAB = [
+    "".join(random.Random(i).choices("abcdefghijklmnopqrstuvwxyz", k=random.Random(-i).randint(4, 9)))
+    for i in range(20_000)
+]
 # Zipf's law, as in real text: the word of rank r is used in proportion to 1/r
 _CUM = np.cumsum(1 / np.arange(1, len(VOCAB) + 1))
 _CUM /= _CUM[-1]
@@ -135,7 +137,9 @@ async def bench_ingest(db: Database, identity: Identity, team_id) -> dict:
     macs_per_token = 6 * (4 * 384 * 384 + 2 * 384 * 1536)
     return {
         "corpus": f"CPython documentation topics (pydoc_data), {len(docs)} documents",
-        "documents": len(docs), "chunks": n, "mean_chunk_chars": round(sum(map(len, texts)) / n),
+        "documents": len(docs),
+        "chunks": n,
+        "mean_chunk_chars": round(sum(map(len, texts)) / n),
         "mean_tokens_per_chunk": round(mean_tokens),
         "end_to_end_chunks_per_s": round(n / total_s, 1),
         "end_to_end_tokens_per_s": round(sum(tokens) / total_s),
@@ -146,12 +150,12 @@ async def bench_ingest(db: Database, identity: Identity, team_id) -> dict:
         "embedder": f"{embedder.model} ({type(embedder).__name__}, {getattr(embedder, 'precision', 'fp32')})",
         "embed_only_by_backend": compare,
         "note": "end to end = parse + chunk + embed (local model) + one transaction per file; the model is "
-                ">85% of the time ('without model' runs the same path with random vectors). MiniLM's matrix "
-                "products are 10.6 M multiply-adds a token; ONNX Runtime's profile shows its int8 products "
-                "running at ~170 G multiply-adds/s per core (about one 512-bit VNNI op per cycle), half of "
-                "the model's time (attention, layer norms, GELU are the rest). Even if everything else were "
-                "free, 2 cores would cap at ~150 chunks/s of 213 tokens: 200/s is out of reach for this model "
-                "on this machine.",
+        ">85% of the time ('without model' runs the same path with random vectors). MiniLM's matrix "
+        "products are 10.6 M multiply-adds a token; ONNX Runtime's profile shows its int8 products "
+        "running at ~170 G multiply-adds/s per core (about one 512-bit VNNI op per cycle), half of "
+        "the model's time (attention, layer norms, GELU are the rest). Even if everything else were "
+        "free, 2 cores would cap at ~150 chunks/s of 213 tokens: 200/s is out of reach for this model "
+        "on this machine.",
     }
 
 
@@ -172,28 +176,46 @@ def bulk_load(admin_url: str, team_id, collection_id, start: int, n: int, projec
     with psycopg.connect(admin_url, autocommit=True) as conn:
         register_vector(conn)
         conn.execute("drop index if exists public.knowledge_chunks_embedding_384_idx")
-        doc_ids = [row[0] for row in conn.execute(
-            "insert into public.knowledge_documents (team_id, collection_id, source, title, content_hash, status) "
-            "select %s, %s, 'synthetic-' || g, 'Synthetic ' || g, md5('doc' || g), 'ready' "
-            "from generate_series(%s::int, %s::int) g returning id",
-            (team_id, collection_id, start // 100, (start + n) // 100 - 1)).fetchall()]
+        doc_ids = [
+            row[0]
+            for row in conn.execute(
+                "insert into public.knowledge_documents (team_id, collection_id, source, title, content_hash, status) "
+                "select %s, %s, 'synthetic-' || g, 'Synthetic ' || g, md5('doc' || g), 'ready' "
+                "from generate_series(%s::int, %s::int) g returning id",
+                (team_id, collection_id, start // 100, (start + n) // 100 - 1),
+            ).fetchall()
+        ]
         vectors = clustered_vectors(n, projection)
-        with conn.cursor() as cur, cur.copy(
-            "copy public.knowledge_chunks (team_id, collection_id, document_id, chunk_index, content, content_hash, "
-            "metadata, embedding, embedding_dim) from stdin with (format binary)"
-        ) as copy:
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "copy public.knowledge_chunks (team_id, collection_id, document_id, chunk_index, content, content_hash, "
+                "metadata, embedding, embedding_dim) from stdin with (format binary)"
+            ) as copy,
+        ):
             copy.set_types(["uuid", "uuid", "uuid", "int4", "text", "text", "jsonb", "vector", "int4"])
             for i in range(n):
                 text = words(120, r)
-                copy.write_row((team_id, collection_id, doc_ids[i // 100], i % 100, text, f"h{start + i}",
-                                psycopg.types.json.Jsonb({"source": f"synthetic-{(start + i) // 100}"}),
-                                vectors[i], DIM))
+                copy.write_row(
+                    (
+                        team_id,
+                        collection_id,
+                        doc_ids[i // 100],
+                        i % 100,
+                        text,
+                        f"h{start + i}",
+                        psycopg.types.json.Jsonb({"source": f"synthetic-{(start + i) // 100}"}),
+                        vectors[i],
+                        DIM,
+                    )
+                )
         load_s = time.perf_counter() - t
         conn.execute("set maintenance_work_mem = '1GB'")
         conn.execute("set max_parallel_maintenance_workers = 1")
         conn.execute(
             "create index knowledge_chunks_embedding_384_idx on public.knowledge_chunks "
-            "using hnsw ((embedding::extensions.vector(384)) extensions.vector_cosine_ops) where embedding_dim = 384")
+            "using hnsw ((embedding::extensions.vector(384)) extensions.vector_cosine_ops) where embedding_dim = 384"
+        )
         conn.execute("analyze public.knowledge_chunks")
     index_s = time.perf_counter() - t - load_s
     print(f"  loaded {n} chunks in {load_s:.1f}s, index built in {index_s:.1f}s", flush=True)
@@ -220,19 +242,25 @@ async def bench_search(db: Database, identity: Identity, team_id, projection: np
     # the plan must use the partial HNSW index
     async with db.connection(identity) as conn:
         await conn.execute("select set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-        plan = await (await conn.execute(
-            "explain select id from public.knowledge_chunks c where c.collection_id = %s and c.embedding_dim = 384 "
-            "order by (c.embedding::extensions.vector(384)) operator(extensions.<=>) %s::extensions.vector(384) "
-            "limit 40", (coll.id, str(queries[0][1].tolist())))).fetchall()
+        plan = await (
+            await conn.execute(
+                "explain select id from public.knowledge_chunks c where c.collection_id = %s and c.embedding_dim = 384 "
+                "order by (c.embedding::extensions.vector(384)) operator(extensions.<=>) %s::extensions.vector(384) "
+                "limit 40",
+                (coll.id, str(queries[0][1].tolist())),
+            )
+        ).fetchall()
     out["vector_side_uses_hnsw"] = any("knowledge_chunks_embedding_384_idx" in row[0] for row in plan)
     out["recall_at_10"] = await recall(db, identity, coll.id, projection)
     return out
 
 
 async def recall(db: Database, identity: Identity, collection_id, projection: np.ndarray) -> dict:
-    sql = ("select id from public.knowledge_chunks c where c.collection_id = %s and c.embedding_dim = 384 "
-           "order by (c.embedding::extensions.vector(384)) operator(extensions.<=>) %s::extensions.vector(384) "
-           "limit 10")
+    sql = (
+        "select id from public.knowledge_chunks c where c.collection_id = %s and c.embedding_dim = 384 "
+        "order by (c.embedding::extensions.vector(384)) operator(extensions.<=>) %s::extensions.vector(384) "
+        "limit 10"
+    )
     results = {}
     queries = clustered_vectors(RECALL_QUERIES, projection)
     for ef in (40, 100, EF_SEARCH, 200):
@@ -241,10 +269,16 @@ async def recall(db: Database, identity: Identity, collection_id, projection: np
             lit = str(v.tolist())
             async with db.connection(identity) as conn:
                 await conn.execute("select set_config('hnsw.ef_search', %s, true)", (str(ef),))
-                approx = {r[0] for r in await (await conn.execute(sql, (collection_id, lit), prepare=False)).fetchall()}
+                approx = {
+                    r[0]
+                    for r in await (await conn.execute(sql, (collection_id, lit), prepare=False)).fetchall()
+                }
             async with db.connection(identity) as conn:
                 await conn.execute("set local enable_indexscan = off")
-                exact = {r[0] for r in await (await conn.execute(sql, (collection_id, lit), prepare=False)).fetchall()}
+                exact = {
+                    r[0]
+                    for r in await (await conn.execute(sql, (collection_id, lit), prepare=False)).fetchall()
+                }
             found += len(approx & exact)
             total += len(exact)
         results[f"ef_search_{ef}"] = round(found / total, 4)
@@ -266,13 +300,21 @@ async def main() -> None:
             print(f"search at {size} chunks ...", flush=True)
             index_s = bulk_load(admin_url, team_id, coll.id, loaded, size - loaded, projection)
             loaded = size
-            results[f"search_{size}"] = {"hnsw_build_s": round(index_s, 1),
-                                         **await bench_search(db, identity, team_id, projection, size)}
+            results[f"search_{size}"] = {
+                "hnsw_build_s": round(index_s, 1),
+                **await bench_search(db, identity, team_id, projection, size),
+            }
             print(results[f"search_{size}"], flush=True)
-        results["settings"] = {"candidates_per_side": 40, "ef_search": EF_SEARCH, "rrf_k": 60, "fts_cap": FTS_CAP,
-                               "enable_seqscan": "off (keyword side through GIN)",
-                               "iterative_scan": "relaxed_order", "synthetic_vectors": f"{LATENT_DIM}-d latent, projected",
-                               "hnsw": "m=16, ef_construction=64 (pgvector defaults)"}
+        results["settings"] = {
+            "candidates_per_side": 40,
+            "ef_search": EF_SEARCH,
+            "rrf_k": 60,
+            "fts_cap": FTS_CAP,
+            "enable_seqscan": "off (keyword side through GIN)",
+            "iterative_scan": "relaxed_order",
+            "synthetic_vectors": f"{LATENT_DIM}-d latent, projected",
+            "hnsw": "m=16, ef_construction=64 (pgvector defaults)",
+        }
         # other work on this machine skews latencies: say how busy it was
         results["load_average_1_5_15_min_at_end"] = [round(x, 2) for x in os.getloadavg()]
         await db.close()

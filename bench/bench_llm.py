@@ -26,7 +26,10 @@ PYTHON_TOOL = {
     },
 }
 ANALYSIS = [
-    {"role": "system", "content": "You are a data analyst. Use the python tool. sales.csv has columns region, amount."},
+    {
+        "role": "system",
+        "content": "You are a data analyst. Use the python tool. sales.csv has columns region, amount.",
+    },
     {"role": "user", "content": "What is the total amount per region in sales.csv?"},
 ]
 QUESTION = [{"role": "user", "content": "Explain in three sentences what a CSV file is."}]
@@ -35,7 +38,10 @@ QUESTION = [{"role": "user", "content": "Explain in three sentences what a CSV f
 def machine() -> dict[str, object]:
     import torch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+        "?",
+    )
     mem_kb = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
     return {
         "cpu": cpu,
@@ -60,7 +66,9 @@ async def main(runs: int) -> dict[str, object]:
     for _ in range(runs):
         first: list[float] = []
         t0 = time.perf_counter()
-        result = await client.chat(QUESTION, stream_handler=lambda _: first or first.append(time.perf_counter()))
+        result = await client.chat(
+            QUESTION, stream_handler=lambda _: first or first.append(time.perf_counter())
+        )
         end = time.perf_counter()
         ttfts.append((first[0] - t0) * 1000)
         rates.append((result.usage.completion_tokens - 1) / (end - first[0]))

@@ -30,11 +30,14 @@ async def main() -> None:
     from coherex.testing.registry import LocalRegistry
 
     with LocalRegistry(tmp / "registry", users={"bench": "bench-pw"}) as reg, FakeSaaS() as saas:
-        env = {**saas.env(), "COHEREX_DATA_DIR": str(tmp / "data"),
-               "COHEREX_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-               "COHEREX_EGRESS_ALLOW": f"{saas.env()['COHEREX_EGRESS_ALLOW']},{reg.host}"}
+        env = {
+            **saas.env(),
+            "COHEREX_DATA_DIR": str(tmp / "data"),
+            "COHEREX_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+            "COHEREX_EGRESS_ALLOW": f"{saas.env()['COHEREX_EGRESS_ALLOW']},{reg.host}",
+        }
         os.environ.update(env)
-        from coherex.agents import apply_spec
+        from coherex.services.agents import apply_spec
         from coherex.distribution import service
         from coherex.integrations.oauth import OAuthToken
         from coherex.integrations.service import add_source
@@ -51,23 +54,38 @@ async def main() -> None:
                     async with db.session(Identity.user(user.id)) as s:
                         team = await s.teams.create(slug, slug)
                     who = Identity.user(user.id)
-                    await add_source(db, who, team.id, "gmail", "work-mail",
-                                     credentials=OAuthToken(access_token=saas.gmail_token,
-                                                            refresh_token=saas.gmail_refresh_token))
-                    await add_source(db, who, team.id, "slack", "team-slack", credentials={"bot_token": saas.slack_token})
+                    await add_source(
+                        db,
+                        who,
+                        team.id,
+                        "gmail",
+                        "work-mail",
+                        credentials=OAuthToken(
+                            access_token=saas.gmail_token, refresh_token=saas.gmail_refresh_token
+                        ),
+                    )
+                    await add_source(
+                        db, who, team.id, "slack", "team-slack", credentials={"bot_token": saas.slack_token}
+                    )
                     await service.login(db, who, team.id, reg.host, "bench", "bench-pw")
                     teams.append((who, team.id))
                 (pusher, team_a), (puller, team_b) = teams
-                template = (Path(__file__).resolve().parents[1] / "templates" / "email-digest.yaml").read_text()
+                template = (
+                    Path(__file__).resolve().parents[1] / "templates" / "email-digest.yaml"
+                ).read_text()
                 push_ms, pull_ms = [], []
                 for i in range(ROUNDS + WARMUP):
                     async with db.session(pusher) as s:
                         await apply_spec(s, team_a, template.replace("busy team.", f"busy team (round {i})."))
                     t = time.perf_counter()
-                    pushed = await service.push(db, pusher, team_a, "email-digest", f"{reg.host}/bench/email-digest")
+                    pushed = await service.push(
+                        db, pusher, team_a, "email-digest", f"{reg.host}/bench/email-digest"
+                    )
                     t_push = (time.perf_counter() - t) * 1000
                     t = time.perf_counter()
-                    pulled = await service.pull(db, puller, team_b, f"{reg.host}/bench/email-digest@{pushed.digest}")
+                    pulled = await service.pull(
+                        db, puller, team_b, f"{reg.host}/bench/email-digest@{pushed.digest}"
+                    )
                     t_pull = (time.perf_counter() - t) * 1000
                     assert pulled.created_version
                     if i >= WARMUP:
@@ -77,8 +95,16 @@ async def main() -> None:
         finally:
             server.drop_database(urls)
             server.stop()
-    record("oci", {"agent": "email-digest template", "artifact_bytes": size, "registry": "docker-registry 2.8.2",
-                   "push": percentiles(push_ms), "pull": percentiles(pull_ms)})
+    record(
+        "oci",
+        {
+            "agent": "email-digest template",
+            "artifact_bytes": size,
+            "registry": "docker-registry 2.8.2",
+            "push": percentiles(push_ms),
+            "pull": percentiles(pull_ms),
+        },
+    )
 
 
 if __name__ == "__main__":

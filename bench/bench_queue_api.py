@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import percentiles, record  # noqa: E402
 
-from coherex.agents import apply_spec  # noqa: E402
+from coherex.services.agents import apply_spec  # noqa: E402
 from coherex.runtime import Runtime  # noqa: E402
 from coherex.settings import reset_settings_cache  # noqa: E402
 from coherex.store.db import Database, Identity  # noqa: E402
@@ -37,9 +37,15 @@ async def main() -> None:
     try:
         with FakeOpenAI() as fake:
             fake.always(Text("ok"))
-            env = {**os.environ, "DATABASE_URL": urls.app, "OPENAI_BASE_URL": fake.base_url,
-                   "OPENAI_API_KEY": fake.api_key, "COHEREX_DATA_DIR": "/tmp/coherex-bench-data",
-                   "COHEREX_API_RATE": "100000", "COHEREX_API_BURST": "100000"}
+            env = {
+                **os.environ,
+                "DATABASE_URL": urls.app,
+                "OPENAI_BASE_URL": fake.base_url,
+                "OPENAI_API_KEY": fake.api_key,
+                "COHEREX_DATA_DIR": "/tmp/coherex-bench-data",
+                "COHEREX_API_RATE": "100000",
+                "COHEREX_API_BURST": "100000",
+            }
             os.environ.update(env)
             reset_settings_cache()
             async with Database(urls.app, max_size=4) as db:
@@ -52,8 +58,13 @@ async def main() -> None:
                 runtime = Runtime(db)
                 for _ in range(QUEUED):
                     await runtime.create(Identity.user(user.id), team.id, agent, trigger="api", queue=True)
-                worker = subprocess.run([sys.executable, "-m", "coherex", "worker", "--drain", "-c", "10"], env=env,
-                                        capture_output=True, text=True, timeout=900)
+                worker = subprocess.run(
+                    [sys.executable, "-m", "coherex", "worker", "--drain", "-c", "10"],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=900,
+                )
                 assert worker.returncode == 0, worker.stdout[-2000:]
                 async with db.session(Identity.system()) as s:
                     rows = await s.executions.list(team_id=team.id, limit=QUEUED)
@@ -61,6 +72,7 @@ async def main() -> None:
                 span = (max(r.finished_at for r in rows) - min(r.started_at for r in rows)).total_seconds()
 
                 with ApiServer() as api:
+
                     async def hammer(method: str, path: str) -> list[float]:
                         out: list[float] = []
 
@@ -80,12 +92,19 @@ async def main() -> None:
     finally:
         server.drop_database(urls)
         server.stop()
-    record("queue_api", {
-        "dispatch": {"executions": QUEUED, "worker_concurrency": 10, "seconds": round(span, 2),
-                     "executions_per_s": round(QUEUED / span, 1)},
-        "api_get_agent": {**percentiles(get_ms), "clients": API_CLIENTS},
-        "api_execute": {**percentiles(execute_ms), "clients": API_CLIENTS},
-    })
+    record(
+        "queue_api",
+        {
+            "dispatch": {
+                "executions": QUEUED,
+                "worker_concurrency": 10,
+                "seconds": round(span, 2),
+                "executions_per_s": round(QUEUED / span, 1),
+            },
+            "api_get_agent": {**percentiles(get_ms), "clients": API_CLIENTS},
+            "api_execute": {**percentiles(execute_ms), "clients": API_CLIENTS},
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -47,12 +47,28 @@ SPEC = textwrap.dedent("""\
 #: `python` runs code in the sandbox (hit when the sandbox server is killed); `orphan` rows are
 #: created without a job, as when a process dies between creating a row and queueing it (or an
 #: in-process run's process dies before it starts): maintenance must queue them.
-FAULTS = {"none": 0.37, "llm_429": 0.11, "llm_500": 0.11, "llm_timeout": 0.07, "sandbox_crash": 0.07,
-          "slow": 0.13, "python": 0.10, "orphan": 0.04}
+FAULTS = {
+    "none": 0.37,
+    "llm_429": 0.11,
+    "llm_500": 0.11,
+    "llm_timeout": 0.07,
+    "sandbox_crash": 0.07,
+    "slow": 0.13,
+    "python": 0.10,
+    "orphan": 0.04,
+}
 LLM_TIMEOUT = 5.0
 #: LLM requests an execution may cause per attempt (one retry of the failed call, one after the tool)
-REQUESTS_PER_ATTEMPT = {"none": 1, "llm_429": 2, "llm_500": 2, "llm_timeout": 2, "sandbox_crash": 2, "slow": 1,
-                        "python": 2, "orphan": 1}
+REQUESTS_PER_ATTEMPT = {
+    "none": 1,
+    "llm_429": 2,
+    "llm_500": 2,
+    "llm_timeout": 2,
+    "sandbox_crash": 2,
+    "slow": 1,
+    "python": 2,
+    "orphan": 1,
+}
 
 
 @dataclass
@@ -83,8 +99,10 @@ class FaultyLLM:
             return Slow(LLM_TIMEOUT + 0.5, Text("too late"))
         if fault == "sandbox_crash" and not after_tool:
             self.injected["sandbox_crash"] += 1
-            return ToolCall("python", {"code": "import os, signal; print('bye', flush=True); "
-                                               "os.kill(os.getpid(), signal.SIGKILL)"})
+            return ToolCall(
+                "python",
+                {"code": "import os, signal; print('bye', flush=True); os.kill(os.getpid(), signal.SIGKILL)"},
+            )
         if fault == "python" and not after_tool:
             return ToolCall("python", {"code": f"import time; time.sleep(0.5); print({n} * 2)"})
         if fault == "slow" and not after_tool:
@@ -98,8 +116,12 @@ class Workers:
 
     def start(self) -> subprocess.Popen:
         log = open(self.log_dir / f"worker-{len(self.procs)}.log", "w")
-        proc = subprocess.Popen([sys.executable, "-m", "coherex", "worker", "--concurrency", "6"], env=self.env,
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "coherex", "worker", "--concurrency", "6"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         self.procs.append(proc)
         return proc
 
@@ -125,7 +147,7 @@ class Workers:
 
 
 async def campaign(n: int = 150, *, seed: int = 11, timeout: float = 600, log=print) -> dict[str, Any]:
-    from coherex.agents import apply_spec
+    from coherex.services.agents import apply_spec
     from coherex.runtime import Runtime
     from coherex.settings import Settings
     from coherex.store.db import Database, Identity
@@ -144,12 +166,21 @@ async def campaign(n: int = 150, *, seed: int = 11, timeout: float = 600, log=pr
         urls = pg.create_database()
         with FakeOpenAI() as fake_llm:
             fake_llm.always(llm_behaviour)
-            env = {**os.environ, "DATABASE_URL": urls.app, "COHEREX_DATA_DIR": str(tmp / "data"),
-                   "OPENAI_BASE_URL": fake_llm.base_url, "OPENAI_API_KEY": fake_llm.api_key,
-                   "COHEREX_LLM_TIMEOUT": str(LLM_TIMEOUT), "COHEREX_LLM_MAX_ATTEMPTS": "4",
-                   "COHEREX_HEARTBEAT_SECONDS": "1", "COHEREX_MAINTENANCE_SECONDS": "1", "COHEREX_MAX_ATTEMPTS": "5",
-                   "COHEREX_ORPHAN_GRACE_SECONDS": "3",
-                   "COHEREX_SANDBOX": "local", "COHEREX_SANDBOX_PORT": str(sbx_settings.sandbox_port)}
+            env = {
+                **os.environ,
+                "DATABASE_URL": urls.app,
+                "COHEREX_DATA_DIR": str(tmp / "data"),
+                "OPENAI_BASE_URL": fake_llm.base_url,
+                "OPENAI_API_KEY": fake_llm.api_key,
+                "COHEREX_LLM_TIMEOUT": str(LLM_TIMEOUT),
+                "COHEREX_LLM_MAX_ATTEMPTS": "4",
+                "COHEREX_HEARTBEAT_SECONDS": "1",
+                "COHEREX_MAINTENANCE_SECONDS": "1",
+                "COHEREX_MAX_ATTEMPTS": "5",
+                "COHEREX_ORPHAN_GRACE_SECONDS": "3",
+                "COHEREX_SANDBOX": "local",
+                "COHEREX_SANDBOX_PORT": str(sbx_settings.sandbox_port),
+            }
             db = Database(urls.app, max_size=4)
             await db.open()
             try:
@@ -164,8 +195,14 @@ async def campaign(n: int = 150, *, seed: int = 11, timeout: float = 600, log=pr
                 runtime = Runtime(db, settings=Settings(database_url=urls.app))
                 executions = {}
                 for i in range(n):
-                    ex = await runtime.create(who, team.id, agent, trigger="api", inputs={"n": i, "fault": plan[i]},
-                                              queue=plan[i] != "orphan")
+                    ex = await runtime.create(
+                        who,
+                        team.id,
+                        agent,
+                        trigger="api",
+                        inputs={"n": i, "fault": plan[i]},
+                        queue=plan[i] != "orphan",
+                    )
                     executions[ex.id] = i
                 log(f"{n} executions queued: {dict(Counter(plan.values()))}")
 
@@ -246,16 +283,25 @@ async def campaign(n: int = 150, *, seed: int = 11, timeout: float = 600, log=pr
         pg.stop()
 
 
-async def _verify(db, executions: dict, plan: dict, llm: FaultyLLM, injected: Counter, replaced: int,
-                  elapsed: float, n: int) -> dict[str, Any]:
+async def _verify(
+    db, executions: dict, plan: dict, llm: FaultyLLM, injected: Counter, replaced: int, elapsed: float, n: int
+) -> dict[str, Any]:
     from coherex.store.db import Identity
 
     async with db.connection(Identity.system()) as conn:
-        rows = await (await conn.execute(
-            "select id, status, attempts, event_count, output, error from public.agent_executions")).fetchall()
-        events = await (await conn.execute(
-            "select execution_id, seq, type from public.execution_events order by execution_id, seq")).fetchall()
-        usage = (await (await conn.execute("select coalesce(sum(executions), 0) from public.usage")).fetchone())[0]
+        rows = await (
+            await conn.execute(
+                "select id, status, attempts, event_count, output, error from public.agent_executions"
+            )
+        ).fetchall()
+        events = await (
+            await conn.execute(
+                "select execution_id, seq, type from public.execution_events order by execution_id, seq"
+            )
+        ).fetchall()
+        usage = (
+            await (await conn.execute("select coalesce(sum(executions), 0) from public.usage")).fetchone()
+        )[0]
     seqs, status_events = defaultdict(list), Counter()
     for ex_id, seq, kind in events:
         seqs[ex_id].append(seq)
@@ -263,26 +309,41 @@ async def _verify(db, executions: dict, plan: dict, llm: FaultyLLM, injected: Co
             status_events[ex_id] += 1
     stuck = [r for r in rows if r[1] in ("pending", "running")]
     lost_events = [r[0] for r in rows if seqs[r[0]] != list(range(1, r[3] + 1))]
-    duplicated = [r[0] for r in rows if status_events[r[0]] > 1
-                  or llm.seen[executions[r[0]]] > REQUESTS_PER_ATTEMPT[plan[executions[r[0]]]] * r[2]]
-    wrong_output = [r[0] for r in rows if r[1] == "completed"
-                    and r[4] != {"text": f"answer {executions[r[0]]}"}]
-    failed_without_reason = [r[0] for r in rows if r[1] not in ("completed", "pending", "running") and not r[5]]
+    duplicated = [
+        r[0]
+        for r in rows
+        if status_events[r[0]] > 1
+        or llm.seen[executions[r[0]]] > REQUESTS_PER_ATTEMPT[plan[executions[r[0]]]] * r[2]
+    ]
+    wrong_output = [
+        r[0] for r in rows if r[1] == "completed" and r[4] != {"text": f"answer {executions[r[0]]}"}
+    ]
+    failed_without_reason = [
+        r[0] for r in rows if r[1] not in ("completed", "pending", "running") and not r[5]
+    ]
     completed = sum(1 for r in rows if r[1] == "completed")
     failures = Counter((r[5] or "")[:120] for r in rows if r[1] != "completed")
     faults = {**dict(llm.injected), **dict(injected)}
     return {
-        "executions": n, "rows": len(rows), "counted_in_usage": int(usage),
-        "faults_planned": dict(Counter(plan.values())), "faults_injected": faults,
+        "executions": n,
+        "rows": len(rows),
+        "counted_in_usage": int(usage),
+        "faults_planned": dict(Counter(plan.values())),
+        "faults_injected": faults,
         "faults_injected_total": sum(faults.values()),
         "workers_replaced": replaced,
-        "completed": completed, "success_rate": round(completed / n, 5),
+        "completed": completed,
+        "success_rate": round(completed / n, 5),
         "retried_executions": sum(1 for r in rows if r[2] > 1),
-        "lost": n - len(rows) + len(lost_events) + len(wrong_output), "lost_events": len(lost_events),
-        "wrong_output": len(wrong_output), "stuck": len(stuck), "duplicated": len(duplicated),
+        "lost": n - len(rows) + len(lost_events) + len(wrong_output),
+        "lost_events": len(lost_events),
+        "wrong_output": len(wrong_output),
+        "stuck": len(stuck),
+        "duplicated": len(duplicated),
         "failed_without_reason": len(failed_without_reason),
         "failure_reasons": dict(failures.most_common(5)),
-        "llm_requests": sum(llm.seen.values()), "seconds": round(elapsed, 1),
+        "llm_requests": sum(llm.seen.values()),
+        "seconds": round(elapsed, 1),
     }
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import percentiles, record  # noqa: E402
 
-from coherex.agents import apply_spec  # noqa: E402
+from coherex.services.agents import apply_spec  # noqa: E402
 from coherex.llm.openai_client import OpenAIClient  # noqa: E402
 from coherex.runtime import Runtime  # noqa: E402
 from coherex.store.db import Database, Identity  # noqa: E402
@@ -54,8 +54,11 @@ async def main() -> None:
                     final = await runtime.run(ex.id)
                     total = (time.perf_counter() - t) * 1000
                     async with db.session(Identity.system()) as s:
-                        llm_ms = sum(e.duration_ms or 0 for e in await s.executions.events(ex.id)
-                                     if e.type == "llm_call")
+                        llm_ms = sum(
+                            e.duration_ms or 0
+                            for e in await s.executions.events(ex.id)
+                            if e.type == "llm_call"
+                        )
                     assert final.status == "completed"
                     if i >= 10:  # warm-up: first connections, imports
                         wall.append(total)
@@ -63,12 +66,15 @@ async def main() -> None:
     finally:
         server.drop_database(urls)
         server.stop()
-    record("runtime_overhead", {
-        "runs": RUNS,
-        "overhead_per_execution": percentiles(overhead),
-        "wall_per_execution_including_fake_llm_roundtrip": percentiles(wall),
-        "target": "overhead p50 < 50 ms",
-    })
+    record(
+        "runtime_overhead",
+        {
+            "runs": RUNS,
+            "overhead_per_execution": percentiles(overhead),
+            "wall_per_execution_including_fake_llm_roundtrip": percentiles(wall),
+            "target": "overhead p50 < 50 ms",
+        },
+    )
 
 
 if __name__ == "__main__":

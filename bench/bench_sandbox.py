@@ -34,7 +34,12 @@ def pct(xs: list[float], p: float) -> float:
 
 
 def summary(xs: list[float]) -> dict:
-    return {"n": len(xs), "p50_ms": pct(xs, 50), "p95_ms": pct(xs, 95), "mean_ms": round(statistics.mean(xs), 2)}
+    return {
+        "n": len(xs),
+        "p50_ms": pct(xs, 50),
+        "p95_ms": pct(xs, 95),
+        "mean_ms": round(statistics.mean(xs), 2),
+    }
 
 
 async def starts(settings: Settings, n: int, pause: float, network: bool = False) -> list[float]:
@@ -93,9 +98,14 @@ def main() -> None:
         "targets": {"warm_p50_ms": 20, "cold_p50_ms": 60},
         "met": {"warm": results["warm_pool"]["p50_ms"] < 20, "cold": results["cold"]["p50_ms"] < 60},
         "results": results,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
-                    "kernel": platform.release(), "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
-                    "note": "shared 2-core machine; compare with bare_python_c_pass from the same run"},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": sys.version.split()[0],
+            "kernel": platform.release(),
+            "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
+            "note": "shared 2-core machine; compare with bare_python_c_pass from the same run",
+        },
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     out = Path(__file__).parent / "results" / "sandbox.json"

@@ -52,7 +52,7 @@ SKIPS: list[tuple[str, str]] = [
     ("supervision", "the code-interpreter template's process supervisor (template internals)"),
 ]
 
-PLUGIN = '''
+PLUGIN = """
 import asyncio, inspect, json, os
 import pytest
 
@@ -91,21 +91,40 @@ def pytest_runtest_makereport(item, call):
 def pytest_sessionfinish(session, exitstatus):
     with open(os.environ["E2BCONF_REPORT"], "w") as f:
         json.dump(RESULTS, f, indent=1)
-'''
+"""
 
 
 def run_suite(tests_dir: Path, env: dict, plugin_dir: Path, report: Path, k: str | None) -> dict:
-    cmd = [sys.executable, "-m", "pytest", str(tests_dir), "-q", "-p", "e2bconf_plugin", "-p", "no:cacheprovider",
-           "-o", "asyncio_mode=auto", f"--basetemp={plugin_dir / 'pytest'}", "--rootdir", str(tests_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(tests_dir),
+        "-q",
+        "-p",
+        "e2bconf_plugin",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "asyncio_mode=auto",
+        f"--basetemp={plugin_dir / 'pytest'}",
+        "--rootdir",
+        str(tests_dir),
+    ]
     if k:
         cmd += ["-k", k]
-    env = {**env, "PYTHONPATH": os.pathsep.join([str(plugin_dir), env.get("PYTHONPATH", "")]),
-           "E2BCONF_REPORT": str(report)}
+    env = {
+        **env,
+        "PYTHONPATH": os.pathsep.join([str(plugin_dir), env.get("PYTHONPATH", "")]),
+        "E2BCONF_REPORT": str(report),
+    }
     t0 = time.monotonic()
     proc = subprocess.run(cmd, env=env, cwd=tests_dir.parent, capture_output=True, text=True)
     results = json.loads(report.read_text()) if report.exists() else {}
     if not results:
-        raise SystemExit(f"the suite in {tests_dir} did not run:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise SystemExit(
+            f"the suite in {tests_dir} did not run:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     counts: dict = {}
     for nodeid, r in results.items():
         c = counts.setdefault(r["mode"], {"passed": 0, "failed": 0, "error": 0, "skipped": 0, "failures": []})
@@ -127,7 +146,9 @@ def git_commit(path: Path) -> str | None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--e2b", type=Path, help="checkout of e2b-dev/E2B (its packages/python-sdk/tests run)")
-    ap.add_argument("--code-interpreter", type=Path, help="checkout of e2b-dev/code-interpreter (python/tests)")
+    ap.add_argument(
+        "--code-interpreter", type=Path, help="checkout of e2b-dev/code-interpreter (python/tests)"
+    )
     ap.add_argument("--k", help="pytest -k expression, to run a part")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "e2b_conformance.json")
     args = ap.parse_args()
@@ -150,11 +171,18 @@ def main() -> None:
         server, settings = start_local_sandbox(tmp_path / "data", pool_size=2)
         try:
             key = (tmp_path / "data" / "sandbox" / "api_key").read_text().strip()
-            env = {**os.environ, "E2B_API_KEY": key, "E2B_API_URL": server.url, "E2B_SANDBOX_URL": server.url,
-                   "E2BCONF_SKIPS": json.dumps(SKIPS)}
+            env = {
+                **os.environ,
+                "E2B_API_KEY": key,
+                "E2B_API_URL": server.url,
+                "E2B_SANDBOX_URL": server.url,
+                "E2BCONF_SKIPS": json.dumps(SKIPS),
+            }
             env.pop("E2B_DEBUG", None)
-            results = {name: run_suite(path, env, tmp_path, tmp_path / f"{name}.json", args.k)
-                       for name, path in suites.items()}
+            results = {
+                name: run_suite(path, env, tmp_path, tmp_path / f"{name}.json", args.k)
+                for name, path in suites.items()
+            }
         finally:
             server.stop()
     record = {

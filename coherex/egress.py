@@ -50,6 +50,7 @@ class EgressDenied(Exception):
 
 # ---------------------------------------------------------------- the allow list
 
+
 @dataclass(frozen=True)
 class Rule:
     network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
@@ -102,6 +103,7 @@ def _rules() -> list[Rule]:
 
 # ---------------------------------------------------------------- the check
 
+
 def _why_refused(ip: IPAddress) -> str | None:
     inner: IPAddress = ip
     if isinstance(ip, ipaddress.IPv6Address):
@@ -145,8 +147,19 @@ def _platform_endpoints() -> list[tuple[str, int]]:
         except ValueError:
             continue
         if parts.hostname:
-            out.append((parts.hostname.lower(), port or (5432 if parts.scheme.startswith("postgres")
-                                                          else 443 if parts.scheme == "https" else 80)))
+            out.append(
+                (
+                    parts.hostname.lower(),
+                    port
+                    or (
+                        5432
+                        if parts.scheme.startswith("postgres")
+                        else 443
+                        if parts.scheme == "https"
+                        else 80
+                    ),
+                )
+            )
     return out
 
 
@@ -173,8 +186,10 @@ async def check(host: str, port: int) -> list[IPAddress]:
     OSError when the name does not resolve (the caller reports it as an unreachable service)."""
     name = _name(host)
     if not name or name.startswith(("/", "@")):
-        raise EgressDenied(f"Connecting to {host!r} is not allowed: Unix sockets and empty hosts are never "
-                           "used for data sources; give a network host name or address.")
+        raise EgressDenied(
+            f"Connecting to {host!r} is not allowed: Unix sockets and empty hosts are never "
+            "used for data sources; give a network host name or address."
+        )
     addresses = await _resolve(name, port)
     rules = _rules()
     platform = _platform_endpoints()
@@ -193,7 +208,8 @@ async def check(host: str, port: int) -> list[IPAddress]:
             raise EgressDenied(
                 f"Connecting to {shown}:{port}{at} is not allowed: it is {why}. An operator can allow it "
                 f"with {SETTING}={shown}:{port} (a comma list of CIDRs, host:port or hosts) in the "
-                "environment or .env of the platform.")
+                "environment or .env of the platform."
+            )
     return addresses
 
 
@@ -206,6 +222,7 @@ async def _resolve_quiet(host: str, port: int) -> list[IPAddress]:
 
 # ---------------------------------------------------------------- httpx
 
+
 class _GuardedBackend(httpcore.AsyncNetworkBackend):
     """Checks every new connection and connects to the checked address; httpcore keeps the
     request's Host header and uses the URL's name for TLS SNI and certificate checks."""
@@ -213,8 +230,14 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
     def __init__(self) -> None:
         self._inner = httpcore.AnyIOBackend()
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None, socket_options: Any = None) -> httpcore.AsyncNetworkStream:
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
         try:
             addresses = await check(host, port)
         except OSError as exc:
@@ -228,8 +251,9 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         assert last is not None
         raise last
 
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options: Any = None) -> httpcore.AsyncNetworkStream:
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.AsyncNetworkStream:
         raise EgressDenied("Connecting to a Unix socket is not allowed for data sources.")
 
     async def sleep(self, seconds: float) -> None:
@@ -253,6 +277,7 @@ def async_client(**kwargs: Any) -> httpx.AsyncClient:
 
 # ---------------------------------------------------------------- aiohttp (slack_sdk)
 
+
 def aiohttp_connector() -> Any:
     """An aiohttp connector whose every connection (IP literals included) resolves through the guard,
     for `ClientSession(connector=...)`."""
@@ -263,8 +288,17 @@ def aiohttp_connector() -> Any:
         # itself (aiohttp 3.x, pinned in requirements.txt)
         async def _resolve_host(self, host: str, port: int, traces: Any = None) -> list[dict[str, Any]]:
             addresses = await check(host, port)  # OSError: aiohttp reports a DNS failure
-            return [{"hostname": host, "host": str(ip), "port": port, "proto": 0, "flags": socket.AI_NUMERICHOST,
-                     "family": socket.AF_INET6 if ip.version == 6 else socket.AF_INET} for ip in addresses]
+            return [
+                {
+                    "hostname": host,
+                    "host": str(ip),
+                    "port": port,
+                    "proto": 0,
+                    "flags": socket.AI_NUMERICHOST,
+                    "family": socket.AF_INET6 if ip.version == 6 else socket.AF_INET,
+                }
+                for ip in addresses
+            ]
 
     assert hasattr(aiohttp.TCPConnector, "_resolve_host"), "aiohttp changed: the egress guard cannot attach"
     return GuardedConnector(use_dns_cache=False)

@@ -34,7 +34,9 @@ class Settings(BaseSettings):
 
     # where the embedded database, vault key, sandbox scratch space and logs live: one per user (or
     # per host as root), so every command finds the running platform from any directory
-    data_dir: Path = Field(default_factory=lambda: default_data_dir(), validation_alias=_env("COHEREX_DATA_DIR"))
+    data_dir: Path = Field(
+        default_factory=lambda: default_data_dir(), validation_alias=_env("COHEREX_DATA_DIR")
+    )
 
     # --- database ---
     database_url: SecretStr | None = Field(None, validation_alias=_env("DATABASE_URL"))
@@ -69,40 +71,58 @@ class Settings(BaseSettings):
     slack_api_url: str = Field("https://slack.com/api/", validation_alias=_env("COHEREX_SLACK_API_URL"))
     github_api_url: str = Field("https://api.github.com", validation_alias=_env("COHEREX_GITHUB_API_URL"))
     gmail_api_url: str = Field("https://gmail.googleapis.com", validation_alias=_env("COHEREX_GMAIL_API_URL"))
-    google_auth_url: str = Field("https://accounts.google.com/o/oauth2/v2/auth",
-                                 validation_alias=_env("COHEREX_GOOGLE_AUTH_URL"))
-    google_token_url: str = Field("https://oauth2.googleapis.com/token", validation_alias=_env("COHEREX_GOOGLE_TOKEN_URL"))
-    google_revoke_url: str = Field("https://oauth2.googleapis.com/revoke",
-                                   validation_alias=_env("COHEREX_GOOGLE_REVOKE_URL"))
+    google_auth_url: str = Field(
+        "https://accounts.google.com/o/oauth2/v2/auth", validation_alias=_env("COHEREX_GOOGLE_AUTH_URL")
+    )
+    google_token_url: str = Field(
+        "https://oauth2.googleapis.com/token", validation_alias=_env("COHEREX_GOOGLE_TOKEN_URL")
+    )
+    google_revoke_url: str = Field(
+        "https://oauth2.googleapis.com/revoke", validation_alias=_env("COHEREX_GOOGLE_REVOKE_URL")
+    )
     google_client_id: str | None = Field(None, validation_alias=_env("GOOGLE_CLIENT_ID"))
     google_client_secret: SecretStr | None = Field(None, validation_alias=_env("GOOGLE_CLIENT_SECRET"))
-    github_auth_url: str = Field("https://github.com/login/oauth/authorize", validation_alias=_env("COHEREX_GITHUB_AUTH_URL"))
-    github_token_url: str = Field("https://github.com/login/oauth/access_token",
-                                  validation_alias=_env("COHEREX_GITHUB_TOKEN_URL"))
+    github_auth_url: str = Field(
+        "https://github.com/login/oauth/authorize", validation_alias=_env("COHEREX_GITHUB_AUTH_URL")
+    )
+    github_token_url: str = Field(
+        "https://github.com/login/oauth/access_token", validation_alias=_env("COHEREX_GITHUB_TOKEN_URL")
+    )
     github_client_id: str | None = Field(None, validation_alias=_env("GITHUB_CLIENT_ID"))
     github_client_secret: SecretStr | None = Field(None, validation_alias=_env("GITHUB_CLIENT_SECRET"))
-    slack_auth_url: str = Field("https://slack.com/oauth/v2/authorize", validation_alias=_env("COHEREX_SLACK_AUTH_URL"))
+    slack_auth_url: str = Field(
+        "https://slack.com/oauth/v2/authorize", validation_alias=_env("COHEREX_SLACK_AUTH_URL")
+    )
     slack_client_id: str | None = Field(None, validation_alias=_env("SLACK_CLIENT_ID"))
     slack_client_secret: SecretStr | None = Field(None, validation_alias=_env("SLACK_CLIENT_SECRET"))
     # the public URL of the OAuth callback (`/oauth/callback` on the Chainlit server)
-    oauth_redirect_url: str = Field("http://localhost:8000/oauth/callback", validation_alias=_env("COHEREX_OAUTH_REDIRECT_URL"))
+    oauth_redirect_url: str = Field(
+        "http://localhost:8000/oauth/callback", validation_alias=_env("COHEREX_OAUTH_REDIRECT_URL")
+    )
     # attempts per integration call on 429 (and 5xx for reads); longest Retry-After we wait for; timeout
     integration_max_attempts: int = Field(4, ge=1, validation_alias=_env("COHEREX_INTEGRATION_MAX_ATTEMPTS"))
-    integration_max_retry_after: float = Field(60.0, ge=0, validation_alias=_env("COHEREX_INTEGRATION_MAX_RETRY_AFTER"))
+    integration_max_retry_after: float = Field(
+        60.0, ge=0, validation_alias=_env("COHEREX_INTEGRATION_MAX_RETRY_AFTER")
+    )
     integration_timeout: float = Field(30.0, gt=0, validation_alias=_env("COHEREX_INTEGRATION_TIMEOUT"))
     # destinations data sources and agent tools may reach although they are loopback, private or the
     # platform's own (coherex/egress.py): a comma list of CIDRs, host:port and hosts
     egress_allow: str = Field("", validation_alias=_env("COHEREX_EGRESS_ALLOW"))
 
     # --- knowledge ---
-    embeddings_backend: Literal["local", "openai"] = Field("local", validation_alias=_env("COHEREX_EMBEDDINGS"))
+    embeddings_backend: Literal["local", "openai"] = Field(
+        "local", validation_alias=_env("COHEREX_EMBEDDINGS")
+    )
     # the OpenAI (or OpenAI-compatible) embeddings model, used when COHEREX_EMBEDDINGS=openai
-    openai_embeddings_model: str = Field("text-embedding-3-small",
-                                         validation_alias=_env("COHEREX_OPENAI_EMBEDDINGS_MODEL"))
+    openai_embeddings_model: str = Field(
+        "text-embedding-3-small", validation_alias=_env("COHEREX_OPENAI_EMBEDDINGS_MODEL")
+    )
     # texts per embedding call (also the step of ingest progress)
     embeddings_batch_size: int = Field(32, ge=1, validation_alias=_env("COHEREX_EMBEDDINGS_BATCH_SIZE"))
     # local model run by ONNX Runtime: int8 (default, cosine >= 0.99 to fp32) or fp32 (identical to torch)
-    embeddings_precision: Literal["int8", "fp32"] = Field("int8", validation_alias=_env("COHEREX_EMBEDDINGS_PRECISION"))
+    embeddings_precision: Literal["int8", "fp32"] = Field(
+        "int8", validation_alias=_env("COHEREX_EMBEDDINGS_PRECISION")
+    )
     # largest file `kb add` / upload accepts, checked before the file is read
     kb_max_file_mb: float = Field(50.0, gt=0, validation_alias=_env("COHEREX_KB_MAX_FILE_MB"))
 
@@ -134,7 +154,9 @@ class Settings(BaseSettings):
 
     # --- dashboard: which reader it uses (`sql` over the database connection, or `supabase` through
     # PostgREST with the signed-in person's JWT, signed with the project's JWT secret) ---
-    dashboard_reader: Literal["sql", "supabase"] = Field("sql", validation_alias=_env("COHEREX_DASHBOARD_READER"))
+    dashboard_reader: Literal["sql", "supabase"] = Field(
+        "sql", validation_alias=_env("COHEREX_DASHBOARD_READER")
+    )
     supabase_url: str | None = Field(None, validation_alias=_env("SUPABASE_URL"))
     supabase_anon_key: SecretStr | None = Field(None, validation_alias=_env("SUPABASE_ANON_KEY"))
     supabase_jwt_secret: SecretStr | None = Field(None, validation_alias=_env("SUPABASE_JWT_SECRET"))

@@ -21,7 +21,9 @@ router.include_router(builder.router)
 router.include_router(agents.router)
 router.include_router(executions.router)
 router.include_router(data.router)
-from coherex.api import distribution as _distribution; router.include_router(_distribution.router)  # noqa: E402,E702
+from coherex.api import distribution as _distribution
+
+router.include_router(_distribution.router)  # noqa: E402,E702
 router.include_router(approvals.router)
 
 
@@ -37,7 +39,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with Database.from_settings(settings) as db:
         queue = make_app(db.url)
         async with queue.open_async():
-            app.state.coherex = ApiState(db=db, runtime=Runtime(db, settings=settings), settings=settings, queue=queue)
+            app.state.coherex = ApiState(
+                db=db, runtime=Runtime(db, settings=settings), settings=settings, queue=queue
+            )
             yield
 
 

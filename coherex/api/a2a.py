@@ -27,14 +27,27 @@ from a2a.server.request_handlers.response_helpers import agent_card_to_dict
 from a2a.server.routes.common import DefaultServerCallContextBuilder
 from a2a.server.routes.jsonrpc_dispatcher import JsonRpcDispatcher
 from a2a.types import a2a_pb2 as pb
-from a2a.utils.errors import (InvalidParamsError, InvalidRequestError, PushNotificationNotSupportedError,
-                              TaskNotFoundError, UnsupportedOperationError)
+from a2a.utils.errors import (
+    InvalidParamsError,
+    InvalidRequestError,
+    PushNotificationNotSupportedError,
+    TaskNotFoundError,
+    UnsupportedOperationError,
+)
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from coherex import __version__
-from coherex.api.deps import ApiState, Caller, RateLimited, Unauthorized, error_body, key_caller, take_rate_token
+from coherex.api.deps import (
+    ApiState,
+    Caller,
+    RateLimited,
+    Unauthorized,
+    error_body,
+    key_caller,
+    take_rate_token,
+)
 from coherex.api.follow import follow
 from coherex.errors import BackendError, CoherexError, NotFound
 from coherex.spec import AgentSpec, load_spec
@@ -42,41 +55,62 @@ from coherex.store.models import Agent, Event, Execution
 
 CARD_PATH = "/.well-known/agent-card.json"
 RPC_PATH = "/a2a"
-_STATES = {"pending": pb.TASK_STATE_SUBMITTED, "running": pb.TASK_STATE_WORKING,
-           "completed": pb.TASK_STATE_COMPLETED, "failed": pb.TASK_STATE_FAILED,
-           "timed_out": pb.TASK_STATE_FAILED, "cancelled": pb.TASK_STATE_CANCELED}
+_STATES = {
+    "pending": pb.TASK_STATE_SUBMITTED,
+    "running": pb.TASK_STATE_WORKING,
+    "completed": pb.TASK_STATE_COMPLETED,
+    "failed": pb.TASK_STATE_FAILED,
+    "timed_out": pb.TASK_STATE_FAILED,
+    "cancelled": pb.TASK_STATE_CANCELED,
+}
 _SCHEME = "coherexApiKey"
 
 
 # ---------------------------------------------------------------------------- cards
 def _security(card: pb.AgentCard) -> None:
-    card.security_schemes[_SCHEME].http_auth_security_scheme.CopyFrom(pb.HTTPAuthSecurityScheme(
-        scheme="bearer", bearer_format="Coherex API key",
-        description="An API key of your team (`coherex keys create NAME`) as `Authorization: Bearer <key>`."))
+    card.security_schemes[_SCHEME].http_auth_security_scheme.CopyFrom(
+        pb.HTTPAuthSecurityScheme(
+            scheme="bearer",
+            bearer_format="Coherex API key",
+            description="An API key of your team (`coherex keys create NAME`) as `Authorization: Bearer <key>`.",
+        )
+    )
     requirement = card.security_requirements.add()
     requirement.schemes[_SCHEME].CopyFrom(pb.StringList())
 
 
 def skill(agent: Agent, spec: AgentSpec) -> pb.AgentSkill:
     inputs = spec.spec.inputs or {}
-    described = "; ".join(f"{n} ({d.type}{', optional' if d.default is not None else ''})"
-                          + (f": {d.description}" if d.description else "") for n, d in inputs.items())
+    described = "; ".join(
+        f"{n} ({d.type}{', optional' if d.default is not None else ''})"
+        + (f": {d.description}" if d.description else "")
+        for n, d in inputs.items()
+    )
     about = agent.description or spec.metadata.description or f"Runs the Coherex agent {agent.name}."
     return pb.AgentSkill(
-        id=agent.name, name=agent.name,
+        id=agent.name,
+        name=agent.name,
         description=about + (f" Inputs: {described}." if described else ""),
         tags=[f"{k}={v}" for k, v in (spec.metadata.labels or {}).items()] or ["coherex"],
-        input_modes=["text/plain", "application/json"], output_modes=["text/plain", "application/json"])
+        input_modes=["text/plain", "application/json"],
+        output_modes=["text/plain", "application/json"],
+    )
 
 
 def _card(name: str, description: str, url: str, skills: list[pb.AgentSkill]) -> pb.AgentCard:
     card = pb.AgentCard(
-        name=name, description=description, version=__version__,
-        supported_interfaces=[pb.AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version="1.0"),
-                              pb.AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version="0.3")],
+        name=name,
+        description=description,
+        version=__version__,
+        supported_interfaces=[
+            pb.AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version="1.0"),
+            pb.AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version="0.3"),
+        ],
         capabilities=pb.AgentCapabilities(streaming=True, push_notifications=False),
         default_input_modes=["text/plain", "application/json"],
-        default_output_modes=["text/plain", "application/json"], skills=skills)
+        default_output_modes=["text/plain", "application/json"],
+        skills=skills,
+    )
     card.provider.organization, card.provider.url = "Coherex", url.split(RPC_PATH, 1)[0]
     _security(card)
     return card
@@ -113,9 +147,15 @@ def _status(execution: Execution, note: str | None = None) -> pb.TaskStatus:
     status = pb.TaskStatus(state=_STATES[execution.status])
     said = note or (execution.error if execution.status != "completed" else None)
     if said:
-        status.message.CopyFrom(pb.Message(message_id=f"{execution.id}-status", role=pb.ROLE_AGENT,
-                                           task_id=str(execution.id), context_id=str(execution.id),
-                                           parts=[new_text_part(said)]))
+        status.message.CopyFrom(
+            pb.Message(
+                message_id=f"{execution.id}-status",
+                role=pb.ROLE_AGENT,
+                task_id=str(execution.id),
+                context_id=str(execution.id),
+                parts=[new_text_part(said)],
+            )
+        )
     status.timestamp.FromDatetime(execution.updated_at)
     return status
 
@@ -131,8 +171,13 @@ def _artifacts(execution: Execution) -> list[pb.Artifact]:
 
 
 def task_of(execution: Execution, history: list[pb.Message] | None = None) -> pb.Task:
-    task = pb.Task(id=str(execution.id), context_id=str(execution.id), status=_status(execution),
-                   artifacts=_artifacts(execution), history=history or [])
+    task = pb.Task(
+        id=str(execution.id),
+        context_id=str(execution.id),
+        status=_status(execution),
+        artifacts=_artifacts(execution),
+        history=history or [],
+    )
     task.metadata.update({"agent_version": execution.agent_version, "cost_usd": float(execution.cost_usd)})
     return task
 
@@ -143,7 +188,9 @@ def _step(event: Event) -> str:
         calls = [c.get("name") for c in p.get("tool_calls") or []]
         return f"model {event.name}: " + (f"calls {', '.join(calls)}" if calls else "answers")
     if event.type in ("tool_call", "tool_result"):
-        return f"tool {event.name}" + ("" if event.type == "tool_call" else " done" if p.get("ok") else " failed")
+        return f"tool {event.name}" + (
+            "" if event.type == "tool_call" else " done" if p.get("ok") else " failed"
+        )
     return f"{event.type}: {p.get('message') or p.get('status') or event.name}"[:500]
 
 
@@ -153,8 +200,12 @@ def inputs_from(message: pb.Message, spec: AgentSpec) -> dict[str, Any]:
     if data:
         declared = spec.spec.inputs or {}
         # protobuf numbers are doubles: whole ones go back to int for integer inputs
-        return {k: int(v) if isinstance(v, float) and v.is_integer() and k in declared
-                and declared[k].type == "integer" else v for k, v in data[0].items()}
+        return {
+            k: int(v)
+            if isinstance(v, float) and v.is_integer() and k in declared and declared[k].type == "integer"
+            else v
+            for k, v in data[0].items()
+        }
     text = "\n".join(get_text_parts(message.parts)).strip()
     strings = [n for n, d in (spec.spec.inputs or {}).items() if d.type == "string"]
     if text and len(strings) == 1:
@@ -179,8 +230,9 @@ class ExecutionHandler(RequestHandler):
             raise InvalidParamsError("Name the agent: send to /a2a/agents/<name>, or set metadata.agent.")
         try:
             [(agent, spec)] = await _agents(st, who, str(name))
-            return await st.runtime.create(who.identity, who.team_id, agent, trigger="a2a",
-                                           inputs=inputs_from(message, spec), queue=True)
+            return await st.runtime.create(
+                who.identity, who.team_id, agent, trigger="a2a", inputs=inputs_from(message, spec), queue=True
+            )
         except CoherexError as exc:
             raise _a2a_error(exc) from None
 
@@ -205,15 +257,17 @@ class ExecutionHandler(RequestHandler):
                     execution = item
         return task_of(execution, [_with_ids(params.message, execution)])
 
-    async def on_message_send_stream(self, params: pb.SendMessageRequest,
-                                     context: ServerCallContext) -> AsyncGenerator[Any]:
+    async def on_message_send_stream(
+        self, params: pb.SendMessageRequest, context: ServerCallContext
+    ) -> AsyncGenerator[Any]:
         execution = await self._start(params, context)
         yield task_of(execution, [_with_ids(params.message, execution)])
         async for event in self._updates(context, execution):
             yield event
 
-    async def on_subscribe_to_task(self, params: pb.SubscribeToTaskRequest,
-                                   context: ServerCallContext) -> AsyncGenerator[Any]:
+    async def on_subscribe_to_task(
+        self, params: pb.SubscribeToTaskRequest, context: ServerCallContext
+    ) -> AsyncGenerator[Any]:
         execution = await self._execution(context, params.id)
         yield task_of(execution)
         async for event in self._updates(context, execution):
@@ -224,15 +278,19 @@ class ExecutionHandler(RequestHandler):
         async for item in follow(st.db, who.identity, execution.id):
             if isinstance(item, Execution):
                 for artifact in _artifacts(item):
-                    yield pb.TaskArtifactUpdateEvent(task_id=str(item.id), context_id=str(item.id),
-                                                     artifact=artifact, last_chunk=True)
-                yield pb.TaskStatusUpdateEvent(task_id=str(item.id), context_id=str(item.id), status=_status(item))
+                    yield pb.TaskArtifactUpdateEvent(
+                        task_id=str(item.id), context_id=str(item.id), artifact=artifact, last_chunk=True
+                    )
+                yield pb.TaskStatusUpdateEvent(
+                    task_id=str(item.id), context_id=str(item.id), status=_status(item)
+                )
                 return
             if item.type == "status":
                 continue  # the final row says it, with the answer
             working = execution.model_copy(update={"status": "running", "updated_at": item.created_at})
-            yield pb.TaskStatusUpdateEvent(task_id=str(execution.id), context_id=str(execution.id),
-                                           status=_status(working, _step(item)))
+            yield pb.TaskStatusUpdateEvent(
+                task_id=str(execution.id), context_id=str(execution.id), status=_status(working, _step(item))
+            )
 
     async def on_get_task(self, params: pb.GetTaskRequest, context: ServerCallContext) -> pb.Task:
         return task_of(await self._execution(context, params.id))
@@ -245,7 +303,9 @@ class ExecutionHandler(RequestHandler):
             execution = await _until_finished(st, who, execution.id, seconds=15)
         return task_of(execution)
 
-    async def on_list_tasks(self, params: pb.ListTasksRequest, context: ServerCallContext) -> pb.ListTasksResponse:
+    async def on_list_tasks(
+        self, params: pb.ListTasksRequest, context: ServerCallContext
+    ) -> pb.ListTasksResponse:
         raise UnsupportedOperationError("Listing tasks is not offered; GET /api/executions lists them.")
 
     async def on_create_task_push_notification_config(self, params: Any, context: ServerCallContext) -> Any:
@@ -261,7 +321,9 @@ class ExecutionHandler(RequestHandler):
         raise PushNotificationNotSupportedError()
 
     async def on_get_extended_agent_card(self, params: Any, context: ServerCallContext) -> pb.AgentCard:
-        raise UnsupportedOperationError("The agent card is public to your team's keys; there is no extended one.")
+        raise UnsupportedOperationError(
+            "The agent card is public to your team's keys; there is no extended one."
+        )
 
 
 def _with_ids(message: pb.Message, execution: Execution) -> pb.Message:
@@ -292,8 +354,11 @@ def _a2a_error(exc: CoherexError) -> Exception:
 class _Context(DefaultServerCallContextBuilder):
     def build(self, request: Request) -> ServerCallContext:
         context = super().build(request)
-        context.state["coherex"] = (request.scope["coherex_caller"], request.app.state.coherex,
-                                    request.path_params.get("name"))
+        context.state["coherex"] = (
+            request.scope["coherex_caller"],
+            request.app.state.coherex,
+            request.path_params.get("name"),
+        )
         return context
 
 
@@ -302,16 +367,30 @@ async def _authenticate(request: Request) -> Caller | Response:
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     try:
         if scheme.lower() != "bearer" or not key.strip():
-            raise Unauthorized("A2A needs an API key: send `Authorization: Bearer <key>`.",
-                               hint="Create one with `coherex keys create NAME`.")
+            raise Unauthorized(
+                "A2A needs an API key: send `Authorization: Bearer <key>`.",
+                hint="Create one with `coherex keys create NAME`.",
+            )
         who = await key_caller(st.db, key)
         await take_rate_token(st.db, st.settings, who)
         return who
     except CoherexError as exc:
-        status = 401 if isinstance(exc, Unauthorized) else 429 if isinstance(exc, RateLimited) else \
-            503 if isinstance(exc, BackendError) else 400
-        headers = {"WWW-Authenticate": 'Bearer realm="coherex"'} if status == 401 else \
-            {"Retry-After": str(max(1, round(exc.retry_after)))} if isinstance(exc, RateLimited) else None
+        status = (
+            401
+            if isinstance(exc, Unauthorized)
+            else 429
+            if isinstance(exc, RateLimited)
+            else 503
+            if isinstance(exc, BackendError)
+            else 400
+        )
+        headers = (
+            {"WWW-Authenticate": 'Bearer realm="coherex"'}
+            if status == 401
+            else {"Retry-After": str(max(1, round(exc.retry_after)))}
+            if isinstance(exc, RateLimited)
+            else None
+        )
         return JSONResponse(error_body(exc.code, exc.message, exc.hint), status_code=status, headers=headers)
 
 
@@ -335,8 +414,13 @@ def routes() -> list[Route]:
                 return who
             skills = [skill(a, spec) for a, spec in await _agents(st, who)]
         base = _base(st, request)
-        card = _card("Coherex", "The agents of your Coherex team. Send to /a2a/agents/<skill id>, or to "
-                     "/a2a with metadata.agent = <skill id>.", f"{base}{RPC_PATH}", skills)
+        card = _card(
+            "Coherex",
+            "The agents of your Coherex team. Send to /a2a/agents/<skill id>, or to "
+            "/a2a with metadata.agent = <skill id>.",
+            f"{base}{RPC_PATH}",
+            skills,
+        )
         return JSONResponse(agent_card_to_dict(card), headers={"Cache-Control": "no-store"})
 
     async def agent_card(request: Request) -> Response:
@@ -349,8 +433,12 @@ def routes() -> list[Route]:
         except NotFound as exc:
             return JSONResponse(error_body(exc.code, exc.message), status_code=404)
         description = agent.description or spec.metadata.description or f"The Coherex agent {agent.name}."
-        card = _card(agent.name, description, f"{_base(st, request)}{RPC_PATH}/agents/{agent.name}",
-                     [skill(agent, spec)])
+        card = _card(
+            agent.name,
+            description,
+            f"{_base(st, request)}{RPC_PATH}/agents/{agent.name}",
+            [skill(agent, spec)],
+        )
         return JSONResponse(agent_card_to_dict(card), headers={"Cache-Control": "no-store"})
 
     return [
@@ -363,4 +451,3 @@ def routes() -> list[Route]:
 
 def mount(app: Any) -> None:
     app.router.routes.extend(routes())
-

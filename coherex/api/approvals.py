@@ -17,9 +17,13 @@ router = APIRouter(prefix="/approvals", tags=["approvals"], route_class=AuthFirs
 
 class DecisionBody(BaseModel):
     decision: Literal["approve", "edit", "reject"]
-    arguments: dict[str, Any] | None = Field(None, description="edit: the arguments the call runs with instead")
+    arguments: dict[str, Any] | None = Field(
+        None, description="edit: the arguments the call runs with instead"
+    )
     message: str | None = Field(None, max_length=4000, description="reject: what the model is told")
-    always_allow: bool = Field(False, description="approve, and save a version of the agent that stops asking")
+    always_allow: bool = Field(
+        False, description="approve, and save a version of the agent that stops asking"
+    )
 
 
 class DecisionOut(BaseModel):
@@ -29,29 +33,43 @@ class DecisionOut(BaseModel):
 
 
 @router.get("", response_model=list[PendingApproval])
-async def list_approvals(execution_id: UUID | None = None, limit: int = Query(200, ge=1, le=1000),
-                         st: ApiState = Depends(state), who: Caller = Depends(caller)) -> Any:
+async def list_approvals(
+    execution_id: UUID | None = None,
+    limit: int = Query(200, ge=1, le=1000),
+    st: ApiState = Depends(state),
+    who: Caller = Depends(caller),
+) -> Any:
     """Tool calls of the team's runs that wait for a decision, oldest first."""
     async with st.db.session(who.identity) as s:
         return await s.approvals.pending(who.team_id, execution_id=execution_id, limit=limit)
 
 
 @router.get("/{approval_id}", response_model=Approval)
-async def get_approval(approval_id: UUID, st: ApiState = Depends(state), who: Caller = Depends(caller)) -> Any:
+async def get_approval(
+    approval_id: UUID, st: ApiState = Depends(state), who: Caller = Depends(caller)
+) -> Any:
     return await _approval(st, who, approval_id)
 
 
 @router.post("/{approval_id}", response_model=DecisionOut)
-async def decide_approval(approval_id: UUID, body: DecisionBody, st: ApiState = Depends(state),
-                          who: Caller = Depends(caller)) -> Any:
+async def decide_approval(
+    approval_id: UUID, body: DecisionBody, st: ApiState = Depends(state), who: Caller = Depends(caller)
+) -> Any:
     """Approve, approve with edited arguments, or reject (the model reads the message) one call.
     Members and above; a call is decided once (409 after that)."""
     from coherex.runtime.approvals import decide
 
     await _approval(st, who, approval_id)
     await require_role(st, who, "member", "Deciding on a tool call")
-    done = await decide(st.db, who.identity, approval_id, body.decision, arguments=body.arguments,
-                        message=body.message, always_allow=body.always_allow)
+    done = await decide(
+        st.db,
+        who.identity,
+        approval_id,
+        body.decision,
+        arguments=body.arguments,
+        message=body.message,
+        always_allow=body.always_allow,
+    )
     return DecisionOut(approval=done.approval, resumed=done.resumed, new_version=done.new_version)
 
 

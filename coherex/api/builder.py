@@ -20,11 +20,15 @@ class TranscriptMessage(BaseModel):
 
 
 class CreateBody(BaseModel):
-    description: str | None = Field(None, min_length=1, max_length=20_000,
-                                    description="What the agent should do, in plain language.")
+    description: str | None = Field(
+        None, min_length=1, max_length=20_000, description="What the agent should do, in plain language."
+    )
     transcript: list[TranscriptMessage] | None = Field(
-        None, min_length=1, max_length=MAX_TRANSCRIPT_MESSAGES,
-        description="A conversation with the builder so far; it must end with a `user` message.")
+        None,
+        min_length=1,
+        max_length=MAX_TRANSCRIPT_MESSAGES,
+        description="A conversation with the builder so far; it must end with a `user` message.",
+    )
     save: bool = Field(False, description="Save the draft as an agent when it is valid and ready.")
 
     @model_validator(mode="after")
@@ -53,8 +57,9 @@ class CreateOut(BaseModel):
     yaml: str | None = Field(None, description="The draft spec as YAML.")
     spec: dict[str, Any] | None = Field(None, description="The draft spec as an object.")
     summary: str | None = Field(None, description="What the agent will do, with which data and permissions.")
-    problems: list[ProblemOut] = Field(default_factory=list,
-                                       description="Validation errors (no valid draft) or warnings.")
+    problems: list[ProblemOut] = Field(
+        default_factory=list, description="Validation errors (no valid draft) or warnings."
+    )
     to_connect: list[str] = Field(default_factory=list, description="Data to connect before it can be saved.")
     questions: list[str] = Field(default_factory=list, description="What the builder would still ask.")
     message: str = Field("", description="The builder's answer.")
@@ -65,21 +70,44 @@ class CreateOut(BaseModel):
 
 
 @router.post("/create", response_model=CreateOut)
-async def create_from_description(body: CreateBody, response: Response, st: ApiState = Depends(state),
-                                  who: Caller = Depends(caller)) -> Any:
+async def create_from_description(
+    body: CreateBody, response: Response, st: ApiState = Depends(state), who: Caller = Depends(caller)
+) -> Any:
     """Run the conversational builder once, without a person: the draft spec, its problems, a
     summary and the builder's open questions. 201 when it was saved, else 200."""
-    transcript = ([Said("user", body.description)] if body.description is not None
-                  else [Said(m.role, m.content) for m in body.transcript or []])
+    transcript = (
+        [Said("user", body.description)]
+        if body.description is not None
+        else [Said(m.role, m.content) for m in body.transcript or []]
+    )
     async with st.db.session(who.identity) as s:
         team = await s.teams.get(who.team_id)
-    result = await build(st.db, who.identity, who.team_id, transcript, save=body.save, settings=st.settings,
-                         team_name=team.name if team else "")
+    result = await build(
+        st.db,
+        who.identity,
+        who.team_id,
+        transcript,
+        save=body.save,
+        settings=st.settings,
+        team_name=team.name if team else "",
+    )
     if result.saved:
         response.status_code = 201
-    return CreateOut(valid=result.valid, name=result.name, yaml=result.yaml, spec=result.spec,
-                     summary=result.summary, problems=[ProblemOut(path=p.path, message=p.message, hint=p.hint,
-                                                                  severity=p.severity) for p in result.problems],
-                     to_connect=result.to_connect, questions=result.questions, message=result.message,
-                     saved=SavedRef(**result.saved) if result.saved else None, llm_calls=result.llm_calls,
-                     tokens=result.tokens, cost_usd=result.cost_usd)
+    return CreateOut(
+        valid=result.valid,
+        name=result.name,
+        yaml=result.yaml,
+        spec=result.spec,
+        summary=result.summary,
+        problems=[
+            ProblemOut(path=p.path, message=p.message, hint=p.hint, severity=p.severity)
+            for p in result.problems
+        ],
+        to_connect=result.to_connect,
+        questions=result.questions,
+        message=result.message,
+        saved=SavedRef(**result.saved) if result.saved else None,
+        llm_calls=result.llm_calls,
+        tokens=result.tokens,
+        cost_usd=result.cost_usd,
+    )

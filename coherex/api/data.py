@@ -23,9 +23,13 @@ class SourceBody(BaseModel):
     name: str = Field(pattern=NAME)
     config: dict[str, Any] = Field(default_factory=dict, description="Non-secret settings.")
     credentials: dict[str, Any] = Field(
-        default_factory=dict, json_schema_extra={"writeOnly": True},
-        description="Secrets (tokens, DSN). Encrypted at rest and never returned.")
-    check: bool = Field(False, description="Run the source's connection test first; nothing is saved if it fails.")
+        default_factory=dict,
+        json_schema_extra={"writeOnly": True},
+        description="Secrets (tokens, DSN). Encrypted at rest and never returned.",
+    )
+    check: bool = Field(
+        False, description="Run the source's connection test first; nothing is saved if it fails."
+    )
 
 
 class SourceField(BaseModel):
@@ -43,7 +47,9 @@ class SourceField(BaseModel):
 class SourceForm(BaseModel):
     type: str
     title: str
-    connect: str = Field(description="secret: pasted credentials; oauth: a sign-in (POST /api/sources/connect)")
+    connect: str = Field(
+        description="secret: pasted credentials; oauth: a sign-in (POST /api/sources/connect)"
+    )
     help: str | None = None
     fields: list[SourceField]
 
@@ -68,7 +74,9 @@ class SyncBody(BaseModel):
     repo: str | None = Field(None, description="GitHub: owner/name")
     path: str = Field("", max_length=500, description="GitHub: only Markdown files under this folder")
     channel: str | None = Field(None, description="Slack: channel name or id")
-    every_minutes: int | None = Field(None, ge=5, le=10080, description="Also keep it in step on this schedule.")
+    every_minutes: int | None = Field(
+        None, ge=5, le=10080, description="Also keep it in step on this schedule."
+    )
 
 
 @router.get("/sources/types", response_model=list[SourceForm], tags=["data sources"])
@@ -91,8 +99,17 @@ async def add_source(body: SourceBody, st: ApiState = Depends(state), who: Calle
     """Connect a source with pasted credentials (admins). OAuth sources: use /sources/connect."""
     from coherex.integrations.service import add_source as add
 
-    return await add(st.db, who.identity, who.team_id, body.type, body.name, config=body.config,
-                     credentials=body.credentials, via="api", check=body.check)
+    return await add(
+        st.db,
+        who.identity,
+        who.team_id,
+        body.type,
+        body.name,
+        config=body.config,
+        credentials=body.credentials,
+        via="api",
+        check=body.check,
+    )
 
 
 @router.post("/sources/connect", response_model=ConnectOut, tags=["data sources"])
@@ -116,7 +133,9 @@ async def validate_source(name: str, st: ApiState = Depends(state), who: Caller 
 
 
 @router.post("/sources/{name}/sync", tags=["data sources"])
-async def sync(name: str, body: SyncBody, st: ApiState = Depends(state), who: Caller = Depends(caller)) -> dict[str, Any]:
+async def sync(
+    name: str, body: SyncBody, st: ApiState = Depends(state), who: Caller = Depends(caller)
+) -> dict[str, Any]:
     """Bring a knowledge collection in step with the source (GitHub Markdown docs, a Slack channel)."""
     from dataclasses import asdict
 
@@ -154,11 +173,19 @@ class EmbedBody(BaseModel):
 INLINE_MAX_BYTES = 1_000_000
 
 
-@router.post("/knowledge/upload", tags=["knowledge"],
-             responses={202: {"description": "Queued: follow GET /api/knowledge/uploads/{upload_id}."}})
-async def upload(response: Response, collection: str = Form(..., pattern=NAME), file: UploadFile = File(...),
-                 background: bool = Form(False, description="Queue it even when small."),
-                 st: ApiState = Depends(state), who: Caller = Depends(caller)) -> dict[str, Any]:
+@router.post(
+    "/knowledge/upload",
+    tags=["knowledge"],
+    responses={202: {"description": "Queued: follow GET /api/knowledge/uploads/{upload_id}."}},
+)
+async def upload(
+    response: Response,
+    collection: str = Form(..., pattern=NAME),
+    file: UploadFile = File(...),
+    background: bool = Form(False, description="Queue it even when small."),
+    st: ApiState = Depends(state),
+    who: Caller = Depends(caller),
+) -> dict[str, Any]:
     """Add a file (text, Markdown, HTML, PDF, DOCX, CSV) to a collection; the same content twice is
     stored once. Large files (over 1 MB) are ingested by a worker: the answer is 202 with an upload id."""
     from coherex.jobs import enqueue_upload
@@ -181,7 +208,9 @@ async def upload(response: Response, collection: str = Form(..., pattern=NAME), 
 
 
 @router.get("/knowledge/uploads/{upload_id}", tags=["knowledge"])
-async def upload_status(upload_id: UUID, st: ApiState = Depends(state), who: Caller = Depends(caller)) -> dict[str, Any]:
+async def upload_status(
+    upload_id: UUID, st: ApiState = Depends(state), who: Caller = Depends(caller)
+) -> dict[str, Any]:
     """A queued upload: status (queued, processing, done, failed), progress (stage, done of total), error."""
     async with st.db.session(who.identity) as s:
         row = await s.uploads.get(upload_id)
@@ -191,7 +220,9 @@ async def upload_status(upload_id: UUID, st: ApiState = Depends(state), who: Cal
 
 
 @router.post("/knowledge/embed", tags=["knowledge"])
-async def embed(body: EmbedBody, st: ApiState = Depends(state), who: Caller = Depends(caller)) -> dict[str, Any]:
+async def embed(
+    body: EmbedBody, st: ApiState = Depends(state), who: Caller = Depends(caller)
+) -> dict[str, Any]:
     """Re-embed a collection with the configured embedding model (members and above)."""
     from coherex.knowledge import reindex_collection
 
@@ -201,11 +232,14 @@ async def embed(body: EmbedBody, st: ApiState = Depends(state), who: Caller = De
 
 
 @router.post("/knowledge/search", tags=["knowledge"])
-async def search(body: SearchBody, st: ApiState = Depends(state), who: Caller = Depends(caller)) -> list[dict[str, Any]]:
+async def search(
+    body: SearchBody, st: ApiState = Depends(state), who: Caller = Depends(caller)
+) -> list[dict[str, Any]]:
     from coherex.knowledge import knowledge_search
 
-    hits = await knowledge_search(st.db, who.identity, who.team_id, body.collection, body.query, body.k,
-                                  filters=body.filters)
+    hits = await knowledge_search(
+        st.db, who.identity, who.team_id, body.collection, body.query, body.k, filters=body.filters
+    )
     return [h.to_dict() for h in hits]
 
 

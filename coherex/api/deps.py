@@ -16,7 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from coherex.api.oauth import Caller as _OAuthCaller
-from coherex.errors import (BackendError, CoherexError, Conflict, NotFound, PermissionDenied, UserError)
+from coherex.errors import BackendError, CoherexError, Conflict, NotFound, PermissionDenied, UserError
 from coherex.runtime import QuotaExceeded, Runtime
 from coherex.settings import Settings
 from coherex.store.db import Database, Identity
@@ -53,7 +53,9 @@ class Caller(_OAuthCaller):
     @property
     def identity(self) -> Identity:
         # the key's id travels in the claims: the database counts runs against the key's own quotas
-        return Identity(self.user_id, "authenticated", self.team_id, {"key_id": str(self.key_id)} if self.key_id else {})
+        return Identity(
+            self.user_id, "authenticated", self.team_id, {"key_id": str(self.key_id)} if self.key_id else {}
+        )
 
 
 def state(request: Request) -> ApiState:
@@ -66,8 +68,15 @@ def db(request: Request) -> Database:
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `coherex keys create NAME`.")
 _STATUS_BY_TYPE: list[tuple[type[CoherexError], int]] = [
-    (Unauthorized, 401), (RateLimited, 429), (QuotaExceeded, 402), (NotFound, 404), (PermissionDenied, 403),
-    (Conflict, 409), (UserError, 422), (BackendError, 503), (CoherexError, 400),
+    (Unauthorized, 401),
+    (RateLimited, 429),
+    (QuotaExceeded, 402),
+    (NotFound, 404),
+    (PermissionDenied, 403),
+    (Conflict, 409),
+    (UserError, 422),
+    (BackendError, 503),
+    (CoherexError, 400),
 ]
 
 
@@ -99,8 +108,9 @@ async def take_rate_token(database: Database, settings: Settings, who: Caller) -
     """One request's token: one bucket per API key, or per person for the chat's session (shared by
     every web process, and by `coherex mcp serve`); RateLimited when it is empty."""
     async with database.session(Identity.system()) as s:
-        wait = await s.rate_limits.take(who.key_id or who.user_id, settings.api_rate_per_second,
-                                        settings.api_rate_burst)
+        wait = await s.rate_limits.take(
+            who.key_id or who.user_id, settings.api_rate_per_second, settings.api_rate_burst
+        )
     if wait:
         raise RateLimited("Too many requests for this API key.", retry_after=wait)
 
@@ -110,8 +120,10 @@ async def _chat_caller(request: Request, st: ApiState) -> Caller:
 
     user_id = user_id_from_cookies(request.cookies)
     if user_id is None:
-        raise Unauthorized("This endpoint needs an API key: send `Authorization: Bearer <key>`.",
-                           hint="Create one with `coherex keys create NAME`, or sign in to the chat.")
+        raise Unauthorized(
+            "This endpoint needs an API key: send `Authorization: Bearer <key>`.",
+            hint="Create one with `coherex keys create NAME`, or sign in to the chat.",
+        )
     # the header from scripts; `?team=` from links the chat shows (a person in several teams)
     wanted = request.headers.get("x-coherex-team") or request.query_params.get("team")
     async with st.db.session(Identity.user(user_id)) as s:
@@ -120,7 +132,9 @@ async def _chat_caller(request: Request, st: ApiState) -> Caller:
     if not teams:
         raise Unauthorized("This chat login belongs to no team.")
     if wanted and wanted not in teams:
-        raise Unauthorized(f"You are not a member of team {wanted!r}.", hint=f"Your teams: {', '.join(teams)}.")
+        raise Unauthorized(
+            f"You are not a member of team {wanted!r}.", hint=f"Your teams: {', '.join(teams)}."
+        )
     team_id = teams[wanted] if wanted else memberships[0].team_id
     return Caller(user_id=user_id, team_id=team_id)
 
@@ -136,8 +150,10 @@ async def require_role(st: ApiState, who: Caller, minimum: str, action: str) -> 
         member = await s.members.get(who.team_id, who.user_id)
     if member is None or _RANK[member.role] < _RANK[minimum]:
         yours = f"your role is {member.role}" if member else "you have no role in it"
-        raise PermissionDenied(f"{action} needs the {minimum} role or above in this team; {yours}.",
-                               hint="An admin can change your role: `coherex teams role EMAIL ROLE`.")
+        raise PermissionDenied(
+            f"{action} needs the {minimum} role or above in this team; {yours}.",
+            hint="An admin can change your role: `coherex teams role EMAIL ROLE`.",
+        )
 
 
 #: largest body an authenticated API request may send (specs, transcripts, searches); uploads may
@@ -150,6 +166,7 @@ def capped(request: Request, limit: int, what: str = "The request body", hint: s
     """The request with its body refused (413 too_large) past `limit` bytes: a larger
     Content-Length before a byte is read, any body as soon as it passes the limit. Nothing beyond
     is read. (An HTTPException, so that FastAPI's own body parsing passes it on unchanged.)"""
+
     def too_large() -> HTTPException:
         return HTTPException(413, f"{what} is larger than {limit:,} bytes." + (f" {hint}" if hint else ""))
 
@@ -202,29 +219,35 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CoherexError)
     async def coherex_error(request: Request, exc: CoherexError) -> JSONResponse:
         status = next(code for kind, code in _STATUS_BY_TYPE if isinstance(exc, kind))
-        headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if isinstance(exc, RateLimited) else None
+        headers = (
+            {"Retry-After": str(max(1, round(exc.retry_after)))} if isinstance(exc, RateLimited) else None
+        )
         return JSONResponse(error_body(exc.code, exc.message, exc.hint), status_code=status, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # framework errors (an unparseable multipart body, 404 on an unknown path, 405) in our shape
         code = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
-        return JSONResponse(error_body(code.get(exc.status_code, "error"), str(exc.detail)),
-                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            error_body(code.get(exc.status_code, "error"), str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()]
-        return JSONResponse(error_body("invalid_request", "; ".join(problems) or "invalid request"),
-                            status_code=422)
+        return JSONResponse(
+            error_body("invalid_request", "; ".join(problems) or "invalid request"), status_code=422
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(error_body("internal_error", "Something went wrong on our side; it was logged."),
-                            status_code=500)
+        return JSONResponse(
+            error_body("internal_error", "Something went wrong on our side; it was logged."), status_code=500
+        )
 
 
 def error_body(code: str, message: str, hint: str | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **({"hint": hint} if hint else {})}}
-

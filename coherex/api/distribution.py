@@ -67,8 +67,9 @@ async def pull(body: PullBody, st: ApiState = Depends(state), who: Caller = Depe
 
 
 @router.get("/inspect")
-async def inspect(ref: str = Query(description=REF_HELP), st: ApiState = Depends(state),
-                  who: Caller = Depends(caller)) -> dict[str, Any]:
+async def inspect(
+    ref: str = Query(description=REF_HELP), st: ApiState = Depends(state), who: Caller = Depends(caller)
+) -> dict[str, Any]:
     from coherex.distribution import service
 
     return await service.inspect(st.db, who.identity, who.team_id, ref)

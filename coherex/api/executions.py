@@ -32,37 +32,52 @@ async def _execution(st: ApiState, who: Caller, execution_id: UUID) -> Execution
 
 @router.get("/executions", response_model=list[Execution])
 async def list_executions(
-    agent_id: UUID | None = None, status: str | None = Query(None, pattern="^(pending|running|waiting_approval|completed|failed|cancelled|timed_out)$"),
-    limit: int = Query(50, ge=1, le=500), st: ApiState = Depends(state), who: Caller = Depends(caller),
+    agent_id: UUID | None = None,
+    status: str | None = Query(
+        None, pattern="^(pending|running|waiting_approval|completed|failed|cancelled|timed_out)$"
+    ),
+    limit: int = Query(50, ge=1, le=500),
+    st: ApiState = Depends(state),
+    who: Caller = Depends(caller),
 ) -> Any:
     async with st.db.session(who.identity) as s:
         return await s.executions.list(team_id=who.team_id, agent_id=agent_id, status=status, limit=limit)
 
 
 @router.get("/executions/{execution_id}", response_model=Execution)
-async def get_execution(execution_id: UUID, st: ApiState = Depends(state), who: Caller = Depends(caller)) -> Any:
+async def get_execution(
+    execution_id: UUID, st: ApiState = Depends(state), who: Caller = Depends(caller)
+) -> Any:
     return await _execution(st, who, execution_id)
 
 
 @router.get("/executions/{execution_id}/events", response_model=list[Event])
-async def events(execution_id: UUID, after_seq: int = Query(0, ge=0, le=2**31 - 1),
-                 limit: int = Query(1000, ge=1, le=5000),
-                 st: ApiState = Depends(state), who: Caller = Depends(caller)) -> Any:
+async def events(
+    execution_id: UUID,
+    after_seq: int = Query(0, ge=0, le=2**31 - 1),
+    limit: int = Query(1000, ge=1, le=5000),
+    st: ApiState = Depends(state),
+    who: Caller = Depends(caller),
+) -> Any:
     execution = await _execution(st, who, execution_id)
     async with st.db.session(who.identity) as s:
         return await s.executions.events(execution.id, after_seq=after_seq, limit=limit)
 
 
 @router.post("/executions/{execution_id}/stop", response_model=Execution)
-async def stop_execution(execution_id: UUID, st: ApiState = Depends(state), who: Caller = Depends(caller)) -> Any:
+async def stop_execution(
+    execution_id: UUID, st: ApiState = Depends(state), who: Caller = Depends(caller)
+) -> Any:
     execution = await _execution(st, who, execution_id)
     return await st.runtime.stop(who.identity, execution.id)
 
 
-@router.post("/hooks/{agent_id}", response_model=Execution, status_code=202, name="receive_webhook", tags=["webhooks"])
+@router.post(
+    "/hooks/{agent_id}", response_model=Execution, status_code=202, name="receive_webhook", tags=["webhooks"]
+)
 async def receive_webhook(agent_id: UUID, request: Request, st: ApiState = Depends(state)) -> Any:
     """Start a run from a signed webhook call (no API key: the signature is the credential)."""
-    from coherex.triggers import MAX_BODY_BYTES, receive_webhook as receive
+    from coherex.services.triggers import MAX_BODY_BYTES, receive_webhook as receive
 
     body = await capped(request, MAX_BODY_BYTES, "The webhook body").body()
     return await receive(st.db, agent_id, body, dict(request.headers))
@@ -79,7 +94,7 @@ async def receive_event(source_id: UUID, request: Request, st: ApiState = Depend
     """Slack Events API / GitHub webhooks of a data source: starts the agents that wait for the event.
     Signed with the source's own secret (Slack signing secret, GitHub webhook secret)."""
     from coherex.integrations.events import verify_event
-    from coherex.triggers import MAX_BODY_BYTES, route_event
+    from coherex.services.triggers import MAX_BODY_BYTES, route_event
 
     body = await capped(request, MAX_BODY_BYTES, "The event body").body()
     incoming = await verify_event(st.db, source_id, dict(request.headers), body)
@@ -87,8 +102,14 @@ async def receive_event(source_id: UUID, request: Request, st: ApiState = Depend
         return EventOut(event=None, started=[], challenge=incoming.reply.get("challenge"))
     started = []
     if incoming.type is not None:
-        started = await route_event(st.db, incoming.source.team_id, incoming.source.name, incoming.type,
-                                    incoming.data, incoming.delivery_id)
+        started = await route_event(
+            st.db,
+            incoming.source.team_id,
+            incoming.source.name,
+            incoming.type,
+            incoming.data,
+            incoming.delivery_id,
+        )
     return EventOut(event=incoming.type, started=[x.id for x in started])
 
 

@@ -17,8 +17,9 @@ from coherex.store.db import Database, Identity, Listener
 from coherex.store.models import Event, Execution
 
 
-async def follow(db: Database, identity: Identity, execution_id: UUID, *, after_seq: int = 0,
-                 poll_seconds: float = 2.0) -> AsyncIterator[Event | Execution]:
+async def follow(
+    db: Database, identity: Identity, execution_id: UUID, *, after_seq: int = 0, poll_seconds: float = 2.0
+) -> AsyncIterator[Event | Execution]:
     """Yields each event after `after_seq`, then the execution once it has finished."""
     wanted = str(execution_id)
     wake = asyncio.Event()

@@ -30,8 +30,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from coherex import __version__
-from coherex.api.deps import (ApiState, Caller, RateLimited, Unauthorized, error_body, key_caller,
-                              take_rate_token)
+from coherex.api.deps import (
+    ApiState,
+    Caller,
+    RateLimited,
+    Unauthorized,
+    error_body,
+    key_caller,
+    take_rate_token,
+)
 from coherex.api.follow import follow
 from coherex.errors import BackendError, CoherexError
 from coherex.runtime.citations import format_sources
@@ -44,8 +51,10 @@ PATH = "/mcp"
 #: sessions whose owner is remembered (well above what the SDK keeps open at once)
 _MAX_OWNERS = 100_000
 METADATA_PATH = "/.well-known/oauth-protected-resource"
-INSTRUCTIONS = ("Each tool runs one of your team's Coherex agents to its end and returns its answer. "
-                "Runs count against your team's quotas like any other run.")
+INSTRUCTIONS = (
+    "Each tool runs one of your team's Coherex agents to its end and returns its answer. "
+    "Runs count against your team's quotas like any other run."
+)
 
 #: (the caller, the open database/runtime/settings) of the request being handled
 Resolve = Callable[[], Awaitable[tuple[Caller, ApiState]]]
@@ -89,8 +98,13 @@ def agent_tool(agent: Agent, spec: AgentSpec) -> types.Tool:
         title=agent.name,
         description=agent.description or spec.metadata.description or f"Run the Coherex agent {agent.name}.",
         inputSchema=input_schema(spec),
-        annotations=types.ToolAnnotations(title=agent.name, readOnlyHint=ro, destructiveHint=None if ro else True,
-                                          idempotentHint=False, openWorldHint=not ro),
+        annotations=types.ToolAnnotations(
+            title=agent.name,
+            readOnlyHint=ro,
+            destructiveHint=None if ro else True,
+            idempotentHint=False,
+            openWorldHint=not ro,
+        ),
     )
 
 
@@ -106,8 +120,11 @@ async def list_agent_tools(who: Caller, st: ApiState) -> list[types.Tool]:
 
 def tool_error(message: str, hint: str | None = None, **structured: Any) -> types.CallToolResult:
     text = message + (f"\n{hint}" if hint else "")
-    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], isError=True,
-                                structuredContent=structured or None)
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=text)],
+        isError=True,
+        structuredContent=structured or None,
+    )
 
 
 def step_message(event: Event) -> str:
@@ -129,35 +146,58 @@ def step_message(event: Event) -> str:
 
 def result_of(execution: Execution) -> types.CallToolResult:
     """The finished run as the tool's result: its answer, or a tool error saying why it has none."""
-    summary = {"execution_id": str(execution.id), "agent_version": execution.agent_version,
-               "status": execution.status, "cost_usd": float(execution.cost_usd),
-               "tokens_in": execution.tokens_in, "tokens_out": execution.tokens_out}
+    summary = {
+        "execution_id": str(execution.id),
+        "agent_version": execution.agent_version,
+        "status": execution.status,
+        "cost_usd": float(execution.cost_usd),
+        "tokens_in": execution.tokens_in,
+        "tokens_out": execution.tokens_out,
+    }
     if execution.status != "completed":
-        why = {"failed": "failed", "timed_out": "timed out", "cancelled": "was cancelled"}.get(execution.status,
-                                                                                                execution.status)
-        return tool_error(f"The run {why}: {execution.error or 'no reason was recorded'}",
-                          f"Execution {execution.id}; see `coherex logs {execution.id}`.", **summary)
+        why = {"failed": "failed", "timed_out": "timed out", "cancelled": "was cancelled"}.get(
+            execution.status, execution.status
+        )
+        return tool_error(
+            f"The run {why}: {execution.error or 'no reason was recorded'}",
+            f"Execution {execution.id}; see `coherex logs {execution.id}`.",
+            **summary,
+        )
     output = execution.output if isinstance(execution.output, dict) else {"text": str(execution.output or "")}
     text = str(output.get("text") or "")
     sources = output.get("sources") or []
     content: list[types.ContentBlock] = [types.TextContent(type="text", text=text)]
     for source in sources:
-        content.append(types.EmbeddedResource(type="resource", resource=types.TextResourceContents(
-            uri=f"coherex://documents/{source.get('document_id')}#{source.get('chunk_id', source.get('ref'))}",
-            mimeType="text/markdown", text=format_sources([source]).split("\n", 1)[-1])))
-    return types.CallToolResult(content=content, isError=False,
-                                structuredContent={**summary, "text": text, "sources": sources})
+        content.append(
+            types.EmbeddedResource(
+                type="resource",
+                resource=types.TextResourceContents(
+                    uri=f"coherex://documents/{source.get('document_id')}#{source.get('chunk_id', source.get('ref'))}",
+                    mimeType="text/markdown",
+                    text=format_sources([source]).split("\n", 1)[-1],
+                ),
+            )
+        )
+    return types.CallToolResult(
+        content=content, isError=False, structuredContent={**summary, "text": text, "sources": sources}
+    )
 
 
-async def call_agent(who: Caller, st: ApiState, name: str, arguments: dict[str, Any],
-                     progress: Callable[[int, str], Awaitable[None]] | None) -> types.CallToolResult:
+async def call_agent(
+    who: Caller,
+    st: ApiState,
+    name: str,
+    arguments: dict[str, Any],
+    progress: Callable[[int, str], Awaitable[None]] | None,
+) -> types.CallToolResult:
     async with st.db.session(who.identity) as s:
         agent = await s.agents.get_by_name(who.team_id, name)
     if agent is None or agent.team_id != who.team_id:
         return tool_error(f"There is no agent {name!r} in this team.", "List the tools again: tools/list.")
     try:
-        execution = await st.runtime.create(who.identity, who.team_id, agent, trigger="mcp", inputs=arguments,
-                                            queue=True)
+        execution = await st.runtime.create(
+            who.identity, who.team_id, agent, trigger="mcp", inputs=arguments, queue=True
+        )
     except CoherexError as exc:
         return tool_error(exc.message, exc.hint, code=exc.code)
     try:
@@ -195,9 +235,12 @@ def build_server(resolve: Resolve) -> Server:
         token = ctx.meta.progressToken if ctx.meta is not None else None
         progress = None
         if token is not None:
+
             async def progress(n: int, message: str) -> None:
-                await ctx.session.send_progress_notification(token, progress=n, message=message,
-                                                             related_request_id=str(ctx.request_id))
+                await ctx.session.send_progress_notification(
+                    token, progress=n, message=message, related_request_id=str(ctx.request_id)
+                )
+
         return await call_agent(who, st, name, arguments, progress)
 
     @server.set_logging_level()
@@ -219,14 +262,21 @@ def public_base(st: ApiState, request: Request) -> str:
 def security_settings(public_url: str | None) -> TransportSecuritySettings:
     """Hosts and Origins that may reach /mcp: this machine, and COHEREX_PUBLIC_URL's."""
     hosts = ["127.0.0.1", "127.0.0.1:*", "localhost", "localhost:*", "[::1]", "[::1]:*"]
-    origins = ["http://127.0.0.1", "http://127.0.0.1:*", "http://localhost", "http://localhost:*",
-               "http://[::1]", "http://[::1]:*"]
+    origins = [
+        "http://127.0.0.1",
+        "http://127.0.0.1:*",
+        "http://localhost",
+        "http://localhost:*",
+        "http://[::1]",
+        "http://[::1]:*",
+    ]
     if public_url:
         parts = urlsplit(public_url)
         hosts.append(parts.netloc)
         origins.append(f"{parts.scheme}://{parts.netloc}")
-    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts,
-                                     allowed_origins=origins)
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+    )
 
 
 class McpEndpoint:
@@ -235,7 +285,9 @@ class McpEndpoint:
     def __init__(self, public_url: str | None):
         self.security = TransportSecurityMiddleware(security_settings(public_url))
         self.server = build_server(self._resolve)
-        self.manager = StreamableHTTPSessionManager(self.server, security_settings=security_settings(public_url))
+        self.manager = StreamableHTTPSessionManager(
+            self.server, security_settings=security_settings(public_url)
+        )
         self._owners: dict[str, str] = {}  # session id → the API key that opened it
 
     async def _resolve(self) -> tuple[Caller, ApiState]:
@@ -257,8 +309,10 @@ class McpEndpoint:
         session = request.headers.get("mcp-session-id")
         if session and self._owners.get(session, str(who.key_id)) != str(who.key_id):
             # someone else's session: answered as an unknown one (the spec's 404), nothing revealed
-            await JSONResponse({"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message":
-                                "Session not found"}}, status_code=404)(scope, receive, send)
+            await JSONResponse(
+                {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "Session not found"}},
+                status_code=404,
+            )(scope, receive, send)
             return
         scope.setdefault("state", {})["coherex_caller"] = who
 
@@ -276,8 +330,10 @@ class McpEndpoint:
     async def _authenticate(self, st: ApiState, request: Request) -> Caller:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
-            raise Unauthorized("/mcp needs an API key: send `Authorization: Bearer <key>`.",
-                               hint="Create one with `coherex keys create NAME`.")
+            raise Unauthorized(
+                "/mcp needs an API key: send `Authorization: Bearer <key>`.",
+                hint="Create one with `coherex keys create NAME`.",
+            )
         who = await key_caller(st.db, key)
         await take_rate_token(st.db, st.settings, who)
         return who
@@ -285,11 +341,17 @@ class McpEndpoint:
     def _refusal(self, st: ApiState, request: Request, exc: CoherexError) -> Response:
         if isinstance(exc, Unauthorized):
             metadata = f"{public_base(st, request)}{METADATA_PATH}{PATH}"
-            return JSONResponse(error_body(exc.code, exc.message, exc.hint), status_code=401, headers={
-                "WWW-Authenticate": f'Bearer realm="coherex", resource_metadata="{metadata}"'})
+            return JSONResponse(
+                error_body(exc.code, exc.message, exc.hint),
+                status_code=401,
+                headers={"WWW-Authenticate": f'Bearer realm="coherex", resource_metadata="{metadata}"'},
+            )
         if isinstance(exc, RateLimited):
-            return JSONResponse(error_body(exc.code, exc.message, exc.hint), status_code=429,
-                                headers={"Retry-After": str(max(1, round(exc.retry_after)))})
+            return JSONResponse(
+                error_body(exc.code, exc.message, exc.hint),
+                status_code=429,
+                headers={"Retry-After": str(max(1, round(exc.retry_after)))},
+            )
         status = 503 if isinstance(exc, BackendError) else 400
         return JSONResponse(error_body(exc.code, exc.message, exc.hint), status_code=status)
 
@@ -316,8 +378,10 @@ def mount(app: Any, public_url: str | None) -> None:
     endpoint = McpEndpoint(public_url)
 
     async def metadata(request: Request) -> JSONResponse:
-        return JSONResponse(protected_resource_metadata(request.app.state.coherex, request),
-                            headers={"Cache-Control": "max-age=3600"})
+        return JSONResponse(
+            protected_resource_metadata(request.app.state.coherex, request),
+            headers={"Cache-Control": "max-age=3600"},
+        )
 
     app.router.routes.append(Route(PATH, endpoint, include_in_schema=False))
     for path in (METADATA_PATH, METADATA_PATH + PATH):
@@ -354,4 +418,3 @@ async def serve_stdio(key: str) -> None:
         server = build_server(resolve)
         async with stdio_server() as (read, write):
             await server.run(read, write, server.create_initialization_options())
-

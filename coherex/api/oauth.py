@@ -29,34 +29,52 @@ class Caller:
 
 
 def _page(title: str, message: str, status: int) -> HTMLResponse:
-    body = (f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
-            f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>")
+    body = (
+        f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>"
+    )
     return HTMLResponse(body, status_code=status)
 
 
-def build_router(get_db: Callable[[], Database | Awaitable[Database]],
-                 get_caller: Callable[..., Any], prefix: str = "/oauth") -> APIRouter:
+def build_router(
+    get_db: Callable[[], Database | Awaitable[Database]],
+    get_caller: Callable[..., Any],
+    prefix: str = "/oauth",
+) -> APIRouter:
     router = APIRouter(prefix=prefix, tags=["oauth"])
 
     @router.get("/{source_type}/start")
-    async def start(source_type: str, name: str = Query(..., description="name of the new data source"),
-                    caller: Caller = Depends(get_caller), db: Database = Depends(get_db)) -> RedirectResponse:
+    async def start(
+        source_type: str,
+        name: str = Query(..., description="name of the new data source"),
+        caller: Caller = Depends(get_caller),
+        db: Database = Depends(get_db),
+    ) -> RedirectResponse:
         """Send the browser to the provider's consent page."""
         try:
-            url = await start_authorization(db, Identity.user(caller.user_id), caller.team_id, source_type, name)
+            url = await start_authorization(
+                db, Identity.user(caller.user_id), caller.team_id, source_type, name
+            )
         except CoherexError as exc:
             return _page("Cannot connect", str(exc), 400)  # type: ignore[return-value]
         return RedirectResponse(url, status_code=302)
 
     @router.get("/callback")
-    async def callback(code: str | None = None, state: str | None = None, error: str | None = None,
-                       db: Database = Depends(get_db)) -> HTMLResponse:
+    async def callback(
+        code: str | None = None,
+        state: str | None = None,
+        error: str | None = None,
+        db: Database = Depends(get_db),
+    ) -> HTMLResponse:
         """Where the provider sends the browser back: store the source, tell the person."""
         try:
             source = await complete_authorization(db, code=code, state=state, error=error)
         except CoherexError as exc:
             return _page("Connection failed", exc.message, 403 if exc.code == "permission_denied" else 400)
-        return _page("Connected", f"Data source {source.name!r} ({source.type}) is connected. "
-                                  "You can close this tab.", 200)
+        return _page(
+            "Connected",
+            f"Data source {source.name!r} ({source.type}) is connected. You can close this tab.",
+            200,
+        )
 
     return router

@@ -6,5 +6,14 @@ from coherex.builder.draft import Connection, Draft
 from coherex.builder.session import MAX_REPAIRS, BuilderSession, BuilderUI, TurnResult, plain_error
 from coherex.builder.summary import describe_cron, summarize
 
-__all__ = ["MAX_REPAIRS", "BuilderSession", "BuilderUI", "Connection", "Draft", "TurnResult", "describe_cron",
-           "plain_error", "summarize"]
+__all__ = [
+    "MAX_REPAIRS",
+    "BuilderSession",
+    "BuilderUI",
+    "Connection",
+    "Draft",
+    "TurnResult",
+    "describe_cron",
+    "plain_error",
+    "summarize",
+]

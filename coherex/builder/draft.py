@@ -28,8 +28,10 @@ class Connection:
         """What to do, in Markdown; with a sign-in link when the type connects through OAuth here
         (`team`: the slug the link connects it in)."""
         if self.kind == "collection":
-            return (f"Create the knowledge collection **{self.name}**: drop documents into this chat, or run "
-                    f"`coherex kb add {self.name} FILE`.")
+            return (
+                f"Create the knowledge collection **{self.name}**: drop documents into this chat, or run "
+                f"`coherex kb add {self.name} FILE`."
+            )
         from coherex.integrations.oauth import connect_url
 
         from coherex.integrations.registry import source_type
@@ -39,10 +41,14 @@ class Connection:
         if link := connect_url(self.type, self.name, team):
             return what + f"[sign in to {self.type}]({link}){cli}."
         if source_type(self.type).connect == "oauth":  # sign-in only, and this install has no OAuth client
-            return what + (f"this install has no {self.type} sign-in set up; an admin can paste tokens with "
-                           f"`coherex sources add {self.type} {self.name}`, or configure the provider's OAuth client.")
-        return what + (f"[open the connect form]({connect_form_url(self.type, self.name, team)}){cli} — the "
-                       "credentials are checked with the service before they are saved.")
+            return what + (
+                f"this install has no {self.type} sign-in set up; an admin can paste tokens with "
+                f"`coherex sources add {self.type} {self.name}`, or configure the provider's OAuth client."
+            )
+        return what + (
+            f"[open the connect form]({connect_form_url(self.type, self.name, team)}){cli} — the "
+            "credentials are checked with the service before they are saved."
+        )
 
 
 def connect_form_url(type_name: str, name: str, team: str | None = None) -> str:
@@ -111,8 +117,13 @@ def missing_connections(data: dict[str, Any], refs: TeamRefs) -> list[Connection
             continue
         info = get_tool(str(tool.get("use", "")))
         source, collection = tool.get("dataSource"), tool.get("collection")
-        if info and info.needs_data_source and isinstance(source, str) and source not in refs.data_sources \
-                and info.integration not in kinds:
+        if (
+            info
+            and info.needs_data_source
+            and isinstance(source, str)
+            and source not in refs.data_sources
+            and info.integration not in kinds
+        ):
             found[source] = Connection("data_source", source, info.integration)
         if info and info.uses_collection and isinstance(collection, str) and not refs.collections:
             found[collection] = Connection("collection", collection, "knowledge")

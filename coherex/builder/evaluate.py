@@ -68,7 +68,7 @@ def load_cases(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError as exc:
             raise UserError(f"{path}:{number}: not JSON ({exc.msg}).") from None
         if not isinstance(case, dict) or not isinstance(case.get("request"), str):
-            raise UserError(f"{path}:{number}: a case needs at least a \"request\" string.")
+            raise UserError(f'{path}:{number}: a case needs at least a "request" string.')
         case.setdefault("id", f"case-{number}")
         cases.append(case)
     return cases
@@ -111,7 +111,9 @@ def check(spec: AgentSpec | None, expect: dict[str, Any]) -> tuple[int, list[str
         got = tools[use].dataSource if use in tools else None
         results.append((got == source, f"{use} on {source} (got {got})"))
     if "name" in expect:
-        results.append((spec.metadata.name == expect["name"], f"name {expect['name']} (got {spec.metadata.name})"))
+        results.append(
+            (spec.metadata.name == expect["name"], f"name {expect['name']} (got {spec.metadata.name})")
+        )
     return sum(ok for ok, _ in results), [what for ok, what in results if not ok]
 
 
@@ -125,17 +127,27 @@ def hit(spec: AgentSpec | None, expect: dict[str, Any]) -> bool:
     if spec is None:
         return False
     used = {t.use for t in spec.spec.tools or []}
-    return set(expect.get("tools", [])) <= used and expect.get("template", template_of(spec)) == template_of(spec)
+    return set(expect.get("tools", [])) <= used and expect.get("template", template_of(spec)) == template_of(
+        spec
+    )
 
 
 def _checks(expect: dict[str, Any]) -> int:
-    return (len(expect.get("tools", [])) + len(expect.get("access", {})) + len(expect.get("inputs", []))
-            + len(expect.get("collections", [])) + sum(k in expect for k in ("trigger", "cron", "timezone"))
-            + sum(len(a) for a in expect.get("with", {}).values()) + len(expect.get("data_sources", {}))
-            + sum(k in expect for k in ("template", "name")))
+    return (
+        len(expect.get("tools", []))
+        + len(expect.get("access", {}))
+        + len(expect.get("inputs", []))
+        + len(expect.get("collections", []))
+        + sum(k in expect for k in ("trigger", "cron", "timezone"))
+        + sum(len(a) for a in expect.get("with", {}).values())
+        + len(expect.get("data_sources", {}))
+        + sum(k in expect for k in ("template", "name"))
+    )
 
 
-async def run_case(db: Database, owner: UUID, case: dict[str, Any], llm: LLMClient | None = None) -> CaseResult:
+async def run_case(
+    db: Database, owner: UUID, case: dict[str, Any], llm: LLMClient | None = None
+) -> CaseResult:
     expect = case.get("expect", {})
     started = time.perf_counter()
     async with db.session(Identity.user(owner)) as s:
@@ -179,11 +191,19 @@ def totals(results: list[CaseResult]) -> dict[str, Any]:
     def pct(q: float) -> float | None:
         return turns[min(len(turns) - 1, int(q * len(turns)))] if turns else None
 
-    return {"cases": len(results), "valid": sum(r.valid for r in results),
-            "hits": sum(r.hit for r in results), "hit_rate": round(sum(r.hit for r in results) / n, 3),
-            "turn_ms_p50": pct(0.5), "turn_ms_p95": pct(0.95), "turn_ms_max": turns[-1] if turns else None,
-            "properties_matched": sum(r.matched for r in results), "properties": sum(r.checks for r in results),
-            "turns": sum(r.turns for r in results), "tokens": sum(r.tokens for r in results),
-            "cost_usd": round(sum(r.cost_usd for r in results), 6),
-            "seconds": round(sum(r.seconds for r in results), 3),
-            "mean_turns": round(sum(r.turns for r in results) / n, 2)}
+    return {
+        "cases": len(results),
+        "valid": sum(r.valid for r in results),
+        "hits": sum(r.hit for r in results),
+        "hit_rate": round(sum(r.hit for r in results) / n, 3),
+        "turn_ms_p50": pct(0.5),
+        "turn_ms_p95": pct(0.95),
+        "turn_ms_max": turns[-1] if turns else None,
+        "properties_matched": sum(r.matched for r in results),
+        "properties": sum(r.checks for r in results),
+        "turns": sum(r.turns for r in results),
+        "tokens": sum(r.tokens for r in results),
+        "cost_usd": round(sum(r.cost_usd for r in results), 6),
+        "seconds": round(sum(r.seconds for r in results), 3),
+        "mean_turns": round(sum(r.turns for r in results) / n, 2),
+    }

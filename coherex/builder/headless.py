@@ -55,25 +55,45 @@ def questions_in(text: str) -> list[str]:
     return out
 
 
-async def build(db: Database, identity: Identity, team_id: UUID, transcript: list[Said], *, save: bool = False,
-                llm: LLMClient | None = None, settings: Settings | None = None, team_name: str = "") -> BuildResult:
+async def build(
+    db: Database,
+    identity: Identity,
+    team_id: UUID,
+    transcript: list[Said],
+    *,
+    save: bool = False,
+    llm: LLMClient | None = None,
+    settings: Settings | None = None,
+    team_name: str = "",
+) -> BuildResult:
     """Run the builder over `transcript` (earlier messages as the conversation so far, the last user
     message as this turn) and report the draft; save it when `save` and it is ready."""
     said = [m for m in transcript if m.content.strip()]
     if not said or said[-1].role != "user":
         raise UserError("The transcript must end with a message of the user (role `user`).")
     if len(said) > MAX_TRANSCRIPT_MESSAGES or sum(len(m.content) for m in said) > MAX_TRANSCRIPT_CHARS:
-        raise UserError(f"The transcript is too long (at most {MAX_TRANSCRIPT_MESSAGES} messages and "
-                        f"{MAX_TRANSCRIPT_CHARS} characters).")
-    session = BuilderSession(db, identity, team_id, llm=llm, settings=settings, team_name=team_name, headless=True)
+        raise UserError(
+            f"The transcript is too long (at most {MAX_TRANSCRIPT_MESSAGES} messages and "
+            f"{MAX_TRANSCRIPT_CHARS} characters)."
+        )
+    session = BuilderSession(
+        db, identity, team_id, llm=llm, settings=settings, team_name=team_name, headless=True
+    )
     first_user = next(m.content for m in said if m.role == "user")
-    session.messages = [{"role": "system", "content": await session._system_prompt(first_user)},
-                        *({"role": m.role, "content": m.content} for m in said[:-1])]
+    session.messages = [
+        {"role": "system", "content": await session._system_prompt(first_user)},
+        *({"role": m.role, "content": m.content} for m in said[:-1]),
+    ]
     turn = await session.send(said[-1].content)
     if turn.error:
         raise BackendError(turn.error)
-    result = BuildResult(message=turn.text, questions=questions_in(turn.text), llm_calls=turn.llm_calls,
-                         tokens=turn.tokens_in + turn.tokens_out, cost_usd=turn.cost_usd)
+    result = BuildResult(
+        message=turn.text,
+        questions=questions_in(turn.text),
+        llm_calls=turn.llm_calls,
+        tokens=turn.tokens_in + turn.tokens_out,
+        cost_usd=turn.cost_usd,
+    )
     draft = session.draft
     if draft is None:
         if session._work:  # the model drafted, but nothing valid came of it
@@ -87,7 +107,10 @@ async def build(db: Database, identity: Identity, team_id: UUID, transcript: lis
     result.to_connect = [c.instructions() for c in draft.connections]
     if save and draft.ready:
         saved = await session.save("created through the API")
-        result.saved = {"agent_id": str(saved.agent.id), "name": saved.agent.name,
-                        "version": saved.version.version}
+        result.saved = {
+            "agent_id": str(saved.agent.id),
+            "name": saved.agent.name,
+            "version": saved.version.version,
+        }
         result.name = saved.agent.name
     return result

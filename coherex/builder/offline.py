@@ -70,26 +70,52 @@ CUES = {
     "gmail": r"\b(e-?mails?|mail|inbox|mailbox|gmail|newsletters?|senders?)\b",
     "slack": r"\bslack\b|(?<![\w/])#[a-z][\w-]*|\bchannels?\b|\bthread\b|\bmentions? the bot\b",
     "github": r"\bgithub\b|\bissues?\b|\bpull requests?\b|\bprs\b|\bcommits?\b|\brepo(s|sitory|sitories)?\b"
-              "",
+    "",
     "postgres": r"\b(postgres(ql)?|database|sql|db)\b|\b(in|from) the \w+ table\b",
     "http_api": r"(?<![/\w])(api|endpoint|https?://\S+|url|status page)\b|/health\b",
     "csv": r"\b(csv|tsv|spreadsheet|excel|xlsx|data ?set|data file|file i( wi|')?ll upload|file i upload|export)\b",
     "python": r"\b(compute|calculate|calculation|interest|formula|simulate|chart|plot)\b",
     "knowledge": r"\b(handbook|docs|documents?|documentation|knowledge|faq|runbooks?|polic(y|ies)|wiki|manual"
-                 r"|cite|citing)\b|\bwhat is our\b|\bhow do (i|we)\b",
+    r"|cite|citing)\b|\bwhat is our\b|\bhow do (i|we)\b",
 }
 #: the integration of a tool name's prefix
-_INTEGRATION = {"python": "python", "csv": "csv", "knowledge": "knowledge", "gmail": "gmail", "slack": "slack",
-                "github": "github", "postgres": "postgres", "http": "http_api"}
+_INTEGRATION = {
+    "python": "python",
+    "csv": "csv",
+    "knowledge": "knowledge",
+    "gmail": "gmail",
+    "slack": "slack",
+    "github": "github",
+    "postgres": "postgres",
+    "http": "http_api",
+}
 #: the name a composed spec gives a data source of this type when the team has none yet
-_DEFAULT_SOURCE = {"gmail": "work-mail", "slack": "team-slack", "github": "github", "postgres": "database",
-                   "http_api": "api"}
+_DEFAULT_SOURCE = {
+    "gmail": "work-mail",
+    "slack": "team-slack",
+    "github": "github",
+    "postgres": "database",
+    "http_api": "api",
+}
 #: tools that need another one first (you find a message before you read it)
-_NEEDS = {"gmail.read_message": "gmail.search_messages", "gmail.add_label": "gmail.search_messages",
-          "github.read_issue": "github.list_issues", "github.add_labels": "github.list_issues",
-          "github.comment_issue": "github.list_issues", "github.read_pull_request_diff": "github.list_pull_requests"}
-_LABEL = {"csv": "the platform's CSV analysis", "gmail": "Gmail", "slack": "Slack", "github": "GitHub", "postgres": "Postgres", "http_api": "an HTTP API",
-          "python": "Python in the sandbox", "knowledge": "the knowledge base"}
+_NEEDS = {
+    "gmail.read_message": "gmail.search_messages",
+    "gmail.add_label": "gmail.search_messages",
+    "github.read_issue": "github.list_issues",
+    "github.add_labels": "github.list_issues",
+    "github.comment_issue": "github.list_issues",
+    "github.read_pull_request_diff": "github.list_pull_requests",
+}
+_LABEL = {
+    "csv": "the platform's CSV analysis",
+    "gmail": "Gmail",
+    "slack": "Slack",
+    "github": "GitHub",
+    "postgres": "Postgres",
+    "http_api": "an HTTP API",
+    "python": "Python in the sandbox",
+    "knowledge": "the knowledge base",
+}
 #: a clause must be at least this close to a tool to choose it (cosine, MiniLM)
 TOOL_MIN_SCORE = 0.2
 #: … and closer when the clause names no integration ("label them 'newsletter'")
@@ -99,25 +125,58 @@ TEMPLATE_MIN_SCORE = 0.3
 _CHANNEL = re.compile(r"(?<![\w/&])#([a-z0-9][\w-]{0,79})", re.IGNORECASE)
 _REPO = re.compile(r"\b([A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)\b")
 _SPLIT = re.compile(r"[,;.!?]\s+|\s+(?:and then|then|and|but|before|after)\s+", re.IGNORECASE)
-_QUESTION = re.compile(r"^\s*(what|how|who|whom|which|where|why|when|is|are|can|do|does|did|should|may)\b.*\?\s*$")
+_QUESTION = re.compile(
+    r"^\s*(what|how|who|whom|which|where|why|when|is|are|can|do|does|did|should|may)\b.*\?\s*$"
+)
 _TRIGGER_WORDS = re.compile(r"\b(when|whenever|each time|every time|as soon as)\b", re.IGNORECASE)
 _TRIGGER_CLAUSE = re.compile(r"^\s*(when|whenever|each time|every time|as soon as|if)\b", re.IGNORECASE)
-_WRITE_VERBS = re.compile(r"\b(post|send|alert|notify|reply|answer|share|write|put|drop|tell|remind|page|ping|"
-                          r"announce|publish|report|message|let \w+ know|inform|deliver)\b", re.IGNORECASE)
-_TEST = re.compile(r"^\s*(please\s+)?(test|try|run)(\s+(it|this|the agent|a test run))?(\s+(now|once))?\s*[.!]?\s*$"
-                   r"|\btest[- ]run\b", re.IGNORECASE)
+_WRITE_VERBS = re.compile(
+    r"\b(post|send|alert|notify|reply|answer|share|write|put|drop|tell|remind|page|ping|"
+    r"announce|publish|report|message|let \w+ know|inform|deliver)\b",
+    re.IGNORECASE,
+)
+_TEST = re.compile(
+    r"^\s*(please\s+)?(test|try|run)(\s+(it|this|the agent|a test run))?(\s+(now|once))?\s*[.!]?\s*$"
+    r"|\btest[- ]run\b",
+    re.IGNORECASE,
+)
 _SAVE = re.compile(r"^\s*(please\s+)?save(\s+(it|this|the agent))?\s*[.!]?\s*$", re.IGNORECASE)
-_NO_SCHEDULE = re.compile(r"\b(no schedule|not on a schedule|remove the schedule|don'?t schedule|unschedule|"
-                          r"only when i (run|start|ask)|on demand|manually)\b", re.IGNORECASE)
-_RENAME = re.compile(r"\b(?:call|name|rename)\s+(?:it|the agent)?\s*(?:to\s+)?[\"'“]?([A-Za-z][\w -]{1,60}?)[\"'”]?\s*$",
-                     re.IGNORECASE)
-_YES = re.compile(r"^\s*(yes|yep|ok|okay|fine|sure|correct|right|that'?s (fine|right|correct)|it is|good)\b",
-                  re.IGNORECASE)
-_INPUT_LIST = re.compile(r"\b(?:for|of|on|with)\s+(?:an?|any|the|some)?\s*([a-z][a-z ,]*?)\s+(?:that\s+)?"
-                         r"(?:i|we|you)\s+(?:give|name|provide|enter|pass|choose|pick|specify|type)\b", re.IGNORECASE)
+_NO_SCHEDULE = re.compile(
+    r"\b(no schedule|not on a schedule|remove the schedule|don'?t schedule|unschedule|"
+    r"only when i (run|start|ask)|on demand|manually)\b",
+    re.IGNORECASE,
+)
+_RENAME = re.compile(
+    r"\b(?:call|name|rename)\s+(?:it|the agent)?\s*(?:to\s+)?[\"'“]?([A-Za-z][\w -]{1,60}?)[\"'”]?\s*$",
+    re.IGNORECASE,
+)
+_YES = re.compile(
+    r"^\s*(yes|yep|ok|okay|fine|sure|correct|right|that'?s (fine|right|correct)|it is|good)\b", re.IGNORECASE
+)
+_INPUT_LIST = re.compile(
+    r"\b(?:for|of|on|with)\s+(?:an?|any|the|some)?\s*([a-z][a-z ,]*?)\s+(?:that\s+)?"
+    r"(?:i|we|you)\s+(?:give|name|provide|enter|pass|choose|pick|specify|type)\b",
+    re.IGNORECASE,
+)
 _INPUT_ALIASES = {"repository": "repo", "repositories": "repo", "percentage": "rate", "year": "years"}
-_NUMERIC_INPUTS = {"amount", "rate", "years", "months", "days", "count", "number", "price", "quantity", "total",
-                   "principal", "interest", "limit", "hours", "weeks", "percent"}
+_NUMERIC_INPUTS = {
+    "amount",
+    "rate",
+    "years",
+    "months",
+    "days",
+    "count",
+    "number",
+    "price",
+    "quantity",
+    "total",
+    "principal",
+    "interest",
+    "limit",
+    "hours",
+    "weeks",
+    "percent",
+}
 
 
 # ---------------------------------------------------------------------- meaning
@@ -167,7 +226,9 @@ class LibraryTemplate:
 
     def writes_unasked(self, planned: list[str]) -> list[str]:
         """The template's tools that change data but were not asked for."""
-        return sorted(u for u in self.tools if (info := get_tool(u)) and info.access == "write" and u not in planned)
+        return sorted(
+            u for u in self.tools if (info := get_tool(u)) and info.access == "write" and u not in planned
+        )
 
 
 def _first_tool(t: LibraryTemplate) -> str | None:
@@ -235,9 +296,13 @@ def choose(request: str) -> Choice:
         score = _cos(vectors[0], vector)
         missing = [u for u in tools if u not in t.tools]
         unasked = t.writes_unasked(tools)
-        why_not = (f"it does not {', '.join(TOOL_PHRASES[u].split(',')[0] for u in missing)}" if missing
-                   else f"it would also {', '.join(TOOL_PHRASES[u].split(',')[0] for u in unasked)}"
-                   if unasked else "")
+        why_not = (
+            f"it does not {', '.join(TOOL_PHRASES[u].split(',')[0] for u in missing)}"
+            if missing
+            else f"it would also {', '.join(TOOL_PHRASES[u].split(',')[0] for u in unasked)}"
+            if unasked
+            else ""
+        )
         if _is_starter(request) and request.strip().rstrip(".") == t.template.description.rstrip("."):
             score, why_not = 1.0, ""  # a chat starter: the template's own description
         ranked.append((t, round(score, 3), not why_not, why_not))
@@ -251,19 +316,28 @@ def plan_tools(request: str, asked: set[str]) -> list[str]:
     candidates = [n for n in TOOL_PHRASES if _integration(n) in asked and get_tool(n)]
     if not candidates:
         return []
-    clauses = [c for c in (_strip_schedule(c).strip() for c in _SPLIT.split(request))
-               if len(c) > 3 and not _TRIGGER_CLAUSE.match(c)]  # "when someone asks in #help" is the trigger
+    clauses = [
+        c
+        for c in (_strip_schedule(c).strip() for c in _SPLIT.split(request))
+        if len(c) > 3 and not _TRIGGER_CLAUSE.match(c)
+    ]  # "when someone asks in #help" is the trigger
     vectors = embed(clauses + [request] + [_tool_text(n) for n in candidates])
-    tool_vectors = dict(zip(candidates, vectors[len(clauses) + 1:], strict=True))
+    tool_vectors = dict(zip(candidates, vectors[len(clauses) + 1 :], strict=True))
     chosen: list[str] = []
     for clause, vector in zip(clauses, vectors, strict=False):
         named = cues(clause) & asked
-        groups = [[n for n in candidates if _integration(n) == i] for i in sorted(named)] if named else [candidates]
+        groups = (
+            [[n for n in candidates if _integration(n) == i] for i in sorted(named)]
+            if named
+            else [candidates]
+        )
         for group in groups:
             group = _by_verb(clause, group)
             best = max(group, key=lambda n: _cos(vector, tool_vectors[n]))
-            if _cos(vector, tool_vectors[best]) >= (TOOL_MIN_SCORE if named else TOOL_LOOSE_SCORE) \
-                    and best not in chosen:
+            if (
+                _cos(vector, tool_vectors[best]) >= (TOOL_MIN_SCORE if named else TOOL_LOOSE_SCORE)
+                and best not in chosen
+            ):
                 chosen.append(best)
     whole = vectors[len(clauses)]
     # an integration named only where the trigger is described needs no tool of its own
@@ -272,8 +346,11 @@ def plan_tools(request: str, asked: set[str]) -> list[str]:
         own = _by_verb(request, [n for n in candidates if _integration(n) == integration])
         chosen.append(max(own, key=lambda n: _cos(whole, tool_vectors[n])))
     # a channel read from ("a digest of #support") needs the tool that reads it
-    if any(role == "read" for _, role in channels(request)) and "slack.read_channel" not in chosen \
-            and not _TRIGGER_WORDS.search(request):
+    if (
+        any(role == "read" for _, role in channels(request))
+        and "slack.read_channel" not in chosen
+        and not _TRIGGER_WORDS.search(request)
+    ):
         chosen.append("slack.read_channel")
     for tool in list(chosen):
         need = _NEEDS.get(tool)
@@ -285,7 +362,9 @@ def plan_tools(request: str, asked: set[str]) -> list[str]:
 def _by_verb(clause: str, group: list[str]) -> list[str]:
     """Narrow a clause's candidates by its verb: labelling ("label them", "tag them") takes a label
     tool; in Slack, posting (post, send, alert…) or reading."""
-    if re.search(r"\b(label|tag)\b", clause, re.IGNORECASE) and (labels := [n for n in group if "label" in n]):
+    if re.search(r"\b(label|tag)\b", clause, re.IGNORECASE) and (
+        labels := [n for n in group if "label" in n]
+    ):
         return labels
     if not group or _integration(group[0]) != "slack":
         return group
@@ -298,17 +377,22 @@ def _by_verb(clause: str, group: list[str]) -> list[str]:
 
 
 def _strip_schedule(text: str) -> str:
-    return re.sub(r"\b(every|each)\s+(\d+\s+)?(weekday|day|morning|evening|night|hour|minute|week|month|monday|"
-                  r"tuesday|wednesday|thursday|friday|saturday|sunday)s?\b(\s+at\s+[\d:]+\s*(am|pm)?)?|\bat\s+\d{1,2}"
-                  r"([:.]\d{2})?\s*(am|pm)?\b|\b(daily|hourly|weekly|monthly)\b|\bin the (morning|afternoon|evening)\b"
-                  r"|\b(on )?(week)?days\b|\b(today|tonight)\b", " ", text, flags=re.IGNORECASE)
+    return re.sub(
+        r"\b(every|each)\s+(\d+\s+)?(weekday|day|morning|evening|night|hour|minute|week|month|monday|"
+        r"tuesday|wednesday|thursday|friday|saturday|sunday)s?\b(\s+at\s+[\d:]+\s*(am|pm)?)?|\bat\s+\d{1,2}"
+        r"([:.]\d{2})?\s*(am|pm)?\b|\b(daily|hourly|weekly|monthly)\b|\bin the (morning|afternoon|evening)\b"
+        r"|\b(on )?(week)?days\b|\b(today|tonight)\b",
+        " ",
+        text,
+        flags=re.IGNORECASE,
+    )
 
 
 def channels(text: str) -> list[tuple[str, str]]:
     """Slack channels named in `text` and whether each is read from or written to."""
     out = []
     for m in _CHANNEL.finditer(text):
-        before = text[max(0, m.start() - 40):m.start()].lower()
+        before = text[max(0, m.start() - 40) : m.start()].lower()
         word = (re.findall(r"[a-z']+", before) or [""])[-1]
         if word in ("to", "into"):
             role = "write"
@@ -348,18 +432,23 @@ class OfflineGuide:
         if s.draft is not None and _TEST.search(text) and not parse_schedule(text) and not s.headless:
             run = await s.test_run(ui=s._ui)
             answer = run.output.get("text") if isinstance(run.output, dict) else run.output
-            return s._say(f"The test run {run.status}." + (f"\n\n{answer}" if answer else "")
-                          + (f"\n\n{run.error}" if run.error else ""))
+            return s._say(
+                f"The test run {run.status}."
+                + (f"\n\n{answer}" if answer else "")
+                + (f"\n\n{run.error}" if run.error else "")
+            )
         if s._work is not None:
             changed = await self._edit(text)
             if changed:
                 return await self._finish(f"Done: {'; '.join(changed)}.")
             choice = await asyncio.to_thread(choose, text)
             if not (choice.template or choice.tools):
-                return s._say("I did not find a change to make in that. I can change when it runs (\"every "
-                              "weekday at 9\"), the Slack channel (\"use #sales instead\"), which connected source "
-                              "or collection it uses (name it), its name (\"call it sales-report\"), or start over "
-                              "with a new description.")
+                return s._say(
+                    'I did not find a change to make in that. I can change when it runs ("every '
+                    'weekday at 9"), the Slack channel ("use #sales instead"), which connected source '
+                    'or collection it uses (name it), its name ("call it sales-report"), or start over '
+                    "with a new description."
+                )
         else:
             choice = await asyncio.to_thread(choose, text)
         await self._start(text, choice)
@@ -374,23 +463,38 @@ class OfflineGuide:
             data = copy.deepcopy(template.data)
             data.setdefault("metadata", {}).setdefault("labels", {})["template"] = template.template.name
             self.template = template.template.name
-            intro = (f"I started from the **{template.template.name}** template ({template.template.description[0].lower()}"
-                     f"{template.template.description[1:]}): {self._why(choice, template)}.")
+            intro = (
+                f"I started from the **{template.template.name}** template ({template.template.description[0].lower()}"
+                f"{template.template.description[1:]}): {self._why(choice, template)}."
+            )
         elif choice.tools:
             data = compose(request, choice.tools)
             self.template = None
-            intro = (f"No template fits this, so I put together an agent that uses "
-                     f"{', '.join(f'`{t}`' for t in choice.tools)}.")
+            intro = (
+                f"No template fits this, so I put together an agent that uses "
+                f"{', '.join(f'`{t}`' for t in choice.tools)}."
+            )
         else:
-            names = ", ".join(f"**{t.template.name}** ({t.template.description})" for t, *_ in choice.ranked[:3])
-            return s._say("I could not tell what the agent should use. Does it read mail, Slack, GitHub, a "
-                          f"database, an API, an uploaded CSV or your documents? The closest templates: {names}.")
+            names = ", ".join(
+                f"**{t.template.name}** ({t.template.description})" for t, *_ in choice.ranked[:3]
+            )
+            return s._say(
+                "I could not tell what the agent should use. Does it read mail, Slack, GitHub, a "
+                f"database, an API, an uploaded CSV or your documents? The closest templates: {names}."
+            )
         self._fill(data, request, refs, fresh=True)
-        others = [r for r in choice.ranked[1:3] if r[2] and r[1] >= TEMPLATE_MIN_SCORE and r[0] is not template]
+        others = [
+            r for r in choice.ranked[1:3] if r[2] and r[1] >= TEMPLATE_MIN_SCORE and r[0] is not template
+        ]
         if others:
-            intro += " Also close: " + ", ".join(f"**{t.template.name}** ({t.template.description[0].lower()}"
-                                                 f"{t.template.description[1:]})" for t, *_ in others[:1]) \
-                     + " — say its name to use it instead."
+            intro += (
+                " Also close: "
+                + ", ".join(
+                    f"**{t.template.name}** ({t.template.description[0].lower()}{t.template.description[1:]})"
+                    for t, *_ in others[:1]
+                )
+                + " — say its name to use it instead."
+            )
         draft = await s.set_draft(data)
         if not draft.valid:  # should not happen: the flow only writes what validation accepts
             log.warning("offline builder produced an invalid draft: %s", draft.problems)
@@ -422,15 +526,21 @@ class OfflineGuide:
                 wanted = writes if tool["use"] == "slack.post_message" else reads
                 if wanted:
                     tool.setdefault("with", {})["channel"] = wanted[0]
-                elif tool["use"] == "slack.post_message" and "channel" not in (tool.get("with") or {}) or \
-                        tool["use"] == "slack.post_message" and not named:
+                elif (
+                    tool["use"] == "slack.post_message"
+                    and "channel" not in (tool.get("with") or {})
+                    or tool["use"] == "slack.post_message"
+                    and not named
+                ):
                     self._ask(_Question("channel", tool["use"]))
         for trigger in spec.get("triggers") or []:
             event = trigger.get("event")
             if event and event.get("type") == "slack.message" and (reads or writes):
                 event["filter"] = {"channel": (reads or writes)[0]}
             if event and event["source"] not in refs.data_sources:
-                kind = {"slack": "slack", "github": "github", "gmail": "gmail"}.get(event["type"].split(".")[0])
+                kind = {"slack": "slack", "github": "github", "gmail": "gmail"}.get(
+                    event["type"].split(".")[0]
+                )
                 same = [n for n, t in refs.data_sources.items() if t == kind]
                 if len(same) == 1:
                     event["source"] = same[0]
@@ -453,7 +563,9 @@ class OfflineGuide:
         if phrase is not None:
             cron = phrase.cron(old["cron"] if old and not fresh else None)
             timezone = zone or (old["timezone"] if old and not fresh else self.session.settings.chat_timezone)
-            triggers = [t for t in triggers if "schedule" not in t] + [{"schedule": {"cron": cron, "timezone": timezone}}]
+            triggers = [t for t in triggers if "schedule" not in t] + [
+                {"schedule": {"cron": cron, "timezone": timezone}}
+            ]
             changed.append(f"it runs {describe_cron(cron)} ({timezone})")
             if zone:
                 self._answered("timezone")
@@ -469,8 +581,11 @@ class OfflineGuide:
         if re.search(r"\bwebhook\b", text, re.IGNORECASE) and not any("webhook" in t for t in triggers):
             triggers.append({"webhook": {}})
             changed.append("it runs when its webhook is called")
-        if fresh and phrase is None and not re.search(r"\b(when|whenever|each time|as soon as|every|each)\b", text,
-                                                      re.IGNORECASE):
+        if (
+            fresh
+            and phrase is None
+            and not re.search(r"\b(when|whenever|each time|as soon as|every|each)\b", text, re.IGNORECASE)
+        ):
             # a template's own schedule stays only when the request asks for something recurring
             kept = [t for t in triggers if "schedule" not in t]
             if kept != triggers and self.template is not None and not kept:
@@ -514,7 +629,9 @@ class OfflineGuide:
             self.pending.append(question)
 
     def _answered(self, kind: str, about: str | None = None) -> None:
-        self.pending = [q for q in self.pending if not (q.kind == kind and (about is None or q.about == about))]
+        self.pending = [
+            q for q in self.pending if not (q.kind == kind and (about is None or q.about == about))
+        ]
 
     async def _finish(self, said: str) -> None:
         """Show what the draft does now, and ask the next open question (one per turn)."""
@@ -524,7 +641,10 @@ class OfflineGuide:
         if s.draft.connections:
             lines += ["", "Before it can run: " + " ".join(c.instructions() for c in s.draft.connections)]
         question = self._next_question()
-        lines += ["", question or "Test-run it, or tell me what to change (for example \"run it every weekday at 9\")."]
+        lines += [
+            "",
+            question or 'Test-run it, or tell me what to change (for example "run it every weekday at 9").',
+        ]
         s._say("\n".join(lines))
 
     def _next_question(self) -> str | None:
@@ -541,12 +661,26 @@ class OfflineGuide:
             if q.kind == "collection":
                 return f"Which knowledge collection should it search: {', '.join(q.options)}?"
             if q.kind == "channel":
-                current = next((t.get("with", {}).get("channel") for t in s._work["spec"].get("tools") or []
-                                if t["use"] == q.about), None)
-                return ("Which Slack channel should it post to" + (f" (now {current})" if current else "") + "?")
+                current = next(
+                    (
+                        t.get("with", {}).get("channel")
+                        for t in s._work["spec"].get("tools") or []
+                        if t["use"] == q.about
+                    ),
+                    None,
+                )
+                return (
+                    "Which Slack channel should it post to" + (f" (now {current})" if current else "") + "?"
+                )
             if q.kind == "timezone":
-                zone = next((t["schedule"]["timezone"] for t in s._work["spec"].get("triggers") or []
-                             if "schedule" in t), s.settings.chat_timezone)
+                zone = next(
+                    (
+                        t["schedule"]["timezone"]
+                        for t in s._work["spec"].get("triggers") or []
+                        if "schedule" in t
+                    ),
+                    s.settings.chat_timezone,
+                )
                 return f"Is {zone} your time zone, or should the schedule use another one?"
         return None
 
@@ -559,7 +693,12 @@ class OfflineGuide:
         tools = spec.setdefault("tools", [])
         refs = await s._refs()
         changed: list[str] = []
-        if self.pending and self.pending[0].kind == "timezone" and _YES.search(text) and not find_timezone(text):
+        if (
+            self.pending
+            and self.pending[0].kind == "timezone"
+            and _YES.search(text)
+            and not find_timezone(text)
+        ):
             self._answered("timezone")
             changed.append("the schedule keeps its time zone")
         changed += self._triggers(data, text, fresh=False)
@@ -590,7 +729,9 @@ class OfflineGuide:
                     info = get_tool(tool.get("use", ""))
                     if info and info.integration == kind and tool.get("dataSource") != name:
                         tool["dataSource"] = name
-                        changed.append(f"it uses **{name}**") if f"it uses **{name}**" not in changed else None
+                        changed.append(
+                            f"it uses **{name}**"
+                        ) if f"it uses **{name}**" not in changed else None
                 self._answered("source", kind)
         for name in refs.collections:
             if re.search(rf"\b{re.escape(name.lower())}\b", text.lower()):
@@ -625,8 +766,10 @@ class OfflineGuide:
             return []
         draft = await s.set_draft(data)
         if not draft.valid:
-            return [f"that change is not possible ({'; '.join(str(p) for p in draft.problems)}), so the draft "
-                    "stays as it was"]
+            return [
+                f"that change is not possible ({'; '.join(str(p) for p in draft.problems)}), so the draft "
+                "stays as it was"
+            ]
         return [c for c in changed if c]
 
 
@@ -648,22 +791,35 @@ def compose(request: str, tools: list[str]) -> dict[str, Any]:
     inputs: dict[str, Any] = {}
     if any(_integration(u) == "github" for u in tools):
         repo = _repo(request)
-        inputs["repo"] = {"type": "string", "description": "the repository, owner/name",
-                          **({"default": repo} if repo else {})}
+        inputs["repo"] = {
+            "type": "string",
+            "description": "the repository, owner/name",
+            **({"default": repo} if repo else {}),
+        }
     for name in _asked_inputs(request):
-        inputs.setdefault(name, {"type": "number" if name in _NUMERIC_INPUTS else "string",
-                                 "description": f"the {name} to use"})
+        inputs.setdefault(
+            name,
+            {"type": "number" if name in _NUMERIC_INPUTS else "string", "description": f"the {name} to use"},
+        )
     task = _strip_schedule(request).strip(" ,.") or request
     lines = [f"Your task: {task}.", ""]
     if inputs:
         lines += ["Inputs: " + ", ".join(f"{n} = {{{{{n}}}}}" for n in inputs) + ".", ""]
-    lines += ["Use the tools in this order:", *steps, "",
-              "Do only what the task asks; change nothing else. Finish with a short report of what you did."]
+    lines += [
+        "Use the tools in this order:",
+        *steps,
+        "",
+        "Do only what the task asks; change nothing else. Finish with a short report of what you did.",
+    ]
     data: dict[str, Any] = {
-        "apiVersion": "coherex/v1", "kind": "Agent",
+        "apiVersion": "coherex/v1",
+        "kind": "Agent",
         "metadata": {"name": _slug(" ".join(_name_words(task))) or "my-agent", "description": request[:200]},
-        "spec": {"instructions": "\n".join(lines) + "\n", "tools": refs,
-                 "limits": {"maxSteps": 20, "timeoutSeconds": 300, "maxCostUsd": 0.5}},
+        "spec": {
+            "instructions": "\n".join(lines) + "\n",
+            "tools": refs,
+            "limits": {"maxSteps": 20, "timeoutSeconds": 300, "maxCostUsd": 0.5},
+        },
     }
     if inputs:
         data["spec"]["inputs"] = inputs
@@ -694,8 +850,11 @@ def _event_trigger(text: str, session: BuilderSession) -> list[dict[str, Any]]:
 
 def _repo(text: str) -> str | None:
     for m in _REPO.finditer(text):
-        if not find_timezone(m.group(1)) and not m.group(1).lower().startswith(("and/", "or/")) \
-                and "." not in m.group(1).split("/")[0][-1:]:
+        if (
+            not find_timezone(m.group(1))
+            and not m.group(1).lower().startswith(("and/", "or/"))
+            and "." not in m.group(1).split("/")[0][-1:]
+        ):
             return m.group(1)
     return None
 
@@ -714,9 +873,50 @@ def _asked_inputs(text: str) -> list[str]:
     return out
 
 
-_NAME_STOP = {"a", "an", "the", "my", "our", "of", "in", "on", "to", "for", "and", "it", "them", "i", "we", "me",
-              "that", "this", "every", "each", "with", "from", "at", "by", "is", "are", "what", "when", "someone",
-              "tell", "please", "new", "all", "any", "which", "who", "how", "do", "does", "be", "s", "into"}
+_NAME_STOP = {
+    "a",
+    "an",
+    "the",
+    "my",
+    "our",
+    "of",
+    "in",
+    "on",
+    "to",
+    "for",
+    "and",
+    "it",
+    "them",
+    "i",
+    "we",
+    "me",
+    "that",
+    "this",
+    "every",
+    "each",
+    "with",
+    "from",
+    "at",
+    "by",
+    "is",
+    "are",
+    "what",
+    "when",
+    "someone",
+    "tell",
+    "please",
+    "new",
+    "all",
+    "any",
+    "which",
+    "who",
+    "how",
+    "do",
+    "does",
+    "be",
+    "s",
+    "into",
+}
 
 
 def _name_words(text: str) -> list[str]:
@@ -735,4 +935,3 @@ def _is_starter(text: str) -> bool:
 
 
 __all__ = ["CUES", "TOOL_PHRASES", "Choice", "OfflineGuide", "choose", "compose", "plan_tools", "warm_up"]
-

@@ -21,14 +21,31 @@ from zoneinfo import available_timezones
 
 from croniter import croniter
 
-_NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "ten": 10,
-            "twelve": 12, "fifteen": 15, "twenty": 20, "thirty": 30, "forty-five": 45, "sixty": 60}
+_NUMBERS = {
+    "a": 1,
+    "an": 1,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "ten": 10,
+    "twelve": 12,
+    "fifteen": 15,
+    "twenty": 20,
+    "thirty": 30,
+    "forty-five": 45,
+    "sixty": 60,
+}
 _DAYS = {"sunday": 0, "monday": 1, "tuesday": 2, "wednesday": 3, "thursday": 4, "friday": 5, "saturday": 6}
 _DAY_RE = r"(sun|mon|tue|tues|wed|thu|thur|thurs|fri|sat)(?:day|nesday|rsday|urday|sday)?s?"
 _PARTS = {"morning": 9, "afternoon": 14, "evening": 18, "night": 21, "tonight": 21}
-_MEASURE = re.compile(r"\b(daily|weekly|monthly|yearly|annual|hourly) (payments?|rates?|fees?|costs?|budgets?|salary|"
-                      r"income|interest|revenue|sales|active|users|average|totals?|volume|numbers|figures|spend"
-                      r"|spending|expenses|prices?)\b")
+_MEASURE = re.compile(
+    r"\b(daily|weekly|monthly|yearly|annual|hourly) (payments?|rates?|fees?|costs?|budgets?|salary|"
+    r"income|interest|revenue|sales|active|users|average|totals?|volume|numbers|figures|spend"
+    r"|spending|expenses|prices?)\b"
+)
 _NUM = r"(\d+|" + "|".join(sorted(_NUMBERS, key=len, reverse=True)) + r")"
 
 
@@ -94,8 +111,10 @@ def parse(text: str) -> Phrase | None:
         return Phrase(interval="0 * * * *", said="every hour")
     # --- days
     dow = dom = None
-    if re.search(r"\b(week ?days?|working days?|business days?|workdays?)\b|\bmon(day)?s? ?(-|to|through|thru) ?fri(day)?s?\b",
-                 t):
+    if re.search(
+        r"\b(week ?days?|working days?|business days?|workdays?)\b|\bmon(day)?s? ?(-|to|through|thru) ?fri(day)?s?\b",
+        t,
+    ):
         dow = "1-5"
     elif re.search(r"\bweekends?\b", t):
         dow = "0,6"
@@ -107,8 +126,11 @@ def parse(text: str) -> Phrase | None:
         if named:
             dow = ",".join(str(d) for d in named)
     if dow is None:
-        if re.search(r"\b(daily|every ?day|each day|nightly|every (morning|afternoon|evening|night)|each "
-                     r"(morning|afternoon|evening|night)|mornings|evenings)\b", t):
+        if re.search(
+            r"\b(daily|every ?day|each day|nightly|every (morning|afternoon|evening|night)|each "
+            r"(morning|afternoon|evening|night)|mornings|evenings)\b",
+            t,
+        ):
             dow = "*"
         elif re.search(r"\b(weekly|every week|each week|once a week)\b", t):
             dow = "1"
@@ -124,16 +146,24 @@ def parse(text: str) -> Phrase | None:
         hour, minute = 12, 0
     elif re.search(r"\bmidnight\b", t):
         hour, minute = 0, 0
-    elif m := (re.search(r"\b(?:at|from|by|around) (\d{1,2})(?:[:.h](\d{2}))? ?(am|pm)?\b", t)
-               or re.search(r"\b(\d{1,2})(?:[:.h](\d{2})) ?(am|pm)?\b", t)
-               or re.search(r"\b(\d{1,2}) ?(am|pm)\b()", t)
-               or re.search(r"\b(\d{1,2})()() in the (?:morning|afternoon|evening|night)\b", t)):
+    elif m := (
+        re.search(r"\b(?:at|from|by|around) (\d{1,2})(?:[:.h](\d{2}))? ?(am|pm)?\b", t)
+        or re.search(r"\b(\d{1,2})(?:[:.h](\d{2})) ?(am|pm)?\b", t)
+        or re.search(r"\b(\d{1,2}) ?(am|pm)\b()", t)
+        or re.search(r"\b(\d{1,2})()() in the (?:morning|afternoon|evening|night)\b", t)
+    ):
         groups = m.groups()
         if len(groups) == 3 and groups[1] in ("am", "pm"):  # the third pattern: (hour, am/pm, "")
             groups = (groups[0], None, groups[1])
         hour, minute = int(groups[0]), int(groups[1] or 0)
         suffix = groups[2] or None
-        if suffix == "pm" and hour < 12 or suffix is None and part in ("afternoon", "evening", "night") and hour < 12:
+        if (
+            suffix == "pm"
+            and hour < 12
+            or suffix is None
+            and part in ("afternoon", "evening", "night")
+            and hour < 12
+        ):
             hour += 12
         elif suffix == "am" and hour == 12:
             hour = 0
@@ -143,8 +173,12 @@ def parse(text: str) -> Phrase | None:
         hour, minute = _PARTS[part], 0
     if hour is None and dow is None and dom is None:
         return None
-    return Phrase(minute=None if minute is None else str(minute), hour=None if hour is None else str(hour),
-                  dom=dom, dow=dow)
+    return Phrase(
+        minute=None if minute is None else str(minute),
+        hour=None if hour is None else str(hour),
+        dom=dom,
+        dow=dow,
+    )
 
 
 def find_timezone(text: str) -> str | None:
@@ -173,7 +207,10 @@ def _cities() -> dict[str, str]:
     out: dict[str, str] = {}
     for zone in sorted(available_timezones()):
         area, _, city = zone.partition("/")
-        if area in ("Europe", "America", "Asia", "Africa", "Australia", "Pacific", "Atlantic", "Indian") \
-                and city and "/" not in city:
+        if (
+            area in ("Europe", "America", "Asia", "Africa", "Australia", "Pacific", "Atlantic", "Indian")
+            and city
+            and "/" not in city
+        ):
             out.setdefault(city.lower(), zone)
     return out

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from coherex.agents import apply_spec, team_references
+from coherex.services.agents import apply_spec, team_references
 from coherex.builder.draft import Connection, Draft, TeamRefs, merge_patch
 from coherex.builder.offline import OfflineGuide
 from coherex.builder.summary import summarize
@@ -49,8 +49,22 @@ BUILDER_TEMPERATURE = 0.2
 #: tools a headless session (the API) does not offer: saving and running are the caller's decision
 HEADLESS_BLOCKED = frozenset({"save_spec", "test_run", "run_agent"})
 #: uploads that go into the sandbox (not the knowledge base) when the draft runs Python
-DATA_SUFFIXES = frozenset({".csv", ".tsv", ".json", ".jsonl", ".xlsx", ".xls", ".parquet", ".feather", ".sqlite",
-                           ".db", ".xml", ".zip"})
+DATA_SUFFIXES = frozenset(
+    {
+        ".csv",
+        ".tsv",
+        ".json",
+        ".jsonl",
+        ".xlsx",
+        ".xls",
+        ".parquet",
+        ".feather",
+        ".sqlite",
+        ".db",
+        ".xml",
+        ".zip",
+    }
+)
 #: the most a conversation keeps of uploaded files for its test runs
 MAX_FILES_BYTES = 50 * 1024 * 1024
 #: how much of the conversation is kept in a chat thread's metadata (to resume it)
@@ -97,9 +111,19 @@ class _Abort(Exception):
 
 
 class BuilderSession:
-    def __init__(self, db: Database, identity: Identity, team_id: UUID, *, llm: LLMClient | None = None,
-                 runtime: Runtime | None = None, settings: Settings | None = None, team_name: str = "",
-                 small_model: bool | None = None, headless: bool = False):
+    def __init__(
+        self,
+        db: Database,
+        identity: Identity,
+        team_id: UUID,
+        *,
+        llm: LLMClient | None = None,
+        runtime: Runtime | None = None,
+        settings: Settings | None = None,
+        team_name: str = "",
+        small_model: bool | None = None,
+        headless: bool = False,
+    ):
         """`small_model` (default: whether the offline model answers): turns go through the guided flow of
         `coherex.builder.offline` (templates and tools chosen by meaning, slots filled by the platform)
         instead of the model's tool calls."""
@@ -172,8 +196,13 @@ class BuilderSession:
                 tools = definitions()
                 if self.headless:
                     tools = [t for t in tools if t["function"]["name"] not in HEADLESS_BLOCKED]
-                result = await self.llm.chat(self.messages, tools, model=self.settings.default_model,
-                                             temperature=BUILDER_TEMPERATURE, stream_handler=stream.push)
+                result = await self.llm.chat(
+                    self.messages,
+                    tools,
+                    model=self.settings.default_model,
+                    temperature=BUILDER_TEMPERATURE,
+                    stream_handler=stream.push,
+                )
             finally:
                 await stream.drain()
             turn.llm_calls += 1
@@ -189,22 +218,28 @@ class BuilderSession:
                 try:
                     output = await self._call(call.name, call.arguments)
                 except _Abort as exc:
-                    self.messages.append({"role": "tool", "tool_call_id": call.id, "content": f"Error: {exc}"})
+                    self.messages.append(
+                        {"role": "tool", "tool_call_id": call.id, "content": f"Error: {exc}"}
+                    )
                     raise
                 self.messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
                 await self._ui.tool_step(call.name, call.arguments, output)
             if self._failed_drafts > MAX_REPAIRS:
                 turn.problems = self._last_problems
-                self._say("I could not produce a valid agent spec from this yet. What is still wrong:\n"
-                          + "\n".join(f"- {p}" for p in turn.problems)
-                          + "\nCould you tell me more about what the agent should use or do?")
+                self._say(
+                    "I could not produce a valid agent spec from this yet. What is still wrong:\n"
+                    + "\n".join(f"- {p}" for p in turn.problems)
+                    + "\nCould you tell me more about what the agent should use or do?"
+                )
                 return
         turn.text = turn.text or "I stopped here to keep this conversation short; tell me how to continue."
 
     async def _call(self, name: str, args: dict[str, Any]) -> str:
         handler = getattr(self, f"_tool_{name}", None)
         if self.headless and name in HEADLESS_BLOCKED:
-            return f"Error: {name} is not available here; the caller decides whether to save. Finish the draft."
+            return (
+                f"Error: {name} is not available here; the caller decides whether to save. Finish the draft."
+            )
         if handler is None:
             return f"Error: there is no tool {name!r}."
         try:
@@ -224,12 +259,23 @@ class BuilderSession:
 
     async def _system_prompt(self, first_message: str) -> str:
         refs = await self._refs()
-        sources = ", ".join(f"{n} ({t})" for n, t in sorted(refs.data_sources.items())) or "none connected yet"
-        matches = "; ".join(f"{t.name} — {t.description}" for t, _ in match_templates(first_message)) or "none"
-        return (PROMPTS / "builder_system.md").read_text().format(
-            team=self.team_name or str(self.team_id), data_sources=sources,
-            collections=", ".join(sorted(refs.collections)) or "none yet", templates=matches,
-            today=date.today().isoformat())
+        sources = (
+            ", ".join(f"{n} ({t})" for n, t in sorted(refs.data_sources.items())) or "none connected yet"
+        )
+        matches = (
+            "; ".join(f"{t.name} — {t.description}" for t, _ in match_templates(first_message)) or "none"
+        )
+        return (
+            (PROMPTS / "builder_system.md")
+            .read_text()
+            .format(
+                team=self.team_name or str(self.team_id),
+                data_sources=sources,
+                collections=", ".join(sorted(refs.collections)) or "none yet",
+                templates=matches,
+                today=date.today().isoformat(),
+            )
+        )
 
     async def _refs(self) -> TeamRefs:
         async with self.db.session(self.identity) as s:
@@ -257,9 +303,16 @@ class BuilderSession:
             return answer
         self._failed_drafts += 1
         self._last_problems = draft.problems
-        return {"valid": False, "problems": (PROMPTS / "builder_repair.md").read_text().format(
-            attempt=self._failed_drafts, max_attempts=MAX_REPAIRS + 1,
-            problems="\n".join(f"- {p}" for p in draft.problems))}
+        return {
+            "valid": False,
+            "problems": (PROMPTS / "builder_repair.md")
+            .read_text()
+            .format(
+                attempt=self._failed_drafts,
+                max_attempts=MAX_REPAIRS + 1,
+                problems="\n".join(f"- {p}" for p in draft.problems),
+            ),
+        }
 
     async def _tool_use_template(self, name: str) -> dict[str, Any]:
         template = get_template(name)
@@ -267,7 +320,9 @@ class BuilderSession:
         return {"template": name, "yaml": template.text(), **(await self._after_draft(draft))}
 
     async def _tool_search_templates(self, query: str) -> list[dict[str, Any]]:
-        return [{"name": t.name, "description": t.description, "score": s} for t, s in match_templates(query, 6)]
+        return [
+            {"name": t.name, "description": t.description, "score": s} for t, s in match_templates(query, 6)
+        ]
 
     async def _tool_draft_spec(self, yaml: str) -> dict[str, Any]:
         try:
@@ -280,7 +335,10 @@ class BuilderSession:
 
     async def _tool_update_spec(self, changes: dict[str, Any]) -> dict[str, Any]:
         if self._work is None:
-            return {"valid": False, "problems": "There is no draft yet: use use_template or draft_spec first."}
+            return {
+                "valid": False,
+                "problems": "There is no draft yet: use use_template or draft_spec first.",
+            }
         return await self._after_draft(await self.set_draft(merge_patch(self._work, changes)))
 
     async def _tool_schedule(self, cron: str, timezone: str = "UTC") -> dict[str, Any]:
@@ -307,16 +365,26 @@ class BuilderSession:
     # ------------------------------------------------------------------ the team's data
     async def _tool_list_data_sources(self) -> list[dict[str, Any]]:
         async with self.db.session(self.identity) as s:
-            return [{"name": d.name, "type": d.type, "status": d.status} for d in await s.sources.list(self.team_id)]
+            return [
+                {"name": d.name, "type": d.type, "status": d.status}
+                for d in await s.sources.list(self.team_id)
+            ]
 
     async def _tool_list_collections(self) -> list[str]:
         return sorted((await self._refs()).collections)
 
     async def _tool_list_tools(self, integration: str | None = None) -> list[dict[str, Any]]:
-        return [{"use": t.name, "integration": t.integration, "access": t.access,
-                 "needs": "dataSource" if t.needs_data_source else "collection" if t.uses_collection else None,
-                 "description": t.description}
-                for t in catalogue_tools() if integration in (None, "", t.integration)]
+        return [
+            {
+                "use": t.name,
+                "integration": t.integration,
+                "access": t.access,
+                "needs": "dataSource" if t.needs_data_source else "collection" if t.uses_collection else None,
+                "description": t.description,
+            }
+            for t in catalogue_tools()
+            if integration in (None, "", t.integration)
+        ]
 
     # ------------------------------------------------------------------ saving and running
     async def save(self, message: str = "saved from the chat"):
@@ -324,7 +392,9 @@ class BuilderSession:
         if self.draft is None:
             raise UserError("There is nothing to save yet: describe the agent first.")
         if self.draft.connections:
-            raise UserError("Connect these first:\n" + "\n".join(c.instructions() for c in self.draft.connections))
+            raise UserError(
+                "Connect these first:\n" + "\n".join(c.instructions() for c in self.draft.connections)
+            )
         data = to_data(self.draft.spec)
         async with self.db.session(self.identity) as s:
             if self.agent is None or self.agent.name != self.draft.name:
@@ -347,10 +417,17 @@ class BuilderSession:
         assert self.agent is not None
         return await self.run_agent(self.agent, inputs, ui, files=self.files)
 
-    async def run_agent(self, agent: Agent, inputs: dict[str, Any] | None = None,
-                        ui: BuilderUI | None = None, files: dict[str, bytes] | None = None) -> Execution:
+    async def run_agent(
+        self,
+        agent: Agent,
+        inputs: dict[str, Any] | None = None,
+        ui: BuilderUI | None = None,
+        files: dict[str, bytes] | None = None,
+    ) -> Execution:
         ui = ui or self._ui
-        execution = await self.runtime.create(self.identity, self.team_id, agent, trigger="chat", inputs=inputs or {})
+        execution = await self.runtime.create(
+            self.identity, self.team_id, agent, trigger="chat", inputs=inputs or {}
+        )
         self.running = execution
         await ui.run_started(execution, agent)
         try:
@@ -376,8 +453,10 @@ class BuilderSession:
         if not name or name in (".", ".."):
             raise UserError("That upload has no usable file name.")
         if sum(len(v) for k, v in self.files.items() if k != name) + len(data) > MAX_FILES_BYTES:
-            raise UserError(f"Uploads for test runs are limited to {MAX_FILES_BYTES // 2**20} MB in all; "
-                            "remove some or use a data source instead.")
+            raise UserError(
+                f"Uploads for test runs are limited to {MAX_FILES_BYTES // 2**20} MB in all; "
+                "remove some or use a data source instead."
+            )
         self.files[name] = data
         work = self._work or (self.draft.data if self.draft else None)
         inputs = ((work or {}).get("spec") or {}).get("inputs") or {}
@@ -399,9 +478,14 @@ class BuilderSession:
         while messages and len(json.dumps(messages, default=str)) > MAX_STATE_CHARS:
             nxt = next((i for i, m in enumerate(messages) if i > 0 and m.get("role") == "user"), None)
             messages = messages[nxt:] if nxt else []
-        return {"team_id": str(self.team_id), "draft": self._work if self.draft is None else self.draft.data,
-                "agent_id": str(self.agent.id) if self.agent else None, "unsaved": self.unsaved,
-                "messages": messages, "files": sorted(self.files)}
+        return {
+            "team_id": str(self.team_id),
+            "draft": self._work if self.draft is None else self.draft.data,
+            "agent_id": str(self.agent.id) if self.agent else None,
+            "unsaved": self.unsaved,
+            "messages": messages,
+            "files": sorted(self.files),
+        }
 
     async def restore(self, state: dict[str, Any]) -> None:
         """Continue a conversation from `state()` (the draft is checked again against the team's data)."""
@@ -415,10 +499,15 @@ class BuilderSession:
             if draft.valid:
                 self.draft = draft
         self.unsaved = bool(state.get("unsaved", self.agent is None)) or self.agent is None
-        history = [m for m in state.get("messages") or [] if isinstance(m, dict) and m.get("role") != "system"]
+        history = [
+            m for m in state.get("messages") or [] if isinstance(m, dict) and m.get("role") != "system"
+        ]
         if history:
             first_user = next((m.get("content") for m in history if m.get("role") == "user"), "") or ""
-            self.messages = [{"role": "system", "content": await self._system_prompt(str(first_user))}, *history]
+            self.messages = [
+                {"role": "system", "content": await self._system_prompt(str(first_user))},
+                *history,
+            ]
 
     async def stop(self) -> bool:
         """Stop the run in progress, if any (it ends within a second)."""
@@ -444,8 +533,15 @@ class BuilderSession:
             out = []
             for a in await s.agents.list(self.team_id):
                 last = await s.executions.list(agent_id=a.id, limit=1)
-                out.append({"name": a.name, "description": a.description, "version": a.current_version,
-                            "status": a.status, "last_run": _run_answer(last[0]) if last else None})
+                out.append(
+                    {
+                        "name": a.name,
+                        "description": a.description,
+                        "version": a.current_version,
+                        "status": a.status,
+                        "last_run": _run_answer(last[0]) if last else None,
+                    }
+                )
         return out
 
     async def open_agent(self, name: str) -> Agent:
@@ -472,8 +568,14 @@ class BuilderSession:
             out = []
             for run in runs:
                 steps = [e for e in await s.executions.events(run.id, limit=200) if e.type == "tool_call"]
-                out.append({**_run_answer(run), "started": run.started_at, "trigger": run.trigger,
-                            "tools_called": [e.name for e in steps]})
+                out.append(
+                    {
+                        **_run_answer(run),
+                        "started": run.started_at,
+                        "trigger": run.trigger,
+                        "tools_called": [e.name for e in steps],
+                    }
+                )
         return out
 
 
@@ -506,9 +608,15 @@ def _unparsable(exc: SpecFormatError) -> Draft:
 
 def _run_answer(run: Execution) -> dict[str, Any]:
     output = run.output.get("text") if isinstance(run.output, dict) else run.output
-    return {"execution": str(run.id), "status": run.status, "output": output, "error": run.error,
-            "duration_ms": run.duration_ms, "tokens": run.tokens_in + run.tokens_out,
-            "cost_usd": float(run.cost_usd)}
+    return {
+        "execution": str(run.id),
+        "status": run.status,
+        "output": output,
+        "error": run.error,
+        "duration_ms": run.duration_ms,
+        "tokens": run.tokens_in + run.tokens_out,
+        "cost_usd": float(run.cost_usd),
+    }
 
 
 async def _free_name(session, team_id: UUID, name: str) -> str:
@@ -524,7 +632,9 @@ def plain_error(exc: CoherexError) -> str:
     from coherex.llm.errors import LLMError
 
     if isinstance(exc, LLMError):
-        return f"The language model is not answering right now ({exc.message}). Your draft is kept; try again."
+        return (
+            f"The language model is not answering right now ({exc.message}). Your draft is kept; try again."
+        )
     if isinstance(exc, BackendError):
         return f"A service Coherex needs is not available ({exc.message}). Your draft is kept; try again."
     return str(exc)

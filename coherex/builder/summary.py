@@ -9,8 +9,19 @@ from coherex.llm import model_in_use
 from coherex.spec import AgentSpec
 from coherex.spec.catalogue import get_tool
 
-_DAYS = {"0": "Sunday", "1": "Monday", "2": "Tuesday", "3": "Wednesday", "4": "Thursday", "5": "Friday",
-         "6": "Saturday", "7": "Sunday", "1-5": "weekday", "0-6": "day", "*": "day"}
+_DAYS = {
+    "0": "Sunday",
+    "1": "Monday",
+    "2": "Tuesday",
+    "3": "Wednesday",
+    "4": "Thursday",
+    "5": "Friday",
+    "6": "Saturday",
+    "7": "Sunday",
+    "1-5": "weekday",
+    "0-6": "day",
+    "*": "day",
+}
 
 
 def describe_cron(cron: str) -> str:
@@ -56,15 +67,21 @@ def summarize(spec: AgentSpec) -> str:
         elif ref.use == "python":
             uses.append("runs Python code in an isolated sandbox" + _network(spec))
         elif info and info.uses_collection:
-            where = f"the knowledge collection **{ref.collection}**" if ref.collection else "the team's knowledge base"
+            where = (
+                f"the knowledge collection **{ref.collection}**"
+                if ref.collection
+                else "the team's knowledge base"
+            )
             uses.append(f"searches {where}")
         else:
             access = ref.access or (info.access if info else "read")
             what = ref.use.split(".", 1)[-1].replace("_", " ")
             what += "".join(f" ({k} {v})" for k, v in (ref.with_ or {}).items())
             old_access, actions = by_source.get(ref.dataSource or "?", ("read", []))
-            by_source[ref.dataSource or "?"] = ("write" if "write" in (access, old_access) else "read",
-                                                actions + [what])
+            by_source[ref.dataSource or "?"] = (
+                "write" if "write" in (access, old_access) else "read",
+                actions + [what],
+            )
     for source, (access, actions) in by_source.items():
         verb = "reads and changes" if access == "write" else "reads"
         uses.append(f"{verb} **{source}** ({', '.join(actions)})")
@@ -73,13 +90,17 @@ def summarize(spec: AgentSpec) -> str:
     runs = triggers_text(spec)
     lines.append("**Runs:** " + (", and ".join(runs) if runs else "only when you start it"))
     if body.inputs:
-        parts = [f"`{name}`" + (f" (default {decl.default!r})" if decl.default is not None else " (required)")
-                 for name, decl in body.inputs.items()]
+        parts = [
+            f"`{name}`" + (f" (default {decl.default!r})" if decl.default is not None else " (required)")
+            for name, decl in body.inputs.items()
+        ]
         lines.append("**Inputs:** " + ", ".join(parts))
     limits = spec.limits
     model = model_in_use(body.model.name if body.model else None)  # the offline model when no key is set
-    lines.append(f"**Limits:** at most {limits.maxSteps} steps, {limits.timeoutSeconds} s and "
-                 f"${limits.maxCostUsd:g} per run, on {model}")
+    lines.append(
+        f"**Limits:** at most {limits.maxSteps} steps, {limits.timeoutSeconds} s and "
+        f"${limits.maxCostUsd:g} per run, on {model}"
+    )
     return "\n".join(lines)
 
 

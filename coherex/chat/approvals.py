@@ -34,8 +34,11 @@ async def approval_card(event: Event) -> None:
     await cl.Message(
         content=f"**{event.name}** waits for your approval ({p.get('tool', '')}):\n```json\n{args}\n```{why}",
         author="Coherex",
-        actions=[cl.Action(name="approve_call", payload=payload, label="Approve", icon="check"),
-                 cl.Action(name="reject_call", payload=payload, label="Reject", icon="x")]).send()
+        actions=[
+            cl.Action(name="approve_call", payload=payload, label="Approve", icon="check"),
+            cl.Action(name="reject_call", payload=payload, label="Reject", icon="x"),
+        ],
+    ).send()
 
 
 @cl.action_callback("approve_call")
@@ -56,10 +59,13 @@ async def _decide(action: cl.Action, decision: str, message: str | None = None) 
     if builder is None:
         return
     try:
-        done = await decide(builder.db, builder.identity, UUID(action.payload["approval"]), decision,
-                            message=message)
+        done = await decide(
+            builder.db, builder.identity, UUID(action.payload["approval"]), decision, message=message
+        )
         await action.remove()
-        await cl.Message(content=f"{done.approval.tool_name}: {done.approval.status}.", author="Coherex").send()
+        await cl.Message(
+            content=f"{done.approval.tool_name}: {done.approval.status}.", author="Coherex"
+        ).send()
         if done.resumed:
             await _resume(builder, UUID(action.payload["execution"]))
     except CoherexError as exc:  # a viewer, a call someone else decided meanwhile, a backend away
@@ -76,5 +82,8 @@ async def _resume(builder: Any, execution_id: UUID) -> None:
     if final.finished or final.status == "waiting_approval":
         await ui.run_finished(final)
     else:
-        await cl.Message(content="A worker goes on with this run; its steps are in `coherex logs -f "
-                                 f"{str(execution_id)[:12]}`.", author="Coherex").send()
+        await cl.Message(
+            content="A worker goes on with this run; its steps are in `coherex logs -f "
+            f"{str(execution_id)[:12]}`.",
+            author="Coherex",
+        ).send()

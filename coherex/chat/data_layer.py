@@ -112,8 +112,13 @@ class CoherexDataLayer(BaseDataLayer):
             user = await s.users.get_by_email(identifier)
         if user is None:
             return None
-        return PersistedUser(id=str(user.id), identifier=user.email, display_name=user.display_name or user.email,
-                             createdAt=_iso(user.created_at), metadata={"user_id": str(user.id)})
+        return PersistedUser(
+            id=str(user.id),
+            identifier=user.email,
+            display_name=user.display_name or user.email,
+            createdAt=_iso(user.created_at),
+            metadata={"user_id": str(user.id)},
+        )
 
     async def create_user(self, user: User) -> PersistedUser | None:
         # people get accounts from `coherex users add` (or an invitation), never from the chat itself
@@ -129,8 +134,14 @@ class CoherexDataLayer(BaseDataLayer):
             author = await s.threads.author(tid)
         return author[1] if author else ""
 
-    async def update_thread(self, thread_id: str, name: str | None = None, user_id: str | None = None,
-                            metadata: dict | None = None, tags: list[str] | None = None) -> None:
+    async def update_thread(
+        self,
+        thread_id: str,
+        name: str | None = None,
+        user_id: str | None = None,
+        metadata: dict | None = None,
+        tags: list[str] | None = None,
+    ) -> None:
         tid = _uuid(thread_id)
         if tid is None:
             return
@@ -139,7 +150,9 @@ class CoherexDataLayer(BaseDataLayer):
         async with self._thread_lock(tid):
             await self._update_thread(tid, name, metadata, tags)
 
-    async def _update_thread(self, tid: UUID, name: str | None, metadata: dict | None, tags: list[str] | None) -> None:
+    async def _update_thread(
+        self, tid: UUID, name: str | None, metadata: dict | None, tags: list[str] | None
+    ) -> None:
         who = self._context_user()
         db = await self._database()
         if who is None:  # rename from the sidebar
@@ -152,7 +165,10 @@ class CoherexDataLayer(BaseDataLayer):
         user, team = who
         name = name or (self._pending_names.pop(tid, None) if team is not None else None)
         async with db.session(Identity.user(user)) as s:
-            if not await s.threads.upsert(tid, team, name=name, metadata=metadata, tags=tags) and team is None:
+            if (
+                not await s.threads.upsert(tid, team, name=name, metadata=metadata, tags=tags)
+                and team is None
+            ):
                 if name:
                     self._pending_names[tid] = name
                 log.info("thread %s not stored yet: the chat has no team yet", tid)
@@ -175,21 +191,29 @@ class CoherexDataLayer(BaseDataLayer):
         out["elements"] = [_element_dict(e) for e in elements]
         return out
 
-    async def list_threads(self, pagination: Pagination, filters: ThreadFilter) -> PaginatedResponse[ThreadDict]:
+    async def list_threads(
+        self, pagination: Pagination, filters: ThreadFilter
+    ) -> PaginatedResponse[ThreadDict]:
         user = _uuid(filters.userId)
         if user is None:
-            return PaginatedResponse(pageInfo=PageInfo(hasNextPage=False, startCursor=None, endCursor=None), data=[])
+            return PaginatedResponse(
+                pageInfo=PageInfo(hasNextPage=False, startCursor=None, endCursor=None), data=[]
+            )
         db = await self._database()
         async with db.session(Identity.user(user)) as s:
-            rows = await s.threads.list(limit=pagination.first + 1, before=_uuid(pagination.cursor),
-                                        search=filters.search or None)
+            rows = await s.threads.list(
+                limit=pagination.first + 1, before=_uuid(pagination.cursor), search=filters.search or None
+            )
         page = rows[: pagination.first]
         data = [_thread_dict(t) for t in page]
         return PaginatedResponse(
-            pageInfo=PageInfo(hasNextPage=len(rows) > pagination.first,
-                              startCursor=data[0]["id"] if data else None,
-                              endCursor=data[-1]["id"] if data else None),
-            data=data)
+            pageInfo=PageInfo(
+                hasNextPage=len(rows) > pagination.first,
+                startCursor=data[0]["id"] if data else None,
+                endCursor=data[-1]["id"] if data else None,
+            ),
+            data=data,
+        )
 
     async def delete_thread(self, thread_id: str) -> None:
         tid = _uuid(thread_id)
@@ -210,14 +234,26 @@ class CoherexDataLayer(BaseDataLayer):
         db = await self._database()
         data = {k: v for k, v in step_dict.items() if k not in ("id", "threadId", "parentId", "feedback")}
         async with self._thread_lock(tid), db.session(Identity.user(user)) as s:
-            written = await s.threads.upsert_step(tid, sid, type=str(step_dict.get("type") or "undefined"),
-                                                  name=str(step_dict.get("name") or ""), data=data,
-                                                  parent_id=_uuid(step_dict.get("parentId")), replace=replace)
+            written = await s.threads.upsert_step(
+                tid,
+                sid,
+                type=str(step_dict.get("type") or "undefined"),
+                name=str(step_dict.get("name") or ""),
+                data=data,
+                parent_id=_uuid(step_dict.get("parentId")),
+                replace=replace,
+            )
             if not written and team is not None:  # a step before the thread (e.g. a resumed session's first)
                 await s.threads.upsert(tid, team, name=self._pending_names.pop(tid, None))
-                await s.threads.upsert_step(tid, sid, type=str(step_dict.get("type") or "undefined"),
-                                            name=str(step_dict.get("name") or ""), data=data,
-                                            parent_id=_uuid(step_dict.get("parentId")), replace=replace)
+                await s.threads.upsert_step(
+                    tid,
+                    sid,
+                    type=str(step_dict.get("type") or "undefined"),
+                    name=str(step_dict.get("name") or ""),
+                    data=data,
+                    parent_id=_uuid(step_dict.get("parentId")),
+                    replace=replace,
+                )
 
     @queue_until_user_message()
     async def create_step(self, step_dict: StepDict) -> None:
@@ -246,18 +282,29 @@ class CoherexDataLayer(BaseDataLayer):
         if tid is None or eid is None or who is None:
             return
         content = element.content
-        if content is None and element.path and Path(element.path).is_file() \
-                and Path(element.path).stat().st_size <= MAX_ELEMENT_BYTES:
+        if (
+            content is None
+            and element.path
+            and Path(element.path).is_file()
+            and Path(element.path).stat().st_size <= MAX_ELEMENT_BYTES
+        ):
             content = Path(element.path).read_bytes()
         if isinstance(content, str):
             content = content.encode()
         if content is not None and len(content) > MAX_ELEMENT_BYTES:
             content = None
-        data = {k: v for k, v in element.to_dict().items() if k not in ("id", "threadId", "forId", "url", "path")}
+        data = {
+            k: v for k, v in element.to_dict().items() if k not in ("id", "threadId", "forId", "url", "path")
+        }
         db = await self._database()
         async with self._thread_lock(tid), db.session(Identity.user(who[0])) as s:
-            await s.threads.upsert_element(tid, eid, data=data, content=bytes(content) if content else None,
-                                           for_id=_uuid(getattr(element, "for_id", None)))
+            await s.threads.upsert_element(
+                tid,
+                eid,
+                data=data,
+                content=bytes(content) if content else None,
+                for_id=_uuid(getattr(element, "for_id", None)),
+            )
 
     async def get_element(self, thread_id: str, element_id: str) -> ElementDict | None:
         tid, eid = _uuid(thread_id), _uuid(element_id)
@@ -308,24 +355,47 @@ class CoherexDataLayer(BaseDataLayer):
 
 # ---------------------------------------------------------------------- rows → Chainlit dicts
 def _thread_dict(t: ChatThread) -> ThreadDict:
-    return ThreadDict(id=str(t.id), createdAt=_iso(t.updated_at), name=t.name, userId=str(t.user_id),
-                      userIdentifier=t.user_email, tags=list(t.tags), metadata=dict(t.metadata), steps=[],
-                      elements=[])
+    return ThreadDict(
+        id=str(t.id),
+        createdAt=_iso(t.updated_at),
+        name=t.name,
+        userId=str(t.user_id),
+        userIdentifier=t.user_email,
+        tags=list(t.tags),
+        metadata=dict(t.metadata),
+        steps=[],
+        elements=[],
+    )
 
 
 def _step_dict(step: ChatStep, feedback: Any = None) -> StepDict:
-    out: dict[str, Any] = {"createdAt": _iso(step.created_at), **step.data, "id": str(step.id),
-                           "threadId": str(step.thread_id), "parentId": str(step.parent_id) if step.parent_id else None,
-                           "type": step.type, "name": step.name}
+    out: dict[str, Any] = {
+        "createdAt": _iso(step.created_at),
+        **step.data,
+        "id": str(step.id),
+        "threadId": str(step.thread_id),
+        "parentId": str(step.parent_id) if step.parent_id else None,
+        "type": step.type,
+        "name": step.name,
+    }
     if feedback is not None:
-        out["feedback"] = {"id": str(feedback.id), "forId": str(step.id), "threadId": str(step.thread_id),
-                           "value": feedback.value, "comment": feedback.comment}
+        out["feedback"] = {
+            "id": str(feedback.id),
+            "forId": str(step.id),
+            "threadId": str(step.thread_id),
+            "value": feedback.value,
+            "comment": feedback.comment,
+        }
     return out  # type: ignore[return-value]
 
 
 def _element_dict(e: ChatElement) -> ElementDict:
-    out: dict[str, Any] = {**e.data, "id": str(e.id), "threadId": str(e.thread_id),
-                           "forId": str(e.for_id) if e.for_id else None}
+    out: dict[str, Any] = {
+        **e.data,
+        "id": str(e.id),
+        "threadId": str(e.thread_id),
+        "forId": str(e.for_id) if e.for_id else None,
+    }
     if e.content is not None:
         mime = out.get("mime") or "application/octet-stream"
         out["url"] = f"data:{mime};base64,{base64.b64encode(e.content).decode()}"

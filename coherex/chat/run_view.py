@@ -42,10 +42,13 @@ class ChatUI(BuilderUI):
     async def run_started(self, execution: Execution, agent: Agent) -> None:
         if self._on_run_started is not None:
             await self._on_run_started()
-        self.control = cl.Message(content=f"Running **{agent.name}** (version {execution.agent_version})…",
-                                  author="Coherex",
-                                  actions=[cl.Action(name="stop", payload={"execution": str(execution.id)},
-                                                     label="Stop", icon="square")])
+        self.control = cl.Message(
+            content=f"Running **{agent.name}** (version {execution.agent_version})…",
+            author="Coherex",
+            actions=[
+                cl.Action(name="stop", payload={"execution": str(execution.id)}, label="Stop", icon="square")
+            ],
+        )
         await self.control.send()
         self.root = cl.Step(name=f"run of {agent.name}", type="run", default_open=True)
         self.root.input = execution.inputs or ""
@@ -59,8 +62,12 @@ class ChatUI(BuilderUI):
             calls = p.get("tool_calls") or []
             step = cl.Step(name=f"LLM · {event.name}", type="llm", parent_id=self.root.id)
             step.output = p.get("content") or ("calls " + ", ".join(c["name"] for c in calls))
-            step.metadata = {"tokens_in": event.tokens_in, "tokens_out": event.tokens_out,
-                             "cost_usd": float(event.cost_usd), "duration_ms": event.duration_ms}
+            step.metadata = {
+                "tokens_in": event.tokens_in,
+                "tokens_out": event.tokens_out,
+                "cost_usd": float(event.cost_usd),
+                "duration_ms": event.duration_ms,
+            }
             step.name += f" · {event.tokens_in + event.tokens_out} tokens · ${float(event.cost_usd):.5f}"
             self.steps[event.seq] = step
             await step.send()
@@ -72,7 +79,9 @@ class ChatUI(BuilderUI):
         elif event.type in ("stdout", "stderr"):
             await parent.stream_token(str(p.get("text", "")).rstrip("\n") + "\n")
         elif event.type == "code":
-            step = cl.Step(name="code", type="tool", parent_id=parent.id, language="python", show_input="python")
+            step = cl.Step(
+                name="code", type="tool", parent_id=parent.id, language="python", show_input="python"
+            )
             step.input = p.get("code", "")
             if p.get("error"):
                 step.output = f"{p['error'].get('name', 'Error')}: {p['error'].get('value', '')}"
@@ -111,13 +120,17 @@ class ChatUI(BuilderUI):
 def run_summary(execution: Execution) -> str:
     """The last message of a run: its outcome, numbers and answer (or error)."""
     seconds = (execution.duration_ms or 0) / 1000
-    line = (f"**{execution.shown_status}** in {seconds:.1f} s · {execution.tokens_in + execution.tokens_out} tokens · "
-            f"${float(execution.cost_usd):.5f}")
+    line = (
+        f"**{execution.shown_status}** in {seconds:.1f} s · {execution.tokens_in + execution.tokens_out} tokens · "
+        f"${float(execution.cost_usd):.5f}"
+    )
     if execution.tool_errors:
         line += f" · {execution.tool_errors} tool call{'s' if execution.tool_errors != 1 else ''} failed"
     if execution.outcome == "completed_with_errors":
-        line += (f"\n\n⚠ The answer came after a failed tool call that nothing fixed: "
-                 f"{_first_line(str(execution.last_tool_error or '').removeprefix('Error: '))}")
+        line += (
+            f"\n\n⚠ The answer came after a failed tool call that nothing fixed: "
+            f"{_first_line(str(execution.last_tool_error or '').removeprefix('Error: '))}"
+        )
     output = execution.output if isinstance(execution.output, dict) else {"text": execution.output}
     result = "\n\n".join(x for x in (output.get("text"), format_sources(output.get("sources") or [])) if x)
     body = f"{line}\n\n{result}" if result else f"{line}\n\n{execution.error or ''}"

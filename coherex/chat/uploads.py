@@ -36,10 +36,19 @@ class EmptyUploadMiddleware:
         if empty is None:
             await self.app(scope, replay, send)
             return
-        detail = json.dumps({"detail": f"{empty} is empty: there is nothing in it to use. "
-                                       "Attach the file with its content."}).encode()
-        await send({"type": "http.response.start", "status": 400,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(detail)).encode())]})
+        detail = json.dumps(
+            {"detail": f"{empty} is empty: there is nothing in it to use. Attach the file with its content."}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 400,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(detail)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": detail})
 
 

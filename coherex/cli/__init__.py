@@ -67,7 +67,9 @@ def _register() -> None:
 
     from coherex.cli import sources
 
-    app.add_typer(sources.app, name="sources", help="Data sources: add, connect, list, test, remove, rotate-key.")
+    app.add_typer(
+        sources.app, name="sources", help="Data sources: add, connect, list, test, remove, rotate-key."
+    )
 
     from coherex.cli import kb
 
@@ -76,9 +78,17 @@ def _register() -> None:
     from coherex.cli import demo
 
     app.add_typer(demo.app, name="demo", help="Demo data: `coherex demo seed` fills the dashboard.")
-    from coherex.cli import approvals; app.add_typer(approvals.app, name="approvals", help="Tool calls waiting for approval: list, approve, reject.")  # noqa: E702,E501
-    from coherex.cli import teams; app.add_typer(teams.app, name="teams", help="Teams: members, roles, invitations, quotas, usage.")  # noqa: E702,E501
-    from coherex.cli import mcp; app.add_typer(mcp.app, name="mcp", help="Serve the team's agents to MCP clients (stdio).")  # noqa: E702,E501
+    from coherex.cli import approvals
+
+    app.add_typer(
+        approvals.app, name="approvals", help="Tool calls waiting for approval: list, approve, reject."
+    )  # noqa: E702,E501
+    from coherex.cli import teams
+
+    app.add_typer(teams.app, name="teams", help="Teams: members, roles, invitations, quotas, usage.")  # noqa: E702,E501
+    from coherex.cli import mcp
+
+    app.add_typer(mcp.app, name="mcp", help="Serve the team's agents to MCP clients (stdio).")  # noqa: E702,E501
 
 
 _register()

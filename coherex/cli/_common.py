@@ -13,7 +13,9 @@ from rich.console import Console
 # Piped output is not wrapped or squeezed to 80 columns: tables stay whole for grep and friends.
 _PIPE_WIDTH = None if sys.stdout.isatty() else 200
 console = Console(highlight=False, soft_wrap=True, width=_PIPE_WIDTH)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
+err_console = Console(
+    stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 200
+)
 
 T = TypeVar("T")
 

@@ -46,8 +46,10 @@ async def resolve_context(db: Database, email: str | None = None, team_slug: str
         if team is None:
             if team_slug != DEFAULT_TEAM:
                 mine = ", ".join(t.slug for t in await s.teams.list()) or "none"
-                raise NotFound(f"Team {team_slug!r} does not exist or {email} is not a member.",
-                               hint=f"Your teams: {mine}. Choose one with COHEREX_TEAM.")
+                raise NotFound(
+                    f"Team {team_slug!r} does not exist or {email} is not a member.",
+                    hint=f"Your teams: {mine}. Choose one with COHEREX_TEAM.",
+                )
             team = await s.teams.create(DEFAULT_TEAM, "Default team")
     return CliContext(db, user, team)
 

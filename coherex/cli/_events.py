@@ -9,8 +9,16 @@ from rich.markup import escape
 
 from coherex.store.models import Event, Execution
 
-_STATUS_STYLE = {"completed": "green", "completed_with_errors": "yellow", "failed": "red", "timed_out": "red",
-                 "cancelled": "yellow", "running": "cyan", "pending": "dim", "waiting_approval": "magenta"}
+_STATUS_STYLE = {
+    "completed": "green",
+    "completed_with_errors": "yellow",
+    "failed": "red",
+    "timed_out": "red",
+    "cancelled": "yellow",
+    "running": "cyan",
+    "pending": "dim",
+    "waiting_approval": "magenta",
+}
 
 
 def _short(value: Any, limit: int = 100) -> str:
@@ -31,14 +39,19 @@ def format_event(e: Event) -> str:
         calls = p.get("tool_calls") or []
         what = ("→ " + ", ".join(c["name"] for c in calls)) if calls else _short(p.get("content") or "", 80)
         cost = f"${float(e.cost_usd):.5f}" + (" (price unknown)" if p.get("price_unknown") else "")
-        return (f"[bold]llm[/] {escape(e.name)}  {e.tokens_in}+{e.tokens_out} tok  {cost}  {_ms(e.duration_ms)}  "
-                f"{escape(what)}")
+        return (
+            f"[bold]llm[/] {escape(e.name)}  {e.tokens_in}+{e.tokens_out} tok  {cost}  {_ms(e.duration_ms)}  "
+            f"{escape(what)}"
+        )
     if e.type == "tool_call":
         return f"  [cyan]tool[/] {escape(e.name)}({escape(_short(p.get('arguments', {}), 90))})"
     if e.type in ("stdout", "stderr"):
         style = "" if e.type == "stdout" else "yellow"
-        return f"    [dim]│[/] [{style}]{escape(str(p.get('text', '')).rstrip())}[/]" if style else \
-            f"    [dim]│[/] {escape(str(p.get('text', '')).rstrip())}"
+        return (
+            f"    [dim]│[/] [{style}]{escape(str(p.get('text', '')).rstrip())}[/]"
+            if style
+            else f"    [dim]│[/] {escape(str(p.get('text', '')).rstrip())}"
+        )
     if e.type == "code":
         kinds = sorted({k for r in p.get("results") or [] for k in r if k not in ("is_main_result", "text")})
         extra = f"  rich results: {', '.join(kinds)}" if kinds else ""
@@ -53,11 +66,14 @@ def format_event(e: Event) -> str:
         style = _STATUS_STYLE.get(e.name, "")
         return f"[{style}]● {e.name}[/]"
     if e.type == "approval_requested":
-        return (f"  [magenta]waits for approval[/] {escape(e.name)}({escape(_short(p.get('arguments', {}), 80))})  "
-                f"[dim]coherex approvals approve {escape(str(p.get('approval_id', ''))[:8])}[/]")
+        return (
+            f"  [magenta]waits for approval[/] {escape(e.name)}({escape(_short(p.get('arguments', {}), 80))})  "
+            f"[dim]coherex approvals approve {escape(str(p.get('approval_id', ''))[:8])}[/]"
+        )
     if e.type == "approval_decided":
         return f"  [magenta]approval[/] {escape(e.name)} {escape(str(p.get('status', '')))}" + (
-            f": {escape(_short(p['message'], 80))}" if p.get("message") else "")
+            f": {escape(_short(p['message'], 80))}" if p.get("message") else ""
+        )
     if e.type == "log":
         return f"  [dim]log[/] {escape(_short(p, 120))}"
     return f"  {e.type} {escape(_short(p))}"
@@ -68,8 +84,10 @@ def format_summary(x: Execution) -> str:
     a failed tool call nothing fixed), numbers, and the failed tool calls."""
     outcome = x.outcome or x.status
     style = _STATUS_STYLE.get(outcome, "")
-    line = (f"[{style}]{escape(x.shown_status)}[/] in {_ms(x.duration_ms)} · {x.tokens_in + x.tokens_out} tokens · "
-            f"${float(x.cost_usd):.5f} · execution {x.id}")
+    line = (
+        f"[{style}]{escape(x.shown_status)}[/] in {_ms(x.duration_ms)} · {x.tokens_in + x.tokens_out} tokens · "
+        f"${float(x.cost_usd):.5f} · execution {x.id}"
+    )
     if x.tool_errors:
         line += f" · [red]{x.tool_errors} tool call{'s' if x.tool_errors != 1 else ''} failed[/]"
     if outcome == "completed_with_errors":

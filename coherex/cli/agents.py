@@ -20,7 +20,7 @@ def apply(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Create the agent, or save the file as its next version (nothing happens if unchanged)."""
-    from coherex.agents import apply_spec
+    from coherex.services.agents import apply_spec
     from coherex.spec import read_file
 
     data = read_file(file)
@@ -31,8 +31,15 @@ def apply(
 
     saved = run_async(go())
     if as_json:
-        print_json({"agent": saved.agent.name, "id": str(saved.agent.id), "version": saved.version.version,
-                    "created_agent": saved.created_agent, "created_version": saved.created_version})
+        print_json(
+            {
+                "agent": saved.agent.name,
+                "id": str(saved.agent.id),
+                "version": saved.version.version,
+                "created_agent": saved.created_agent,
+                "created_version": saved.created_version,
+            }
+        )
     elif saved.created_agent:
         console.print(f"[green]created[/] agent {saved.agent.name} (version 1)")
     elif saved.created_version:
@@ -54,13 +61,20 @@ def list_(as_json: bool = typer.Option(False, "--json")) -> None:
         print_json([a.model_dump(mode="json") for a in agents])
         return
     if not agents:
-        console.print("No agents yet. Create one with `coherex agents apply FILE` "
-                      "(`coherex templates list` shows ready-made specs).")
+        console.print(
+            "No agents yet. Create one with `coherex agents apply FILE` "
+            "(`coherex templates list` shows ready-made specs)."
+        )
         return
     table = Table("NAME", "VERSION", "STATUS", "UPDATED", "DESCRIPTION", box=None)
     for a in agents:
-        table.add_row(a.name, str(a.current_version), a.status, a.updated_at.strftime("%Y-%m-%d %H:%M"),
-                      a.description[:60])
+        table.add_row(
+            a.name,
+            str(a.current_version),
+            a.status,
+            a.updated_at.strftime("%Y-%m-%d %H:%M"),
+            a.description[:60],
+        )
     console.print(table)
 
 
@@ -99,8 +113,17 @@ def versions(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
 
     agent, history = run_async(go())
     if as_json:
-        print_json([{"version": v.version, "created_at": v.created_at, "message": v.message,
-                     "checksum": v.checksum} for v in history])
+        print_json(
+            [
+                {
+                    "version": v.version,
+                    "created_at": v.created_at,
+                    "message": v.message,
+                    "checksum": v.checksum,
+                }
+                for v in history
+            ]
+        )
         return
     table = Table("VERSION", "CREATED", "MESSAGE", box=None)
     for v in history:
@@ -129,8 +152,13 @@ def rm(name: str, yes: bool = typer.Option(False, "--yes", "-y", help="Do not as
         async with cli_context() as ctx, ctx.db.session(ctx.identity) as s:
             agent = await s.agents.require_by_name(ctx.team.id, name)
             await s.agents.delete(agent.id)
-            await s.audit.record(ctx.team.id, "agent.delete", target_type="agent", target_id=str(agent.id),
-                                 details={"name": name})
+            await s.audit.record(
+                ctx.team.id,
+                "agent.delete",
+                target_type="agent",
+                target_id=str(agent.id),
+                details={"name": name},
+            )
 
     run_async(go())
     console.print(f"deleted agent {name}")

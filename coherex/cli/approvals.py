@@ -39,21 +39,36 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print them as JSON
     if not rows:
         console.print("Nothing waits for approval.")
         return
-    table = Table("ID", "AGENT", "TOOL", "ARGUMENTS", "WAITING", "EXPIRES IN", "STARTED BY", "EXECUTION", box=None)
+    table = Table(
+        "ID", "AGENT", "TOOL", "ARGUMENTS", "WAITING", "EXPIRES IN", "STARTED BY", "EXECUTION", box=None
+    )
     for r in rows:
         args = json.dumps(r.arguments, ensure_ascii=False)
-        table.add_row(str(r.id)[:8], r.agent_name, r.tool_name, args if len(args) <= 60 else args[:57] + "…",
-                      _since(r.created_at), _since(r.expires_at).lstrip("-"),
-                      r.requested_by or r.trigger, str(r.execution_id)[:12])
+        table.add_row(
+            str(r.id)[:8],
+            r.agent_name,
+            r.tool_name,
+            args if len(args) <= 60 else args[:57] + "…",
+            _since(r.created_at),
+            _since(r.expires_at).lstrip("-"),
+            r.requested_by or r.trigger,
+            str(r.execution_id)[:12],
+        )
     console.print(table)
-    console.print("[dim]`coherex approvals approve ID` (--args JSON to edit) · `coherex approvals reject ID -m WHY`[/]")
+    console.print(
+        "[dim]`coherex approvals approve ID` (--args JSON to edit) · `coherex approvals reject ID -m WHY`[/]"
+    )
 
 
 @app.command()
 def approve(
     approval: str = typer.Argument(..., help="Approval id (or a unique prefix)."),
-    args: str | None = typer.Option(None, "--args", help="Run the call with these arguments instead (JSON object)."),
-    always: bool = typer.Option(False, "--always", help="Also stop asking for this tool (saves a new version)."),
+    args: str | None = typer.Option(
+        None, "--args", help="Run the call with these arguments instead (JSON object)."
+    ),
+    always: bool = typer.Option(
+        False, "--always", help="Also stop asking for this tool (saves a new version)."
+    ),
 ) -> None:
     """Approve a waiting call (with --args: edited); the run goes on."""
     edited = None
@@ -63,7 +78,7 @@ def approve(
         except ValueError as exc:
             raise UserError(f"--args is not valid JSON: {exc}") from None
         if not isinstance(edited, dict):
-            raise UserError("--args must be a JSON object, e.g. '{\"channel\": \"#ops\"}'.")
+            raise UserError('--args must be a JSON object, e.g. \'{"channel": "#ops"}\'.')
     _decide(approval, "edit" if edited is not None else "approve", arguments=edited, always_allow=always)
 
 
@@ -87,14 +102,19 @@ def _decide(approval: str, action: str, **kw) -> None:
 
     done = run_async(go())
     a = done.approval
-    console.print(f"{a.tool_name} ({str(a.id)[:8]}) {a.status}."
-                  + (" The run goes on." if done.resumed else " Other calls of this step still wait.")
-                  + (f" Saved version {done.new_version}: this tool no longer asks." if done.new_version else ""))
+    console.print(
+        f"{a.tool_name} ({str(a.id)[:8]}) {a.status}."
+        + (" The run goes on." if done.resumed else " Other calls of this step still wait.")
+        + (f" Saved version {done.new_version}: this tool no longer asks." if done.new_version else "")
+    )
 
 
 @app.command("team-default")
-def team_default(mode: str = typer.Argument(..., help="never, or writes: tools that change data ask unless their "
-                                                        "spec says otherwise.")) -> None:
+def team_default(
+    mode: str = typer.Argument(
+        ..., help="never, or writes: tools that change data ask unless their spec says otherwise."
+    ),
+) -> None:
     """Set what tools without an `approval:` setting do in this team (admins)."""
     from coherex.errors import PermissionDenied
 
@@ -105,8 +125,13 @@ def team_default(mode: str = typer.Argument(..., help="never, or writes: tools t
         async with cli_context() as ctx, ctx.db.session(ctx.identity) as s:
             if not await s.approvals.set_team_default(ctx.team.id, mode):
                 raise PermissionDenied("Changing the team's approval default needs the admin role.")
-            await s.audit.record(ctx.team.id, "team.approval_default", target_type="team", target_id=str(ctx.team.id),
-                                 details={"approval_default": mode})
+            await s.audit.record(
+                ctx.team.id,
+                "team.approval_default",
+                target_type="team",
+                target_id=str(ctx.team.id),
+                details={"approval_default": mode},
+            )
             return ctx.team.slug
 
     slug = run_async(go())
@@ -116,29 +141,43 @@ def team_default(mode: str = typer.Argument(..., help="never, or writes: tools t
 @app.command()
 def notify(
     source: str | None = typer.Argument(None, help="A Slack data source of the team."),
-    channel: str | None = typer.Argument(None, help="The channel that hears about waiting calls, e.g. #approvals."),
+    channel: str | None = typer.Argument(
+        None, help="The channel that hears about waiting calls, e.g. #approvals."
+    ),
     off: bool = typer.Option(False, "--off", help="Stop notifying."),
 ) -> None:
     """Post each call that waits for approval to a Slack channel of the team, with how to decide (admins)."""
     from coherex.errors import PermissionDenied
 
     if not off and not (source and channel):
-        raise UserError("Give a Slack data source and a channel (e.g. `coherex approvals notify team-slack "
-                        "#approvals`), or --off.")
+        raise UserError(
+            "Give a Slack data source and a channel (e.g. `coherex approvals notify team-slack "
+            "#approvals`), or --off."
+        )
 
     async def go():
         async with cli_context() as ctx, ctx.db.session(ctx.identity) as s:
             if not off:
                 found = await s.sources.get_by_name(ctx.team.id, source)
                 if found is None or found.type != "slack":
-                    raise UserError(f"{source!r} is not a Slack data source of this team.",
-                                    hint="`coherex sources list` shows them.")
+                    raise UserError(
+                        f"{source!r} is not a Slack data source of this team.",
+                        hint="`coherex sources list` shows them.",
+                    )
             target = None if off else {"source": source, "channel": channel}
             if not await s.approvals.set_team_notify(ctx.team.id, target):
                 raise PermissionDenied("Changing where approvals are announced needs the admin role.")
-            await s.audit.record(ctx.team.id, "team.approval_notify", target_type="team", target_id=str(ctx.team.id),
-                                 details={"approval_notify": target})
+            await s.audit.record(
+                ctx.team.id,
+                "team.approval_notify",
+                target_type="team",
+                target_id=str(ctx.team.id),
+                details={"approval_notify": target},
+            )
 
     run_async(go())
-    console.print("Approval requests are no longer posted." if off else
-                  f"Calls that wait for approval are posted to {channel} through {source}.")
+    console.print(
+        "Approval requests are no longer posted."
+        if off
+        else f"Calls that wait for approval are posted to {channel} through {source}."
+    )

@@ -71,14 +71,17 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     info: dict = {"mode": "embedded" if s.embedded_db else "external"}
     if s.embedded_db:
         st = _embedded().status()
-        info.update(running=st.running, pid=st.pid, port=st.port, data_dir=str(st.pgdata),
-                    postgres_version=st.version)
+        info.update(
+            running=st.running, pid=st.pid, port=st.port, data_dir=str(st.pgdata), postgres_version=st.version
+        )
         if not st.running:
             if as_json:
                 print_json(info)
             else:
-                console.print(f"Embedded database: [yellow]not running[/] (data dir {st.pgdata}).\n"
-                              "Start it with `coherex db start`.")
+                console.print(
+                    f"Embedded database: [yellow]not running[/] (data dir {st.pgdata}).\n"
+                    "Start it with `coherex db start`."
+                )
             raise typer.Exit(1)
     ms = state(resolve_urls(s).admin)
     info.update(applied=len(ms.applied), pending=[m.path.name for m in ms.pending], changed=ms.changed)
@@ -86,8 +89,10 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
         print_json(info)
         return
     if s.embedded_db:
-        console.print(f"Embedded database: [green]running[/] (pid {info['pid']}, 127.0.0.1:{info['port']}, "
-                      f"PostgreSQL {info['postgres_version']}, data in {info['data_dir']})")
+        console.print(
+            f"Embedded database: [green]running[/] (pid {info['pid']}, 127.0.0.1:{info['port']}, "
+            f"PostgreSQL {info['postgres_version']}, data in {info['data_dir']})"
+        )
     else:
         console.print("External database from DATABASE_URL: [green]reachable[/]")
     console.print(f"Migrations: {len(ms.applied)} applied, {len(ms.pending)} pending")

@@ -21,7 +21,7 @@ def seed(
 ) -> None:
     """Fill your team with demo people, agents (with versions), data sources, executions with their
     steps and costs, a knowledge collection and audit entries. Safe to run again (adds executions)."""
-    from coherex.demo import DEMO_PASSWORD, seed as seed_team
+    from coherex.testing.demo import DEMO_PASSWORD, seed as seed_team
 
     if executions < 0 or days < 1:
         raise UserError("--executions must be 0 or more and --days at least 1.")
@@ -34,11 +34,22 @@ def seed(
     ctx, report = run_async(go())
     seconds = round(time.perf_counter() - started, 2)
     if as_json:
-        print_json({"team": ctx.team.slug, "agents": report.agents, "executions": report.executions,
-                    "documents": report.documents, "seconds": seconds})
+        print_json(
+            {
+                "team": ctx.team.slug,
+                "agents": report.agents,
+                "executions": report.executions,
+                "documents": report.documents,
+                "seconds": seconds,
+            }
+        )
         return
-    console.print(f"[green]seeded[/] team {ctx.team.slug}: {report.agents} agents, {report.executions:,} executions, "
-                  f"{report.documents} documents in {seconds} s")
-    console.print(f"Demo people sign in with password [bold]{DEMO_PASSWORD!r}[/] "
-                  "(maria@demo.coherex.dev, jon@demo.coherex.dev, li@demo.coherex.dev). "
-                  "Open the dashboard: `streamlit run dashboard_app.py`.")
+    console.print(
+        f"[green]seeded[/] team {ctx.team.slug}: {report.agents} agents, {report.executions:,} executions, "
+        f"{report.documents} documents in {seconds} s"
+    )
+    console.print(
+        f"Demo people sign in with password [bold]{DEMO_PASSWORD!r}[/] "
+        "(maria@demo.coherex.dev, jon@demo.coherex.dev, li@demo.coherex.dev). "
+        "Open the dashboard: `streamlit run dashboard_app.py`."
+    )

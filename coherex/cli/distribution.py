@@ -36,11 +36,17 @@ def _name_version(target: str) -> tuple[str, int | None]:
 
 def push(
     target: str = typer.Argument(..., help="NAME or NAME:VERSION (default: the current version)."),
-    ref: str = typer.Argument(..., help="Where to: REGISTRY/REPOSITORY[:TAG]; the tag defaults to the version."),
+    ref: str = typer.Argument(
+        ..., help="Where to: REGISTRY/REPOSITORY[:TAG]; the tag defaults to the version."
+    ),
     sign: bool = typer.Option(False, "--sign", help="Attach a cosign-compatible signature (see --key)."),
     key: Path | None = typer.Option(None, "--key", help="Signing key (default: <data dir>/signing.key)."),
-    files: list[Path] = typer.Option([], "--file", "-f", help="Ship this file with the agent (prompts, samples)."),
-    source: str | None = typer.Option(None, "--source", help="org.opencontainers.image.source (a repository URL)."),
+    files: list[Path] = typer.Option(
+        [], "--file", "-f", help="Ship this file with the agent (prompts, samples)."
+    ),
+    source: str | None = typer.Option(
+        None, "--source", help="org.opencontainers.image.source (a repository URL)."
+    ),
     revision: str | None = typer.Option(None, "--revision", help="org.opencontainers.image.revision."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -59,9 +65,19 @@ def push(
 
     async def go():
         async with cli_context() as ctx:
-            return await service.push(ctx.db, ctx.identity, ctx.team.id, name, ref, version=version,
-                                      sign_key=key_path, files=shipped, docker_config=True, source=source,
-                                      revision=revision)
+            return await service.push(
+                ctx.db,
+                ctx.identity,
+                ctx.team.id,
+                name,
+                ref,
+                version=version,
+                sign_key=key_path,
+                files=shipped,
+                docker_config=True,
+                source=source,
+                revision=revision,
+            )
 
     result = run_async(go())
     if as_json:
@@ -81,8 +97,10 @@ def _print_pull(result, verb: str = "pulled") -> None:
     elif not result.created_version:
         console.print(f"{verb} {r['ref']}: same spec as {result.agent} v{result.version}; nothing changed")
     else:
-        console.print(f"{verb} {r['ref']} → {'new agent ' if result.created_agent else ''}"
-                      f"[bold]{result.agent}[/] v{result.version}")
+        console.print(
+            f"{verb} {r['ref']} → {'new agent ' if result.created_agent else ''}"
+            f"[bold]{result.agent}[/] v{result.version}"
+        )
     console.print(f"  digest     {result.digest}")
     console.print(f"  signature  {result.signature['summary']}")
     for note in result.import_notes:
@@ -140,7 +158,9 @@ def inspect(
     cfg = info["config"]
     console.print(f"[bold]{info['ref']}[/]")
     console.print(f"  digest       {info['digest']}")
-    console.print(f"  agent        {cfg.get('name')} v{cfg.get('version', '?')}: {cfg.get('description', '')}")
+    console.print(
+        f"  agent        {cfg.get('name')} v{cfg.get('version', '?')}: {cfg.get('description', '')}"
+    )
     console.print(f"  tools        {', '.join(cfg.get('tools') or []) or 'none'}")
     sources = ", ".join(f"{d['name']} ({d['type']})" for d in cfg.get("dataSources") or [])
     console.print(f"  data sources {sources or 'none'}")
@@ -156,11 +176,14 @@ def inspect(
 
 # ---------------------------------------------------------------- coherex registry …
 
+
 @app.command()
 def login(
     registry: str = typer.Argument(..., help="Registry host[:port], e.g. ghcr.io"),
     username: str = typer.Option(..., "--username", "-u"),
-    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password (token) from stdin."),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password (token) from stdin."
+    ),
 ) -> None:
     """Store a registry login for the team, sealed by the vault (checked against the registry first)."""
     from coherex.distribution import service
@@ -187,23 +210,33 @@ def logout(registry: str = typer.Argument(...)) -> None:
         async with cli_context() as ctx:
             return await service.logout(ctx.db, ctx.identity, ctx.team.id, registry)
 
-    console.print(f"Removed the login for {registry}." if run_async(go()) else f"No login stored for {registry}.")
+    console.print(
+        f"Removed the login for {registry}." if run_async(go()) else f"No login stored for {registry}."
+    )
 
 
 @app.command()
-def keygen(path: Path | None = typer.Option(None, "--out", help="Private key file (default: <data dir>/signing.key).")) -> None:
+def keygen(
+    path: Path | None = typer.Option(
+        None, "--out", help="Private key file (default: <data dir>/signing.key)."
+    ),
+) -> None:
     """Create an ECDSA P-256 key pair for `coherex push --sign` (cosign reads both files)."""
     from coherex.distribution import signing
 
     target = path or default_key_path()
     public = signing.generate_keys(target)
-    console.print(f"private key {target} (mode 0600; keep it secret)\npublic key  {public} (give it to those who "
-                  "pull: `coherex registry trust NAME FILE.pub`)")
+    console.print(
+        f"private key {target} (mode 0600; keep it secret)\npublic key  {public} (give it to those who "
+        "pull: `coherex registry trust NAME FILE.pub`)"
+    )
 
 
 @app.command()
-def trust(name: str = typer.Argument(..., help="A name for the key, e.g. acme-release."),
-          public_key: Path = typer.Argument(..., help="PEM public key file (cosign.pub or signing.pub).")) -> None:
+def trust(
+    name: str = typer.Argument(..., help="A name for the key, e.g. acme-release."),
+    public_key: Path = typer.Argument(..., help="PEM public key file (cosign.pub or signing.pub)."),
+) -> None:
     """Trust signatures made with this public key (team admins)."""
     from coherex.distribution import service
 
@@ -259,7 +292,9 @@ def require_signature(state: str = typer.Argument(..., help="on or off")) -> Non
             await service.require_signatures(ctx.db, ctx.identity, ctx.team.id, state == "on")
 
     run_async(go())
-    err_console.print(f"Pulls {'now need' if state == 'on' else 'no longer need'} a valid signature from a trusted key.")
+    err_console.print(
+        f"Pulls {'now need' if state == 'on' else 'no longer need'} a valid signature from a trusted key."
+    )
 
 
 def looks_like_reference(target: str) -> bool:
@@ -272,4 +307,6 @@ def register(root: typer.Typer) -> None:
     root.command("push")(push)
     root.command("pull")(pull)
     root.command("inspect")(inspect)
-    root.add_typer(app, name="registry", help="Registry logins, signing keys and the team's signature policy.")
+    root.add_typer(
+        app, name="registry", help="Registry logins, signing keys and the team's signature policy."
+    )

@@ -41,12 +41,19 @@ def builder(
                 result = await run_case(ctx.db, ctx.user.id, case, llm)
                 results.append(result)
                 if not as_json:
-                    mark = "[green]✓[/]" if result.hit and not result.failed else "[yellow]~[/]" if result.hit \
+                    mark = (
+                        "[green]✓[/]"
+                        if result.hit and not result.failed
+                        else "[yellow]~[/]"
+                        if result.hit
                         else "[red]✗[/]"
-                    console.print(f"{mark} {result.id}: {result.matched}/{result.checks} properties, "
-                                  f"{result.turns} turns, {result.tokens} tokens, {result.seconds:.1f} s"
-                                  + (f"  [dim]{'; '.join(result.failed)}[/]" if result.failed else "")
-                                  + (f"  [red]{result.error}[/]" if result.error else ""))
+                    )
+                    console.print(
+                        f"{mark} {result.id}: {result.matched}/{result.checks} properties, "
+                        f"{result.turns} turns, {result.tokens} tokens, {result.seconds:.1f} s"
+                        + (f"  [dim]{'; '.join(result.failed)}[/]" if result.failed else "")
+                        + (f"  [red]{result.error}[/]" if result.error else "")
+                    )
         return results
 
     results = run_async(go())
@@ -57,10 +64,27 @@ def builder(
         print_json(report)
         return
     t = report["total"]
-    table = Table("cases", "valid specs", "right template/tools", "properties", "turns", "turn p50/p95", "tokens",
-                  "cost", "wall time")
+    table = Table(
+        "cases",
+        "valid specs",
+        "right template/tools",
+        "properties",
+        "turns",
+        "turn p50/p95",
+        "tokens",
+        "cost",
+        "wall time",
+    )
     p50, p95 = (f"{t[k] / 1000:.2f}" if t[k] is not None else "-" for k in ("turn_ms_p50", "turn_ms_p95"))
-    table.add_row(str(t["cases"]), f"{t['valid']}/{t['cases']}", f"{t['hits']}/{t['cases']}",
-                  f"{t['properties_matched']}/{t['properties']}", str(t["turns"]), f"{p50}/{p95} s", str(t["tokens"]),
-                  f"${t['cost_usd']:.4f}", f"{t['seconds']:.1f} s")
+    table.add_row(
+        str(t["cases"]),
+        f"{t['valid']}/{t['cases']}",
+        f"{t['hits']}/{t['cases']}",
+        f"{t['properties_matched']}/{t['properties']}",
+        str(t["turns"]),
+        f"{p50}/{p95} s",
+        str(t["tokens"]),
+        f"${t['cost_usd']:.4f}",
+        f"{t['seconds']:.1f} s",
+    )
     console.print(table)

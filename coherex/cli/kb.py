@@ -19,13 +19,21 @@ from coherex.knowledge.ingest import require_collection
 
 app = typer.Typer(no_args_is_help=True)
 
-COLLECTION = typer.Option(..., "--collection", "-c", help="Collection name (lower-case letters, digits, dashes).")
+COLLECTION = typer.Option(
+    ..., "--collection", "-c", help="Collection name (lower-case letters, digits, dashes)."
+)
 JSON = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 
 def _bar() -> Bar:
-    return Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               console=err_console, transient=False)
+    return Bar(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=False,
+    )
 
 
 @app.command("add")
@@ -44,37 +52,60 @@ def add(
                     task = bar.add_task(escape(path.name), total=None)
 
                     def on_progress(p: Progress, task=task) -> None:
-                        bar.update(task, description=f"{escape(p.filename)} [dim]{p.stage}[/]", total=p.total,
-                                   completed=p.done)
+                        bar.update(
+                            task,
+                            description=f"{escape(p.filename)} [dim]{p.stage}[/]",
+                            total=p.total,
+                            completed=p.done,
+                        )
 
                     try:
                         # the path as typed is the source: docs/a/README.md and docs/b/README.md stay apart
-                        result = await ingest_file(ctx.db, ctx.identity, ctx.team.id, collection, path, str(path),
-                                                   progress=on_progress)
+                        result = await ingest_file(
+                            ctx.db,
+                            ctx.identity,
+                            ctx.team.id,
+                            collection,
+                            path,
+                            str(path),
+                            progress=on_progress,
+                        )
                     except UserError as exc:
                         failures.append({"file": str(path), "error": exc.message, "hint": exc.hint})
                         bar.update(task, description=f"{escape(path.name)} [red]failed[/]")
                         continue
                     results.append(result)
                     state = "added" if result.added else "already there"
-                    bar.update(task, description=f"{escape(path.name)} [green]{state}[/]", total=1, completed=1)
+                    bar.update(
+                        task, description=f"{escape(path.name)} [green]{state}[/]", total=1, completed=1
+                    )
         if as_json:
             print_json({"added": [_result_dict(r) for r in results], "failed": failures})
         else:
             added = [r for r in results if r.added]
-            console.print(f"{len(added)} added ({sum(r.chunks for r in added)} chunks), "
-                          f"{len(results) - len(added)} already in {collection!r}, {len(failures)} failed.")
+            console.print(
+                f"{len(added)} added ({sum(r.chunks for r in added)} chunks), "
+                f"{len(results) - len(added)} already in {collection!r}, {len(failures)} failed."
+            )
             for f in failures:
-                err_console.print(f"[bold red]error:[/] {escape(f['error'])}" +
-                                  (f"\n  hint: {escape(f['hint'])}" if f["hint"] else ""))
+                err_console.print(
+                    f"[bold red]error:[/] {escape(f['error'])}"
+                    + (f"\n  hint: {escape(f['hint'])}" if f["hint"] else "")
+                )
         return 1 if failures else 0
 
     raise typer.Exit(run_async(go()))
 
 
 def _result_dict(r) -> dict:
-    return {"file": r.filename, "document_id": str(r.document_id), "title": r.title, "chunks": r.chunks,
-            "added": r.added, "replaced": r.replaced}
+    return {
+        "file": r.filename,
+        "document_id": str(r.document_id),
+        "title": r.title,
+        "chunks": r.chunks,
+        "added": r.added,
+        "replaced": r.replaced,
+    }
 
 
 @app.command("search")
@@ -90,7 +121,9 @@ def search(
 
     async def go() -> None:
         async with cli_context() as ctx:
-            hits = await knowledge_search(ctx.db, ctx.identity, ctx.team.id, collection, query, k, filters=filters)
+            hits = await knowledge_search(
+                ctx.db, ctx.identity, ctx.team.id, collection, query, k, filters=filters
+            )
         if as_json:
             print_json([h.to_dict() for h in hits])
             return
@@ -98,8 +131,10 @@ def search(
             console.print("No matching passages.")
         for i, h in enumerate(hits, start=1):
             where_ = ", ".join(str(x) for x in (h.metadata.get("section"), _page(h.metadata)) if x)
-            console.print(f"[bold]{i}. {escape(h.title)}[/] [dim]{escape(h.source)}"
-                          f"{' · ' + escape(where_) if where_ else ''} · score {h.score:.4f}[/]")
+            console.print(
+                f"[bold]{i}. {escape(h.title)}[/] [dim]{escape(h.source)}"
+                f"{' · ' + escape(where_) if where_ else ''} · score {h.score:.4f}[/]"
+            )
             console.print("   " + re.sub(r"\*\*(.+?)\*\*", r"[bold yellow]\1[/]", escape(h.highlight)))
 
     run_async(go())
@@ -115,7 +150,9 @@ def _typed(value: str) -> object:
 
 @app.command("list")
 def list_(
-    collection: str | None = typer.Option(None, "--collection", "-c", help="List this collection's documents."),
+    collection: str | None = typer.Option(
+        None, "--collection", "-c", help="List this collection's documents."
+    ),
     as_json: bool = JSON,
 ) -> None:
     """List collections, or the documents of one collection."""
@@ -124,18 +161,38 @@ def list_(
         async with cli_context() as ctx, ctx.db.session(ctx.identity) as s:
             if collection is None:
                 stats = await s.knowledge.collection_stats(ctx.team.id)
-                rows = [{"name": c.name, "documents": c.documents, "chunks": c.chunks, "model": c.embedding_model,
-                         "dim": c.embedding_dim} for c in stats]
+                rows = [
+                    {
+                        "name": c.name,
+                        "documents": c.documents,
+                        "chunks": c.chunks,
+                        "model": c.embedding_model,
+                        "dim": c.embedding_dim,
+                    }
+                    for c in stats
+                ]
             else:
                 coll = await require_collection(s, ctx.team.id, collection)
-                rows = [{"source": d.source, "title": d.title, "type": d.mime_type, "chunks": d.chunk_count,
-                         "status": d.status, "added": d.created_at.isoformat(timespec="seconds"), "id": str(d.id)}
-                        for d in await s.knowledge.list_documents(coll.id)]
+                rows = [
+                    {
+                        "source": d.source,
+                        "title": d.title,
+                        "type": d.mime_type,
+                        "chunks": d.chunk_count,
+                        "status": d.status,
+                        "added": d.created_at.isoformat(timespec="seconds"),
+                        "id": str(d.id),
+                    }
+                    for d in await s.knowledge.list_documents(coll.id)
+                ]
         if as_json:
             print_json(rows)
         elif not rows:
-            console.print("No collections yet. Add files with `coherex kb add PATH --collection NAME`."
-                          if collection is None else "The collection is empty.")
+            console.print(
+                "No collections yet. Add files with `coherex kb add PATH --collection NAME`."
+                if collection is None
+                else "The collection is empty."
+            )
         else:
             table = Table(*rows[0].keys())
             for row in rows:
@@ -148,11 +205,15 @@ def list_(
 @app.command("rm")
 def rm(
     collection: str = typer.Argument(..., help="The collection."),
-    documents: list[str] = typer.Option([], "--document", "-d", help="Remove only this document (source or id)."),
+    documents: list[str] = typer.Option(
+        [], "--document", "-d", help="Remove only this document (source or id)."
+    ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
     """Remove a collection with everything in it, or some of its documents."""
-    what = f"{len(documents)} document(s) from {collection!r}" if documents else f"the collection {collection!r}"
+    what = (
+        f"{len(documents)} document(s) from {collection!r}" if documents else f"the collection {collection!r}"
+    )
     if not yes and not typer.confirm(f"Remove {what}?"):
         raise typer.Abort()
 
@@ -166,8 +227,10 @@ def rm(
                 for name in documents:
                     matches = [d for d in docs if name in (d.source, str(d.id))]
                     if not matches:
-                        raise NotFound(f"No document {name!r} in {collection!r}.",
-                                       hint=f"See them with `coherex kb list --collection {collection}`.")
+                        raise NotFound(
+                            f"No document {name!r} in {collection!r}.",
+                            hint=f"See them with `coherex kb list --collection {collection}`.",
+                        )
                     for d in matches:
                         await s.knowledge.delete_document(d.id)
         console.print(f"Removed {what}.")
@@ -184,8 +247,12 @@ def reindex(collection: str = COLLECTION) -> None:
             with _bar() as bar:
                 task = bar.add_task(f"re-embedding {escape(collection)}", total=None)
                 count = await reindex_collection(
-                    ctx.db, ctx.identity, ctx.team.id, collection,
-                    progress=lambda p: bar.update(task, total=p.total, completed=p.done))
+                    ctx.db,
+                    ctx.identity,
+                    ctx.team.id,
+                    collection,
+                    progress=lambda p: bar.update(task, total=p.total, completed=p.done),
+                )
         return count
 
     count = run_async(go())

@@ -20,16 +20,23 @@ def create(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
     async def go():
         async with cli_context() as ctx, ctx.db.session(ctx.identity) as s:
             record, key = await s.api_keys.create(ctx.team.id, name)
-            await s.audit.record(ctx.team.id, "api_key.create", target_type="api_key", target_id=str(record.id),
-                                 details={"name": name})
+            await s.audit.record(
+                ctx.team.id,
+                "api_key.create",
+                target_type="api_key",
+                target_id=str(record.id),
+                details={"name": name},
+            )
             return record, key
 
     record, key = run_async(go())
     if as_json:
         print_json({"id": str(record.id), "name": name, "key": key})
     else:
-        console.print(f"API key [bold]{name}[/] ({record.id}):\n\n  {key}\n\n"
-                      "Keep it now: it is not shown again. Use it as `Authorization: Bearer <key>`.")
+        console.print(
+            f"API key [bold]{name}[/] ({record.id}):\n\n  {key}\n\n"
+            "Keep it now: it is not shown again. Use it as `Authorization: Bearer <key>`."
+        )
 
 
 @app.command("list")
@@ -42,9 +49,14 @@ def list_() -> None:
 
     table = Table("ID", "NAME", "PREFIX", "CREATED", "LAST USED", "STATUS", box=None)
     for k in run_async(go()):
-        table.add_row(str(k.id), k.name, k.prefix + "…", k.created_at.strftime("%Y-%m-%d"),
-                      k.last_used_at.strftime("%Y-%m-%d %H:%M") if k.last_used_at else "never",
-                      "revoked" if k.revoked_at else "active")
+        table.add_row(
+            str(k.id),
+            k.name,
+            k.prefix + "…",
+            k.created_at.strftime("%Y-%m-%d"),
+            k.last_used_at.strftime("%Y-%m-%d %H:%M") if k.last_used_at else "never",
+            "revoked" if k.revoked_at else "active",
+        )
     console.print(table)
 
 
@@ -56,7 +68,9 @@ def revoke(key_id: UUID) -> None:
         async with cli_context() as ctx, ctx.db.session(ctx.identity) as s:
             done = await s.api_keys.revoke(key_id)
             if done:
-                await s.audit.record(ctx.team.id, "api_key.revoke", target_type="api_key", target_id=str(key_id))
+                await s.audit.record(
+                    ctx.team.id, "api_key.revoke", target_type="api_key", target_id=str(key_id)
+                )
             return done
 
     console.print(f"revoked {key_id}" if run_async(go()) else f"no active key {key_id}")

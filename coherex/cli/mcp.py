@@ -20,16 +20,24 @@ app = typer.Typer(no_args_is_help=True)
 @app.command()
 def serve(
     stdio: bool = typer.Option(False, "--stdio", help="Speak MCP over stdin/stdout (for desktop clients)."),
-    key: str = typer.Option("", envvar="COHEREX_API_KEY", show_default=False,
-                            help="The API key whose team's agents are served (default: $COHEREX_API_KEY)."),
+    key: str = typer.Option(
+        "",
+        envvar="COHEREX_API_KEY",
+        show_default=False,
+        help="The API key whose team's agents are served (default: $COHEREX_API_KEY).",
+    ),
 ) -> None:
     """Serve every agent of the API key's team as an MCP tool."""
     if not stdio:
-        raise UserError("Only --stdio is served by this command; over HTTP, `coherex web` serves /mcp.",
-                        hint="Run `coherex mcp serve --stdio`, or point the client at http(s)://<host>/mcp.")
+        raise UserError(
+            "Only --stdio is served by this command; over HTTP, `coherex web` serves /mcp.",
+            hint="Run `coherex mcp serve --stdio`, or point the client at http(s)://<host>/mcp.",
+        )
     if not key.strip():
-        raise UserError("No API key: set COHEREX_API_KEY (or pass --key).",
-                        hint="Create one with `coherex keys create desktop`.")
+        raise UserError(
+            "No API key: set COHEREX_API_KEY (or pass --key).",
+            hint="Create one with `coherex keys create desktop`.",
+        )
     from coherex.api.mcp import serve_stdio
 
     run_async(serve_stdio(key.strip()))

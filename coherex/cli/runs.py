@@ -17,16 +17,21 @@ from coherex.errors import UserError
 
 
 def run(
-    target: str = typer.Argument(..., help="An agent name, a spec file (saved as a version first), or a registry "
-                                           "reference (pulled first: `coherex pull`)."),
+    target: str = typer.Argument(
+        ...,
+        help="An agent name, a spec file (saved as a version first), or a registry "
+        "reference (pulled first: `coherex pull`).",
+    ),
     inputs: list[str] = typer.Option([], "--input", "-i", help="key=value, repeatable."),
     version: int | None = typer.Option(None, "--version", "-v", help="Run this version (default: current)."),
-    files: list[Path] = typer.Option([], "--file", "-f", help="Put this file in the sandbox's working directory."),
+    files: list[Path] = typer.Option(
+        [], "--file", "-f", help="Put this file in the sandbox's working directory."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the final execution and its events as JSON."),
 ) -> None:
     """Run an agent now, streaming every step. Exit code: 0 completed, 3 completed with errors (the
     answer came after a failed tool call nothing fixed), 1 otherwise."""
-    from coherex.agents import apply_spec
+    from coherex.services.agents import apply_spec
     from coherex.cli.distribution import looks_like_reference as is_reference
     from coherex.runtime import Runtime
     from coherex.runtime.tools import with_file_input
@@ -58,8 +63,14 @@ def run(
                     agent = await s.agents.require_by_name(ctx.team.id, target)
                 spec = load_spec((await s.agents.require_version(agent, version)).spec)
             runtime = Runtime(ctx.db)
-            execution = await runtime.create(ctx.identity, ctx.team.id, agent, version=version, trigger="cli",
-                                             inputs=with_file_input(spec, values, list(uploads)))
+            execution = await runtime.create(
+                ctx.identity,
+                ctx.team.id,
+                agent,
+                version=version,
+                trigger="cli",
+                inputs=with_file_input(spec, values, list(uploads)),
+            )
             events = []
             status = None if as_json else console.status(f"running {agent.name}…", spinner="dots")
 
@@ -73,8 +84,9 @@ def run(
                 console.print(f"[dim]execution {execution.id} · {agent.name} v{execution.agent_version}[/]")
             loop = asyncio.get_running_loop()
             # Ctrl-C asks the run to stop (recorded as cancelled) instead of killing the CLI mid-write.
-            loop.add_signal_handler(signal.SIGINT, lambda: asyncio.ensure_future(
-                runtime.stop(ctx.identity, execution.id)))
+            loop.add_signal_handler(
+                signal.SIGINT, lambda: asyncio.ensure_future(runtime.stop(ctx.identity, execution.id))
+            )
             try:
                 if status is not None:
                     with status:
@@ -87,8 +99,12 @@ def run(
 
     final, events = run_async(go())
     if as_json:
-        print_json({"execution": final.model_dump(mode="json"),
-                    "events": [e.model_dump(mode="json") for e in events]})
+        print_json(
+            {
+                "execution": final.model_dump(mode="json"),
+                "events": [e.model_dump(mode="json") for e in events],
+            }
+        )
     else:
         if final.output and final.output.get("text"):
             console.print()
@@ -100,8 +116,10 @@ def run(
                 console.print(format_sources(final.output["sources"]).replace("**", ""), markup=False)
         console.print(format_summary(final))
         if final.status == "waiting_approval":
-            console.print(f"[magenta]A tool call waits for approval:[/] `coherex approvals list`; after the decision a "
-                          f"worker goes on (`coherex logs -f {str(final.id)[:12]}`).")
+            console.print(
+                f"[magenta]A tool call waits for approval:[/] `coherex approvals list`; after the decision a "
+                f"worker goes on (`coherex logs -f {str(final.id)[:12]}`)."
+            )
         if final.error:
             err_console.print(f"[red]{final.error}[/]", markup=True)
     raise typer.Exit({"completed": 0, "completed_with_errors": 3}.get(final.outcome or final.status, 1))
@@ -118,7 +136,9 @@ def ps(
     async def go():
         async with cli_context() as ctx, ctx.db.session(ctx.identity) as s:
             agent_id = (await s.agents.require_by_name(ctx.team.id, agent)).id if agent else None
-            rows = await s.executions.list(team_id=ctx.team.id, agent_id=agent_id, limit=limit * (1 if all_ else 5))
+            rows = await s.executions.list(
+                team_id=ctx.team.id, agent_id=agent_id, limit=limit * (1 if all_ else 5)
+            )
             names = {a.id: a.name for a in await s.agents.list(ctx.team.id, include_archived=True)}
             return rows, names
 
@@ -131,14 +151,21 @@ def ps(
     if not rows:
         console.print("No running executions." + ("" if all_ else " (`coherex ps -a` shows finished ones.)"))
         return
-    table = Table("ID", "AGENT", "VERSION", "STATUS", "TOOL ERRORS", "TRIGGER", "CREATED", "DURATION", "COST",
-                  box=None)
+    table = Table(
+        "ID", "AGENT", "VERSION", "STATUS", "TOOL ERRORS", "TRIGGER", "CREATED", "DURATION", "COST", box=None
+    )
     for r in rows:
-        table.add_row(str(r.id)[:12], names.get(r.agent_id, "?"), str(r.agent_version), r.shown_status,
-                      str(r.tool_errors or ""), r.trigger,
-                      r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                      f"{r.duration_ms / 1000:.1f}s" if r.duration_ms is not None else "",
-                      f"${float(r.cost_usd):.4f}")
+        table.add_row(
+            str(r.id)[:12],
+            names.get(r.agent_id, "?"),
+            str(r.agent_version),
+            r.shown_status,
+            str(r.tool_errors or ""),
+            r.trigger,
+            r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            f"{r.duration_ms / 1000:.1f}s" if r.duration_ms is not None else "",
+            f"${float(r.cost_usd):.4f}",
+        )
     console.print(table)
 
 
@@ -185,7 +212,9 @@ def logs(
 
     final = run_async(go())
     if not as_json:
-        console.print(format_summary(final) if final.finished else f"[cyan]{final.status}[/] · execution {final.id}")
+        console.print(
+            format_summary(final) if final.finished else f"[cyan]{final.status}[/] · execution {final.id}"
+        )
 
 
 def stop(execution: str = typer.Argument(..., help="Execution id (or a unique prefix).")) -> None:

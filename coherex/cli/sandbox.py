@@ -23,8 +23,10 @@ def serve(port: int = typer.Option(None, help="Port on 127.0.0.1 (default: COHER
     settings = get_settings()
     port = port or settings.sandbox_port
     key = local_api_key(settings, create=True)
-    err_console.print(f"sandbox server on http://127.0.0.1:{port} (API key in {api_key_file(settings)}; "
-                      f"warm pool {settings.sandbox_pool_size}). Ctrl-C stops it.")
+    err_console.print(
+        f"sandbox server on http://127.0.0.1:{port} (API key in {api_key_file(settings)}; "
+        f"warm pool {settings.sandbox_pool_size}). Ctrl-C stops it."
+    )
     try:
         run_async(run_server(settings, port=port, api_key=key))
     except KeyboardInterrupt:
@@ -62,13 +64,17 @@ async def _exec(code: str, timeout: float, allow_network: bool) -> int:
     if settings.sandbox == "local" and not port_is_open(settings.sandbox_port):
         # no server running: start one in this process for this one run
         settings = settings.model_copy(update={"sandbox_pool_size": 0})
-        server = ServerThread(settings, port=settings.sandbox_port,
-                              api_key=local_api_key(settings, create=True))
+        server = ServerThread(
+            settings, port=settings.sandbox_port, api_key=local_api_key(settings, create=True)
+        )
         await asyncio.to_thread(server.start)
     try:
-        async with await open_sandbox(settings, timeout=int(timeout) + 30, allow_network=allow_network) as sbx:
+        async with await open_sandbox(
+            settings, timeout=int(timeout) + 30, allow_network=allow_network
+        ) as sbx:
             result = await sbx.run_code(
-                code, timeout=timeout,
+                code,
+                timeout=timeout,
                 on_stdout=lambda s: print(s, end="", flush=True),
                 on_stderr=lambda s: print(s, end="", file=sys.stderr, flush=True),
             )
@@ -81,8 +87,9 @@ async def _exec(code: str, timeout: float, allow_network: bool) -> int:
     if result.error and result.error["name"] == "SystemExit":
         return _exit_status(result.error["value"])
     if result.error:
-        err_console.print(result.error["traceback"] or f"{result.error['name']}: {result.error['value']}",
-                          markup=False)
+        err_console.print(
+            result.error["traceback"] or f"{result.error['name']}: {result.error['value']}", markup=False
+        )
         return 1
     return 0
 

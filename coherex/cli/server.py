@@ -9,15 +9,21 @@ from coherex.settings import get_settings
 
 
 def worker(
-    concurrency: int | None = typer.Option(None, "--concurrency", "-c", help="Runs at once (COHEREX_WORKER_CONCURRENCY)."),
-    drain: bool = typer.Option(False, "--drain", help="Exit when the queue is empty instead of waiting for work."),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", "-c", help="Runs at once (COHEREX_WORKER_CONCURRENCY)."
+    ),
+    drain: bool = typer.Option(
+        False, "--drain", help="Exit when the queue is empty instead of waiting for work."
+    ),
 ) -> None:
     """Process queued executions, schedules and recovery. Run as many as you like, on any machine."""
     from coherex.jobs import run_worker
 
     settings = get_settings()
-    console.print(f"worker: concurrency {concurrency or settings.worker_concurrency}, "
-                  f"heartbeat {settings.heartbeat_seconds:g}s — Ctrl-C to stop")
+    console.print(
+        f"worker: concurrency {concurrency or settings.worker_concurrency}, "
+        f"heartbeat {settings.heartbeat_seconds:g}s — Ctrl-C to stop"
+    )
     run_async(run_worker(settings, concurrency=concurrency, wait=not drain))
 
 
@@ -29,7 +35,7 @@ def web(
     """Serve the HTTP API (/api, docs at /docs) and the chat (/chat)."""
     import uvicorn
 
-    from coherex.web import create_app
+    from coherex.api.app import create_app
 
     # the app opens the database at startup; a failure there would reach the terminal as a
     # traceback from the server, so check first and let the CLI print the message and hint
@@ -67,7 +73,9 @@ def up(
         started_db = not pg.status().running
         console.print(pg.start())
         done = migrate(pg.url(admin=True), app_user=APP_USER)
-        console.print(f"database schema: {len(done)} migration(s) applied" if done else "database schema up to date")
+        console.print(
+            f"database schema: {len(done)} migration(s) applied" if done else "database schema up to date"
+        )
     _ensure_admin_login(settings)
 
     me = [sys.executable, "-m", "coherex"]
@@ -75,7 +83,7 @@ def up(
     # the data dir as an absolute path (the dashboard runs in the project for its .streamlit/)
     from dotenv import dotenv_values
 
-    from coherex.web import ROOT
+    from coherex.api.app import ROOT
 
     dotenv = {k: v for k, v in dotenv_values(".env").items() if v is not None}
     procs = Supervisor(env={**dotenv, **os.environ, "COHEREX_DATA_DIR": str(settings.data_path)})
@@ -83,11 +91,26 @@ def up(
         procs.add("sandbox", [*me, "sandbox", "serve"])
     procs.add("web", [*me, "web", "--port", str(port)])
     procs.add("worker", [*me, "worker"])
-    procs.add("dashboard", [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard_app.py"),
-                            "--server.port", str(dashboard_port), "--server.address", "127.0.0.1"], cwd=str(ROOT))
-    console.print(f"\n[bold]Coherex is starting[/]\n  chat       http://127.0.0.1:{port}/chat\n"
-                  f"  API docs   http://127.0.0.1:{port}/docs\n  dashboard  http://127.0.0.1:{dashboard_port}\n"
-                  "Ctrl-C stops everything.\n")
+    procs.add(
+        "dashboard",
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "dashboard_app.py"),
+            "--server.port",
+            str(dashboard_port),
+            "--server.address",
+            "127.0.0.1",
+        ],
+        cwd=str(ROOT),
+    )
+    console.print(
+        f"\n[bold]Coherex is starting[/]\n  chat       http://127.0.0.1:{port}/chat\n"
+        f"  API docs   http://127.0.0.1:{port}/docs\n  dashboard  http://127.0.0.1:{dashboard_port}\n"
+        "Ctrl-C stops everything.\n"
+    )
     code = procs.run()
     if settings.embedded_db and started_db:
         console.print(pg.stop())  # what `up` started, it stops; data stays in the data dir
@@ -118,15 +141,16 @@ def _ensure_admin_login(settings) -> None:
 
     created = run_async(go())
     note = "created" if created else "kept"
-    console.print(f"login: {DEFAULT_USER} — password {note} in {password_file} "
-                  "(add people with `coherex users add`)")
+    console.print(
+        f"login: {DEFAULT_USER} — password {note} in {password_file} (add people with `coherex users add`)"
+    )
 
 
 def openapi() -> None:
     """Print the HTTP API's OpenAPI document (committed as schema/openapi.json)."""
     import json
 
-    from coherex.web import create_app
+    from coherex.api.app import create_app
 
     print(json.dumps(create_app(chat=False).openapi(), indent=2, sort_keys=True))
 

@@ -30,9 +30,14 @@ def add(
     type_name: str = typer.Argument(..., metavar="TYPE", help="slack, github, gmail, http_api or postgres"),
     name: str = typer.Argument(..., help="name agents use in `dataSource:` (lowercase, digits, dashes)"),
     config: list[str] = typer.Option([], "--config", "-c", help="non-secret setting key=value (repeatable)"),
-    secret: list[str] = typer.Option([], "--secret", "-s", help="credential key=value (repeatable); prefer --from-env"),
-    from_env: bool = typer.Option(False, "--from-env", help="read credentials from TYPE_FIELD variables, "
-                                                             "e.g. SLACK_BOT_TOKEN, GITHUB_TOKEN, POSTGRES_DSN"),
+    secret: list[str] = typer.Option(
+        [], "--secret", "-s", help="credential key=value (repeatable); prefer --from-env"
+    ),
+    from_env: bool = typer.Option(
+        False,
+        "--from-env",
+        help="read credentials from TYPE_FIELD variables, e.g. SLACK_BOT_TOKEN, GITHUB_TOKEN, POSTGRES_DSN",
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Add a data source; credentials are encrypted before they are stored."""
@@ -46,7 +51,9 @@ def add(
             value = os.environ.get(env_name(type_name, field))
             if value and field not in credentials:
                 credentials[field] = value
-        missing = [env_name(type_name, f) for f, required in fields.items() if required and f not in credentials]
+        missing = [
+            env_name(type_name, f) for f, required in fields.items() if required and f not in credentials
+        ]
         if not credentials and not missing:  # every field optional (a token *or* an app): name the usual one
             missing = [env_name(type_name, next(iter(fields)))]
         if missing:
@@ -54,13 +61,22 @@ def add(
 
     async def go():
         async with cli_context() as ctx:
-            await add_source(ctx.db, ctx.identity, ctx.team.id, type_name, name,
-                                      config=_pairs(config, "--config"), credentials=credentials)
+            await add_source(
+                ctx.db,
+                ctx.identity,
+                ctx.team.id,
+                type_name,
+                name,
+                config=_pairs(config, "--config"),
+                credentials=credentials,
+            )
             return await check_source(ctx.db, ctx.identity, ctx.team.id, name)
 
     source, check = run_async(go())
     if as_json:
-        print_json({"name": source.name, "type": source.type, "status": source.status, "check": check.summary})
+        print_json(
+            {"name": source.name, "type": source.type, "status": source.status, "check": check.summary}
+        )
         return
     console.print(f"Added data source [bold]{source.name}[/] ({source.type}).")
     console.print(("[green]ok:[/] " if check.ok else "[yellow]not working yet:[/] ") + check.summary)
@@ -77,12 +93,15 @@ def connect(
 
     async def go() -> str:
         async with cli_context() as ctx:
-            return await start_authorization(ctx.db, ctx.identity, ctx.team.id, type_name, name,
-                                             _pairs(config, "--config"))
+            return await start_authorization(
+                ctx.db, ctx.identity, ctx.team.id, type_name, name, _pairs(config, "--config")
+            )
 
     url = run_async(go())
-    console.print("Open this link in a browser and allow access (valid for 10 minutes; the Coherex server "
-                  "must be running to receive the answer):")
+    console.print(
+        "Open this link in a browser and allow access (valid for 10 minutes; the Coherex server "
+        "must be running to receive the answer):"
+    )
     print(url)
 
 
@@ -96,8 +115,17 @@ def list_(as_json: bool = typer.Option(False, "--json")) -> None:
             return await list_sources(ctx.db, ctx.identity, ctx.team.id)
 
     sources = run_async(go())
-    rows = [{"name": s.name, "type": s.type, "status": s.status, "last_error": s.last_error,
-             "failing_since": s.failing_since, "last_checked_at": s.last_checked_at} for s in sources]
+    rows = [
+        {
+            "name": s.name,
+            "type": s.type,
+            "status": s.status,
+            "last_error": s.last_error,
+            "failing_since": s.failing_since,
+            "last_checked_at": s.last_checked_at,
+        }
+        for s in sources
+    ]
     if as_json:
         print_json(rows)
         return

@@ -23,9 +23,16 @@ class Supervisor:
     env: dict[str, str] = field(default_factory=dict)
 
     def add(self, name: str, cmd: list[str], cwd: str | None = None) -> None:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}, cwd=cwd,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},
+            cwd=cwd,
+            start_new_session=True,
+        )
         self.procs[name] = proc
         colour = next(_COLOURS)
         prefix = f"\033[{colour}m{name:<9}|\033[0m " if sys.stdout.isatty() else f"{name:<9}| "

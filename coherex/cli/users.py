@@ -19,10 +19,14 @@ app = typer.Typer(no_args_is_help=True)
 @app.command()
 def add(
     email: str = typer.Argument(..., help="The login (an email address)."),
-    team: str = typer.Option(None, "--team", help="Team slug (default: COHEREX_TEAM or 'default'); created if new."),
+    team: str = typer.Option(
+        None, "--team", help="Team slug (default: COHEREX_TEAM or 'default'); created if new."
+    ),
     role: str = typer.Option("member", "--role", help="owner, admin, member or viewer."),
     name: str = typer.Option("", "--name", help="Display name."),
-    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input."),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from standard input."
+    ),
 ) -> None:
     """Create a user who can log in to the chat (or reset the password of an existing one)."""
     from coherex.cli._context import DEFAULT_TEAM
@@ -60,7 +64,9 @@ def add(
 @app.command()
 def passwd(
     email: str = typer.Argument(..., help="The login whose password changes."),
-    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input."),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from standard input."
+    ),
 ) -> None:
     """Set a new password for an existing chat login."""
     from coherex.store.db import Database, Identity
@@ -74,10 +80,14 @@ def passwd(
         async with Database.from_settings() as db, db.session(Identity.system()) as s:
             user = await s.users.get_by_email(email)
             if user is None:
-                raise UserError(f"There is no user {email.strip().lower()!r}.",
-                                hint=f"Create it with `coherex users add {email.strip().lower()} --team TEAM`.")
+                raise UserError(
+                    f"There is no user {email.strip().lower()!r}.",
+                    hint=f"Create it with `coherex users add {email.strip().lower()} --team TEAM`.",
+                )
             await s.users.set_password(user.id, password)
 
     run_async(go())
-    console.print(f"[green]changed[/] the password of {email.strip().lower()}. Sessions signed in before keep "
-                  "working until they sign out.")
+    console.print(
+        f"[green]changed[/] the password of {email.strip().lower()}. Sessions signed in before keep "
+        "working until they sign out."
+    )

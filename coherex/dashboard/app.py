@@ -26,11 +26,26 @@ from coherex.store.db import resolve_urls
 log = logging.getLogger("coherex.dashboard")
 
 #: outcomes: a status, or 'completed_with_errors' for a completed run whose last tool call failed
-STATUSES = ["pending", "running", "waiting_approval", "completed", "completed_with_errors", "failed", "cancelled",
-            "timed_out"]
-STATUS_COLORS = {"completed": "#2e7d32", "completed_with_errors": "#f9a825", "failed": "#c62828",
-                 "timed_out": "#ef6c00", "cancelled": "#757575", "running": "#1565c0", "pending": "#90caf9",
-                 "waiting_approval": "#8e24aa"}
+STATUSES = [
+    "pending",
+    "running",
+    "waiting_approval",
+    "completed",
+    "completed_with_errors",
+    "failed",
+    "cancelled",
+    "timed_out",
+]
+STATUS_COLORS = {
+    "completed": "#2e7d32",
+    "completed_with_errors": "#f9a825",
+    "failed": "#c62828",
+    "timed_out": "#ef6c00",
+    "cancelled": "#757575",
+    "running": "#1565c0",
+    "pending": "#90caf9",
+    "waiting_approval": "#8e24aa",
+}
 
 
 @st.cache_resource(show_spinner=False)
@@ -85,8 +100,10 @@ def _unavailable(exc: Exception) -> str:
     import psycopg_pool
 
     if isinstance(exc, (psycopg.OperationalError, psycopg_pool.PoolTimeout)):
-        return ("The database is not reachable right now, so this page cannot be shown. Nothing is lost: "
-                "reload the page when it is back (`coherex db status` tells).")
+        return (
+            "The database is not reachable right now, so this page cannot be shown. Nothing is lost: "
+            "reload the page when it is back (`coherex db status` tells)."
+        )
     if isinstance(exc, httpx.HTTPError):
         return f"The Supabase API did not answer ({type(exc).__name__}). Reload the page when it is back."
     return f"This page failed ({type(exc).__name__}); the details are in the dashboard's log."
@@ -94,8 +111,10 @@ def _unavailable(exc: Exception) -> str:
 
 def _sign_in_form(database: SyncDatabase) -> None:
     st.title("Coherex dashboard")
-    st.caption("Sign in with your Coherex account (the same as the chat). Signed in to the chat in this "
-               "browser, on the same host? Then reload: the dashboard uses that login.")
+    st.caption(
+        "Sign in with your Coherex account (the same as the chat). Signed in to the chat in this "
+        "browser, on the same host? Then reload: the dashboard uses that login."
+    )
     email = st.text_input("Email", key="email_input")
     password = st.text_input("Password", type="password", key="password_input")
     if st.button("Sign in", key="sign_in", type="primary"):
@@ -153,16 +172,23 @@ def overview(reader: Reader, team_id: UUID) -> None:
     pct = lambda v: f"{v:.1%}"  # noqa: E731
     secs = lambda v: f"{v / 1000:.2f} s"  # noqa: E731
     usd = lambda v: f"${v:,.2f}"  # noqa: E731
-    tiles = [("Executions", "executions", count, "normal"), ("Success rate", "success_rate", pct, "normal"),
-             ("Completed with errors", "with_errors", count, "inverse"),
-             ("Duration p50", "duration_p50_ms", secs, "inverse"), ("Duration p95", "duration_p95_ms", secs, "inverse"),
-             ("Cost", "cost_usd", usd, "inverse"), ("Tokens", "tokens", count, "off")]
+    tiles = [
+        ("Executions", "executions", count, "normal"),
+        ("Success rate", "success_rate", pct, "normal"),
+        ("Completed with errors", "with_errors", count, "inverse"),
+        ("Duration p50", "duration_p50_ms", secs, "inverse"),
+        ("Duration p95", "duration_p95_ms", secs, "inverse"),
+        ("Cost", "cost_usd", usd, "inverse"),
+        ("Tokens", "tokens", count, "off"),
+    ]
     for col, (label, key, fmt, colour) in zip(st.columns(len(tiles)), tiles):
-        signed = (lambda v, fmt=fmt: ("+" if v >= 0 else "-") + fmt(abs(v)))
+        signed = lambda v, fmt=fmt: ("+" if v >= 0 else "-") + fmt(abs(v))
         col.metric(label, _fmt(now[key], fmt), _delta(now[key], before[key], signed), delta_color=colour)
-    st.caption(f"Change against the previous {(f.end - f.start).days} days. "
-               f"{int(now['active'])} execution(s) pending or running. A run *completed with errors* answered "
-               "after a failed tool call that no later call fixed; it does not count as a success.")
+    st.caption(
+        f"Change against the previous {(f.end - f.start).days} days. "
+        f"{int(now['active'])} execution(s) pending or running. A run *completed with errors* answered "
+        "after a failed tool call that no later call fixed; it does not count as a success."
+    )
 
     series = reader.timeseries(f, "day")
     st.subheader("Executions per day by outcome")
@@ -177,13 +203,19 @@ def overview(reader: Reader, team_id: UUID) -> None:
         with tab:
             by = reader.cost_by(f, dimension)
             if not by.empty:
-                st.plotly_chart(px.bar(by, x="key", y="cost_usd", labels={"key": dimension, "cost_usd": "cost (USD)"}),
-                                width="stretch")
+                st.plotly_chart(
+                    px.bar(by, x="key", y="cost_usd", labels={"key": dimension, "cost_usd": "cost (USD)"}),
+                    width="stretch",
+                )
             st.dataframe(by.rename(columns={"key": dimension}), hide_index=True, key=f"cost_{dimension}")
 
     st.subheader("Top failing agents")
-    st.dataframe(reader.top_failing(f), hide_index=True, key="top_failing",
-                 column_config={"failure_rate": st.column_config.NumberColumn(format="percent")})
+    st.dataframe(
+        reader.top_failing(f),
+        hide_index=True,
+        key="top_failing",
+        column_config={"failure_rate": st.column_config.NumberColumn(format="percent")},
+    )
 
 
 # ---------------------------------------------------------------------------- executions
@@ -196,8 +228,10 @@ def executions(reader: Reader, team_id: UUID) -> None:
     st.dataframe(table, hide_index=True, key="executions_table")
     if table.empty:
         return
-    labels = {f"{r.id[:8]} · {r.agent} · {r.outcome.replace('_', ' ')} · {r.created_at:%Y-%m-%d %H:%M}": r.id
-              for r in table.itertuples()}
+    labels = {
+        f"{r.id[:8]} · {r.agent} · {r.outcome.replace('_', ' ')} · {r.created_at:%Y-%m-%d %H:%M}": r.id
+        for r in table.itertuples()
+    }
     chosen = st.selectbox("Open an execution", list(labels), key="execution_pick")
     execution_detail(reader, team_id, UUID(labels[chosen]))
 
@@ -209,7 +243,9 @@ def execution_detail(reader: Reader, team_id: UUID, execution_id: UUID) -> None:
         return
     if run["status"] in ("pending", "running"):
         # a short poll: the fragment re-runs on its own while the run is live
-        st.fragment(run_every=get_settings().dashboard_poll_seconds)(_execution_body)(reader, team_id, execution_id)
+        st.fragment(run_every=get_settings().dashboard_poll_seconds)(_execution_body)(
+            reader, team_id, execution_id
+        )
     else:
         _execution_body(reader, team_id, execution_id, run)
 
@@ -228,19 +264,30 @@ def _execution_body(reader: Reader, team_id: UUID, execution_id: UUID, run: dict
     if run["error"]:
         st.error(run["error"])
     if run["outcome"] == "completed_with_errors":
-        st.warning(f"Completed with errors: the answer came after a failed tool call that nothing fixed "
-                   f"({run['last_tool_error']}).")
+        st.warning(
+            f"Completed with errors: the answer came after a failed tool call that nothing fixed "
+            f"({run['last_tool_error']})."
+        )
     events = reader.events(team_id, execution_id)
-    failed = [f"✗ {e.name} (step {e.seq}): {e.payload.get('content', '')}" for e in events.itertuples()
-              if e.type == "tool_result" and e.payload.get("ok") is False]
+    failed = [
+        f"✗ {e.name} (step {e.seq}): {e.payload.get('content', '')}"
+        for e in events.itertuples()
+        if e.type == "tool_result" and e.payload.get("ok") is False
+    ]
     if failed:
         st.markdown(f"**Failed tool calls ({len(failed)})**")
         st.code("\n".join(failed), language="text")
     st.dataframe(events.assign(payload=events["payload"].map(str)), hide_index=True, key="events_table")
     logs = events[events["type"].isin(["stdout", "stderr", "log", "error"])]
     st.markdown("**Logs**")
-    st.code("\n".join(f"[{e.type}] {e.payload.get('message') or e.payload.get('text') or e.payload}"
-                      for e in logs.itertuples()) or "(no log lines)", language="text")
+    st.code(
+        "\n".join(
+            f"[{e.type}] {e.payload.get('message') or e.payload.get('text') or e.payload}"
+            for e in logs.itertuples()
+        )
+        or "(no log lines)",
+        language="text",
+    )
 
 
 # ---------------------------------------------------------------------------- agents
@@ -295,12 +342,16 @@ def knowledge(reader: Reader, team_id: UUID) -> None:
 def data_sources(reader: Reader, team_id: UUID) -> None:
     st.header("Data sources")
     web = (get_settings().public_url or "http://localhost:8000").rstrip("/")
-    st.markdown(f"[Connect a data source]({web}/connect) — Slack, GitHub, an HTTP API, Postgres, or sign in "
-                "to Gmail; credentials are checked with the service, then stored encrypted.")
+    st.markdown(
+        f"[Connect a data source]({web}/connect) — Slack, GitHub, an HTTP API, Postgres, or sign in "
+        "to Gmail; credentials are checked with the service, then stored encrypted."
+    )
     table = reader.data_sources(team_id)
     if table.empty:
-        st.info("No data source is connected yet. Agents reach Slack, GitHub, Gmail, HTTP APIs and databases "
-                "through data sources: connect one with the link above (or `coherex sources add`).")
+        st.info(
+            "No data source is connected yet. Agents reach Slack, GitHub, Gmail, HTTP APIs and databases "
+            "through data sources: connect one with the link above (or `coherex sources add`)."
+        )
     failing = table[table["status"] != "active"]
     st.metric("Not healthy", len(failing))
     st.dataframe(table, hide_index=True, key="sources_table")
@@ -313,7 +364,9 @@ def audit_log(reader: Reader, team_id: UUID) -> None:
         st.info("No entries — or you are not an admin of this team (only admins read the audit log).")
         return
     actions = st.multiselect("Actions", sorted(table["action"].unique()), key="audit_actions")
-    st.dataframe(table[table["action"].isin(actions)] if actions else table, hide_index=True, key="audit_table")
+    st.dataframe(
+        table[table["action"].isin(actions)] if actions else table, hide_index=True, key="audit_table"
+    )
 
 
 def usage(reader: Reader, team_id: UUID) -> None:
@@ -325,17 +378,30 @@ def usage(reader: Reader, team_id: UUID) -> None:
     month = table.iloc[0]
     a, b = st.columns(2)
     quota_runs, quota_cost = month["quota_executions_month"], month["quota_cost_month_usd"]
-    a.metric(f"Executions in {month['period']:%B %Y}", f"{int(month['executions']):,}"
-             + ("" if pd.isna(quota_runs) else f" of {int(quota_runs):,}"))
-    b.metric(f"Cost in {month['period']:%B %Y}", f"${month['cost_usd']:,.2f}"
-             + ("" if pd.isna(quota_cost) else f" of ${quota_cost:,.2f}"))
+    a.metric(
+        f"Executions in {month['period']:%B %Y}",
+        f"{int(month['executions']):,}" + ("" if pd.isna(quota_runs) else f" of {int(quota_runs):,}"),
+    )
+    b.metric(
+        f"Cost in {month['period']:%B %Y}",
+        f"${month['cost_usd']:,.2f}" + ("" if pd.isna(quota_cost) else f" of ${quota_cost:,.2f}"),
+    )
     if not pd.isna(quota_runs) and quota_runs:
-        st.progress(min(1.0, int(month["executions"]) / int(quota_runs)), text="of the monthly execution quota")
+        st.progress(
+            min(1.0, int(month["executions"]) / int(quota_runs)), text="of the monthly execution quota"
+        )
     st.dataframe(table, hide_index=True, key="usage_table")
 
 
 PAGES: dict[str, Callable[[Reader, UUID], None]] = {
-    "Overview": overview, "Executions": executions, "Agents": agents, "Knowledge base": knowledge,
-    "Data sources": data_sources, "Audit log": audit_log, "Usage and quotas": usage,
+    "Overview": overview,
+    "Executions": executions,
+    "Agents": agents,
+    "Knowledge base": knowledge,
+    "Data sources": data_sources,
+    "Audit log": audit_log,
+    "Usage and quotas": usage,
 }
-from coherex.dashboard.approvals_page import approvals as _approvals; PAGES["Approvals"] = _approvals  # noqa: E402,E702
+from coherex.dashboard.approvals_page import approvals as _approvals
+
+PAGES["Approvals"] = _approvals  # noqa: E402,E702

@@ -21,7 +21,9 @@ def approvals(reader: Reader, team_id: UUID) -> None:
     table = frame(reader._call("dashboard_approvals", {"p_team": str(team_id)}), COLS)
     st.metric("Waiting", len(table))
     if table.empty:
-        st.info("Nothing waits for approval. Tools with `approval: always` (or rules that match) pause their run here.")
+        st.info(
+            "Nothing waits for approval. Tools with `approval: always` (or rules that match) pause their run here."
+        )
         return
     now = datetime.now(timezone.utc)
     shown = table.assign(
@@ -39,19 +41,33 @@ def approvals(reader: Reader, team_id: UUID) -> None:
     chosen = labels[st.selectbox("Call", list(labels), key="approval_pick")]
     message = st.text_input("Message for the model (when rejecting)", key="approval_message")
     left, right = st.columns(2)
-    action = ("approve" if left.button("Approve", key="approval_approve", type="primary")
-              else "reject" if right.button("Reject", key="approval_reject") else None)
+    action = (
+        "approve"
+        if left.button("Approve", key="approval_approve", type="primary")
+        else "reject"
+        if right.button("Reject", key="approval_reject")
+        else None
+    )
     if action:
         from coherex.runtime.approvals import decide as decide_call
 
         try:
-            done = reader.database.run(decide_call(reader.database.db, reader.identity, UUID(str(chosen)), action,
-                                                   message=(message or None) if action == "reject" else None))
+            done = reader.database.run(
+                decide_call(
+                    reader.database.db,
+                    reader.identity,
+                    UUID(str(chosen)),
+                    action,
+                    message=(message or None) if action == "reject" else None,
+                )
+            )
         except UserError as exc:  # a viewer, a call someone else decided meanwhile
             st.error(str(exc))
             return
-        st.success(f"{done.approval.tool_name} {done.approval.status}."
-                   + (" The run goes on." if done.resumed else " Other calls of this step still wait."))
+        st.success(
+            f"{done.approval.tool_name} {done.approval.status}."
+            + (" The run goes on." if done.resumed else " Other calls of this step still wait.")
+        )
 
 
 def _duration(delta) -> str:

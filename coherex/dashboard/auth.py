@@ -18,8 +18,9 @@ from coherex.store.models import Team, User
 JWT_TTL_SECONDS = 3600
 
 
-def sign_jwt(secret: str, *, role: str = "authenticated", user_id: UUID | None = None,
-             ttl: int = JWT_TTL_SECONDS) -> str:
+def sign_jwt(
+    secret: str, *, role: str = "authenticated", user_id: UUID | None = None, ttl: int = JWT_TTL_SECONDS
+) -> str:
     """A Supabase-style access token (HS256 with the project's JWT secret)."""
     now = int(time.time())
     claims: dict = {"role": role, "iat": now, "exp": now + ttl}
@@ -74,9 +75,15 @@ def _with_teams(database: SyncDatabase, user: User | None) -> SignedIn | None:
 def reader_for(settings: Settings, database: SyncDatabase, user_id: UUID) -> Reader:
     """The reader the settings choose, acting as `user_id`."""
     if settings.dashboard_reader == "supabase":
-        missing = [name for name, value in (("SUPABASE_URL", settings.supabase_url),
-                                            ("SUPABASE_ANON_KEY", settings.supabase_anon_key),
-                                            ("SUPABASE_JWT_SECRET", settings.supabase_jwt_secret)) if not value]
+        missing = [
+            name
+            for name, value in (
+                ("SUPABASE_URL", settings.supabase_url),
+                ("SUPABASE_ANON_KEY", settings.supabase_anon_key),
+                ("SUPABASE_JWT_SECRET", settings.supabase_jwt_secret),
+            )
+            if not value
+        ]
         if missing:
             from coherex.errors import UserError
 

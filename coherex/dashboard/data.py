@@ -39,20 +39,61 @@ from coherex.store.repos.analytics import (
 
 T = TypeVar("T")
 
-SUMMARY_COLS = ("executions, completed, failed, active, success_rate, duration_p50_ms, duration_p95_ms, cost_usd, "
-                "tokens, with_errors")
+SUMMARY_COLS = (
+    "executions, completed, failed, active, success_rate, duration_p50_ms, duration_p95_ms, cost_usd, "
+    "tokens, with_errors"
+)
 TIMESERIES_COLS = "bucket, status, executions"
 COST_COLS = "key, executions, cost_usd, tokens"
 FAILING_COLS = "agent, failures, executions, failure_rate, last_error, last_failed_at"
 SEARCH_COLS = "title, source, chunk_index, rank, highlight"
 
-_INT = {"executions", "completed", "failed", "active", "tokens", "with_errors", "tool_errors", "failures", "agent_version", "tokens_in",
-        "tokens_out", "duration_ms", "events", "versions", "documents", "chunks", "size_bytes", "chunk_chars", "seq",
-        "parent_seq", "quota_executions_month", "max_concurrent_runs", "agents", "chunk_index", "version"}
-_FLOAT = {"cost_usd", "success_rate", "duration_p50_ms", "duration_p95_ms", "failure_rate", "rank",
-          "quota_cost_month_usd"}
-_TIME = {"bucket", "created_at", "started_at", "finished_at", "last_run_at", "last_failed_at", "failing_since",
-         "last_checked_at"}
+_INT = {
+    "executions",
+    "completed",
+    "failed",
+    "active",
+    "tokens",
+    "with_errors",
+    "tool_errors",
+    "failures",
+    "agent_version",
+    "tokens_in",
+    "tokens_out",
+    "duration_ms",
+    "events",
+    "versions",
+    "documents",
+    "chunks",
+    "size_bytes",
+    "chunk_chars",
+    "seq",
+    "parent_seq",
+    "quota_executions_month",
+    "max_concurrent_runs",
+    "agents",
+    "chunk_index",
+    "version",
+}
+_FLOAT = {
+    "cost_usd",
+    "success_rate",
+    "duration_p50_ms",
+    "duration_p95_ms",
+    "failure_rate",
+    "rank",
+    "quota_cost_month_usd",
+}
+_TIME = {
+    "bucket",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "last_run_at",
+    "last_failed_at",
+    "failing_since",
+    "last_checked_at",
+}
 
 
 def frame(rows: Sequence[Row], columns: str) -> pd.DataFrame:
@@ -89,8 +130,12 @@ class Filters:
         return Filters(self.team_id, self.start - span, self.start, self.agent_ids)
 
     def params(self) -> dict[str, Any]:
-        return {"p_team": str(self.team_id), "p_from": self.start.isoformat(), "p_to": self.end.isoformat(),
-                "p_agents": [str(a) for a in self.agent_ids] or None}
+        return {
+            "p_team": str(self.team_id),
+            "p_from": self.start.isoformat(),
+            "p_to": self.end.isoformat(),
+            "p_agents": [str(a) for a in self.agent_ids] or None,
+        }
 
 
 class Reader(ABC):
@@ -195,13 +240,27 @@ class SqlReader(Reader):
         """Hybrid (vector + full-text) search of the knowledge module, as agents and `kb search` get it."""
         from coherex.knowledge.search import knowledge_search
 
-        hits = self.database.run(knowledge_search(self.database.db, self.identity, team_id, collection, query, k))
-        return frame([{"title": h.title, "source": h.source, "chunk_index": h.metadata.get("chunk_index"),
-                       "rank": h.score, "highlight": h.highlight} for h in hits], SEARCH_COLS)
+        hits = self.database.run(
+            knowledge_search(self.database.db, self.identity, team_id, collection, query, k)
+        )
+        return frame(
+            [
+                {
+                    "title": h.title,
+                    "source": h.source,
+                    "chunk_index": h.metadata.get("chunk_index"),
+                    "rank": h.score,
+                    "highlight": h.highlight,
+                }
+                for h in hits
+            ],
+            SEARCH_COLS,
+        )
 
     def executions(self, f: Filters, statuses: Sequence[str] = (), limit: int = 200) -> pd.DataFrame:
-        return frame(self._rows("executions", f.team_id, f.start, f.end, f.agent_ids, statuses, limit),
-                     EXECUTION_COLS)
+        return frame(
+            self._rows("executions", f.team_id, f.start, f.end, f.agent_ids, statuses, limit), EXECUTION_COLS
+        )
 
     def execution(self, team_id: UUID, execution_id: UUID) -> dict[str, Any] | None:
         df = frame(self._rows("execution", team_id, execution_id), EXECUTION_COLS)
@@ -239,7 +298,9 @@ class SupabaseReader(Reader):
     def __init__(self, url: str, anon_key: str, access_token: str):
         from supabase import ClientOptions, create_client
 
-        self.client = create_client(url, anon_key, ClientOptions(headers={"Authorization": f"Bearer {access_token}"}))
+        self.client = create_client(
+            url, anon_key, ClientOptions(headers={"Authorization": f"Bearer {access_token}"})
+        )
 
     def _call(self, function: str, params: dict[str, Any]) -> list[Row]:
         return self.client.rpc(function, params).execute().data or []
@@ -248,8 +309,11 @@ class SupabaseReader(Reader):
         return self.client.table(name).select(columns.replace(" ", "")).eq("team_id", str(team_id))
 
     def executions(self, f: Filters, statuses: Sequence[str] = (), limit: int = 200) -> pd.DataFrame:
-        q = (self._view("dashboard_executions", EXECUTION_COLS, f.team_id)
-             .gte("created_at", f.start.isoformat()).lt("created_at", f.end.isoformat()))
+        q = (
+            self._view("dashboard_executions", EXECUTION_COLS, f.team_id)
+            .gte("created_at", f.start.isoformat())
+            .lt("created_at", f.end.isoformat())
+        )
         if f.agent_ids:
             q = q.in_("agent_id", [str(a) for a in f.agent_ids])
         if statuses:
@@ -258,21 +322,38 @@ class SupabaseReader(Reader):
         return frame(rows, EXECUTION_COLS)
 
     def execution(self, team_id: UUID, execution_id: UUID) -> dict[str, Any] | None:
-        rows = self._view("dashboard_executions", EXECUTION_COLS, team_id).eq("id", str(execution_id)).execute().data
+        rows = (
+            self._view("dashboard_executions", EXECUTION_COLS, team_id)
+            .eq("id", str(execution_id))
+            .execute()
+            .data
+        )
         df = frame(rows, EXECUTION_COLS)
         return None if df.empty else df.iloc[0].to_dict()
 
     def events(self, team_id: UUID, execution_id: UUID) -> pd.DataFrame:
-        rows = (self._view("execution_events", EVENT_COLS, team_id).eq("execution_id", str(execution_id))
-                .order("seq").execute().data)
+        rows = (
+            self._view("execution_events", EVENT_COLS, team_id)
+            .eq("execution_id", str(execution_id))
+            .order("seq")
+            .execute()
+            .data
+        )
         return frame(rows, EVENT_COLS)
 
     def agents(self, team_id: UUID) -> pd.DataFrame:
-        return frame(self._view("dashboard_agents", AGENT_COLS, team_id).order("name").execute().data, AGENT_COLS)
+        return frame(
+            self._view("dashboard_agents", AGENT_COLS, team_id).order("name").execute().data, AGENT_COLS
+        )
 
     def versions(self, team_id: UUID, agent_id: UUID) -> pd.DataFrame:
-        rows = (self._view("agent_versions", VERSION_COLS, team_id).eq("agent_id", str(agent_id))
-                .order("version").execute().data)
+        rows = (
+            self._view("agent_versions", VERSION_COLS, team_id)
+            .eq("agent_id", str(agent_id))
+            .order("version")
+            .execute()
+            .data
+        )
         return frame(rows, VERSION_COLS)
 
     def collections(self, team_id: UUID) -> pd.DataFrame:
@@ -280,8 +361,14 @@ class SupabaseReader(Reader):
         return frame(rows, COLLECTION_COLS)
 
     def documents(self, team_id: UUID, collection: str) -> pd.DataFrame:
-        rows = (self._view("dashboard_documents", DOCUMENT_COLS, team_id).eq("collection", collection)
-                .order("title").order("source").execute().data)
+        rows = (
+            self._view("dashboard_documents", DOCUMENT_COLS, team_id)
+            .eq("collection", collection)
+            .order("title")
+            .order("source")
+            .execute()
+            .data
+        )
         return frame(rows, DOCUMENT_COLS)
 
     def data_sources(self, team_id: UUID) -> pd.DataFrame:
@@ -289,8 +376,14 @@ class SupabaseReader(Reader):
         return frame(rows, SOURCE_COLS)
 
     def audit(self, team_id: UUID, limit: int = 500) -> pd.DataFrame:
-        rows = (self._view("dashboard_audit", AUDIT_COLS, team_id).order("created_at", desc=True)
-                .order("id", desc=True).limit(limit).execute().data)
+        rows = (
+            self._view("dashboard_audit", AUDIT_COLS, team_id)
+            .order("created_at", desc=True)
+            .order("id", desc=True)
+            .limit(limit)
+            .execute()
+            .data
+        )
         return frame(rows, AUDIT_COLS)
 
     def usage(self, team_id: UUID) -> pd.DataFrame:

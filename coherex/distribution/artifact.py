@@ -57,9 +57,14 @@ class Artifact:
 
     @property
     def manifest(self) -> bytes:
-        doc = {"schemaVersion": 2, "mediaType": MANIFEST_MEDIA_TYPE, "artifactType": ARTIFACT_TYPE,
-               "config": self.config.descriptor(), "layers": [b.descriptor() for b in self.layers],
-               "annotations": self.annotations}
+        doc = {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_MEDIA_TYPE,
+            "artifactType": ARTIFACT_TYPE,
+            "config": self.config.descriptor(),
+            "layers": [b.descriptor() for b in self.layers],
+            "annotations": self.annotations,
+        }
         return json.dumps(doc, indent=None, separators=(",", ":"), sort_keys=True).encode()
 
     @property
@@ -71,7 +76,9 @@ class Artifact:
         return [self.config, *self.layers]
 
 
-def needs(spec: dict[str, Any], source_types: dict[str, str]) -> tuple[list[str], list[dict[str, str]], list[str]]:
+def needs(
+    spec: dict[str, Any], source_types: dict[str, str]
+) -> tuple[list[str], list[dict[str, str]], list[str]]:
     """(tool names, data sources as {name, type}, collections) a spec uses. `source_types`: the
     pushing team's name → type; a source it does not know gets the type its tools need."""
     from coherex.spec.catalogue import event_types, get_tool
@@ -82,28 +89,48 @@ def needs(spec: dict[str, Any], source_types: dict[str, str]) -> tuple[list[str]
         tools.append(tool["use"])
         info = get_tool(tool["use"])
         if tool.get("dataSource"):
-            sources.setdefault(tool["dataSource"], source_types.get(tool["dataSource"])
-                               or (info.integration if info else "unknown"))
+            sources.setdefault(
+                tool["dataSource"],
+                source_types.get(tool["dataSource"]) or (info.integration if info else "unknown"),
+            )
         if tool.get("collection") and tool["collection"] not in collections:
             collections.append(tool["collection"])
     for trigger in body.get("triggers") or []:
         event = trigger.get("event") or {}
         if event.get("source"):
-            sources.setdefault(event["source"], source_types.get(event["source"])
-                               or event_types().get(event.get("type", ""), "unknown"))
+            sources.setdefault(
+                event["source"],
+                source_types.get(event["source"]) or event_types().get(event.get("type", ""), "unknown"),
+            )
     return (sorted(set(tools)), [{"name": n, "type": t} for n, t in sorted(sources.items())], collections)
 
 
-def build(spec: dict[str, Any], spec_yaml: str, *, version: int, created: str, source_types: dict[str, str],
-          files: dict[str, bytes] | None = None, source: str | None = None, revision: str | None = None,
-          licenses: str | None = None) -> Artifact:
+def build(
+    spec: dict[str, Any],
+    spec_yaml: str,
+    *,
+    version: int,
+    created: str,
+    source_types: dict[str, str],
+    files: dict[str, bytes] | None = None,
+    source: str | None = None,
+    revision: str | None = None,
+    licenses: str | None = None,
+) -> Artifact:
     from coherex import __version__
 
     meta = spec.get("metadata") or {}
     tools, sources, collections = needs(spec, source_types)
-    config = {"name": meta["name"], "description": meta.get("description") or "", "version": version,
-              "apiVersion": spec.get("apiVersion"), "tools": tools, "dataSources": sources,
-              "collections": collections, "coherexVersion": __version__}
+    config = {
+        "name": meta["name"],
+        "description": meta.get("description") or "",
+        "version": version,
+        "apiVersion": spec.get("apiVersion"),
+        "tools": tools,
+        "dataSources": sources,
+        "collections": collections,
+        "coherexVersion": __version__,
+    }
     layers = [Blob(SPEC_MEDIA_TYPE, spec_yaml.encode(), {TITLE: "spec.yaml"})]
     for name, data in sorted((files or {}).items()):
         layers.append(Blob(FILE_MEDIA_TYPE, data, {TITLE: safe_file_name(name)}))
@@ -142,15 +169,28 @@ class Layout:
 
 def read_manifest(manifest: dict[str, Any], ref: str) -> Layout:
     if manifest.get("schemaVersion") != 2 or manifest.get("mediaType", MANIFEST_MEDIA_TYPE) not in (
-            MANIFEST_MEDIA_TYPE, "application/vnd.docker.distribution.manifest.v2+json"):
-        raise UserError(f"{ref} is not an OCI image manifest (mediaType {manifest.get('mediaType')!r}); "
-                        "an index or a signature cannot be pulled as an agent.")
+        MANIFEST_MEDIA_TYPE,
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ):
+        raise UserError(
+            f"{ref} is not an OCI image manifest (mediaType {manifest.get('mediaType')!r}); "
+            "an index or a signature cannot be pulled as an agent."
+        )
     config = manifest.get("config")
     layers = manifest.get("layers")
-    if not isinstance(config, dict) or not isinstance(layers, list) or not all(isinstance(x, dict) for x in layers):
+    if (
+        not isinstance(config, dict)
+        or not isinstance(layers, list)
+        or not all(isinstance(x, dict) for x in layers)
+    ):
         raise RegistryError(f"The manifest of {ref} has no config or layers.")
     spec = next((x for x in layers if x.get("mediaType") == SPEC_MEDIA_TYPE), None)
     files = [x for x in layers if x.get("mediaType") == FILE_MEDIA_TYPE][:MAX_FILES]
     annotations = manifest.get("annotations") if isinstance(manifest.get("annotations"), dict) else {}
-    return Layout(config, spec, files, {str(k): str(v) for k, v in annotations.items()},
-                  str(config.get("mediaType", "")))
+    return Layout(
+        config,
+        spec,
+        files,
+        {str(k): str(v) for k, v in annotations.items()},
+        str(config.get("mediaType", "")),
+    )

@@ -60,6 +60,7 @@ class Unresolvable(Exception):
 
 # ---------------------------------------------------------------- references
 
+
 @dataclass(frozen=True)
 class Reference:
     registry: str  # host[:port]
@@ -76,20 +77,28 @@ class Reference:
         if "@" in rest:
             rest, digest = rest.split("@", 1)
             if not _DIGEST_RE.match(digest):
-                raise UserError(f"{text!r}: the digest {digest!r} is not sha256: and 64 lower-case hex digits.")
+                raise UserError(
+                    f"{text!r}: the digest {digest!r} is not sha256: and 64 lower-case hex digits."
+                )
         host, _, path = rest.partition("/")
         if not path or not ("." in host or ":" in host or host == "localhost"):
-            raise UserError(f"{text!r} names no registry host.",
-                            hint=f"Start the reference with the registry, e.g. {EXAMPLE}.")
+            raise UserError(
+                f"{text!r} names no registry host.",
+                hint=f"Start the reference with the registry, e.g. {EXAMPLE}.",
+            )
         tag = None
         last = path.rsplit("/", 1)[-1]
         if ":" in last:
             path, tag = path.rsplit(":", 1)
             if not _TAG_RE.match(tag):
-                raise UserError(f"{text!r}: the tag {tag!r} is not valid (letters, digits, '_', '.', '-'; at most 128).")
+                raise UserError(
+                    f"{text!r}: the tag {tag!r} is not valid (letters, digits, '_', '.', '-'; at most 128)."
+                )
         if not _REPO_RE.match(path):
-            raise UserError(f"{text!r}: the repository {path!r} is not valid (lower-case letters, digits and "
-                            "separators '.', '_', '-', '/').")
+            raise UserError(
+                f"{text!r}: the repository {path!r} is not valid (lower-case letters, digits and "
+                "separators '.', '_', '-', '/')."
+            )
         if host == "docker.io":  # Docker Hub's API host and its implicit "library/" namespace
             host = "registry-1.docker.io"
             path = path if "/" in path else f"library/{path}"
@@ -112,7 +121,11 @@ class Reference:
 
     @property
     def plain_http(self) -> bool:
-        host = self.registry.rsplit(":", 1)[0] if not self.registry.startswith("[") else self.registry[1:].split("]")[0]
+        host = (
+            self.registry.rsplit(":", 1)[0]
+            if not self.registry.startswith("[")
+            else self.registry[1:].split("]")[0]
+        )
         if host == "localhost":
             return True
         try:
@@ -126,6 +139,7 @@ def sha256(data: bytes) -> str:
 
 
 # ---------------------------------------------------------------- the guarded session
+
 
 def _checked(host: str, port: int) -> list[Any]:
     """One resolution, every address checked. Callers run the client in a worker thread; called
@@ -141,13 +155,19 @@ def _checked(host: str, port: int) -> list[Any]:
 def _connect(conn: HTTPConnection) -> socket.socket:
     try:
         addresses = _checked(conn.host, conn.port)
-    except OSError as exc:  # the name does not resolve: the reference is wrong (not OSError: urllib3 would retry it)
+    except (
+        OSError
+    ) as exc:  # the name does not resolve: the reference is wrong (not OSError: urllib3 would retry it)
         raise Unresolvable(str(exc)) from None
     last: OSError | None = None
     for ip in addresses:
         try:
-            return _u3conn.create_connection((str(ip), conn.port), conn.timeout,
-                                             source_address=conn.source_address, socket_options=conn.socket_options)
+            return _u3conn.create_connection(
+                (str(ip), conn.port),
+                conn.timeout,
+                source_address=conn.source_address,
+                socket_options=conn.socket_options,
+            )
         except OSError as exc:
             last = exc
     raise NewConnectionError(conn, f"Failed to establish a new connection: {last}")
@@ -174,7 +194,9 @@ class _GuardedHTTPSPool(HTTPSConnectionPool):
 class _GuardedAdapter(HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        assert hasattr(self.poolmanager, "pool_classes_by_scheme"), "urllib3 changed: the egress guard cannot attach"
+        assert hasattr(self.poolmanager, "pool_classes_by_scheme"), (
+            "urllib3 changed: the egress guard cannot attach"
+        )
         self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
 
     def send(self, request: Any, **kwargs: Any) -> Any:
@@ -197,6 +219,7 @@ class _Oras(oras.provider.Registry):
 
 
 # ---------------------------------------------------------------- the client
+
 
 @dataclass(frozen=True)
 class Credentials:
@@ -235,8 +258,13 @@ class RegistryClient:
                     raise self._denied("needs a login")
                 check = guard(requests.Session())
                 try:
-                    r2 = self._call(lambda: check.get(f"{self.scheme}://{self.registry}/v2/", timeout=TIMEOUT,
-                                                      auth=(self.creds.username, self.creds.password)))
+                    r2 = self._call(
+                        lambda: check.get(
+                            f"{self.scheme}://{self.registry}/v2/",
+                            timeout=TIMEOUT,
+                            auth=(self.creds.username, self.creds.password),
+                        )
+                    )
                 finally:
                     check.close()
                 if r2.status_code == 401:
@@ -247,29 +275,42 @@ class RegistryClient:
     def _denied(self, what: str, repository: str | None = None) -> PermissionDenied:
         whose = f" (from {self.creds.origin}, user {self.creds.username!r})" if self.creds else ""
         on = f" for {repository}" if repository else ""
-        return PermissionDenied(f"The registry {self.registry} {what}{on}{whose}.",
-                                hint=f"Log in with `coherex registry login {self.registry}` (or `docker login`), "
-                                     "with an account that may read and write this repository.")
+        return PermissionDenied(
+            f"The registry {self.registry} {what}{on}{whose}.",
+            hint=f"Log in with `coherex registry login {self.registry}` (or `docker login`), "
+            "with an account that may read and write this repository.",
+        )
 
     def _call(self, fn: Any) -> Any:
         try:
             return fn()
         except egress.EgressDenied as exc:
-            raise UserError(exc.message, hint=f"Registries are reached through the egress guard: an operator allows "
-                                              f"a private or local one with {egress.SETTING}.") from None
+            raise UserError(
+                exc.message,
+                hint=f"Registries are reached through the egress guard: an operator allows "
+                f"a private or local one with {egress.SETTING}.",
+            ) from None
         except Unresolvable as exc:
-            raise UserError(f"The registry host in the reference does not resolve: {exc}.",
-                            hint="Check the host name at the start of the reference.") from None
+            raise UserError(
+                f"The registry host in the reference does not resolve: {exc}.",
+                hint="Check the host name at the start of the reference.",
+            ) from None
         except requests.exceptions.SSLError as exc:
-            raise RegistryError(f"TLS with the registry {self.registry} failed: {_short(exc)}",
-                                hint="Check the registry's certificate; only loopback registries use plain HTTP.") from None
+            raise RegistryError(
+                f"TLS with the registry {self.registry} failed: {_short(exc)}",
+                hint="Check the registry's certificate; only loopback registries use plain HTTP.",
+            ) from None
         except requests.exceptions.RequestException as exc:
-            raise RegistryError(f"Cannot reach the registry {self.registry}: {_short(exc)}",
-                                hint="Check the host and port in the reference and that the registry is up.") from None
+            raise RegistryError(
+                f"Cannot reach the registry {self.registry}: {_short(exc)}",
+                hint="Check the host and port in the reference and that the registry is up.",
+            ) from None
         except ValueError as exc:  # the SDK: "Cannot respond to request for authentication."
             if "authentication" in str(exc).lower():
                 raise self._denied("refused the login") from None
-            raise RegistryError(f"The registry {self.registry} answered something unexpected: {exc}") from None
+            raise RegistryError(
+                f"The registry {self.registry} answered something unexpected: {exc}"
+            ) from None
 
     def _request(self, ref: Reference, method: str, url: str, **kwargs: Any) -> requests.Response:
         client = self._client()
@@ -293,13 +334,17 @@ class RegistryClient:
         if r.status_code == 404:
             return None
         if r.status_code != 200:
-            raise RegistryError(f"The registry {self.registry} answered {r.status_code} for the manifest of {ref}: "
-                                f"{_errors(r)}")
+            raise RegistryError(
+                f"The registry {self.registry} answered {r.status_code} for the manifest of {ref}: "
+                f"{_errors(r)}"
+            )
         raw = _read_limited(r, max_bytes, f"the manifest of {ref}")
         digest = sha256(raw)
         if ref.digest and digest != ref.digest:
-            raise RegistryError(f"The manifest of {ref} does not match its digest: the registry sent content "
-                                f"with digest {digest}. Nothing was saved.")
+            raise RegistryError(
+                f"The manifest of {ref} does not match its digest: the registry sent content "
+                f"with digest {digest}. Nothing was saved."
+            )
         try:
             import json
 
@@ -327,9 +372,11 @@ class RegistryClient:
             raise RegistryError(f"The registry answered {r.status_code} for {what} of {ref}: {_errors(r)}")
         data = _read_limited(r, max_bytes, f"{what} of {ref}")
         if sha256(data) != digest or len(data) != size:
-            raise RegistryError(f"{what[0].upper() + what[1:]} of {ref} does not match its digest {digest} (the registry sent "
-                                f"{len(data)} bytes with digest {sha256(data)}): it was changed in the registry "
-                                "or in transit. Nothing was saved.")
+            raise RegistryError(
+                f"{what[0].upper() + what[1:]} of {ref} does not match its digest {digest} (the registry sent "
+                f"{len(data)} bytes with digest {sha256(data)}): it was changed in the registry "
+                "or in transit. Nothing was saved."
+            )
         return data
 
     # --- writing
@@ -347,16 +394,19 @@ class RegistryClient:
                 if r.status_code in (401, 403):
                     raise self._denied("refused the upload", ref.repository)
                 if r.status_code not in (200, 201, 202):
-                    raise RegistryError(f"The registry {self.registry} refused a blob of {ref} "
-                                        f"({r.status_code}): {_errors(r)}")
+                    raise RegistryError(
+                        f"The registry {self.registry} refused a blob of {ref} "
+                        f"({r.status_code}): {_errors(r)}"
+                    )
 
     def put_manifest(self, ref: Reference, raw: bytes, media_type: str = MANIFEST_MEDIA_TYPE) -> str:
         """Store a manifest under the reference's tag; → its digest."""
         url = f"{self.scheme}://{self._container(ref).manifest_url(ref.tag)}"
         r = self._request(ref, "PUT", url, headers={"Content-Type": media_type}, data=raw)
         if r.status_code not in (200, 201, 202):
-            raise RegistryError(f"The registry {self.registry} refused the manifest of {ref} ({r.status_code}): "
-                                f"{_errors(r)}")
+            raise RegistryError(
+                f"The registry {self.registry} refused the manifest of {ref} ({r.status_code}): {_errors(r)}"
+            )
         digest = sha256(raw)
         answered = r.headers.get("Docker-Content-Digest")
         if answered and answered != digest:
@@ -381,7 +431,10 @@ def _read_limited(r: requests.Response, max_bytes: int, what: str) -> bytes:
 def _errors(r: requests.Response) -> str:
     try:
         errors = r.json().get("errors") or []
-        return "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors if isinstance(e, dict)) or r.reason
+        return (
+            "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors if isinstance(e, dict))
+            or r.reason
+        )
     except ValueError:
         return r.reason or str(r.status_code)
 

@@ -44,8 +44,9 @@ def generate_keys(private_path: Path) -> Path:
         raise UserError(f"{private_path} already exists; refusing to overwrite a signing key.")
     key = ec.generate_private_key(ec.SECP256R1())
     private_path.parent.mkdir(parents=True, exist_ok=True)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     fd = private_path.open("xb")
     private_path.chmod(0o600)
     with fd:
@@ -56,14 +57,18 @@ def generate_keys(private_path: Path) -> Path:
 
 
 def public_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except FileNotFoundError:
-        raise UserError(f"No signing key at {path}.", hint="Create one with `coherex registry keygen`.") from None
+        raise UserError(
+            f"No signing key at {path}.", hint="Create one with `coherex registry keygen`."
+        ) from None
     except (ValueError, TypeError) as exc:
         raise UserError(f"{path} is not an unencrypted PEM private key: {exc}") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
@@ -82,8 +87,14 @@ def load_public_key(pem: str | bytes, where: str) -> ec.EllipticCurvePublicKey:
 
 
 def payload(repository: str, digest: str) -> bytes:
-    doc = {"critical": {"identity": {"docker-reference": repository}, "image": {"docker-manifest-digest": digest},
-                        "type": PAYLOAD_TYPE}, "optional": None}
+    doc = {
+        "critical": {
+            "identity": {"docker-reference": repository},
+            "image": {"docker-manifest-digest": digest},
+            "type": PAYLOAD_TYPE,
+        },
+        "optional": None,
+    }
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
@@ -96,12 +107,23 @@ def sign(key: ec.EllipticCurvePrivateKey, repository: str, digest: str) -> Blob:
 def signature_manifest(layers: list[dict[str, Any]]) -> tuple[Blob, bytes]:
     """(config blob, manifest bytes) of a signature image with these layer descriptors, as cosign
     writes it (a re-sign adds a layer to the existing image)."""
-    config = {"architecture": "", "created": "0001-01-01T00:00:00Z",
-              "history": [{"created": "0001-01-01T00:00:00Z"}], "os": "",
-              "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in layers]}, "config": {}}
-    config_blob = Blob("application/vnd.oci.image.config.v1+json", json.dumps(config, separators=(",", ":")).encode())
-    manifest = {"schemaVersion": 2, "mediaType": MANIFEST_MEDIA_TYPE, "config": config_blob.descriptor(),
-                "layers": layers}
+    config = {
+        "architecture": "",
+        "created": "0001-01-01T00:00:00Z",
+        "history": [{"created": "0001-01-01T00:00:00Z"}],
+        "os": "",
+        "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in layers]},
+        "config": {},
+    }
+    config_blob = Blob(
+        "application/vnd.oci.image.config.v1+json", json.dumps(config, separators=(",", ":")).encode()
+    )
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "config": config_blob.descriptor(),
+        "layers": layers,
+    }
     return config_blob, json.dumps(manifest, separators=(",", ":")).encode()
 
 
@@ -123,8 +145,13 @@ class SignatureStatus:
         return "signed, not verified" + (f": {'; '.join(self.problems)}" if self.problems else "")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"signed": self.signed, "verified": self.verified, "verified_by": self.verified_by,
-                "problems": self.problems, "summary": self.summary()}
+        return {
+            "signed": self.signed,
+            "verified": self.verified,
+            "verified_by": self.verified_by,
+            "problems": self.problems,
+            "summary": self.summary(),
+        }
 
 
 def verify(payloads: list[tuple[bytes, str]], digest: str, keys: dict[str, str]) -> SignatureStatus:

@@ -10,8 +10,21 @@ from coherex.integrations.vault import install_log_redaction
 install_log_redaction()
 
 from coherex.integrations.service import (  # noqa: E402
-    IntegrationError, add_source, invoke_tool, list_sources, remove_source, rotate_key, check_source,
+    IntegrationError,
+    add_source,
+    invoke_tool,
+    list_sources,
+    remove_source,
+    rotate_key,
+    check_source,
 )
 
-__all__ = ["IntegrationError", "add_source", "invoke_tool", "list_sources", "remove_source", "rotate_key",
-           "check_source"]
+__all__ = [
+    "IntegrationError",
+    "add_source",
+    "invoke_tool",
+    "list_sources",
+    "remove_source",
+    "rotate_key",
+    "check_source",
+]

@@ -47,13 +47,20 @@ class Model(BaseModel):
 class ServiceError(Exception):
     """What a service answered, in words for a person; never carries a secret."""
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None,
-                 auth: bool = False, retryable: bool = False):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        auth: bool = False,
+        retryable: bool = False,
+    ):
         super().__init__(message)
         self.message = message
         self.status = status
         self.retry_after = retry_after
-        self.auth = auth          # the credentials were refused: revoked, expired, wrong
+        self.auth = auth  # the credentials were refused: revoked, expired, wrong
         self.retryable = retryable
 
 
@@ -135,6 +142,7 @@ def obj(**properties: Any) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- rate limiting and retries
 
+
 @dataclass
 class SharedBucket:
     """The calls to one data source, limited across every process (a token bucket in the database:
@@ -165,8 +173,9 @@ async def call_service(fn: Callable[[], Awaitable[T]], *, limiter: SharedBucket,
     """Run one service call under the rate limiter, retrying 429 always and 5xx only when repeating
     the call is harmless (a read): a write that hit a 5xx may have happened."""
     settings = get_settings()
-    policy = RetryPolicy(max_attempts=settings.integration_max_attempts,
-                         max_retry_after=settings.integration_max_retry_after)
+    policy = RetryPolicy(
+        max_attempts=settings.integration_max_attempts, max_retry_after=settings.integration_max_retry_after
+    )
 
     async def attempt() -> T:
         await limiter.acquire()
@@ -184,8 +193,11 @@ async def call_service(fn: Callable[[], Awaitable[T]], *, limiter: SharedBucket,
         assert isinstance(cause, ServiceError)
         if cause.status == 429:
             wait = f" It asked to wait {cause.retry_after:.0f} s." if cause.retry_after else ""
-            raise ServiceError(f"{cause.message} (still rate limited after {exc.attempts} attempt(s)).{wait}",
-                               status=429, retry_after=cause.retry_after) from None
+            raise ServiceError(
+                f"{cause.message} (still rate limited after {exc.attempts} attempt(s)).{wait}",
+                status=429,
+                retry_after=cause.retry_after,
+            ) from None
         raise ServiceError(f"{cause.message} (after {exc.attempts} attempts)", status=cause.status) from None
 
 
@@ -211,14 +223,17 @@ def retry_after_seconds(headers: Any) -> float | None:
 
 # ---------------------------------------------------------------- plain HTTP services (httpx)
 
+
 def http_client(base_url: str = "", headers: dict[str, str] | None = None) -> httpx.AsyncClient:
     """The client for every call to a service: each connection passes the egress guard."""
-    return egress.async_client(base_url=base_url, headers=headers, timeout=get_settings().integration_timeout,
-                               follow_redirects=False)
+    return egress.async_client(
+        base_url=base_url, headers=headers, timeout=get_settings().integration_timeout, follow_redirects=False
+    )
 
 
-async def send(client: httpx.AsyncClient, service: str, method: str, url: str, *, check: bool = True,
-               **kwargs: Any) -> httpx.Response:
+async def send(
+    client: httpx.AsyncClient, service: str, method: str, url: str, *, check: bool = True, **kwargs: Any
+) -> httpx.Response:
     """One HTTP request; any failure becomes a `ServiceError` naming the service, not the token.
     With `check=False` only transport failures raise; the caller judges the status."""
     try:
@@ -243,8 +258,11 @@ def check_status(response: httpx.Response, service: str) -> None:
     if status == 429 or (status == 403 and response.headers.get("x-ratelimit-remaining") == "0"):
         raise ServiceError(f"{service} is rate limiting these requests.", status=429, retry_after=wait)
     if status == 401:
-        raise ServiceError(f"{service} refused the credentials (revoked, expired or wrong){detail}.",
-                           status=status, auth=True)
+        raise ServiceError(
+            f"{service} refused the credentials (revoked, expired or wrong){detail}.",
+            status=status,
+            auth=True,
+        )
     if status == 403:
         raise ServiceError(f"{service} does not allow this with these credentials{detail}.", status=status)
     if status == 404:
@@ -259,7 +277,11 @@ def _error_detail(response: httpx.Response) -> str:
         body = response.json()
     except ValueError:
         return ""
-    message = body.get("message") or body.get("error_description") or body.get("error") if isinstance(body, dict) else None
+    message = (
+        body.get("message") or body.get("error_description") or body.get("error")
+        if isinstance(body, dict)
+        else None
+    )
     if isinstance(message, dict):  # Google: {"error": {"message": ...}}
         message = message.get("message")
     return f": {str(message)[:200]}" if message else ""
@@ -269,5 +291,8 @@ def json_of(response: httpx.Response, service: str) -> Any:
     try:
         return response.json()
     except ValueError:
-        raise ServiceError(f"{service} answered with something that is not JSON (HTTP {response.status_code}).",
-                           status=response.status_code, retryable=True) from None
+        raise ServiceError(
+            f"{service} answered with something that is not JSON (HTTP {response.status_code}).",
+            status=response.status_code,
+            retryable=True,
+        ) from None

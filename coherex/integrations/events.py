@@ -16,20 +16,25 @@ from coherex.integrations.slack import verify_slack_event
 from coherex.store.db import Database, Identity
 from coherex.store.models import DataSource
 
-_GITHUB_TYPES = {("issues", "opened"): "github.issue_opened", ("issue_comment", "created"): "github.issue_comment",
-                 ("pull_request", "opened"): "github.pull_request_opened"}
+_GITHUB_TYPES = {
+    ("issues", "opened"): "github.issue_opened",
+    ("issue_comment", "created"): "github.issue_comment",
+    ("pull_request", "opened"): "github.pull_request_opened",
+}
 
 
 @dataclass(frozen=True)
 class IncomingEvent:
     source: DataSource
-    type: str | None          # None: a well-signed event no trigger can subscribe to (ignored)
+    type: str | None  # None: a well-signed event no trigger can subscribe to (ignored)
     data: dict[str, Any]
     delivery_id: str
     reply: dict[str, Any] | None = None  # an answer the service expects (Slack's url_verification)
 
 
-async def verify_event(db: Database, source_id: UUID, headers: Mapping[str, str], body: bytes) -> IncomingEvent:
+async def verify_event(
+    db: Database, source_id: UUID, headers: Mapping[str, str], body: bytes
+) -> IncomingEvent:
     """Check the signature with the source's secret and name the event. PermissionDenied if unsigned."""
     async with db.session(Identity.system()) as s:
         source = await s.sources.get(source_id)

@@ -16,7 +16,18 @@ import jwt
 from pydantic import Field, SecretStr, model_validator
 
 from coherex.errors import PermissionDenied
-from coherex.integrations.base import Call, Check, Model, ServiceError, SourceType, action, http_client, json_of, obj, send
+from coherex.integrations.base import (
+    Call,
+    Check,
+    Model,
+    ServiceError,
+    SourceType,
+    action,
+    http_client,
+    json_of,
+    obj,
+    send,
+)
 from coherex.integrations.vault import remember_secrets
 
 SERVICE = "GitHub"
@@ -54,10 +65,13 @@ _installation_tokens: dict[tuple[str, str, int], tuple[str, float]] = {}
 
 
 @asynccontextmanager
-async def _client(call: Call, accept: str = "application/vnd.github+json") -> AsyncIterator[httpx.AsyncClient]:
+async def _client(
+    call: Call, accept: str = "application/vnd.github+json"
+) -> AsyncIterator[httpx.AsyncClient]:
     token = await _access_token(call)
-    async with http_client(call.settings.github_api_url,
-                           {"Authorization": f"Bearer {token}", "Accept": accept, **_HEADERS}) as c:
+    async with http_client(
+        call.settings.github_api_url, {"Authorization": f"Bearer {token}", "Accept": accept, **_HEADERS}
+    ) as c:
         yield c
 
 
@@ -71,10 +85,15 @@ async def _access_token(call: Call) -> str:
         return cached[0]
     now = int(time.time())
     # the app proves itself with a 9-minute JWT signed by its private key (GitHub's App auth)
-    assertion = jwt.encode({"iat": now - 60, "exp": now + 540, "iss": str(creds.app_id)},
-                           creds.private_key.get_secret_value(), algorithm="RS256")
-    async with http_client(call.settings.github_api_url, {"Authorization": f"Bearer {assertion}",
-                                                          "Accept": "application/vnd.github+json", **_HEADERS}) as c:
+    assertion = jwt.encode(
+        {"iat": now - 60, "exp": now + 540, "iss": str(creds.app_id)},
+        creds.private_key.get_secret_value(),
+        algorithm="RS256",
+    )
+    async with http_client(
+        call.settings.github_api_url,
+        {"Authorization": f"Bearer {assertion}", "Accept": "application/vnd.github+json", **_HEADERS},
+    ) as c:
         r = await send(c, SERVICE, "POST", f"/app/installations/{creds.installation_id}/access_tokens")
     data = json_of(r, SERVICE)
     token = data.get("token")
@@ -107,21 +126,40 @@ def _repo(args: dict[str, Any]) -> str:
 
 
 def _issue(i: Mapping[str, Any]) -> dict[str, Any]:
-    return {"number": i.get("number"), "title": i.get("title"), "state": i.get("state"),
-            "user": (i.get("user") or {}).get("login"), "labels": [lb.get("name") for lb in i.get("labels", [])],
-            "comments": i.get("comments", 0), "url": i.get("html_url"), "updated_at": i.get("updated_at"),
-            "is_pull_request": "pull_request" in i}
+    return {
+        "number": i.get("number"),
+        "title": i.get("title"),
+        "state": i.get("state"),
+        "user": (i.get("user") or {}).get("login"),
+        "labels": [lb.get("name") for lb in i.get("labels", [])],
+        "comments": i.get("comments", 0),
+        "url": i.get("html_url"),
+        "updated_at": i.get("updated_at"),
+        "is_pull_request": "pull_request" in i,
+    }
 
 
-_ISSUE = obj(number={"type": "integer"}, title={"type": "string"}, state={"type": "string"}, user={"type": "string"},
-             labels={"type": "array", "items": {"type": "string"}}, url={"type": "string"})
+_ISSUE = obj(
+    number={"type": "integer"},
+    title={"type": "string"},
+    state={"type": "string"},
+    user={"type": "string"},
+    labels={"type": "array", "items": {"type": "string"}},
+    url={"type": "string"},
+)
 
 
 @action("github.list_issues", obj(issues={"type": "array", "items": _ISSUE}))
 async def list_issues(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     labels = ",".join(args.get("labels") or []) or None
-    data = await _get(call, f"{_repo(args)}/issues", state=args.get("state", "open"), labels=labels,
-                      since=args.get("since"), per_page=min(args.get("limit", 30), 100))
+    data = await _get(
+        call,
+        f"{_repo(args)}/issues",
+        state=args.get("state", "open"),
+        labels=labels,
+        since=args.get("since"),
+        per_page=min(args.get("limit", 30), 100),
+    )
     # the issues endpoint lists pull requests too; the tool is about issues
     return {"issues": [_issue(i) for i in data if "pull_request" not in i][: args.get("limit", 30)]}
 
@@ -131,9 +169,18 @@ async def read_issue(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     base = f"{_repo(args)}/issues/{int(args['number'])}"
     issue = await _get(call, base)
     comments = await _get(call, f"{base}/comments", per_page=100) if issue.get("comments") else []
-    return {"issue": _issue(issue), "body": issue.get("body") or "",
-            "comments": [{"user": (c.get("user") or {}).get("login"), "body": c.get("body"),
-                          "created_at": c.get("created_at")} for c in comments]}
+    return {
+        "issue": _issue(issue),
+        "body": issue.get("body") or "",
+        "comments": [
+            {
+                "user": (c.get("user") or {}).get("login"),
+                "body": c.get("body"),
+                "created_at": c.get("created_at"),
+            }
+            for c in comments
+        ],
+    }
 
 
 @action("github.create_issue", _ISSUE)
@@ -146,23 +193,39 @@ async def create_issue(call: Call, args: dict[str, Any]) -> dict[str, Any]:
 
 @action("github.comment_issue", obj(id={"type": "integer"}, url={"type": "string"}))
 async def comment_issue(call: Call, args: dict[str, Any]) -> dict[str, Any]:
-    data = await _write(call, "POST", f"{_repo(args)}/issues/{int(args['number'])}/comments", {"body": args["body"]})
+    data = await _write(
+        call, "POST", f"{_repo(args)}/issues/{int(args['number'])}/comments", {"body": args["body"]}
+    )
     return {"id": data.get("id"), "url": data.get("html_url")}
 
 
 @action("github.add_labels", obj(labels={"type": "array", "items": {"type": "string"}}))
 async def add_labels(call: Call, args: dict[str, Any]) -> dict[str, Any]:
-    data = await _write(call, "POST", f"{_repo(args)}/issues/{int(args['number'])}/labels", {"labels": args["labels"]})
+    data = await _write(
+        call, "POST", f"{_repo(args)}/issues/{int(args['number'])}/labels", {"labels": args["labels"]}
+    )
     return {"labels": [lb.get("name") for lb in data]}
 
 
 @action("github.list_pull_requests", obj(pull_requests={"type": "array", "items": _ISSUE}))
 async def list_pull_requests(call: Call, args: dict[str, Any]) -> dict[str, Any]:
-    data = await _get(call, f"{_repo(args)}/pulls", state=args.get("state", "open"),
-                      per_page=min(args.get("limit", 30), 100))
-    return {"pull_requests": [{**_issue(p), "head": (p.get("head") or {}).get("ref"),
-                               "base": (p.get("base") or {}).get("ref"), "draft": p.get("draft", False)}
-                              for p in data][: args.get("limit", 30)]}
+    data = await _get(
+        call,
+        f"{_repo(args)}/pulls",
+        state=args.get("state", "open"),
+        per_page=min(args.get("limit", 30), 100),
+    )
+    return {
+        "pull_requests": [
+            {
+                **_issue(p),
+                "head": (p.get("head") or {}).get("ref"),
+                "base": (p.get("base") or {}).get("ref"),
+                "draft": p.get("draft", False),
+            }
+            for p in data
+        ][: args.get("limit", 30)]
+    }
 
 
 @action("github.read_pull_request_diff", obj(diff={"type": "string"}, truncated={"type": "boolean"}))
@@ -173,31 +236,61 @@ async def read_pull_request_diff(call: Call, args: dict[str, Any]) -> dict[str, 
     return {"diff": r.text[:limit], "truncated": len(r.text) > limit}
 
 
-@action("github.list_commits", obj(commits={"type": "array", "items": obj(
-    sha={"type": "string"}, author={"type": "string"}, message={"type": "string"}, date={"type": "string"})}))
+@action(
+    "github.list_commits",
+    obj(
+        commits={
+            "type": "array",
+            "items": obj(
+                sha={"type": "string"},
+                author={"type": "string"},
+                message={"type": "string"},
+                date={"type": "string"},
+            ),
+        }
+    ),
+)
 async def list_commits(call: Call, args: dict[str, Any]) -> dict[str, Any]:
-    data = await _get(call, f"{_repo(args)}/commits", sha=args.get("branch"), since=args.get("since"),
-                      per_page=min(args.get("limit", 30), 100))
-    return {"commits": [{"sha": c.get("sha"), "author": ((c.get("commit") or {}).get("author") or {}).get("name"),
-                         "message": (c.get("commit") or {}).get("message"),
-                         "date": ((c.get("commit") or {}).get("author") or {}).get("date")}
-                        for c in data][: args.get("limit", 30)]}
+    data = await _get(
+        call,
+        f"{_repo(args)}/commits",
+        sha=args.get("branch"),
+        since=args.get("since"),
+        per_page=min(args.get("limit", 30), 100),
+    )
+    return {
+        "commits": [
+            {
+                "sha": c.get("sha"),
+                "author": ((c.get("commit") or {}).get("author") or {}).get("name"),
+                "message": (c.get("commit") or {}).get("message"),
+                "date": ((c.get("commit") or {}).get("author") or {}).get("date"),
+            }
+            for c in data
+        ][: args.get("limit", 30)]
+    }
 
 
 async def test_connection(call: Call) -> Check:
     if call.credentials.token is None:  # a GitHub App installation has no user; list what it may reach
         repos = await _get(call, "/installation/repositories")
         names = [r.get("full_name") for r in repos.get("repositories", [])]
-        return Check(True, f"Connected as GitHub App {call.credentials.app_id} (installation "
-                           f"{call.credentials.installation_id}); it can reach {len(names)} repositories.",
-                     {"repositories": names})
+        return Check(
+            True,
+            f"Connected as GitHub App {call.credentials.app_id} (installation "
+            f"{call.credentials.installation_id}); it can reach {len(names)} repositories.",
+            {"repositories": names},
+        )
     async with _client(call) as c:
         r = await send(c, SERVICE, "GET", "/user")
     user = json_of(r, SERVICE)
     scopes = r.headers.get("x-oauth-scopes")
     what = f"scopes: {scopes}" if scopes else "fine-grained token (permissions are set per repository)"
-    return Check(True, f"Connected to GitHub as {user.get('login')!r}; {what}.",
-                 {"login": user.get("login"), "scopes": scopes})
+    return Check(
+        True,
+        f"Connected to GitHub as {user.get('login')!r}; {what}.",
+        {"login": user.get("login"), "scopes": scopes},
+    )
 
 
 async def revoke(call: Call) -> None:
@@ -207,17 +300,39 @@ async def revoke(call: Call) -> None:
     if not (call.credentials.from_oauth and s.github_client_id and s.github_client_secret):
         return
     async with http_client(s.github_api_url, {"Accept": "application/vnd.github+json"}) as c:
-        await send(c, SERVICE, "DELETE", f"/applications/{s.github_client_id}/token",
-                   auth=(s.github_client_id, s.github_client_secret.get_secret_value()),
-                   json={"access_token": call.credentials.token.get_secret_value()})
+        await send(
+            c,
+            SERVICE,
+            "DELETE",
+            f"/applications/{s.github_client_id}/token",
+            auth=(s.github_client_id, s.github_client_secret.get_secret_value()),
+            json={"access_token": call.credentials.token.get_secret_value()},
+        )
 
 
 GITHUB = SourceType(
-    name="github", title="GitHub (token or GitHub App)", config_model=GitHubConfig, credentials_model=GitHubCredentials,
-    test_connection=test_connection, revoke=revoke, oauth_provider="github",
-    rate_per_second=10.0, rate_burst=20,  # 5,000 requests/hour per token; secondary limits on bursts
-    actions={a.tool: a for a in (list_issues, read_issue, create_issue, comment_issue, add_labels,
-                                 list_pull_requests, read_pull_request_diff, list_commits)},
+    name="github",
+    title="GitHub (token or GitHub App)",
+    config_model=GitHubConfig,
+    credentials_model=GitHubCredentials,
+    test_connection=test_connection,
+    revoke=revoke,
+    oauth_provider="github",
+    rate_per_second=10.0,
+    rate_burst=20,  # 5,000 requests/hour per token; secondary limits on bursts
+    actions={
+        a.tool: a
+        for a in (
+            list_issues,
+            read_issue,
+            create_issue,
+            comment_issue,
+            add_labels,
+            list_pull_requests,
+            read_pull_request_diff,
+            list_commits,
+        )
+    },
 )
 
 
@@ -235,8 +350,13 @@ async def markdown_files(call: Call, repo: str, prefix: str = "") -> list[tuple[
     (knowledge sync; not an agent tool)."""
     base = _repo({"repo": repo})
     tree = await _get(call, f"{base}/git/trees/HEAD", recursive=1)
-    paths = [t["path"] for t in tree.get("tree", []) if t.get("type") == "blob"
-             and t["path"].startswith(prefix) and t["path"].lower().endswith((".md", ".markdown"))]
+    paths = [
+        t["path"]
+        for t in tree.get("tree", [])
+        if t.get("type") == "blob"
+        and t["path"].startswith(prefix)
+        and t["path"].lower().endswith((".md", ".markdown"))
+    ]
     out = []
     for path in paths[:500]:  # a documentation folder, not a whole monorepo
         item = await _get(call, f"{base}/contents/{path}")

@@ -8,7 +8,18 @@ from typing import Any
 
 import httpx
 
-from coherex.integrations.base import Call, Check, Model, ServiceError, SourceType, action, http_client, json_of, obj, send
+from coherex.integrations.base import (
+    Call,
+    Check,
+    Model,
+    ServiceError,
+    SourceType,
+    action,
+    http_client,
+    json_of,
+    obj,
+    send,
+)
 from coherex.integrations.oauth import OAuthToken, provider, revoke_google
 from coherex.spec.catalogue import ToolInfo, get_tool, register_tool
 
@@ -17,12 +28,20 @@ _USER = "/gmail/v1/users/me"
 
 # The catalogue has read_message; a thread reader belongs with it (registered, not edited in).
 if get_tool("gmail.read_thread") is None:
-    register_tool(ToolInfo(
-        "gmail.read_thread", "gmail", "Read a whole conversation: every message's headers and plain-text body.",
-        needs_data_source=True,
-        parameters={"type": "object", "additionalProperties": False, "required": ["thread_id"],
-                    "properties": {"thread_id": {"type": "string", "description": "thread id from a message"}}},
-    ))
+    register_tool(
+        ToolInfo(
+            "gmail.read_thread",
+            "gmail",
+            "Read a whole conversation: every message's headers and plain-text body.",
+            needs_data_source=True,
+            parameters={
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["thread_id"],
+                "properties": {"thread_id": {"type": "string", "description": "thread id from a message"}},
+            },
+        )
+    )
 
 
 class GmailConfig(Model):
@@ -30,8 +49,10 @@ class GmailConfig(Model):
 
 
 def _client(call: Call) -> httpx.AsyncClient:
-    return http_client(call.settings.gmail_api_url,
-                       {"Authorization": f"Bearer {call.credentials.access_token.get_secret_value()}"})
+    return http_client(
+        call.settings.gmail_api_url,
+        {"Authorization": f"Bearer {call.credentials.access_token.get_secret_value()}"},
+    )
 
 
 async def _api(call: Call, method: str, path: str, **kwargs: Any) -> Any:
@@ -68,33 +89,62 @@ def _b64(data: str) -> str:
 
 def _message(m: dict[str, Any], *, body: bool) -> dict[str, Any]:
     h = _headers(m.get("payload") or {})
-    out = {"id": m.get("id"), "thread_id": m.get("threadId"), "from": h.get("from", ""), "to": h.get("to", ""),
-           "subject": h.get("subject", ""), "date": h.get("date", ""), "snippet": m.get("snippet", ""),
-           "labels": m.get("labelIds", [])}
+    out = {
+        "id": m.get("id"),
+        "thread_id": m.get("threadId"),
+        "from": h.get("from", ""),
+        "to": h.get("to", ""),
+        "subject": h.get("subject", ""),
+        "date": h.get("date", ""),
+        "snippet": m.get("snippet", ""),
+        "labels": m.get("labelIds", []),
+    }
     if body:
         out["body"] = _plain_text(m.get("payload") or {})
     return out
 
 
-_MSG = obj(id={"type": "string"}, thread_id={"type": "string"}, **{"from": {"type": "string"}},
-           subject={"type": "string"}, date={"type": "string"}, snippet={"type": "string"})
+_MSG = obj(
+    id={"type": "string"},
+    thread_id={"type": "string"},
+    **{"from": {"type": "string"}},
+    subject={"type": "string"},
+    date={"type": "string"},
+    snippet={"type": "string"},
+)
 
 
-@action("gmail.search_messages", obj(messages={"type": "array", "items": _MSG}, total_estimate={"type": "integer"}))
+@action(
+    "gmail.search_messages",
+    obj(messages={"type": "array", "items": _MSG}, total_estimate={"type": "integer"}),
+)
 async def search_messages(call: Call, args: dict[str, Any]) -> dict[str, Any]:
-    found = await _api(call, "GET", "/messages", params={"q": args["query"], "maxResults": args.get("max_results", 20)})
+    found = await _api(
+        call, "GET", "/messages", params={"q": args["query"], "maxResults": args.get("max_results", 20)}
+    )
     messages = []
     for ref in found.get("messages", []):
-        m = await _api(call, "GET", f"/messages/{ref['id']}",
-                       params=[("format", "metadata"), ("metadataHeaders", "From"), ("metadataHeaders", "To"),
-                               ("metadataHeaders", "Subject"), ("metadataHeaders", "Date")])
+        m = await _api(
+            call,
+            "GET",
+            f"/messages/{ref['id']}",
+            params=[
+                ("format", "metadata"),
+                ("metadataHeaders", "From"),
+                ("metadataHeaders", "To"),
+                ("metadataHeaders", "Subject"),
+                ("metadataHeaders", "Date"),
+            ],
+        )
         messages.append(_message(m, body=False))
     return {"messages": messages, "total_estimate": found.get("resultSizeEstimate", len(messages))}
 
 
 @action("gmail.read_message", {**_MSG, "properties": {**_MSG["properties"], "body": {"type": "string"}}})
 async def read_message(call: Call, args: dict[str, Any]) -> dict[str, Any]:
-    return _message(await _api(call, "GET", f"/messages/{args['message_id']}", params={"format": "full"}), body=True)
+    return _message(
+        await _api(call, "GET", f"/messages/{args['message_id']}", params={"format": "full"}), body=True
+    )
 
 
 @action("gmail.read_thread", obj(thread_id={"type": "string"}, messages={"type": "array", "items": _MSG}))
@@ -123,17 +173,27 @@ async def add_label(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     labels = (await _api(call, "GET", "/labels")).get("labels", [])
     match = next((lb for lb in labels if lb.get("name", "").lower() == args["label"].lower()), None)
     if match is None:
-        match = await _api(call, "POST", "/labels", json={"name": args["label"], "labelListVisibility": "labelShow",
-                                                           "messageListVisibility": "show"})
-    m = await _api(call, "POST", f"/messages/{args['message_id']}/modify", json={"addLabelIds": [match["id"]]})
+        match = await _api(
+            call,
+            "POST",
+            "/labels",
+            json={"name": args["label"], "labelListVisibility": "labelShow", "messageListVisibility": "show"},
+        )
+    m = await _api(
+        call, "POST", f"/messages/{args['message_id']}/modify", json={"addLabelIds": [match["id"]]}
+    )
     return {"id": m.get("id"), "labels": m.get("labelIds", [])}
 
 
 async def test_connection(call: Call) -> Check:
     profile = await _api(call, "GET", "/profile")
     scopes = call.credentials.scope or "unknown scopes"
-    return Check(True, f"Connected to Gmail as {profile.get('emailAddress')} ({profile.get('messagesTotal', '?')} "
-                       f"messages); granted: {scopes}.", {"email": profile.get("emailAddress"), "scope": scopes})
+    return Check(
+        True,
+        f"Connected to Gmail as {profile.get('emailAddress')} ({profile.get('messagesTotal', '?')} "
+        f"messages); granted: {scopes}.",
+        {"email": profile.get("emailAddress"), "scope": scopes},
+    )
 
 
 async def revoke(call: Call) -> None:
@@ -141,8 +201,15 @@ async def revoke(call: Call) -> None:
 
 
 GMAIL = SourceType(
-    name="gmail", title="Gmail (Google sign-in)", config_model=GmailConfig, credentials_model=OAuthToken,
-    test_connection=test_connection, revoke=revoke, connect="oauth", oauth_provider="google",
-    rate_per_second=10.0, rate_burst=20,  # Gmail: 250 quota units/s per user; a read costs 5
+    name="gmail",
+    title="Gmail (Google sign-in)",
+    config_model=GmailConfig,
+    credentials_model=OAuthToken,
+    test_connection=test_connection,
+    revoke=revoke,
+    connect="oauth",
+    oauth_provider="google",
+    rate_per_second=10.0,
+    rate_burst=20,  # Gmail: 250 quota units/s per user; a read costs 5
     actions={a.tool: a for a in (search_messages, read_message, read_thread, send_message, add_label)},
 )

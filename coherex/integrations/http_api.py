@@ -16,7 +16,16 @@ from urllib.parse import unquote, urljoin, urlsplit
 from pydantic import SecretStr, field_validator
 
 from coherex.integrations.base import (
-    Call, Check, Model, ServiceError, SourceType, action, check_status, http_client, obj, send,
+    Call,
+    Check,
+    Model,
+    ServiceError,
+    SourceType,
+    action,
+    check_status,
+    http_client,
+    obj,
+    send,
 )
 
 SERVICE = "The HTTP API"
@@ -36,8 +45,10 @@ class HttpApiConfig(Model):
     def _absolute_http(cls, v: str) -> str:
         parts = urlsplit(v)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.query:
-            raise ValueError("must be an http(s) URL with a host and no credentials or query, "
-                             "e.g. https://api.example.com/v1")
+            raise ValueError(
+                "must be an http(s) URL with a host and no credentials or query, "
+                "e.g. https://api.example.com/v1"
+            )
         return v.rstrip("/")
 
 
@@ -52,26 +63,37 @@ _TRAVERSAL = re.compile(r"(^|/)\.\.?(/|$)")
 def resolve(base_url: str, path: str) -> str:
     """The absolute URL for `path` below `base_url`, or ServiceError if it would leave it."""
     decoded = unquote(unquote(path))
-    if ("://" in decoded or decoded.startswith("//") or "\\" in decoded or "@" in decoded.split("?")[0]
-            or _TRAVERSAL.search(decoded.split("?")[0]) or any(ord(ch) < 32 for ch in decoded)):
-        raise ServiceError(f"The path {path!r} is not allowed: give a path below {base_url} "
-                           "(no full URLs, '..' or other hosts).")
+    if (
+        "://" in decoded
+        or decoded.startswith("//")
+        or "\\" in decoded
+        or "@" in decoded.split("?")[0]
+        or _TRAVERSAL.search(decoded.split("?")[0])
+        or any(ord(ch) < 32 for ch in decoded)
+    ):
+        raise ServiceError(
+            f"The path {path!r} is not allowed: give a path below {base_url} "
+            "(no full URLs, '..' or other hosts)."
+        )
     url = f"{base_url}/{path.lstrip('/')}" if path.strip("/") else base_url
     base, final = urlsplit(base_url), urlsplit(url)
-    if (final.scheme, final.hostname, final.port) != (base.scheme, base.hostname, base.port) or \
-            not (final.path + "/").startswith(base.path.rstrip("/") + "/"):
+    if (final.scheme, final.hostname, final.port) != (base.scheme, base.hostname, base.port) or not (
+        final.path + "/"
+    ).startswith(base.path.rstrip("/") + "/"):
         raise ServiceError(f"The path {path!r} leads outside {base_url}.")
     return url
 
 
 def _below(base_url: str, url: str) -> bool:
     base, final = urlsplit(base_url), urlsplit(url)
-    return (final.scheme, final.hostname, final.port) == (base.scheme, base.hostname, base.port) and \
-        (final.path + "/").startswith(base.path.rstrip("/") + "/")
+    return (final.scheme, final.hostname, final.port) == (base.scheme, base.hostname, base.port) and (
+        final.path + "/"
+    ).startswith(base.path.rstrip("/") + "/")
 
 
-async def _request(call: Call, method: str, path: str, query: dict[str, Any] | None = None,
-                   body: Any = None) -> dict[str, Any]:
+async def _request(
+    call: Call, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None
+) -> dict[str, Any]:
     cfg: HttpApiConfig = call.config
     url = resolve(cfg.base_url, path)
     auth = {}
@@ -125,8 +147,9 @@ async def test_connection(call: Call) -> Check:
     r = await _request(call, "GET", call.config.health_path)
     ok = r["status"] < 400
     auth = "with" if call.credentials.auth_value is not None else "without"
-    summary = (f"{call.config.base_url} answered HTTP {r['status']} {auth} credentials."
-               + ("" if ok else " Check the base URL, health path and credentials."))
+    summary = f"{call.config.base_url} answered HTTP {r['status']} {auth} credentials." + (
+        "" if ok else " Check the base URL, health path and credentials."
+    )
     return Check(ok, summary, {"status": r["status"]})
 
 
@@ -136,8 +159,13 @@ def _destinations(cfg: HttpApiConfig, creds: HttpApiCredentials) -> list[tuple[s
 
 
 HTTP_API = SourceType(
-    name="http_api", title="HTTP API (base URL + auth header)", config_model=HttpApiConfig,
-    credentials_model=HttpApiCredentials, test_connection=test_connection, destinations=_destinations,
-    rate_per_second=5.0, rate_burst=10, actions={a.tool: a for a in (get, request)},
+    name="http_api",
+    title="HTTP API (base URL + auth header)",
+    config_model=HttpApiConfig,
+    credentials_model=HttpApiCredentials,
+    test_connection=test_connection,
+    destinations=_destinations,
+    rate_per_second=5.0,
+    rate_burst=10,
+    actions={a.tool: a for a in (get, request)},
 )
-

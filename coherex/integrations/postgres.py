@@ -38,7 +38,16 @@ class PostgresCredentials(Model):
 
 
 #: options that make libpq read files of the platform's host or take settings from them
-_FILE_OPTIONS = ("service", "servicefile", "passfile", "sslcert", "sslkey", "sslcrl", "sslcrldir", "sslrootcert")
+_FILE_OPTIONS = (
+    "service",
+    "servicefile",
+    "passfile",
+    "sslcert",
+    "sslkey",
+    "sslcrl",
+    "sslcrldir",
+    "sslrootcert",
+)
 
 
 def _parse(dsn: str) -> dict[str, str]:
@@ -46,7 +55,9 @@ def _parse(dsn: str) -> dict[str, str]:
         params = {k: str(v) for k, v in conninfo_to_dict(dsn).items()}
     except psycopg.ProgrammingError:
         # libpq's message may quote the DSN, password included
-        raise ValueError("The DSN is not a valid PostgreSQL DSN, e.g. postgresql://user:password@host:5432/dbname.") from None
+        raise ValueError(
+            "The DSN is not a valid PostgreSQL DSN, e.g. postgresql://user:password@host:5432/dbname."
+        ) from None
     for key in _FILE_OPTIONS:
         if key in params and not (key == "sslrootcert" and params[key] == "system"):
             raise ValueError(f"The DSN option {key!r} reads files of the platform's host and is not allowed.")
@@ -72,8 +83,10 @@ def targets(dsn: str) -> list[tuple[str, int]]:
     for i, host in enumerate(hosts):
         target = addrs[i] if addrs and addrs[i] else host
         if not target or (target + host).startswith(("/", "@")) or host.startswith(("/", "@")):
-            raise ValueError("The DSN must name a network host (a Unix socket or an empty host is never used): "
-                             "postgresql://user:password@host:5432/dbname.")
+            raise ValueError(
+                "The DSN must name a network host (a Unix socket or an empty host is never used): "
+                "postgresql://user:password@host:5432/dbname."
+            )
         port = ports[i].strip() or "5432"  # libpq: an empty item is the default port
         if not port.isdigit():
             raise ValueError(f"The DSN has an invalid port {port!r}.")
@@ -101,11 +114,14 @@ async def _pinned(dsn: str) -> str:
 async def _connect(call: Call) -> psycopg.AsyncConnection:
     dsn = await _pinned(call.credentials.dsn.get_secret_value())
     try:
-        return await psycopg.AsyncConnection.connect(dsn, connect_timeout=10, application_name="coherex-agent")
+        return await psycopg.AsyncConnection.connect(
+            dsn, connect_timeout=10, application_name="coherex-agent"
+        )
     except psycopg.OperationalError as exc:
         # libpq's message names host and user but never the password; redaction covers the rest
-        raise ServiceError(f"Cannot connect to the Postgres database: {str(exc).strip().splitlines()[0]}",
-                           retryable=True) from None
+        raise ServiceError(
+            f"Cannot connect to the Postgres database: {str(exc).strip().splitlines()[0]}", retryable=True
+        ) from None
 
 
 def _jsonable(v: Any) -> Any:
@@ -127,47 +143,74 @@ async def _run(call: Call, sql: str, *, read_only: bool, limit: int | None) -> d
                 return {"rowcount": cur.rowcount}
             columns = [d.name for d in cur.description or []]
             rows = await cur.fetchmany(limit + 1) if cur.description else []
-            return {"columns": columns, "rows": [[_jsonable(v) for v in r] for r in rows[:limit]],
-                    "truncated": len(rows) > limit}
+            return {
+                "columns": columns,
+                "rows": [[_jsonable(v) for v in r] for r in rows[:limit]],
+                "truncated": len(rows) > limit,
+            }
     except psycopg.errors.ReadOnlySqlTransaction:
-        raise ServiceError("The query tried to change data; this tool only reads (use postgres.execute on a "
-                           "source added with read_only=false).") from None
+        raise ServiceError(
+            "The query tried to change data; this tool only reads (use postgres.execute on a "
+            "source added with read_only=false)."
+        ) from None
     except psycopg.errors.QueryCanceled:
-        raise ServiceError(f"The query ran longer than {call.config.statement_timeout_ms} ms and was stopped.") from None
+        raise ServiceError(
+            f"The query ran longer than {call.config.statement_timeout_ms} ms and was stopped."
+        ) from None
     except psycopg.Error as exc:
         raise ServiceError(f"{SERVICE} refused the statement: {exc.diag.message_primary or exc}") from None
     finally:
         await conn.close()
 
 
-_ROWS = obj(columns={"type": "array", "items": {"type": "string"}}, rows={"type": "array"},
-            truncated={"type": "boolean"})
+_ROWS = obj(
+    columns={"type": "array", "items": {"type": "string"}},
+    rows={"type": "array"},
+    truncated={"type": "boolean"},
+)
 
 
 @action("postgres.query", _ROWS)
 async def query(call: Call, args: dict[str, Any]) -> dict[str, Any]:
-    return await _run(call, args["sql"], read_only=True, limit=min(args.get("limit", 100), call.config.max_rows))
+    return await _run(
+        call, args["sql"], read_only=True, limit=min(args.get("limit", 100), call.config.max_rows)
+    )
 
 
 @action("postgres.execute", obj(rowcount={"type": "integer"}))
 async def execute(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     if call.config.read_only:
-        raise ServiceError(f"Data source {call.source.name!r} is read-only; an admin can re-add it with "
-                           "--config read_only=false to allow postgres.execute.")
+        raise ServiceError(
+            f"Data source {call.source.name!r} is read-only; an admin can re-add it with "
+            "--config read_only=false to allow postgres.execute."
+        )
     return await _run(call, args["sql"], read_only=False, limit=None)
 
 
 async def test_connection(call: Call) -> Check:
-    r = await _run(call, "select current_user, current_database(), current_setting('server_version')",
-                   read_only=True, limit=1)
+    r = await _run(
+        call,
+        "select current_user, current_database(), current_setting('server_version')",
+        read_only=True,
+        limit=1,
+    )
     user, database, version = r["rows"][0]
     mode = "read-only" if call.config.read_only else "read-write (postgres.execute allowed)"
-    return Check(True, f"Connected to PostgreSQL {version}, database {database!r} as {user!r}; queries run {mode}.",
-                 {"user": user, "database": database, "version": version})
+    return Check(
+        True,
+        f"Connected to PostgreSQL {version}, database {database!r} as {user!r}; queries run {mode}.",
+        {"user": user, "database": database, "version": version},
+    )
 
 
 POSTGRES = SourceType(
-    name="postgres", title="PostgreSQL (DSN)", config_model=PostgresConfig, credentials_model=PostgresCredentials,
-    test_connection=test_connection, destinations=lambda cfg, creds: targets(creds.dsn.get_secret_value()),
-    rate_per_second=10.0, rate_burst=20, actions={a.tool: a for a in (query, execute)},
+    name="postgres",
+    title="PostgreSQL (DSN)",
+    config_model=PostgresConfig,
+    credentials_model=PostgresCredentials,
+    test_connection=test_connection,
+    destinations=lambda cfg, creds: targets(creds.dsn.get_secret_value()),
+    rate_per_second=10.0,
+    rate_burst=20,
+    actions={a.tool: a for a in (query, execute)},
 )

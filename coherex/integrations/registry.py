@@ -19,9 +19,10 @@ def source_type(name: str) -> SourceType:
         return SOURCE_TYPES[name]
     except KeyError:
         near = closest(name, list(SOURCE_TYPES))
-        raise UserError(f"There is no data source type {name!r}.",
-                        hint=(f"Did you mean {near[0]!r}? " if near else "")
-                        + f"Types: {', '.join(SOURCE_TYPES)}.") from None
+        raise UserError(
+            f"There is no data source type {name!r}.",
+            hint=(f"Did you mean {near[0]!r}? " if near else "") + f"Types: {', '.join(SOURCE_TYPES)}.",
+        ) from None
 
 
 def find_action(tool_name: str) -> tuple[SourceType, Action]:

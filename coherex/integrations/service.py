@@ -33,6 +33,7 @@ class IntegrationError(BackendError):
 
 # ---------------------------------------------------------------- validation helpers
 
+
 def _validate(model: type[Model], data: dict[str, Any], what: str, *, secret: bool) -> Model:
     try:
         return model.model_validate(data)
@@ -46,8 +47,11 @@ def _validate(model: type[Model], data: dict[str, Any], what: str, *, secret: bo
             else:
                 # pydantic's messages never include the input, so secrets stay out of them
                 problems.append(f"{field}: {e['msg']}")
-        hint = ("Secrets go in --secret key=value (or --from-env), settings in --config key=value."
-                if not secret else "Give credentials with --secret key=value or --from-env.")
+        hint = (
+            "Secrets go in --secret key=value (or --from-env), settings in --config key=value."
+            if not secret
+            else "Give credentials with --secret key=value or --from-env."
+        )
         raise UserError(f"Invalid {what}: " + "; ".join(problems) + ".", hint=hint) from None
 
 
@@ -63,9 +67,17 @@ def env_name(type_name: str, field: str) -> str:
 
 # ---------------------------------------------------------------- CRUD
 
+
 async def add_source(
-    db: Database, identity: Identity, team_id: UUID, type_name: str, name: str, *,
-    config: dict[str, Any] | None = None, credentials: dict[str, Any] | BaseModel | None = None, via: str = "secret",
+    db: Database,
+    identity: Identity,
+    team_id: UUID,
+    type_name: str,
+    name: str,
+    *,
+    config: dict[str, Any] | None = None,
+    credentials: dict[str, Any] | BaseModel | None = None,
+    via: str = "secret",
     check: bool = False,
 ) -> DataSource:
     """Validate, encrypt the credentials, store the source and an audit row. Needs team admin.
@@ -76,45 +88,77 @@ async def add_source(
         creds = credentials
     else:
         if not credentials and kind.connect == "oauth":
-            raise UserError(f"{kind.title} connects through sign-in, not a pasted secret.",
-                            hint=f"Run `coherex sources connect {type_name} {name}` and open the link it prints.")
+            raise UserError(
+                f"{kind.title} connects through sign-in, not a pasted secret.",
+                hint=f"Run `coherex sources connect {type_name} {name}` and open the link it prints.",
+            )
         creds = _validate(kind.credentials_model, credentials or {}, "credentials", secret=True)
     await _check_destinations(kind, cfg, creds)
     if check:
         await _test_before_saving(db, team_id, kind, name, cfg, creds)
     sealed, key_id = Vault.from_settings().seal(creds, context=str(team_id))
     async with db.session(identity) as s:
-        source = await s.sources.create(team_id, name, type_name, cfg.model_dump(mode="json"),
-                                        credentials_encrypted=sealed, credentials_key_id=key_id)
-        await s.audit.record(team_id, "data_source.add", target_type="data_source", target_id=str(source.id),
-                             details={"name": name, "type": type_name, "via": via, "key_id": key_id})
+        source = await s.sources.create(
+            team_id,
+            name,
+            type_name,
+            cfg.model_dump(mode="json"),
+            credentials_encrypted=sealed,
+            credentials_key_id=key_id,
+        )
+        await s.audit.record(
+            team_id,
+            "data_source.add",
+            target_type="data_source",
+            target_id=str(source.id),
+            details={"name": name, "type": type_name, "via": via, "key_id": key_id},
+        )
     log.info("data source %s (%s) added to team %s", name, type_name, team_id)
     return source
 
 
-async def _test_before_saving(db: Database, team_id: UUID, kind: SourceType, name: str, cfg: Model,
-                              creds: Model) -> None:
+async def _test_before_saving(
+    db: Database, team_id: UUID, kind: SourceType, name: str, cfg: Model, creds: Model
+) -> None:
     """The connection test of a source that is not stored yet; a failure is the person's to fix."""
     now = datetime.now(timezone.utc)
-    unsaved = DataSource(id=uuid4(), team_id=team_id, name=name, type=kind.name, config=cfg.model_dump(mode="json"),
-                         credentials_key_id=None, status="active", last_error=None, failing_since=None,
-                         last_checked_at=None, created_by=None, created_at=now, updated_at=now)
+    unsaved = DataSource(
+        id=uuid4(),
+        team_id=team_id,
+        name=name,
+        type=kind.name,
+        config=cfg.model_dump(mode="json"),
+        credentials_key_id=None,
+        status="active",
+        last_error=None,
+        failing_since=None,
+        last_checked_at=None,
+        created_by=None,
+        created_at=now,
+        updated_at=now,
+    )
     secrets = secret_values(creds)
     try:
-        result = await call_service(lambda: kind.test_connection(Call(unsaved, cfg, creds)),
-                                    limiter=bucket_for(db, unsaved, kind), idempotent=True)
+        result = await call_service(
+            lambda: kind.test_connection(Call(unsaved, cfg, creds)),
+            limiter=bucket_for(db, unsaved, kind),
+            idempotent=True,
+        )
     except ServiceError as exc:
         result = Check(False, exc.message)
     except IntegrationError as exc:
         result = Check(False, exc.message)
     if not result.ok:
-        raise UserError(f"Not saved: the {kind.title} connection test failed: {redact(result.summary, secrets)}",
-                        hint="Check the credentials and settings, then try again.")
+        raise UserError(
+            f"Not saved: the {kind.title} connection test failed: {redact(result.summary, secrets)}",
+            hint="Check the credentials and settings, then try again.",
+        )
 
 
 def source_forms() -> list[dict[str, Any]]:
     """Every source type's fields as a form shows them: settings and credentials, secrets marked
     (the credential models' `writeOnly` strings), how it connects (pasted secret or sign-in)."""
+
     def fields(model: type[BaseModel], part: str) -> list[dict[str, Any]]:
         schema = model.model_json_schema()
         out = []
@@ -123,19 +167,33 @@ def source_forms() -> list[dict[str, Any]]:
                 continue
             options = prop.get("anyOf", [prop])
             kinds = [o.get("type") for o in options if o.get("type") != "null"]
-            out.append({"part": part, "name": field_name, "title": prop.get("title", field_name),
-                        "description": prop.get("description"), "type": kinds[0] if kinds else "string",
-                        "secret": any(o.get("writeOnly") for o in options),
-                        "multiline": bool(prop.get("x-multiline")),
-                        "required": field_name in schema.get("required", []), "default": prop.get("default")})
+            out.append(
+                {
+                    "part": part,
+                    "name": field_name,
+                    "title": prop.get("title", field_name),
+                    "description": prop.get("description"),
+                    "type": kinds[0] if kinds else "string",
+                    "secret": any(o.get("writeOnly") for o in options),
+                    "multiline": bool(prop.get("x-multiline")),
+                    "required": field_name in schema.get("required", []),
+                    "default": prop.get("default"),
+                }
+            )
         return out
 
     from coherex.integrations.registry import SOURCE_TYPES
 
-    return [{"type": k.name, "title": k.title, "connect": k.connect,
-             "help": k.credentials_model.model_json_schema().get("description"),
-             "fields": fields(k.config_model, "config") + fields(k.credentials_model, "credentials")}
-            for k in SOURCE_TYPES.values()]
+    return [
+        {
+            "type": k.name,
+            "title": k.title,
+            "connect": k.connect,
+            "help": k.credentials_model.model_json_schema().get("description"),
+            "fields": fields(k.config_model, "config") + fields(k.credentials_model, "credentials"),
+        }
+        for k in SOURCE_TYPES.values()
+    ]
 
 
 async def _check_destinations(kind: SourceType, cfg: Model, creds: Model) -> None:
@@ -149,8 +207,11 @@ async def _check_destinations(kind: SourceType, cfg: Model, creds: Model) -> Non
         try:
             await asyncio.wait_for(egress.check(host, port), timeout=10)
         except egress.EgressDenied as exc:
-            raise UserError(exc.message, hint="Point the data source at an address reachable from the internet, "
-                                              f"or ask the operator to allow this one in {egress.SETTING}.") from None
+            raise UserError(
+                exc.message,
+                hint="Point the data source at an address reachable from the internet, "
+                f"or ask the operator to allow this one in {egress.SETTING}.",
+            ) from None
         except OSError:  # TimeoutError included
             pass  # does not resolve now; the connection will say so
 
@@ -164,7 +225,9 @@ async def _get_visible(db: Database, identity: Identity, team_id: UUID, name: st
     async with db.session(identity) as s:
         source = await s.sources.get_by_name(team_id, name)
     if source is None:
-        raise NotFound(f"There is no data source {name!r} in this team.", hint="`coherex sources list` shows them.")
+        raise NotFound(
+            f"There is no data source {name!r} in this team.", hint="`coherex sources list` shows them."
+        )
     return source
 
 
@@ -186,10 +249,15 @@ async def _open(db: Database, source: DataSource, *, fresh: bool = True) -> Open
     async with db.session(Identity.system()) as s:
         ciphertext, _ = await s.sources.credentials(source.id)
     if ciphertext is None:
-        raise IntegrationError(f"Data source {source.name!r} has no stored credentials.",
-                               hint="Remove it and add it again.")
-    creds = Vault.from_settings().open(ciphertext, kind.credentials_model, context=str(source.team_id),
-                                       what=f"The credentials of data source {source.name!r}")
+        raise IntegrationError(
+            f"Data source {source.name!r} has no stored credentials.", hint="Remove it and add it again."
+        )
+    creds = Vault.from_settings().open(
+        ciphertext,
+        kind.credentials_model,
+        context=str(source.team_id),
+        what=f"The credentials of data source {source.name!r}",
+    )
     config = kind.config_model.model_validate(source.config)
     opened = Opened(kind, Call(source, config, creds))
     if fresh and isinstance(creds, OAuthToken) and creds.expires_soon():
@@ -204,8 +272,10 @@ async def _refresh(db: Database, opened: Opened) -> None:
     try:
         fresh = await refresh(p, token)
     except ServiceError as exc:
-        message = (f"Refreshing the {p.title} access token failed: {exc.message} Reconnect the source with "
-                   f"`coherex sources connect {source.type} {source.name} --replace`.")
+        message = (
+            f"Refreshing the {p.title} access token failed: {exc.message} Reconnect the source with "
+            f"`coherex sources connect {source.type} {source.name} --replace`."
+        )
         await _record(db, source, ok=False, error=message)
         raise IntegrationError(redact(message, opened.secrets)) from None
     sealed, key_id = Vault.from_settings().seal(fresh, context=str(source.team_id))
@@ -220,13 +290,18 @@ async def _record(db: Database, source: DataSource, *, ok: bool, error: str | No
         return await s.sources.record_check(source.id, ok=ok, error=error)
 
 
-async def check_source(db: Database, identity: Identity, team_id: UUID, name: str) -> tuple[DataSource, Check]:
+async def check_source(
+    db: Database, identity: Identity, team_id: UUID, name: str
+) -> tuple[DataSource, Check]:
     """Check the connection, say in plain words what works, and record the status."""
     source = await _get_visible(db, identity, team_id, name)
     try:
         opened = await _open(db, source)
-        check = await call_service(lambda: opened.kind.test_connection(opened.call),
-                                   limiter=bucket_for(db, source, opened.kind), idempotent=True)
+        check = await call_service(
+            lambda: opened.kind.test_connection(opened.call),
+            limiter=bucket_for(db, source, opened.kind),
+            idempotent=True,
+        )
         check = Check(check.ok, redact(check.summary, opened.secrets), check.details)
     except ServiceError as exc:
         check = Check(False, redact(exc.message, opened.secrets))
@@ -250,11 +325,18 @@ async def remove_source(db: Database, identity: Identity, team_id: UUID, name: s
             notes.append("credentials revoked at the provider")
     except (ServiceError, IntegrationError, VaultError) as exc:
         message = exc.message
-        notes.append(f"could not revoke the credentials at the provider ({message}); revoke them there by hand")
+        notes.append(
+            f"could not revoke the credentials at the provider ({message}); revoke them there by hand"
+        )
     async with db.session(identity) as s:
         await s.sources.delete(source.id)
-        await s.audit.record(team_id, "data_source.remove", target_type="data_source", target_id=str(source.id),
-                             details={"name": name, "type": source.type, "notes": notes})
+        await s.audit.record(
+            team_id,
+            "data_source.remove",
+            target_type="data_source",
+            target_id=str(source.id),
+            details={"name": name, "type": source.type, "notes": notes},
+        )
     return notes
 
 
@@ -268,18 +350,29 @@ async def rotate_key(db: Database) -> tuple[int, str]:
         for source_id, team_id, ciphertext, key_id in await s.sources.all_credentials():
             if key_id == vault.current_key_id:
                 continue
-            plain = vault.decrypt(ciphertext, context=str(team_id), what=f"The credentials of data source {source_id}")
+            plain = vault.decrypt(
+                ciphertext, context=str(team_id), what=f"The credentials of data source {source_id}"
+            )
             sealed, new_id = vault.encrypt(plain, context=str(team_id))
             await s.sources.set_credentials(source_id, sealed, new_id)
             count += 1
-        await s.audit.record(None, "vault.rotate", details={"reencrypted": count, "key_id": vault.current_key_id})
+        await s.audit.record(
+            None, "vault.rotate", details={"reencrypted": count, "key_id": vault.current_key_id}
+        )
     return count, vault.current_key_id
 
 
 # ---------------------------------------------------------------- the runtime's entry point
 
+
 async def invoke_tool(
-    db: Database, *, team_id: UUID, agent_id: UUID, tool_name: str, data_source: str, args: dict[str, Any],
+    db: Database,
+    *,
+    team_id: UUID,
+    agent_id: UUID,
+    tool_name: str,
+    data_source: str,
+    args: dict[str, Any],
     execution_id: UUID | None = None,
 ) -> dict[str, Any]:
     """Run one integration tool for an agent and return its JSON-able result.
@@ -292,8 +385,10 @@ async def invoke_tool(
     Raises UserError (bad arguments, unknown source), PermissionDenied (no grant / read-only
     grant for a write), IntegrationError (the service failed; the message is secret-free)."""
     kind, act = find_action(tool_name)
-    problems = [f"{'.'.join(map(str, e.absolute_path)) or '(arguments)'}: {e.message}"
-                for e in Draft202012Validator(act.info.parameters).iter_errors(args)]
+    problems = [
+        f"{'.'.join(map(str, e.absolute_path)) or '(arguments)'}: {e.message}"
+        for e in Draft202012Validator(act.info.parameters).iter_errors(args)
+    ]
     if problems:
         raise UserError(f"Invalid arguments for {tool_name}: " + "; ".join(problems))
 
@@ -306,18 +401,25 @@ async def invoke_tool(
         raise UserError(f"{tool_name} needs a {kind.name} data source; {data_source!r} is {source.type}.")
     grant = next((g for g in grants if g.data_source_id == source.id and g.team_id == team_id), None)
     if grant is None:
-        raise PermissionDenied(f"This agent has no access to data source {data_source!r}.",
-                               hint="Name the source in the tool's `dataSource` in the agent spec and save it.")
+        raise PermissionDenied(
+            f"This agent has no access to data source {data_source!r}.",
+            hint="Name the source in the tool's `dataSource` in the agent spec and save it.",
+        )
     if act.access == "write" and grant.access != "write":
-        raise PermissionDenied(f"This agent declared `access: read` on {data_source!r}; {tool_name} needs write.",
-                               hint="Change the tool's access to write in the agent spec if it should do this.")
+        raise PermissionDenied(
+            f"This agent declared `access: read` on {data_source!r}; {tool_name} needs write.",
+            hint="Change the tool's access to write in the agent spec if it should do this.",
+        )
 
     outcome, secrets = "failed", []
     try:
         opened = await _open(db, source)
         secrets = opened.secrets
-        result = await call_service(lambda: act.run(opened.call, args), limiter=bucket_for(db, source, kind),
-                                    idempotent=act.access == "read")
+        result = await call_service(
+            lambda: act.run(opened.call, args),
+            limiter=bucket_for(db, source, kind),
+            idempotent=act.access == "read",
+        )
         outcome = "ok"
         if source.status != "active":
             await _record(db, source, ok=True)
@@ -326,8 +428,10 @@ async def invoke_tool(
         message = redact(f"{tool_name} on {data_source!r} failed: {exc.message}", secrets)
         if exc.auth:
             await _record(db, source, ok=False, error=message)
-            raise IntegrationError(message, hint=f"Reconnect the data source: `coherex sources test {data_source}` "
-                                                 "tells what is wrong.") from None
+            raise IntegrationError(
+                message,
+                hint=f"Reconnect the data source: `coherex sources test {data_source}` tells what is wrong.",
+            ) from None
         raise IntegrationError(message) from None
     finally:
         if act.access == "write":
@@ -340,14 +444,32 @@ def _summary(args: dict[str, Any], secrets: list[str]) -> dict[str, Any]:
     return redact(short, secrets)
 
 
-async def _audit_write(db: Database, team_id: UUID, agent_id: UUID, tool_name: str, source: DataSource,
-                       args: dict[str, Any], outcome: str, execution_id: UUID | None, secrets: list[str]) -> None:
+async def _audit_write(
+    db: Database,
+    team_id: UUID,
+    agent_id: UUID,
+    tool_name: str,
+    source: DataSource,
+    args: dict[str, Any],
+    outcome: str,
+    execution_id: UUID | None,
+    secrets: list[str],
+) -> None:
     async with db.session(Identity.system()) as s:
-        await s.audit.record(team_id, f"tool.{tool_name}", target_type="data_source", target_id=str(source.id),
-                             actor_kind="agent",
-                             details={"agent_id": str(agent_id), "execution_id": str(execution_id or ""),
-                                      "data_source": source.name, "outcome": outcome,
-                                      "args": _summary(args, secrets)})
+        await s.audit.record(
+            team_id,
+            f"tool.{tool_name}",
+            target_type="data_source",
+            target_id=str(source.id),
+            actor_kind="agent",
+            details={
+                "agent_id": str(agent_id),
+                "execution_id": str(execution_id or ""),
+                "data_source": source.name,
+                "outcome": outcome,
+                "args": _summary(args, secrets),
+            },
+        )
 
 
 async def notify_team(db: Database, team_id: UUID, data_source: str, channel: str, text: str) -> None:
@@ -361,11 +483,21 @@ async def notify_team(db: Database, team_id: UUID, data_source: str, channel: st
     kind, act = find_action("slack.post_message")
     opened = await _open(db, source)
     try:
-        await call_service(lambda: act.run(opened.call, {"channel": channel, "text": text}),
-                           limiter=bucket_for(db, source, kind), idempotent=False)
+        await call_service(
+            lambda: act.run(opened.call, {"channel": channel, "text": text}),
+            limiter=bucket_for(db, source, kind),
+            idempotent=False,
+        )
     except ServiceError as exc:
-        raise IntegrationError(redact(f"notifying {channel} on {data_source!r} failed: {exc.message}",
-                                      opened.secrets)) from None
+        raise IntegrationError(
+            redact(f"notifying {channel} on {data_source!r} failed: {exc.message}", opened.secrets)
+        ) from None
     async with db.session(Identity.system()) as s:
-        await s.audit.record(team_id, "approval.notify", target_type="data_source", target_id=str(source.id),
-                             actor_kind="system", details={"channel": channel})
+        await s.audit.record(
+            team_id,
+            "approval.notify",
+            target_type="data_source",
+            target_id=str(source.id),
+            actor_kind="system",
+            details={"channel": channel},
+        )

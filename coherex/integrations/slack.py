@@ -21,14 +21,31 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from coherex import egress
 from coherex.errors import PermissionDenied
-from coherex.integrations.base import Call, Check, Model, ServiceError, SourceType, action, obj, retry_after_seconds
+from coherex.integrations.base import (
+    Call,
+    Check,
+    Model,
+    ServiceError,
+    SourceType,
+    action,
+    obj,
+    retry_after_seconds,
+)
 
 SERVICE = "Slack"
 _sdk_log = logging.getLogger("coherex.integrations.slack.sdk")
 _sdk_log.setLevel(logging.INFO)
 
-_AUTH_ERRORS = {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive",
-                "missing_scope", "no_permission", "ekm_access_denied"}
+_AUTH_ERRORS = {
+    "invalid_auth",
+    "not_authed",
+    "token_revoked",
+    "token_expired",
+    "account_inactive",
+    "missing_scope",
+    "no_permission",
+    "ekm_access_denied",
+}
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 
 
@@ -46,8 +63,12 @@ class SlackCredentials(Model):
 
 def client(call: Call, session: aiohttp.ClientSession) -> AsyncWebClient:
     return AsyncWebClient(
-        token=call.credentials.bot_token.get_secret_value(), base_url=call.settings.slack_api_url,
-        timeout=int(call.settings.integration_timeout), logger=_sdk_log, retry_handlers=[], session=session,
+        token=call.credentials.bot_token.get_secret_value(),
+        base_url=call.settings.slack_api_url,
+        timeout=int(call.settings.integration_timeout),
+        logger=_sdk_log,
+        retry_handlers=[],
+        session=session,
     )
 
 
@@ -57,7 +78,8 @@ async def api(call: Call, method: str, **params: Any) -> dict[str, Any]:
         # the session's connector resolves through the egress guard (coherex/egress.py)
         async with aiohttp.ClientSession(connector=egress.aiohttp_connector()) as session:
             response = await client(call, session).api_call(
-                method, data={k: _form(v) for k, v in params.items() if v is not None})
+                method, data={k: _form(v) for k, v in params.items() if v is not None}
+            )
         return dict(response.validate().data)
     except egress.EgressDenied as exc:
         raise ServiceError(exc.message) from None
@@ -79,19 +101,29 @@ def _service_error(method: str, exc: SlackApiError) -> ServiceError:
     data = getattr(response, "data", None)
     code = data.get("error") if isinstance(data, dict) else None
     if status == 429 or code == "ratelimited":
-        return ServiceError("Slack is rate limiting these requests.", status=429,
-                            retry_after=retry_after_seconds(getattr(response, "headers", None)))
+        return ServiceError(
+            "Slack is rate limiting these requests.",
+            status=429,
+            retry_after=retry_after_seconds(getattr(response, "headers", None)),
+        )
     if code in _AUTH_ERRORS:
         needed = data.get("needed") if isinstance(data, dict) else None
         extra = f" (needs scope {needed})" if needed else ""
-        return ServiceError(f"Slack refused the bot token: {code}{extra}.", status=status, auth=code != "missing_scope")
+        return ServiceError(
+            f"Slack refused the bot token: {code}{extra}.", status=status, auth=code != "missing_scope"
+        )
     if status is not None and status >= 500:
-        return ServiceError(f"Slack had an internal error (HTTP {status}) in {method}.", status=status, retryable=True)
+        return ServiceError(
+            f"Slack had an internal error (HTTP {status}) in {method}.", status=status, retryable=True
+        )
     if code:
         return ServiceError(f"Slack answered {method} with error {code!r}.", status=status)
     if "non-JSON" in str(exc) or not data:
-        return ServiceError(f"Slack answered {method} with something that is not a Slack API response.",
-                            status=status, retryable=True)
+        return ServiceError(
+            f"Slack answered {method} with something that is not a Slack API response.",
+            status=status,
+            retryable=True,
+        )
     return ServiceError(f"Slack refused {method} (HTTP {status}).", status=status)
 
 
@@ -102,30 +134,55 @@ async def channel_id(call: Call, channel: str) -> str:
     name = channel.lstrip("#")
     cursor = None
     while True:
-        page = await api(call, "conversations.list", limit=200, cursor=cursor, exclude_archived=True,
-                         types="public_channel,private_channel")
+        page = await api(
+            call,
+            "conversations.list",
+            limit=200,
+            cursor=cursor,
+            exclude_archived=True,
+            types="public_channel,private_channel",
+        )
         for ch in page.get("channels", []):
             if ch.get("name") == name:
                 return ch["id"]
         cursor = (page.get("response_metadata") or {}).get("next_cursor")
         if not cursor:
-            raise ServiceError(f"Slack has no channel {channel!r} that the bot can see (invite the bot to it).")
+            raise ServiceError(
+                f"Slack has no channel {channel!r} that the bot can see (invite the bot to it)."
+            )
 
 
 def _message(m: Mapping[str, Any]) -> dict[str, Any]:
-    return {"ts": m.get("ts"), "user": m.get("user") or m.get("bot_id"), "text": m.get("text", ""),
-            "thread_ts": m.get("thread_ts"), "reply_count": m.get("reply_count", 0)}
+    return {
+        "ts": m.get("ts"),
+        "user": m.get("user") or m.get("bot_id"),
+        "text": m.get("text", ""),
+        "thread_ts": m.get("thread_ts"),
+        "reply_count": m.get("reply_count", 0),
+    }
 
 
-_MESSAGES = obj(channel={"type": "string"}, messages={"type": "array", "items": obj(
-    ts={"type": "string"}, user={"type": "string"}, text={"type": "string"}, thread_ts={"type": "string"})})
+_MESSAGES = obj(
+    channel={"type": "string"},
+    messages={
+        "type": "array",
+        "items": obj(
+            ts={"type": "string"},
+            user={"type": "string"},
+            text={"type": "string"},
+            thread_ts={"type": "string"},
+        ),
+    },
+)
 _POSTED = obj(channel={"type": "string"}, ts={"type": "string"})
 
 
 @action("slack.read_channel", _MESSAGES)
 async def read_channel(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     cid = await channel_id(call, args["channel"])
-    data = await api(call, "conversations.history", channel=cid, limit=args.get("limit", 50), oldest=args.get("oldest"))
+    data = await api(
+        call, "conversations.history", channel=cid, limit=args.get("limit", 50), oldest=args.get("oldest")
+    )
     return {"channel": cid, "messages": [_message(m) for m in data.get("messages", [])]}
 
 
@@ -137,24 +194,55 @@ async def post_message(call: Call, args: dict[str, Any]) -> dict[str, Any]:
 
 @action("slack.reply_in_thread", _POSTED)
 async def reply_in_thread(call: Call, args: dict[str, Any]) -> dict[str, Any]:
-    data = await api(call, "chat.postMessage", channel=args["channel"], text=args["text"], thread_ts=args["thread_ts"])
+    data = await api(
+        call, "chat.postMessage", channel=args["channel"], text=args["text"], thread_ts=args["thread_ts"]
+    )
     return {"channel": data.get("channel"), "ts": data.get("ts")}
 
 
-@action("slack.list_channels", obj(channels={"type": "array", "items": obj(
-    id={"type": "string"}, name={"type": "string"}, is_private={"type": "boolean"}, num_members={"type": "integer"})}))
+@action(
+    "slack.list_channels",
+    obj(
+        channels={
+            "type": "array",
+            "items": obj(
+                id={"type": "string"},
+                name={"type": "string"},
+                is_private={"type": "boolean"},
+                num_members={"type": "integer"},
+            ),
+        }
+    ),
+)
 async def list_channels(call: Call, args: dict[str, Any]) -> dict[str, Any]:
-    data = await api(call, "conversations.list", limit=args.get("limit", 200), exclude_archived=True,
-                     types="public_channel,private_channel")
-    return {"channels": [{"id": c.get("id"), "name": c.get("name"), "is_private": c.get("is_private", False),
-                          "num_members": c.get("num_members")} for c in data.get("channels", [])]}
+    data = await api(
+        call,
+        "conversations.list",
+        limit=args.get("limit", 200),
+        exclude_archived=True,
+        types="public_channel,private_channel",
+    )
+    return {
+        "channels": [
+            {
+                "id": c.get("id"),
+                "name": c.get("name"),
+                "is_private": c.get("is_private", False),
+                "num_members": c.get("num_members"),
+            }
+            for c in data.get("channels", [])
+        ]
+    }
 
 
 async def test_connection(call: Call) -> Check:
     data = await api(call, "auth.test")
     who = f"bot {data.get('user')!r} in workspace {data.get('team')!r}"
-    return Check(True, f"Connected to Slack as {who}.", {"team": data.get("team"), "user": data.get("user"),
-                                                         "url": data.get("url")})
+    return Check(
+        True,
+        f"Connected to Slack as {who}.",
+        {"team": data.get("team"), "user": data.get("user"), "url": data.get("url")},
+    )
 
 
 async def revoke(call: Call) -> None:
@@ -164,15 +252,23 @@ async def revoke(call: Call) -> None:
 
 
 SLACK = SourceType(
-    name="slack", title="Slack (bot token)", config_model=SlackConfig, credentials_model=SlackCredentials,
-    test_connection=test_connection, revoke=revoke, connect="secret", oauth_provider="slack",
+    name="slack",
+    title="Slack (bot token)",
+    config_model=SlackConfig,
+    credentials_model=SlackCredentials,
+    test_connection=test_connection,
+    revoke=revoke,
+    connect="secret",
+    oauth_provider="slack",
     # Slack's tier-3 methods allow ~50/min; chat.postMessage about 1/s per channel
-    rate_per_second=1.0, rate_burst=5,
+    rate_per_second=1.0,
+    rate_burst=5,
     actions={a.tool: a for a in (read_channel, post_message, reply_in_thread, list_channels)},
 )
 
 
 # ---------------------------------------------------------------- Events API receiver
+
 
 def verify_slack_event(signing_secret: str, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
     """Check an Events API request (signature with the signing secret, timestamp within 5 minutes

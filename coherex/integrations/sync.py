@@ -19,13 +19,22 @@ from coherex.store.db import Database, Identity
 class SyncResult:
     source: str
     collection: str
-    documents: int   # documents the source has now
-    added: int       # new or changed ones ingested
+    documents: int  # documents the source has now
+    added: int  # new or changed ones ingested
     unchanged: int
 
 
-async def sync_source(db: Database, identity: Identity, team_id: UUID, source_name: str, collection: str, *,
-                      repo: str | None = None, path: str = "", channel: str | None = None) -> SyncResult:
+async def sync_source(
+    db: Database,
+    identity: Identity,
+    team_id: UUID,
+    source_name: str,
+    collection: str,
+    *,
+    repo: str | None = None,
+    path: str = "",
+    channel: str | None = None,
+) -> SyncResult:
     source = await _get_visible(db, identity, team_id, source_name)
     opened = await _open(db, source)
     if source.type == "github":
@@ -47,15 +56,30 @@ async def sync_source(db: Database, identity: Identity, team_id: UUID, source_na
             day = datetime.fromtimestamp(float(m["ts"] or 0), timezone.utc).date().isoformat()
             days[day].append(f"{m['user'] or 'someone'}: {m['text']}")
         prefix = f"slack:{cid}/"
-        docs = [SourceDocument(f"slack:{cid}/{day}", f"#{channel.lstrip('#')} {day}", "\n\n".join(lines),
-                               {"channel": cid, "day": day}, kind="text") for day, lines in sorted(days.items())]
+        docs = [
+            SourceDocument(
+                f"slack:{cid}/{day}",
+                f"#{channel.lstrip('#')} {day}",
+                "\n\n".join(lines),
+                {"channel": cid, "day": day},
+                kind="text",
+            )
+            for day, lines in sorted(days.items())
+        ]
     else:
-        raise UserError(f"Data source {source_name!r} is a {source.type} source; only GitHub and Slack sources "
-                        "can be synced into a collection.")
+        raise UserError(
+            f"Data source {source_name!r} is a {source.type} source; only GitHub and Slack sources "
+            "can be synced into a collection."
+        )
     results = await sync_documents(db, identity, team_id, collection, docs, prune_prefix=prefix)
     async with db.session(identity) as s:
-        await s.audit.record(team_id, "knowledge.sync", target_type="data_source", target_id=str(source.id),
-                             details={"collection": collection, "documents": len(results)})
+        await s.audit.record(
+            team_id,
+            "knowledge.sync",
+            target_type="data_source",
+            target_id=str(source.id),
+            details={"collection": collection, "documents": len(results)},
+        )
     added = sum(1 for r in results if r.added)
     return SyncResult(source_name, collection, len(results), added, len(results) - added)
 
@@ -67,7 +91,9 @@ async def run_due_syncs(db: Database, now: datetime) -> list[tuple[str, str | No
         due = await s.syncs.claim_due(now)
     done = []
     for sync in due:
-        identity = Identity.user(sync.created_by, team_id=sync.team_id) if sync.created_by else Identity.system()
+        identity = (
+            Identity.user(sync.created_by, team_id=sync.team_id) if sync.created_by else Identity.system()
+        )
         try:
             await sync_source(db, identity, sync.team_id, sync.source_name, sync.collection, **sync.options)
             error = None

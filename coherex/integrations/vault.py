@@ -66,7 +66,7 @@ def _parse_keys(text: str, origin: str) -> list[bytes]:
             raise VaultError(
                 f"Key number {i + 1} in {origin} is not a base64-encoded 32-byte key.",
                 hint="Generate one with `coherex sources rotate-key --generate` (or "
-                     "`python -c \"import os,base64;print(base64.urlsafe_b64encode(os.urandom(32)).decode())\"`).",
+                '`python -c "import os,base64;print(base64.urlsafe_b64encode(os.urandom(32)).decode())"`).',
             )
         keys.append(raw)
     if not keys:
@@ -90,8 +90,12 @@ class Vault:
         path = settings.data_path / KEY_FILE
         if not path.exists():
             _write_key_file(path, [generate_key()])
-            log.warning("Generated a new credentials key in %s (mode 0600). Back it up: without it stored "
-                        "credentials cannot be decrypted. Set %s to manage the key yourself.", path, _SETTING)
+            log.warning(
+                "Generated a new credentials key in %s (mode 0600). Back it up: without it stored "
+                "credentials cannot be decrypted. Set %s to manage the key yourself.",
+                path,
+                _SETTING,
+            )
         return cls(_parse_keys(path.read_text(), str(path)), str(path))
 
     @property
@@ -112,21 +116,25 @@ class Vault:
         except ValueError:
             raise VaultError(f"{what} are not a vault ciphertext (the stored value is damaged).") from None
         if version != "v1":
-            raise VaultError(f"{what} use vault format {version!r}, which this version of Coherex cannot read.")
+            raise VaultError(
+                f"{what} use vault format {version!r}, which this version of Coherex cannot read."
+            )
         aead = self._keys.get(kid)
         if aead is None:
             raise VaultError(
                 f"{what} were encrypted with key {kid}, which is not among the keys in {self.origin} "
                 f"(known: {', '.join(self._keys)}).",
                 hint=f"Put the key with id {kid} back into {_SETTING} after the newest key (keys are "
-                     "comma-separated, newest first), then run `coherex sources rotate-key` to re-encrypt "
-                     "everything with the newest key.",
+                "comma-separated, newest first), then run `coherex sources rotate-key` to re-encrypt "
+                "everything with the newest key.",
             )
         try:
             return aead.decrypt(blob[:12], blob[12:], context.encode())
         except InvalidTag:
-            raise VaultError(f"{what} do not decrypt with key {kid}: the stored value was changed or belongs "
-                             "to another team.") from None
+            raise VaultError(
+                f"{what} do not decrypt with key {kid}: the stored value was changed or belongs "
+                "to another team."
+            ) from None
 
     def seal(self, credentials: BaseModel, *, context: str) -> tuple[str, str]:
         return self.encrypt(_dump_secret_model(credentials).encode(), context=context)
@@ -149,9 +157,11 @@ def add_key_to_file(settings: Settings | None = None) -> str:
     """Put a fresh key first in the embedded key file (old ones stay, for decryption). → its id."""
     settings = settings or get_settings()
     if settings.secret_key is not None:
-        raise VaultError(f"The keys come from {_SETTING}, so Coherex cannot add one itself.",
-                         hint=f"Put a new key first in {_SETTING} (keep the old one after it), e.g. "
-                              f"{generate_key()}, then run `coherex sources rotate-key` again.")
+        raise VaultError(
+            f"The keys come from {_SETTING}, so Coherex cannot add one itself.",
+            hint=f"Put a new key first in {_SETTING} (keep the old one after it), e.g. "
+            f"{generate_key()}, then run `coherex sources rotate-key` again.",
+        )
     path = settings.data_path / KEY_FILE
     old = path.read_text().split() if path.exists() else []
     new = generate_key()
@@ -220,10 +230,17 @@ class _Index:
         for s in secrets:
             if len(s) >= _MIN_RUN:
                 once = json.dumps(s)[1:-1]
-                spellings.update((s, once, json.dumps(s, ensure_ascii=False)[1:-1], once.replace("/", "\\/"),
-                                  json.dumps(once)[1:-1]))  # raw, JSON-escaped, and escaped twice
-        self.runs = {w[i:i + _MIN_RUN] for w in spellings for i in range(len(w) - _MIN_RUN + 1)}
-        self.blocks = {r[i:i + _STEP] for r in self.runs for i in range(_MIN_RUN - _STEP + 1)}
+                spellings.update(
+                    (
+                        s,
+                        once,
+                        json.dumps(s, ensure_ascii=False)[1:-1],
+                        once.replace("/", "\\/"),
+                        json.dumps(once)[1:-1],
+                    )
+                )  # raw, JSON-escaped, and escaped twice
+        self.runs = {w[i : i + _MIN_RUN] for w in spellings for i in range(len(w) - _MIN_RUN + 1)}
+        self.blocks = {r[i : i + _STEP] for r in self.runs for i in range(_MIN_RUN - _STEP + 1)}
 
     def hide(self, text: str) -> str:
         for s in self.short:
@@ -232,9 +249,9 @@ class _Index:
             return text
         spans: list[list[int]] = []  # [start, end) of matched runs, merged as found (they come in order)
         runs, blocks, n = self.runs, self.blocks, len(text)
-        for i in [i for i in range(0, n - _STEP + 1, _STEP) if text[i:i + _STEP] in blocks]:
+        for i in [i for i in range(0, n - _STEP + 1, _STEP) if text[i : i + _STEP] in blocks]:
             for j in range(max(0, i - _STEP), min(i, n - _MIN_RUN) + 1):  # runs holding this block
-                if text[j:j + _MIN_RUN] in runs:
+                if text[j : j + _MIN_RUN] in runs:
                     if spans and j <= spans[-1][1]:
                         spans[-1][1] = max(spans[-1][1], j + _MIN_RUN)
                     else:

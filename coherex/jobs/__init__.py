@@ -51,7 +51,9 @@ def _register_tasks(app: procrastinate.App) -> None:
     # (and the API next to an in-process worker) open several apps, one per database.
 
     @app.task(
-        name=RUN_TASK, queue="executions", pass_context=True,
+        name=RUN_TASK,
+        queue="executions",
+        pass_context=True,
         # Only backend failures are retried (the runtime put the execution back to pending);
         # an agent's own failure is final and never raises here.
         retry=procrastinate.RetryStrategy(max_attempts=5, exponential_wait=1, retry_exceptions={RetryLater}),
@@ -78,7 +80,7 @@ def _register_tasks(app: procrastinate.App) -> None:
 
 async def maintain(app: procrastinate.App, deps: WorkerDeps, now: datetime) -> None:
     from coherex.runtime.approvals import expire_overdue
-    from coherex.triggers import fire_due_schedules
+    from coherex.services.triggers import fire_due_schedules
 
     await fire_due_schedules(deps.db, now)  # each execution is queued with its row
     await deps.runtime.recover_stale()  # re-queued (with a job) or failed
@@ -92,12 +94,15 @@ async def maintain(app: procrastinate.App, deps: WorkerDeps, now: datetime) -> N
     await run_due_syncs(deps.db, now)
     # jobs whose worker stopped heart-beating: run them again (a no-op if their execution moved on)
     for job in await app.job_manager.get_stalled_jobs(
-            seconds_since_heartbeat=3 * deps.runtime.settings.heartbeat_seconds):
+        seconds_since_heartbeat=3 * deps.runtime.settings.heartbeat_seconds
+    ):
         try:
             await app.job_manager.retry_job(job)
         except procrastinate.exceptions.UniqueViolation:
             # the execution was re-queued already (recover_stale above): that job runs it; close this one
-            await app.job_manager.finish_job_by_id_async(job.id, procrastinate.jobs.Status.FAILED, delete_job=False)
+            await app.job_manager.finish_job_by_id_async(
+                job.id, procrastinate.jobs.Status.FAILED, delete_job=False
+            )
 
 
 async def ingest_queued_upload(db: Database, upload_id: UUID) -> None:
@@ -109,7 +114,9 @@ async def ingest_queued_upload(db: Database, upload_id: UUID) -> None:
     if claimed is None:
         return  # taken by another worker, or already done
     upload, data = claimed
-    identity = Identity.user(upload.created_by, team_id=upload.team_id) if upload.created_by else Identity.system()
+    identity = (
+        Identity.user(upload.created_by, team_id=upload.team_id) if upload.created_by else Identity.system()
+    )
     latest: list = []
 
     async def report() -> None:
@@ -122,8 +129,9 @@ async def ingest_queued_upload(db: Database, upload_id: UUID) -> None:
 
     reporter = asyncio.create_task(report())
     try:
-        result = await ingest_file(db, identity, upload.team_id, upload.collection, data, upload.filename,
-                                   progress=latest.append)
+        result = await ingest_file(
+            db, identity, upload.team_id, upload.collection, data, upload.filename, progress=latest.append
+        )
         error, document_id = None, result.document_id
     except CoherexError as exc:
         error, document_id = str(exc), None
@@ -140,8 +148,9 @@ async def enqueue_upload(app: procrastinate.App, upload_id: UUID) -> None:
 def make_app(url: str) -> procrastinate.App:
     # Workers act as the service identity; the queue tables are closed to everyone else.
     # (procrastinate's connector checks idle connections before use by itself)
-    connector = procrastinate.PsycopgConnector(conninfo=url, kwargs={"options": "-c role=service_role"},
-                                               min_size=1, max_size=4)
+    connector = procrastinate.PsycopgConnector(
+        conninfo=url, kwargs={"options": "-c role=service_role"}, min_size=1, max_size=4
+    )
     app = procrastinate.App(connector=connector)
     _register_tasks(app)
     return app
@@ -163,8 +172,13 @@ async def enqueue(db: Database, execution_id: UUID, *, delay_seconds: float = 0)
         return await s.executions.queue(execution_id, delay_seconds=delay_seconds)
 
 
-async def run_worker(settings: Settings | None = None, *, concurrency: int | None = None, wait: bool = True,
-                     install_signal_handlers: bool = True) -> None:
+async def run_worker(
+    settings: Settings | None = None,
+    *,
+    concurrency: int | None = None,
+    wait: bool = True,
+    install_signal_handlers: bool = True,
+) -> None:
     """Process jobs until stopped (or until the queue is empty, with wait=False).
 
     A worker outlives its database: when the connection goes away (a restart, a failover), the
@@ -207,11 +221,16 @@ async def _work(settings: Settings, concurrency: int, wait: bool, stopping: asyn
         app = make_app(url)
         async with app.open_async():
             worker = Worker(
-                app, queues=QUEUES, concurrency=concurrency, wait=wait,
+                app,
+                queues=QUEUES,
+                concurrency=concurrency,
+                wait=wait,
                 additional_context={"deps": WorkerDeps(db, runtime)},
                 update_heartbeat_interval=settings.heartbeat_seconds,
                 stalled_worker_timeout=3 * settings.heartbeat_seconds,
-                install_signal_handlers=False, delete_jobs="successful", shutdown_graceful_timeout=30,
+                install_signal_handlers=False,
+                delete_jobs="successful",
+                shutdown_graceful_timeout=30,
             )
             running = asyncio.create_task(worker.run())
             stop_asked = asyncio.create_task(stopping.wait())

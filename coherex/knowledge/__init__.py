@@ -17,6 +17,12 @@ from coherex.knowledge.ingest import (
 from coherex.knowledge.search import SearchHit, knowledge_search
 
 __all__ = [
-    "IngestResult", "Progress", "SearchHit", "SourceDocument", "ingest_file", "knowledge_search",
-    "reindex_collection", "sync_documents",
+    "IngestResult",
+    "Progress",
+    "SearchHit",
+    "SourceDocument",
+    "ingest_file",
+    "knowledge_search",
+    "reindex_collection",
+    "sync_documents",
 ]

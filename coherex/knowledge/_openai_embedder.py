@@ -18,8 +18,9 @@ class OpenAIEmbedder:
         self.model = f"openai:{model}"
         self._name = model
         self._dim: int | None = None
-        self._client = openai.OpenAI(api_key=api_key or "not-needed", base_url=base_url, timeout=timeout,
-                                     max_retries=3)
+        self._client = openai.OpenAI(
+            api_key=api_key or "not-needed", base_url=base_url, timeout=timeout, max_retries=3
+        )
 
     @property
     def dim(self) -> int:
@@ -31,14 +32,20 @@ class OpenAIEmbedder:
         try:
             response = self._client.embeddings.create(model=self._name, input=list(texts))
         except openai.AuthenticationError as exc:
-            raise BackendError("The embeddings server refused the API key.",
-                               hint="Check OPENAI_API_KEY, or set COHEREX_EMBEDDINGS=local.") from exc
+            raise BackendError(
+                "The embeddings server refused the API key.",
+                hint="Check OPENAI_API_KEY, or set COHEREX_EMBEDDINGS=local.",
+            ) from exc
         except openai.NotFoundError as exc:
-            raise BackendError(f"The embeddings model {self._name!r} does not exist on the server.",
-                               hint="Set COHEREX_OPENAI_EMBEDDINGS_MODEL to a model the server has.") from exc
+            raise BackendError(
+                f"The embeddings model {self._name!r} does not exist on the server.",
+                hint="Set COHEREX_OPENAI_EMBEDDINGS_MODEL to a model the server has.",
+            ) from exc
         except openai.APIError as exc:
-            raise BackendError(f"The embeddings request failed: {exc}",
-                               hint="Check OPENAI_BASE_URL, or set COHEREX_EMBEDDINGS=local.") from exc
+            raise BackendError(
+                f"The embeddings request failed: {exc}",
+                hint="Check OPENAI_BASE_URL, or set COHEREX_EMBEDDINGS=local.",
+            ) from exc
         vectors = [d.embedding for d in sorted(response.data, key=lambda d: d.index)]
         self._dim = len(vectors[0]) if vectors else self._dim
         return vectors

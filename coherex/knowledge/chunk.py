@@ -18,7 +18,7 @@ from itertools import groupby
 
 from coherex.knowledge.parse import Block
 
-MAX_CHARS = 1000      # ~200 tokens: MiniLM reads at most 256, so nothing is cut off
+MAX_CHARS = 1000  # ~200 tokens: MiniLM reads at most 256, so nothing is cut off
 OVERLAP_CHARS = 150
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+(?=\S)")
@@ -39,7 +39,9 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def chunk_blocks(blocks: list[Block], max_chars: int = MAX_CHARS, overlap_chars: int = OVERLAP_CHARS) -> list[TextChunk]:
+def chunk_blocks(
+    blocks: list[Block], max_chars: int = MAX_CHARS, overlap_chars: int = OVERLAP_CHARS
+) -> list[TextChunk]:
     chunks: list[TextChunk] = []
     for (section, _), group in groupby(blocks, key=lambda b: (b.section, b.page)):
         # (piece, page) units no longer than max_chars, in order
@@ -48,7 +50,9 @@ def chunk_blocks(blocks: list[Block], max_chars: int = MAX_CHARS, overlap_chars:
     return chunks
 
 
-def _pack(units: list[tuple[str, int | None]], section: str, max_chars: int, overlap: int) -> Iterator[TextChunk]:
+def _pack(
+    units: list[tuple[str, int | None]], section: str, max_chars: int, overlap: int
+) -> Iterator[TextChunk]:
     current: list[tuple[str, int | None]] = []
     fresh = 0  # units in `current` that are not overlap carried from the previous chunk
     for unit in units:

@@ -78,5 +78,5 @@ def ensure_same_model(collection: Collection, embedder: Embedder) -> None:
             f"Collection {collection.name!r} was embedded with {collection.embedding_model}, "
             f"but the configured embeddings model is {embedder.model}.",
             hint=f"Re-embed it with `coherex kb reindex --collection {collection.name}`, "
-                 "or set COHEREX_EMBEDDINGS back to the backend it was built with.",
+            "or set COHEREX_EMBEDDINGS back to the backend it was built with.",
         )

@@ -32,12 +32,14 @@ from coherex.store.db import Database, Identity
 from coherex.store.models import Collection
 from coherex.store.repos import Session
 
-COLLECTION_NAME_RULE = "lower-case letters, digits and dashes, starting and ending with a letter or digit (max 63)"
+COLLECTION_NAME_RULE = (
+    "lower-case letters, digits and dashes, starting and ending with a letter or digit (max 63)"
+)
 
 
 @dataclass(frozen=True)
 class Progress:
-    stage: str     # "parse", "embed", "store"
+    stage: str  # "parse", "embed", "store"
     done: int
     total: int
     filename: str
@@ -53,9 +55,9 @@ class IngestResult:
     source: str
     document_id: UUID
     title: str
-    chunks: int              # chunks the document has
-    added: bool              # False: the same content was already in the collection
-    replaced: int = 0        # older versions of the same source removed
+    chunks: int  # chunks the document has
+    added: bool  # False: the same content was already in the collection
+    replaced: int = 0  # older versions of the same source removed
     reused_embeddings: int = 0
 
 
@@ -63,11 +65,11 @@ class IngestResult:
 class SourceDocument:
     """One document from a synced data source (a GitHub Markdown file, a Slack channel's day)."""
 
-    source: str                      # stable identity: a URL or "github:owner/repo/docs/x.md"
+    source: str  # stable identity: a URL or "github:owner/repo/docs/x.md"
     title: str
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
-    kind: Literal["markdown", "html", "text"] = "markdown"   # how `text` is structured
+    kind: Literal["markdown", "html", "text"] = "markdown"  # how `text` is structured
 
 
 def max_file_bytes() -> int:
@@ -96,13 +98,22 @@ def read_limited(path: Path, filename: str | None = None) -> bytes:
 
 
 def _too_large(filename: str, size: int, limit: int) -> UserError:
-    return UserError(f"{filename} is {size / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB.",
-                     hint="Split the file, or raise the limit with COHEREX_KB_MAX_FILE_MB.")
+    return UserError(
+        f"{filename} is {size / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB.",
+        hint="Split the file, or raise the limit with COHEREX_KB_MAX_FILE_MB.",
+    )
 
 
 async def ingest_file(
-    db: Database, identity: Identity, team_id: UUID | str, collection_name: str, path_or_bytes: Path | str | bytes,
-    filename: str | None = None, *, metadata: dict[str, Any] | None = None, progress: ProgressCallback | None = None,
+    db: Database,
+    identity: Identity,
+    team_id: UUID | str,
+    collection_name: str,
+    path_or_bytes: Path | str | bytes,
+    filename: str | None = None,
+    *,
+    metadata: dict[str, Any] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> IngestResult:
     """Add one file to a collection (created on first use). Raises `UserError` for bad input."""
     if isinstance(path_or_bytes, bytes):
@@ -117,13 +128,30 @@ async def ingest_file(
         data, source = read_limited(path, filename), filename
     kind = detect(data, filename)  # a wrong extension is an error even for content we already have
     digest = hashlib.sha256(data).hexdigest()
-    return await _ingest(db, identity, UUID(str(team_id)), collection_name, source, filename, digest,
-                         lambda: parse(data, filename, kind), len(data), metadata or {}, progress)
+    return await _ingest(
+        db,
+        identity,
+        UUID(str(team_id)),
+        collection_name,
+        source,
+        filename,
+        digest,
+        lambda: parse(data, filename, kind),
+        len(data),
+        metadata or {},
+        progress,
+    )
 
 
 async def sync_documents(
-    db: Database, identity: Identity, team_id: UUID | str, collection_name: str, documents: Iterable[SourceDocument],
-    *, prune_prefix: str | None = None, progress: ProgressCallback | None = None,
+    db: Database,
+    identity: Identity,
+    team_id: UUID | str,
+    collection_name: str,
+    documents: Iterable[SourceDocument],
+    *,
+    prune_prefix: str | None = None,
+    progress: ProgressCallback | None = None,
 ) -> list[IngestResult]:
     """The seam for data-source sync: ingest each document; changed ones replace their old
     version, unchanged ones cost nothing. With `prune_prefix`, documents whose source starts with it
@@ -135,13 +163,28 @@ async def sync_documents(
             continue  # nothing to index (an empty file, a quiet day); pruned like a removed one
         text = doc.text.encode()
         digest = hashlib.sha256(text).hexdigest()
-        results.append(await _ingest(db, identity, team, collection_name, doc.source, doc.source, digest,
-                                     lambda d=doc: _parse_source(d), len(text), doc.metadata, progress))
+        results.append(
+            await _ingest(
+                db,
+                identity,
+                team,
+                collection_name,
+                doc.source,
+                doc.source,
+                digest,
+                lambda d=doc: _parse_source(d),
+                len(text),
+                doc.metadata,
+                progress,
+            )
+        )
     if prune_prefix is not None:
         async with db.session(identity) as s:
             collection = await s.knowledge.get_collection(team, collection_name)
             if collection is not None:
-                await s.knowledge.delete_sources_except(collection.id, prune_prefix, [r.source for r in results])
+                await s.knowledge.delete_sources_except(
+                    collection.id, prune_prefix, [r.source for r in results]
+                )
     return results
 
 
@@ -158,8 +201,16 @@ def validate_collection_name(name: str) -> None:
 
 
 async def _ingest(
-    db: Database, identity: Identity, team_id: UUID, collection_name: str, source: str, filename: str,
-    digest: str, parse_fn: Callable[[], ParsedDocument], size: int, metadata: dict[str, Any],
+    db: Database,
+    identity: Identity,
+    team_id: UUID,
+    collection_name: str,
+    source: str,
+    filename: str,
+    digest: str,
+    parse_fn: Callable[[], ParsedDocument],
+    size: int,
+    metadata: dict[str, Any],
     progress: ProgressCallback | None,
 ) -> IngestResult:
     validate_collection_name(collection_name)
@@ -171,36 +222,64 @@ async def _ingest(
             ensure_same_model(collection, embedder)
             existing = await s.knowledge.get_document_by_hash(collection.id, digest)
             if existing is not None:
-                return IngestResult(collection_name, filename, source, existing.id, existing.title,
-                                    existing.chunk_count, False)
+                return IngestResult(
+                    collection_name,
+                    filename,
+                    source,
+                    existing.id,
+                    existing.title,
+                    existing.chunk_count,
+                    False,
+                )
 
     report(Progress("parse", 0, 1, filename))
     parsed = await asyncio.to_thread(parse_fn)
     chunks = chunk_blocks(parsed.blocks)
     report(Progress("parse", 1, 1, filename))
 
-    vectors, reused = await _embed_chunks(db, identity, collection, embedder, parsed.title, chunks, filename, report)
+    vectors, reused = await _embed_chunks(
+        db, identity, collection, embedder, parsed.title, chunks, filename, report
+    )
 
     report(Progress("store", 0, 1, filename))
     async with db.session(identity) as s:
         repo = s.knowledge
-        collection = await repo.get_or_create_collection(team_id, collection_name, embedder.model, len(vectors[0]))
+        collection = await repo.get_or_create_collection(
+            team_id, collection_name, embedder.model, len(vectors[0])
+        )
         ensure_same_model(collection, embedder)
         doc, created = await repo.add_document(
-            collection, source=source, title=parsed.title, mime_type=parsed.mime_type, content_hash=digest,
-            size_bytes=size, metadata=metadata,
+            collection,
+            source=source,
+            title=parsed.title,
+            mime_type=parsed.mime_type,
+            content_hash=digest,
+            size_bytes=size,
+            metadata=metadata,
         )
         replaced = 0
         if created:
-            await repo.add_chunks(doc, [
-                (c.text, c.content_hash, {**metadata, **_chunk_meta(source, parsed.title, c)}, v)
-                for c, v in zip(chunks, vectors, strict=True)
-            ])
+            await repo.add_chunks(
+                doc,
+                [
+                    (c.text, c.content_hash, {**metadata, **_chunk_meta(source, parsed.title, c)}, v)
+                    for c, v in zip(chunks, vectors, strict=True)
+                ],
+            )
             await repo.set_document_status(doc.id, "ready")
             replaced = await repo.delete_other_versions(collection.id, source, doc.id)
     report(Progress("store", 1, 1, filename))
-    return IngestResult(collection_name, filename, source, doc.id, doc.title, len(chunks) if created else doc.chunk_count,
-                        created, replaced, reused)
+    return IngestResult(
+        collection_name,
+        filename,
+        source,
+        doc.id,
+        doc.title,
+        len(chunks) if created else doc.chunk_count,
+        created,
+        replaced,
+        reused,
+    )
 
 
 def _chunk_meta(source: str, title: str, chunk: TextChunk) -> dict[str, Any]:
@@ -219,8 +298,14 @@ def embedding_text(title: str, section: str, content: str) -> str:
 
 
 async def _embed_chunks(
-    db: Database, identity: Identity, collection: Collection | None, embedder: Embedder, title: str,
-    chunks: list[TextChunk], filename: str, report: ProgressCallback,
+    db: Database,
+    identity: Identity,
+    collection: Collection | None,
+    embedder: Embedder,
+    title: str,
+    chunks: list[TextChunk],
+    filename: str,
+    report: ProgressCallback,
 ) -> tuple[list[list[float]], int]:
     known: dict[str, list[float]] = {}
     if collection is not None:
@@ -239,8 +324,12 @@ async def _embed_chunks(
 
 
 async def reindex_collection(
-    db: Database, identity: Identity, team_id: UUID | str, collection_name: str,
-    *, progress: ProgressCallback | None = None,
+    db: Database,
+    identity: Identity,
+    team_id: UUID | str,
+    collection_name: str,
+    *,
+    progress: ProgressCallback | None = None,
 ) -> int:
     """Re-embed every chunk of a collection with the configured embedder; returns the chunk count."""
     report = progress or (lambda p: None)
@@ -252,12 +341,17 @@ async def reindex_collection(
     vectors: list[list[float]] = []
     report(Progress("embed", 0, len(rows), collection_name))
     for start in range(0, len(rows), batch):
-        texts = [embedding_text(title, section, content) for _, content, title, section in rows[start : start + batch]]
+        texts = [
+            embedding_text(title, section, content)
+            for _, content, title, section in rows[start : start + batch]
+        ]
         vectors.extend(await asyncio.to_thread(embedder.embed, texts))
         report(Progress("embed", len(vectors), len(rows), collection_name))
     dim = len(vectors[0]) if vectors else embedder.dim
     async with db.session(identity) as s:
-        await s.knowledge.set_embeddings(collection, embedder.model, dim, [(r[0], v) for r, v in zip(rows, vectors)])
+        await s.knowledge.set_embeddings(
+            collection, embedder.model, dim, [(r[0], v) for r, v in zip(rows, vectors)]
+        )
     return len(rows)
 
 
@@ -265,6 +359,8 @@ async def require_collection(session: Session, team_id: UUID, name: str) -> Coll
     collection = await session.knowledge.get_collection(team_id, name)
     if collection is None:
         names = ", ".join(c.name for c in await session.knowledge.list_collections(team_id)) or "none yet"
-        raise NotFound(f"There is no collection {name!r} in this team.",
-                            hint=f"Collections: {names}. Add files with `coherex kb add PATH --collection {name}`.")
+        raise NotFound(
+            f"There is no collection {name!r} in this team.",
+            hint=f"Collections: {names}. Add files with `coherex kb add PATH --collection {name}`.",
+        )
     return collection

@@ -30,8 +30,15 @@ MIME_TYPES: dict[Kind, str] = {
     "csv": "text/csv",
 }
 EXTENSIONS: dict[str, Kind] = {
-    ".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown", ".html": "html",
-    ".htm": "html", ".pdf": "pdf", ".docx": "docx", ".csv": "csv",
+    ".txt": "text",
+    ".text": "text",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".html": "html",
+    ".htm": "html",
+    ".pdf": "pdf",
+    ".docx": "docx",
+    ".csv": "csv",
 }
 SUPPORTED = ", ".join(sorted(EXTENSIONS))
 _TEXT_KINDS = {"text", "markdown", "html", "csv"}
@@ -42,8 +49,8 @@ class Block:
     """One paragraph-like unit of text, with where it sits in the document."""
 
     text: str
-    section: str = ""          # heading path, "Chapter 1 > Laying Plans"
-    page: int | None = None    # 1-based, PDFs only
+    section: str = ""  # heading path, "Chapter 1 > Laying Plans"
+    page: int | None = None  # 1-based, PDFs only
 
 
 @dataclass
@@ -66,8 +73,10 @@ def sniff(data: bytes, filename: str) -> Kind:
     expected = EXTENSIONS.get(ext)
     content = _content_kind(data)
     if content is None:
-        raise UserError(f"{filename} is not a supported file: its content is binary and not a PDF or DOCX.",
-                        hint=f"Supported: {SUPPORTED}.")
+        raise UserError(
+            f"{filename} is not a supported file: its content is binary and not a PDF or DOCX.",
+            hint=f"Supported: {SUPPORTED}.",
+        )
     if expected is None:
         # unknown or missing extension: trust the content
         return content if content != "text" else _html_or_text(data)
@@ -76,8 +85,10 @@ def sniff(data: bytes, filename: str) -> Kind:
     if expected == content:
         return content
     what = {"pdf": "a PDF", "docx": "a Word (DOCX) document", "text": "text"}[content]
-    raise UserError(f"{filename} has the extension {ext} but its content is {what}.",
-                    hint="Rename the file to match its content, or upload the right file.")
+    raise UserError(
+        f"{filename} has the extension {ext} but its content is {what}.",
+        hint="Rename the file to match its content, or upload the right file.",
+    )
 
 
 def _content_kind(data: bytes) -> Literal["pdf", "docx", "text"] | None:
@@ -97,7 +108,11 @@ def _content_kind(data: bytes) -> Literal["pdf", "docx", "text"] | None:
 
 def _html_or_text(data: bytes) -> Kind:
     head = (_decode(data[:2048]) or "").lstrip().lower()
-    return "html" if head.startswith(("<!doctype html", "<html")) or re.search(r"<(body|p|div|h1)\b", head) else "text"
+    return (
+        "html"
+        if head.startswith(("<!doctype html", "<html")) or re.search(r"<(body|p|div|h1)\b", head)
+        else "text"
+    )
 
 
 def _decode(data: bytes) -> str | None:
@@ -155,8 +170,9 @@ def parse(data: bytes, filename: str, kind: Kind | None = None) -> ParsedDocumen
         doc = _parse_docx(data, filename, stem)
     else:
         text = _decode(data) or ""
-        doc = {"text": _parse_text, "markdown": _parse_markdown, "html": _parse_html, "csv": _parse_csv}[kind](
-            text, filename, stem)
+        doc = {"text": _parse_text, "markdown": _parse_markdown, "html": _parse_html, "csv": _parse_csv}[
+            kind
+        ](text, filename, stem)
     doc.blocks = [b for b in doc.blocks if b.text]
     if not doc.blocks:
         extra = " (is it a scanned image? Text recognition is not supported)" if kind == "pdf" else ""
@@ -177,8 +193,23 @@ def _parse_markdown(text: str, filename: str, stem: str) -> ParsedDocument:
 
 
 _HEADINGS = ["h1", "h2", "h3", "h4", "h5", "h6"]
-_BLOCKS = ["p", "li", "pre", "blockquote", "tr", "dt", "dd", "div", "section", "article", "br", "table",
-           "ul", "ol", "figcaption"]
+_BLOCKS = [
+    "p",
+    "li",
+    "pre",
+    "blockquote",
+    "tr",
+    "dt",
+    "dd",
+    "div",
+    "section",
+    "article",
+    "br",
+    "table",
+    "ul",
+    "ol",
+    "figcaption",
+]
 _MARK = "\ue000H"  # marks a heading line while the text is flattened (a private-use character)
 
 
@@ -222,7 +253,9 @@ def _parse_csv(text: str, filename: str, stem: str) -> ParsedDocument:
     header = [clean_text(c) or f"column {i + 1}" for i, c in enumerate(rows[0])]
     blocks = []
     for row in rows[1:]:
-        cells = [f"{name}: {clean_text(value)}" for name, value in zip(header, row, strict=False) if value.strip()]
+        cells = [
+            f"{name}: {clean_text(value)}" for name, value in zip(header, row, strict=False) if value.strip()
+        ]
         blocks.append(Block("; ".join(cells)))
     return ParsedDocument("csv", stem, blocks)
 
@@ -236,8 +269,11 @@ def _parse_pdf(data: bytes, filename: str, stem: str) -> ParsedDocument:
         if reader.is_encrypted:
             raise UserError(f"{filename} is a password-protected PDF.", hint="Upload an unprotected copy.")
         title = (reader.metadata.title if reader.metadata else None) or stem
-        blocks = [Block(p, page=i) for i, page in enumerate(reader.pages, start=1)
-                  for p in _paragraphs(page.extract_text() or "")]
+        blocks = [
+            Block(p, page=i)
+            for i, page in enumerate(reader.pages, start=1)
+            for p in _paragraphs(page.extract_text() or "")
+        ]
     except UserError:
         raise
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
@@ -264,7 +300,9 @@ def _parse_docx(data: bytes, filename: str, stem: str) -> ParsedDocument:
             continue
         text = clean_text(item.text)
         style = item.style.name if item.style is not None else ""
-        level = 0 if style == "Title" else int(m.group(1)) if (m := re.match(r"Heading (\d)", style)) else None
+        level = (
+            0 if style == "Title" else int(m.group(1)) if (m := re.match(r"Heading (\d)", style)) else None
+        )
         if level is not None and text:
             path = [(lv, h) for lv, h in path if lv < level] + [(level, text)]
             title = title or text

@@ -22,15 +22,15 @@ _WORD = re.compile(r"\w+")
 @dataclass(frozen=True)
 class SearchHit:
     chunk_id: UUID
-    content_hash: str          # the chunk's stable id: the same text always has the same hash
+    content_hash: str  # the chunk's stable id: the same text always has the same hash
     document_id: UUID
     title: str
     source: str
     content: str
-    highlight: str             # matching words wrapped in **…**
-    score: float               # reciprocal-rank-fusion score, higher is better
-    similarity: float | None   # cosine similarity to the query, when the vector side found it
-    metadata: dict[str, Any]   # source, title, section, page, and what the uploader attached
+    highlight: str  # matching words wrapped in **…**
+    score: float  # reciprocal-rank-fusion score, higher is better
+    similarity: float | None  # cosine similarity to the query, when the vector side found it
+    metadata: dict[str, Any]  # source, title, section, page, and what the uploader attached
 
     def to_dict(self) -> dict[str, Any]:
         return {k: str(v) if isinstance(v, UUID) else v for k, v in asdict(self).items()}
@@ -46,8 +46,14 @@ def text_query(query: str) -> str:
 
 
 async def knowledge_search(
-    db: Database, identity: Identity, team_id: UUID | str, collection: str, query: str, k: int = 5,
-    *, filters: dict[str, Any] | None = None,
+    db: Database,
+    identity: Identity,
+    team_id: UUID | str,
+    collection: str,
+    query: str,
+    k: int = 5,
+    *,
+    filters: dict[str, Any] | None = None,
 ) -> list[SearchHit]:
     """The `k` best chunks of `collection` for `query`. `filters` match chunk metadata exactly
     (`{"source": "handbook.pdf"}`, `{"page": 3}`)."""
@@ -62,7 +68,21 @@ async def knowledge_search(
     ensure_same_model(coll, embedder)
     [vector] = await asyncio.to_thread(embedder.embed, [query])
     async with db.session(identity) as s:
-        rows = await s.knowledge.search(coll, text_query(query), vector, k=k, filters=filters,
-                                        candidates=max(40, 4 * k))
-    return [SearchHit(r.chunk_id, r.content_hash, r.document_id, r.title, r.source, r.content, r.highlight,
-                      r.score, r.similarity, r.metadata) for r in rows]
+        rows = await s.knowledge.search(
+            coll, text_query(query), vector, k=k, filters=filters, candidates=max(40, 4 * k)
+        )
+    return [
+        SearchHit(
+            r.chunk_id,
+            r.content_hash,
+            r.document_id,
+            r.title,
+            r.source,
+            r.content,
+            r.highlight,
+            r.score,
+            r.similarity,
+            r.metadata,
+        )
+        for r in rows
+    ]

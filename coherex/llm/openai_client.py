@@ -108,8 +108,12 @@ class OpenAIClient:
         except RetriesExhausted as exc:
             cause = exc.cause
             assert isinstance(cause, LLMError)
-            raise type(cause)(f"{cause.message} (gave up after {exc.attempts} attempts)", hint=cause.hint) from None
-        cost, known = cost_usd(result.model or model, result.usage.prompt_tokens, result.usage.completion_tokens)
+            raise type(cause)(
+                f"{cause.message} (gave up after {exc.attempts} attempts)", hint=cause.hint
+            ) from None
+        cost, known = cost_usd(
+            result.model or model, result.usage.prompt_tokens, result.usage.completion_tokens
+        )
         return ChatResult(
             content=result.content,
             tool_calls=result.tool_calls,
@@ -179,11 +183,15 @@ class OpenAIClient:
         where = f"the LLM server at {self.base_url}"
         if isinstance(exc, openai.APITimeoutError):
             return Retryable(
-                LLMError(f"{where} did not answer within {self.timeout:g} s.", hint="raise COHEREX_LLM_TIMEOUT")
+                LLMError(
+                    f"{where} did not answer within {self.timeout:g} s.", hint="raise COHEREX_LLM_TIMEOUT"
+                )
             )
         if isinstance(exc, openai.APIConnectionError):
             return Retryable(
-                LLMError(f"Cannot reach {where}: {exc}.", hint="check OPENAI_BASE_URL and that the server runs")
+                LLMError(
+                    f"Cannot reach {where}: {exc}.", hint="check OPENAI_BASE_URL and that the server runs"
+                )
             )
         if not isinstance(exc, openai.APIStatusError):
             return LLMError(f"Unexpected answer from {where}: {exc}")
@@ -201,17 +209,23 @@ class OpenAIClient:
                 "if the URL is wrong, fix OPENAI_BASE_URL",
             )
         if status == 429 and _error_code(exc) == "insufficient_quota":
-            return LLMRateLimited(f"{where} reports the account is out of quota: {detail}",
-                                  hint="add credit to the account or set OPENAI_API_KEY to another key")
+            return LLMRateLimited(
+                f"{where} reports the account is out of quota: {detail}",
+                hint="add credit to the account or set OPENAI_API_KEY to another key",
+            )
         if status == 429:
             return Retryable(
-                LLMRateLimited(f"{where} is rate limiting requests (429): {detail}",
-                               hint="lower the request rate or raise the account's limits"),
+                LLMRateLimited(
+                    f"{where} is rate limiting requests (429): {detail}",
+                    hint="lower the request rate or raise the account's limits",
+                ),
                 retry_after=_retry_after(exc.response.headers),
             )
         if status in _RETRY_STATUSES or status >= 500:
-            return Retryable(LLMError(f"{where} failed ({status}): {detail}"),
-                             retry_after=_retry_after(exc.response.headers))
+            return Retryable(
+                LLMError(f"{where} failed ({status}): {detail}"),
+                retry_after=_retry_after(exc.response.headers),
+            )
         if status in (400, 413, 422):
             return LLMBadRequest(f"{where} rejected the request ({status}): {detail}")
         return LLMError(f"{where} answered {status}: {detail}")
@@ -219,8 +233,11 @@ class OpenAIClient:
 
 def _tool_call(call_id: str | None, name: str, arguments: str | None) -> ToolCall:
     # Some compatible servers omit ids; the conversation still needs one to pair results.
-    return ToolCall(id=call_id or f"call_{uuid.uuid4().hex[:24]}", name=name,
-                    arguments=parse_tool_arguments(arguments, name))
+    return ToolCall(
+        id=call_id or f"call_{uuid.uuid4().hex[:24]}",
+        name=name,
+        arguments=parse_tool_arguments(arguments, name),
+    )
 
 
 def _server_message(exc: openai.APIStatusError) -> str:

@@ -62,7 +62,8 @@ def verdict(ref: ToolRef, info: ToolInfo | None, args: dict[str, Any], team_defa
 def _matches(patterns: dict[str, str], args: dict[str, Any]) -> bool:
     return bool(patterns) and all(
         key in args and fnmatchcase(_text(args[key]).strip().lower(), pattern.strip().lower())
-        for key, pattern in patterns.items())
+        for key, pattern in patterns.items()
+    )
 
 
 def _text(value: Any) -> str:
@@ -73,8 +74,15 @@ def _text(value: Any) -> str:
 class Paused(Exception):
     """Raised by the agent loop: this step waits for approval (nothing of it ran)."""
 
-    def __init__(self, step: int, calls: list[Any], reason: str, call_event_seq: int,
-                 messages: list[dict[str, Any]], asks: list[tuple[Any, ToolRef]]):
+    def __init__(
+        self,
+        step: int,
+        calls: list[Any],
+        reason: str,
+        call_event_seq: int,
+        messages: list[dict[str, Any]],
+        asks: list[tuple[Any, ToolRef]],
+    ):
         super().__init__(f"step {step} waits for approval")
         self.step, self.calls, self.reason, self.call_event_seq = step, calls, reason, call_event_seq
         self.messages, self.asks = messages, asks
@@ -104,9 +112,17 @@ class Resume:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Resume:
-        return cls(state["step"], state["call_event_seq"], [_Call(**c) for c in state["calls"]], state["messages"],
-                   state["tokens_in"], state["tokens_out"], Decimal(state["cost_usd"]), state.get("citations") or {},
-                   float(state.get("active_seconds") or 0))
+        return cls(
+            state["step"],
+            state["call_event_seq"],
+            [_Call(**c) for c in state["calls"]],
+            state["messages"],
+            state["tokens_in"],
+            state["tokens_out"],
+            Decimal(state["cost_usd"]),
+            state.get("citations") or {},
+            float(state.get("active_seconds") or 0),
+        )
 
 
 @dataclass
@@ -124,7 +140,9 @@ class Gate:
             default = await s.approvals.team_default(execution.team_id)
             state = await s.approvals.resume_state(execution.id)
             decided = await s.approvals.of_step(execution.id, state["step"]) if state else []
-        return cls(db, default, Resume.from_state(state) if state else None, {a.tool_call_id: a for a in decided})
+        return cls(
+            db, default, Resume.from_state(state) if state else None, {a.tool_call_id: a for a in decided}
+        )
 
     def check(self, toolbox: Any, call: Any) -> str:
         tool = toolbox.tools.get(call.name)
@@ -132,8 +150,9 @@ class Gate:
             return ALLOW  # the toolbox tells the model there is no such tool
         return verdict(tool.ref, tool.info, {**call.arguments, **(tool.ref.with_ or {})}, self.team_default)
 
-    def pause_if_asked(self, toolbox: Any, step: int, result: Any, call_event_seq: int,
-                       messages: list[dict[str, Any]]) -> None:
+    def pause_if_asked(
+        self, toolbox: Any, step: int, result: Any, call_event_seq: int, messages: list[dict[str, Any]]
+    ) -> None:
         asks = [(c, toolbox.tools[c.name].ref) for c in result.tool_calls if self.check(toolbox, c) == ASK]
         if asks:
             raise Paused(step, list(result.tool_calls), result.content or "", call_event_seq, messages, asks)
@@ -143,8 +162,14 @@ class Gate:
         a = self.decisions.get(call.id)
         if a is None:
             return {}
-        return {"approval": {"id": str(a.id), "status": a.status, "decided_by": str(a.decided_by or "") or None,
-                             **({"arguments": a.edited_arguments} if a.status == "edited" else {})}}
+        return {
+            "approval": {
+                "id": str(a.id),
+                "status": a.status,
+                "decided_by": str(a.decided_by or "") or None,
+                **({"arguments": a.edited_arguments} if a.status == "edited" else {}),
+            }
+        }
 
     async def call(self, toolbox: Any, call: Any, parent_seq: int) -> str:
         """Run one call as its approval says; returns the text for the model. Raises ToolFailed."""
@@ -153,14 +178,18 @@ class Gate:
         decision = self.decisions.get(call.id)
         if decision is None:
             if self.check(toolbox, call) == DENY:
-                raise ToolFailed(f"{call.name} with these arguments is refused by the agent's approval rules "
-                                 "(approval.deny); do not try it again.")
+                raise ToolFailed(
+                    f"{call.name} with these arguments is refused by the agent's approval rules "
+                    "(approval.deny); do not try it again."
+                )
             return await toolbox.call(call.name, call.arguments, parent_seq)
         if decision.status == "rejected":
             said = f": {decision.message}" if decision.message else "."
             raise ToolFailed(f"A person rejected this call, so it was not run{said}")
         if decision.status == "expired":
-            raise ToolFailed("Nobody approved this call in time (limits.approvalTimeoutSeconds), so it was not run.")
+            raise ToolFailed(
+                "Nobody approved this call in time (limits.approvalTimeoutSeconds), so it was not run."
+            )
         if decision.result is not None:  # an earlier attempt ran it: the same answer, no second call
             if not decision.result.get("ok"):
                 raise ToolFailed(decision.result["text"].removeprefix("Error: "))
@@ -168,8 +197,10 @@ class Gate:
         async with self.db.session(Identity.system()) as s:
             first = await s.approvals.start_call(decision.id)
         if not first:
-            raise ToolFailed("This approved call was started by an earlier attempt that stopped before it "
-                             "returned; whether it took effect is unknown. Check before doing it again.")
+            raise ToolFailed(
+                "This approved call was started by an earlier attempt that stopped before it "
+                "returned; whether it took effect is unknown. Check before doing it again."
+            )
         args = decision.edited_arguments if decision.status == "edited" else call.arguments
         try:
             text, ok = await toolbox.call(call.name, args or {}, parent_seq), True
@@ -182,33 +213,75 @@ class Gate:
         return text
 
 
-async def pause(session: Any, recorder: Any, execution: Execution, claim: Any, paused: Paused, totals: Any,
-                citations: dict[str, Any], limits: Limits) -> tuple[Execution, list[Any]]:
+async def pause(
+    session: Any,
+    recorder: Any,
+    execution: Execution,
+    claim: Any,
+    paused: Paused,
+    totals: Any,
+    citations: dict[str, Any],
+    limits: Limits,
+) -> tuple[Execution, list[Any]]:
     """Store the pause (claim owner only) with its approvals and events, in the caller's transaction."""
     state = {
-        "step": paused.step, "call_event_seq": paused.call_event_seq,
+        "step": paused.step,
+        "call_event_seq": paused.call_event_seq,
         "calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in paused.calls],
-        "messages": paused.messages, "tokens_in": totals.tokens_in, "tokens_out": totals.tokens_out,
-        "cost_usd": str(totals.cost_usd), "citations": citations, "active_seconds": paused.active_seconds,
+        "messages": paused.messages,
+        "tokens_in": totals.tokens_in,
+        "tokens_out": totals.tokens_out,
+        "cost_usd": str(totals.cost_usd),
+        "citations": citations,
+        "active_seconds": paused.active_seconds,
     }
-    final = await session.approvals.pause(execution.id, (claim.worker_id, claim.attempt), state,
-                                          tokens_in=totals.tokens_in, tokens_out=totals.tokens_out,
-                                          cost_usd=totals.cost_usd)
+    final = await session.approvals.pause(
+        execution.id,
+        (claim.worker_id, claim.attempt),
+        state,
+        tokens_in=totals.tokens_in,
+        tokens_out=totals.tokens_out,
+        cost_usd=totals.cost_usd,
+    )
     if final is None:  # no longer this run's (taken over, or stopped): write nothing
         return await session.executions.get(execution.id), []
     events = []
     for call, ref in paused.asks:
         row = await session.approvals.add(
-            execution, step=paused.step, tool_call_id=call.id, tool_name=call.name, tool_use=ref.use,
-            arguments=recorder.redact(call.arguments), reason=recorder.redact(paused.reason)[:4000],
-            timeout_seconds=limits.approvalTimeoutSeconds, on_timeout=limits.onApprovalTimeout)
-        events.append(await recorder.add(
-            session, "approval_requested", name=call.name, parent_seq=paused.call_event_seq,
-            payload={"approval_id": str(row.id), "tool_call_id": call.id, "tool": ref.use,
-                     "arguments": call.arguments, "reason": paused.reason, "expires_at": row.expires_at.isoformat()}))
-    events.append(await recorder.add(session, "status", name="waiting_approval",
-                                     payload={"status": "waiting_approval",
-                                              "approvals": [e.payload["approval_id"] for e in events]}))
+            execution,
+            step=paused.step,
+            tool_call_id=call.id,
+            tool_name=call.name,
+            tool_use=ref.use,
+            arguments=recorder.redact(call.arguments),
+            reason=recorder.redact(paused.reason)[:4000],
+            timeout_seconds=limits.approvalTimeoutSeconds,
+            on_timeout=limits.onApprovalTimeout,
+        )
+        events.append(
+            await recorder.add(
+                session,
+                "approval_requested",
+                name=call.name,
+                parent_seq=paused.call_event_seq,
+                payload={
+                    "approval_id": str(row.id),
+                    "tool_call_id": call.id,
+                    "tool": ref.use,
+                    "arguments": call.arguments,
+                    "reason": paused.reason,
+                    "expires_at": row.expires_at.isoformat(),
+                },
+            )
+        )
+    events.append(
+        await recorder.add(
+            session,
+            "status",
+            name="waiting_approval",
+            payload={"status": "waiting_approval", "approvals": [e.payload["approval_id"] for e in events]},
+        )
+    )
     return final, events
 
 
@@ -229,13 +302,17 @@ async def notify_quietly(db: Database, execution: Execution, events: list[Any]) 
         from coherex.integrations.service import notify_team
 
         base = (get_settings().public_url or "").rstrip("/")
-        lines = [f"*{agent.name if agent else 'An agent'}* waits for approval ({execution.trigger} run "
-                 f"{str(execution.id)[:12]}):"]
+        lines = [
+            f"*{agent.name if agent else 'An agent'}* waits for approval ({execution.trigger} run "
+            f"{str(execution.id)[:12]}):"
+        ]
         for e in asked:
             short = str(e.payload.get("approval_id", ""))[:8]
             args = json.dumps(e.payload.get("arguments") or {}, ensure_ascii=False)
-            lines.append(f"• {e.name} {args[:300]} — `coherex approvals approve {short}`"
-                         + (f" or {base}/api/approvals/{e.payload.get('approval_id')}" if base else ""))
+            lines.append(
+                f"• {e.name} {args[:300]} — `coherex approvals approve {short}`"
+                + (f" or {base}/api/approvals/{e.payload.get('approval_id')}" if base else "")
+            )
         if base:
             lines.append(f"Decide in the dashboard (Approvals) or the chat: {base}/chat")
         await notify_team(db, execution.team_id, target["source"], target["channel"], "\n".join(lines))
@@ -247,13 +324,20 @@ async def notify_quietly(db: Database, execution: Execution, events: list[Any]) 
 @dataclass
 class Decided:
     approval: Approval
-    resumed: bool            # this decision was the step's last: the run is queued again
+    resumed: bool  # this decision was the step's last: the run is queued again
     new_version: int | None  # "always allow" saved this version of the agent
 
 
-async def decide(db: Database, identity: Identity, approval_id: UUID, action: str, *,
-                 arguments: dict[str, Any] | None = None, message: str | None = None,
-                 always_allow: bool = False) -> Decided:
+async def decide(
+    db: Database,
+    identity: Identity,
+    approval_id: UUID,
+    action: str,
+    *,
+    arguments: dict[str, Any] | None = None,
+    message: str | None = None,
+    always_allow: bool = False,
+) -> Decided:
     """approve | edit (approve with `arguments`) | reject (with `message`, which the model reads).
     Once: a second decision of the same call is a Conflict. Members and above of the agent's team."""
     if action not in ACTIONS:
@@ -267,35 +351,62 @@ async def decide(db: Database, identity: Identity, approval_id: UUID, action: st
     async with db.session(identity) as s:
         current = await s.approvals.get(approval_id)
         if current is None:
-            raise NotFound(f"Approval {approval_id} was not found (or you cannot see it).",
-                           hint="`coherex approvals list` shows what waits.")
+            raise NotFound(
+                f"Approval {approval_id} was not found (or you cannot see it).",
+                hint="`coherex approvals list` shows what waits.",
+            )
         execution = await s.approvals.lock_execution(current.execution_id)  # FOR UPDATE: members only
         if execution is None:
-            raise PermissionDenied("Deciding on a tool call needs the member role or above in the agent's team.",
-                                   hint="An admin can change your role: `coherex teams role EMAIL member`.")
+            raise PermissionDenied(
+                "Deciding on a tool call needs the member role or above in the agent's team.",
+                hint="An admin can change your role: `coherex teams role EMAIL member`.",
+            )
         current = await s.approvals.get(approval_id)  # after the lock: what others decided meanwhile
         if current.status != "pending":
-            raise Conflict(f"This call was already {current.status}"
-                           + (f" at {current.decided_at:%Y-%m-%d %H:%M:%S} UTC." if current.decided_at else "."))
+            raise Conflict(
+                f"This call was already {current.status}"
+                + (f" at {current.decided_at:%Y-%m-%d %H:%M:%S} UTC." if current.decided_at else ".")
+            )
         version = await s.agents.get_version(execution.agent_id, execution.agent_version)
         spec = load_spec(version.spec)
         ref = next((t for t in spec.spec.tools or [] if t.tool_name == current.tool_name), None)
         if action == "edit":
             _check_arguments(ref, current.tool_use, arguments)
-        row = await s.approvals.decide(approval_id, ACTIONS[action], edited_arguments=arguments, message=message)
+        row = await s.approvals.decide(
+            approval_id, ACTIONS[action], edited_arguments=arguments, message=message
+        )
         if row is None:
-            raise PermissionDenied("Deciding on a tool call needs the member role or above in the agent's team.")
-        await s.executions.add_event(execution, "approval_decided", name=row.tool_name, payload={
-            "approval_id": str(row.id), "tool_call_id": row.tool_call_id, "status": row.status,
-            "decided_by": str(row.decided_by), "message": message,
-            **({"arguments": arguments} if action == "edit" else {})})
-        await s.audit.record(execution.team_id, f"approval.{action}", target_type="execution",
-                             target_id=str(execution.id), details={
-                                 "approval_id": str(row.id), "tool": row.tool_use, "call": row.tool_name,
-                                 "arguments": row.arguments,
-                                 **({"edited_arguments": arguments} if action == "edit" else {}),
-                                 **({"message": message} if message else {}),
-                                 **({"always_allow": True} if always_allow else {})})
+            raise PermissionDenied(
+                "Deciding on a tool call needs the member role or above in the agent's team."
+            )
+        await s.executions.add_event(
+            execution,
+            "approval_decided",
+            name=row.tool_name,
+            payload={
+                "approval_id": str(row.id),
+                "tool_call_id": row.tool_call_id,
+                "status": row.status,
+                "decided_by": str(row.decided_by),
+                "message": message,
+                **({"arguments": arguments} if action == "edit" else {}),
+            },
+        )
+        await s.audit.record(
+            execution.team_id,
+            f"approval.{action}",
+            target_type="execution",
+            target_id=str(execution.id),
+            details={
+                "approval_id": str(row.id),
+                "tool": row.tool_use,
+                "call": row.tool_name,
+                "arguments": row.arguments,
+                **({"edited_arguments": arguments} if action == "edit" else {}),
+                **({"message": message} if message else {}),
+                **({"always_allow": True} if always_allow else {}),
+            },
+        )
         resumed = await s.approvals.resume(execution.id) is not None
         new_version = None
         if always_allow and ref is not None:
@@ -308,16 +419,20 @@ def _check_arguments(ref: ToolRef | None, tool_use: str, arguments: dict[str, An
     if ref is None or info is None:
         return
     schema = info.llm_parameters(ref.with_)
-    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(arguments), key=lambda e: list(e.path))
+    errors = sorted(
+        jsonschema.Draft202012Validator(schema).iter_errors(arguments), key=lambda e: list(e.path)
+    )
     if errors:
         lines = [f"{'.'.join(map(str, e.path)) or 'arguments'}: {e.message}" for e in errors[:10]]
-        raise UserError(f"The edited arguments do not fit {tool_use}:\n  " + "\n  ".join(lines),
-                        hint=f"arguments of {tool_use}: {', '.join(schema.get('properties', {})) or 'none'}")
+        raise UserError(
+            f"The edited arguments do not fit {tool_use}:\n  " + "\n  ".join(lines),
+            hint=f"arguments of {tool_use}: {', '.join(schema.get('properties', {})) or 'none'}",
+        )
 
 
 async def _always_allow(s: Any, execution: Execution, tool_name: str) -> int | None:
     """A new version of the agent with this tool's approval rule off (`approval: never`)."""
-    from coherex.agents import apply_spec
+    from coherex.services.agents import apply_spec
 
     agent = await s.agents.get(execution.agent_id)
     current = await s.agents.get_version(agent.id, agent.current_version)
@@ -350,22 +465,44 @@ async def expire_overdue(db: Database) -> list[UUID]:
             await s.approvals.expire(list(expired_ids))
             for a in rows:
                 if a.id in expired_ids:
-                    await s.executions.add_event(execution, "approval_decided", name=a.tool_name, payload={
-                        "approval_id": str(a.id), "tool_call_id": a.tool_call_id, "status": "expired"})
+                    await s.executions.add_event(
+                        execution,
+                        "approval_decided",
+                        name=a.tool_name,
+                        payload={
+                            "approval_id": str(a.id),
+                            "tool_call_id": a.tool_call_id,
+                            "status": "expired",
+                        },
+                    )
             if fail:
                 seconds = int((late[0].expires_at - late[0].created_at).total_seconds())
-                error = (f"Nobody approved {late[0].tool_name} within {seconds} s (limits.approvalTimeoutSeconds; "
-                         "limits.onApprovalTimeout is fail).")
-                final = await s.executions.finish(execution_id, "failed", error=error, tokens_in=execution.tokens_in,
-                                                  tokens_out=execution.tokens_out, cost_usd=execution.cost_usd)
+                error = (
+                    f"Nobody approved {late[0].tool_name} within {seconds} s (limits.approvalTimeoutSeconds; "
+                    "limits.onApprovalTimeout is fail)."
+                )
+                final = await s.executions.finish(
+                    execution_id,
+                    "failed",
+                    error=error,
+                    tokens_in=execution.tokens_in,
+                    tokens_out=execution.tokens_out,
+                    cost_usd=execution.cost_usd,
+                )
                 if final is not None:
                     await s.executions.add_event(execution, "error", payload={"message": error})
-                    await s.executions.add_event(execution, "status", name="failed",
-                                                 payload={"status": "failed", "reason": error})
+                    await s.executions.add_event(
+                        execution, "status", name="failed", payload={"status": "failed", "reason": error}
+                    )
             else:
                 await s.approvals.resume(execution_id)
-            await s.audit.record(execution.team_id, "approval.expire", target_type="execution",
-                                 target_id=str(execution_id), actor_kind="system",
-                                 details={"approvals": [str(i) for i in expired_ids], "run_failed": fail})
+            await s.audit.record(
+                execution.team_id,
+                "approval.expire",
+                target_type="execution",
+                target_id=str(execution_id),
+                actor_kind="system",
+                details={"approvals": [str(i) for i in expired_ids], "run_failed": fail},
+            )
             changed.append(execution_id)
     return changed

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from coherex.knowledge.search import SearchHit
 
-RULE = ("- Passages from a knowledge search have a `ref` number: cite the ones your answer uses as "
-        "[n] (e.g. [2]), right after the statement they support.")
+RULE = (
+    "- Passages from a knowledge search have a `ref` number: cite the ones your answer uses as "
+    "[n] (e.g. [2]), right after the statement they support."
+)
 _MARK = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
 
@@ -33,11 +35,19 @@ class Citations:
             source = self.passages.get(key)
             if source is None:
                 meta = hit.metadata or {}
-                source = {"ref": len(self.passages) + 1, "title": hit.title, "source": hit.source,
-                          "section": meta.get("section") or None, "page": meta.get("page"),
-                          "document_id": str(hit.document_id), "chunk_id": key}
+                source = {
+                    "ref": len(self.passages) + 1,
+                    "title": hit.title,
+                    "source": hit.source,
+                    "section": meta.get("section") or None,
+                    "page": meta.get("page"),
+                    "document_id": str(hit.document_id),
+                    "chunk_id": key,
+                }
                 self.passages[key] = source
-            shown = {k: source[k] for k in ("ref", "title", "source", "section", "page") if source[k] is not None}
+            shown = {
+                k: source[k] for k in ("ref", "title", "source", "section", "page") if source[k] is not None
+            }
             out.append({**shown, "text": hit.content})
         return out
 
@@ -58,7 +68,7 @@ def format_sources(sources: list[dict[str, Any]]) -> str:
         title = s.get("title") or s.get("source")
         section = s.get("section") or ""
         if title and section.startswith(f"{title} > "):  # the breadcrumb repeats the document's title
-            section = section[len(title) + 3:]
+            section = section[len(title) + 3 :]
         where = ", ".join(x for x in (section, f"p. {s['page']}" if s.get("page") is not None else None) if x)
         origin = f" ({s['source']})" if s.get("source") and s.get("source") != s.get("title") else ""
         lines.append(f"- [{s['ref']}] {title}{' — ' + where if where else ''}{origin}")

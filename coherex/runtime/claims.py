@@ -130,7 +130,9 @@ class ClaimKeeper:
             return
         rows = conn.execute(
             "select id, status, worker_id, attempts, cancel_requested from public.agent_executions "
-            "where id = any(%s)", (ids,)).fetchall()
+            "where id = any(%s)",
+            (ids,),
+        ).fetchall()
         found = {r[0]: r for r in rows}
         for c in claims:
             row = found.get(c.execution_id)

@@ -61,7 +61,10 @@ def _read(path: Path) -> tuple[list[str], list[list[str]], str]:
     if not rows:
         return [], [], delimiter
     header = [h.strip() or f"column {i + 1}" for i, h in enumerate(rows[0])]
-    data = [r + [""] * (len(header) - len(r)) if len(r) < len(header) else r[:len(header)] for r in rows[1:MAX_ROWS]]
+    data = [
+        r + [""] * (len(header) - len(r)) if len(r) < len(header) else r[: len(header)]
+        for r in rows[1:MAX_ROWS]
+    ]
     return header, data, delimiter
 
 
@@ -78,7 +81,11 @@ def summarize_file(path: str | Path, question: str = "") -> dict:
         filled = [v.strip() for v in values if v.strip()]
         missing[name] = len(values) - len(filled)
         numbers = [n for v in filled if (n := _number(v)) is not None]
-        if filled and len(numbers) >= 0.9 * len(filled) and not (_PERIOD.search(name) and _ISO.match(filled[0])):
+        if (
+            filled
+            and len(numbers) >= 0.9 * len(filled)
+            and not (_PERIOD.search(name) and _ISO.match(filled[0]))
+        ):
             numeric[name] = numbers
         else:
             distinct = sorted(set(filled))
@@ -91,11 +98,18 @@ def summarize_file(path: str | Path, question: str = "") -> dict:
     for name, numbers in numeric.items():
         if not numbers:
             continue
-        s = {"count": len(numbers), "total": sum(numbers), "mean": statistics.fmean(numbers),
-             "min": min(numbers), "max": max(numbers)}
+        s = {
+            "count": len(numbers),
+            "total": sum(numbers),
+            "mean": statistics.fmean(numbers),
+            "min": min(numbers),
+            "max": max(numbers),
+        }
         stats[name] = s
-        lines.append(f"{name}: total {fmt(s['total'])}, average {fmt(s['mean'])}, min {fmt(s['min'])}, "
-                     f"max {fmt(s['max'])}.")
+        lines.append(
+            f"{name}: total {fmt(s['total'])}, average {fmt(s['mean'])}, min {fmt(s['min'])}, "
+            f"max {fmt(s['max'])}."
+        )
     groups = {}
     index = {h: i for i, h in enumerate(header)}
     for cat, distinct in categorical.items():
@@ -132,15 +146,19 @@ def summarize_file(path: str | Path, question: str = "") -> dict:
                     pair[0 if p == first else 1] += value
                 for key, (a, b) in sorted(per.items(), key=lambda kv: kv[1][1] - kv[1][0]):
                     changes[f"{num} {key}"] = {"from": a, "to": b, "change": b - a}
-                parts = [f"{k} {fmt(a)} → {fmt(b)} ({'+' if b >= a else ''}{fmt(b - a)})"
-                         for k, (a, b) in sorted(per.items(), key=lambda kv: kv[1][1] - kv[1][0])]
+                parts = [
+                    f"{k} {fmt(a)} → {fmt(b)} ({'+' if b >= a else ''}{fmt(b - a)})"
+                    for k, (a, b) in sorted(per.items(), key=lambda kv: kv[1][1] - kv[1][0])
+                ]
                 where = f" by {cat}" if cat else ""
                 lines.append(f"{num}{where} from {first} to {last}: {', '.join(parts)}.")
                 if cat and per:
                     worst = min(per.items(), key=lambda kv: kv[1][1] - kv[1][0])
                     if worst[1][1] < worst[1][0]:
-                        lines.append(f"The biggest drop in {num}: {worst[0]} ({fmt(worst[1][0])} → "
-                                     f"{fmt(worst[1][1])}, {fmt(worst[1][1] - worst[1][0])}).")
+                        lines.append(
+                            f"The biggest drop in {num}: {worst[0]} ({fmt(worst[1][0])} → "
+                            f"{fmt(worst[1][1])}, {fmt(worst[1][1] - worst[1][0])})."
+                        )
     gaps = {k: v for k, v in missing.items() if v}
     if gaps:
         lines.append("Missing values: " + ", ".join(f"{k} {v}" for k, v in gaps.items()) + ".")
@@ -158,13 +176,25 @@ def summarize_file(path: str | Path, question: str = "") -> dict:
                 lines.append(f"Unusual values in {name}: {', '.join(fmt(n) for n in far[:5])}.")
     if not gaps and not duplicates and not outliers:
         lines.append("No missing values, duplicate rows or outliers.")
-    return {"file": path.name, "rows": len(rows), "columns": header, "delimiter": delimiter, "numbers": stats,
-            "groups": groups, "changes": changes, "missing": missing, "duplicates": duplicates,
-            "outliers": outliers, "report": "\n".join(lines)}
+    return {
+        "file": path.name,
+        "rows": len(rows),
+        "columns": header,
+        "delimiter": delimiter,
+        "numbers": stats,
+        "groups": groups,
+        "changes": changes,
+        "missing": missing,
+        "duplicates": duplicates,
+        "outliers": outliers,
+        "report": "\n".join(lines),
+    }
 
 
 def sandbox_code(file: str, question: str = "") -> str:
     """Python source that prints the report of `file` (in the sandbox's working directory)."""
     source = Path(__file__).read_text(encoding="utf-8")
-    return (source + "\n\n_result = summarize_file(" + json.dumps(file) + ", " + json.dumps(question) + ")\n"
-            "print(_result['report'])\n")
+    return (
+        source + "\n\n_result = summarize_file(" + json.dumps(file) + ", " + json.dumps(question) + ")\n"
+        "print(_result['report'])\n"
+    )

@@ -77,8 +77,15 @@ def worker_id() -> str:
 
 
 class Runtime:
-    def __init__(self, db: Database, *, llm: Any = None, sandbox_opener: Any = None,
-                 settings: Settings | None = None, worker: str | None = None):
+    def __init__(
+        self,
+        db: Database,
+        *,
+        llm: Any = None,
+        sandbox_opener: Any = None,
+        settings: Settings | None = None,
+        worker: str | None = None,
+    ):
         self.db = db
         self.settings = settings or get_settings()
         self._llm = llm
@@ -95,8 +102,15 @@ class Runtime:
 
     # ------------------------------------------------------------------ creating
     async def create(
-        self, identity: Identity, team_id: UUID, agent: Agent, *, version: int | None = None,
-        trigger: str = "manual", inputs: dict[str, Any] | None = None, queue: bool = False,
+        self,
+        identity: Identity,
+        team_id: UUID,
+        agent: Agent,
+        *,
+        version: int | None = None,
+        trigger: str = "manual",
+        inputs: dict[str, Any] | None = None,
+        queue: bool = False,
     ) -> Execution:
         """A pending execution of the agent's current (or given) version, after checking inputs and
         quotas. With `queue` a worker runs it: its job commits with the row (never one without the other)."""
@@ -105,15 +119,27 @@ class Runtime:
             spec = load_spec(pinned.spec)
             clean = check_inputs(spec, inputs or {})
             await check_quota(s, team_id)
-            execution = await s.executions.create(team_id, agent.id, pinned.version, trigger=trigger, inputs=clean,
-                                                  queue=queue)
-            await s.audit.record(team_id, "execution.create", target_type="execution", target_id=str(execution.id),
-                                 details={"agent": agent.name, "version": pinned.version, "trigger": trigger})
+            execution = await s.executions.create(
+                team_id, agent.id, pinned.version, trigger=trigger, inputs=clean, queue=queue
+            )
+            await s.audit.record(
+                team_id,
+                "execution.create",
+                target_type="execution",
+                target_id=str(execution.id),
+                details={"agent": agent.name, "version": pinned.version, "trigger": trigger},
+            )
         return execution
 
     # ------------------------------------------------------------------ running
-    async def run(self, execution_id: UUID, *, listeners: list[EventListener] | None = None,
-                  retry_backend_errors: bool = False, files: dict[str, bytes] | None = None) -> Execution:
+    async def run(
+        self,
+        execution_id: UUID,
+        *,
+        listeners: list[EventListener] | None = None,
+        retry_backend_errors: bool = False,
+        files: dict[str, bytes] | None = None,
+    ) -> Execution:
         """Run a pending execution to its end. Returns the final row (or the current one if it was
         not pending: another worker has it, or it was cancelled before it started).
 
@@ -136,7 +162,9 @@ class Runtime:
         keeper = ClaimKeeper.for_database(self.db.url, self.settings.heartbeat_seconds)
         keeper.hold(claim)
         try:
-            return await self._run_claimed(claim, execution, agent, version, listeners, files, retry_backend_errors)
+            return await self._run_claimed(
+                claim, execution, agent, version, listeners, files, retry_backend_errors
+            )
         finally:
             keeper.release(claim)
 
@@ -158,9 +186,16 @@ class Runtime:
             version = await s.agents.get_version(execution.agent_id, execution.agent_version)
         return execution, agent, version
 
-    async def _run_claimed(self, claim: Claim, execution: Execution, agent: Agent | None, version: Any,
-                           listeners: list[EventListener] | None, files: dict[str, bytes],
-                           retry_backend_errors: bool) -> Execution:
+    async def _run_claimed(
+        self,
+        claim: Claim,
+        execution: Execution,
+        agent: Agent | None,
+        version: Any,
+        listeners: list[EventListener] | None,
+        files: dict[str, bytes],
+        retry_backend_errors: bool,
+    ) -> Execution:
         recorder = EventRecorder(self.db, execution, secrets=self._secrets(), listeners=list(listeners or []))
         owner = (agent.created_by if agent else None) or execution.created_by
         identity = Identity.user(owner, team_id=execution.team_id) if owner else Identity.system()
@@ -170,20 +205,31 @@ class Runtime:
         status, output, error = "failed", None, None
         try:
             spec = load_spec(version.spec)
-            ctx = RunContext(self.db, execution, identity, recorder, spec, files=files, final_attempt=not retry_left,
-                             sandbox_opener=lambda: self._open_sandbox(spec, execution))
+            ctx = RunContext(
+                self.db,
+                execution,
+                identity,
+                recorder,
+                spec,
+                files=files,
+                final_attempt=not retry_left,
+                sandbox_opener=lambda: self._open_sandbox(spec, execution),
+            )
             ctx.approvals = await approvals.Gate.load(self.db, execution)
             if ctx.approvals.resume is not None:  # it waited for approval: its totals so far
                 r = ctx.approvals.resume
                 totals.tokens_in, totals.tokens_out, totals.cost_usd = r.tokens_in, r.tokens_out, r.cost_usd
             status, output, error = await self._supervise(ctx, claim, totals)
         except _ClaimLost:
-            log.warning("execution %s: this run lost its claim (another worker has it); stopping", execution.id)
+            log.warning(
+                "execution %s: this run lost its claim (another worker has it); stopping", execution.id
+            )
             return await self._current(execution.id)
         except BackendError as exc:
             if retry_left:
-                await _record_quietly(recorder, "log", {"message": f"attempt {execution.attempts} failed: {exc}; "
-                                                                   "retrying"})
+                await _record_quietly(
+                    recorder, "log", {"message": f"attempt {execution.attempts} failed: {exc}; retrying"}
+                )
                 # pending again with a new job (one transaction): that job retries it, not this one
                 return await self._while_database_returns(lambda s: s.executions.requeue(execution.id))
             error = str(exc)
@@ -198,8 +244,11 @@ class Runtime:
         # The final state and its closing events commit together, by the claim's owner only. The
         # claim is held (heart-beating) while the database is away, so the end is written once.
         if status == "waiting_approval":  # paused durably: no worker, no sandbox until a decision
-            final, events = await self._while_database_returns(lambda s: approvals.pause(
-                s, recorder, execution, claim, output, totals, ctx.citations.passages, ctx.spec.limits))
+            final, events = await self._while_database_returns(
+                lambda s: approvals.pause(
+                    s, recorder, execution, claim, output, totals, ctx.citations.passages, ctx.spec.limits
+                )
+            )
             for event in events:
                 await recorder.announce(event)
             await approvals.notify_quietly(self.db, final, events)  # the team's approval channel, if set
@@ -208,15 +257,22 @@ class Runtime:
 
         async def finish(s):
             final = await s.executions.finish(
-                execution.id, status, output=output, error=error, tokens_in=totals.tokens_in,
-                tokens_out=totals.tokens_out, cost_usd=totals.cost_usd, claim=(claim.worker_id, claim.attempt),
+                execution.id,
+                status,
+                output=output,
+                error=error,
+                tokens_in=totals.tokens_in,
+                tokens_out=totals.tokens_out,
+                cost_usd=totals.cost_usd,
+                claim=(claim.worker_id, claim.attempt),
             )
             closing = []
             if final is not None:
                 if error:
                     closing.append(await recorder.add(s, "error", payload={"message": error}))
-                closing.append(await recorder.add(s, "status", name=status,
-                                                  payload={"status": status, "reason": error}))
+                closing.append(
+                    await recorder.add(s, "status", name=status, payload={"status": status, "reason": error})
+                )
             else:
                 final = await s.executions.get(execution.id)
             return final, closing
@@ -255,8 +311,11 @@ class Runtime:
         loop = asyncio.create_task(self._agent_loop(ctx, totals))
         watch = asyncio.create_task(_watch_claim(claim))
         try:
-            done, _ = await asyncio.wait({loop, watch}, timeout=max(limits.timeoutSeconds - used, 0.001),
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {loop, watch},
+                timeout=max(limits.timeoutSeconds - used, 0.001),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
             if loop in done:
                 try:
                     answer = loop.result()
@@ -303,17 +362,27 @@ class Runtime:
             cost = usd(result.cost_usd)
             totals.cost_usd += cost
             call_event = await recorder.record(
-                "llm_call", name=result.model or model,
-                payload={"content": result.content, "finish_reason": result.finish_reason,
-                         "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments}
-                                        for c in result.tool_calls],
-                         **({} if result.price_known else {"price_unknown": True})},
-                tokens_in=result.usage.prompt_tokens, tokens_out=result.usage.completion_tokens,
-                cost_usd=cost, duration_ms=result.duration_ms,
+                "llm_call",
+                name=result.model or model,
+                payload={
+                    "content": result.content,
+                    "finish_reason": result.finish_reason,
+                    "tool_calls": [
+                        {"id": c.id, "name": c.name, "arguments": c.arguments} for c in result.tool_calls
+                    ],
+                    **({} if result.price_known else {"price_unknown": True}),
+                },
+                tokens_in=result.usage.prompt_tokens,
+                tokens_out=result.usage.completion_tokens,
+                cost_usd=cost,
+                duration_ms=result.duration_ms,
             )
             if totals.cost_usd >= limits.maxCostUsd:
-                raise _Stop("failed", f"Stopped: the run cost ${totals.cost_usd:.4f}, reaching "
-                                      f"limits.maxCostUsd (${limits.maxCostUsd}).")
+                raise _Stop(
+                    "failed",
+                    f"Stopped: the run cost ${totals.cost_usd:.4f}, reaching "
+                    f"limits.maxCostUsd (${limits.maxCostUsd}).",
+                )
             messages.append(result.to_message())
             if not result.tool_calls:
                 return result.content or ""
@@ -321,15 +390,21 @@ class Runtime:
                 gate.pause_if_asked(toolbox, _step, result, call_event.seq, messages)  # raises Paused
             for call in result.tool_calls:
                 await self._tool_step(ctx, toolbox, call, call_event.seq, messages)
-        raise _Stop("failed", f"Stopped after {limits.maxSteps} steps without a final answer (limits.maxSteps).")
+        raise _Stop(
+            "failed", f"Stopped after {limits.maxSteps} steps without a final answer (limits.maxSteps)."
+        )
 
-    async def _tool_step(self, ctx: RunContext, toolbox: ToolBox, call: Any, parent_seq: int,
-                         messages: list[dict[str, Any]]) -> None:
+    async def _tool_step(
+        self, ctx: RunContext, toolbox: ToolBox, call: Any, parent_seq: int, messages: list[dict[str, Any]]
+    ) -> None:
         recorder, gate = ctx.recorder, ctx.approvals
         started = time.perf_counter()
-        tool_event = await recorder.record("tool_call", name=call.name, parent_seq=parent_seq,
-                                           payload={"id": call.id, "arguments": call.arguments,
-                                                    **(gate.describe(call) if gate else {})})
+        tool_event = await recorder.record(
+            "tool_call",
+            name=call.name,
+            parent_seq=parent_seq,
+            payload={"id": call.id, "arguments": call.arguments, **(gate.describe(call) if gate else {})},
+        )
         try:
             if gate is not None:  # approval rules and decisions (an approved call runs at most once)
                 text, ok = await gate.call(toolbox, call, tool_event.seq), True
@@ -337,9 +412,13 @@ class Runtime:
                 text, ok = await toolbox.call(call.name, call.arguments, tool_event.seq), True
         except ToolFailed as exc:
             text, ok = f"Error: {exc}", False
-        await recorder.record("tool_result", name=call.name, parent_seq=tool_event.seq,
-                              payload={"ok": ok, "content": text},
-                              duration_ms=(time.perf_counter() - started) * 1000)
+        await recorder.record(
+            "tool_result",
+            name=call.name,
+            parent_seq=tool_event.seq,
+            payload={"ok": ok, "content": text},
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
         # what the model reads back is redacted like the stored step (a tool may echo a secret)
         messages.append({"role": "tool", "tool_call_id": call.id, "content": recorder.redact(text)})
 
@@ -360,17 +439,22 @@ class Runtime:
         # the data stack (numpy, pandas, matplotlib, plotly) preinstalled.
         if runtime and runtime.packages and self.settings.sandbox == "e2b":
             done = await sandbox.commands.run(
-                "pip install --quiet " + " ".join(shlex.quote(p) for p in runtime.packages), timeout=300)
+                "pip install --quiet " + " ".join(shlex.quote(p) for p in runtime.packages), timeout=300
+            )
             if done.exit_code != 0:  # code that imports them would fail later, less clearly
                 await _kill_quietly(sandbox)
                 why = " ".join((done.stderr or done.stdout or "").strip().splitlines()[-2:])
-                raise UserError(f"Installing runtime.packages ({', '.join(runtime.packages)}) failed: {why[-500:]}",
-                                hint="Check the names and versions in the spec; the sandbox must reach PyPI.")
+                raise UserError(
+                    f"Installing runtime.packages ({', '.join(runtime.packages)}) failed: {why[-500:]}",
+                    hint="Check the names and versions in the spec; the sandbox must reach PyPI.",
+                )
         return sandbox
 
     def _secrets(self) -> list[str]:
         s = self.settings
-        return [v.get_secret_value() for v in (s.openai_api_key, s.e2b_api_key, s.secret_key, s.database_url) if v]
+        return [
+            v.get_secret_value() for v in (s.openai_api_key, s.e2b_api_key, s.secret_key, s.database_url) if v
+        ]
 
     # ------------------------------------------------------------------ control
     async def stop(self, identity: Identity, execution_id: UUID) -> Execution:
@@ -378,14 +462,19 @@ class Runtime:
             row = await s.executions.request_cancel(execution_id)
             if row is None:
                 raise NotFound(f"Execution {execution_id} was not found (or you cannot see it).")
-            await s.audit.record(row.team_id, "execution.stop", target_type="execution", target_id=str(row.id))
+            await s.audit.record(
+                row.team_id, "execution.stop", target_type="execution", target_id=str(row.id)
+            )
         return row
 
-    async def recover_stale(self, *, older_than_seconds: float | None = None, max_attempts: int | None = None
-                            ) -> list[Execution]:
+    async def recover_stale(
+        self, *, older_than_seconds: float | None = None, max_attempts: int | None = None
+    ) -> list[Execution]:
         """Executions whose worker died (3 missed heartbeats): back to `pending` for a retry, or
         `failed` after max_attempts."""
-        older_than_seconds = 3 * self.settings.heartbeat_seconds if older_than_seconds is None else older_than_seconds
+        older_than_seconds = (
+            3 * self.settings.heartbeat_seconds if older_than_seconds is None else older_than_seconds
+        )
         max_attempts = max_attempts or self.settings.max_attempts
         changed = []
         async with self.db.session(Identity.system()) as s:
@@ -394,8 +483,13 @@ class Runtime:
                     row = await s.executions.requeue(ex.id)
                 else:
                     row = await s.executions.finish(
-                        ex.id, "failed", error=f"Its worker stopped responding {ex.attempts} times; giving up.",
-                        tokens_in=ex.tokens_in, tokens_out=ex.tokens_out, cost_usd=ex.cost_usd)
+                        ex.id,
+                        "failed",
+                        error=f"Its worker stopped responding {ex.attempts} times; giving up.",
+                        tokens_in=ex.tokens_in,
+                        tokens_out=ex.tokens_out,
+                        cost_usd=ex.cost_usd,
+                    )
                 if row is not None:
                     changed.append(row)
         return changed
@@ -417,7 +511,8 @@ def system_prompt(spec: AgentSpec, inputs: dict[str, Any]) -> str:
     template = (PROMPTS / "runtime_system.md").read_text()
     uses_knowledge = any(ref.use == "knowledge.search" for ref in spec.spec.tools or [])
     return template.format(
-        name=spec.metadata.name, description=spec.metadata.description or "",
+        name=spec.metadata.name,
+        description=spec.metadata.description or "",
         instructions=render_instructions(spec, inputs),
         knowledge_rule=("\n" + CITATION_RULE) if uses_knowledge else "",
     )
@@ -444,8 +539,11 @@ def user_prompt(inputs: dict[str, Any]) -> str:
 def check_inputs(spec: AgentSpec, given: dict[str, Any]) -> dict[str, Any]:
     """Inputs with defaults filled in; unknown, missing or mistyped ones are a UserError naming each."""
     declared = spec.spec.inputs or {}
-    problems = [f"unknown input {k!r} (this agent takes: {', '.join(declared) or 'no inputs'})"
-                for k in given if k not in declared]
+    problems = [
+        f"unknown input {k!r} (this agent takes: {', '.join(declared) or 'no inputs'})"
+        for k in given
+        if k not in declared
+    ]
     out: dict[str, Any] = {}
     for name, decl in declared.items():
         if name in given:
@@ -460,7 +558,9 @@ def check_inputs(spec: AgentSpec, given: dict[str, Any]) -> dict[str, Any]:
         elif decl.default is not None:
             out[name] = decl.default
         else:
-            problems.append(f"input {name!r} is required" + (f" ({decl.description})" if decl.description else ""))
+            problems.append(
+                f"input {name!r} is required" + (f" ({decl.description})" if decl.description else "")
+            )
     if problems:
         raise UserError("Cannot start the run:\n  " + "\n  ".join(problems))
     return out
@@ -477,10 +577,13 @@ def _coerce(value: Any, json_type: str) -> Any:
             value = json.loads(value)
         except ValueError:
             return None
-    checks = {"integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-              "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-              "boolean": lambda v: isinstance(v, bool), "array": lambda v: isinstance(v, list),
-              "object": lambda v: isinstance(v, dict)}
+    checks = {
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "boolean": lambda v: isinstance(v, bool),
+        "array": lambda v: isinstance(v, list),
+        "object": lambda v: isinstance(v, dict),
+    }
     return value if checks.get(json_type, lambda v: True)(value) else None
 
 
@@ -492,11 +595,13 @@ async def check_quota(session, team_id: UUID) -> None:
     if team.quota_executions_month is not None and usage.executions >= team.quota_executions_month:
         raise QuotaExceeded(
             f"Team {team.slug} has used its {team.quota_executions_month} executions for this month.",
-            hint="An admin can raise the quota (`coherex teams quota`), or wait for next month.")
+            hint="An admin can raise the quota (`coherex teams quota`), or wait for next month.",
+        )
     if team.quota_cost_month_usd is not None and usage.cost_usd >= team.quota_cost_month_usd:
         raise QuotaExceeded(
             f"Team {team.slug} has spent ${usage.cost_usd:.2f} of its ${team.quota_cost_month_usd:.2f} monthly budget.",
-            hint="An admin can raise the budget, or wait for next month.")
+            hint="An admin can raise the budget, or wait for next month.",
+        )
 
 
 async def _kill_quietly(sandbox: Any) -> None:

@@ -40,23 +40,57 @@ class EventRecorder:
     listeners: list[EventListener] = field(default_factory=list)
 
     async def record(
-        self, type: str, *, name: str = "", payload: dict[str, Any] | None = None, parent_seq: int | None = None,
-        tokens_in: int = 0, tokens_out: int = 0, cost_usd: float | Decimal = 0, duration_ms: float | None = None,
+        self,
+        type: str,
+        *,
+        name: str = "",
+        payload: dict[str, Any] | None = None,
+        parent_seq: int | None = None,
+        tokens_in: int = 0,
+        tokens_out: int = 0,
+        cost_usd: float | Decimal = 0,
+        duration_ms: float | None = None,
     ) -> Event:
         async with self.db.session(Identity.system()) as s:
-            event = await self.add(s, type, name=name, payload=payload, parent_seq=parent_seq, tokens_in=tokens_in,
-                                   tokens_out=tokens_out, cost_usd=cost_usd, duration_ms=duration_ms)
+            event = await self.add(
+                s,
+                type,
+                name=name,
+                payload=payload,
+                parent_seq=parent_seq,
+                tokens_in=tokens_in,
+                tokens_out=tokens_out,
+                cost_usd=cost_usd,
+                duration_ms=duration_ms,
+            )
         await self.announce(event)
         return event
 
-    async def add(self, session: Any, type: str, *, name: str = "", payload: dict[str, Any] | None = None,
-                  parent_seq: int | None = None, tokens_in: int = 0, tokens_out: int = 0,
-                  cost_usd: float | Decimal = 0, duration_ms: float | None = None) -> Event:
+    async def add(
+        self,
+        session: Any,
+        type: str,
+        *,
+        name: str = "",
+        payload: dict[str, Any] | None = None,
+        parent_seq: int | None = None,
+        tokens_in: int = 0,
+        tokens_out: int = 0,
+        cost_usd: float | Decimal = 0,
+        duration_ms: float | None = None,
+    ) -> Event:
         """Store an event in the caller's transaction (announce it once that commits)."""
         clean = _truncate(self.redact(payload or {}))
         return await session.executions.add_event(
-            self.execution, type, name=name, payload=clean, parent_seq=parent_seq, tokens_in=tokens_in,
-            tokens_out=tokens_out, cost_usd=cost_usd, duration_ms=int(duration_ms) if duration_ms is not None else None,
+            self.execution,
+            type,
+            name=name,
+            payload=clean,
+            parent_seq=parent_seq,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cost_usd=cost_usd,
+            duration_ms=int(duration_ms) if duration_ms is not None else None,
         )
 
     def redact(self, value: Any) -> Any:

@@ -13,10 +13,62 @@ from typing import Any
 
 _WORD = re.compile(r"[a-z0-9]+")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
-_STOP = {"a", "an", "the", "of", "to", "in", "on", "for", "and", "or", "is", "are", "was", "be", "do", "does", "did",
-         "what", "which", "who", "whom", "how", "when", "where", "why", "our", "we", "i", "my", "me", "you", "your",
-         "it", "its", "this", "that", "there", "can", "could", "should", "would", "will", "with", "at", "by", "from",
-         "as", "about", "any", "get", "have", "has", "many", "much"}
+_STOP = {
+    "a",
+    "an",
+    "the",
+    "of",
+    "to",
+    "in",
+    "on",
+    "for",
+    "and",
+    "or",
+    "is",
+    "are",
+    "was",
+    "be",
+    "do",
+    "does",
+    "did",
+    "what",
+    "which",
+    "who",
+    "whom",
+    "how",
+    "when",
+    "where",
+    "why",
+    "our",
+    "we",
+    "i",
+    "my",
+    "me",
+    "you",
+    "your",
+    "it",
+    "its",
+    "this",
+    "that",
+    "there",
+    "can",
+    "could",
+    "should",
+    "would",
+    "will",
+    "with",
+    "at",
+    "by",
+    "from",
+    "as",
+    "about",
+    "any",
+    "get",
+    "have",
+    "has",
+    "many",
+    "much",
+}
 _FIGURE = re.compile(r"\d")
 MAX_SENTENCES = 2
 
@@ -29,7 +81,9 @@ def extract_answer(question: str, passages: list[dict[str, Any]]) -> dict[str, A
     """`passages` as `Citations.add` returns them (ref, title, text). Returns the answer text (with
     [n] marks) and the sources it cites."""
     asked = _stems(question)
-    wants_figure = bool(re.search(r"\b(how (many|much|long|often)|when|what date|what time)\b", question.lower()))
+    wants_figure = bool(
+        re.search(r"\b(how (many|much|long|often)|when|what date|what time)\b", question.lower())
+    )
     scored = []
     for rank, passage in enumerate(passages[:5]):
         for sentence in _SENTENCE.split(passage.get("text") or ""):
@@ -38,8 +92,11 @@ def extract_answer(question: str, passages: list[dict[str, Any]]) -> dict[str, A
             if len(sentence) < 12 or not words:
                 continue
             overlap = len(asked & words)
-            score = overlap / (len(words) ** 0.5) + (0.5 if wants_figure and _FIGURE.search(sentence) else 0) \
+            score = (
+                overlap / (len(words) ** 0.5)
+                + (0.5 if wants_figure and _FIGURE.search(sentence) else 0)
                 - 0.05 * rank
+            )
             if overlap:
                 scored.append((score, sentence, passage))
     scored.sort(key=lambda s: -s[0])

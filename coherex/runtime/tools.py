@@ -35,7 +35,12 @@ def with_file_input(spec: AgentSpec, inputs: dict[str, Any], files: list[str]) -
     caller set it: a file passed to a run (`coherex run --file`) is the file it reads, not the
     template's default."""
     declared = spec.spec.inputs or {}
-    if files and FILE_INPUT in declared and FILE_INPUT not in inputs and declared[FILE_INPUT].type == "string":
+    if (
+        files
+        and FILE_INPUT in declared
+        and FILE_INPUT not in inputs
+        and declared[FILE_INPUT].type == "string"
+    ):
         return {**inputs, FILE_INPUT: files[0]}
     return inputs
 
@@ -52,15 +57,15 @@ class PlatformFailed(BackendError):
 class RunContext:
     db: Database
     execution: Execution
-    identity: Identity          # the run's data identity: its owner, narrowed to the team
+    identity: Identity  # the run's data identity: its owner, narrowed to the team
     recorder: EventRecorder
     spec: AgentSpec
-    sandbox: Any = None         # opened on the first python call
+    sandbox: Any = None  # opened on the first python call
     sandbox_opener: Any = None  # async () -> sandbox
     files: dict[str, bytes] = field(default_factory=dict)  # put in the sandbox's working directory
     citations: Citations = field(default_factory=Citations)  # passages read, numbered for [n] citations
     final_attempt: bool = True  # no retry left: a platform failure is told to the model instead of retried
-    approvals: Any = None       # runtime.approvals.Gate: approval rules, decisions of a resumed step
+    approvals: Any = None  # runtime.approvals.Gate: approval rules, decisions of a resumed step
 
     async def get_sandbox(self) -> Any:
         if self.sandbox is None:
@@ -82,11 +87,14 @@ class BoundTool:
         return self.ref.tool_name
 
     def definition(self) -> dict[str, Any]:
-        return {"type": "function", "function": {
-            "name": self.name,
-            "description": self.info.description,
-            "parameters": self.info.llm_parameters(self.ref.with_),
-        }}
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.info.description,
+                "parameters": self.info.llm_parameters(self.ref.with_),
+            },
+        }
 
 
 @dataclass
@@ -131,7 +139,9 @@ class ToolBox:
                 # the platform failed, not the agent: the run is retried; only its last attempt tells the model
                 if not self.ctx.final_attempt:
                     raise PlatformFailed(f"{tool.info.name}: {exc}") from exc
-                raise ToolFailed(f"The platform failed to run {tool.info.name} ({exc}); no retry is left.") from exc
+                raise ToolFailed(
+                    f"The platform failed to run {tool.info.name} ({exc}); no retry is left."
+                ) from exc
             raise ToolFailed(str(exc)) from exc
         text = result if isinstance(result, str) else json.dumps(result, default=str, ensure_ascii=False)
         if len(text) > _MAX_RESULT_CHARS:
@@ -162,16 +172,22 @@ class ToolBox:
         finally:
             lines.put_nowait(None)
             await asyncio.shield(writer)
-        await recorder.record("code", name="python", parent_seq=parent_seq,
-                              payload={"code": code, "results": result.results, "error": result.error},
-                              duration_ms=(time.perf_counter() - started) * 1000)
+        await recorder.record(
+            "code",
+            name="python",
+            parent_seq=parent_seq,
+            payload={"code": code, "results": result.results, "error": result.error},
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
         if result.error:
             # The code raised (a SyntaxError, a missing file, ...): the call failed, whatever it
             # printed before. The model gets the error and the output so it can try again.
             raise ToolFailed(_code_error(result.error, result.stdout, result.stderr))
         out: dict[str, Any] = {"stdout": result.stdout, "stderr": result.stderr}
         if result.results:
-            out["results"] = [r.get("text") or ", ".join(k for k in r if k != "is_main_result") for r in result.results]
+            out["results"] = [
+                r.get("text") or ", ".join(k for k in r if k != "is_main_result") for r in result.results
+            ]
         return out
 
     async def _csv_summary(self, args: dict[str, Any], parent_seq: int) -> str:
@@ -179,9 +195,15 @@ class ToolBox:
         from coherex.runtime.csv_summary import sandbox_code
 
         uploads = sorted(self.ctx.files)
-        name = args.get("file") or self.ctx.execution.inputs.get("file") or (uploads[0] if len(uploads) == 1 else None)
+        name = (
+            args.get("file")
+            or self.ctx.execution.inputs.get("file")
+            or (uploads[0] if len(uploads) == 1 else None)
+        )
         if not isinstance(name, str) or not name.strip():
-            raise ToolFailed("csv.summarize needs a file: upload a CSV for the run, or give its name as `file`.")
+            raise ToolFailed(
+                "csv.summarize needs a file: upload a CSV for the run, or give its name as `file`."
+            )
         name = name.strip().replace("\\", "/").rsplit("/", 1)[-1]
         if uploads and name not in self.ctx.files:
             raise ToolFailed(f"There is no uploaded file {name!r}; the uploads are: {', '.join(uploads)}.")
@@ -197,10 +219,16 @@ class ToolBox:
         if not isinstance(query, str) or not query.strip():
             raise ToolFailed("knowledge.search needs a `query` string.")
         if not tool.ref.collection:  # refused when a spec is validated now; versions saved before may lack it
-            raise ToolFailed("This agent's knowledge.search names no collection to search: add "
-                             "`collection: <name>` to the tool in the spec and save a new version.")
+            raise ToolFailed(
+                "This agent's knowledge.search names no collection to search: add "
+                "`collection: <name>` to the tool in the spec and save a new version."
+            )
         hits = await knowledge_search(
-            self.ctx.db, self.ctx.identity, self.ctx.execution.team_id, tool.ref.collection, query,
+            self.ctx.db,
+            self.ctx.identity,
+            self.ctx.execution.team_id,
+            tool.ref.collection,
+            query,
             int(args.get("top_k") or 5),
         )
         return self.ctx.citations.add(hits)
@@ -221,14 +249,21 @@ class ToolBox:
         from coherex.integrations import invoke_tool
 
         return await invoke_tool(
-            self.ctx.db, team_id=self.ctx.execution.team_id, agent_id=self.ctx.execution.agent_id,
-            tool_name=tool.info.name, data_source=tool.ref.dataSource, args=args,
+            self.ctx.db,
+            team_id=self.ctx.execution.team_id,
+            agent_id=self.ctx.execution.agent_id,
+            tool_name=tool.info.name,
+            data_source=tool.ref.dataSource,
+            args=args,
         )
 
 
 def _platform_failure(exc: Exception) -> bool:
     """The sandbox service or the platform's database failed (an integration's own outage is the tool's)."""
-    from coherex.sandbox.errors import SandboxError, SandboxNotFound  # imported when needed: the SDK is slow to load
+    from coherex.sandbox.errors import (
+        SandboxError,
+        SandboxNotFound,
+    )  # imported when needed: the SDK is slow to load
 
     return isinstance(exc, (SandboxError, SandboxNotFound, DatabaseUnavailable))
 

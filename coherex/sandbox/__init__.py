@@ -84,8 +84,14 @@ async def open_sandbox(
     """A fresh sandbox (never a reused one). Kill it when done, or use `async with`."""
     from coherex.sandbox.e2b_client import create
 
-    return await create(settings or get_settings(), template=template, timeout=timeout, envs=envs,
-                        metadata=metadata, allow_network=allow_network)
+    return await create(
+        settings or get_settings(),
+        template=template,
+        timeout=timeout,
+        envs=envs,
+        metadata=metadata,
+        allow_network=allow_network,
+    )
 
 
 async def health(settings: Settings | None = None) -> dict[str, Any]:
@@ -99,7 +105,19 @@ async def health(settings: Settings | None = None) -> dict[str, Any]:
 from coherex.sandbox.e2b_client import Sandbox  # noqa: E402
 
 __all__ = [
-    "CodeError", "CodeResult", "CommandFailed", "CommandResult", "FileEntry", "OutputHandler", "Sandbox",
-    "SandboxAuthError", "SandboxError", "SandboxInvalidInput", "SandboxNotFound", "SandboxTimeout",
-    "SandboxUnavailable", "health", "open_sandbox",
+    "CodeError",
+    "CodeResult",
+    "CommandFailed",
+    "CommandResult",
+    "FileEntry",
+    "OutputHandler",
+    "Sandbox",
+    "SandboxAuthError",
+    "SandboxError",
+    "SandboxInvalidInput",
+    "SandboxNotFound",
+    "SandboxTimeout",
+    "SandboxUnavailable",
+    "health",
+    "open_sandbox",
 ]

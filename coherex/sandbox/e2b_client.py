@@ -34,8 +34,10 @@ def connection_options(settings: Settings) -> dict[str, Any]:
     """SDK options for the configured backend. Settings only: no code differs between them."""
     if settings.sandbox == "e2b":
         if settings.e2b_api_key is None:
-            raise SandboxUnavailable("the e2b sandbox backend needs an API key",
-                                     hint="set E2B_API_KEY, or COHEREX_SANDBOX=local for the local sandbox")
+            raise SandboxUnavailable(
+                "the e2b sandbox backend needs an API key",
+                hint="set E2B_API_KEY, or COHEREX_SANDBOX=local for the local sandbox",
+            )
         opts: dict[str, Any] = {"api_key": settings.e2b_api_key.get_secret_value()}
         if settings.e2b_domain:
             opts["domain"] = settings.e2b_domain
@@ -68,8 +70,10 @@ def _mapped(settings: Settings, action: str) -> Iterator[None]:
     try:
         yield
     except (e2b_exc.AuthenticationException,) as exc:
-        raise SandboxAuthError(f"{_where(settings)} rejected the credentials while trying to {action}: {exc}",
-                               hint="check E2B_API_KEY (cloud) or restart the local server") from None
+        raise SandboxAuthError(
+            f"{_where(settings)} rejected the credentials while trying to {action}: {exc}",
+            hint="check E2B_API_KEY (cloud) or restart the local server",
+        ) from None
     except (e2b_exc.SandboxNotRunningException, e2b_exc.SandboxNotFoundException) as exc:
         raise SandboxNotFound(f"cannot {action}: the sandbox is not running ({_short(exc)})") from None
     except e2b_exc.FileNotFoundException as exc:
@@ -81,12 +85,14 @@ def _mapped(settings: Settings, action: str) -> Iterator[None]:
     except e2b_exc.TimeoutException as exc:
         if "sandbox timeout" in str(exc) or "502" in str(exc):
             raise SandboxNotFound(f"cannot {action}: the sandbox is not running ({_short(exc)})") from None
-        raise SandboxTimeout(f"timed out trying to {action}: {_short(exc)}",
-                             hint="pass a longer timeout") from None
+        raise SandboxTimeout(
+            f"timed out trying to {action}: {_short(exc)}", hint="pass a longer timeout"
+        ) from None
     except (httpx.TransportError, ConnectionError, OSError) as exc:
-        raise SandboxUnavailable(f"cannot reach {_where(settings)} to {action}: {exc}",
-                                 hint="start it with `coherex sandbox serve`, or check COHEREX_SANDBOX_PORT / "
-                                 "E2B_API_KEY") from None
+        raise SandboxUnavailable(
+            f"cannot reach {_where(settings)} to {action}: {exc}",
+            hint="start it with `coherex sandbox serve`, or check COHEREX_SANDBOX_PORT / E2B_API_KEY",
+        ) from None
     except e2b_exc.SandboxException as exc:
         raise SandboxError(f"the sandbox failed to {action}: {_short(exc)}") from None
 
@@ -102,14 +108,25 @@ async def _call(handler: Callable[[str], Awaitable[None] | None] | None, text: s
             await out
 
 
-async def create(settings: Settings, *, template: str | None, timeout: int, envs: dict[str, str] | None,
-                 metadata: dict[str, str] | None, allow_network: bool) -> Sandbox:
+async def create(
+    settings: Settings,
+    *,
+    template: str | None,
+    timeout: int,
+    envs: dict[str, str] | None,
+    metadata: dict[str, str] | None,
+    allow_network: bool,
+) -> Sandbox:
     if not isinstance(timeout, int) or timeout <= 0:
         raise SandboxInvalidInput(f"sandbox timeout must be a positive number of seconds, not {timeout!r}")
     with _mapped(settings, "create a sandbox"):
         sdk = await AsyncSandbox.create(
-            template=template, timeout=timeout, envs=envs, metadata=metadata,
-            allow_internet_access=allow_network, **connection_options(settings),
+            template=template,
+            timeout=timeout,
+            envs=envs,
+            metadata=metadata,
+            allow_internet_access=allow_network,
+            **connection_options(settings),
         )
     return Sandbox(sdk, settings)
 
@@ -127,12 +144,19 @@ async def backend_health(settings: Settings) -> dict[str, Any]:
         async with httpx.AsyncClient(timeout=5) as client:
             r = await client.get(f"{opts['api_url']}/health", headers={"X-API-KEY": opts["api_key"]})
     if r.status_code == 401:
-        raise SandboxAuthError(f"{_where(settings)} rejected the API key",
-                               hint=f"the key is read from {settings.data_path}/sandbox/api_key")
+        raise SandboxAuthError(
+            f"{_where(settings)} rejected the API key",
+            hint=f"the key is read from {settings.data_path}/sandbox/api_key",
+        )
     if r.status_code != 200:
         raise SandboxUnavailable(f"{_where(settings)} answered {r.status_code} to a health check")
-    return {"backend": settings.sandbox, "ok": True, "url": opts["api_url"],
-            "latency_ms": round((time.perf_counter() - started) * 1000, 1), **r.json()}
+    return {
+        "backend": settings.sandbox,
+        "ok": True,
+        "url": opts["api_url"],
+        "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+        **r.json(),
+    }
 
 
 class _Files:
@@ -162,14 +186,25 @@ class _Commands:
     def __init__(self, box: Sandbox):
         self._box = box
 
-    async def run(self, cmd: str, *, timeout: float = 60, envs: dict[str, str] | None = None,
-                  cwd: str | None = None, on_stdout: api.OutputHandler | None = None,
-                  on_stderr: api.OutputHandler | None = None, check: bool = False) -> api.CommandResult:
+    async def run(
+        self,
+        cmd: str,
+        *,
+        timeout: float = 60,
+        envs: dict[str, str] | None = None,
+        cwd: str | None = None,
+        on_stdout: api.OutputHandler | None = None,
+        on_stderr: api.OutputHandler | None = None,
+        check: bool = False,
+    ) -> api.CommandResult:
         """Run a shell command (`bash -l -c`). A non-zero exit is a result unless `check=True`."""
         with _mapped(self._box._settings, f"run `{cmd[:60]}`"):
             try:
                 r = await self._box._sdk.commands.run(
-                    cmd, timeout=timeout, envs=envs, cwd=cwd,
+                    cmd,
+                    timeout=timeout,
+                    envs=envs,
+                    cwd=cwd,
                     on_stdout=(lambda s: _call(on_stdout, s)) if on_stdout else None,
                     on_stderr=(lambda s: _call(on_stderr, s)) if on_stderr else None,
                 )
@@ -177,8 +212,12 @@ class _Commands:
                 r = exc
         result = api.CommandResult(exit_code=r.exit_code, stdout=r.stdout or "", stderr=r.stderr or "")
         if check and result.exit_code != 0:
-            raise api.CommandFailed(f"`{cmd[:60]}` exited with {result.exit_code}: {result.stderr[-500:]}",
-                                    exit_code=result.exit_code, stdout=result.stdout, stderr=result.stderr)
+            raise api.CommandFailed(
+                f"`{cmd[:60]}` exited with {result.exit_code}: {result.stderr[-500:]}",
+                exit_code=result.exit_code,
+                stdout=result.stdout,
+                stderr=result.stderr,
+            )
         return result
 
 
@@ -195,9 +234,14 @@ class Sandbox:
     def id(self) -> str:
         return self._sdk.sandbox_id
 
-    async def run_code(self, code: str, *, on_stdout: api.OutputHandler | None = None,
-                       on_stderr: api.OutputHandler | None = None,
-                       timeout: float = api.DEFAULT_CODE_TIMEOUT_S) -> api.CodeResult:
+    async def run_code(
+        self,
+        code: str,
+        *,
+        on_stdout: api.OutputHandler | None = None,
+        on_stderr: api.OutputHandler | None = None,
+        timeout: float = api.DEFAULT_CODE_TIMEOUT_S,
+    ) -> api.CodeResult:
         """Run Python in this sandbox's one stateful namespace.
 
         The user's exceptions, and code stopped at `timeout` (interrupted on the server side, the
@@ -220,16 +264,22 @@ class Sandbox:
             except e2b_exc.TimeoutException as exc:
                 if "502" in str(exc) or "sandbox timeout" in str(exc):
                     raise
-                return api.CodeResult(error={
-                    "name": "TimeoutError",
-                    "value": f"the code ran longer than {timeout:g} s and was stopped",
-                    "traceback": "",
-                })
+                return api.CodeResult(
+                    error={
+                        "name": "TimeoutError",
+                        "value": f"the code ran longer than {timeout:g} s and was stopped",
+                        "traceback": "",
+                    }
+                )
         return api.CodeResult(
-            stdout="".join(ex.logs.stdout), stderr="".join(ex.logs.stderr),
+            stdout="".join(ex.logs.stdout),
+            stderr="".join(ex.logs.stderr),
             results=[_result_dict(r) for r in ex.results],
-            error=({"name": ex.error.name, "value": ex.error.value, "traceback": ex.error.traceback}
-                   if ex.error else None),
+            error=(
+                {"name": ex.error.name, "value": ex.error.value, "traceback": ex.error.traceback}
+                if ex.error
+                else None
+            ),
             execution_count=ex.execution_count,
         )
 
@@ -259,8 +309,20 @@ class Sandbox:
         await self.kill()
 
 
-_FORMATS = ("text", "html", "markdown", "svg", "png", "jpeg", "pdf", "latex", "json", "javascript", "data",
-            "extra")
+_FORMATS = (
+    "text",
+    "html",
+    "markdown",
+    "svg",
+    "png",
+    "jpeg",
+    "pdf",
+    "latex",
+    "json",
+    "javascript",
+    "data",
+    "extra",
+)
 
 
 def _result_dict(r: Any) -> dict[str, Any]:

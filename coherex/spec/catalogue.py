@@ -71,8 +71,9 @@ _BUILTIN: list[ToolInfo] = [
         "Summarise an uploaded CSV file with the platform's fixed analysis (run in the sandbox): rows and "
         "columns, totals, averages and ranges, totals per category, changes between the first and last "
         "period, missing values, duplicates and outliers. Returns a short report with the real figures.",
-        parameters=_obj({"file": _s("the uploaded file's name; by default the run's `file` input or its only "
-                                    "upload")}),
+        parameters=_obj(
+            {"file": _s("the uploaded file's name; by default the run's `file` input or its only upload")}
+        ),
     ),
     ToolInfo(
         "knowledge.search",

@@ -131,7 +131,9 @@ def decode(data: bytes | str) -> str:
     try:
         size = len(data.encode() if isinstance(data, str) else data)
     except UnicodeEncodeError as exc:  # a lone surrogate, e.g. "\ud800" in a JSON string
-        raise SpecFormatError(f"text is not valid Unicode (an unpaired surrogate at character {exc.start})") from None
+        raise SpecFormatError(
+            f"text is not valid Unicode (an unpaired surrogate at character {exc.start})"
+        ) from None
     if size > MAX_BYTES:
         raise SpecFormatError(
             f"file is too large ({size:,} bytes; a spec may have at most {MAX_BYTES:,})",

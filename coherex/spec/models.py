@@ -80,11 +80,18 @@ class ApprovalRules(_Model):
     a mapping argument → pattern that matches when every listed argument matches, or a list of such
     mappings that matches when any does."""
 
-    deny: ArgPatterns | list[ArgPatterns] | None = Field(None, description="refuse calls whose arguments match")
-    when: ArgPatterns | list[ArgPatterns] | None = Field(None, description="ask a person when the arguments match")
-    allow: ArgPatterns | list[ArgPatterns] | None = Field(None, description="run without asking when they match")
+    deny: ArgPatterns | list[ArgPatterns] | None = Field(
+        None, description="refuse calls whose arguments match"
+    )
+    when: ArgPatterns | list[ArgPatterns] | None = Field(
+        None, description="ask a person when the arguments match"
+    )
+    allow: ArgPatterns | list[ArgPatterns] | None = Field(
+        None, description="run without asking when they match"
+    )
     otherwise: ApprovalMode | None = Field(
-        None, description="when no rule matches; default never, or always when only allow is given")
+        None, description="when no rule matches; default never, or always when only allow is given"
+    )
 
     def rules(self, name: str) -> list[ArgPatterns]:
         value = getattr(self, name)
@@ -115,8 +122,10 @@ class ToolRef(_Model):
     )
     collection: str | None = Field(None, min_length=1, description="knowledge collection (knowledge.* tools)")
     approval: ApprovalMode | ApprovalRules | None = Field(
-        None, description="whether a person approves each call before it runs: always, never, writes (only "
-        "tools that change data), or rules on its arguments; default never (a team may make it writes)")
+        None,
+        description="whether a person approves each call before it runs: always, never, writes (only "
+        "tools that change data), or rules on its arguments; default never (a team may make it writes)",
+    )
 
     @field_validator("approval", mode="before")
     @classmethod
@@ -125,21 +134,36 @@ class ToolRef(_Model):
         if value is None or (isinstance(value, str) and value in ("always", "never", "writes")):
             return value
         if not isinstance(value, dict):
-            raise PydanticCustomError("approval", "should be always, never, writes or a mapping of rules "
-                                      "(deny, when, allow, otherwise), found {value}", {"value": repr(value)})
+            raise PydanticCustomError(
+                "approval",
+                "should be always, never, writes or a mapping of rules "
+                "(deny, when, allow, otherwise), found {value}",
+                {"value": repr(value)},
+            )
         for key, rule in value.items():
             if key == "otherwise":
                 if rule not in ("always", "never", "writes"):
-                    raise PydanticCustomError("approval", "otherwise should be always, never or writes, found "
-                                              "{value}", {"value": repr(rule)})
+                    raise PydanticCustomError(
+                        "approval",
+                        "otherwise should be always, never or writes, found {value}",
+                        {"value": repr(rule)},
+                    )
             elif key not in ("deny", "when", "allow"):
-                raise PydanticCustomError("approval", "unknown rule {key}: rules are deny, when, allow and "
-                                          "otherwise", {"key": repr(key)})
-            elif not all(isinstance(m, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in m.items())
-                         for m in (rule if isinstance(rule, list) else [rule])):
                 raise PydanticCustomError(
-                    "approval", "{key} should map argument names to patterns, e.g. {example}, or be a list of such "
-                    "mappings; found {value}", {"key": key, "example": "sql: 'delete*'", "value": repr(rule)})
+                    "approval",
+                    "unknown rule {key}: rules are deny, when, allow and otherwise",
+                    {"key": repr(key)},
+                )
+            elif not all(
+                isinstance(m, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in m.items())
+                for m in (rule if isinstance(rule, list) else [rule])
+            ):
+                raise PydanticCustomError(
+                    "approval",
+                    "{key} should map argument names to patterns, e.g. {example}, or be a list of such "
+                    "mappings; found {value}",
+                    {"key": key, "example": "sql: 'delete*'", "value": repr(rule)},
+                )
         return value
 
     @property
@@ -205,10 +229,13 @@ class Limits(_Model):
     maxSteps: int = Field(20, ge=1, le=500, description="LLM calls per run")
     timeoutSeconds: int = Field(300, ge=1, le=86_400)
     maxCostUsd: float = Field(1.0, ge=0, le=1000, description="the run stops when its LLM cost reaches this")
-    approvalTimeoutSeconds: int = Field(86_400, ge=1, le=30 * 86_400,
-                                        description="how long a tool call waits for a person's approval")
+    approvalTimeoutSeconds: int = Field(
+        86_400, ge=1, le=30 * 86_400, description="how long a tool call waits for a person's approval"
+    )
     onApprovalTimeout: Literal["reject", "fail"] = Field(
-        "reject", description="when nobody decided in time: reject the call (the model is told) or fail the run")
+        "reject",
+        description="when nobody decided in time: reject the call (the model is told) or fail the run",
+    )
 
     _compact = field_serializer("maxCostUsd")(lambda self, v: _compact_number(v))
 

@@ -354,9 +354,10 @@ class _Checker:
             self.add(
                 f"{path}.collection",
                 f"{info.name} needs a collection: the knowledge collection it searches",
-                f"existing collections: {existing}" if existing
+                f"existing collections: {existing}"
+                if existing
                 else "add collection: <name>; documents go in with `coherex kb add NAME FILE` or by dropping "
-                     "them into the chat",
+                "them into the chat",
             )
         if tool.collection is not None:
             if not info.uses_collection:
@@ -414,16 +415,24 @@ class _Checker:
         for rule in ("deny", "when", "allow"):
             mappings = tool.approval.rules(rule)
             for i, mapping in enumerate(mappings):
-                where = f"{path}.approval.{rule}" + (f"[{i}]" if isinstance(getattr(tool.approval, rule), list) else "")
+                where = f"{path}.approval.{rule}" + (
+                    f"[{i}]" if isinstance(getattr(tool.approval, rule), list) else ""
+                )
                 if not mapping:
-                    self.add(where, "an empty rule matches every call", "name at least one argument, e.g. "
-                             "{channel: \"#general\"}")
+                    self.add(
+                        where,
+                        "an empty rule matches every call",
+                        'name at least one argument, e.g. {channel: "#general"}',
+                    )
                 for key in mapping:
                     if key not in properties:
                         close = catalogue.closest(key, list(properties), 1)
-                        self.add(_child(where, key), f"{info.name} has no argument {key!r}"
-                                 + (f"; did you mean {close[0]!r}?" if close else ""),
-                                 f"arguments: {', '.join(properties) or 'none'}")
+                        self.add(
+                            _child(where, key),
+                            f"{info.name} has no argument {key!r}"
+                            + (f"; did you mean {close[0]!r}?" if close else ""),
+                            f"arguments: {', '.join(properties) or 'none'}",
+                        )
 
     def check_data_source(self, path: str, name: str, needed_type: str, user: str) -> None:
         if self.data_sources is None:

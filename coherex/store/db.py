@@ -59,8 +59,8 @@ class Identity:
 
 @dataclass(frozen=True)
 class DatabaseUrls:
-    app: str     # what the application connects with (non-owner)
-    admin: str   # migrations only
+    app: str  # what the application connects with (non-owner)
+    admin: str  # migrations only
 
 
 def resolve_urls(settings: Settings | None = None) -> DatabaseUrls:
@@ -85,8 +85,12 @@ class Database:
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10):
         self.url = url
         self._pool = AsyncConnectionPool(
-            url, min_size=min_size, max_size=max_size, open=False,
-            kwargs={"connect_timeout": 5}, name="coherex",
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            kwargs={"connect_timeout": 5},
+            name="coherex",
         )
 
     @classmethod
@@ -120,7 +124,9 @@ class Database:
             up_to_date = (await cur.fetchone())[0]
             if up_to_date:
                 cur = await conn.execute(
-                    "select exists (select 1 from coherex_meta.schema_migrations where version = %s)", (latest,))
+                    "select exists (select 1 from coherex_meta.schema_migrations where version = %s)",
+                    (latest,),
+                )
                 up_to_date = (await cur.fetchone())[0]
         if not up_to_date:
             raise BackendError(
@@ -146,13 +152,16 @@ class Database:
         except psycopg.errors.InsufficientPrivilege as exc:
             from coherex.errors import PermissionDenied
 
-            raise PermissionDenied(f"Not allowed: {exc.diag.message_primary or exc}",
-                                   hint=exc.diag.message_hint) from exc
+            raise PermissionDenied(
+                f"Not allowed: {exc.diag.message_primary or exc}", hint=exc.diag.message_hint
+            ) from exc
         except psycopg.errors.CheckViolation as exc:
             raise UserError(f"Invalid value: {exc.diag.message_primary}") from exc
         except psycopg.DataError as exc:  # class 22: the value itself (a NUL character, a lone surrogate, …)
-            raise UserError(f"Invalid value: {exc.diag.message_primary or exc}",
-                            hint="Text may not contain NUL characters or unpaired surrogates.") from exc
+            raise UserError(
+                f"Invalid value: {exc.diag.message_primary or exc}",
+                hint="Text may not contain NUL characters or unpaired surrogates.",
+            ) from exc
         except psycopg.OperationalError as exc:
             # only a lost or refused connection (no SQLSTATE, class 08, or a server shutdown, 57P)
             if exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P")):

@@ -110,11 +110,19 @@ class EmbeddedPostgres:
         cmd = [str(_runnable_install(self.data_dir) / "bin" / exe), *args]
         try:
             return subprocess.run(
-                cmd, capture_output=True, text=True, timeout=timeout, check=False,
-                cwd="/", env={**_clean_env(), "LC_ALL": "C"}, **self._run_as(),
+                cmd,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+                cwd="/",
+                env={**_clean_env(), "LC_ALL": "C"},
+                **self._run_as(),
             )
         except subprocess.TimeoutExpired as exc:
-            raise BackendError(f"`{exe}` did not finish within {timeout:.0f}s; see {self.pgdata / 'log'}") from exc
+            raise BackendError(
+                f"`{exe}` did not finish within {timeout:.0f}s; see {self.pgdata / 'log'}"
+            ) from exc
 
     def credentials(self) -> dict:
         try:
@@ -169,8 +177,16 @@ class EmbeddedPostgres:
         self._write_hba()
         log = self.pgdata / "log"
         res = self._pg(
-            "pg_ctl", "-D", str(self.pgdata), "-w", "-t", "30", "-l", str(log),
-            "-o", f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.pgdata}",
+            "pg_ctl",
+            "-D",
+            str(self.pgdata),
+            "-w",
+            "-t",
+            "30",
+            "-l",
+            str(log),
+            "-o",
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.pgdata}",
             "start",
         )
         if res.returncode != 0:
@@ -249,8 +265,16 @@ class EmbeddedPostgres:
         pwfile.chmod(0o600)
         try:
             res = self._pg(
-                "initdb", "-D", str(self.pgdata), "-U", SUPERUSER, "--encoding=UTF8", "--locale=C",
-                "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", f"--pwfile={pwfile}",
+                "initdb",
+                "-D",
+                str(self.pgdata),
+                "-U",
+                SUPERUSER,
+                "--encoding=UTF8",
+                "--locale=C",
+                "--auth-local=scram-sha-256",
+                "--auth-host=scram-sha-256",
+                f"--pwfile={pwfile}",
             )
         finally:
             pwfile.unlink(missing_ok=True)
@@ -276,8 +300,9 @@ class EmbeddedPostgres:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f"create database {DB_NAME}")
             conn.execute(
-                f"create role {APP_USER} login nosuperuser nocreatedb nocreaterole nobypassrls password %s"
-                .replace("%s", _quote_literal(creds["app_password"]))
+                f"create role {APP_USER} login nosuperuser nocreatedb nocreaterole nobypassrls password %s".replace(
+                    "%s", _quote_literal(creds["app_password"])
+                )
             )
             conn.execute(f"alter database {DB_NAME} set search_path = public, extensions")
 
@@ -308,7 +333,8 @@ def _ensure_os_user(name: str) -> None:
     except KeyError:
         subprocess.run(
             ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group", name],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
 
 

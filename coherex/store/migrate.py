@@ -85,7 +85,9 @@ def state(admin_url: str, directory: Path = MIGRATIONS_DIR) -> MigrationState:
     )
 
 
-def migrate(admin_url: str, directory: Path = MIGRATIONS_DIR, *, app_user: str | None = None) -> list[Migration]:
+def migrate(
+    admin_url: str, directory: Path = MIGRATIONS_DIR, *, app_user: str | None = None
+) -> list[Migration]:
     """Apply pending migrations; returns the ones applied (empty when up to date)."""
     done: list[Migration] = []
     with _connect(admin_url) as conn:
@@ -137,8 +139,12 @@ def _install_queue_schema(conn: psycopg.Connection) -> None:
     with conn.transaction():
         conn.execute("set local search_path = public")
         conn.execute(SchemaManager.get_schema())
-        tables = [r[0] for r in conn.execute(
-            "select tablename from pg_tables where schemaname = 'public' and tablename like 'procrastinate%'")]
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "select tablename from pg_tables where schemaname = 'public' and tablename like 'procrastinate%'"
+            )
+        ]
         for table in tables:
             conn.execute(f"alter table public.{table} enable row level security")
             conn.execute(f"revoke all on public.{table} from anon, authenticated")

@@ -10,10 +10,23 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 
 Role = Literal["owner", "admin", "member", "viewer"]
-ExecutionStatus = Literal["pending", "running", "waiting_approval", "completed", "failed", "cancelled", "timed_out"]
+ExecutionStatus = Literal[
+    "pending", "running", "waiting_approval", "completed", "failed", "cancelled", "timed_out"
+]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled", "timed_out"})
-EventType = Literal["llm_call", "tool_call", "tool_result", "code", "stdout", "stderr", "log", "error", "status",
-                    "approval_requested", "approval_decided"]
+EventType = Literal[
+    "llm_call",
+    "tool_call",
+    "tool_result",
+    "code",
+    "stdout",
+    "stderr",
+    "log",
+    "error",
+    "status",
+    "approval_requested",
+    "approval_decided",
+]
 
 
 class Row(BaseModel):

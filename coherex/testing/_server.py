@@ -22,9 +22,12 @@ class BackgroundServer:
         self._sock = sock
         self.port: int = sock.getsockname()[1]
         self.name = name
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan,
-                                                     timeout_graceful_shutdown=1))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, name=name, daemon=True)
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, log_level="warning", lifespan=lifespan, timeout_graceful_shutdown=1)
+        )
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name=name, daemon=True
+        )
 
     @property
     def base_url(self) -> str:

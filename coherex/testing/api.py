@@ -9,7 +9,7 @@ from coherex.testing._server import BackgroundServer
 
 class ApiServer:
     def __init__(self):
-        from coherex.web import create_app
+        from coherex.api.app import create_app
 
         self._server = BackgroundServer(create_app(chat=False), "coherex-api", lifespan="on")
         self.port = self._server.port

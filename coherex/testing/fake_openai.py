@@ -68,8 +68,16 @@ from starlette.routing import Route
 
 from coherex.testing._server import BackgroundServer, ServedApp
 
-DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "o4-mini",
-                  "text-embedding-3-small", "fake-model")
+DEFAULT_MODELS = (
+    "gpt-4o-mini",
+    "gpt-4o",
+    "gpt-4.1",
+    "gpt-4.1-mini",
+    "gpt-4.1-nano",
+    "o4-mini",
+    "text-embedding-3-small",
+    "fake-model",
+)
 
 
 @dataclass(frozen=True)
@@ -166,14 +174,15 @@ class FakeOpenAI(ServedApp):
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-
     # --- HTTP ---
     def _app(self) -> Starlette:
-        return Starlette(routes=[
-            Route("/v1/chat/completions", self._chat, methods=["POST"]),
-            Route("/v1/embeddings", self._embeddings, methods=["POST"]),
-            Route("/v1/models", self._models, methods=["GET"]),
-        ])
+        return Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/embeddings", self._embeddings, methods=["POST"]),
+                Route("/v1/models", self._models, methods=["GET"]),
+            ]
+        )
 
     async def _record(self, request: Request) -> RecordedRequest:
         raw = await request.body()
@@ -196,7 +205,10 @@ class FakeOpenAI(ServedApp):
     async def _models(self, request: Request) -> Response:
         recorded = await self._record(request)
         return self._unauthorized(recorded) or JSONResponse(
-            {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"} for m in self.models]}
+            {
+                "object": "list",
+                "data": [{"id": m, "object": "model", "owned_by": "fake"} for m in self.models],
+            }
         )
 
     async def _embeddings(self, request: Request) -> Response:
@@ -206,11 +218,19 @@ class FakeOpenAI(ServedApp):
         body = recorded.body
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         dims = int(body.get("dimensions") or 1536)
-        data = [{"object": "embedding", "index": i, "embedding": _vector(str(text), dims)}
-                for i, text in enumerate(inputs)]
+        data = [
+            {"object": "embedding", "index": i, "embedding": _vector(str(text), dims)}
+            for i, text in enumerate(inputs)
+        ]
         tokens = sum(max(1, len(str(t)) // 4) for t in inputs)
-        return JSONResponse({"object": "list", "data": data, "model": body.get("model"),
-                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
 
     async def _chat(self, request: Request) -> Response:
         recorded = await self._record(request)
@@ -218,8 +238,13 @@ class FakeOpenAI(ServedApp):
             return denied
         model = recorded.body.get("model")
         if model not in self.models:
-            return _error(Error(404, f"The model `{model}` does not exist or you do not have access to it.",
-                                code="model_not_found"))
+            return _error(
+                Error(
+                    404,
+                    f"The model `{model}` does not exist or you do not have access to it.",
+                    code="model_not_found",
+                )
+            )
         with self._lock:
             item: Item = self._script.popleft() if self._script else self._fallback
         while True:
@@ -260,13 +285,17 @@ def _usage(body: dict[str, Any], reply: Reply) -> dict[str, int]:
     sent = json.dumps(body.get("messages", [])) + json.dumps(body.get("tools", []))
     produced = (reply.content or "") + "".join(c.name + _arguments(c) for c in reply.tool_calls)
     prompt = reply.prompt_tokens if reply.prompt_tokens is not None else max(1, len(sent) // 4)
-    completion = reply.completion_tokens if reply.completion_tokens is not None else max(1, len(produced) // 4)
+    completion = (
+        reply.completion_tokens if reply.completion_tokens is not None else max(1, len(produced) // 4)
+    )
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 def _call_ids(reply: Reply) -> list[str]:
-    return [c.id or f"call_{hashlib.sha1(f'{i}{c.name}{_arguments(c)}'.encode()).hexdigest()[:24]}"
-            for i, c in enumerate(reply.tool_calls)]
+    return [
+        c.id or f"call_{hashlib.sha1(f'{i}{c.name}{_arguments(c)}'.encode()).hexdigest()[:24]}"
+        for i, c in enumerate(reply.tool_calls)
+    ]
 
 
 def _completion(reply: Reply, model: str, usage: dict[str, int]) -> dict[str, Any]:
@@ -277,17 +306,24 @@ def _completion(reply: Reply, model: str, usage: dict[str, int]) -> dict[str, An
             for cid, c in zip(_call_ids(reply), reply.tool_calls)
         ]
     return {
-        "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion", "created": int(time.time()),
+        "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": message,
-                     "finish_reason": "tool_calls" if reply.tool_calls else "stop"}],
+        "choices": [
+            {"index": 0, "message": message, "finish_reason": "tool_calls" if reply.tool_calls else "stop"}
+        ],
         "usage": usage,
     }
 
 
 def _stream_chunks(reply: Reply, model: str, usage: dict[str, int] | None) -> Iterator[dict[str, Any]]:
-    base = {"id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion.chunk",
-            "created": int(time.time()), "model": model}
+    base = {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+    }
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
@@ -297,11 +333,23 @@ def _stream_chunks(reply: Reply, model: str, usage: dict[str, int] | None) -> It
     for i, word in enumerate(words if reply.content else []):
         yield chunk({"content": word if i == 0 else " " + word})
     for index, (cid, call) in enumerate(zip(_call_ids(reply), reply.tool_calls)):
-        yield chunk({"tool_calls": [{"index": index, "id": cid, "type": "function",
-                                     "function": {"name": call.name, "arguments": ""}}]})
+        yield chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": index,
+                        "id": cid,
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": ""},
+                    }
+                ]
+            }
+        )
         args = _arguments(call)
         for start in range(0, len(args), 16):
-            yield chunk({"tool_calls": [{"index": index, "function": {"arguments": args[start:start + 16]}}]})
+            yield chunk(
+                {"tool_calls": [{"index": index, "function": {"arguments": args[start : start + 16]}}]}
+            )
     yield chunk({}, "tool_calls" if reply.tool_calls else "stop")
     if usage is not None:
         yield {**base, "choices": [], "usage": usage}
@@ -315,8 +363,12 @@ async def _sse(chunks: Iterator[dict[str, Any]]) -> Any:
 
 def _error(error: Error) -> Response:
     headers = {} if error.retry_after is None else {"retry-after": f"{error.retry_after:g}"}
-    kind = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
-            429: "rate_limit_error"}.get(error.status, "server_error")
+    kind = {
+        400: "invalid_request_error",
+        401: "authentication_error",
+        404: "invalid_request_error",
+        429: "rate_limit_error",
+    }.get(error.status, "server_error")
     body = {"error": {"message": error.message, "type": kind, "param": None, "code": error.code}}
     return JSONResponse(body, status_code=error.status, headers=headers)
 

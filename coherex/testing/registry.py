@@ -38,8 +38,12 @@ class LocalRegistry:
             htpasswd = self.directory / "htpasswd"
             lines = []
             for user, password in self.users.items():
-                out = subprocess.run(["htpasswd", "-Bbn", "-C", "4", user, password], check=True,
-                                     capture_output=True, text=True).stdout
+                out = subprocess.run(
+                    ["htpasswd", "-Bbn", "-C", "4", user, password],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout
                 lines.append(out.strip())
             htpasswd.write_text("\n".join(lines) + "\n")
             auth = f"auth:\n  htpasswd:\n    realm: coherex-test\n    path: {htpasswd}\n"
@@ -47,10 +51,12 @@ class LocalRegistry:
         config.write_text(
             "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"
             f"storage:\n  filesystem:\n    rootdirectory: {self.storage}\n"
-            f"http:\n  addr: {self.host}\n  secret: coherex-test-secret\n" + auth)
+            f"http:\n  addr: {self.host}\n  secret: coherex-test-secret\n" + auth
+        )
         self._log = open(self.directory / "registry.log", "wb")
-        self._proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=self._log,
-                                      stderr=subprocess.STDOUT)
+        self._proc = subprocess.Popen(
+            ["docker-registry", "serve", str(config)], stdout=self._log, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -59,7 +65,9 @@ class LocalRegistry:
             except httpx.TransportError:
                 if self._proc.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"docker-registry did not start: {(self.directory / 'registry.log').read_text()}")
+                    raise RuntimeError(
+                        f"docker-registry did not start: {(self.directory / 'registry.log').read_text()}"
+                    )
                 time.sleep(0.05)
 
     def stop(self) -> None:

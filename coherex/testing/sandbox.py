@@ -21,10 +21,19 @@ class SandboxServerProcess:
         self.settings = settings
         self.port = settings.sandbox_port
         self._log = open(log_path, "w")
-        env = {**os.environ, "COHEREX_DATA_DIR": str(settings.data_dir), "COHEREX_SANDBOX": "local",
-               "COHEREX_SANDBOX_PORT": str(self.port), "COHEREX_SANDBOX_POOL_SIZE": str(settings.sandbox_pool_size)}
-        self.proc = subprocess.Popen([sys.executable, "-m", "coherex", "sandbox", "serve"], env=env,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        env = {
+            **os.environ,
+            "COHEREX_DATA_DIR": str(settings.data_dir),
+            "COHEREX_SANDBOX": "local",
+            "COHEREX_SANDBOX_PORT": str(self.port),
+            "COHEREX_SANDBOX_POOL_SIZE": str(settings.sandbox_pool_size),
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "coherex", "sandbox", "serve"],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         self.log_path = log_path
 
     @property
@@ -58,7 +67,8 @@ def start_local_sandbox(data_dir: Path, pool_size: int = 2) -> tuple[SandboxServ
     from coherex.sandbox.server.run import free_port
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    settings = Settings(data_dir=data_dir, sandbox_port=free_port(), sandbox_pool_size=pool_size,
-                        sandbox_backend="local")
+    settings = Settings(
+        data_dir=data_dir, sandbox_port=free_port(), sandbox_pool_size=pool_size, sandbox_backend="local"
+    )
     server = SandboxServerProcess(settings, data_dir / "sandbox-server.log").wait_ready()
     return server, settings

@@ -34,7 +34,11 @@ class WebProcess:
         self._log = open(self.log_path, "w")
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "coherex", "web", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -43,7 +47,9 @@ class WebProcess:
             except OSError:
                 if self._proc.poll() is not None or time.monotonic() > deadline:
                     self.__exit__()
-                    raise RuntimeError(f"coherex web did not start:\n{self.log_path.read_text()[-3000:]}") from None
+                    raise RuntimeError(
+                        f"coherex web did not start:\n{self.log_path.read_text()[-3000:]}"
+                    ) from None
                 time.sleep(0.2)
 
     def __exit__(self, *exc) -> None:

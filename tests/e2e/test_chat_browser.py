@@ -54,14 +54,25 @@ def chat_server(db_urls, two_teams, fake_llm, tmp_path):
 def serve_chat(db_urls, fake_llm, tmp_path, **extra_env: str):
     """Start `coherex web` on a free port; yields the chat's URL (the log is tmp_path/chainlit.log)."""
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": db_urls.app, "OPENAI_BASE_URL": fake_llm.base_url,
-           "OPENAI_API_KEY": fake_llm.api_key, "COHEREX_DATA_DIR": str(tmp_path / "data"),
-           "COHEREX_LLM_MAX_ATTEMPTS": "1", **extra_env}
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_urls.app,
+        "OPENAI_BASE_URL": fake_llm.base_url,
+        "OPENAI_API_KEY": fake_llm.api_key,
+        "COHEREX_DATA_DIR": str(tmp_path / "data"),
+        "COHEREX_LLM_MAX_ATTEMPTS": "1",
+        **extra_env,
+    }
     env.pop("CHAINLIT_AUTH_SECRET", None)
     log = open(tmp_path / "chainlit.log", "w")
     # the real web process (`coherex web`, what `make run` serves): the chat is mounted at /chat
-    proc = subprocess.Popen([sys.executable, "-m", "coherex", "web", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coherex", "web", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -106,9 +117,13 @@ async def test_login_describe_test_run_and_stop(chat_server, fake_llm, two_teams
         await expect(page.get_by_role("button", name="Csv analysis")).to_be_visible(timeout=30_000)
         await page.screenshot(path=ARTIFACTS / "chat-1-welcome.png")
 
-        fake_llm.script([ToolCall("draft_spec", {"yaml": AGENT}),
-                         Text("Here is your agent: it writes one surprising fact."),
-                         Text("Octopuses have three hearts.")])
+        fake_llm.script(
+            [
+                ToolCall("draft_spec", {"yaml": AGENT}),
+                Text("Here is your agent: it writes one surprising fact."),
+                Text("Octopuses have three hearts."),
+            ]
+        )
         await composer.fill("Every morning tell the team one surprising fact")
         send = page.locator("#chat-submit")
         await expect(send).to_be_enabled(timeout=30_000)
@@ -145,8 +160,10 @@ async def _until_saved(db, person, text: str, timeout: float = 30) -> None:
                 steps = await s.threads.steps(thread.id)
                 stored = {step.id for step in steps}
                 # a step shows under its parent: the parents must be stored too
-                if thread.name and any(text in str(step.data) and (step.parent_id is None or step.parent_id in stored)
-                                       for step in steps):
+                if thread.name and any(
+                    text in str(step.data) and (step.parent_id is None or step.parent_id in stored)
+                    for step in steps
+                ):
                     return
         await asyncio.sleep(0.2)
     raise AssertionError(f"the chat never stored {text!r} in a named thread")
@@ -174,13 +191,19 @@ async def test_a_conversation_is_there_after_logging_in_again(chat_server, fake_
     async with async_playwright() as p:
         browser = await launch(p)
         page = await login(browser)
-        fake_llm.script([ToolCall("draft_spec", {"yaml": AGENT}), Text("Here is your agent: it writes one fact.")])
+        fake_llm.script(
+            [ToolCall("draft_spec", {"yaml": AGENT}), Text("Here is your agent: it writes one fact.")]
+        )
         await page.locator("#chat-input").fill("Every morning tell the team one surprising fact")
         await expect(page.locator("#chat-submit")).to_be_enabled(timeout=30_000)
         await page.locator("#chat-submit").click()
         await expect(page.get_by_text("Here is your agent")).to_be_visible(timeout=60_000)
-        await expect(page.get_by_text("only when you start it")).to_be_visible(timeout=30_000)  # the whole turn is in
-        await _until_saved(db, alpha, "Here is your agent: it writes one fact.")  # the chat saves after showing
+        await expect(page.get_by_text("only when you start it")).to_be_visible(
+            timeout=30_000
+        )  # the whole turn is in
+        await _until_saved(
+            db, alpha, "Here is your agent: it writes one fact."
+        )  # the chat saves after showing
         await page.context.close()
 
         page = await login(browser)  # another session: nothing of the old one in memory of the page
@@ -188,7 +211,9 @@ async def test_a_conversation_is_there_after_logging_in_again(chat_server, fake_
         await expect(thread).to_be_visible(timeout=30_000)
         await page.screenshot(path=ARTIFACTS / "chat-5-sidebar.png")
         await thread.click()
-        await expect(page.get_by_text("Here is your agent: it writes one fact.")).to_be_visible(timeout=30_000)
+        await expect(page.get_by_text("Here is your agent: it writes one fact.")).to_be_visible(
+            timeout=30_000
+        )
         await expect(page.get_by_text("The draft daily-fact is as you left it")).to_be_visible(timeout=30_000)
         # the draft is live again: test-run it from the welcome
         fake_llm.script([Text("Octopuses have three hearts.")])
@@ -215,17 +240,27 @@ async def test_feedback_over_http_rates_only_the_callers_own_messages(chat_serve
     thread_id, step_id = uuid.uuid4(), uuid.uuid4()
     async with db.session(alpha.identity) as s:
         await s.threads.upsert(thread_id, alpha.team_id, name="Every morning a fact")
-        assert await s.threads.upsert_step(thread_id, step_id, type="assistant_message", name="Coherex",
-                                           data={"output": "Here is your agent."})
+        assert await s.threads.upsert_step(
+            thread_id,
+            step_id,
+            type="assistant_message",
+            name="Coherex",
+            data={"output": "Here is your agent."},
+        )
 
     async def rate(person, value: int) -> httpx.Response:
         async with httpx.AsyncClient(base_url=chat_server) as http:
             login = await http.post("/login", data={"username": person.email, "password": "correct horse"})
             assert login.status_code == 200, login.text
             # sent as the chat page sends it: with its own Origin (the cookie is refused without one)
-            return await http.put("/feedback", headers={"Origin": chat_server.removesuffix("/chat")},
-                                  json={"sessionId": "none", "feedback": {
-                                      "forId": str(step_id), "threadId": str(thread_id), "value": value}})
+            return await http.put(
+                "/feedback",
+                headers={"Origin": chat_server.removesuffix("/chat")},
+                json={
+                    "sessionId": "none",
+                    "feedback": {"forId": str(step_id), "threadId": str(thread_id), "value": value},
+                },
+            )
 
     async def stored() -> list[int]:
         async with db.session(alpha.identity) as s:
@@ -251,7 +286,9 @@ spec:
 """
 
 
-async def test_an_answer_from_the_knowledge_base_shows_its_sources(chat_server, fake_llm, db, two_teams, tmp_path):
+async def test_an_answer_from_the_knowledge_base_shows_its_sources(
+    chat_server, fake_llm, db, two_teams, tmp_path
+):
     """RAG in the chat: a test run of an agent with `knowledge.search` ends with the answer and,
     under it, the passages it cites (real search in the web process; the LLM is the fake)."""
     from playwright.async_api import async_playwright, expect
@@ -274,9 +311,16 @@ async def test_an_answer_from_the_knowledge_base_shows_its_sources(chat_server, 
         await page.locator("#password").fill("correct horse")
         await page.locator("button[type=submit]").click()
         await expect(page.get_by_role("button", name="Csv analysis")).to_be_visible(timeout=30_000)
-        fake_llm.script([ToolCall("draft_spec", {"yaml": KB_AGENT}), Text("Here is your agent: it answers from the library."),
-                         ToolCall("knowledge_search", {"query": "soldiers quartered in a house in time of peace"}),
-                         Text("No: in peacetime no soldier may be quartered in a house without the owner's consent [1].")])
+        fake_llm.script(
+            [
+                ToolCall("draft_spec", {"yaml": KB_AGENT}),
+                Text("Here is your agent: it answers from the library."),
+                ToolCall("knowledge_search", {"query": "soldiers quartered in a house in time of peace"}),
+                Text(
+                    "No: in peacetime no soldier may be quartered in a house without the owner's consent [1]."
+                ),
+            ]
+        )
         await page.locator("#chat-input").fill("Answer questions about the Bill of Rights from our library")
         await expect(page.locator("#chat-submit")).to_be_enabled(timeout=30_000)
         await page.locator("#chat-submit").click()
@@ -284,6 +328,8 @@ async def test_an_answer_from_the_knowledge_base_shows_its_sources(chat_server, 
         await page.get_by_role("button", name="Test run").last.click()
         await expect(page.get_by_text("without the owner's consent [1]").last).to_be_visible(timeout=60_000)
         await expect(page.get_by_text("Sources").last).to_be_visible()
-        await expect(page.get_by_text("[1] The Bill of Rights — Amendment III (bill_of_rights.md)").last).to_be_visible()
+        await expect(
+            page.get_by_text("[1] The Bill of Rights — Amendment III (bill_of_rights.md)").last
+        ).to_be_visible()
         await page.screenshot(path=ARTIFACTS / "chat-5-answer-with-sources.png")
         await browser.close()

@@ -35,14 +35,17 @@ async def _usable(page) -> None:
 
 
 async def test_buttons_leave_the_chat_usable_and_save_after_a_reload_is_a_new_version(
-        chat_server, fake_llm, db, two_teams, tmp_path):
+    chat_server, fake_llm, db, two_teams, tmp_path
+):
     from playwright.async_api import async_playwright, expect
 
     alpha, _ = two_teams
     async with async_playwright() as p:
         browser = await launch(p)
         page = await _login(browser, chat_server, alpha)
-        fake_llm.script([ToolCall("draft_spec", {"yaml": AGENT}), Text("Here is your agent: it writes one fact.")])
+        fake_llm.script(
+            [ToolCall("draft_spec", {"yaml": AGENT}), Text("Here is your agent: it writes one fact.")]
+        )
         await page.locator("#chat-input").fill("Every morning tell the team one surprising fact")
         await expect(page.locator("#chat-submit")).to_be_enabled(timeout=30_000)
         await page.locator("#chat-submit").click()
@@ -56,8 +59,12 @@ async def test_buttons_leave_the_chat_usable_and_save_after_a_reload_is_a_new_ve
         await expect(page.get_by_text("Saved as version 2.")).to_be_visible(timeout=30_000)
         await _usable(page)
 
-        fake_llm.script([ToolCall("update_spec", {"changes": {"metadata": {"description": "One fact a day"}}}),
-                         Text("Done: the description is shorter.")])
+        fake_llm.script(
+            [
+                ToolCall("update_spec", {"changes": {"metadata": {"description": "One fact a day"}}}),
+                Text("Done: the description is shorter."),
+            ]
+        )
         await page.get_by_role("button", name="Edit").last.click()
         await expect(page.get_by_text("What should change?")).to_be_visible(timeout=30_000)
         await page.locator("#chat-input").fill("Make the description shorter")
@@ -83,8 +90,9 @@ async def test_buttons_leave_the_chat_usable_and_save_after_a_reload_is_a_new_ve
     assert version.spec["spec"]["triggers"] == [{"schedule": {"cron": "0 9 * * *", "timezone": "UTC"}}]
     async with db.session(Identity.system()) as s:
         conn = s.agents.conn
-        rows = await (await conn.execute("select cron from public.agent_schedules where agent_id = %s",
-                                         (agents[0].id,))).fetchall()
+        rows = await (
+            await conn.execute("select cron from public.agent_schedules where agent_id = %s", (agents[0].id,))
+        ).fetchall()
     assert rows == [("0 9 * * *",)]
     log = (tmp_path / "chainlit.log").read_text()
     assert "Deadlock" not in log
@@ -111,13 +119,19 @@ def sandbox_chat_server(db_urls, two_teams, fake_llm, tmp_path, local_sandbox):
     from tests.e2e.test_chat_browser import serve_chat
 
     settings = local_sandbox[1]
-    yield from serve_chat(db_urls, fake_llm, tmp_path, COHEREX_SANDBOX="local",
-                          COHEREX_SANDBOX_PORT=str(settings.sandbox_port),
-                          E2B_API_KEY=api_key_file(settings).read_text().strip())
+    yield from serve_chat(
+        db_urls,
+        fake_llm,
+        tmp_path,
+        COHEREX_SANDBOX="local",
+        COHEREX_SANDBOX_PORT=str(settings.sandbox_port),
+        E2B_API_KEY=api_key_file(settings).read_text().strip(),
+    )
 
 
 async def test_a_csv_sent_with_the_request_is_the_file_the_test_run_reads(
-        sandbox_chat_server, fake_llm, db, two_teams, tmp_path):
+    sandbox_chat_server, fake_llm, db, two_teams, tmp_path
+):
     """Attached to the first message (before any draft exists), the file becomes the draft's `file`
     input and is in the sandbox of the test run — and again after coming back to the conversation."""
     from playwright.async_api import async_playwright, expect
@@ -129,8 +143,14 @@ async def test_a_csv_sent_with_the_request_is_the_file_the_test_run_reads(
     async with async_playwright() as p:
         browser = await launch(p)
         page = await _login(browser, sandbox_chat_server, alpha)
-        fake_llm.script([ToolCall("use_template", {"name": "csv-analysis"}), Text("Here is a draft for your data."),
-                         read_it, Text("North sold 17, south 25.")])
+        fake_llm.script(
+            [
+                ToolCall("use_template", {"name": "csv-analysis"}),
+                Text("Here is a draft for your data."),
+                read_it,
+                Text("North sold 17, south 25."),
+            ]
+        )
         await page.locator("#chat-input").fill("What is in this file?")
         await expect(page.locator("#chat-submit")).to_be_enabled(timeout=30_000)  # the chat is connected
         async with page.expect_response(lambda r: "/project/file" in r.url, timeout=30_000) as uploaded:
@@ -139,7 +159,9 @@ async def test_a_csv_sent_with_the_request_is_the_file_the_test_run_reads(
         assert response.status == 200, await response.text()
         await expect(page.locator("#chat-submit")).to_be_enabled(timeout=30_000)
         await page.locator("#chat-submit").click()
-        await expect(page.get_by_text("sales.csv will be in the working directory")).to_be_visible(timeout=60_000)
+        await expect(page.get_by_text("sales.csv will be in the working directory")).to_be_visible(
+            timeout=60_000
+        )
         await page.get_by_role("button", name="Test run").last.click()
         await expect(page.get_by_text("North sold 17, south 25.").last).to_be_visible(timeout=60_000)
         await _until_saved(db, alpha, "North sold 17, south 25.")
@@ -147,7 +169,9 @@ async def test_a_csv_sent_with_the_request_is_the_file_the_test_run_reads(
 
         page = await _login(browser, sandbox_chat_server, alpha)
         await page.get_by_text("What is in this file?").first.click()
-        await expect(page.get_by_text("The draft csv-analysis is as you left it")).to_be_visible(timeout=30_000)
+        await expect(page.get_by_text("The draft csv-analysis is as you left it")).to_be_visible(
+            timeout=30_000
+        )
         fake_llm.script([read_it, Text("Still north 17.")])
         await page.get_by_role("button", name="Test run").last.click()
         await expect(page.get_by_text("Still north 17.").last).to_be_visible(timeout=60_000)
@@ -158,5 +182,7 @@ async def test_a_csv_sent_with_the_request_is_the_file_the_test_run_reads(
         assert len(runs) == 2
         for run in runs:
             assert run.inputs["file"] == "sales.csv"  # not the template's data.csv
-            stdout = "".join(e.payload.get("text", "") for e in await s.executions.events(run.id) if e.type == "stdout")
+            stdout = "".join(
+                e.payload.get("text", "") for e in await s.executions.events(run.id) if e.type == "stdout"
+            )
             assert "north,17" in stdout

@@ -27,16 +27,27 @@ def oauth_chat(db_urls, two_teams, tmp_path):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        env = {**os.environ, "DATABASE_URL": db_urls.app, "COHEREX_DATA_DIR": str(tmp_path / "data"),
-               "OAUTH_GENERIC_CLIENT_ID": CLIENTS["google"][0], "OAUTH_GENERIC_CLIENT_SECRET": CLIENTS["google"][1],
-               "OAUTH_GENERIC_AUTH_URL": f"{saas.url}/oauth/google/authorize",
-               "OAUTH_GENERIC_TOKEN_URL": f"{saas.url}/oauth/google/token",
-               "OAUTH_GENERIC_USER_INFO_URL": f"{saas.url}/oauth/userinfo",
-               "OAUTH_GENERIC_SCOPES": "openid email", "OAUTH_GENERIC_NAME": "company-sso"}
+        env = {
+            **os.environ,
+            "DATABASE_URL": db_urls.app,
+            "COHEREX_DATA_DIR": str(tmp_path / "data"),
+            "OAUTH_GENERIC_CLIENT_ID": CLIENTS["google"][0],
+            "OAUTH_GENERIC_CLIENT_SECRET": CLIENTS["google"][1],
+            "OAUTH_GENERIC_AUTH_URL": f"{saas.url}/oauth/google/authorize",
+            "OAUTH_GENERIC_TOKEN_URL": f"{saas.url}/oauth/google/token",
+            "OAUTH_GENERIC_USER_INFO_URL": f"{saas.url}/oauth/userinfo",
+            "OAUTH_GENERIC_SCOPES": "openid email",
+            "OAUTH_GENERIC_NAME": "company-sso",
+        }
         env.pop("CHAINLIT_AUTH_SECRET", None)
         log = open(tmp_path / "web.log", "w")
-        proc = subprocess.Popen([sys.executable, "-m", "coherex", "web", "--port", str(port)], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "coherex", "web", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -73,7 +84,9 @@ async def test_sign_in_with_the_identity_provider(oauth_chat, two_teams):
         await page.goto(url)
         await page.get_by_role("button", name="company-sso", exact=False).click()
         # back on the sign-in page, not in the chat
-        await expect(page.get_by_role("button", name="company-sso", exact=False)).to_be_visible(timeout=30_000)
+        await expect(page.get_by_role("button", name="company-sso", exact=False)).to_be_visible(
+            timeout=30_000
+        )
         await expect(page.get_by_text("Sign in failed")).to_be_visible(timeout=30_000)
         assert await page.locator("#chat-input").count() == 0
         await page.screenshot(path=ARTIFACTS / "chat-oauth-refused.png")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from coherex.demo import seed
+from coherex.testing.demo import seed
 from coherex.store.embedded import free_port
 from coherex.testing.browser import CHROMIUM, launch
 
@@ -21,7 +21,15 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
-PAGES = ["Overview", "Executions", "Agents", "Knowledge base", "Data sources", "Audit log", "Usage and quotas"]
+PAGES = [
+    "Overview",
+    "Executions",
+    "Agents",
+    "Knowledge base",
+    "Data sources",
+    "Audit log",
+    "Usage and quotas",
+]
 
 
 @pytest.fixture
@@ -29,9 +37,24 @@ def dashboard(db_urls, tmp_path):
     port = free_port()
     env = {**os.environ, "DATABASE_URL": db_urls.app, "COHEREX_DATA_DIR": str(tmp_path)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard_app.py"), "--server.port", str(port),
-         "--server.headless", "true", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "dashboard_app.py"),
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -48,7 +71,9 @@ def dashboard(db_urls, tmp_path):
     proc.wait(10)
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (scripts/apt-packages-test.txt)")
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (scripts/apt-packages-test.txt)"
+)
 async def test_sign_in_and_screenshot_every_page(db, two_teams, dashboard):
     from playwright.async_api import async_playwright, expect
 
@@ -71,6 +96,8 @@ async def test_sign_in_and_screenshot_every_page(db, two_teams, dashboard):
                 await expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
                 await expect(page.get_by_test_id("stMetricValue").first).to_have_text("800", timeout=30_000)
             await expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=30_000)
-            await page.screenshot(path=str(ARTIFACTS / f"{PAGES.index(name) + 1:02d}-{name.lower().replace(' ', '-')}.png"),
-                                  full_page=True)
+            await page.screenshot(
+                path=str(ARTIFACTS / f"{PAGES.index(name) + 1:02d}-{name.lower().replace(' ', '-')}.png"),
+                full_page=True,
+            )
         await browser.close()

@@ -57,7 +57,9 @@ async def _chat_login_signs_in_to_the_dashboard(chat: str, dashboard: str, passw
         browser = await launch(p)
         page = await browser.new_page(viewport={"width": 1280, "height": 900})
         await page.goto(dashboard)
-        await expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=60_000)  # not signed in yet
+        await expect(page.get_by_role("button", name="Sign in")).to_be_visible(
+            timeout=60_000
+        )  # not signed in yet
         await page.goto(chat)
         await page.locator("#email").fill("admin@localhost")
         await page.locator("#password").fill(password)
@@ -67,7 +69,9 @@ async def _chat_login_signs_in_to_the_dashboard(chat: str, dashboard: str, passw
         sidebar = page.get_by_test_id("stSidebar")
         await expect(sidebar.get_by_text("admin@localhost")).to_be_visible(timeout=60_000)
         await expect(page.get_by_role("heading", name="Overview", exact=True)).to_be_visible(timeout=30_000)
-        await expect(page.get_by_test_id("stMetricValue").first).to_have_text("1", timeout=30_000)  # the run above
+        await expect(page.get_by_test_id("stMetricValue").first).to_have_text(
+            "1", timeout=30_000
+        )  # the run above
         # signing out of the dashboard is not undone by the chat's cookie
         await sidebar.get_by_role("button", name="Sign out").click()
         await expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=30_000)
@@ -78,24 +82,48 @@ def test_up_runs_the_whole_platform_and_stops_it(tmp_path_factory):
     data, elsewhere = tmp_path_factory.mktemp("up-data"), tmp_path_factory.mktemp("up-cwd")
     web, dashboard = free_port(), free_port()
     with FakeOpenAI() as llm:
-        env = {**os.environ, "COHEREX_DATA_DIR": str(data), "COHEREX_DB_PORT": str(free_port()),
-               "COHEREX_SANDBOX_PORT": str(free_port()), "OPENAI_BASE_URL": llm.base_url,
-               "OPENAI_API_KEY": llm.api_key}
+        env = {
+            **os.environ,
+            "COHEREX_DATA_DIR": str(data),
+            "COHEREX_DB_PORT": str(free_port()),
+            "COHEREX_SANDBOX_PORT": str(free_port()),
+            "OPENAI_BASE_URL": llm.base_url,
+            "OPENAI_API_KEY": llm.api_key,
+        }
         for name in ("DATABASE_URL", "CHAINLIT_AUTH_SECRET", "COHEREX_SANDBOX", "E2B_API_KEY"):
             env.pop(name, None)
         log = tmp_path_factory.mktemp("up-log") / "up.log"
         with open(log, "w") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "coherex", "up", "--port", str(web),
-                                     "--dashboard-port", str(dashboard)],
-                                    cwd=elsewhere, env=env, stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "coherex",
+                    "up",
+                    "--port",
+                    str(web),
+                    "--dashboard-port",
+                    str(dashboard),
+                ],
+                cwd=elsewhere,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         try:
             health = _wait_for(f"http://127.0.0.1:{web}/api/health", proc, log).json()
             assert health["database"] == "ok"
             _wait_for(f"http://127.0.0.1:{web}/chat/logo", proc, log)
             _wait_for(f"http://127.0.0.1:{dashboard}/_stcore/health", proc, log)
             assert (data / "admin-password").exists()
-            key = subprocess.run([sys.executable, "-m", "coherex", "keys", "create", "smoke", "--json"], cwd=elsewhere,
-                                 env=env, capture_output=True, text=True, timeout=60)
+            key = subprocess.run(
+                [sys.executable, "-m", "coherex", "keys", "create", "smoke", "--json"],
+                cwd=elsewhere,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             assert key.returncode == 0, key.stderr
             import json
 
@@ -108,16 +136,23 @@ def test_up_runs_the_whole_platform_and_stops_it(tmp_path_factory):
                 assert run.status_code == 202, run.text
                 run_id = run.json()["id"]
                 deadline = time.monotonic() + 120
-                while (status := api.get(f"/api/executions/{run_id}").json()["status"]) in ("pending", "running"):
+                while (status := api.get(f"/api/executions/{run_id}").json()["status"]) in (
+                    "pending",
+                    "running",
+                ):
                     assert time.monotonic() < deadline, log.read_text()[-3000:]
                     time.sleep(0.5)
                 assert status == "completed", log.read_text()[-3000:]
                 events = api.get(f"/api/executions/{run_id}/events").json()
             assert any(e["type"] == "stdout" and e["payload"]["text"].strip() == "42" for e in events), events
             if Path(CHROMIUM).exists():
-                asyncio.run(_chat_login_signs_in_to_the_dashboard(
-                    f"http://127.0.0.1:{web}/chat", f"http://127.0.0.1:{dashboard}",
-                    (data / "admin-password").read_text().strip()))
+                asyncio.run(
+                    _chat_login_signs_in_to_the_dashboard(
+                        f"http://127.0.0.1:{web}/chat",
+                        f"http://127.0.0.1:{dashboard}",
+                        (data / "admin-password").read_text().strip(),
+                    )
+                )
             # nothing of the platform's own files lands in the directory it was started from
             assert sorted(p.name for p in elsewhere.iterdir()) == []
         finally:

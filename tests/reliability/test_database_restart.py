@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from coherex.agents import apply_spec
+from coherex.services.agents import apply_spec
 from coherex.runtime import Runtime
 from coherex.settings import reset_settings_cache
 from coherex.store.db import Database, Identity
@@ -40,8 +40,12 @@ def own_pg():
 @pytest.fixture
 async def setup(own_pg, tmp_path, monkeypatch):
     urls = own_pg.create_database()
-    env = {"DATABASE_URL": urls.app, "COHEREX_DATA_DIR": str(tmp_path / "data"),
-           "COHEREX_HEARTBEAT_SECONDS": "1", "COHEREX_MAINTENANCE_SECONDS": "1"}
+    env = {
+        "DATABASE_URL": urls.app,
+        "COHEREX_DATA_DIR": str(tmp_path / "data"),
+        "COHEREX_HEARTBEAT_SECONDS": "1",
+        "COHEREX_MAINTENANCE_SECONDS": "1",
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     reset_settings_cache()
@@ -83,8 +87,13 @@ async def test_runs_being_started_when_the_database_restarts_all_complete(own_pg
         runtime = Runtime(db)
         for _ in range(20):
             await runtime.create(who, team.id, agent, trigger="api", queue=True)
-        worker = subprocess.Popen([sys.executable, "-m", "coherex", "worker", "--concurrency", "10"], env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "coherex", "worker", "--concurrency", "10"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         try:
             deadline = time.monotonic() + 60
             while "running" not in await _statuses(db):  # the worker is starting them now

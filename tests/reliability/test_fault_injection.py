@@ -33,6 +33,10 @@ async def test_150_executions_survive_every_injected_fault():
     assert results["failed_without_reason"] == 0, results
     assert results["success_rate"] == 1.0, results  # every fault is transient
     faults = results["faults_injected"]
-    assert faults["worker_sigkill"] == 1 and faults["database_restart"] == 2 and faults["sandbox_server_killed"] == 1
+    assert (
+        faults["worker_sigkill"] == 1
+        and faults["database_restart"] == 2
+        and faults["sandbox_server_killed"] == 1
+    )
     assert min(faults.get(k, 0) for k in ("llm_429", "llm_500", "llm_timeout", "sandbox_crash")) > 0, faults
     assert results["faults_planned"]["orphan"] > 0 and results["faults_planned"]["python"] > 0

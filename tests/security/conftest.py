@@ -33,9 +33,14 @@ def saas():
 
 @pytest.fixture
 def api_env(cli_env, fake_llm, saas, monkeypatch):
-    env = {**saas.env(), "OPENAI_BASE_URL": fake_llm.base_url, "OPENAI_API_KEY": fake_llm.api_key,
-           "COHEREX_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-           "COHEREX_API_RATE": "1000", "COHEREX_API_BURST": "1000"}
+    env = {
+        **saas.env(),
+        "OPENAI_BASE_URL": fake_llm.base_url,
+        "OPENAI_API_KEY": fake_llm.api_key,
+        "COHEREX_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        "COHEREX_API_RATE": "1000",
+        "COHEREX_API_BURST": "1000",
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     reset_settings_cache()

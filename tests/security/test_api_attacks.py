@@ -12,7 +12,7 @@ import pytest
 
 from coherex.store.db import Identity
 from coherex.testing.fake_openai import Text
-from coherex.triggers import signed_headers
+from coherex.services.triggers import signed_headers
 
 SPEC = textwrap.dedent("""\
     apiVersion: coherex/v1
@@ -30,7 +30,7 @@ SPEC = textwrap.dedent("""\
 INJECTIONS = [
     "'; drop table public.agents; --",
     "x' or '1'='1",
-    "\" or 1=1 --",
+    '" or 1=1 --',
     "1; select pg_sleep(5)",
     "'); set role service_role; select * from public.data_sources; --",
     "$$; delete from public.audit_log; $$",
@@ -49,8 +49,16 @@ def assert_clean_error(r, *codes: int) -> None:
 async def _table_counts(db) -> dict[str, int]:
     async with db.connection(Identity.system()) as conn:
         out = {}
-        for t in ("agents", "agent_versions", "agent_executions", "data_sources", "audit_log", "team_members",
-                  "teams", "api_keys"):
+        for t in (
+            "agents",
+            "agent_versions",
+            "agent_executions",
+            "data_sources",
+            "audit_log",
+            "team_members",
+            "teams",
+            "api_keys",
+        ):
             out[t] = (await (await conn.execute(f"select count(*) from public.{t}")).fetchone())[0]
         return out
 
@@ -62,11 +70,19 @@ async def alpha_world(api, keys, db, two_teams, fake_llm):
     fake_llm.always(Text("alpha's private answer"))
     async with api.client(alpha_key) as c:
         agent = (await c.post("/api/agents", json={"spec": SPEC})).json()["agent"]
-        execution = (await c.post(f"/api/agents/{agent['id']}/execute", json={"inputs": {"topic": "plans"}})).json()
+        execution = (
+            await c.post(f"/api/agents/{agent['id']}/execute", json={"inputs": {"topic": "plans"}})
+        ).json()
         hook = (await c.get(f"/api/agents/{agent['id']}/webhook")).json()
-        r = await c.post("/api/sources", json={"type": "http_api", "name": "alpha-api",
-                                               "config": {"base_url": "https://example.com"},
-                                               "credentials": {"auth_value": "ALPHA-TOKEN-123456"}})
+        r = await c.post(
+            "/api/sources",
+            json={
+                "type": "http_api",
+                "name": "alpha-api",
+                "config": {"base_url": "https://example.com"},
+                "credentials": {"auth_value": "ALPHA-TOKEN-123456"},
+            },
+        )
         assert r.status_code == 201, r.text
     return {"agent": agent, "execution": execution, "hook": hook}
 
@@ -77,20 +93,31 @@ async def test_another_teams_ids_are_404_and_nothing_leaks(api, keys, db, alpha_
     before = await _table_counts(db)
     async with api.client(bravo_key) as c:
         attempts = [
-            c.get(f"/api/agents/{agent_id}"), c.get(f"/api/agents/{agent_id}/versions"),
-            c.get(f"/api/agents/{agent_id}/versions/1"), c.put(f"/api/agents/{agent_id}", json={"spec": SPEC}),
-            c.delete(f"/api/agents/{agent_id}"), c.post(f"/api/agents/{agent_id}/execute", json={}),
-            c.post(f"/api/agents/{agent_id}/stop"), c.post(f"/api/agents/{agent_id}/pause"),
+            c.get(f"/api/agents/{agent_id}"),
+            c.get(f"/api/agents/{agent_id}/versions"),
+            c.get(f"/api/agents/{agent_id}/versions/1"),
+            c.put(f"/api/agents/{agent_id}", json={"spec": SPEC}),
+            c.delete(f"/api/agents/{agent_id}"),
+            c.post(f"/api/agents/{agent_id}/execute", json={}),
+            c.post(f"/api/agents/{agent_id}/stop"),
+            c.post(f"/api/agents/{agent_id}/pause"),
             c.get(f"/api/agents/{agent_id}/logs", params={"follow": "false"}),
-            c.get(f"/api/agents/{agent_id}/webhook"), c.get(f"/api/executions/{ex_id}"),
-            c.get(f"/api/executions/{ex_id}/events"), c.post(f"/api/executions/{ex_id}/stop"),
-            c.post("/api/sources/alpha-api/validate"), c.delete("/api/sources/alpha-api"),
+            c.get(f"/api/agents/{agent_id}/webhook"),
+            c.get(f"/api/executions/{ex_id}"),
+            c.get(f"/api/executions/{ex_id}/events"),
+            c.post(f"/api/executions/{ex_id}/stop"),
+            c.post("/api/sources/alpha-api/validate"),
+            c.delete("/api/sources/alpha-api"),
         ]
         for coro in attempts:
             r = await coro  # noqa: PLW2901
             assert_clean_error(r, 403, 404)
             # (an error may repeat what the attacker sent, like the source name; never alpha's data)
-            assert "confidential" not in r.text and "private" not in r.text and alpha_world["hook"]["secret"] not in r.text
+            assert (
+                "confidential" not in r.text
+                and "private" not in r.text
+                and alpha_world["hook"]["secret"] not in r.text
+            )
         listing = [(await c.get(p)).json() for p in ("/api/agents", "/api/executions", "/api/sources")]
         assert listing == [[], [], []]
         r = await c.post("/api/knowledge/search", json={"collection": "handbook", "query": "plans"})
@@ -131,10 +158,18 @@ async def test_sql_injection_strings_are_data_not_code(api, keys, db, alpha_worl
     async with api.client(alpha_key) as c:
         spec_with_evil = SPEC.replace("alpha private plans", json.dumps(evil))
         responses = [
-            await c.post("/api/agents", json={"spec": SPEC.replace("secret-agent", evil)}),        # name
+            await c.post("/api/agents", json={"spec": SPEC.replace("secret-agent", evil)}),  # name
             await c.post("/api/agents/validate", json={"spec": spec_with_evil}),
-            await c.post("/api/agents", json={"spec": {"apiVersion": "coherex/v1", "kind": "Agent",
-                                                       "metadata": {"name": "x", evil: evil}}}),
+            await c.post(
+                "/api/agents",
+                json={
+                    "spec": {
+                        "apiVersion": "coherex/v1",
+                        "kind": "Agent",
+                        "metadata": {"name": "x", evil: evil},
+                    }
+                },
+            ),
             await c.post("/api/sources", json={"type": evil, "name": "ok-name", "credentials": {evil: evil}}),
             await c.post("/api/sources", json={"type": "http_api", "name": evil}),
             await c.post(f"/api/sources/{evil}/validate"),
@@ -171,28 +206,74 @@ async def test_oversized_deep_binary_and_mistyped_bodies_are_clean_4xx(api, keys
         ("POST", "/api/agents", deep, {"Content-Type": "application/json"}),
         ("POST", "/api/agents", deep_obj, {"Content-Type": "application/json"}),
         ("POST", "/api/agents", huge, {"Content-Type": "application/json"}),
-        ("POST", "/api/agents", b"\x00\xff\xfe\x89PNG\r\n\x1a\n" * 1000, {"Content-Type": "application/json"}),
+        (
+            "POST",
+            "/api/agents",
+            b"\x00\xff\xfe\x89PNG\r\n\x1a\n" * 1000,
+            {"Content-Type": "application/json"},
+        ),
         ("POST", "/api/agents", b"\x00\xff\xfe" * 1000, {"Content-Type": "application/octet-stream"}),
         ("POST", "/api/agents", "spec=x", {"Content-Type": "application/x-www-form-urlencoded"}),
         ("POST", "/api/agents", '{"spec": ', {"Content-Type": "application/json"}),
         ("POST", "/api/agents", "[]", {"Content-Type": "application/json"}),
         ("POST", "/api/agents", '{"spec": 12}', {"Content-Type": "application/json"}),
         ("POST", "/api/agents", '{"spec": "\\ud800"}', {"Content-Type": "application/json"}),
-        ("POST", "/api/agents", '{"spec": {"apiVersion": "coherex/v1", "kind": "Agent", "metadata": {"name": "u", '
-                                '"description": "\\udfff"}, "spec": {"instructions": "x"}}}', {"Content-Type": "application/json"}),
-        ("POST", f"/api/agents/{agent_id}/execute", '{"inputs": {"topic": "\\ud800"}}', {"Content-Type": "application/json"}),
-        ("POST", f"/api/agents/{agent_id}/execute", '{"inputs": {"topic": "nul\\u0000byte"}}',
-         {"Content-Type": "application/json"}),
-        ("POST", "/api/agents/validate", '{"spec": "' + "- " * 200_000 + '"}', {"Content-Type": "application/json"}),
-        ("POST", "/api/agents/validate", json.dumps({"spec": "a: &a [*a, *a]\n" + "b: &b [*a, *a, *a]\n" * 30}),
-         {"Content-Type": "application/json"}),
-        ("POST", f"/api/agents/{agent_id}/execute", '{"inputs": "not an object"}', {"Content-Type": "application/json"}),
-        ("POST", f"/api/agents/{agent_id}/execute", '{"inputs": {"topic": ' + "[" * 3000 + "]" * 3000 + "}}",
-         {"Content-Type": "application/json"}),
+        (
+            "POST",
+            "/api/agents",
+            '{"spec": {"apiVersion": "coherex/v1", "kind": "Agent", "metadata": {"name": "u", '
+            '"description": "\\udfff"}, "spec": {"instructions": "x"}}}',
+            {"Content-Type": "application/json"},
+        ),
+        (
+            "POST",
+            f"/api/agents/{agent_id}/execute",
+            '{"inputs": {"topic": "\\ud800"}}',
+            {"Content-Type": "application/json"},
+        ),
+        (
+            "POST",
+            f"/api/agents/{agent_id}/execute",
+            '{"inputs": {"topic": "nul\\u0000byte"}}',
+            {"Content-Type": "application/json"},
+        ),
+        (
+            "POST",
+            "/api/agents/validate",
+            '{"spec": "' + "- " * 200_000 + '"}',
+            {"Content-Type": "application/json"},
+        ),
+        (
+            "POST",
+            "/api/agents/validate",
+            json.dumps({"spec": "a: &a [*a, *a]\n" + "b: &b [*a, *a, *a]\n" * 30}),
+            {"Content-Type": "application/json"},
+        ),
+        (
+            "POST",
+            f"/api/agents/{agent_id}/execute",
+            '{"inputs": "not an object"}',
+            {"Content-Type": "application/json"},
+        ),
+        (
+            "POST",
+            f"/api/agents/{agent_id}/execute",
+            '{"inputs": {"topic": ' + "[" * 3000 + "]" * 3000 + "}}",
+            {"Content-Type": "application/json"},
+        ),
         ("POST", f"/api/agents/{agent_id}/execute", b"\xff" * 100, {"Content-Type": "text/plain"}),
-        ("POST", "/api/knowledge/search", '{"collection": "c", "query": "' + "q" * 10_000 + '"}',
-         {"Content-Type": "application/json"}),
-        ("POST", "/api/knowledge/upload", b"--x\r\nnot multipart", {"Content-Type": "multipart/form-data; boundary=x"}),
+        (
+            "POST",
+            "/api/knowledge/search",
+            '{"collection": "c", "query": "' + "q" * 10_000 + '"}',
+            {"Content-Type": "application/json"},
+        ),
+        (
+            "POST",
+            "/api/knowledge/upload",
+            b"--x\r\nnot multipart",
+            {"Content-Type": "multipart/form-data; boundary=x"},
+        ),
         ("GET", "/api/executions?limit=-1&offset=99999999999999999999", None, {}),
         ("GET", "/api/agents/not-a-uuid", None, {}),
     ]
@@ -211,12 +292,23 @@ async def test_oversized_deep_binary_and_mistyped_bodies_are_clean_4xx(api, keys
 async def test_upload_filenames_cannot_traverse(api, keys, db, alpha_world, tmp_path):
     alpha_key, _ = keys
     passwd_before = open("/etc/passwd", "rb").read()
-    names = ["../../etc/passwd", "../../../../../../etc/passwd", "/etc/passwd", "..\\..\\windows\\win.ini",
-             "ok/../../../tmp/escaped.txt", "%2e%2e%2fetc%2fpasswd", "a\x00.txt", "...."]
+    names = [
+        "../../etc/passwd",
+        "../../../../../../etc/passwd",
+        "/etc/passwd",
+        "..\\..\\windows\\win.ini",
+        "ok/../../../tmp/escaped.txt",
+        "%2e%2e%2fetc%2fpasswd",
+        "a\x00.txt",
+        "....",
+    ]
     async with api.client(alpha_key) as c:
         for name in names:
-            r = await c.post("/api/knowledge/upload", data={"collection": "uploads"},
-                             files={"file": (name, b"harmless notes about teapots", "text/plain")})
+            r = await c.post(
+                "/api/knowledge/upload",
+                data={"collection": "uploads"},
+                files={"file": (name, b"harmless notes about teapots", "text/plain")},
+            )
             assert r.status_code < 500, (name, r.status_code, r.text[:300])
             if r.status_code >= 400:
                 assert_clean_error(r, r.status_code)
@@ -225,6 +317,7 @@ async def test_upload_filenames_cannot_traverse(api, keys, db, alpha_world, tmp_
     assert open("/etc/passwd", "rb").read() == passwd_before
     assert not any("root:" in h.get("content", h.get("text", "")) for h in hits)
     import os
+
     assert not os.path.exists("/tmp/escaped.txt")
 
 
@@ -238,35 +331,48 @@ async def test_forged_webhooks_start_nothing(api, keys, db, two_teams, alpha_wor
     async with db.session(Identity.system()) as s:
         runs_before = len(await s.executions.list(limit=1000))
     async with api.client() as anyone:
-        ok = await anyone.post(f"/api/hooks/{agent_id}", content=body,
-                               headers=signed_headers(hook["secret"], body, "d-1"))
+        ok = await anyone.post(
+            f"/api/hooks/{agent_id}", content=body, headers=signed_headers(hook["secret"], body, "d-1")
+        )
         assert ok.status_code == 202
         forged = [
             signed_headers("whsec_guess", body),
-            signed_headers(bravo_secret, body),                            # another agent's secret
+            signed_headers(bravo_secret, body),  # another agent's secret
             signed_headers(hook["secret"], body, timestamp=int(time.time()) - 3600),  # stale
             signed_headers(hook["secret"], body, timestamp=int(time.time()) + 3600),  # from the future
             signed_headers(hook["secret"], body, "d-1"),  # replay
-            {}, {"X-Coherex-Signature": "t=1,v1=" + "0" * 64}, {"X-Coherex-Signature": "v1=" + "a" * 10_000},
+            {},
+            {"X-Coherex-Signature": "t=1,v1=" + "0" * 64},
+            {"X-Coherex-Signature": "v1=" + "a" * 10_000},
         ]
         for headers in forged:
             r = await anyone.post(f"/api/hooks/{agent_id}", content=body, headers=headers)
             assert_clean_error(r, 401, 403)
             assert hook["secret"] not in r.text and bravo_secret not in r.text
-        r = await anyone.post(f"/api/hooks/{bravo_agent['id']}", content=body,  # alpha's secret on bravo's agent
-                              headers=signed_headers(hook["secret"], body))
+        r = await anyone.post(
+            f"/api/hooks/{bravo_agent['id']}",
+            content=body,  # alpha's secret on bravo's agent
+            headers=signed_headers(hook["secret"], body),
+        )
         assert_clean_error(r, 401, 403)
     async with db.session(Identity.system()) as s:
         assert len(await s.executions.list(limit=1000)) == runs_before + 1
 
 
 async def test_api_key_quota_refuses_runs_over_the_api(api, keys, db, two_teams, alpha_world):
-    from coherex import teams
+    from coherex.services import teams
 
     alpha, _ = two_teams
     alpha_key, _ = keys
-    await teams.set_key_quotas(db, alpha.identity, alpha.team_id, "tests", executions_month=2, cost_month_usd=None,
-                               max_concurrent_runs=None)
+    await teams.set_key_quotas(
+        db,
+        alpha.identity,
+        alpha.team_id,
+        "tests",
+        executions_month=2,
+        cost_month_usd=None,
+        max_concurrent_runs=None,
+    )
     agent_id = alpha_world["agent"]["id"]
     async with api.client(alpha_key) as c:  # the fixture's run counts: one left
         assert (await c.post(f"/api/agents/{agent_id}/execute", json={})).status_code == 202

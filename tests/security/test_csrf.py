@@ -24,7 +24,9 @@ def _cookie(tenant) -> dict[str, str]:
     from chainlit.auth import create_jwt
     from chainlit.user import User
 
-    return {"access_token": create_jwt(User(identifier=tenant.email, metadata={"user_id": str(tenant.user_id)}))}
+    return {
+        "access_token": create_jwt(User(identifier=tenant.email, metadata={"user_id": str(tenant.user_id)}))
+    }
 
 
 async def _state(db, agent_id) -> tuple[str, int]:
@@ -42,14 +44,22 @@ async def target(api, keys, chat_secret):
 async def test_cookie_requests_from_another_site_change_nothing(api, db, keys, two_teams, target):
     alpha, _ = two_teams
     before = await _state(db, target)
-    forged = [{"Origin": EVIL}, {"Referer": f"{EVIL}/page"}, {},  # no Origin or Referer at all
-              {"Origin": "null"}, {"Origin": f"{api.base_url}.evil.example"}]
+    forged = [
+        {"Origin": EVIL},
+        {"Referer": f"{EVIL}/page"},
+        {},  # no Origin or Referer at all
+        {"Origin": "null"},
+        {"Origin": f"{api.base_url}.evil.example"},
+    ]
     async with api.client() as browser:
         browser.cookies.update(_cookie(alpha))
         for headers in forged:
             for action in ("pause", "resume", "execute"):
-                r = await browser.post(f"/api/agents/{target}/{action}", content=b"x=1",
-                                       headers={**headers, "Content-Type": "text/plain"})
+                r = await browser.post(
+                    f"/api/agents/{target}/{action}",
+                    content=b"x=1",
+                    headers={**headers, "Content-Type": "text/plain"},
+                )
                 assert r.status_code == 403, (action, headers, r.status_code, r.text)
                 error = r.json()["error"]
                 assert error["code"] == "csrf_refused" and "COHEREX_PUBLIC_URL" in error["hint"]
@@ -62,18 +72,29 @@ async def test_own_origin_the_csrf_header_and_api_keys_still_work(api, db, keys,
     alpha, _ = two_teams
     async with api.client() as browser:
         browser.cookies.update(_cookie(alpha))
-        assert (await browser.post(f"/api/agents/{target}/pause", headers={"Origin": api.base_url})).status_code == 200
-        assert (await browser.post(f"/api/agents/{target}/resume",
-                                   headers={"Referer": f"{api.base_url}/chat/thread/1"})).status_code == 200
-        assert (await browser.post(f"/api/agents/{target}/pause", headers={"X-Coherex-CSRF": "1"})).status_code == 200
-        assert (await browser.get("/api/agents", headers={"Origin": EVIL})).status_code == 200  # reads: not state-changing
+        assert (
+            await browser.post(f"/api/agents/{target}/pause", headers={"Origin": api.base_url})
+        ).status_code == 200
+        assert (
+            await browser.post(
+                f"/api/agents/{target}/resume", headers={"Referer": f"{api.base_url}/chat/thread/1"}
+            )
+        ).status_code == 200
+        assert (
+            await browser.post(f"/api/agents/{target}/pause", headers={"X-Coherex-CSRF": "1"})
+        ).status_code == 200
+        assert (
+            await browser.get("/api/agents", headers={"Origin": EVIL})
+        ).status_code == 200  # reads: not state-changing
     async with api.client(keys[0]) as script:  # an API key from anywhere is not a cookie: unaffected
         r = await script.post(f"/api/agents/{target}/resume", headers={"Origin": EVIL})
         assert r.status_code == 200
     assert (await _state(db, target))[0] == "active"
 
 
-async def test_with_a_public_url_only_that_origin_counts(api_env, db, two_teams, chat_secret, monkeypatch, keys):
+async def test_with_a_public_url_only_that_origin_counts(
+    api_env, db, two_teams, chat_secret, monkeypatch, keys
+):
     alpha, _ = two_teams
     monkeypatch.setenv("COHEREX_PUBLIC_URL", "https://coherex.example.com/chat")
     reset_settings_cache()
@@ -82,7 +103,11 @@ async def test_with_a_public_url_only_that_origin_counts(api_env, db, two_teams,
             agent_id = (await c.post("/api/agents", json={"spec": SPEC})).json()["agent"]["id"]
         async with server.client() as browser:
             browser.cookies.update(_cookie(alpha))
-            own_host = await browser.post(f"/api/agents/{agent_id}/pause", headers={"Origin": server.base_url})
+            own_host = await browser.post(
+                f"/api/agents/{agent_id}/pause", headers={"Origin": server.base_url}
+            )
             assert own_host.status_code == 403  # behind the public URL, the bare host is not our origin
-            r = await browser.post(f"/api/agents/{agent_id}/pause", headers={"Origin": "https://coherex.example.com"})
+            r = await browser.post(
+                f"/api/agents/{agent_id}/pause", headers={"Origin": "https://coherex.example.com"}
+            )
             assert r.status_code == 200, r.text

@@ -10,7 +10,7 @@ import secrets
 import textwrap
 import time
 
-from coherex.agents import apply_spec
+from coherex.services.agents import apply_spec
 from coherex.integrations import add_source
 from coherex.integrations.vault import redact
 from coherex.runtime import Runtime
@@ -32,14 +32,21 @@ SPEC = textwrap.dedent("""\
 
 def _leaks(secret: str, text: str) -> list[str]:
     """Every run of 8 characters of `secret` found in `text`."""
-    return [secret[i:i + 8] for i in range(len(secret) - 7) if secret[i:i + 8] in text]
+    return [secret[i : i + 8] for i in range(len(secret) - 7) if secret[i : i + 8] in text]
 
 
 async def test_an_echoed_part_of_a_credential_reaches_nobody(db, two_teams, api_env, saas, fake_llm, caplog):
     alpha, _ = two_teams
     token = "sk-live-" + secrets.token_hex(12) + '"/' + secrets.token_hex(6)  # '"' and '/' get JSON-escaped
-    await add_source(db, alpha.identity, alpha.team_id, "http_api", "crm",
-                     config={"base_url": f"{saas.url}/api/v1"}, credentials={"auth_value": f"Bearer {token}"})
+    await add_source(
+        db,
+        alpha.identity,
+        alpha.team_id,
+        "http_api",
+        "crm",
+        config={"base_url": f"{saas.url}/api/v1"},
+        credentials={"auth_value": f"Bearer {token}"},
+    )
     async with db.session(alpha.identity) as s:
         agent = (await apply_spec(s, alpha.team_id, SPEC)).agent
 
@@ -70,8 +77,11 @@ async def test_an_echoed_part_of_a_credential_reaches_nobody(db, two_teams, api_
     assert len(results) == 2 and all("Invalid API key:[redacted]" in r for r in results), results
     # ... and no 8 characters of it are anywhere the model, the team or an operator can read
     async with db.connection(Identity.system()) as conn:
-        stored = await (await conn.execute(
-            "select to_jsonb(x)::text from public.agent_executions x where id = %s", (execution.id,))).fetchone()
+        stored = await (
+            await conn.execute(
+                "select to_jsonb(x)::text from public.agent_executions x where id = %s", (execution.id,)
+            )
+        ).fetchone()
     places = {
         "llm": json.dumps([r.body for r in fake_llm.requests]),
         "events": json.dumps([e.payload for e in events]),
@@ -86,11 +96,17 @@ async def test_an_echoed_part_of_a_credential_reaches_nobody(db, two_teams, api_
 
 def test_redaction_finds_runs_split_by_escaping_and_keeps_token_shapes():
     secret = 'p@ss"w/rd\\' + secrets.token_hex(10)
-    for text in (f"x {secret[3:]} y", json.dumps({"m": secret[:12]}), json.dumps(json.dumps({"m": secret})),
-                 f"x {secret[:9]}y"):
+    for text in (
+        f"x {secret[3:]} y",
+        json.dumps({"m": secret[:12]}),
+        json.dumps(json.dumps({"m": secret})),
+        f"x {secret[:9]}y",
+    ):
         assert _leaks(secret, redact(text, [secret])) == [], text
         assert _leaks(json.dumps(secret)[1:-1], redact(text, [secret])) == [], text
-    assert redact(f"said {secret[:7]} only", [secret]) == f"said {secret[:7]} only"  # 7 characters are not a run
+    assert (
+        redact(f"said {secret[:7]} only", [secret]) == f"said {secret[:7]} only"
+    )  # 7 characters are not a run
     assert redact("a basic understanding", []) == "a basic understanding"
     assert redact("Authorization: Bearer abcdef123456789", []) == "Authorization: [redacted]"
     assert redact({"deep": [f"k={secret}"]}, [secret]) == {"deep": ["k=[redacted]"]}

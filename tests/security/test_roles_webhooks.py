@@ -10,9 +10,9 @@ import textwrap
 import psycopg
 import pytest
 
-from coherex import teams
+from coherex.services import teams
 from coherex.store.db import Identity
-from coherex.triggers import sign, signed_headers
+from coherex.services.triggers import sign, signed_headers
 
 SPEC = textwrap.dedent("""\
     apiVersion: coherex/v1
@@ -29,8 +29,15 @@ SPEC = textwrap.dedent("""\
 async def _counts(db) -> dict[str, int]:
     async with db.connection(Identity.system()) as conn:
         out = {}
-        for t in ("agents", "agent_executions", "data_sources", "audit_log", "api_keys", "webhook_deliveries",
-                  "team_members"):
+        for t in (
+            "agents",
+            "agent_executions",
+            "data_sources",
+            "audit_log",
+            "api_keys",
+            "webhook_deliveries",
+            "team_members",
+        ):
             out[t] = (await (await conn.execute(f"select count(*) from public.{t}")).fetchone())[0]
         return out
 
@@ -70,13 +77,22 @@ async def test_webhook_secret_is_for_admins_only(api, db, role_keys, hooked):
 
 async def test_viewers_cannot_test_sources_or_re_embed(api, db, saas, role_keys):
     async with api.client(role_keys["admin"]) as c:
-        r = await c.post("/api/sources", json={"type": "http_api", "name": "ops-api",
-                                               "config": {"base_url": f"{saas.url}/api/v1"},
-                                               "credentials": {"auth_value": "Bearer ops-secret-123456"}})
+        r = await c.post(
+            "/api/sources",
+            json={
+                "type": "http_api",
+                "name": "ops-api",
+                "config": {"base_url": f"{saas.url}/api/v1"},
+                "credentials": {"auth_value": "Bearer ops-secret-123456"},
+            },
+        )
         assert r.status_code == 201, r.text
     async with api.client(role_keys["member"]) as c:
-        r = await c.post("/api/knowledge/upload", data={"collection": "notes"},
-                         files={"file": ("n.md", b"# Notes\n\nThe teapot is blue.", "text/markdown")})
+        r = await c.post(
+            "/api/knowledge/upload",
+            data={"collection": "notes"},
+            files={"file": ("n.md", b"# Notes\n\nThe teapot is blue.", "text/markdown")},
+        )
         assert r.status_code == 200, r.text
     calls, before = len(saas.of("api")), await _counts(db)
     async with api.client(role_keys["viewer"]) as c:
@@ -95,14 +111,25 @@ async def test_viewers_cannot_test_sources_or_re_embed(api, db, saas, role_keys)
 
 async def test_webhook_runs_count_against_the_key_that_made_the_secret(api, db, crew, role_keys, hooked):
     agent, hook = hooked
-    await teams.set_key_quotas(db, crew.who("owner"), crew.team_id, "admin-key", executions_month=1,
-                               cost_month_usd=None, max_concurrent_runs=None)
+    await teams.set_key_quotas(
+        db,
+        crew.who("owner"),
+        crew.team_id,
+        "admin-key",
+        executions_month=1,
+        cost_month_usd=None,
+        max_concurrent_runs=None,
+    )
     body = b'{"service": "db"}'
     async with api.client() as sender:
-        first = await sender.post(f"/api/hooks/{agent['id']}", content=body, headers=signed_headers(hook["secret"], body))
+        first = await sender.post(
+            f"/api/hooks/{agent['id']}", content=body, headers=signed_headers(hook["secret"], body)
+        )
         assert first.status_code == 202, first.text
         before = await _counts(db)
-        second = await sender.post(f"/api/hooks/{agent['id']}", content=body, headers=signed_headers(hook["secret"], body))
+        second = await sender.post(
+            f"/api/hooks/{agent['id']}", content=body, headers=signed_headers(hook["secret"], body)
+        )
     assert second.status_code == 402 and second.json()["error"]["code"] == "quota_exceeded", second.text
     assert "admin-key" in second.json()["error"]["message"]
     assert await _counts(db) == before  # no run, and the refused delivery was not recorded either
@@ -122,17 +149,21 @@ async def test_a_captured_webhook_cannot_be_replayed_under_another_delivery_id(a
         signature = captured["X-Coherex-Signature"]
         replays = [
             {"X-Coherex-Signature": signature, "X-Coherex-Delivery": "delivery-2"},  # a new id
-            {"X-Coherex-Signature": signature},                                    # no id
-            {"X-Coherex-Signature": signature + ",v0=x", "X-Coherex-Delivery": "delivery-3"},  # another scheme
+            {"X-Coherex-Signature": signature},  # no id
+            {
+                "X-Coherex-Signature": signature + ",v0=x",
+                "X-Coherex-Delivery": "delivery-3",
+            },  # another scheme
             {"X-Coherex-Signature": signature + ",v0=x", "X-Coherex-Delivery": "delivery-1"},
             {"X-Coherex-Signature": f"{signature},{signature}", "X-Coherex-Delivery": "delivery-4"},
-            captured,                                                              # the same delivery again
+            captured,  # the same delivery again
         ]
         # a dot in an id would let "<t>.<id>.<body>" be split another way: the signature of id "d-9" and
         # body "x.{…}" would also sign id "d-9.x" and body "{…}"
         dotted = sign(hook["secret"], b"x." + body, "d-9")
         cases = [(body, h) for h in replays] + [
-            (body, {"X-Coherex-Signature": dotted, "X-Coherex-Delivery": "d-9.x"})]
+            (body, {"X-Coherex-Signature": dotted, "X-Coherex-Delivery": "d-9.x"})
+        ]
         for content, headers in cases:
             r = await anyone.post(url, content=content, headers=headers)
             assert r.status_code == 403, (headers, r.status_code, r.text)
@@ -146,7 +177,7 @@ async def test_removed_members_keys_are_listed_as_revoked_and_refused(api, db, c
     await teams.remove_member(db, crew.who("admin"), crew.team_id, "member@crew.example")
     async with db.session(crew.who("owner")) as s:
         listed = {k.name: k for k in await s.api_keys.list(crew.team_id)}
-    assert listed["member-key"].revoked_at is not None          # the listing tells the truth
+    assert listed["member-key"].revoked_at is not None  # the listing tells the truth
     assert all(listed[f"{r}-key"].revoked_at is None for r in ("owner", "admin", "viewer"))
     async with api.client(role_keys["member"]) as c:
         r = await c.get("/api/agents")

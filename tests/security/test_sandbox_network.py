@@ -26,14 +26,16 @@ from pathlib import Path
 
 import pytest
 
-from coherex import teams
+from coherex.services import teams
 from coherex.errors import PermissionDenied, UserError
 from coherex.sandbox import open_sandbox
 from coherex.store.db import Identity
 from coherex.testing.sandbox import start_local_sandbox
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("slirp4netns"),
-                                reason="sandbox networking needs root and slirp4netns (scripts/apt-packages.txt)")
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("slirp4netns"),
+    reason="sandbox networking needs root and slirp4netns (scripts/apt-packages.txt)",
+)
 
 
 def ip(*args: str) -> None:
@@ -66,8 +68,24 @@ def internet(tmp_path_factory):
         ip("-n", ns, "addr", "add", f"{net}.2/24", "dev", ns_if)
         ip("-n", ns, "link", "set", ns_if, "up")
         ip("-n", ns, "link", "set", "lo", "up")
-        srv = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "http.server", "--bind", f"{net}.2",
-                                str(port), "--directory", str(www)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        srv = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                sys.executable,
+                "-m",
+                "http.server",
+                "--bind",
+                f"{net}.2",
+                str(port),
+                "--directory",
+                str(www),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 30
         while True:  # the host reaches it (as slirp4netns will, through the host's stack)
             try:
@@ -88,8 +106,12 @@ def internet(tmp_path_factory):
 
 def host_addresses() -> list[str]:
     out = subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, text=True, check=True).stdout
-    return [a["local"] for link in json.loads(out) for a in link.get("addr_info", [])
-            if a.get("local") and a["family"] == "inet" and not a["local"].startswith("127.")]
+    return [
+        a["local"]
+        for link in json.loads(out)
+        for a in link.get("addr_info", [])
+        if a.get("local") and a["family"] == "inet" and not a["local"].startswith("127.")
+    ]
 
 
 @pytest.fixture
@@ -140,19 +162,26 @@ async def test_a_box_with_network_reaches_the_internet(local_sandbox, internet):
     async with await open_sandbox(settings, allow_network=True) as box:
         got = await box.run_code(
             "import urllib.request\n"
-            f"urllib.request.urlopen('http://{internet.server}:{internet.port}/token', timeout=10).read().decode()")
+            f"urllib.request.urlopen('http://{internet.server}:{internet.port}/token', timeout=10).read().decode()"
+        )
         assert got.error is None, got.error
         assert got.text == internet.token
         resolv = await box.run_code("open('/etc/resolv.conf').read()")
         assert resolv.text == "nameserver 10.0.2.3\n"  # slirp4netns's forwarder, not the host's resolver
 
 
-async def test_a_box_with_network_reaches_no_port_of_the_host(api, fake_llm, pg_server, local_sandbox, internet,
-                                                             listener):
+async def test_a_box_with_network_reaches_no_port_of_the_host(
+    api, fake_llm, pg_server, local_sandbox, internet, listener
+):
     server, settings = local_sandbox
     any_port, accepted = listener
-    ports = {"web API": api.port, "LLM endpoint": fake_llm.port, "Postgres": pg_server._embedded.port,
-             "sandbox server": server.port, "a service on every address": any_port}
+    ports = {
+        "web API": api.port,
+        "LLM endpoint": fake_llm.port,
+        "Postgres": pg_server._embedded.port,
+        "sandbox server": server.port,
+        "a service on every address": any_port,
+    }
     for name, port in ports.items():  # they are up: a refusal below is the box's, not an empty port
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
     hosts = ["127.0.0.1", "10.0.2.2", *host_addresses()]  # 10.0.2.2: slirp's alias of the host
@@ -172,8 +201,8 @@ async def test_a_box_with_network_cannot_listen_on_the_hosts_loopback(local_sand
         port = s.getsockname()[1]  # free on the host right now
     async with await open_sandbox(settings, allow_network=True) as box:
         got = await box.run_code(
-            "import socket\n"
-            f"server = socket.create_server(('127.0.0.1', {port}))\n'listening'")
+            f"import socket\nserver = socket.create_server(('127.0.0.1', {port}))\n'listening'"
+        )
         assert got.text == "listening", got.error  # in the box's own namespace
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -196,8 +225,13 @@ def test_the_filter_loads_when_host_addresses_lie_in_blocked_ranges():
     from coherex.sandbox.server.isolation import nft_rules
 
     rules = nft_rules(["10.1.2.3", "172.20.0.5", "192.0.2.9", "192.0.2.9", "2001:db8::5", "fd00::7"])
-    loaded = subprocess.run(["unshare", "--net", "sh", "-c", "nft -f - && nft list ruleset"], input=rules,
-                            capture_output=True, text=True, timeout=30)
+    loaded = subprocess.run(
+        ["unshare", "--net", "sh", "-c", "nft -f - && nft list ruleset"],
+        input=rules,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert loaded.returncode == 0, loaded.stderr
     assert "10.0.0.0/8" in loaded.stdout and "192.0.2.9" in loaded.stdout and "2001:db8::5" in loaded.stdout
     assert "10.1.2.3" not in loaded.stdout
@@ -213,8 +247,10 @@ async def test_one_slirp4netns_per_network_box_gone_with_the_box(local_sandbox):
     async with await open_sandbox(settings) as offline:
         await offline.run_code("1")
         assert slirps_of(server.proc.pid) == []  # only boxes with network get one
-        async with await open_sandbox(settings, allow_network=True) as a, \
-                await open_sandbox(settings, allow_network=True) as b:
+        async with (
+            await open_sandbox(settings, allow_network=True) as a,
+            await open_sandbox(settings, allow_network=True) as b,
+        ):
             await a.run_code("1")
             await b.run_code("1")
             assert len(slirps_of(server.proc.pid)) == 2
@@ -223,8 +259,12 @@ async def test_one_slirp4netns_per_network_box_gone_with_the_box(local_sandbox):
 
 # --- finding 2: who may turn network on ----------------------------------------------------------
 
-NET_SPEC = {"apiVersion": "coherex/v1", "kind": "Agent", "metadata": {"name": "fetcher"},
-            "spec": {"instructions": "Fetch the page.", "runtime": {"network": True}}}
+NET_SPEC = {
+    "apiVersion": "coherex/v1",
+    "kind": "Agent",
+    "metadata": {"name": "fetcher"},
+    "spec": {"instructions": "Fetch the page.", "runtime": {"network": True}},
+}
 
 
 async def key_for(db, crew, role: str) -> str:
@@ -235,9 +275,11 @@ async def key_for(db, crew, role: str) -> str:
 
 async def stored(db, crew) -> tuple[int, int]:
     async with db.connection(Identity.system()) as conn:
-        cur = await conn.execute("select (select count(*) from public.agents where team_id = %s), "
-                                 "(select count(*) from public.agent_versions where team_id = %s)",
-                                 (crew.team_id, crew.team_id))
+        cur = await conn.execute(
+            "select (select count(*) from public.agents where team_id = %s), "
+            "(select count(*) from public.agent_versions where team_id = %s)",
+            (crew.team_id, crew.team_id),
+        )
         return tuple(await cur.fetchone())
 
 
@@ -249,8 +291,10 @@ async def test_a_member_cannot_turn_sandbox_network_on_by_default(api, db, crew)
         assert created.status_code == 201
         agent_id = created.json()["agent"]["id"]
         before = await stored(db, crew)
-        for attempt in (c.post("/api/agents", json={"spec": {**NET_SPEC, "metadata": {"name": "other"}}}),
-                        c.put(f"/api/agents/{agent_id}", json={"spec": NET_SPEC})):
+        for attempt in (
+            c.post("/api/agents", json={"spec": {**NET_SPEC, "metadata": {"name": "other"}}}),
+            c.put(f"/api/agents/{agent_id}", json={"spec": NET_SPEC}),
+        ):
             r = await attempt
             assert r.status_code == 403, r.text
             error = r.json()["error"]
@@ -317,8 +361,11 @@ def processes() -> dict[int, tuple[str, int, int]]:
         if not entry.isdigit():
             continue
         try:
-            fields = dict(line.split(":", 1) for line in Path(f"/proc/{entry}/status").read_text().splitlines()
-                          if ":" in line)
+            fields = dict(
+                line.split(":", 1)
+                for line in Path(f"/proc/{entry}/status").read_text().splitlines()
+                if ":" in line
+            )
         except OSError:
             continue  # gone meanwhile
         out[int(entry)] = (fields["Name"].strip(), int(fields["PPid"]), int(fields["Uid"].split()[0]))
@@ -354,7 +401,9 @@ async def test_two_sandbox_servers_on_one_host_never_share_a_box_uid(tmp_path):
         assert all(200_000 <= uid < 250_000 for uid in both)
 
         # a server that dies holds nothing: its uids go to the next server that needs one
-        a_boxes = {pid for pid, (name, ppid, _) in processes().items() if ppid == a.proc.pid and name == "bwrap"}
+        a_boxes = {
+            pid for pid, (name, ppid, _) in processes().items() if ppid == a.proc.pid and name == "bwrap"
+        }
         os.kill(a.proc.pid, signal.SIGKILL)
         a.proc.wait()
         assert await until(lambda: not a_boxes & processes().keys())  # --die-with-parent

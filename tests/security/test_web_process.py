@@ -43,12 +43,23 @@ def web(pg_server, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("web")
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "DATABASE_URL": urls.app, "COHEREX_DATA_DIR": str(tmp / "data"),
-           "COHEREX_PUBLIC_URL": base, "COHEREX_API_RATE": "1000", "COHEREX_API_BURST": "1000"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": urls.app,
+        "COHEREX_DATA_DIR": str(tmp / "data"),
+        "COHEREX_PUBLIC_URL": base,
+        "COHEREX_API_RATE": "1000",
+        "COHEREX_API_BURST": "1000",
+    }
     env.pop("CHAINLIT_AUTH_SECRET", None)
     log = open(tmp / "web.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "coherex", "web", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coherex", "web", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 90
     while True:
         assert proc.poll() is None, (tmp / "web.log").read_text()
@@ -76,13 +87,17 @@ def _peak_rss_mib(pid: int) -> float:
     raise AssertionError("no VmHWM")
 
 
-def _stream(port: int, head: str, body_bytes: int, chunked: bool = True, preamble: bytes = b"") -> tuple[int, int, float]:
+def _stream(
+    port: int, head: str, body_bytes: int, chunked: bool = True, preamble: bytes = b""
+) -> tuple[int, int, float]:
     """Send a request head (and a chunk `preamble`), then up to `body_bytes` of body in chunks while
     watching for an answer. Returns (status, bytes of body sent before the answer, seconds until it)."""
     started = time.monotonic()
     sent = 0
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(head.encode() + (f"{len(preamble):x}\r\n".encode() + preamble + b"\r\n" if preamble else b""))
+        sock.sendall(
+            head.encode() + (f"{len(preamble):x}\r\n".encode() + preamble + b"\r\n" if preamble else b"")
+        )
         piece = b"x" * CHUNK
         frame = f"{CHUNK:x}\r\n".encode() + piece + b"\r\n" if chunked else piece
         try:
@@ -108,16 +123,22 @@ def _stream(port: int, head: str, body_bytes: int, chunked: bool = True, preambl
 def test_a_1_gib_webhook_body_is_refused_after_the_limit_and_memory_stays_flat(web):
     proc, port = web
     peak_before = _peak_rss_mib(proc.pid)
-    head = (f"POST /api/hooks/{uuid.uuid4()} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+    head = (
+        f"POST /api/hooks/{uuid.uuid4()} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
     status, sent, elapsed = _stream(port, head, GIB)
     assert status == 413
-    assert sent < 64 << 20, f"the server let {sent >> 20} MiB through before answering"  # ~1 MB + socket buffers
+    assert sent < 64 << 20, (
+        f"the server let {sent >> 20} MiB through before answering"
+    )  # ~1 MB + socket buffers
     assert elapsed < 20
     assert _peak_rss_mib(proc.pid) - peak_before < 64, "the web process's memory grew with the body"
     # a declared length over the limit: refused before a byte of body is sent
-    head = (f"POST /api/hooks/{uuid.uuid4()} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {GIB}\r\n\r\n")
+    head = (
+        f"POST /api/hooks/{uuid.uuid4()} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {GIB}\r\n\r\n"
+    )
     status, _, elapsed = _stream(port, head, 0, chunked=False)
     assert status == 413 and elapsed < 10
     assert proc.poll() is None and httpx.get(f"http://127.0.0.1:{port}/api/health").status_code == 200
@@ -126,10 +147,14 @@ def test_a_1_gib_webhook_body_is_refused_after_the_limit_and_memory_stays_flat(w
 def test_an_upload_without_credentials_is_refused_before_its_body_is_read(web):
     proc, port = web
     peak_before = _peak_rss_mib(proc.pid)
-    head = (f"POST /api/knowledge/upload HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            "Content-Type: multipart/form-data; boundary=XyZ\r\nTransfer-Encoding: chunked\r\n\r\n")
-    part = (b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n'
-            b"Content-Type: application/octet-stream\r\n\r\n")  # then 1 GiB of file content
+    head = (
+        f"POST /api/knowledge/upload HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Content-Type: multipart/form-data; boundary=XyZ\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    part = (
+        b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n"
+    )  # then 1 GiB of file content
     status, sent, elapsed = _stream(port, head, GIB, preamble=part)
     assert status == 401 and sent < 64 << 20 and elapsed < 20, (status, sent >> 20, elapsed)
     assert _peak_rss_mib(proc.pid) - peak_before < 64
@@ -143,17 +168,27 @@ def test_chainlit_cors_and_websockets_are_for_the_own_origin_only(web):
     with httpx.Client(base_url=own, cookies=cookie) as c:
         foreign = c.get("/chat/auth/config", headers={"Origin": evil})
         assert "access-control-allow-origin" not in foreign.headers, foreign.headers
-        preflight = c.options("/chat/project/settings", headers={
-            "Origin": evil, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"})
+        preflight = c.options(
+            "/chat/project/settings",
+            headers={
+                "Origin": evil,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
+        )
         assert preflight.headers.get("access-control-allow-origin") != evil
         ours = c.get("/chat/auth/config", headers={"Origin": own})
         assert ours.headers.get("access-control-allow-origin") == own
     # a cross-site WebSocket to the chat's socket.io with the cookie: refused at the handshake
     for origin, refused in ((evil, True), (own, False)):
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-            sock.sendall((f"GET /chat/ws/socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                          "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                          f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: {origin}\r\n"
-                          "Cookie: access_token=a-session-cookie\r\n\r\n").encode())
+            sock.sendall(
+                (
+                    f"GET /chat/ws/socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                    "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                    f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: {origin}\r\n"
+                    "Cookie: access_token=a-session-cookie\r\n\r\n"
+                ).encode()
+            )
             status = int(sock.recv(4096).split()[1])
         assert (status == 403) is refused, (origin, status)

@@ -35,8 +35,15 @@ JUPYTER_PORT, ENVD_PORT = "49999", "49983"
 # close, octet-stream uploads, file metadata (0.6.2); not watch-event entries (0.6.3)
 ENVD_VERSION = "0.6.2"
 # code-context languages: what the SDK may send -> the context language
-LANGUAGES = {"python": "python", "py": "python", "javascript": "javascript", "js": "javascript",
-             "bash": "bash", "sh": "bash", "shell": "bash"}
+LANGUAGES = {
+    "python": "python",
+    "py": "python",
+    "javascript": "javascript",
+    "js": "javascript",
+    "bash": "bash",
+    "sh": "bash",
+    "shell": "bash",
+}
 MAX_BODY = 100 << 20
 MAX_TIMEOUT_S = 24 * 3600
 
@@ -56,8 +63,10 @@ class QuietAborts(logging.Filter):
 
 
 def _unknown_language(language: object) -> str:
-    return (f"language {language!r} is not available in the local sandbox: use one of python, javascript "
-            "(js) or bash")
+    return (
+        f"language {language!r} is not available in the local sandbox: use one of python, javascript "
+        "(js) or bash"
+    )
 
 
 class SandboxServer:
@@ -115,7 +124,9 @@ class SandboxServer:
         except Exception:
             log.exception("sandbox server error")
             with contextlib.suppress(Exception):
-                await respond(send, 500, {"message": "internal error in the local sandbox server", "code": 500})
+                await respond(
+                    send, 500, {"message": "internal error in the local sandbox server", "code": 500}
+                )
 
     async def _lifespan(self, receive, send) -> None:
         while True:
@@ -140,7 +151,9 @@ class SandboxServer:
             await respond(send, 401, {"message": "invalid API key for the local sandbox server", "code": 401})
             return
         if method == "GET" and path == "/health":
-            await respond(send, 200, {"status": "ok", "sandboxes": len(self.boxes), **self.factory.describe()})
+            await respond(
+                send, 200, {"status": "ok", "sandboxes": len(self.boxes), **self.factory.describe()}
+            )
         elif method == "POST" and path == "/v2/sandboxes":
             await self._create(await read_json(receive), send)
         elif method == "GET" and path in ("/v2/sandboxes", "/sandboxes"):
@@ -152,20 +165,31 @@ class SandboxServer:
             if box is None or not box.alive:
                 await respond(send, 404, {"message": f"sandbox {m[1]} not found", "code": 404})
             elif m[2] in ("pause", "resume"):
-                await respond(send, 501, {"message": f"the local sandbox cannot {m[2]} sandboxes (an E2B cloud "
-                                                     "feature)", "code": 501})
+                await respond(
+                    send,
+                    501,
+                    {
+                        "message": f"the local sandbox cannot {m[2]} sandboxes (an E2B cloud feature)",
+                        "code": 501,
+                    },
+                )
             elif m[2] == "refreshes":
                 box.expires_at = max(box.expires_at, time.time() + int(body.get("duration") or 60))
                 await respond(send, 204, None)
             elif not isinstance(timeout, int) or not 0 < timeout <= MAX_TIMEOUT_S:
-                await respond(send, 400, {"message": f"timeout must be 1..{MAX_TIMEOUT_S} seconds", "code": 400})
+                await respond(
+                    send, 400, {"message": f"timeout must be 1..{MAX_TIMEOUT_S} seconds", "code": 400}
+                )
             elif m[2] == "timeout":
                 box.expires_at = time.time() + timeout
                 await respond(send, 204, None)
             else:  # connect to a running sandbox: it lives at least `timeout` more seconds
                 box.expires_at = max(box.expires_at, time.time() + timeout)
-                await respond(send, 200, self._info(box) | {"envdAccessToken": box.token,
-                                                            "trafficAccessToken": box.token})
+                await respond(
+                    send,
+                    200,
+                    self._info(box) | {"envdAccessToken": box.token, "trafficAccessToken": box.token},
+                )
         elif m := re.fullmatch(r"/(?:v2/)?sandboxes/([\w-]+)", path):
             box = self.boxes.get(m[1])
             if box is None or not box.alive:
@@ -178,7 +202,9 @@ class SandboxServer:
             else:
                 await respond(send, 200, self._info(box))
         else:
-            await respond(send, 404, {"message": f"{method} {path} is not part of the local sandbox API", "code": 404})
+            await respond(
+                send, 404, {"message": f"{method} {path} is not part of the local sandbox API", "code": 404}
+            )
 
     async def _list(self, scope: Scope, send) -> None:
         """E2B's list: `metadata` is a urlencoded `k=v&...` filter, `state` a comma list,
@@ -196,9 +222,12 @@ class SandboxServer:
         boxes = sorted((b for b in self.boxes.values() if b.alive), key=lambda b: (b.started_at, b.id))
         if (query.get("order") or [""])[0] == "desc":
             boxes.reverse()
-        boxes = [b for b in boxes if all(b.metadata.get(k) == v for k, v in wanted.items())
-                 and (not states or "running" in states)]
-        page = boxes[start:start + max(1, limit)]
+        boxes = [
+            b
+            for b in boxes
+            if all(b.metadata.get(k) == v for k, v in wanted.items()) and (not states or "running" in states)
+        ]
+        page = boxes[start : start + max(1, limit)]
         more = start + len(page) < len(boxes)
         body = json.dumps([self._info(b) for b in page]).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
@@ -230,15 +259,26 @@ class SandboxServer:
         box.envs = envs
         box.expires_at = time.time() + timeout
         self.boxes[box.id] = box
-        await respond(send, 201, self._info(box) | {"envdAccessToken": box.token, "trafficAccessToken": box.token})
+        await respond(
+            send, 201, self._info(box) | {"envdAccessToken": box.token, "trafficAccessToken": box.token}
+        )
 
     def _info(self, box: Box) -> dict:
-        return {"templateID": box.template, "sandboxID": box.id, "clientID": "local",
-                "envdVersion": ENVD_VERSION, "metadata": box.metadata, "domain": None,
-                "startedAt": _iso(box.started_at), "endAt": _iso(box.expires_at),
-                "state": "running" if box.alive else "killed", "cpuCount": max(1, int(box.limits.cpus)),
-                "memoryMB": box.limits.memory_bytes >> 20, "diskSizeMB": box.limits.disk_bytes >> 20,
-                "allowInternetAccess": box.allow_network}
+        return {
+            "templateID": box.template,
+            "sandboxID": box.id,
+            "clientID": "local",
+            "envdVersion": ENVD_VERSION,
+            "metadata": box.metadata,
+            "domain": None,
+            "startedAt": _iso(box.started_at),
+            "endAt": _iso(box.expires_at),
+            "state": "running" if box.alive else "killed",
+            "cpuCount": max(1, int(box.limits.cpus)),
+            "memoryMB": box.limits.memory_bytes >> 20,
+            "diskSizeMB": box.limits.disk_bytes >> 20,
+            "allowInternetAccess": box.allow_network,
+        }
 
     # --- gateway --------------------------------------------------------------------------------
 
@@ -258,7 +298,9 @@ class SandboxServer:
             box = self._box(headers["e2b-sandbox-id"])
         except SandboxNotFound as exc:
             # 502 is what E2B's proxy answers for a sandbox that is gone; the SDK knows it
-            await respond(send, 502, {"message": str(exc), "code": 502, "sandboxId": headers["e2b-sandbox-id"]})
+            await respond(
+                send, 502, {"message": str(exc), "code": 502, "sandboxId": headers["e2b-sandbox-id"]}
+            )
             return
         token = headers.get("x-access-token") or headers.get("e2b-traffic-access-token") or ""
         if not hmac.compare_digest(token, box.token):
@@ -271,7 +313,11 @@ class SandboxServer:
             elif path.startswith("/contexts"):
                 await self._contexts(box, method, path, await read_json(receive), send)
             else:
-                await respond(send, 404, {"message": f"{method} {path}: not supported by the local sandbox", "code": 404})
+                await respond(
+                    send,
+                    404,
+                    {"message": f"{method} {path}: not supported by the local sandbox", "code": 404},
+                )
         elif port == ENVD_PORT:
             if path == "/health":
                 await respond(send, 204, None)
@@ -289,7 +335,9 @@ class SandboxServer:
         m = re.fullmatch(r"/contexts(?:/([\w-]+)(/restart)?)?", path)
         ctx_id = m and m[1]
         if m is None or (ctx_id is None and method not in ("GET", "POST")):
-            await respond(send, 404, {"message": f"{method} {path}: not supported by the local sandbox", "code": 404})
+            await respond(
+                send, 404, {"message": f"{method} {path}: not supported by the local sandbox", "code": 404}
+            )
         elif ctx_id is None and method == "GET":
             await respond(send, 200, list(box.contexts.values()))
         elif ctx_id is None:
@@ -327,7 +375,9 @@ class SandboxServer:
             return
         ctx_id, language = body.get("context_id"), body.get("language")
         if ctx_id and language:
-            await respond(send, 400, {"message": "give either `context_id` or `language`, not both", "code": 400})
+            await respond(
+                send, 400, {"message": "give either `context_id` or `language`, not both", "code": 400}
+            )
             return
         if ctx_id:
             if ctx_id not in box.contexts:
@@ -347,15 +397,25 @@ class SandboxServer:
                 box.default_started[ctx_id] = True
                 box.contexts.setdefault(ctx_id, {"id": ctx_id, "language": lang, "cwd": "/home/user"})
         body["context_id"] = ctx_id
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/x-ndjson")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/x-ndjson")],
+            }
+        )
 
         async def pump() -> None:
             async with contextlib.aclosing(box.execute(code, body.get("env_vars"), ctx_id)) as messages:
                 async for msg in messages:
                     msg.pop("ch", None)
-                    await send({"type": "http.response.body", "body": json.dumps(msg).encode() + b"\n",
-                                "more_body": True})
+                    await send(
+                        {
+                            "type": "http.response.body",
+                            "body": json.dumps(msg).encode() + b"\n",
+                            "more_body": True,
+                        }
+                    )
 
         async def disconnected() -> None:
             while (await receive())["type"] != "http.disconnect":
@@ -426,26 +486,42 @@ class SandboxServer:
         files = _multipart_files(ctype, body) if ctype.startswith("multipart/") else [(path, body)]
         files = [(path or name, data) for name, data in files] if len(files) == 1 else files
         if not files or not all(name for name, _ in files):
-            await respond(send, 400, {"message": "each uploaded file needs a path (the `path` query parameter "
-                                                 "or the multipart filename)", "code": 400})
+            await respond(
+                send,
+                400,
+                {
+                    "message": "each uploaded file needs a path (the `path` query parameter "
+                    "or the multipart filename)",
+                    "code": 400,
+                },
+            )
             return
         # user metadata, kept by the box as the file's `user.e2b.*` extended attributes (as envd does)
-        metadata = {k[len("x-metadata-"):]: v for k, v in headers.items() if k.startswith("x-metadata-")}
+        metadata = {k[len("x-metadata-") :]: v for k, v in headers.items() if k.startswith("x-metadata-")}
         written = []
         for name, data in files:
-            msg = await box.request("write", path=name, data=base64.b64encode(data).decode(), metadata=metadata)
+            msg = await box.request(
+                "write", path=name, data=base64.b64encode(data).decode(), metadata=metadata
+            )
             if msg["type"] != "ok":
                 await respond(send, 400, {"message": msg.get("error"), "code": 400})
                 return
             entry = msg["entry"]
-            written.append({"name": entry["name"], "type": "file", "path": entry["path"],
-                            **({"metadata": entry["metadata"]} if entry["metadata"] else {})})
+            written.append(
+                {
+                    "name": entry["name"],
+                    "type": "file",
+                    "path": entry["path"],
+                    **({"metadata": entry["metadata"]} if entry["metadata"] else {}),
+                }
+            )
         await respond(send, 200, written)
 
 
 def _multipart_files(content_type: str, body: bytes) -> list[tuple[str, bytes]]:
     msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body
+    )
     return [(part.get_filename() or "", part.get_payload(decode=True) or b"") for part in msg.iter_parts()]
 
 
@@ -484,6 +560,14 @@ async def respond(send, status: int, payload: Any) -> None:
 
 
 async def respond_bytes(send, status: int, body: bytes, content_type: str) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -32,9 +32,13 @@ log = logging.getLogger(__name__)
 # source in every box would cost a cold start ~15 ms. The box runs this very interpreter (see
 # isolation.Interpreter), so the marshal format matches; zlib keeps it well under the 128 KiB limit
 # of one argv string.
-_WORKER_CODE = marshal.dumps(compile((Path(__file__).parent / "worker.py").read_text(), "<sandbox-worker>", "exec"))
-WORKER_SOURCE = ("import binascii, marshal, zlib\n"
-                 f"exec(marshal.loads(zlib.decompress(binascii.a2b_base64({base64.b64encode(zlib.compress(_WORKER_CODE, 6)).decode()!r}))))\n")
+_WORKER_CODE = marshal.dumps(
+    compile((Path(__file__).parent / "worker.py").read_text(), "<sandbox-worker>", "exec")
+)
+WORKER_SOURCE = (
+    "import binascii, marshal, zlib\n"
+    f"exec(marshal.loads(zlib.decompress(binascii.a2b_base64({base64.b64encode(zlib.compress(_WORKER_CODE, 6)).decode()!r}))))\n"
+)
 INTERRUPT_GRACE_S = 2.0
 START_TIMEOUT_S = 30.0  # after SIGINT, a cell that does not stop gets its box killed
 
@@ -51,8 +55,9 @@ class Spawner:
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future] | None]
         self._jobs = queue.SimpleQueue()
         self._ready = concurrent.futures.Future()
-        self._thread = threading.Thread(target=self._run, args=(shared_paths,), name="sandbox-spawner",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(shared_paths,), name="sandbox-spawner", daemon=True
+        )
         self._thread.start()
         self._ready.result()
 
@@ -96,8 +101,16 @@ class Channel:
 class Box:
     """One isolated sandbox: bwrap + the worker inside, talked to over its stdin/stdout."""
 
-    def __init__(self, box_id: str, proc: subprocess.Popen, init_pid: int, cgroup: Cgroup | None,
-                 uid: int | None, network: BoxNetwork | None, limits: Limits):
+    def __init__(
+        self,
+        box_id: str,
+        proc: subprocess.Popen,
+        init_pid: int,
+        cgroup: Cgroup | None,
+        uid: int | None,
+        network: BoxNetwork | None,
+        limits: Limits,
+    ):
         self.id = box_id
         self.token = secrets.token_urlsafe(24)  # envd access token, per sandbox
         self.proc, self.init_pid, self.cgroup, self.uid = proc, init_pid, cgroup, uid
@@ -109,7 +122,8 @@ class Box:
         # other languages start on first use
         self.contexts: dict[str, dict] = {
             "default": {"id": "default", "language": "python", "cwd": "/home/user"},
-            "default-javascript": {"id": "default-javascript", "language": "javascript", "cwd": "/home/user"}}
+            "default-javascript": {"id": "default-javascript", "language": "javascript", "cwd": "/home/user"},
+        }
         self.default_started: dict[str, bool] = {"default": True}
         self.procs: dict[int, Any] = {}  # pid -> running command (envd._Process)
         self.started_at = time.time()
@@ -151,12 +165,15 @@ class Box:
     async def _on_exit(self) -> None:
         if self.dead_reason is None:
             if self.cgroup is not None and self.cgroup.oom_killed():
-                self.dead_reason = (f"the sandbox ran out of memory (limit {self.limits.memory_bytes >> 20} MiB) "
-                                    "and was stopped")
+                self.dead_reason = (
+                    f"the sandbox ran out of memory (limit {self.limits.memory_bytes >> 20} MiB) "
+                    "and was stopped"
+                )
             elif not self._killed:
                 stderr = await asyncio.to_thread(self.proc.stderr.read) if self.proc.stderr else b""
                 self.dead_reason = "the sandbox stopped unexpectedly" + (
-                    f": {stderr.decode(errors='replace').strip()[-500:]}" if stderr.strip() else "")
+                    f": {stderr.decode(errors='replace').strip()[-500:]}" if stderr.strip() else ""
+                )
             else:
                 self.dead_reason = "the sandbox was killed"
         if not self._ready.done():
@@ -207,7 +224,9 @@ class Box:
         finally:
             self._close(ch)
 
-    async def execute(self, code: str, env_vars: dict | None, context_id: str = "default") -> AsyncIterator[dict]:
+    async def execute(
+        self, code: str, env_vars: dict | None, context_id: str = "default"
+    ) -> AsyncIterator[dict]:
         """Run a cell, yielding its messages. Closed early (the client went away, e.g. its
         timeout), it interrupts the code: SIGINT, then SIGKILL of the box if that is ignored.
         A box killed on request meanwhile raises BoxStopped; one that died of its own code (out of
@@ -222,7 +241,12 @@ class Box:
                     if msg["type"] == "dead" and self.stopped_by_api:
                         raise BoxStopped(f"The sandbox {self.id} was not found: {msg['error']}")
                     if msg["type"] == "dead":
-                        yield {"type": "error", "name": "SandboxStopped", "value": msg["error"], "traceback": ""}
+                        yield {
+                            "type": "error",
+                            "name": "SandboxStopped",
+                            "value": msg["error"],
+                            "traceback": "",
+                        }
                     if finished:
                         return
                     yield msg
@@ -304,14 +328,21 @@ class BoxFactory:
             "isolation": "bubblewrap",
             "cgroups": f"v{self.cgroups.version}" if self.cgroups.parents else "none (rlimits only)",
             "own_uid_per_sandbox": os.geteuid() == 0,
-            "network": ("own namespace per sandbox, through slirp4netns, no host or private addresses"
-                        if os.geteuid() == 0 else "refused (the server is not root)"),
+            "network": (
+                "own namespace per sandbox, through slirp4netns, no host or private addresses"
+                if os.geteuid() == 0
+                else "refused (the server is not root)"
+            ),
             "python": self.interp.executable,
             "pool_size": self.pool_size,
             "pool_ready": self._pool.qsize(),
-            "limits": {"memory_mb": self.limits.memory_bytes >> 20, "pids": self.limits.pids,
-                       "cpus": self.limits.cpus, "disk_mb": self.limits.disk_bytes >> 20,
-                       "root_mb": self.limits.root_bytes >> 20},
+            "limits": {
+                "memory_mb": self.limits.memory_bytes >> 20,
+                "pids": self.limits.pids,
+                "cpus": self.limits.cpus,
+                "disk_mb": self.limits.disk_bytes >> 20,
+                "root_mb": self.limits.root_bytes >> 20,
+            },
         }
 
     async def acquire(self, *, allow_network: bool) -> Box:
@@ -328,7 +359,8 @@ class BoxFactory:
     async def spawn(self, *, allow_network: bool) -> Box:
         box_id = f"sbx{next(self._seq)}{secrets.token_hex(6)}"
         proc, init_pid, cgroup, uid, network = await self.spawner.call(
-            lambda: self._start_bwrap(box_id, allow_network))
+            lambda: self._start_bwrap(box_id, allow_network)
+        )
         box = Box(box_id, proc, init_pid, cgroup, uid, network, self.limits)
         try:
             await asyncio.wait_for(box.attach(), START_TIMEOUT_S)
@@ -340,8 +372,9 @@ class BoxFactory:
             raise
         return box
 
-    def _start_bwrap(self, box_id: str, allow_network: bool
-                     ) -> tuple[subprocess.Popen, int, Cgroup | None, int | None, BoxNetwork | None]:
+    def _start_bwrap(
+        self, box_id: str, allow_network: bool
+    ) -> tuple[subprocess.Popen, int, Cgroup | None, int | None, BoxNetwork | None]:
         """Runs in the spawner thread. bwrap blocks on --block-fd until limits (and the network of a
         box that has one) are in place."""
         uid = isolation.allocate_uid()
@@ -353,17 +386,29 @@ class BoxFactory:
         try:
             cgroup = self.cgroups.create(box_id, self.limits)
             rlimits = isolation.rlimit_code(self.limits, cgroup=cgroup, own_uid=uid is not None)
-            argv = isolation.bwrap_argv(self.interp, self.limits, resolv_conf_fd=resolv_r if allow_network else None,
-                                        mpl_cache=self.mpl_cache, bootstrap=rlimits + WORKER_SOURCE)
+            argv = isolation.bwrap_argv(
+                self.interp,
+                self.limits,
+                resolv_conf_fd=resolv_r if allow_network else None,
+                mpl_cache=self.mpl_cache,
+                bootstrap=rlimits + WORKER_SOURCE,
+            )
             full = argv[:1] + ["--info-fd", str(info_w), "--block-fd", str(block_r)] + argv[1:]
             if allow_network:
                 os.write(resolv_w, isolation.RESOLV_CONF.encode())
                 os.close(resolv_w)
                 resolv_w = -1
             proc = subprocess.Popen(
-                full, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                pass_fds=tuple(fd for fd in (info_w, block_r, resolv_r) if fd >= 0), user=uid, group=uid,
-                extra_groups=[] if uid else None, env={}, cwd="/",
+                full,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=tuple(fd for fd in (info_w, block_r, resolv_r) if fd >= 0),
+                user=uid,
+                group=uid,
+                extra_groups=[] if uid else None,
+                env={},
+                cwd="/",
             )
             for fd in (info_w, block_r, resolv_r):
                 if fd >= 0:
@@ -392,7 +437,9 @@ class BoxFactory:
             if isinstance(exc, SandboxUnavailable):
                 raise
             if err.strip():
-                raise SandboxUnavailable(f"the sandbox failed to start: {err.decode(errors='replace').strip()}")
+                raise SandboxUnavailable(
+                    f"the sandbox failed to start: {err.decode(errors='replace').strip()}"
+                )
             raise
         finally:
             for fd in (info_r, info_w, block_r, block_w, resolv_r, resolv_w):

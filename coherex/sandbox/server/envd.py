@@ -36,7 +36,9 @@ def _box(lookup: BoxLookup, ctx: object) -> Box:
 def _fail(msg: dict) -> ConnectError:
     if msg["type"] == "dead":
         return ConnectError(Code.UNAVAILABLE, msg["error"])
-    code = {"not_found": Code.NOT_FOUND, "exists": Code.ALREADY_EXISTS}.get(msg.get("kind"), Code.INVALID_ARGUMENT)
+    code = {"not_found": Code.NOT_FOUND, "exists": Code.ALREADY_EXISTS}.get(
+        msg.get("kind"), Code.INVALID_ARGUMENT
+    )
     return ConnectError(code, msg.get("error", "failed"))
 
 
@@ -89,7 +91,9 @@ class _Process:
         self.listeners.append(q)
         return q
 
-    async def events(self, q: asyncio.Queue, timeout_ms: float | None) -> AsyncIterator[process_pb.ProcessEvent]:
+    async def events(
+        self, q: asyncio.Queue, timeout_ms: float | None
+    ) -> AsyncIterator[process_pb.ProcessEvent]:
         """The start event, then output until the end. Past the request's deadline the command is
         killed, as envd does (the SDK's `timeout`)."""
         Event = process_pb.ProcessEvent
@@ -99,23 +103,37 @@ class _Process:
             yield Event(event=Oneof("start", Event.StartEvent(pid=self.pid)))
             while True:
                 try:
-                    msg = await asyncio.wait_for(q.get(), None if deadline is None else deadline - loop.time())
+                    msg = await asyncio.wait_for(
+                        q.get(), None if deadline is None else deadline - loop.time()
+                    )
                 except asyncio.TimeoutError:
                     with contextlib.suppress(Exception):
                         await self.box.request("proc_signal", pid=self.pid, signal=9)
-                    raise ConnectError(Code.DEADLINE_EXCEEDED,
-                                       f"the command did not finish within {round(timeout_ms / 1000, 1):g} s") from None
+                    raise ConnectError(
+                        Code.DEADLINE_EXCEEDED,
+                        f"the command did not finish within {round(timeout_ms / 1000, 1):g} s",
+                    ) from None
                 if msg is None:
                     return
                 kind = msg["type"]
                 if kind in ("stdout", "stderr", "pty"):
-                    yield Event(event=Oneof("data", Event.DataEvent(output=Oneof(kind, base64.b64decode(msg["data"])))))
+                    yield Event(
+                        event=Oneof(
+                            "data", Event.DataEvent(output=Oneof(kind, base64.b64decode(msg["data"])))
+                        )
+                    )
                 elif kind == "end":
-                    yield Event(event=Oneof("end", Event.EndEvent(exit_code=msg["exit_code"], exited=True,
-                                                                  status=msg["status"])))
+                    yield Event(
+                        event=Oneof(
+                            "end",
+                            Event.EndEvent(exit_code=msg["exit_code"], exited=True, status=msg["status"]),
+                        )
+                    )
                     return
                 elif kind == "dead":
-                    raise ConnectError(Code.UNAVAILABLE, f"The sandbox {self.box.id} was not found: {msg['error']}")
+                    raise ConnectError(
+                        Code.UNAVAILABLE, f"The sandbox {self.box.id} was not found: {msg['error']}"
+                    )
                 else:
                     raise _fail(msg)
         finally:
@@ -124,7 +142,9 @@ class _Process:
 
 
 def _find(box: Box, selector) -> _Process:
-    kind, value = (selector.selector.field, selector.selector.value) if selector and selector.selector else (None, None)
+    kind, value = (
+        (selector.selector.field, selector.selector.value) if selector and selector.selector else (None, None)
+    )
     for proc in box.procs.values():
         if (kind == "pid" and proc.pid == value) or (kind == "tag" and proc.tag == value):
             return proc
@@ -142,8 +162,15 @@ class ProcessService(process_connect.Process):
         if request.has_field("pty") and request.pty.has_field("size"):
             pty = {"cols": request.pty.size.cols, "rows": request.pty.size.rows}
         try:
-            messages = box.stream("proc_start", cmd=cfg.cmd, args=list(cfg.args), envs=dict(cfg.envs),
-                                  cwd=cfg.cwd if cfg.has_field("cwd") else None, stdin=request.stdin, pty=pty)
+            messages = box.stream(
+                "proc_start",
+                cmd=cfg.cmd,
+                args=list(cfg.args),
+                envs=dict(cfg.envs),
+                cwd=cfg.cwd if cfg.has_field("cwd") else None,
+                stdin=request.stdin,
+                pty=pty,
+            )
         except SandboxNotFound as exc:
             raise ConnectError(Code.UNAVAILABLE, str(exc)) from None
         proc = _Process(box, messages, request.tag if request.has_field("tag") else None)
@@ -156,7 +183,9 @@ class ProcessService(process_connect.Process):
         async for event in proc.events(q, ctx.timeout_ms):
             yield process_pb.StartResponse(event=event)
 
-    async def connect(self, request: process_pb.ConnectRequest, ctx) -> AsyncIterator[process_pb.ConnectResponse]:
+    async def connect(
+        self, request: process_pb.ConnectRequest, ctx
+    ) -> AsyncIterator[process_pb.ConnectResponse]:
         proc = _find(_box(self._lookup, ctx), request.process)
         async for event in proc.events(proc.listen(), ctx.timeout_ms):
             yield process_pb.ConnectResponse(event=event)
@@ -165,17 +194,27 @@ class ProcessService(process_connect.Process):
         box = _box(self._lookup, ctx)
         msg = await _ok(box, "proc_list")
         tags = {p.pid: p.tag for p in box.procs.values()}
-        return process_pb.ListResponse(processes=[
-            process_pb.ProcessInfo(pid=p["pid"], tag=tags.get(p["pid"]),
-                                   config=process_pb.ProcessConfig(cmd=p["cmd"], args=p["args"]))
-            for p in msg["procs"]])
+        return process_pb.ListResponse(
+            processes=[
+                process_pb.ProcessInfo(
+                    pid=p["pid"],
+                    tag=tags.get(p["pid"]),
+                    config=process_pb.ProcessConfig(cmd=p["cmd"], args=p["args"]),
+                )
+                for p in msg["procs"]
+            ]
+        )
 
     async def update(self, request: process_pb.UpdateRequest, ctx) -> process_pb.UpdateResponse:
         box = _box(self._lookup, ctx)
         proc = _find(box, request.process)
         if request.has_field("pty") and request.pty.has_field("size"):
-            await _ok(box, "proc_resize", pid=proc.pid,
-                      size={"cols": request.pty.size.cols, "rows": request.pty.size.rows})
+            await _ok(
+                box,
+                "proc_resize",
+                pid=proc.pid,
+                size={"cols": request.pty.size.cols, "rows": request.pty.size.rows},
+            )
         return process_pb.UpdateResponse()
 
     async def send_signal(self, request: process_pb.SendSignalRequest, ctx) -> process_pb.SendSignalResponse:
@@ -186,7 +225,9 @@ class ProcessService(process_connect.Process):
     async def send_input(self, request: process_pb.SendInputRequest, ctx) -> process_pb.SendInputResponse:
         box = _box(self._lookup, ctx)
         data = request.input.input.value if request.input and request.input.input else b""
-        await _ok(box, "proc_input", pid=_find(box, request.process).pid, data=base64.b64encode(data).decode())
+        await _ok(
+            box, "proc_input", pid=_find(box, request.process).pid, data=base64.b64encode(data).decode()
+        )
         return process_pb.SendInputResponse()
 
     async def close_stdin(self, request: process_pb.CloseStdinRequest, ctx) -> process_pb.CloseStdinResponse:
@@ -196,13 +237,23 @@ class ProcessService(process_connect.Process):
 
 
 def entry_info(e: dict) -> filesystem_pb.EntryInfo:
-    kinds = {"file": filesystem_pb.FileType.FILE, "dir": filesystem_pb.FileType.DIRECTORY,
-             "symlink": filesystem_pb.FileType.SYMLINK}
+    kinds = {
+        "file": filesystem_pb.FileType.FILE,
+        "dir": filesystem_pb.FileType.DIRECTORY,
+        "symlink": filesystem_pb.FileType.SYMLINK,
+    }
     return filesystem_pb.EntryInfo(
-        name=e["name"], type=kinds[e["type"]], path=e["path"], size=e["size"], mode=e["mode"],
-        permissions=e["permissions"], owner="user", group="user",
+        name=e["name"],
+        type=kinds[e["type"]],
+        path=e["path"],
+        size=e["size"],
+        mode=e["mode"],
+        permissions=e["permissions"],
+        owner="user",
+        group="user",
         modified_time=Timestamp.from_nanos(int(e["modified"] * 1e9)),
-        symlink_target=e["symlink_target"], is_symlink=e["symlink_target"] is not None,
+        symlink_target=e["symlink_target"],
+        is_symlink=e["symlink_target"] is not None,
         metadata=e.get("metadata") or {},
     )
 
@@ -227,24 +278,34 @@ class FilesystemService(filesystem_connect.Filesystem):
         msg = await _ok(_box(self._lookup, ctx), "move", path=request.source, destination=request.destination)
         return filesystem_pb.MoveResponse(entry=entry_info(msg["entry"]))
 
-    async def create_watcher(self, request: filesystem_pb.CreateWatcherRequest, ctx
-                             ) -> filesystem_pb.CreateWatcherResponse:
+    async def create_watcher(
+        self, request: filesystem_pb.CreateWatcherRequest, ctx
+    ) -> filesystem_pb.CreateWatcherResponse:
         watcher_id = uuid.uuid4().hex
-        await _ok(_box(self._lookup, ctx), "watcher_create", id=watcher_id, path=request.path,
-                  recursive=request.recursive)
+        await _ok(
+            _box(self._lookup, ctx),
+            "watcher_create",
+            id=watcher_id,
+            path=request.path,
+            recursive=request.recursive,
+        )
         return filesystem_pb.CreateWatcherResponse(watcher_id=watcher_id)
 
-    async def get_watcher_events(self, request: filesystem_pb.GetWatcherEventsRequest, ctx
-                                 ) -> filesystem_pb.GetWatcherEventsResponse:
+    async def get_watcher_events(
+        self, request: filesystem_pb.GetWatcherEventsRequest, ctx
+    ) -> filesystem_pb.GetWatcherEventsResponse:
         msg = await _ok(_box(self._lookup, ctx), "watcher_events", id=request.watcher_id)
         return filesystem_pb.GetWatcherEventsResponse(events=_fs_events(msg))
 
-    async def remove_watcher(self, request: filesystem_pb.RemoveWatcherRequest, ctx
-                             ) -> filesystem_pb.RemoveWatcherResponse:
+    async def remove_watcher(
+        self, request: filesystem_pb.RemoveWatcherRequest, ctx
+    ) -> filesystem_pb.RemoveWatcherResponse:
         await _ok(_box(self._lookup, ctx), "watcher_remove", id=request.watcher_id)
         return filesystem_pb.RemoveWatcherResponse()
 
-    async def watch_dir(self, request: filesystem_pb.WatchDirRequest, ctx) -> AsyncIterator[filesystem_pb.WatchDirResponse]:
+    async def watch_dir(
+        self, request: filesystem_pb.WatchDirRequest, ctx
+    ) -> AsyncIterator[filesystem_pb.WatchDirResponse]:
         box = _box(self._lookup, ctx)
         watcher_id = uuid.uuid4().hex
         await _ok(box, "watcher_create", id=watcher_id, path=request.path, recursive=request.recursive)
@@ -265,14 +326,20 @@ class FilesystemService(filesystem_connect.Filesystem):
         return filesystem_pb.RemoveResponse()
 
 
-_EVENT_TYPES = {"create": filesystem_pb.EventType.CREATE, "write": filesystem_pb.EventType.WRITE,
-                "remove": filesystem_pb.EventType.REMOVE, "rename": filesystem_pb.EventType.RENAME,
-                "chmod": filesystem_pb.EventType.CHMOD}
+_EVENT_TYPES = {
+    "create": filesystem_pb.EventType.CREATE,
+    "write": filesystem_pb.EventType.WRITE,
+    "remove": filesystem_pb.EventType.REMOVE,
+    "rename": filesystem_pb.EventType.RENAME,
+    "chmod": filesystem_pb.EventType.CHMOD,
+}
 WATCH_POLL_S = 0.05
 
 
 def _fs_events(msg: dict) -> list:
-    return [filesystem_pb.FilesystemEvent(name=e["name"], type=_EVENT_TYPES[e["type"]]) for e in msg["events"]]
+    return [
+        filesystem_pb.FilesystemEvent(name=e["name"], type=_EVENT_TYPES[e["type"]]) for e in msg["events"]
+    ]
 
 
 def asgi_apps(lookup: BoxLookup) -> dict[str, object]:

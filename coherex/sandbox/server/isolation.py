@@ -36,8 +36,15 @@ UID_COUNT = 50_000
 # one lock file per uid, shared by every sandbox server on the host: a uid is a box's while its
 # server holds the flock (the kernel drops it when that server dies, so a crash frees its uids)
 UID_LOCK_DIR = Path("/run/coherex-sandbox-uids")
-ETC_FILES = ["/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf", "/etc/localtime", "/etc/ssl",
-             "/etc/ca-certificates", "/etc/alternatives"]
+ETC_FILES = [
+    "/etc/hosts",
+    "/etc/resolv.conf",
+    "/etc/nsswitch.conf",
+    "/etc/localtime",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/alternatives",
+]
 
 
 @dataclass(frozen=True)
@@ -315,21 +322,59 @@ def release_uid(uid: int | None) -> None:
         os.close(fd)  # closing the last fd of the lock file releases the flock
 
 
-def bwrap_argv(interp: Interpreter, limits: Limits, *, resolv_conf_fd: int | None, mpl_cache: Path | None,
-               bootstrap: str) -> list[str]:
+def bwrap_argv(
+    interp: Interpreter, limits: Limits, *, resolv_conf_fd: int | None, mpl_cache: Path | None, bootstrap: str
+) -> list[str]:
     """Always its own network namespace (`--unshare-all`); a box with network gets slirp4netns
     attached to it from outside (`BoxNetwork`) and `resolv_conf_fd`, a resolv.conf to read."""
     argv = [
-        bwrap_path(), "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
-        "--new-session", "--clearenv", "--cap-drop", "ALL", "--uid", "1000", "--gid", "1000",
-        "--hostname", "sandbox",
+        bwrap_path(),
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+        "--cap-drop",
+        "ALL",
+        "--uid",
+        "1000",
+        "--gid",
+        "1000",
+        "--hostname",
+        "sandbox",
         # the root is a tmpfs of its own size, mounted first: everything below lands on it
-        "--size", str(limits.root_bytes), "--tmpfs", "/",
-        "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib",
-        "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/sbin", "/sbin",
-        "--proc", "/proc", "--dev", "/dev",
-        "--size", str(limits.disk_bytes), "--tmpfs", "/tmp",
-        "--size", str(limits.disk_bytes), "--tmpfs", HOME,
+        "--size",
+        str(limits.root_bytes),
+        "--tmpfs",
+        "/",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        "--symlink",
+        "usr/bin",
+        "/bin",
+        "--symlink",
+        "usr/lib",
+        "/lib",
+        "--symlink",
+        "usr/lib64",
+        "/lib64",
+        "--symlink",
+        "usr/sbin",
+        "/sbin",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--size",
+        str(limits.disk_bytes),
+        "--tmpfs",
+        "/tmp",
+        "--size",
+        str(limits.disk_bytes),
+        "--tmpfs",
+        HOME,
     ]
     for path in ETC_FILES:
         if path == "/etc/resolv.conf" and resolv_conf_fd is not None:
@@ -342,9 +387,15 @@ def bwrap_argv(interp: Interpreter, limits: Limits, *, resolv_conf_fd: int | Non
         argv += ["--ro-bind", str(mpl_cache), MPL_CACHE_IN_BOX]
     bindir = os.path.dirname(interp.executable)
     env = {
-        "HOME": HOME, "USER": "user", "LOGNAME": "user", "LANG": "C.UTF-8", "SHELL": "/bin/bash",
-        "PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin", "MPLBACKEND": "Agg",
-        "MPLCONFIGDIR": f"{HOME}/.config/matplotlib", "PYTHONDONTWRITEBYTECODE": "1",
+        "HOME": HOME,
+        "USER": "user",
+        "LOGNAME": "user",
+        "LANG": "C.UTF-8",
+        "SHELL": "/bin/bash",
+        "PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin",
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": f"{HOME}/.config/matplotlib",
+        "PYTHONDONTWRITEBYTECODE": "1",
     }
     for k, v in env.items():
         argv += ["--setenv", k, v]
@@ -361,7 +412,7 @@ def bwrap_argv(interp: Interpreter, limits: Limits, *, resolv_conf_fd: int | Non
 # copy the host-built font cache into the box so the first `import matplotlib` takes ms, not seconds
 _MPL_COPY = f"""
 try:
-    _src, _dst = {MPL_CACHE_IN_BOX!r}, {HOME + '/.config/matplotlib'!r}
+    _src, _dst = {MPL_CACHE_IN_BOX!r}, {HOME + "/.config/matplotlib"!r}
     import os as _os
     _os.makedirs(_dst, exist_ok=True)
     for _n in _os.listdir(_src):
@@ -379,8 +430,13 @@ def prepare_mpl_cache(interp: Interpreter, cache_dir: Path) -> Path | None:
     cache_dir.mkdir(parents=True, exist_ok=True)
     env = {"MPLCONFIGDIR": str(cache_dir), "MPLBACKEND": "Agg", "PATH": "/usr/bin:/bin"}
     try:
-        subprocess.run([interp.executable, "-c", "import matplotlib.font_manager"], env=env,
-                       capture_output=True, timeout=120, check=True)
+        subprocess.run(
+            [interp.executable, "-c", "import matplotlib.font_manager"],
+            env=env,
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
     except (subprocess.SubprocessError, OSError):
         return None  # matplotlib missing or broken: boxes still work, plotting is just slower
     cache_dir.chmod(0o755)
@@ -401,8 +457,7 @@ def rlimit_code(limits: Limits, *, cgroup: Cgroup | None, own_uid: bool) -> str:
     if cgroup is None:
         # fallback: virtual memory is a blunt proxy for memory (breaks JVM/Go-style reservations)
         lim["RLIMIT_AS"] = limits.memory_bytes * 2
-    return "import resource as _r\n" + "".join(
-        f"_r.setrlimit(_r.{k}, ({v}, {v}))\n" for k, v in lim.items())
+    return "import resource as _r\n" + "".join(f"_r.setrlimit(_r.{k}, ({v}, {v}))\n" for k, v in lim.items())
 
 
 def read_info_fd(fd: int) -> dict:
@@ -428,9 +483,24 @@ RESOLV_CONF = f"nameserver {SLIRP_DNS}\n"
 NET_START_TIMEOUT_S = 10.0
 # never reachable from a box: private, shared-NAT, link-local (cloud metadata), loopback off `lo`,
 # "this network", multicast and reserved; the host's own addresses are added per box
-BLOCKED_NETS = [ipaddress.ip_network(n) for n in (
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-    "192.168.0.0/16", "224.0.0.0/3", "::/127", "::ffff:0:0/96", "fc00::/7", "fe80::/10", "ff00::/8")]
+BLOCKED_NETS = [
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "224.0.0.0/3",
+        "::/127",
+        "::ffff:0:0/96",
+        "fc00::/7",
+        "fe80::/10",
+        "ff00::/8",
+    )
+]
 
 
 def _tool(name: str) -> str | None:
@@ -439,8 +509,9 @@ def _tool(name: str) -> str | None:
 
 def host_addresses() -> list[str]:
     """Every address of the host's own interfaces (a box must not reach services listening there)."""
-    out = subprocess.run([_tool("ip") or "ip", "-j", "addr", "show"], capture_output=True, text=True,
-                         timeout=10, check=True).stdout
+    out = subprocess.run(
+        [_tool("ip") or "ip", "-j", "addr", "show"], capture_output=True, text=True, timeout=10, check=True
+    ).stdout
     return [a["local"] for link in json.loads(out) for a in link.get("addr_info", []) if a.get("local")]
 
 
@@ -478,12 +549,15 @@ class BoxNetwork:
         """Attach a network to the (still blocked) box whose namespaces `box_pid` is in."""
         slirp, nft, nsenter = _tool("slirp4netns"), _tool("nft"), _tool("nsenter")
         if uid is None:
-            raise SandboxUnavailable("a sandbox with network needs the sandbox server to run as root "
-                                     "(it gives each such box a network namespace of its own)")
+            raise SandboxUnavailable(
+                "a sandbox with network needs the sandbox server to run as root "
+                "(it gives each such box a network namespace of its own)"
+            )
         if not (slirp and nft and nsenter):
             raise SandboxUnavailable(
                 "a sandbox with network needs slirp4netns, nftables and nsenter on this host",
-                hint="install them with `apt-get install -y $(cat scripts/apt-packages.txt)`")
+                hint="install them with `apt-get install -y $(cat scripts/apt-packages.txt)`",
+            )
         rules = nft_rules(host_addresses())
         netns = os.open(f"/proc/{box_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         fds: list[int] = [netns]
@@ -498,23 +572,50 @@ class BoxNetwork:
             fds += [ready_r, ready_w, exit_r, exit_w]
             with tempfile.TemporaryFile() as log:
                 proc = subprocess.Popen(
-                    [slirp, "--configure", "--mtu=65520", "--disable-host-loopback", "--enable-seccomp",
-                     f"--ready-fd={ready_w}", f"--exit-fd={exit_r}", f"--userns-path=/proc/self/fd/{userns}",
-                     "--netns-type=path", f"/proc/self/fd/{netns}", "tap0"],
-                    pass_fds=(netns, userns, ready_w, exit_r), user=uid, group=uid, extra_groups=[],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env={}, cwd="/")
+                    [
+                        slirp,
+                        "--configure",
+                        "--mtu=65520",
+                        "--disable-host-loopback",
+                        "--enable-seccomp",
+                        f"--ready-fd={ready_w}",
+                        f"--exit-fd={exit_r}",
+                        f"--userns-path=/proc/self/fd/{userns}",
+                        "--netns-type=path",
+                        f"/proc/self/fd/{netns}",
+                        "tap0",
+                    ],
+                    pass_fds=(netns, userns, ready_w, exit_r),
+                    user=uid,
+                    group=uid,
+                    extra_groups=[],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                    env={},
+                    cwd="/",
+                )
                 # the filter goes in while slirp4netns starts; both are done before the box is let go
-                loaded = subprocess.run([nsenter, f"--net=/proc/{box_pid}/ns/net", nft, "-f", "-"], input=rules,
-                                        capture_output=True, text=True, timeout=NET_START_TIMEOUT_S)
+                loaded = subprocess.run(
+                    [nsenter, f"--net=/proc/{box_pid}/ns/net", nft, "-f", "-"],
+                    input=rules,
+                    capture_output=True,
+                    text=True,
+                    timeout=NET_START_TIMEOUT_S,
+                )
                 if loaded.returncode != 0:
-                    raise SandboxUnavailable(f"could not load the sandbox's network filter: {loaded.stderr.strip()}")
+                    raise SandboxUnavailable(
+                        f"could not load the sandbox's network filter: {loaded.stderr.strip()}"
+                    )
                 os.close(ready_w)
                 fds.remove(ready_w)
                 ready, _, _ = select.select([ready_r], [], [], NET_START_TIMEOUT_S)
                 if not ready or os.read(ready_r, 1) != b"1":
                     log.seek(0)
-                    raise SandboxUnavailable("the sandbox's network (slirp4netns) did not start: "
-                                             + log.read().decode(errors="replace").strip()[-500:])
+                    raise SandboxUnavailable(
+                        "the sandbox's network (slirp4netns) did not start: "
+                        + log.read().decode(errors="replace").strip()[-500:]
+                    )
             fds.remove(exit_w)  # the box's now: closing it tells slirp4netns to exit
             return cls(proc, exit_w)
         except BaseException:

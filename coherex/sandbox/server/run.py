@@ -52,10 +52,13 @@ async def serve(settings: Settings, *, port: int, api_key: str, stop: asyncio.Ev
     from coherex.sandbox.server.isolation import Limits
 
     if port_is_open(port):
-        raise SandboxUnavailable(f"port {port} is already in use on 127.0.0.1",
-                                 hint="choose another with --port or COHEREX_SANDBOX_PORT")
-    factory = BoxFactory(settings.data_path, settings.sandbox_pool_size,
-                         Limits(root_bytes=settings.sandbox_root_mb << 20))
+        raise SandboxUnavailable(
+            f"port {port} is already in use on 127.0.0.1",
+            hint="choose another with --port or COHEREX_SANDBOX_PORT",
+        )
+    factory = BoxFactory(
+        settings.data_path, settings.sandbox_pool_size, Limits(root_bytes=settings.sandbox_root_mb << 20)
+    )
     config = Config()
     config.bind = [f"127.0.0.1:{port}"]  # never on other interfaces: boxes run code on this host
     config.accesslog = None

@@ -38,7 +38,7 @@ def send(msg: dict) -> None:
     with _send_lock:
         view = memoryview(data)
         while view:
-            view = view[os.write(_ctl_out_fd, view):]
+            view = view[os.write(_ctl_out_fd, view) :]
 
 
 # --- output capture -----------------------------------------------------------------------------
@@ -74,8 +74,14 @@ class _FdPump:
                 if not chunk:
                     return
                 if _exec_ch is not None:
-                    send({"ch": _exec_ch, "type": self.name, "text": chunk.decode(errors="replace"),
-                          "timestamp": time.time_ns() // 1000})
+                    send(
+                        {
+                            "ch": _exec_ch,
+                            "type": self.name,
+                            "text": chunk.decode(errors="replace"),
+                            "timestamp": time.time_ns() // 1000,
+                        }
+                    )
 
 
 devnull = os.open(os.devnull, os.O_RDONLY)
@@ -89,12 +95,29 @@ sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", buffering=0), line_buffering=Tr
 # --- rich display -----------------------------------------------------------------------------
 
 # MIME type -> key of an E2B result
-_MIME_KEYS = {"text/plain": "text", "text/html": "html", "text/markdown": "markdown",
-              "image/svg+xml": "svg", "image/png": "png", "image/jpeg": "jpeg", "application/pdf": "pdf",
-              "text/latex": "latex", "application/json": "json", "application/javascript": "javascript"}
-_REPR_KEYS = (("_repr_html_", "html"), ("_repr_markdown_", "markdown"), ("_repr_svg_", "svg"),
-              ("_repr_png_", "png"), ("_repr_jpeg_", "jpeg"), ("_repr_pdf_", "pdf"),
-              ("_repr_latex_", "latex"), ("_repr_json_", "json"), ("_repr_javascript_", "javascript"))
+_MIME_KEYS = {
+    "text/plain": "text",
+    "text/html": "html",
+    "text/markdown": "markdown",
+    "image/svg+xml": "svg",
+    "image/png": "png",
+    "image/jpeg": "jpeg",
+    "application/pdf": "pdf",
+    "text/latex": "latex",
+    "application/json": "json",
+    "application/javascript": "javascript",
+}
+_REPR_KEYS = (
+    ("_repr_html_", "html"),
+    ("_repr_markdown_", "markdown"),
+    ("_repr_svg_", "svg"),
+    ("_repr_png_", "png"),
+    ("_repr_jpeg_", "jpeg"),
+    ("_repr_pdf_", "pdf"),
+    ("_repr_latex_", "latex"),
+    ("_repr_json_", "json"),
+    ("_repr_javascript_", "javascript"),
+)
 
 
 def _bundle(bundle: dict) -> dict:
@@ -256,15 +279,21 @@ def _ticks(ax, axis: str) -> dict:
 
     ticks = list(getattr(ax, f"get_{axis}ticks")())
     labels = [t.get_text() for t in getattr(ax, f"get_{axis}ticklabels")()]
-    converter = getattr(ax, f"{axis}axis").get_converter() if hasattr(ax.xaxis, "get_converter") \
+    converter = (
+        getattr(ax, f"{axis}axis").get_converter()
+        if hasattr(ax.xaxis, "get_converter")
         else getattr(ax, f"{axis}axis").converter
+    )
     scale = getattr(ax, f"get_{axis}scale")()
     if converter is not None and "Date" in type(converter).__name__:
         values, scale = [mdates.num2date(t).isoformat() for t in ticks], "datetime"
     else:
         values = [float(t) for t in ticks]
-        if scale == "linear" and labels and all(t == i and str(i) != lab
-                                                for i, (t, lab) in enumerate(zip(values, labels))):
+        if (
+            scale == "linear"
+            and labels
+            and all(t == i and str(i) != lab for i, (t, lab) in enumerate(zip(values, labels)))
+        ):
             scale = "categorical"
     return {f"{axis}_ticks": values, f"{axis}_tick_labels": labels, f"{axis}_scale": scale}
 
@@ -300,20 +329,27 @@ def _chart_of_ax(ax) -> dict:
         for n, line in enumerate(l for l in ax.get_lines() if not _is_grid_line(l)):
             label = line.get_label()
             label = f"Line {n}" if label.startswith("_") else label
-            chart["elements"].append({"label": label, "points": [
-                [_point(x), _point(y)] for x, y in zip(line.get_xdata(), line.get_ydata())]})
+            chart["elements"].append(
+                {
+                    "label": label,
+                    "points": [[_point(x), _point(y)] for x, y in zip(line.get_xdata(), line.get_ydata())],
+                }
+            )
     elif objs and all(isinstance(o, (PathPatch, Line2D)) for o in objs):
         chart.update(type="box_and_whisker", **_axis_info(ax))
         chart["elements"] = _boxes(ax, chart)
     elif rest and all(isinstance(o, PathCollection) for o in rest):
         chart.update(type="scatter", **_axis_info(ax), **_ticks(ax, "x"), **_ticks(ax, "y"))
         for c in ax.collections:
-            chart["elements"].append({"label": c.get_label(),
-                                      "points": [[_point(x), _point(y)] for x, y in c.get_offsets()]})
+            chart["elements"].append(
+                {"label": c.get_label(), "points": [[_point(x), _point(y)] for x, y in c.get_offsets()]}
+            )
     elif rest and all(isinstance(o, Wedge) for o in rest):
         chart["type"] = "pie"
-        chart["elements"] = [{"label": w.get_label(), "angle": abs(_round(w.theta2 - w.theta1)),
-                              "radius": _round(w.r)} for w in ax.patches]
+        chart["elements"] = [
+            {"label": w.get_label(), "angle": abs(_round(w.theta2 - w.theta1)), "radius": _round(w.r)}
+            for w in ax.patches
+        ]
     elif rest and all(isinstance(o, Rectangle) for o in rest):
         chart.update(type="bar", **_axis_info(ax))
         for n, container in enumerate(ax.containers):
@@ -322,11 +358,15 @@ def _chart_of_ax(ax) -> dict:
             heights = [r.get_height() for r in container]
             if len(heights) > 1 and all(h == heights[0] for h in heights):  # horizontal bars
                 _swap_axes(chart)
-                labels, values = [t.get_text() for t in ax.get_yticklabels()], [r.get_width() for r in container]
+                labels, values = (
+                    [t.get_text() for t in ax.get_yticklabels()],
+                    [r.get_width() for r in container],
+                )
             else:
                 labels, values = [t.get_text() for t in ax.get_xticklabels()], heights
-            chart["elements"] += [{"label": lab, "group": group, "value": _round(v)}
-                                  for lab, v in zip(labels, values)]
+            chart["elements"] += [
+                {"label": lab, "group": group, "value": _round(v)} for lab, v in zip(labels, values)
+            ]
     else:
         chart["type"] = "unknown"
     return chart
@@ -345,8 +385,16 @@ def _boxes(ax, chart: dict) -> list:
     for label, patch in zip(labels, ax.patches):
         v = patch.get_path().vertices
         pos, val = (v[:, 0], v[:, 1]) if upright else (v[:, 1], v[:, 0])
-        boxes.append({"label": label, "lo": _round(min(pos)), "hi": _round(max(pos)), "q1": _round(min(val)),
-                      "q3": _round(max(val)), "outliers": []})
+        boxes.append(
+            {
+                "label": label,
+                "lo": _round(min(pos)),
+                "hi": _round(max(pos)),
+                "q1": _round(min(val)),
+                "q3": _round(max(val)),
+                "outliers": [],
+            }
+        )
     for line in ax.lines:
         pos, val = (line.get_xdata(), line.get_ydata()) if upright else (line.get_ydata(), line.get_xdata())
         pos, val = [_round(p) for p in pos], [_round(x) for x in val]
@@ -364,9 +412,18 @@ def _boxes(ax, chart: dict) -> list:
                 box["min"] = lo
             elif lo >= box["q3"]:
                 box["max"] = hi
-    return [{"label": b["label"], "min": b.get("min", b["q1"]), "first_quartile": b["q1"],
-             "median": b.get("median", b["q1"]), "third_quartile": b["q3"], "max": b.get("max", b["q3"]),
-             "outliers": b["outliers"]} for b in boxes]
+    return [
+        {
+            "label": b["label"],
+            "min": b.get("min", b["q1"]),
+            "first_quartile": b["q1"],
+            "median": b.get("median", b["q1"]),
+            "third_quartile": b["q3"],
+            "max": b.get("max", b["q3"]),
+            "outliers": b["outliers"],
+        }
+        for b in boxes
+    ]
 
 
 def _chart(fig) -> dict | None:
@@ -459,8 +516,10 @@ def _magic(line: str) -> None:
     elif name in ("matplotlib", "load_ext", "config"):
         pass  # figures always come back inline
     else:
-        raise NameError(f"UsageError: Line magic function `%{name}` not found (the local sandbox knows "
-                        "%cd %pwd %env %pip %time %timeit %matplotlib).")
+        raise NameError(
+            f"UsageError: Line magic function `%{name}` not found (the local sandbox knows "
+            "%cd %pwd %env %pip %time %timeit %matplotlib)."
+        )
 
 
 def _transform(code: str) -> str:
@@ -488,7 +547,7 @@ def _transform(code: str) -> str:
     lines = code.split("\n")
     for i, line in enumerate(lines):
         stripped = line.lstrip()
-        indent = line[:len(line) - len(stripped)]
+        indent = line[: len(line) - len(stripped)]
         if stripped.startswith("!"):
             lines[i] = f"{indent}_cx_shell({stripped[1:]!r})"
         elif stripped.startswith("%") and not stripped.startswith("%%"):
@@ -521,15 +580,22 @@ def _run_bash(ctx: Context, code: str, env_vars: dict | None):
 
     if ctx.node is None or ctx.node.poll() is not None:
         r, w = os.pipe()
-        ctx.node = subprocess.Popen(["/bin/bash", "--noprofile", "--norc"], stdin=subprocess.PIPE, cwd=ctx.cwd,
-                                    pass_fds=(w,), start_new_session=True, env=_base_env)
+        ctx.node = subprocess.Popen(
+            ["/bin/bash", "--noprofile", "--norc"],
+            stdin=subprocess.PIPE,
+            cwd=ctx.cwd,
+            pass_fds=(w,),
+            start_new_session=True,
+            env=_base_env,
+        )
         os.close(w)
         ctx.node_out, ctx.status_fd = os.fdopen(r, "rb"), w  # pass_fds keeps the number in bash
     names = [k for k in (env_vars or {}) if k.isidentifier()]
     save = "".join(f'__cx_{k}="${{{k}-__cx_unset}}"\n' for k in names)
     export = "".join(f"export {k}={shlex.quote(env_vars[k])}\n" for k in names)
-    restore = "".join(f'if [ "$__cx_{k}" = __cx_unset ]; then unset {k}; else export {k}="$__cx_{k}"; fi\n'
-                      for k in names)
+    restore = "".join(
+        f'if [ "$__cx_{k}" = __cx_unset ]; then unset {k}; else export {k}="$__cx_{k}"; fi\n' for k in names
+    )
     script = f"{save}{export}{code}\n__cx_status=$?\n{restore}echo $__cx_status >&{ctx.status_fd}\n"
     try:
         ctx.node.stdin.write(script.encode())
@@ -603,8 +669,14 @@ def _run_node(ctx: Context, code: str, env_vars: dict | None):
     if ctx.node is None or ctx.node.poll() is not None:
         r, w = os.pipe()
         try:
-            ctx.node = subprocess.Popen(["node", "-e", _NODE_REPL, "--", str(w)], stdin=subprocess.PIPE,
-                                        cwd=ctx.cwd, pass_fds=(w,), start_new_session=True, env=_base_env)
+            ctx.node = subprocess.Popen(
+                ["node", "-e", _NODE_REPL, "--", str(w)],
+                stdin=subprocess.PIPE,
+                cwd=ctx.cwd,
+                pass_fds=(w,),
+                start_new_session=True,
+                env=_base_env,
+            )
         except OSError as exc:
             os.close(r)
             os.close(w)
@@ -612,7 +684,9 @@ def _run_node(ctx: Context, code: str, env_vars: dict | None):
         os.close(w)
         ctx.node_out = os.fdopen(r, "rb")
     try:
-        ctx.node.stdin.write((json.dumps({"code": textwrap.dedent(code), "env": env_vars or {}}) + "\n").encode())
+        ctx.node.stdin.write(
+            (json.dumps({"code": textwrap.dedent(code), "env": env_vars or {}}) + "\n").encode()
+        )
         ctx.node.stdin.flush()
         line = ctx.node_out.readline()
     except BaseException:  # interrupted (the cell's timeout): Node may still be busy, start it afresh
@@ -663,8 +737,15 @@ def run_cell(ch: str, req: dict) -> None:
         lines = traceback.format_exception(type(exc), exc, tb)
         sys.stdout.flush()
         sys.stderr.flush()
-        send({"ch": ch, "type": "error", "name": type(exc).__name__, "value": str(exc),
-              "traceback": "".join(lines)})
+        send(
+            {
+                "ch": ch,
+                "type": "error",
+                "name": type(exc).__name__,
+                "value": str(exc),
+                "traceback": "".join(lines),
+            }
+        )
     else:
         try:
             _flush_figures()
@@ -687,12 +768,12 @@ def run_cell(ch: str, req: dict) -> None:
         send({"ch": ch, "type": "end"})
 
 
-
 def _is_figure_shown(value) -> bool:
     # `plt.plot(...)` returns artists; their figure was already sent by _flush_figures
     mod = type(value).__module__ or ""
     return mod.startswith("matplotlib") or (
-        isinstance(value, list) and value and (type(value[0]).__module__ or "").startswith("matplotlib"))
+        isinstance(value, list) and value and (type(value[0]).__module__ or "").startswith("matplotlib")
+    )
 
 
 # --- processes and files (control thread) -------------------------------------------------------
@@ -715,14 +796,27 @@ def proc_start(ch: str, req: dict) -> None:
             master, slave = os.openpty()
             _set_size(master, pty)
             env.setdefault("TERM", "xterm-256color")
-            p = subprocess.Popen([req["cmd"], *req.get("args", [])], cwd=req.get("cwd") or None, env=env,
-                                 stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-                                 preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+            p = subprocess.Popen(
+                [req["cmd"], *req.get("args", [])],
+                cwd=req.get("cwd") or None,
+                env=env,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                start_new_session=True,
+                preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+            )
             os.close(slave)
         else:
-            p = subprocess.Popen([req["cmd"], *req.get("args", [])], cwd=req.get("cwd") or None, env=env,
-                                 stdin=subprocess.PIPE if req.get("stdin") else subprocess.DEVNULL,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+            p = subprocess.Popen(
+                [req["cmd"], *req.get("args", [])],
+                cwd=req.get("cwd") or None,
+                env=env,
+                stdin=subprocess.PIPE if req.get("stdin") else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
     except OSError as exc:
         if master is not None:
             os.close(master)
@@ -771,7 +865,9 @@ def _set_size(fd: int, size: dict) -> None:
     import struct
     import termios
 
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", size.get("rows") or 24, size.get("cols") or 80, 0, 0))
+    fcntl.ioctl(
+        fd, termios.TIOCSWINSZ, struct.pack("HHHH", size.get("rows") or 24, size.get("cols") or 80, 0, 0)
+    )
 
 
 def _proc(pid: int):
@@ -797,10 +893,17 @@ def _entry(path: str) -> dict:
     perms = stat.filemode(st.st_mode)
     if perms[0] == "l":
         perms = "L" + perms[1:]
-    return {"name": os.path.basename(path) or path, "path": path, "type": kind,
-            "size": 0 if kind == "dir" and target is None else st.st_size,
-            "mode": stat.S_IMODE(st.st_mode), "permissions": perms, "modified": st.st_mtime,
-            "symlink_target": target, "metadata": _metadata(path)}
+    return {
+        "name": os.path.basename(path) or path,
+        "path": path,
+        "type": kind,
+        "size": 0 if kind == "dir" and target is None else st.st_size,
+        "mode": stat.S_IMODE(st.st_mode),
+        "permissions": perms,
+        "modified": st.st_mtime,
+        "symlink_target": target,
+        "metadata": _metadata(path),
+    }
 
 
 _XATTR = "user.e2b."  # where envd keeps a file's user metadata
@@ -809,8 +912,10 @@ _XATTR = "user.e2b."  # where envd keeps a file's user metadata
 def _metadata(path: str) -> dict:
     try:
         names = [n for n in os.listxattr(path, follow_symlinks=False) if n.startswith(_XATTR)]
-        return {n[len(_XATTR):]: os.getxattr(path, n, follow_symlinks=False).decode(errors="replace")
-                for n in names}
+        return {
+            n[len(_XATTR) :]: os.getxattr(path, n, follow_symlinks=False).decode(errors="replace")
+            for n in names
+        }
     except OSError:  # a file system without user xattrs has no metadata
         return {}
 
@@ -829,8 +934,14 @@ class _Watcher:
     """inotify on a directory (and, recursive, its subdirectories), as envd's WatchDir reports it.
     Events are read when asked for, so everything done before the question is in the answer."""
 
-    KINDS = ((0x100, "create"), (0x80, "create"), (0x2, "write"), (0x4, "chmod"), (0x200, "remove"),
-             (0x40, "rename"))
+    KINDS = (
+        (0x100, "create"),
+        (0x80, "create"),
+        (0x2, "write"),
+        (0x4, "chmod"),
+        (0x200, "remove"),
+        (0x40, "rename"),
+    )
     MASK = 0x100 | 0x80 | 0x2 | 0x4 | 0x200 | 0x40
 
     def __init__(self, root: str, recursive: bool):
@@ -851,7 +962,8 @@ class _Watcher:
         if wd < 0:
             err = ctypes.get_errno()
             raise (NotADirectoryError if err == 20 else FileNotFoundError if err == 2 else OSError)(
-                err, f"cannot watch {path}: {os.strerror(err)}")
+                err, f"cannot watch {path}: {os.strerror(err)}"
+            )
         self.dirs[wd] = path
         if self.recursive:
             for name in os.listdir(path):
@@ -874,7 +986,7 @@ class _Watcher:
                 off = 0
                 while off < len(buf):
                     wd, mask, _cookie, size = struct.unpack_from("iIII", buf, off)
-                    name = buf[off + 16:off + 16 + size].rstrip(b"\0").decode(errors="replace")
+                    name = buf[off + 16 : off + 16 + size].rstrip(b"\0").decode(errors="replace")
                     off += 16 + size
                     base = self.dirs.get(wd)
                     if base is None or not name:
@@ -950,7 +1062,9 @@ def handle(req: dict) -> None:
                 p.stdin.close()
             result = {}
         elif op == "proc_list":
-            result = {"procs": [{"pid": pid, "cmd": p.args[0], "args": p.args[1:]} for pid, p in _procs.items()]}
+            result = {
+                "procs": [{"pid": pid, "cmd": p.args[0], "args": p.args[1:]} for pid, p in _procs.items()]
+            }
         elif op == "write":
             path = _resolve(req["path"])
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -966,8 +1080,11 @@ def handle(req: dict) -> None:
         elif op == "list":
             path = _resolve(req["path"])
             if not os.path.isdir(path):
-                raise NotADirectoryError(f"{path} is not a directory") if os.path.exists(path) \
+                raise (
+                    NotADirectoryError(f"{path} is not a directory")
+                    if os.path.exists(path)
                     else FileNotFoundError(f"{path} does not exist")
+                )
             result = {"entries": _list(path, max(1, int(req.get("depth") or 1)))}
         elif op == "stat":
             result = {"entry": _entry(_resolve(req["path"]))}
@@ -1012,8 +1129,13 @@ def handle(req: dict) -> None:
             raise ValueError(f"unknown operation {op!r}")
         send({"ch": ch, "type": "ok", **result})
     except Exception as exc:
-        kind = ("not_found" if isinstance(exc, (FileNotFoundError, KeyError, ProcessLookupError)) else
-                "exists" if isinstance(exc, FileExistsError) else "error")
+        kind = (
+            "not_found"
+            if isinstance(exc, (FileNotFoundError, KeyError, ProcessLookupError))
+            else "exists"
+            if isinstance(exc, FileExistsError)
+            else "error"
+        )
         send({"ch": ch, "type": "fail", "kind": kind, "error": f"{type(exc).__name__}: {exc}"})
 
 

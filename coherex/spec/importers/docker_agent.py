@@ -44,16 +44,22 @@ def convert(text: str, name: str, where: str = "the agent file") -> tuple[dict[s
         instruction = description or "Help the user."
         notes.append(f"agents.{key} has no instruction; its description is used instead")
     body: dict[str, Any] = {"instructions": instruction}
-    model = _model(agent.get("model"), doc.get("models") if isinstance(doc.get("models"), dict) else {}, notes)
+    model = _model(
+        agent.get("model"), doc.get("models") if isinstance(doc.get("models"), dict) else {}, notes
+    )
     if model:
         body["model"] = model
     for i, toolset in enumerate(agent.get("toolsets") or []):
         kind = toolset.get("type") if isinstance(toolset, dict) else toolset
         ref = toolset.get("ref") or toolset.get("command") if isinstance(toolset, dict) else None
-        notes.append(f"agents.{key}.toolsets[{i}] ({kind}{f' {ref}' if ref else ''}) has no Coherex equivalent "
-                     "and was left out; add tools from `coherex spec catalogue` instead")
+        notes.append(
+            f"agents.{key}.toolsets[{i}] ({kind}{f' {ref}' if ref else ''}) has no Coherex equivalent "
+            "and was left out; add tools from `coherex spec catalogue` instead"
+        )
     for other in agent.get("sub_agents") or []:
-        notes.append(f"sub-agent {other!r} was not imported (import it as its own agent and call it as a tool)")
+        notes.append(
+            f"sub-agent {other!r} was not imported (import it as its own agent and call it as a tool)"
+        )
     for other in agents:
         if other != key and other not in (agent.get("sub_agents") or []):
             notes.append(f"agent {other!r} of the file was not imported (only {key!r} is)")
@@ -61,8 +67,9 @@ def convert(text: str, name: str, where: str = "the agent file") -> tuple[dict[s
     labels = {"imported-from": "docker-agent"}
     if meta.get("license"):
         labels["license"] = str(meta["license"])[:200]
-    spec = build_spec(slug(name), body, description=one_line(description, 2000) if description else None,
-                      labels=labels)
+    spec = build_spec(
+        slug(name), body, description=one_line(description, 2000) if description else None, labels=labels
+    )
     from coherex.spec import to_data
 
     return to_data(spec), notes
@@ -77,12 +84,16 @@ def _model(value: Any, models: dict[str, Any], notes: list[str]) -> dict[str, An
         if isinstance(m.get("temperature"), (int, float)):
             out["temperature"] = float(m["temperature"])
         if m.get("provider") and m.get("provider") != "openai":
-            notes.append(f"model {value!r} is served by {m['provider']!r}; here it runs on the platform's "
-                         "OpenAI-compatible endpoint")
+            notes.append(
+                f"model {value!r} is served by {m['provider']!r}; here it runs on the platform's "
+                "OpenAI-compatible endpoint"
+            )
         return out
     provider, _, name = value.partition("/")
     if not name:
         return {"name": provider}
     if provider != "openai":
-        notes.append(f"model {value!r}: provider {provider!r} becomes the platform's OpenAI-compatible endpoint")
+        notes.append(
+            f"model {value!r}: provider {provider!r} becomes the platform's OpenAI-compatible endpoint"
+        )
     return {"name": name}

@@ -1,7 +1,7 @@
 """Repositories: the only place with SQL. One `Session` = one transaction under one identity.
 
-    async with db.session(Identity.user(uid)) as s:
-        agent = await s.agents.get_by_name(team_id, "inbox-digest")
+async with db.session(Identity.user(uid)) as s:
+    agent = await s.agents.get_by_name(team_id, "inbox-digest")
 """
 
 from __future__ import annotations
@@ -48,8 +48,11 @@ class Session:
         self.uploads = UploadRepo(conn, identity)
         self.syncs = SyncRepo(conn, identity)
         self.threads = ThreadRepo(conn, identity)
-        self.invitations, self.quotas, self.sharing = (InvitationRepo(conn, identity), QuotaRepo(conn, identity),
-                                                      SharingRepo(conn, identity))
+        self.invitations, self.quotas, self.sharing = (
+            InvitationRepo(conn, identity),
+            QuotaRepo(conn, identity),
+            SharingRepo(conn, identity),
+        )
 
 
 __all__ = ["Session"]

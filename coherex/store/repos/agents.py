@@ -12,7 +12,9 @@ from coherex.errors import NotFound
 from coherex.store.models import Agent, AgentDataSource, AgentVersion
 from coherex.store.repos._base import Jsonb, Repo, require
 
-_AGENT_COLS = "id, team_id, name, description, labels, status, current_version, created_by, created_at, updated_at"
+_AGENT_COLS = (
+    "id, team_id, name, description, labels, status, current_version, created_by, created_at, updated_at"
+)
 _VERSION_COLS = "id, agent_id, team_id, version, spec, spec_yaml, checksum, message, created_by, created_at"
 
 
@@ -35,7 +37,9 @@ class AgentRepo(Repo):
 
     async def get_by_name(self, team_id: UUID, name: str) -> Agent | None:
         return await self._one(
-            Agent, f"select {_AGENT_COLS} from public.agents where team_id = %s and name = %s", (team_id, name)
+            Agent,
+            f"select {_AGENT_COLS} from public.agents where team_id = %s and name = %s",
+            (team_id, name),
         )
 
     async def require_by_name(self, team_id: UUID, name: str) -> Agent:
@@ -64,30 +68,39 @@ class AgentRepo(Repo):
         )
         created_agent = agent is None
         if agent is None:
-            agent = require(await self._one(
-                Agent,
-                f"insert into public.agents (team_id, name, description, labels, created_by) "
-                f"values (%s, %s, %s, %s, %s) returning {_AGENT_COLS}",
-                (team_id, name, description, Jsonb(labels), self.identity.user_id),
-            ), "agent")
+            agent = require(
+                await self._one(
+                    Agent,
+                    f"insert into public.agents (team_id, name, description, labels, created_by) "
+                    f"values (%s, %s, %s, %s, %s) returning {_AGENT_COLS}",
+                    (team_id, name, description, Jsonb(labels), self.identity.user_id),
+                ),
+                "agent",
+            )
         checksum = spec_checksum(spec)
         if agent.current_version:
             current = require(await self.get_version(agent.id, agent.current_version), "current version")
             if current.checksum == checksum:
                 return SavedSpec(agent, current, created_agent=False, created_version=False)
         number = agent.current_version + 1
-        version = require(await self._one(
-            AgentVersion,
-            f"insert into public.agent_versions (agent_id, team_id, version, spec, spec_yaml, checksum, message, "
-            f"created_by) values (%s, %s, %s, %s, %s, %s, %s, %s) returning {_VERSION_COLS}",
-            (agent.id, team_id, number, Jsonb(spec), spec_yaml, checksum, message, self.identity.user_id),
-        ), "version")
-        agent = require(await self._one(
-            Agent,
-            f"update public.agents set current_version = %s, description = %s, labels = %s "
-            f"where id = %s returning {_AGENT_COLS}",
-            (number, description, Jsonb(labels), agent.id),
-        ), "agent")
+        version = require(
+            await self._one(
+                AgentVersion,
+                f"insert into public.agent_versions (agent_id, team_id, version, spec, spec_yaml, checksum, message, "
+                f"created_by) values (%s, %s, %s, %s, %s, %s, %s, %s) returning {_VERSION_COLS}",
+                (agent.id, team_id, number, Jsonb(spec), spec_yaml, checksum, message, self.identity.user_id),
+            ),
+            "version",
+        )
+        agent = require(
+            await self._one(
+                Agent,
+                f"update public.agents set current_version = %s, description = %s, labels = %s "
+                f"where id = %s returning {_AGENT_COLS}",
+                (number, description, Jsonb(labels), agent.id),
+            ),
+            "agent",
+        )
         return SavedSpec(agent, version, created_agent=created_agent, created_version=True)
 
     async def get_version(self, agent_id: UUID, version: int | None = None) -> AgentVersion | None:
@@ -123,9 +136,14 @@ class AgentRepo(Repo):
         )
 
     async def set_status(self, agent_id: UUID, status: str) -> Agent:
-        return require(await self._one(
-            Agent, f"update public.agents set status = %s where id = %s returning {_AGENT_COLS}", (status, agent_id)
-        ), "agent")
+        return require(
+            await self._one(
+                Agent,
+                f"update public.agents set status = %s where id = %s returning {_AGENT_COLS}",
+                (status, agent_id),
+            ),
+            "agent",
+        )
 
     async def delete(self, agent_id: UUID) -> bool:
         return await self._exec("delete from public.agents where id = %s", (agent_id,)) > 0

@@ -19,16 +19,22 @@ from coherex.store.repos._base import Repo
 Row = dict[str, Any]
 
 # the columns each list view exposes (the Supabase reader selects the same ones)
-EXECUTION_COLS = ("id, agent, agent_version, status, outcome, tool_errors, trigger, tokens_in, tokens_out, cost_usd, "
-                  "duration_ms, events, error, last_tool_error, started_by, created_at, finished_at")
+EXECUTION_COLS = (
+    "id, agent, agent_version, status, outcome, tool_errors, trigger, tokens_in, tokens_out, cost_usd, "
+    "duration_ms, events, error, last_tool_error, started_by, created_at, finished_at"
+)
 EVENT_COLS = "seq, type, name, parent_seq, tokens_in, tokens_out, cost_usd, duration_ms, payload, created_at"
 AGENT_COLS = "id, name, description, status, versions, model, triggers, last_run_at, last_run_status"
 VERSION_COLS = "version, message, created_at, spec_yaml"
 COLLECTION_COLS = "name, description, embedding_model, documents, chunks, size_bytes"
-DOCUMENT_COLS = "collection, title, source, mime_type, status, size_bytes, chunks, chunk_chars, error, created_at"
+DOCUMENT_COLS = (
+    "collection, title, source, mime_type, status, size_bytes, chunks, chunk_chars, error, created_at"
+)
 SOURCE_COLS = "name, type, status, last_error, failing_since, last_checked_at, agents"
 AUDIT_COLS = "created_at, actor_kind, actor, action, target_type, target_id, details"
-USAGE_COLS = "period, executions, tokens, cost_usd, quota_executions_month, quota_cost_month_usd, max_concurrent_runs"
+USAGE_COLS = (
+    "period, executions, tokens, cost_usd, quota_executions_month, quota_cost_month_usd, max_concurrent_runs"
+)
 
 
 class AnalyticsRepo(Repo):
@@ -46,16 +52,29 @@ class AnalyticsRepo(Repo):
         return await self._rows(f"select * from public.{function}({args})", params)
 
     # ------------------------------------------------------------ lists (views)
-    async def executions(self, team_id: UUID, start: datetime, end: datetime, agent_ids: Sequence[UUID] | None,
-                         statuses: Sequence[str] | None, limit: int) -> list[Row]:
+    async def executions(
+        self,
+        team_id: UUID,
+        start: datetime,
+        end: datetime,
+        agent_ids: Sequence[UUID] | None,
+        statuses: Sequence[str] | None,
+        limit: int,
+    ) -> list[Row]:
         """`statuses` are outcomes: 'completed' leaves out the runs completed with errors."""
         return await self._rows(
             f"select {EXECUTION_COLS} from public.dashboard_executions where team_id = %(t)s "
             "and created_at >= %(a)s and created_at < %(b)s "
             "and (%(agents)s::uuid[] is null or agent_id = any(%(agents)s)) "
             "and (%(st)s::text[] is null or outcome = any(%(st)s)) order by created_at desc, id limit %(n)s",
-            {"t": team_id, "a": start, "b": end, "agents": list(agent_ids) if agent_ids else None,
-             "st": list(statuses) if statuses else None, "n": limit},
+            {
+                "t": team_id,
+                "a": start,
+                "b": end,
+                "agents": list(agent_ids) if agent_ids else None,
+                "st": list(statuses) if statuses else None,
+                "n": limit,
+            },
         )
 
     async def execution(self, team_id: UUID, execution_id: UUID) -> list[Row]:
@@ -71,8 +90,9 @@ class AnalyticsRepo(Repo):
         )
 
     async def agents(self, team_id: UUID) -> list[Row]:
-        return await self._rows(f"select {AGENT_COLS} from public.dashboard_agents where team_id = %s order by name",
-                                (team_id,))
+        return await self._rows(
+            f"select {AGENT_COLS} from public.dashboard_agents where team_id = %s order by name", (team_id,)
+        )
 
     async def versions(self, team_id: UUID, agent_id: UUID) -> list[Row]:
         return await self._rows(
@@ -82,7 +102,9 @@ class AnalyticsRepo(Repo):
 
     async def collections(self, team_id: UUID) -> list[Row]:
         return await self._rows(
-            f"select {COLLECTION_COLS} from public.dashboard_collections where team_id = %s order by name", (team_id,))
+            f"select {COLLECTION_COLS} from public.dashboard_collections where team_id = %s order by name",
+            (team_id,),
+        )
 
     async def documents(self, team_id: UUID, collection: str) -> list[Row]:
         return await self._rows(
@@ -93,7 +115,9 @@ class AnalyticsRepo(Repo):
 
     async def data_sources(self, team_id: UUID) -> list[Row]:
         return await self._rows(
-            f"select {SOURCE_COLS} from public.dashboard_data_sources where team_id = %s order by name", (team_id,))
+            f"select {SOURCE_COLS} from public.dashboard_data_sources where team_id = %s order by name",
+            (team_id,),
+        )
 
     async def audit(self, team_id: UUID, limit: int) -> list[Row]:
         return await self._rows(
@@ -104,7 +128,9 @@ class AnalyticsRepo(Repo):
 
     async def usage(self, team_id: UUID) -> list[Row]:
         return await self._rows(
-            f"select {USAGE_COLS} from public.dashboard_usage where team_id = %s order by period desc", (team_id,))
+            f"select {USAGE_COLS} from public.dashboard_usage where team_id = %s order by period desc",
+            (team_id,),
+        )
 
 
 # ---------------------------------------------------------------------------- demo data
@@ -193,19 +219,42 @@ where x.id = t.execution_id;
 
 class DemoSeedRepo(Repo):
     async def executions_batch(
-        self, team_id: UUID, *, n: int, active: int, days: int, agent_ids: Sequence[UUID], versions: Sequence[int],
-        models: Sequence[str], tools: Sequence[str], price_in: Sequence[float], price_out: Sequence[float],
-        member_ids: Sequence[UUID], errors: Sequence[str],
+        self,
+        team_id: UUID,
+        *,
+        n: int,
+        active: int,
+        days: int,
+        agent_ids: Sequence[UUID],
+        versions: Sequence[int],
+        models: Sequence[str],
+        tools: Sequence[str],
+        price_in: Sequence[float],
+        price_out: Sequence[float],
+        member_ids: Sequence[UUID],
+        errors: Sequence[str],
     ) -> None:
         """`n` executions (the first `active` still running) spread over the last `days` days."""
-        params = {"team": team_id, "n": n, "active": active, "days": days, "agents": list(agent_ids),
-                  "versions": list(versions), "models": list(models), "tools": list(tools),
-                  "price_in": list(price_in), "price_out": list(price_out), "members": list(member_ids),
-                  "errors": list(errors)}
+        params = {
+            "team": team_id,
+            "n": n,
+            "active": active,
+            "days": days,
+            "agents": list(agent_ids),
+            "versions": list(versions),
+            "models": list(models),
+            "tools": list(tools),
+            "price_in": list(price_in),
+            "price_out": list(price_out),
+            "members": list(member_ids),
+            "errors": list(errors),
+        }
         for statement in _DEMO_BATCH.split(";\n\n"):
             await self._exec(statement, params)
 
-    async def set_source_health(self, source_id: UUID, status: str, error: str | None, checked: datetime) -> None:
+    async def set_source_health(
+        self, source_id: UUID, status: str, error: str | None, checked: datetime
+    ) -> None:
         await self._exec(
             "update public.data_sources set status = %s, last_error = %s, last_checked_at = %s, "
             "failing_since = case when %s = 'failing' then %s - interval '2 hours' end where id = %s",

@@ -12,9 +12,11 @@ from coherex.store.models import Execution, Row
 from coherex.store.repos._base import Jsonb, Repo
 from coherex.store.repos.executions import _COLS as _EXECUTION_COLS
 
-_COLS = ("id, team_id, execution_id, agent_id, step, tool_call_id, tool_name, tool_use, arguments, reason, status, "
-         "decided_by, decided_at, edited_arguments, message, expires_at, on_timeout, call_started_at, result, "
-         "created_at")
+_COLS = (
+    "id, team_id, execution_id, agent_id, step, tool_call_id, tool_name, tool_use, arguments, reason, status, "
+    "decided_by, decided_at, edited_arguments, message, expires_at, on_timeout, call_started_at, result, "
+    "created_at"
+)
 
 
 class Approval(Row):
@@ -49,8 +51,16 @@ class PendingApproval(Approval):
 
 
 class ApprovalRepo(Repo):
-    async def pause(self, execution_id: UUID, claim: tuple[str, int], state: dict[str, Any], *, tokens_in: int,
-                    tokens_out: int, cost_usd: Decimal) -> Execution | None:
+    async def pause(
+        self,
+        execution_id: UUID,
+        claim: tuple[str, int],
+        state: dict[str, Any],
+        *,
+        tokens_in: int,
+        tokens_out: int,
+        cost_usd: Decimal,
+    ) -> Execution | None:
         """running → waiting_approval for the claim's owner only: no worker, no sandbox, the resume
         state stored. The attempt count starts again (a pause is not a failed attempt)."""
         worker, attempt = claim
@@ -62,23 +72,48 @@ class ApprovalRepo(Repo):
             (Jsonb(state), tokens_in, tokens_out, cost_usd, execution_id, worker, attempt),
         )
 
-    async def add(self, execution: Execution, *, step: int, tool_call_id: str, tool_name: str, tool_use: str,
-                  arguments: dict[str, Any], reason: str, timeout_seconds: int, on_timeout: str) -> Approval:
+    async def add(
+        self,
+        execution: Execution,
+        *,
+        step: int,
+        tool_call_id: str,
+        tool_name: str,
+        tool_use: str,
+        arguments: dict[str, Any],
+        reason: str,
+        timeout_seconds: int,
+        on_timeout: str,
+    ) -> Approval:
         return await self._one(
             Approval,
             f"insert into public.execution_approvals (team_id, execution_id, agent_id, step, tool_call_id, tool_name, "
             f"tool_use, arguments, reason, expires_at, on_timeout) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, "
             f"now() + make_interval(secs => %s), %s) returning {_COLS}",
-            (execution.team_id, execution.id, execution.agent_id, step, tool_call_id, tool_name, tool_use,
-             Jsonb(arguments), reason, timeout_seconds, on_timeout),
+            (
+                execution.team_id,
+                execution.id,
+                execution.agent_id,
+                step,
+                tool_call_id,
+                tool_name,
+                tool_use,
+                Jsonb(arguments),
+                reason,
+                timeout_seconds,
+                on_timeout,
+            ),
         )
 
     async def resume_state(self, execution_id: UUID) -> dict[str, Any] | None:
-        return await self._scalar("select resume_state from public.agent_executions where id = %s", (execution_id,))
+        return await self._scalar(
+            "select resume_state from public.agent_executions where id = %s", (execution_id,)
+        )
 
     async def get(self, approval_id: UUID) -> Approval | None:
-        return await self._one(Approval, f"select {_COLS} from public.execution_approvals where id = %s",
-                               (approval_id,))
+        return await self._one(
+            Approval, f"select {_COLS} from public.execution_approvals where id = %s", (approval_id,)
+        )
 
     async def find(self, team_id: UUID, id_or_prefix: str) -> Approval:
         """By full id or a unique prefix of it, within the team."""
@@ -86,26 +121,38 @@ class ApprovalRepo(Repo):
         if not prefix or any(c not in "0123456789abcdef-" for c in prefix):
             raise UserError(f"{id_or_prefix!r} is not an approval id.")
         rows = await self._all(
-            Approval, f"select {_COLS} from public.execution_approvals where team_id = %s and id::text like %s "
-            "order by created_at desc limit 2", (team_id, prefix + "%"))
+            Approval,
+            f"select {_COLS} from public.execution_approvals where team_id = %s and id::text like %s "
+            "order by created_at desc limit 2",
+            (team_id, prefix + "%"),
+        )
         if not rows:
-            raise NotFound(f"No approval {id_or_prefix!r} in this team.", hint="`coherex approvals list` shows them.")
+            raise NotFound(
+                f"No approval {id_or_prefix!r} in this team.", hint="`coherex approvals list` shows them."
+            )
         if len(rows) > 1 and str(rows[0].id) != prefix:
             raise UserError(f"{id_or_prefix!r} matches several approvals; give more characters.")
         return rows[0]
 
     async def of_step(self, execution_id: UUID, step: int) -> list[Approval]:
         return await self._all(
-            Approval, f"select {_COLS} from public.execution_approvals where execution_id = %s and step = %s "
-            "order by created_at, tool_call_id", (execution_id, step))
+            Approval,
+            f"select {_COLS} from public.execution_approvals where execution_id = %s and step = %s "
+            "order by created_at, tool_call_id",
+            (execution_id, step),
+        )
 
     async def of_execution(self, execution_id: UUID) -> list[Approval]:
         return await self._all(
-            Approval, f"select {_COLS} from public.execution_approvals where execution_id = %s "
-            "order by created_at, tool_call_id", (execution_id,))
+            Approval,
+            f"select {_COLS} from public.execution_approvals where execution_id = %s "
+            "order by created_at, tool_call_id",
+            (execution_id,),
+        )
 
-    async def pending(self, team_id: UUID, *, execution_id: UUID | None = None, limit: int = 200
-                      ) -> list[PendingApproval]:
+    async def pending(
+        self, team_id: UUID, *, execution_id: UUID | None = None, limit: int = 200
+    ) -> list[PendingApproval]:
         cols = ", ".join(f"a.{c.strip()}" for c in _COLS.split(","))
         return await self._all(
             PendingApproval,
@@ -122,18 +169,31 @@ class ApprovalRepo(Repo):
         """The execution, locked until this transaction ends: decisions of one run are serialised, so
         exactly one of them sees the step fully decided and re-queues it."""
         return await self._one(
-            Execution, f"select {_EXECUTION_COLS} from public.agent_executions where id = %s for update",
-            (execution_id,))
+            Execution,
+            f"select {_EXECUTION_COLS} from public.agent_executions where id = %s for update",
+            (execution_id,),
+        )
 
-    async def decide(self, approval_id: UUID, status: str, *, edited_arguments: dict[str, Any] | None = None,
-                     message: str | None = None) -> Approval | None:
+    async def decide(
+        self,
+        approval_id: UUID,
+        status: str,
+        *,
+        edited_arguments: dict[str, Any] | None = None,
+        message: str | None = None,
+    ) -> Approval | None:
         """pending → status, once (None when it was decided already or is not the caller's to decide)."""
         return await self._one(
             Approval,
             f"update public.execution_approvals set status = %s, edited_arguments = %s, message = %s, "
             f"decided_by = %s, decided_at = now() where id = %s and status = 'pending' returning {_COLS}",
-            (status, Jsonb(edited_arguments) if edited_arguments is not None else None, message,
-             self.identity.user_id, approval_id),
+            (
+                status,
+                Jsonb(edited_arguments) if edited_arguments is not None else None,
+                message,
+                self.identity.user_id,
+                approval_id,
+            ),
         )
 
     async def resume(self, execution_id: UUID) -> Execution | None:
@@ -152,38 +212,58 @@ class ApprovalRepo(Repo):
     async def expire_pending(self, execution_id: UUID) -> int:
         return await self._exec(
             "update public.execution_approvals set status = 'expired', decided_at = now() "
-            "where execution_id = %s and status = 'pending'", (execution_id,))
+            "where execution_id = %s and status = 'pending'",
+            (execution_id,),
+        )
 
     async def expire(self, approval_ids: list[UUID]) -> int:
         return await self._exec(
             "update public.execution_approvals set status = 'expired', decided_at = now() "
-            "where id = any(%s) and status = 'pending'", (approval_ids,))
+            "where id = any(%s) and status = 'pending'",
+            (approval_ids,),
+        )
 
     async def overdue(self, limit: int = 200) -> list[Approval]:
         return await self._all(
-            Approval, f"select {_COLS} from public.execution_approvals where status = 'pending' "
-            "and expires_at <= now() order by expires_at limit %s", (limit,))
+            Approval,
+            f"select {_COLS} from public.execution_approvals where status = 'pending' "
+            "and expires_at <= now() order by expires_at limit %s",
+            (limit,),
+        )
 
     async def start_call(self, approval_id: UUID) -> bool:
         """Mark the approved call as started, once: False when an earlier attempt started it."""
-        return bool(await self._exec(
-            "update public.execution_approvals set call_started_at = now() where id = %s and call_started_at is null",
-            (approval_id,)))
+        return bool(
+            await self._exec(
+                "update public.execution_approvals set call_started_at = now() where id = %s and call_started_at is null",
+                (approval_id,),
+            )
+        )
 
     async def save_result(self, approval_id: UUID, text: str, ok: bool) -> None:
-        await self._exec("update public.execution_approvals set result = %s where id = %s",
-                         (Jsonb({"text": text, "ok": ok}), approval_id))
+        await self._exec(
+            "update public.execution_approvals set result = %s where id = %s",
+            (Jsonb({"text": text, "ok": ok}), approval_id),
+        )
 
     async def team_default(self, team_id: UUID) -> str:
-        return await self._scalar("select approval_default from public.teams where id = %s", (team_id,)) or "never"
+        return (
+            await self._scalar("select approval_default from public.teams where id = %s", (team_id,))
+            or "never"
+        )
 
     async def set_team_default(self, team_id: UUID, mode: str) -> bool:
-        return bool(await self._exec("update public.teams set approval_default = %s where id = %s",
-                                     (mode, team_id)))
+        return bool(
+            await self._exec("update public.teams set approval_default = %s where id = %s", (mode, team_id))
+        )
 
     async def team_notify(self, team_id: UUID) -> dict[str, Any] | None:
         return await self._scalar("select approval_notify from public.teams where id = %s", (team_id,))
 
     async def set_team_notify(self, team_id: UUID, notify: dict[str, Any] | None) -> bool:
-        return bool(await self._exec("update public.teams set approval_notify = %s where id = %s",
-                                     (Jsonb(notify) if notify else None, team_id)))
+        return bool(
+            await self._exec(
+                "update public.teams set approval_notify = %s where id = %s",
+                (Jsonb(notify) if notify else None, team_id),
+            )
+        )

@@ -14,8 +14,14 @@ _COLS = "id, team_id, actor_id, actor_kind, action, target_type, target_id, deta
 
 class AuditRepo(Repo):
     async def record(
-        self, team_id: UUID | None, action: str, *, target_type: str = "", target_id: str = "",
-        details: dict[str, Any] | None = None, actor_kind: str | None = None,
+        self,
+        team_id: UUID | None,
+        action: str,
+        *,
+        target_type: str = "",
+        target_id: str = "",
+        details: dict[str, Any] | None = None,
+        actor_kind: str | None = None,
     ) -> None:
         kind = actor_kind or ("user" if self.identity.user_id else "system")
         await self._exec(
@@ -35,7 +41,9 @@ class AuditRepo(Repo):
     async def usage(self, team_id: UUID, period: date | None = None) -> Usage:
         month = (period or date.today()).replace(day=1)
         row = await self._one(
-            Usage, "select team_id, period, executions, tokens, cost_usd from public.usage "
-            "where team_id = %s and period = %s", (team_id, month),
+            Usage,
+            "select team_id, period, executions, tokens, cost_usd from public.usage "
+            "where team_id = %s and period = %s",
+            (team_id, month),
         )
         return row or Usage(team_id=team_id, period=month, executions=0, tokens=0, cost_usd=0)

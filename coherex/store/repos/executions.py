@@ -10,26 +10,48 @@ from coherex.errors import NotFound, UserError
 from coherex.store.models import Event, Execution, ExecutionStatus, TERMINAL_STATUSES
 from coherex.store.repos._base import Jsonb, Repo, require
 
-_COLS = ("id, team_id, agent_id, agent_version, status, trigger, inputs, output, error, sandbox_id, worker_id, "
-         "attempts, heartbeat_at, cancel_requested, tokens_in, tokens_out, cost_usd, started_at, finished_at, "
-         "duration_ms, created_by, created_at, updated_at, tool_errors, last_tool_error, outcome")
-_EVENT_COLS = ("id, execution_id, team_id, seq, type, name, parent_seq, payload, tokens_in, tokens_out, cost_usd, "
-               "duration_ms, created_at")
+_COLS = (
+    "id, team_id, agent_id, agent_version, status, trigger, inputs, output, error, sandbox_id, worker_id, "
+    "attempts, heartbeat_at, cancel_requested, tokens_in, tokens_out, cost_usd, started_at, finished_at, "
+    "duration_ms, created_by, created_at, updated_at, tool_errors, last_tool_error, outcome"
+)
+_EVENT_COLS = (
+    "id, execution_id, team_id, seq, type, name, parent_seq, payload, tokens_in, tokens_out, cost_usd, "
+    "duration_ms, created_at"
+)
 
 
 class ExecutionRepo(Repo):
     async def create(
-        self, team_id: UUID, agent_id: UUID, agent_version: int, *, trigger: str = "manual",
-        inputs: dict[str, Any] | None = None, queue: bool = False, api_key_id: UUID | None = None,
+        self,
+        team_id: UUID,
+        agent_id: UUID,
+        agent_version: int,
+        *,
+        trigger: str = "manual",
+        inputs: dict[str, Any] | None = None,
+        queue: bool = False,
+        api_key_id: UUID | None = None,
     ) -> Execution:
         """A pending execution; with `queue`, its worker job commits in the same transaction.
         `api_key_id`: the key to count the run against (else the request's `key_id` claim, if any)."""
-        execution = require(await self._one(
-            Execution,
-            f"insert into public.agent_executions (team_id, agent_id, agent_version, trigger, inputs, created_by, "
-            f"api_key_id) values (%s, %s, %s, %s, %s, %s, %s) returning {_COLS}",
-            (team_id, agent_id, agent_version, trigger, Jsonb(inputs or {}), self.identity.user_id, api_key_id),
-        ), "execution")
+        execution = require(
+            await self._one(
+                Execution,
+                f"insert into public.agent_executions (team_id, agent_id, agent_version, trigger, inputs, created_by, "
+                f"api_key_id) values (%s, %s, %s, %s, %s, %s, %s) returning {_COLS}",
+                (
+                    team_id,
+                    agent_id,
+                    agent_version,
+                    trigger,
+                    Jsonb(inputs or {}),
+                    self.identity.user_id,
+                    api_key_id,
+                ),
+            ),
+            "execution",
+        )
         if queue:
             await self.queue(execution.id)
         return execution
@@ -37,17 +59,24 @@ class ExecutionRepo(Repo):
     async def queue(self, execution_id: UUID, *, delay_seconds: float = 0) -> bool:
         """Give a pending execution a worker job, in this transaction (False: it has one waiting
         already, or is not pending)."""
-        return bool(await self._scalar("select coherex_private.queue_execution(%s, %s)",
-                                       (execution_id, delay_seconds)))
+        return bool(
+            await self._scalar(
+                "select coherex_private.queue_execution(%s, %s)", (execution_id, delay_seconds)
+            )
+        )
 
     async def queue_orphans(self, grace_seconds: float) -> list[UUID]:
         """Pending executions with no waiting or running job for `grace_seconds`: queued now."""
         async with self.conn.cursor() as cur:
-            await self._execute(cur, "select * from coherex_private.queue_orphaned_executions(%s)", (grace_seconds,))
+            await self._execute(
+                cur, "select * from coherex_private.queue_orphaned_executions(%s)", (grace_seconds,)
+            )
             return [r[0] for r in await cur.fetchall()]
 
     async def get(self, execution_id: UUID) -> Execution | None:
-        return await self._one(Execution, f"select {_COLS} from public.agent_executions where id = %s", (execution_id,))
+        return await self._one(
+            Execution, f"select {_COLS} from public.agent_executions where id = %s", (execution_id,)
+        )
 
     async def find(self, team_id: UUID, id_or_prefix: str) -> Execution:
         """By full id or a unique prefix of it (as `docker` accepts), within the team."""
@@ -67,7 +96,11 @@ class ExecutionRepo(Repo):
         return rows[0]
 
     async def list(
-        self, *, team_id: UUID | None = None, agent_id: UUID | None = None, status: str | None = None,
+        self,
+        *,
+        team_id: UUID | None = None,
+        agent_id: UUID | None = None,
+        status: str | None = None,
         limit: int = 50,
     ) -> list[Execution]:
         return await self._all(
@@ -78,8 +111,9 @@ class ExecutionRepo(Repo):
             {"t": team_id, "a": agent_id, "s": status, "n": limit},
         )
 
-    async def start(self, execution_id: UUID, *, worker_id: str, max_concurrent: int | None = None
-                    ) -> Execution | None:
+    async def start(
+        self, execution_id: UUID, *, worker_id: str, max_concurrent: int | None = None
+    ) -> Execution | None:
         """pending → running, once: None when another worker already took it, or when the team
         already has `max_concurrent` runs going (the transaction-scoped team lock makes that count
         exact across workers)."""
@@ -99,17 +133,28 @@ class ExecutionRepo(Repo):
 
     async def heartbeat(self, execution_id: UUID) -> bool:
         """Refresh liveness; returns whether a stop was asked for."""
-        return bool(await self._scalar(
-            "update public.agent_executions set heartbeat_at = now() where id = %s returning cancel_requested",
-            (execution_id,),
-        ))
+        return bool(
+            await self._scalar(
+                "update public.agent_executions set heartbeat_at = now() where id = %s returning cancel_requested",
+                (execution_id,),
+            )
+        )
 
     async def set_sandbox(self, execution_id: UUID, sandbox_id: str) -> None:
-        await self._exec("update public.agent_executions set sandbox_id = %s where id = %s", (sandbox_id, execution_id))
+        await self._exec(
+            "update public.agent_executions set sandbox_id = %s where id = %s", (sandbox_id, execution_id)
+        )
 
     async def finish(
-        self, execution_id: UUID, status: ExecutionStatus, *, output: Any = None, error: str | None = None,
-        tokens_in: int = 0, tokens_out: int = 0, cost_usd: Decimal | float = 0,
+        self,
+        execution_id: UUID,
+        status: ExecutionStatus,
+        *,
+        output: Any = None,
+        error: str | None = None,
+        tokens_in: int = 0,
+        tokens_out: int = 0,
+        cost_usd: Decimal | float = 0,
         claim: tuple[str, int] | None = None,
     ) -> Execution | None:
         """Move to a final state, once. Returns None if it was already final — or, with `claim`
@@ -123,8 +168,18 @@ class ExecutionRepo(Repo):
             f"duration_ms = (extract(epoch from now() - coalesce(started_at, created_at)) * 1000)::int "
             f"where id = %s and status in ('pending', 'running', 'waiting_approval') "
             f"and (%s::text is null or (status = 'running' and worker_id = %s and attempts = %s)) returning {_COLS}",
-            (status, Jsonb(output) if output is not None else None, error, tokens_in, tokens_out,
-             Decimal(str(cost_usd)), execution_id, worker, worker, attempt),
+            (
+                status,
+                Jsonb(output) if output is not None else None,
+                error,
+                tokens_in,
+                tokens_out,
+                Decimal(str(cost_usd)),
+                execution_id,
+                worker,
+                worker,
+                attempt,
+            ),
         )
 
     async def request_cancel(self, execution_id: UUID) -> Execution | None:
@@ -137,11 +192,20 @@ class ExecutionRepo(Repo):
         if row is not None and row.status == "pending":
             return await self.finish(execution_id, "cancelled", error="Stopped before it started.") or row
         if row is not None and row.status == "waiting_approval":
-            final = await self.finish(execution_id, "cancelled", error="Stopped while waiting for approval.",
-                                      tokens_in=row.tokens_in, tokens_out=row.tokens_out, cost_usd=row.cost_usd)
+            final = await self.finish(
+                execution_id,
+                "cancelled",
+                error="Stopped while waiting for approval.",
+                tokens_in=row.tokens_in,
+                tokens_out=row.tokens_out,
+                cost_usd=row.cost_usd,
+            )
             # its calls will never be decided (allowed once the run has ended)
-            await self._exec("update public.execution_approvals set status = 'expired' "
-                             "where execution_id = %s and status = 'pending'", (execution_id,))
+            await self._exec(
+                "update public.execution_approvals set status = 'expired' "
+                "where execution_id = %s and status = 'pending'",
+                (execution_id,),
+            )
             return final or row
         return row
 
@@ -168,13 +232,22 @@ class ExecutionRepo(Repo):
 
     async def running_count(self, team_id: UUID) -> int:
         return await self._scalar(
-            "select count(*) from public.agent_executions where team_id = %s and status = 'running'", (team_id,)
+            "select count(*) from public.agent_executions where team_id = %s and status = 'running'",
+            (team_id,),
         )
 
     # ---------------------------------------------------------------- events
     async def add_event(
-        self, execution: Execution, type: str, *, name: str = "", payload: dict[str, Any] | None = None,
-        parent_seq: int | None = None, tokens_in: int = 0, tokens_out: int = 0, cost_usd: Decimal | float = 0,
+        self,
+        execution: Execution,
+        type: str,
+        *,
+        name: str = "",
+        payload: dict[str, Any] | None = None,
+        parent_seq: int | None = None,
+        tokens_in: int = 0,
+        tokens_out: int = 0,
+        cost_usd: Decimal | float = 0,
         duration_ms: int | None = None,
     ) -> Event:
         # The counter on the execution row hands out gap-free seqs and serialises concurrent writers.
@@ -187,17 +260,35 @@ class ExecutionRepo(Repo):
             "tool_errors = tool_errors + %(failed)s::int, "
             "last_tool_error = case when %(result)s then %(error)s else last_tool_error end "
             "where id = %(id)s returning event_count",
-            {"id": execution.id, "result": result, "failed": failed,
-             "error": str((payload or {}).get("content") or "tool call failed")[:1000] if failed else None},
+            {
+                "id": execution.id,
+                "result": result,
+                "failed": failed,
+                "error": str((payload or {}).get("content") or "tool call failed")[:1000] if failed else None,
+            },
         )
-        return require(await self._one(
-            Event,
-            f"insert into public.execution_events (execution_id, team_id, seq, type, name, parent_seq, payload, "
-            f"tokens_in, tokens_out, cost_usd, duration_ms) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            f"returning {_EVENT_COLS}",
-            (execution.id, execution.team_id, seq, type, name, parent_seq, Jsonb(payload or {}), tokens_in,
-             tokens_out, Decimal(str(cost_usd)), duration_ms),
-        ), "event")
+        return require(
+            await self._one(
+                Event,
+                f"insert into public.execution_events (execution_id, team_id, seq, type, name, parent_seq, payload, "
+                f"tokens_in, tokens_out, cost_usd, duration_ms) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                f"returning {_EVENT_COLS}",
+                (
+                    execution.id,
+                    execution.team_id,
+                    seq,
+                    type,
+                    name,
+                    parent_seq,
+                    Jsonb(payload or {}),
+                    tokens_in,
+                    tokens_out,
+                    Decimal(str(cost_usd)),
+                    duration_ms,
+                ),
+            ),
+            "event",
+        )
 
     async def events(self, execution_id: UUID, *, after_seq: int = 0, limit: int = 1000) -> list[Event]:
         return await self._all(

@@ -65,19 +65,28 @@ class TeamUsage:
 
     @property
     def executions_left(self) -> int | None:
-        return None if self.quota_executions_month is None else max(0, self.quota_executions_month - self.executions)
+        return (
+            None
+            if self.quota_executions_month is None
+            else max(0, self.quota_executions_month - self.executions)
+        )
 
     @property
     def cost_left_usd(self) -> Decimal | None:
-        return None if self.quota_cost_month_usd is None else max(Decimal(0), self.quota_cost_month_usd - self.cost_usd)
+        return (
+            None
+            if self.quota_cost_month_usd is None
+            else max(Decimal(0), self.quota_cost_month_usd - self.cost_usd)
+        )
 
 
 _INV_COLS = "id, team_id, email, role, invited_by, expires_at, accepted_at, accepted_by, created_at"
 
 
 class InvitationRepo(Repo):
-    async def create(self, team_id: UUID, email: str, role: str = "member", *,
-                     valid_for: timedelta = timedelta(days=7)) -> tuple[Invitation, str]:
+    async def create(
+        self, team_id: UUID, email: str, role: str = "member", *, valid_for: timedelta = timedelta(days=7)
+    ) -> tuple[Invitation, str]:
         """(invitation, token). The token is shown once; only its SHA-256 is stored."""
         email = email.strip().lower()
         if "@" not in email or len(email) > 320:
@@ -89,8 +98,14 @@ class InvitationRepo(Repo):
             Invitation,
             f"insert into public.team_invitations (team_id, email, role, token_hash, invited_by, expires_at) "
             f"values (%s, %s, %s, %s, %s, %s) returning {_INV_COLS}",
-            (team_id, email, role, hash_token(token), self.identity.user_id,
-             datetime.now(timezone.utc) + valid_for),
+            (
+                team_id,
+                email,
+                role,
+                hash_token(token),
+                self.identity.user_id,
+                datetime.now(timezone.utc) + valid_for,
+            ),
         )
         return require(row, "invitation"), token
 
@@ -125,8 +140,14 @@ class SharingRepo(Repo):
 
 
 class QuotaRepo(Repo):
-    async def set_key_quotas(self, key_id: UUID, *, executions_month: int | None, cost_month_usd: float | None,
-                             max_concurrent_runs: int | None) -> None:
+    async def set_key_quotas(
+        self,
+        key_id: UUID,
+        *,
+        executions_month: int | None,
+        cost_month_usd: float | None,
+        max_concurrent_runs: int | None,
+    ) -> None:
         n = await self._exec(
             "update public.api_keys set quota_executions_month = %s, quota_cost_month_usd = %s, "
             "max_concurrent_runs = %s where id = %s",
@@ -136,18 +157,30 @@ class QuotaRepo(Repo):
             raise PermissionDenied("No such API key, or only an owner of its team can change its quotas.")
 
     async def team_usage(self, team_id: UUID) -> TeamUsage:
-        row = await (await self.conn.execute(
-            "select t.quota_executions_month, t.quota_cost_month_usd, t.max_concurrent_runs, "
-            "coalesce(u.executions, 0), coalesce(u.cost_usd, 0), "
-            "(select count(*) from public.agent_executions x where x.team_id = t.id "
-            "   and x.status in ('pending', 'running')) "
-            "from public.teams t left join public.usage u "
-            "  on u.team_id = t.id and u.period = date_trunc('month', now())::date "
-            "where t.id = %s", (team_id,))).fetchone()
+        row = await (
+            await self.conn.execute(
+                "select t.quota_executions_month, t.quota_cost_month_usd, t.max_concurrent_runs, "
+                "coalesce(u.executions, 0), coalesce(u.cost_usd, 0), "
+                "(select count(*) from public.agent_executions x where x.team_id = t.id "
+                "   and x.status in ('pending', 'running')) "
+                "from public.teams t left join public.usage u "
+                "  on u.team_id = t.id and u.period = date_trunc('month', now())::date "
+                "where t.id = %s",
+                (team_id,),
+            )
+        ).fetchone()
         if row is None:
             raise NotFound("No such team (or you are not a member).")
-        return TeamUsage(team_id, date.today().replace(day=1), int(row[3]), Decimal(row[4]), int(row[5]),
-                         row[0], row[1], row[2])
+        return TeamUsage(
+            team_id,
+            date.today().replace(day=1),
+            int(row[3]),
+            Decimal(row[4]),
+            int(row[5]),
+            row[0],
+            row[1],
+            row[2],
+        )
 
     async def key_usage(self, team_id: UUID) -> list[KeyQuota]:
         return await self._all(

@@ -21,7 +21,12 @@ def hash_key(key: str) -> str:
 
 class ApiKeyRepo(Repo):
     async def create(
-        self, team_id: UUID, name: str, *, user_id: UUID | None = None, scopes: list[str] | None = None,
+        self,
+        team_id: UUID,
+        name: str,
+        *,
+        user_id: UUID | None = None,
+        scopes: list[str] | None = None,
         expires_at: datetime | None = None,
     ) -> tuple[ApiKey, str]:
         """(record, plaintext key). The plaintext is never stored or shown again."""
@@ -30,7 +35,15 @@ class ApiKeyRepo(Repo):
             ApiKey,
             f"insert into public.api_keys (team_id, name, prefix, key_hash, user_id, scopes, expires_at) "
             f"values (%s, %s, %s, %s, %s, %s, %s) returning {_COLS}",
-            (team_id, name, key[:10], hash_key(key), user_id or self.identity.user_id, scopes or [], expires_at),
+            (
+                team_id,
+                name,
+                key[:10],
+                hash_key(key),
+                user_id or self.identity.user_id,
+                scopes or [],
+                expires_at,
+            ),
         )
         return require(row, "api key"), key
 
@@ -51,6 +64,10 @@ class ApiKeyRepo(Repo):
         )
 
     async def revoke(self, key_id: UUID) -> bool:
-        return await self._exec(
-            "update public.api_keys set revoked_at = now() where id = %s and revoked_at is null", (key_id,)
-        ) > 0
+        return (
+            await self._exec(
+                "update public.api_keys set revoked_at = now() where id = %s and revoked_at is null",
+                (key_id,),
+            )
+            > 0
+        )

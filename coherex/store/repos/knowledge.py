@@ -16,8 +16,10 @@ from coherex.store.models import Chunk, Collection, Document
 from coherex.store.repos._base import Jsonb, Repo, require
 
 _COLL = "id, team_id, name, description, embedding_model, embedding_dim, created_at"
-_DOC = ("id, team_id, collection_id, source, title, mime_type, content_hash, size_bytes, metadata, status, error, "
-        "chunk_count, created_at")
+_DOC = (
+    "id, team_id, collection_id, source, title, mime_type, content_hash, size_bytes, metadata, status, error, "
+    "chunk_count, created_at"
+)
 _CHUNK = "id, team_id, collection_id, document_id, chunk_index, content, content_hash, metadata"
 
 
@@ -35,19 +37,28 @@ def vector_literal(values: Sequence[float]) -> str:
 class KnowledgeRepo(Repo):
     # ------------------------------------------------------------ collections
     async def create_collection(
-        self, team_id: UUID, name: str, *, description: str = "", embedding_model: str = "all-MiniLM-L6-v2",
+        self,
+        team_id: UUID,
+        name: str,
+        *,
+        description: str = "",
+        embedding_model: str = "all-MiniLM-L6-v2",
         embedding_dim: int = 384,
     ) -> Collection:
-        return require(await self._one(
-            Collection,
-            f"insert into public.knowledge_collections (team_id, name, description, embedding_model, embedding_dim, "
-            f"created_by) values (%s, %s, %s, %s, %s, %s) returning {_COLL}",
-            (team_id, name, description, embedding_model, embedding_dim, self.identity.user_id),
-        ), "collection")
+        return require(
+            await self._one(
+                Collection,
+                f"insert into public.knowledge_collections (team_id, name, description, embedding_model, embedding_dim, "
+                f"created_by) values (%s, %s, %s, %s, %s, %s) returning {_COLL}",
+                (team_id, name, description, embedding_model, embedding_dim, self.identity.user_id),
+            ),
+            "collection",
+        )
 
     async def get_collection(self, team_id: UUID, name: str) -> Collection | None:
         return await self._one(
-            Collection, f"select {_COLL} from public.knowledge_collections where team_id = %s and name = %s",
+            Collection,
+            f"select {_COLL} from public.knowledge_collections where team_id = %s and name = %s",
             (team_id, name),
         )
 
@@ -60,12 +71,21 @@ class KnowledgeRepo(Repo):
         )
 
     async def delete_collection(self, collection_id: UUID) -> bool:
-        return await self._exec("delete from public.knowledge_collections where id = %s", (collection_id,)) > 0
+        return (
+            await self._exec("delete from public.knowledge_collections where id = %s", (collection_id,)) > 0
+        )
 
     # ------------------------------------------------------------ documents
     async def add_document(
-        self, collection: Collection, *, source: str, title: str, mime_type: str, content_hash: str,
-        size_bytes: int, metadata: dict[str, Any] | None = None,
+        self,
+        collection: Collection,
+        *,
+        source: str,
+        title: str,
+        mime_type: str,
+        content_hash: str,
+        size_bytes: int,
+        metadata: dict[str, Any] | None = None,
     ) -> tuple[Document, bool]:
         """(document, created). The same content in the same collection is stored once."""
         doc = await self._one(
@@ -73,8 +93,17 @@ class KnowledgeRepo(Repo):
             f"insert into public.knowledge_documents (team_id, collection_id, source, title, mime_type, content_hash, "
             f"size_bytes, metadata, created_by) values (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
             f"on conflict (collection_id, content_hash) do nothing returning {_DOC}",
-            (collection.team_id, collection.id, source, title, mime_type, content_hash, size_bytes,
-             Jsonb(metadata or {}), self.identity.user_id),
+            (
+                collection.team_id,
+                collection.id,
+                source,
+                title,
+                mime_type,
+                content_hash,
+                size_bytes,
+                Jsonb(metadata or {}),
+                self.identity.user_id,
+            ),
         )
         if doc is not None:
             return doc, True
@@ -82,7 +111,8 @@ class KnowledgeRepo(Repo):
 
     async def list_documents(self, collection_id: UUID) -> list[Document]:
         return await self._all(
-            Document, f"select {_DOC} from public.knowledge_documents where collection_id = %s order by created_at",
+            Document,
+            f"select {_DOC} from public.knowledge_documents where collection_id = %s order by created_at",
             (collection_id,),
         )
 
@@ -106,8 +136,17 @@ class KnowledgeRepo(Repo):
                 "insert into public.knowledge_chunks (team_id, collection_id, document_id, chunk_index, content, "
                 "content_hash, metadata, embedding, embedding_dim) values (%s, %s, %s, %s, %s, %s, %s, %s::extensions.vector, %s)",
                 [
-                    (document.team_id, document.collection_id, document.id, i, content, h, Jsonb(meta),
-                     vector_literal(emb) if emb is not None else None, len(emb) if emb is not None else None)
+                    (
+                        document.team_id,
+                        document.collection_id,
+                        document.id,
+                        i,
+                        content,
+                        h,
+                        Jsonb(meta),
+                        vector_literal(emb) if emb is not None else None,
+                        len(emb) if emb is not None else None,
+                    )
                     for i, (content, h, meta, emb) in enumerate(chunks)
                 ],
             )
@@ -115,13 +154,15 @@ class KnowledgeRepo(Repo):
 
     async def chunks(self, document_id: UUID) -> list[Chunk]:
         return await self._all(
-            Chunk, f"select {_CHUNK} from public.knowledge_chunks where document_id = %s order by chunk_index",
+            Chunk,
+            f"select {_CHUNK} from public.knowledge_chunks where document_id = %s order by chunk_index",
             (document_id,),
         )
 
     # ------------------------------------------------------------ ingest helpers
-    async def get_or_create_collection(self, team_id: UUID, name: str, embedding_model: str,
-                                       embedding_dim: int) -> Collection:
+    async def get_or_create_collection(
+        self, team_id: UUID, name: str, embedding_model: str, embedding_dim: int
+    ) -> Collection:
         created = await self._one(
             Collection,
             f"insert into public.knowledge_collections (team_id, name, embedding_model, embedding_dim, created_by) "
@@ -132,7 +173,8 @@ class KnowledgeRepo(Repo):
 
     async def get_document_by_hash(self, collection_id: UUID, content_hash: str) -> Document | None:
         return await self._one(
-            Document, f"select {_DOC} from public.knowledge_documents where collection_id = %s and content_hash = %s",
+            Document,
+            f"select {_DOC} from public.knowledge_documents where collection_id = %s and content_hash = %s",
             (collection_id, content_hash),
         )
 
@@ -183,8 +225,9 @@ class KnowledgeRepo(Repo):
             )
             return await cur.fetchall()
 
-    async def set_embeddings(self, collection: Collection, model: str, dim: int,
-                             rows: Sequence[tuple[UUID, Sequence[float]]]) -> None:
+    async def set_embeddings(
+        self, collection: Collection, model: str, dim: int, rows: Sequence[tuple[UUID, Sequence[float]]]
+    ) -> None:
         async with self.conn.cursor() as cur:
             await cur.executemany(
                 "update public.knowledge_chunks set embedding = %s::extensions.vector, embedding_dim = %s "
@@ -198,8 +241,16 @@ class KnowledgeRepo(Repo):
 
     # ------------------------------------------------------------ search
     async def search(
-        self, collection: Collection, query: str, query_vector: Sequence[float], *, k: int = 5,
-        filters: dict[str, Any] | None = None, candidates: int = 40, rrf_k: int = 60, ef_search: int = EF_SEARCH,
+        self,
+        collection: Collection,
+        query: str,
+        query_vector: Sequence[float],
+        *,
+        k: int = 5,
+        filters: dict[str, Any] | None = None,
+        candidates: int = 40,
+        rrf_k: int = 60,
+        ef_search: int = EF_SEARCH,
         fts_cap: int = FTS_CAP,
     ) -> list[SearchRow]:
         """Hybrid search: HNSW cosine and full-text candidates fused by reciprocal rank fusion.
@@ -208,8 +259,16 @@ class KnowledgeRepo(Repo):
         (`embedding::vector(384)` where `embedding_dim = 384`), so the planner uses it; iterative
         index scans keep filtered queries (collection, metadata) from coming back short.
         """
-        statement, params = build_search(collection, query, query_vector, k=k, filters=filters,
-                                         candidates=candidates, rrf_k=rrf_k, fts_cap=fts_cap)
+        statement, params = build_search(
+            collection,
+            query,
+            query_vector,
+            k=k,
+            filters=filters,
+            candidates=candidates,
+            rrf_k=rrf_k,
+            fts_cap=fts_cap,
+        )
         await self.conn.execute(
             # no sequential scans in this transaction: with a LIMIT the planner expects a scan of
             # the table to find the keyword matches early, and on words that are not very common it
@@ -226,8 +285,15 @@ class KnowledgeRepo(Repo):
 
 
 def build_search(
-    collection: Collection, query: str, query_vector: Sequence[float], *, k: int, filters: dict[str, Any] | None = None,
-    candidates: int = 40, rrf_k: int = 60, fts_cap: int = FTS_CAP,
+    collection: Collection,
+    query: str,
+    query_vector: Sequence[float],
+    *,
+    k: int,
+    filters: dict[str, Any] | None = None,
+    candidates: int = 40,
+    rrf_k: int = 60,
+    fts_cap: int = FTS_CAP,
 ) -> tuple[sql.Composed, dict[str, Any]]:
     """The hybrid-search statement and its parameters (separate so it can be EXPLAINed)."""
     dim = int(collection.embedding_dim)
@@ -237,8 +303,16 @@ def build_search(
     # of the rows and skip the HNSW index
     where = sql.SQL("and c.metadata @> %(filters)s" if filters else "")
     statement = sql.SQL(_SEARCH_SQL).format(vec=vec, qvec=qvec, dim=sql.Literal(dim), filter=where)
-    params = {"cid": collection.id, "qvec": vector_literal(query_vector), "q": query, "n": candidates, "k": k,
-              "filters": Jsonb(filters or {}), "rrf": rrf_k, "fts_cap": fts_cap}
+    params = {
+        "cid": collection.id,
+        "qvec": vector_literal(query_vector),
+        "q": query,
+        "n": candidates,
+        "k": k,
+        "filters": Jsonb(filters or {}),
+        "rrf": rrf_k,
+        "fts_cap": fts_cap,
+    }
     return statement, params
 
 

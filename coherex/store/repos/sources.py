@@ -13,28 +13,51 @@ from psycopg.rows import class_row
 from coherex.store.models import DataSource
 from coherex.store.repos._base import Jsonb, Repo, require
 
-_COLS = ("id, team_id, name, type, config, credentials_key_id, status, last_error, failing_since, "
-         "last_checked_at, created_by, created_at, updated_at")
+_COLS = (
+    "id, team_id, name, type, config, credentials_key_id, status, last_error, failing_since, "
+    "last_checked_at, created_by, created_at, updated_at"
+)
 
 
 class DataSourceRepo(Repo):
     async def create(
-        self, team_id: UUID, name: str, type: str, config: dict[str, Any], *,
-        credentials_encrypted: str | None = None, credentials_key_id: str | None = None,
+        self,
+        team_id: UUID,
+        name: str,
+        type: str,
+        config: dict[str, Any],
+        *,
+        credentials_encrypted: str | None = None,
+        credentials_key_id: str | None = None,
     ) -> DataSource:
-        return require(await self._one(
-            DataSource,
-            f"insert into public.data_sources (team_id, name, type, config, credentials_encrypted, "
-            f"credentials_key_id, created_by) values (%s, %s, %s, %s, %s, %s, %s) returning {_COLS}",
-            (team_id, name, type, Jsonb(config), credentials_encrypted, credentials_key_id, self.identity.user_id),
-        ), "data source")
+        return require(
+            await self._one(
+                DataSource,
+                f"insert into public.data_sources (team_id, name, type, config, credentials_encrypted, "
+                f"credentials_key_id, created_by) values (%s, %s, %s, %s, %s, %s, %s) returning {_COLS}",
+                (
+                    team_id,
+                    name,
+                    type,
+                    Jsonb(config),
+                    credentials_encrypted,
+                    credentials_key_id,
+                    self.identity.user_id,
+                ),
+            ),
+            "data source",
+        )
 
     async def get(self, source_id: UUID) -> DataSource | None:
-        return await self._one(DataSource, f"select {_COLS} from public.data_sources where id = %s", (source_id,))
+        return await self._one(
+            DataSource, f"select {_COLS} from public.data_sources where id = %s", (source_id,)
+        )
 
     async def get_by_name(self, team_id: UUID, name: str) -> DataSource | None:
         return await self._one(
-            DataSource, f"select {_COLS} from public.data_sources where team_id = %s and name = %s", (team_id, name)
+            DataSource,
+            f"select {_COLS} from public.data_sources where team_id = %s and name = %s",
+            (team_id, name),
         )
 
     async def list(self, team_id: UUID | None = None) -> list[DataSource]:
@@ -52,7 +75,8 @@ class DataSourceRepo(Repo):
         """(ciphertext, key id). Only the service identity may read these."""
         async with self.conn.cursor() as cur:
             await cur.execute(
-                "select credentials_encrypted, credentials_key_id from public.data_sources where id = %s", (source_id,)
+                "select credentials_encrypted, credentials_key_id from public.data_sources where id = %s",
+                (source_id,),
             )
             row = await cur.fetchone()
         return (row[0], row[1]) if row else (None, None)
@@ -65,15 +89,18 @@ class DataSourceRepo(Repo):
 
     async def record_check(self, source_id: UUID, *, ok: bool, error: str | None = None) -> DataSource:
         """Track health: failing since the first failure, cleared on success."""
-        return require(await self._one(
-            DataSource,
-            f"update public.data_sources set last_checked_at = now(), "
-            f"status = case when %(ok)s then 'active' else 'failing' end, "
-            f"last_error = case when %(ok)s then null else %(err)s end, "
-            f"failing_since = case when %(ok)s then null else coalesce(failing_since, now()) end "
-            f"where id = %(id)s returning {_COLS}",
-            {"ok": ok, "err": error, "id": source_id},
-        ), "data source")
+        return require(
+            await self._one(
+                DataSource,
+                f"update public.data_sources set last_checked_at = now(), "
+                f"status = case when %(ok)s then 'active' else 'failing' end, "
+                f"last_error = case when %(ok)s then null else %(err)s end, "
+                f"failing_since = case when %(ok)s then null else coalesce(failing_since, now()) end "
+                f"where id = %(id)s returning {_COLS}",
+                {"ok": ok, "err": error, "id": source_id},
+            ),
+            "data source",
+        )
 
     async def delete(self, source_id: UUID) -> bool:
         return await self._exec("delete from public.data_sources where id = %s", (source_id,)) > 0
@@ -89,14 +116,22 @@ class DataSourceRepo(Repo):
 
     # --- pending OAuth2 authorisations (service identity only) ---
     async def put_oauth_state(self, state: OAuthState) -> None:
-        await self._exec(
-            "delete from coherex_private.oauth_states where expires_at < now()"
-        )
+        await self._exec("delete from coherex_private.oauth_states where expires_at < now()")
         await self._exec(
             "insert into coherex_private.oauth_states (state_hash, team_id, user_id, provider, source_type, source_name, "
             "config, verifier_encrypted, redirect_uri, expires_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (state.state_hash, state.team_id, state.user_id, state.provider, state.source_type, state.source_name,
-             Jsonb(state.config), state.verifier_encrypted, state.redirect_uri, state.expires_at),
+            (
+                state.state_hash,
+                state.team_id,
+                state.user_id,
+                state.provider,
+                state.source_type,
+                state.source_name,
+                Jsonb(state.config),
+                state.verifier_encrypted,
+                state.redirect_uri,
+                state.expires_at,
+            ),
         )
 
     async def take_oauth_state(self, state_hash: str) -> OAuthState | None:

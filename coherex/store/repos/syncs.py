@@ -9,8 +9,10 @@ from uuid import UUID
 from coherex.store.models import Row
 from coherex.store.repos._base import Jsonb, Repo, require
 
-_COLS = ("id, team_id, source_name, collection, options, every_minutes, next_at, last_run_at, last_error, "
-         "created_by, created_at")
+_COLS = (
+    "id, team_id, source_name, collection, options, every_minutes, next_at, last_run_at, last_error, "
+    "created_by, created_at"
+)
 
 
 class SyncSchedule(Row):
@@ -28,24 +30,45 @@ class SyncSchedule(Row):
 
 
 class SyncRepo(Repo):
-    async def upsert(self, team_id: UUID, source_name: str, collection: str, options: dict[str, Any],
-                     every_minutes: int) -> SyncSchedule:
-        return require(await self._one(
-            SyncSchedule,
-            f"insert into public.knowledge_syncs (team_id, source_name, collection, options, every_minutes, "
-            f"next_at, created_by) values (%s, %s, %s, %s, %s, now() + make_interval(mins => %s), %s) "
-            f"on conflict (team_id, source_name, collection) do update set options = excluded.options, "
-            f"every_minutes = excluded.every_minutes, next_at = excluded.next_at returning {_COLS}",
-            (team_id, source_name, collection, Jsonb(options), every_minutes, every_minutes, self.identity.user_id),
-        ), "sync schedule")
+    async def upsert(
+        self, team_id: UUID, source_name: str, collection: str, options: dict[str, Any], every_minutes: int
+    ) -> SyncSchedule:
+        return require(
+            await self._one(
+                SyncSchedule,
+                f"insert into public.knowledge_syncs (team_id, source_name, collection, options, every_minutes, "
+                f"next_at, created_by) values (%s, %s, %s, %s, %s, now() + make_interval(mins => %s), %s) "
+                f"on conflict (team_id, source_name, collection) do update set options = excluded.options, "
+                f"every_minutes = excluded.every_minutes, next_at = excluded.next_at returning {_COLS}",
+                (
+                    team_id,
+                    source_name,
+                    collection,
+                    Jsonb(options),
+                    every_minutes,
+                    every_minutes,
+                    self.identity.user_id,
+                ),
+            ),
+            "sync schedule",
+        )
 
     async def list(self, team_id: UUID) -> list[SyncSchedule]:
-        return await self._all(SyncSchedule, f"select {_COLS} from public.knowledge_syncs where team_id = %s "
-                               "order by source_name, collection", (team_id,))
+        return await self._all(
+            SyncSchedule,
+            f"select {_COLS} from public.knowledge_syncs where team_id = %s order by source_name, collection",
+            (team_id,),
+        )
 
     async def delete(self, team_id: UUID, source_name: str, collection: str) -> bool:
-        return await self._exec("delete from public.knowledge_syncs where team_id = %s and source_name = %s "
-                                "and collection = %s", (team_id, source_name, collection)) > 0
+        return (
+            await self._exec(
+                "delete from public.knowledge_syncs where team_id = %s and source_name = %s "
+                "and collection = %s",
+                (team_id, source_name, collection),
+            )
+            > 0
+        )
 
     async def claim_due(self, now: datetime, limit: int = 20) -> list[SyncSchedule]:
         """Due syncs, moved to their next time at once (so two schedulers never both take one)."""
@@ -58,5 +81,7 @@ class SyncRepo(Repo):
         )
 
     async def record_run(self, sync_id: UUID, error: str | None) -> None:
-        await self._exec("update public.knowledge_syncs set last_run_at = now(), last_error = %s where id = %s",
-                         (error, sync_id))
+        await self._exec(
+            "update public.knowledge_syncs set last_run_at = now(), last_error = %s where id = %s",
+            (error, sync_id),
+        )

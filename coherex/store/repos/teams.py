@@ -16,8 +16,10 @@ from coherex.store.repos._base import Jsonb, Repo, require
 _LOGIN_NAMESPACE = UUID("5f0e4c7e-2b0a-4d55-9a51-6c6f67696e73")
 
 _USER_COLS = "p.id, p.email, p.display_name, p.created_at"
-_TEAM_COLS = ("id, slug, name, quota_executions_month, quota_cost_month_usd, max_concurrent_runs, network_min_role, "
-              "created_at")
+_TEAM_COLS = (
+    "id, slug, name, quota_executions_month, quota_cost_month_usd, max_concurrent_runs, network_min_role, "
+    "created_at"
+)
 
 # scrypt: memory-hard, in the standard library; parameters stored with the hash so they can change.
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
@@ -37,7 +39,9 @@ def check_password(password: str, stored: str | None) -> bool:
         return False
     if kind != "scrypt":
         return False
-    got = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), dklen=32, n=int(n), r=int(r), p=int(p))
+    got = hashlib.scrypt(
+        password.encode(), salt=base64.b64decode(salt), dklen=32, n=int(n), r=int(r), p=int(p)
+    )
     return hmac.compare_digest(got, base64.b64decode(digest))
 
 
@@ -54,12 +58,15 @@ class UserRepo(Repo):
             (email, hash_password(password) if password else None, Jsonb({"display_name": display_name})),
         )
         await self._exec(
-            "insert into public.profiles (id, email, display_name) values (%s, %s, %s)", (uid, email, display_name)
+            "insert into public.profiles (id, email, display_name) values (%s, %s, %s)",
+            (uid, email, display_name),
         )
         return require(await self.get(uid), "user")
 
     async def get(self, user_id: UUID) -> User | None:
-        return await self._one(User, f"select {_USER_COLS} from public.profiles p where p.id = %s", (user_id,))
+        return await self._one(
+            User, f"select {_USER_COLS} from public.profiles p where p.id = %s", (user_id,)
+        )
 
     async def get_by_email(self, email: str) -> User | None:
         return await self._one(
@@ -82,12 +89,15 @@ class UserRepo(Repo):
             raise LoginThrottled(
                 "Too many failed sign-ins for this account.",
                 hint=f"Try again in {settings.login_retry_seconds:.0f} s, or ask an admin for a new password "
-                     "(`coherex users passwd`).")
+                "(`coherex users passwd`).",
+            )
         row = await self._scalar("select encrypted_password from auth.users where email = %s", (email,))
         ok = check_password(password, row)
         user = await self.get_by_email(email)
-        await self._exec("select coherex_private.record_login(%s, %s, %s)",  # audit_log: logins, good and bad
-                         (email[:320], user.id if user else None, ok))
+        await self._exec(
+            "select coherex_private.record_login(%s, %s, %s)",  # audit_log: logins, good and bad
+            (email[:320], user.id if user else None, ok),
+        )
         if not ok:
             await limits.take(*bucket)
         return user if ok else None
@@ -95,15 +105,22 @@ class UserRepo(Repo):
     async def sign_in_external(self, email: str, provider: str) -> User | None:
         """The user an identity provider vouched for (OAuth), if Coherex knows them; recorded like a login."""
         user = await self.get_by_email(email)
-        await self._exec("select coherex_private.record_login(%s, %s, %s)",
-                         (f"{email.strip().lower()[:300]} via {provider[:15]}", user.id if user else None,
-                          user is not None))
+        await self._exec(
+            "select coherex_private.record_login(%s, %s, %s)",
+            (
+                f"{email.strip().lower()[:300]} via {provider[:15]}",
+                user.id if user else None,
+                user is not None,
+            ),
+        )
         return user
 
     async def set_password(self, user_id: UUID, password: str) -> None:
         if len(password) < 8:
             raise UserError("A password needs at least 8 characters.")
-        await self._exec("update auth.users set encrypted_password = %s where id = %s", (hash_password(password), user_id))
+        await self._exec(
+            "update auth.users set encrypted_password = %s where id = %s", (hash_password(password), user_id)
+        )
 
 
 class TeamRepo(Repo):
@@ -114,9 +131,12 @@ class TeamRepo(Repo):
         else:
             if owner_id is None:
                 raise UserError("A team needs an owner.")
-            team_id = await self._scalar("insert into public.teams (slug, name) values (%s, %s) returning id", (slug, name))
+            team_id = await self._scalar(
+                "insert into public.teams (slug, name) values (%s, %s) returning id", (slug, name)
+            )
             await self._exec(
-                "insert into public.team_members (team_id, user_id, role) values (%s, %s, 'owner')", (team_id, owner_id)
+                "insert into public.team_members (team_id, user_id, role) values (%s, %s, 'owner')",
+                (team_id, owner_id),
             )
         return require(await self.get(team_id), "team")
 
@@ -129,8 +149,14 @@ class TeamRepo(Repo):
     async def list(self) -> list[Team]:
         return await self._all(Team, f"select {_TEAM_COLS} from public.teams order by slug")
 
-    async def set_quotas(self, team_id: UUID, *, executions_month: int | None, cost_month_usd: float | None,
-                         max_concurrent_runs: int | None) -> Team:
+    async def set_quotas(
+        self,
+        team_id: UUID,
+        *,
+        executions_month: int | None,
+        cost_month_usd: float | None,
+        max_concurrent_runs: int | None,
+    ) -> Team:
         n = await self._exec(
             "update public.teams set quota_executions_month = %s, quota_cost_month_usd = %s, "
             "max_concurrent_runs = %s where id = %s",
@@ -189,6 +215,8 @@ class MemberRepo(Repo):
         )
 
     async def remove(self, team_id: UUID, user_id: UUID) -> None:
-        n = await self._exec("delete from public.team_members where team_id = %s and user_id = %s", (team_id, user_id))
+        n = await self._exec(
+            "delete from public.team_members where team_id = %s and user_id = %s", (team_id, user_id)
+        )
         if n == 0:
             raise PermissionDenied("No such member, or only an admin can remove members.")

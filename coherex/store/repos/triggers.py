@@ -22,8 +22,9 @@ class Schedule(Row):
 
 
 class TriggerRepo(Repo):
-    async def replace_schedules(self, agent_id: UUID, team_id: UUID,
-                                schedules: list[tuple[int, str, str, datetime]]) -> None:
+    async def replace_schedules(
+        self, agent_id: UUID, team_id: UUID, schedules: list[tuple[int, str, str, datetime]]
+    ) -> None:
         """The agent's schedules become exactly `schedules` = [(trigger_index, cron, timezone, next_fire_at)]."""
         await self._exec("delete from public.agent_schedules where agent_id = %s", (agent_id,))
         for index, cron, tz, next_at in schedules:
@@ -35,7 +36,8 @@ class TriggerRepo(Repo):
 
     async def schedules(self, agent_id: UUID) -> list[Schedule]:
         return await self._all(
-            Schedule, f"select {_SCHED} from public.agent_schedules where agent_id = %s order by trigger_index",
+            Schedule,
+            f"select {_SCHED} from public.agent_schedules where agent_id = %s order by trigger_index",
             (agent_id,),
         )
 
@@ -57,8 +59,9 @@ class TriggerRepo(Repo):
         )
 
     # ------------------------------------------------------------ webhooks
-    async def set_webhook_secret(self, agent_id: UUID, ciphertext: str, key_id: str,
-                                 api_key_id: UUID | None = None) -> None:
+    async def set_webhook_secret(
+        self, agent_id: UUID, ciphertext: str, key_id: str, api_key_id: UUID | None = None
+    ) -> None:
         """Store a new secret; `api_key_id` is the API key that asked for it (the webhook's runs
         count against that key's quotas), None for a chat session or the CLI."""
         await self._exec(
@@ -76,15 +79,19 @@ class TriggerRepo(Repo):
     async def webhook_secret(self, agent_id: UUID) -> tuple[str | None, str | None]:
         async with self.conn.cursor() as cur:
             await cur.execute(
-                "select webhook_secret_encrypted, webhook_secret_key_id from public.agents where id = %s", (agent_id,)
+                "select webhook_secret_encrypted, webhook_secret_key_id from public.agents where id = %s",
+                (agent_id,),
             )
             row = await cur.fetchone()
         return (row[0], row[1]) if row else (None, None)
 
     async def record_delivery(self, agent_id: UUID, team_id: UUID, delivery_id: str) -> bool:
         """False when this delivery was seen before (a replay)."""
-        return await self._exec(
-            "insert into public.webhook_deliveries (agent_id, team_id, delivery_id) values (%s, %s, %s) "
-            "on conflict do nothing",
-            (agent_id, team_id, delivery_id),
-        ) == 1
+        return (
+            await self._exec(
+                "insert into public.webhook_deliveries (agent_id, team_id, delivery_id) values (%s, %s, %s) "
+                "on conflict do nothing",
+                (agent_id, team_id, delivery_id),
+            )
+            == 1
+        )

@@ -14,7 +14,7 @@ from a2a.helpers.proto_helpers import new_data_part, new_text_part
 from a2a.types import a2a_pb2 as pb
 from a2a.utils.errors import A2AError
 
-from coherex.agents import apply_spec
+from coherex.services.agents import apply_spec
 from coherex.testing.fake_openai import Slow, Text
 
 GREETER = textwrap.dedent("""\
@@ -52,7 +52,9 @@ async def test_discover_send_and_stream_to_completion(api, worker, keys, db, two
         assert [s.id for s in install.skills] == ["greeter"]
         card = await A2ACardResolver(client_http, f"{api.base_url}/a2a/agents/greeter").get_agent_card()
         assert card.name == "greeter" and card.capabilities.streaming is True
-        assert "who (string): whom to greet" in card.skills[0].description and card.skills[0].tags == ["team=ops"]
+        assert "who (string): whom to greet" in card.skills[0].description and card.skills[0].tags == [
+            "team=ops"
+        ]
         assert card.security_schemes["coherexApiKey"].http_auth_security_scheme.scheme == "bearer"
 
         # message/send (not streaming): the task comes back finished, its id the execution's
@@ -64,13 +66,18 @@ async def test_discover_send_and_stream_to_completion(api, worker, keys, db, two
 
         # message/stream: the task, status updates from its events, the answer, then completed
         streaming = await create_client(card, ClientConfig(httpx_client=client_http, streaming=True))
-        updates = [r async for r in streaming.send_message(message(new_data_part({"who": "Bob", "times": 2})))]
+        updates = [
+            r async for r in streaming.send_message(message(new_data_part({"who": "Bob", "times": 2})))
+        ]
         fetched = await streaming.get_task(pb.GetTaskRequest(id=task.id))
     first, *rest = updates
     assert first.HasField("task") and first.task.status.state == pb.TASK_STATE_SUBMITTED
     states = [u.status_update.status.state for u in rest if u.HasField("status_update")]
-    notes = [u.status_update.status.message.parts[0].text for u in rest
-             if u.HasField("status_update") and u.status_update.status.message.parts]
+    notes = [
+        u.status_update.status.message.parts[0].text
+        for u in rest
+        if u.HasField("status_update") and u.status_update.status.message.parts
+    ]
     assert states == [pb.TASK_STATE_WORKING, pb.TASK_STATE_COMPLETED]
     assert notes == ["model gpt-4o-mini: answers"]
     [artifact] = [u.artifact_update.artifact for u in rest if u.HasField("artifact_update")]
@@ -81,8 +88,14 @@ async def test_discover_send_and_stream_to_completion(api, worker, keys, db, two
         runs = {str(r.id): r for r in await s.executions.list(team_id=alpha.team_id)}
         audit = await s.audit.list(alpha.team_id, action="execution.create")
     assert task.id in runs and first.task.id in runs  # task id = execution id
-    assert runs[task.id].inputs == {"who": "Ada", "times": 1} and runs[first.task.id].inputs == {"who": "Bob", "times": 2}
-    assert {r.trigger for r in runs.values()} == {"a2a"} and [a.details["trigger"] for a in audit] == ["a2a", "a2a"]
+    assert runs[task.id].inputs == {"who": "Ada", "times": 1} and runs[first.task.id].inputs == {
+        "who": "Bob",
+        "times": 2,
+    }
+    assert {r.trigger for r in runs.values()} == {"a2a"} and [a.details["trigger"] for a in audit] == [
+        "a2a",
+        "a2a",
+    ]
 
 
 async def test_cancel_stops_the_run(api, worker, keys, db, two_teams, greeter, fake_llm):
@@ -139,9 +152,20 @@ async def test_another_teams_key_sees_no_card_and_no_task(api, keys, db, two_tea
 async def test_legacy_method_names_keys_and_quota(api, keys, db, two_teams, greeter):
     alpha, _ = two_teams
     url = f"{api.base_url}/a2a/agents/greeter"
-    send = {"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {
-        "message": {"kind": "message", "messageId": "m1", "role": "user", "parts": [{"kind": "text", "text": "Ada"}]},
-        "configuration": {"blocking": False}}}
+    send = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "message/send",
+        "params": {
+            "message": {
+                "kind": "message",
+                "messageId": "m1",
+                "role": "user",
+                "parts": [{"kind": "text", "text": "Ada"}],
+            },
+            "configuration": {"blocking": False},
+        },
+    }
     async with http(None) as anonymous:
         refused = await anonymous.post(url, json=send)
         public = (await anonymous.get(f"{api.base_url}/.well-known/agent-card.json")).json()
@@ -149,9 +173,14 @@ async def test_legacy_method_names_keys_and_quota(api, keys, db, two_teams, gree
     assert public["skills"] == [] and "coherexApiKey" in public["securitySchemes"]
     async with http(keys[0]) as c:
         legacy = (await c.post(url, json=send)).json()
-        assert legacy["result"]["kind"] == "task" and legacy["result"]["status"]["state"] in ("submitted", "working")
+        assert legacy["result"]["kind"] == "task" and legacy["result"]["status"]["state"] in (
+            "submitted",
+            "working",
+        )
         async with db.session(alpha.identity) as s:
-            await s.teams.set_quotas(alpha.team_id, executions_month=1, cost_month_usd=None, max_concurrent_runs=None)
+            await s.teams.set_quotas(
+                alpha.team_id, executions_month=1, cost_month_usd=None, max_concurrent_runs=None
+            )
         over = (await c.post(url, json={**send, "id": 2})).json()
     assert "Team alpha has used its 1 executions for this month." in over["error"]["message"]
     assert over["error"]["data"]["code"] == "quota_exceeded"

@@ -67,7 +67,9 @@ async def test_agents_crud_and_versions(api, keys):
 
 async def test_validate_reports_every_problem_with_its_path(api, keys):
     alpha, _ = keys
-    bad = SPEC.replace("instructions: Summarise {{topic}}.", "instructions: x\n  tools:\n    - use: slack.post_mesage")
+    bad = SPEC.replace(
+        "instructions: Summarise {{topic}}.", "instructions: x\n  tools:\n    - use: slack.post_mesage"
+    )
     async with api.client(alpha) as c:
         r = await c.post("/api/agents/validate", json={"spec": bad})
         broken = await c.post("/api/agents", json={"spec": "apiVersion: [unclosed"})
@@ -120,7 +122,9 @@ async def test_execute_runs_through_the_queue_and_logs_stream(api, keys, fake_ll
                     frames.append(line.split(":", 1)[1].strip())
         assert frames == ["step", "step", "end"]
         bad_inputs = await c.post(f"/api/agents/{agent_id}/execute", json={"inputs": {"nope": 1}})
-        assert bad_inputs.status_code == 422 and "unknown input 'nope'" in bad_inputs.json()["error"]["message"]
+        assert (
+            bad_inputs.status_code == 422 and "unknown input 'nope'" in bad_inputs.json()["error"]["message"]
+        )
 
 
 async def test_team_b_cannot_touch_team_a_agents(api, keys):
@@ -130,11 +134,16 @@ async def test_team_b_cannot_touch_team_a_agents(api, keys):
         execution_id = (await a.post(f"/api/agents/{agent_id}/execute", json={})).json()["id"]
     async with api.client(bravo) as b:
         assert (await b.get("/api/agents")).json() == []
-        for method, path in [("GET", f"/api/agents/{agent_id}"), ("PUT", f"/api/agents/{agent_id}"),
-                             ("DELETE", f"/api/agents/{agent_id}"), ("POST", f"/api/agents/{agent_id}/execute"),
-                             ("POST", f"/api/agents/{agent_id}/stop"), ("GET", f"/api/agents/{agent_id}/logs"),
-                             ("GET", f"/api/executions/{execution_id}"),
-                             ("POST", f"/api/executions/{execution_id}/stop")]:
+        for method, path in [
+            ("GET", f"/api/agents/{agent_id}"),
+            ("PUT", f"/api/agents/{agent_id}"),
+            ("DELETE", f"/api/agents/{agent_id}"),
+            ("POST", f"/api/agents/{agent_id}/execute"),
+            ("POST", f"/api/agents/{agent_id}/stop"),
+            ("GET", f"/api/agents/{agent_id}/logs"),
+            ("GET", f"/api/executions/{execution_id}"),
+            ("POST", f"/api/executions/{execution_id}/stop"),
+        ]:
             r = await b.request(method, path, json={"spec": SPEC} if method == "PUT" else None)
             assert r.status_code == 404, (method, path, r.status_code)
         assert (await b.get("/api/executions")).json() == []
@@ -146,7 +155,9 @@ async def test_quota_is_402_and_rate_limit_is_429(api, keys, db, two_teams, monk
     alpha, _ = keys
     tenant = two_teams[0]
     async with db.session(tenant.identity) as s:
-        await s.teams.set_quotas(tenant.team_id, executions_month=1, cost_month_usd=None, max_concurrent_runs=None)
+        await s.teams.set_quotas(
+            tenant.team_id, executions_month=1, cost_month_usd=None, max_concurrent_runs=None
+        )
     async with api.client(alpha) as c:
         agent_id = (await c.post("/api/agents", json={"spec": SPEC})).json()["agent"]["id"]
         assert (await c.post(f"/api/agents/{agent_id}/execute")).status_code == 202
@@ -166,7 +177,9 @@ async def test_the_rate_limit_holds_across_web_processes(api, keys):
     alpha, bravo = keys
     with ApiServer() as other:
         async with api.client(alpha) as one, other.client(alpha) as two, api.client(bravo) as theirs:
-            statuses = [(await client.get("/api/agents")).status_code for _ in range(25) for client in (one, two)]
+            statuses = [
+                (await client.get("/api/agents")).status_code for _ in range(25) for client in (one, two)
+            ]
             # another key has its own bucket
             assert (await theirs.get("/api/agents")).status_code == 200
     assert statuses[:20] == [200] * 20
@@ -186,9 +199,10 @@ async def test_stop_agent_cancels_pending_runs(api, keys):
 def test_committed_openapi_is_current():
     from pathlib import Path
 
-    from coherex.web import create_app
+    from coherex.api.app import create_app
 
     committed = Path(__file__).resolve().parents[3] / "schema" / "openapi.json"
     current = json.dumps(create_app(chat=False).openapi(), indent=2, sort_keys=True) + "\n"
     assert committed.exists() and committed.read_text() == current, (
-        "schema/openapi.json is stale: run `coherex openapi > schema/openapi.json`")
+        "schema/openapi.json is stale: run `coherex openapi > schema/openapi.json`"
+    )

@@ -31,11 +31,28 @@ def test_schemathesis_finds_no_server_errors(fuzz_api, keys, fake_llm):
     cli = shutil.which("schemathesis") or shutil.which("st")
     assert cli, "schemathesis is installed by `make test` (requirements.txt)"
     res = subprocess.run(
-        [cli, "run", f"{api.base_url}/openapi.json", "--checks", "not_a_server_error",
-         "--max-examples", "8", "--seed", "1234", "--header", f"Authorization: Bearer {alpha}",
-         "--request-timeout", "20", "--suppress-health-check", "all",
-         # the SSE stream stays open by design; it is tested on its own
-         "--exclude-path-regex", "/logs$"],
-        capture_output=True, text=True, timeout=600,
+        [
+            cli,
+            "run",
+            f"{api.base_url}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "8",
+            "--seed",
+            "1234",
+            "--header",
+            f"Authorization: Bearer {alpha}",
+            "--request-timeout",
+            "20",
+            "--suppress-health-check",
+            "all",
+            # the SSE stream stays open by design; it is tested on its own
+            "--exclude-path-regex",
+            "/logs$",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-2000:]

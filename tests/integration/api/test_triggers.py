@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from coherex.store.db import Identity
-from coherex.triggers import fire_due_schedules, signed_headers
+from coherex.services.triggers import fire_due_schedules, signed_headers
 
 WEBHOOK_SPEC = textwrap.dedent("""\
     apiVersion: coherex/v1
@@ -45,15 +45,18 @@ async def test_signed_webhook_starts_a_run_and_forgeries_do_not(api, keys, db):
     alpha, _ = keys
     async with api.client(alpha) as c:
         agent = (await c.post("/api/agents", json={"spec": WEBHOOK_SPEC})).json()["agent"]
-        other = (await c.post("/api/agents", json={"spec": WEBHOOK_SPEC.replace("on-alert", "other")})).json()["agent"]
+        other = (
+            await c.post("/api/agents", json={"spec": WEBHOOK_SPEC.replace("on-alert", "other")})
+        ).json()["agent"]
         hook = (await c.get(f"/api/agents/{agent['id']}/webhook")).json()
         other_secret = (await c.get(f"/api/agents/{other['id']}/webhook")).json()["secret"]
     assert hook["url"].endswith(f"/api/hooks/{agent['id']}") and hook["secret"].startswith("whsec_")
     body = json.dumps({"service": "db", "severity": "critical"}).encode()
 
     async with api.client() as anyone:
-        ok = await anyone.post(f"/api/hooks/{agent['id']}", content=body,
-                               headers=signed_headers(hook["secret"], body, "d1"))
+        ok = await anyone.post(
+            f"/api/hooks/{agent['id']}", content=body, headers=signed_headers(hook["secret"], body, "d1")
+        )
         assert ok.status_code == 202, ok.text
         assert ok.json()["inputs"] == {"alert": {"service": "db", "severity": "critical"}}
         assert ok.json()["trigger"] == "webhook"
@@ -61,18 +64,19 @@ async def test_signed_webhook_starts_a_run_and_forgeries_do_not(api, keys, db):
 
         forged = [
             signed_headers("whsec_wrong", body),
-            signed_headers(other_secret, body),                       # another agent's secret
+            signed_headers(other_secret, body),  # another agent's secret
             signed_headers(hook["secret"], body, timestamp=int(time.time()) - 3600),  # stale
             signed_headers(hook["secret"], body, "d1"),  # replay
-            {},                                                                     # unsigned
+            {},  # unsigned
             {"X-Coherex-Signature": "garbage"},
         ]
         for headers in forged:
             r = await anyone.post(f"/api/hooks/{agent['id']}", content=body, headers=headers)
             assert r.status_code == 403, (headers, r.status_code, r.text)
             assert r.json()["error"]["code"] == "permission_denied"
-        tampered = await anyone.post(f"/api/hooks/{agent['id']}", content=body + b" ",
-                                     headers=signed_headers(hook["secret"], body))
+        tampered = await anyone.post(
+            f"/api/hooks/{agent['id']}", content=body + b" ", headers=signed_headers(hook["secret"], body)
+        )
         assert tampered.status_code == 403
     assert await _count(db) == before  # nothing ran
 
@@ -130,9 +134,14 @@ async def test_slack_event_starts_subscribed_agents(api, keys, db):
             - event: {source: team-slack, type: slack.message, filter: {channel: C1}}
         """)
     async with api.client(alpha) as c:
-        source = await c.post("/api/sources", json={"type": "slack", "name": "team-slack",
-                                                    "credentials": {"bot_token": "xoxb-test-token-1234",
-                                                                    "signing_secret": signing}})
+        source = await c.post(
+            "/api/sources",
+            json={
+                "type": "slack",
+                "name": "team-slack",
+                "credentials": {"bot_token": "xoxb-test-token-1234", "signing_secret": signing},
+            },
+        )
         assert source.status_code == 201, source.text
         assert "credentials" not in source.json() and "xoxb" not in source.text
         source_id = source.json()["id"]
@@ -140,22 +149,33 @@ async def test_slack_event_starts_subscribed_agents(api, keys, db):
 
     async with api.client() as slack:
         challenge = json.dumps({"type": "url_verification", "challenge": "abc"}).encode()
-        r = await slack.post(f"/api/events/{source_id}", content=challenge, headers=_slack_headers(signing, challenge))
+        r = await slack.post(
+            f"/api/events/{source_id}", content=challenge, headers=_slack_headers(signing, challenge)
+        )
         assert r.json()["challenge"] == "abc"
 
         def event(channel: str, event_id: str) -> bytes:
-            return json.dumps({"type": "event_callback", "event_id": event_id,
-                               "event": {"type": "message", "channel": channel, "text": "when is lunch?"}}).encode()
+            return json.dumps(
+                {
+                    "type": "event_callback",
+                    "event_id": event_id,
+                    "event": {"type": "message", "channel": channel, "text": "when is lunch?"},
+                }
+            ).encode()
 
         hit = event("C1", "Ev1")
         r = await slack.post(f"/api/events/{source_id}", content=hit, headers=_slack_headers(signing, hit))
         assert r.status_code == 200 and r.json()["event"] == "slack.message" and len(r.json()["started"]) == 1
-        again = await slack.post(f"/api/events/{source_id}", content=hit, headers=_slack_headers(signing, hit))
+        again = await slack.post(
+            f"/api/events/{source_id}", content=hit, headers=_slack_headers(signing, hit)
+        )
         assert again.json()["started"] == []  # Slack retries a delivery: it runs once
         miss = event("C2", "Ev2")
         r = await slack.post(f"/api/events/{source_id}", content=miss, headers=_slack_headers(signing, miss))
         assert r.json()["started"] == []  # filtered out
-        forged = await slack.post(f"/api/events/{source_id}", content=hit, headers=_slack_headers("wrong", hit))
+        forged = await slack.post(
+            f"/api/events/{source_id}", content=hit, headers=_slack_headers("wrong", hit)
+        )
         assert forged.status_code == 403
     async with db.session(Identity.system()) as s:
         [run] = await s.executions.list(limit=10)
@@ -164,8 +184,12 @@ async def test_slack_event_starts_subscribed_agents(api, keys, db):
 
 def _github_headers(secret: str, body: bytes, event: str, delivery: str) -> dict[str, str]:
     sig = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return {"X-Hub-Signature-256": sig, "X-GitHub-Event": event, "X-GitHub-Delivery": delivery,
-            "Content-Type": "application/json"}
+    return {
+        "X-Hub-Signature-256": sig,
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery,
+        "Content-Type": "application/json",
+    }
 
 
 async def test_github_webhook_starts_subscribed_agents(api, keys, db):
@@ -185,32 +209,68 @@ async def test_github_webhook_starts_subscribed_agents(api, keys, db):
             - event: {source: gh, type: github.issue_opened}
         """)
     async with api.client(alpha) as c:
-        source = await c.post("/api/sources", json={"type": "github", "name": "gh", "credentials": {
-            "token": "ghp_testtoken1234567890abcd", "webhook_secret": secret}})
+        source = await c.post(
+            "/api/sources",
+            json={
+                "type": "github",
+                "name": "gh",
+                "credentials": {"token": "ghp_testtoken1234567890abcd", "webhook_secret": secret},
+            },
+        )
         assert source.status_code == 201, source.text
         source_id = source.json()["id"]
-        unsigned = await c.post("/api/sources", json={"type": "github", "name": "gh-nosecret", "credentials": {
-            "token": "ghp_testtoken1234567890abcd"}})
+        unsigned = await c.post(
+            "/api/sources",
+            json={
+                "type": "github",
+                "name": "gh-nosecret",
+                "credentials": {"token": "ghp_testtoken1234567890abcd"},
+            },
+        )
         assert (await c.post("/api/agents", json={"spec": spec})).status_code == 201
 
-    opened = json.dumps({"action": "opened", "issue": {"number": 7, "title": "Crash on start"},
-                         "repository": {"full_name": "acme/app"}}).encode()
+    opened = json.dumps(
+        {
+            "action": "opened",
+            "issue": {"number": 7, "title": "Crash on start"},
+            "repository": {"full_name": "acme/app"},
+        }
+    ).encode()
     closed = json.dumps({"action": "closed", "issue": {"number": 7}}).encode()
     async with api.client() as github:
-        r = await github.post(f"/api/events/{source_id}", content=opened,
-                              headers=_github_headers(secret, opened, "issues", "d-1"))
-        assert r.status_code == 200 and r.json()["event"] == "github.issue_opened" and len(r.json()["started"]) == 1
-        again = await github.post(f"/api/events/{source_id}", content=opened,
-                                  headers=_github_headers(secret, opened, "issues", "d-1"))
+        r = await github.post(
+            f"/api/events/{source_id}",
+            content=opened,
+            headers=_github_headers(secret, opened, "issues", "d-1"),
+        )
+        assert (
+            r.status_code == 200
+            and r.json()["event"] == "github.issue_opened"
+            and len(r.json()["started"]) == 1
+        )
+        again = await github.post(
+            f"/api/events/{source_id}",
+            content=opened,
+            headers=_github_headers(secret, opened, "issues", "d-1"),
+        )
         assert again.json()["started"] == []  # the same delivery id runs once
-        other = await github.post(f"/api/events/{source_id}", content=closed,
-                                  headers=_github_headers(secret, closed, "issues", "d-2"))
+        other = await github.post(
+            f"/api/events/{source_id}",
+            content=closed,
+            headers=_github_headers(secret, closed, "issues", "d-2"),
+        )
         assert other.status_code == 200 and other.json()["started"] == []  # nobody subscribes to it
-        forged = await github.post(f"/api/events/{source_id}", content=opened,
-                                   headers=_github_headers("not-the-secret", opened, "issues", "d-3"))
+        forged = await github.post(
+            f"/api/events/{source_id}",
+            content=opened,
+            headers=_github_headers("not-the-secret", opened, "issues", "d-3"),
+        )
         assert forged.status_code == 403
-        r = await github.post(f"/api/events/{unsigned.json()['id']}", content=opened,
-                              headers=_github_headers(secret, opened, "issues", "d-4"))
+        r = await github.post(
+            f"/api/events/{unsigned.json()['id']}",
+            content=opened,
+            headers=_github_headers(secret, opened, "issues", "d-4"),
+        )
         assert r.status_code == 403 and "no webhook secret" in r.json()["error"]["message"]
     async with db.session(Identity.system()) as s:
         [run] = await s.executions.list(limit=10)

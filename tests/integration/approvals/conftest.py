@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from coherex.agents import apply_spec
+from coherex.services.agents import apply_spec
 from coherex.integrations.service import add_source
 from coherex.llm.openai_client import OpenAIClient
 from coherex.retry import RetryPolicy
@@ -58,8 +58,11 @@ class World:
         return Identity.user(self.user_id)
 
     def runtime(self, **kw) -> Runtime:
-        client = OpenAIClient(api_key=self.llm.api_key, base_url=self.llm.base_url,
-                              retry=RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.05))
+        client = OpenAIClient(
+            api_key=self.llm.api_key,
+            base_url=self.llm.base_url,
+            retry=RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.05),
+        )
         return Runtime(self.db, llm=client, **kw)
 
     async def agent(self, text: str):
@@ -104,8 +107,12 @@ def fake_llm():
 
 @pytest.fixture
 def settings_env(saas, db_urls, tmp_path, monkeypatch):
-    env = {**saas.env(), "COHEREX_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-           "COHEREX_DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": db_urls.app}
+    env = {
+        **saas.env(),
+        "COHEREX_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        "COHEREX_DATA_DIR": str(tmp_path / "data"),
+        "DATABASE_URL": db_urls.app,
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     reset_settings_cache()
@@ -117,21 +124,37 @@ def settings_env(saas, db_urls, tmp_path, monkeypatch):
 async def world(db, saas, fake_llm, settings_env, tenant_factory) -> World:
     tenant = await tenant_factory("acme")
     ops = saas.slack.add_channel("ops")
-    await add_source(db, Identity.user(tenant.user_id), tenant.team_id, "slack", "team-slack",
-                     credentials={"bot_token": saas.slack_token})
+    await add_source(
+        db,
+        Identity.user(tenant.user_id),
+        tenant.team_id,
+        "slack",
+        "team-slack",
+        credentials={"bot_token": saas.slack_token},
+    )
     return World(db, saas, fake_llm, tenant.team_id, tenant.user_id, ops)
 
 
 @pytest.fixture
 def start_worker(settings_env, fake_llm):
     """Real `coherex worker` processes against the test database, fake LLM and fake Slack."""
-    env = {**os.environ, **settings_env, "OPENAI_BASE_URL": fake_llm.base_url, "OPENAI_API_KEY": fake_llm.api_key,
-           "COHEREX_HEARTBEAT_SECONDS": "1", "COHEREX_MAINTENANCE_SECONDS": "1"}
+    env = {
+        **os.environ,
+        **settings_env,
+        "OPENAI_BASE_URL": fake_llm.base_url,
+        "OPENAI_API_KEY": fake_llm.api_key,
+        "COHEREX_HEARTBEAT_SECONDS": "1",
+        "COHEREX_MAINTENANCE_SECONDS": "1",
+    }
     procs = []
 
     def start() -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-m", "coherex", "worker"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "coherex", "worker"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         procs.append(proc)
         return proc
 

@@ -57,7 +57,8 @@ async def test_the_api_lists_and_decides_and_refuses_a_viewer(world, api):
         await _drain()  # a real worker runs it until it waits
         waiting = (await http.get("/api/approvals")).json()
         assert [(w["execution_id"], w["tool_name"], w["agent_name"]) for w in waiting] == [
-            (execution_id, "slack_post_message", "poster")]
+            (execution_id, "slack_post_message", "poster")
+        ]
         approval_id = waiting[0]["id"]
         assert (await http.get(f"/api/executions/{execution_id}")).json()["status"] == "waiting_approval"
         listed = await http.get("/api/executions", params={"status": "waiting_approval"})
@@ -67,11 +68,14 @@ async def test_the_api_lists_and_decides_and_refuses_a_viewer(world, api):
             refused = await as_viewer.post(f"/api/approvals/{approval_id}", json={"decision": "approve"})
             assert refused.status_code == 403 and "member role" in refused.json()["error"]["message"]
             assert len((await as_viewer.get("/api/approvals")).json()) == 1  # a viewer may look
-        bad = await http.post(f"/api/approvals/{approval_id}",
-                              json={"decision": "edit", "arguments": {"channel": "#ops"}})
+        bad = await http.post(
+            f"/api/approvals/{approval_id}", json={"decision": "edit", "arguments": {"channel": "#ops"}}
+        )
         assert bad.status_code == 422 and "text" in bad.json()["error"]["message"]
-        ok = await http.post(f"/api/approvals/{approval_id}", json={
-            "decision": "edit", "arguments": {"channel": "#ops", "text": "Edited over the API."}})
+        ok = await http.post(
+            f"/api/approvals/{approval_id}",
+            json={"decision": "edit", "arguments": {"channel": "#ops", "text": "Edited over the API."}},
+        )
         assert ok.status_code == 200 and ok.json()["resumed"] is True
         again = await http.post(f"/api/approvals/{approval_id}", json={"decision": "approve"})
         assert again.status_code == 409
@@ -79,16 +83,18 @@ async def test_the_api_lists_and_decides_and_refuses_a_viewer(world, api):
         final = (await http.get(f"/api/executions/{execution_id}")).json()
         assert final["status"] == "completed"
         assert world.posted() == ["Edited over the API."]
-        stream = await http.get(f"/api/agents/{agent.id}/logs", params={"execution_id": execution_id,
-                                                                       "follow": "false"})
+        stream = await http.get(
+            f"/api/agents/{agent.id}/logs", params={"execution_id": execution_id, "follow": "false"}
+        )
         steps = [json.loads(line[6:]) for line in stream.text.splitlines() if line.startswith("data: ")]
         types = [s.get("type") for s in steps]
         assert "approval_requested" in types and "approval_decided" in types
 
 
 def coherex(env, *args):
-    done = subprocess.run([sys.executable, "-m", "coherex", *args], env=env, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "coherex", *args], env=env, capture_output=True, text=True, timeout=60
+    )
     return done.returncode, done.stdout + done.stderr
 
 
@@ -133,8 +139,13 @@ async def test_the_cli_lists_approves_and_rejects(world, settings_env):
 
 
 async def test_a_team_channel_hears_about_a_waiting_call_with_how_to_decide(world, settings_env):
-    env = {**os.environ, **settings_env, "COHEREX_USER": "acme@example.com", "COHEREX_TEAM": "acme",
-           "COHEREX_PUBLIC_URL": "https://coherex.example.com"}
+    env = {
+        **os.environ,
+        **settings_env,
+        "COHEREX_USER": "acme@example.com",
+        "COHEREX_TEAM": "acme",
+        "COHEREX_PUBLIC_URL": "https://coherex.example.com",
+    }
     approvals_channel = world.saas.slack.add_channel("approvals")
     code, out = coherex(env, "approvals", "notify", "no-such-source", "#approvals")
     assert code == 1 and "not a Slack data source" in out

@@ -36,7 +36,10 @@ async def test_approval_always_pauses_the_run_without_acting_and_approve_posts_o
     assert world.posted() == []  # nothing happened yet
     assert paused.worker_id is None and paused.sandbox_id is None and paused.finished_at is None
     assert (approval.tool_name, approval.tool_use, approval.arguments) == (
-        "slack_post_message", "slack.post_message", {"channel": "#ops", "text": "Deploy is done."})
+        "slack_post_message",
+        "slack.post_message",
+        {"channel": "#ops", "text": "Deploy is done."},
+    )
     types = [e.type for e in await world.events(paused.id)]
     assert types == ["llm_call", "approval_requested", "status"]
 
@@ -50,7 +53,11 @@ async def test_approval_always_pauses_the_run_without_acting_and_approve_posts_o
     # the first LLM step was not asked again: two LLM calls in all, the second with the tool's result
     assert len(world.llm.chat_requests) == 2
     last = world.llm.chat_requests[-1].body["messages"]
-    assert last[-1]["role"] == "tool" and last[-1]["tool_call_id"] == "call_post" and '"ts"' in last[-1]["content"]
+    assert (
+        last[-1]["role"] == "tool"
+        and last[-1]["tool_call_id"] == "call_post"
+        and '"ts"' in last[-1]["content"]
+    )
     assert final.tokens_in == sum(e.tokens_in for e in await world.events(paused.id))
     async with world.db.session(world.owner) as s:
         audit = await s.audit.list(world.team_id, action="approval.approve")
@@ -66,9 +73,14 @@ async def test_an_edit_runs_the_call_with_the_edited_arguments_and_bad_edits_are
         await decide(world.db, world.owner, approval.id, "edit", arguments={"channel": "#ops", "txt": "typo"})
     with pytest.raises(UserError, match="channel"):
         await decide(world.db, world.owner, approval.id, "edit", arguments={"channel": 5, "text": "x"})
-    assert (await world.pending(paused.id))  # still waiting after refused edits
-    await decide(world.db, world.owner, approval.id, "edit",
-                 arguments={"channel": "#ops", "text": "Deploy is done (v2.1)."})
+    assert await world.pending(paused.id)  # still waiting after refused edits
+    await decide(
+        world.db,
+        world.owner,
+        approval.id,
+        "edit",
+        arguments={"channel": "#ops", "text": "Deploy is done (v2.1)."},
+    )
     final = await runtime.run(paused.id)
     assert final.status == "completed", final.error
     assert world.posted() == ["Deploy is done (v2.1)."]
@@ -96,7 +108,8 @@ async def test_a_rejection_tells_the_model_why_and_the_run_goes_on(world):
 @pytest.mark.parametrize("on_timeout", ["reject", "fail"])
 async def test_nobody_deciding_in_time_rejects_the_call_or_fails_the_run(world, on_timeout):
     runtime, paused, approval = await paused_run(
-        world, spec(limits=f"{{approvalTimeoutSeconds: 1, onApprovalTimeout: {on_timeout}}}"))
+        world, spec(limits=f"{{approvalTimeoutSeconds: 1, onApprovalTimeout: {on_timeout}}}")
+    )
     assert await expire_overdue(world.db) == []  # not overdue yet
     await asyncio.sleep(1.2)
     assert await expire_overdue(world.db) == [paused.id]
@@ -139,7 +152,9 @@ async def test_two_people_approving_at_once_make_one_call(world):
         await s.members.add(world.team_id, other.id, "member")
     outcomes = await asyncio.gather(
         decide(world.db, world.owner, approval.id, "approve"),
-        decide(world.db, Identity.user(other.id), approval.id, "approve"), return_exceptions=True)
+        decide(world.db, Identity.user(other.id), approval.id, "approve"),
+        return_exceptions=True,
+    )
     assert sorted(type(o).__name__ for o in outcomes) == ["Conflict", "Decided"]
     # two workers picking the resumed run at once: one runs it
     finals = await asyncio.gather(runtime.run(paused.id), world.runtime(worker="other:1").run(paused.id))
@@ -176,17 +191,21 @@ async def test_a_read_tool_never_asks_and_a_team_default_of_writes_makes_write_t
 
 
 async def test_argument_rules_deny_before_ask_before_allow(world):
-    rules = ('{deny: {text: "*password*"}, when: {channel: "#general"}, allow: {channel: "#ops"}, '
-             'otherwise: always}')
+    rules = (
+        '{deny: {text: "*password*"}, when: {channel: "#general"}, allow: {channel: "#ops"}, '
+        "otherwise: always}"
+    )
     agent = await world.agent(spec(approval=rules))
     runtime = world.runtime()
     general = world.saas.slack.add_channel("general")
-    world.llm.script([
-        ToolCall("slack_post_message", {"channel": "#ops", "text": "the PASSWORD is hunter2"}, id="c1"),
-        ToolCall("slack_post_message", {"channel": "#ops", "text": "all good"}, id="c2"),
-        ToolCall("slack_post_message", {"channel": "#general", "text": "hello all"}, id="c3"),
-        Text("done"),
-    ])
+    world.llm.script(
+        [
+            ToolCall("slack_post_message", {"channel": "#ops", "text": "the PASSWORD is hunter2"}, id="c1"),
+            ToolCall("slack_post_message", {"channel": "#ops", "text": "all good"}, id="c2"),
+            ToolCall("slack_post_message", {"channel": "#general", "text": "hello all"}, id="c3"),
+            Text("done"),
+        ]
+    )
     ex = await runtime.create(world.owner, world.team_id, agent)
     paused = await runtime.run(ex.id)
     # c1 was refused (deny wins over the allow on #ops), c2 allowed, c3 waits
@@ -230,12 +249,18 @@ async def test_a_step_with_two_waiting_calls_goes_on_once_both_are_decided(world
     from coherex.testing.fake_openai import Reply
 
     agent = await world.agent(spec())
-    world.llm.script([
-        Reply(content="Posting both.", tool_calls=[
-            ToolCall("slack_post_message", {"channel": "#ops", "text": "one"}, id="c1"),
-            ToolCall("slack_post_message", {"channel": "#ops", "text": "two"}, id="c2")]),
-        Text("One posted, one refused."),
-    ])
+    world.llm.script(
+        [
+            Reply(
+                content="Posting both.",
+                tool_calls=[
+                    ToolCall("slack_post_message", {"channel": "#ops", "text": "one"}, id="c1"),
+                    ToolCall("slack_post_message", {"channel": "#ops", "text": "two"}, id="c2"),
+                ],
+            ),
+            Text("One posted, one refused."),
+        ]
+    )
     runtime = world.runtime()
     ex = await runtime.create(world.owner, world.team_id, agent)
     assert (await runtime.run(ex.id)).status == "waiting_approval"
@@ -250,4 +275,6 @@ async def test_a_step_with_two_waiting_calls_goes_on_once_both_are_decided(world
     assert world.posted() == [approved]
     tool_messages = [m for m in world.llm.chat_requests[-1].body["messages"] if m["role"] == "tool"]
     assert [m["tool_call_id"] for m in tool_messages] == ["c1", "c2"]  # both answered, in the model's order
-    assert "one is enough" in next(m["content"] for m in tool_messages if m["tool_call_id"] == second.tool_call_id)
+    assert "one is enough" in next(
+        m["content"] for m in tool_messages if m["tool_call_id"] == second.tool_call_id
+    )

@@ -34,12 +34,22 @@ def _free_port() -> int:
 @pytest.fixture
 def chat_server(world, settings_env, tmp_path):
     port = _free_port()
-    env = {**os.environ, **settings_env, "OPENAI_BASE_URL": world.llm.base_url, "OPENAI_API_KEY": world.llm.api_key,
-           "COHEREX_LLM_MAX_ATTEMPTS": "1"}
+    env = {
+        **os.environ,
+        **settings_env,
+        "OPENAI_BASE_URL": world.llm.base_url,
+        "OPENAI_API_KEY": world.llm.api_key,
+        "COHEREX_LLM_MAX_ATTEMPTS": "1",
+    }
     env.pop("CHAINLIT_AUTH_SECRET", None)
     log = open(tmp_path / "web.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "coherex", "web", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coherex", "web", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -61,8 +71,14 @@ async def test_a_chat_test_run_waits_with_an_approval_card_and_approve_completes
     from playwright.async_api import async_playwright, expect
 
     ARTIFACTS.mkdir(exist_ok=True)
-    world.llm.script([ToolCall("draft_spec", {"yaml": spec()}), Text("Here is your agent: it posts to #ops."),
-                      POST, Text("Posted the update.")])
+    world.llm.script(
+        [
+            ToolCall("draft_spec", {"yaml": spec()}),
+            Text("Here is your agent: it posts to #ops."),
+            POST,
+            Text("Posted the update."),
+        ]
+    )
     async with async_playwright() as p:
         browser = await launch(p)
         page = await browser.new_page(viewport={"width": 1280, "height": 900})

@@ -11,7 +11,9 @@ from .conftest import spec
 from .test_approvals import POST
 
 
-async def test_a_scheduled_run_waits_on_one_worker_and_resumes_on_another_after_it_was_killed(world, start_worker):
+async def test_a_scheduled_run_waits_on_one_worker_and_resumes_on_another_after_it_was_killed(
+    world, start_worker
+):
     agent = await world.agent(spec())
     world.llm.script([POST, Text("Posted.")])
     first = start_worker()

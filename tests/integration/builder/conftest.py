@@ -17,8 +17,11 @@ def fake_llm():
 @pytest.fixture
 def llm(fake_llm):
     fake_llm.reset()
-    return OpenAIClient(api_key=fake_llm.api_key, base_url=fake_llm.base_url,
-                        retry=RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02))
+    return OpenAIClient(
+        api_key=fake_llm.api_key,
+        base_url=fake_llm.base_url,
+        retry=RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02),
+    )
 
 
 @pytest.fixture

@@ -47,8 +47,12 @@ async def alpha_key(db, two_teams) -> str:
 
 
 async def test_create_from_a_description_returns_the_draft_without_saving(api, alpha_key, fake_llm):
-    fake_llm.script([ToolCall("draft_spec", {"yaml": FACT}),
-                     Text("Here is your agent. Should it post to Slack? Which channel should it use?")])
+    fake_llm.script(
+        [
+            ToolCall("draft_spec", {"yaml": FACT}),
+            Text("Here is your agent. Should it post to Slack? Which channel should it use?"),
+        ]
+    )
     async with api.client(alpha_key) as c:
         r = await c.post("/api/agents/create", json={"description": "Every morning tell the team a fact"})
         assert r.status_code == 200, r.text
@@ -66,11 +70,14 @@ async def test_create_from_a_description_returns_the_draft_without_saving(api, a
 
 
 async def test_create_from_a_transcript_and_save(api, alpha_key, fake_llm):
-    fake_llm.script([ToolCall("draft_spec", {"yaml": BROKEN}), ToolCall("draft_spec", {"yaml": FACT}),
-                     Text("Done.")])
-    transcript = [{"role": "user", "content": "I want an agent that tells facts"},
-                  {"role": "assistant", "content": "About which topic?"},
-                  {"role": "user", "content": "Octopuses, please"}]
+    fake_llm.script(
+        [ToolCall("draft_spec", {"yaml": BROKEN}), ToolCall("draft_spec", {"yaml": FACT}), Text("Done.")]
+    )
+    transcript = [
+        {"role": "user", "content": "I want an agent that tells facts"},
+        {"role": "assistant", "content": "About which topic?"},
+        {"role": "user", "content": "Octopuses, please"},
+    ]
     async with api.client(alpha_key) as c:
         r = await c.post("/api/agents/create", json={"transcript": transcript, "save": True})
         assert r.status_code == 201, r.text
@@ -99,9 +106,12 @@ async def test_no_valid_draft_reports_the_problems_and_saves_nothing(api, alpha_
 
 async def test_bad_bodies_are_422_with_a_message(api, alpha_key):
     async with api.client(alpha_key) as c:
-        for payload in ({}, {"description": "x", "transcript": [{"role": "user", "content": "x"}]},
-                        {"transcript": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]},
-                        {"transcript": [{"role": "system", "content": "x"}]}):
+        for payload in (
+            {},
+            {"description": "x", "transcript": [{"role": "user", "content": "x"}]},
+            {"transcript": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]},
+            {"transcript": [{"role": "system", "content": "x"}]},
+        ):
             r = await c.post("/api/agents/create", json=payload)
             assert r.status_code == 422, (payload, r.text)
             assert r.json()["error"]["message"]

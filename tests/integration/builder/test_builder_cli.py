@@ -24,8 +24,9 @@ async def test_users_add_password_works_for_login(cli_env, db, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("a long password\n"))
     import asyncio
 
-    code = await asyncio.to_thread(main, ["users", "add", "fay@example.com", "--team", "ops", "--role", "admin",
-                                          "--password-stdin"])
+    code = await asyncio.to_thread(
+        main, ["users", "add", "fay@example.com", "--team", "ops", "--role", "admin", "--password-stdin"]
+    )
     assert code == 0
     async with db.session(Identity.system()) as s:
         user = await s.users.authenticate("fay@example.com", "a long password")
@@ -40,13 +41,27 @@ def test_eval_builder_reports_per_case_and_total(cli_env, fake_llm, monkeypatch,
     reset_settings_cache()
     fake_llm.reset()
     cases = tmp_path / "cases.jsonl"
-    cases.write_text(json.dumps({
-        "id": "digest", "request": "Summarise my unread mail to #ops every weekday at 8", "answers": ["Berlin"],
-        "data_sources": {"work-mail": "gmail", "team-slack": "slack"},
-        "expect": {"tools": ["gmail.search_messages", "slack.post_message"], "access": {"slack.post_message": "write"},
-                   "trigger": "schedule", "cron": "0 8 * * 1-5", "timezone": "UTC"}}) + "\n")
-    fake_llm.script([ToolCall("use_template", {"name": "email-digest"}), Text("Which time zone?"),
-                     Text("Done.")])
+    cases.write_text(
+        json.dumps(
+            {
+                "id": "digest",
+                "request": "Summarise my unread mail to #ops every weekday at 8",
+                "answers": ["Berlin"],
+                "data_sources": {"work-mail": "gmail", "team-slack": "slack"},
+                "expect": {
+                    "tools": ["gmail.search_messages", "slack.post_message"],
+                    "access": {"slack.post_message": "write"},
+                    "trigger": "schedule",
+                    "cron": "0 8 * * 1-5",
+                    "timezone": "UTC",
+                },
+            }
+        )
+        + "\n"
+    )
+    fake_llm.script(
+        [ToolCall("use_template", {"name": "email-digest"}), Text("Which time zone?"), Text("Done.")]
+    )
     out = tmp_path / "report.json"
     assert main(["eval", "builder", str(cases), "--json", "-o", str(out)]) == 0
     report = json.loads(out.read_text())
@@ -60,7 +75,12 @@ async def test_users_passwd_changes_the_password(cli_env, db, monkeypatch, capsy
     import asyncio
 
     monkeypatch.setattr("sys.stdin", io.StringIO("a long password\n"))
-    assert await asyncio.to_thread(main, ["users", "add", "gus@example.com", "--team", "ops", "--password-stdin"]) == 0
+    assert (
+        await asyncio.to_thread(
+            main, ["users", "add", "gus@example.com", "--team", "ops", "--password-stdin"]
+        )
+        == 0
+    )
     monkeypatch.setattr("sys.stdin", io.StringIO("another long one\n"))
     assert await asyncio.to_thread(main, ["users", "passwd", "GUS@example.com", "--password-stdin"]) == 0
     assert "changed the password of gus@example.com" in capsys.readouterr().out

@@ -27,7 +27,9 @@ async def test_a_digest_request_fills_the_template_and_edits_apply(db, two_teams
     alpha, _ = two_teams
     await _team(db, alpha, [("work-mail", "gmail"), ("team-slack", "slack")])
     builder = _offline(db, alpha)
-    turn = await builder.send("Every weekday at 8, summarise my unread email and post the digest to #ops on Slack.")
+    turn = await builder.send(
+        "Every weekday at 8, summarise my unread email and post the digest to #ops on Slack."
+    )
     assert turn.error is None and turn.llm_calls == 0 and turn.duration_ms < 5000
     assert builder.draft.spec.metadata.labels["template"] == "email-digest"
     assert "**email-digest** template" in turn.text and turn.text.rstrip().endswith("?")  # the time zone
@@ -37,7 +39,9 @@ async def test_a_digest_request_fills_the_template_and_edits_apply(db, two_teams
     turn = await builder.send("Europe/Berlin")
     assert builder.draft.spec.spec.triggers[0].schedule.timezone == "Europe/Berlin"
     turn = await builder.send("use #sales instead")
-    assert _tool(builder, "slack.post_message").with_ == {"channel": "#sales"} and "posts to #sales" in turn.text
+    assert (
+        _tool(builder, "slack.post_message").with_ == {"channel": "#sales"} and "posts to #sales" in turn.text
+    )
     turn = await builder.send("run it every morning at 8")
     schedule = builder.draft.spec.spec.triggers[0].schedule
     assert (schedule.cron, schedule.timezone) == ("0 8 * * *", "Europe/Berlin")  # the zone stays

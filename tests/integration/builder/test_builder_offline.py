@@ -15,8 +15,9 @@ async def test_describe_to_completed_test_run_offline(db, two_teams, local_sandb
     alpha, _ = two_teams
     settings = local_sandbox[1].model_copy(update={"openai_api_key": None, "openai_base_url": None})
     assert settings.llm_offline
-    builder = BuilderSession(db, alpha.identity, alpha.team_id, llm=get_llm_client(settings), settings=settings,
-                             team_name="Alpha")
+    builder = BuilderSession(
+        db, alpha.identity, alpha.team_id, llm=get_llm_client(settings), settings=settings, team_name="Alpha"
+    )
     await builder.send("Analyse a CSV file I upload and tell me the total of the amount column")
     assert builder.draft is not None and builder.draft.valid, builder.draft
     assert any(t["use"] == "python" for t in builder.draft.data["spec"].get("tools", []))

@@ -31,15 +31,24 @@ spec:
 
 
 async def test_scripted_conversation_saves_a_valid_spec(db, builder, fake_llm, ui, two_teams):
-    fake_llm.script([
-        ToolCall("use_template", {"name": "csv-analysis"}),
-        Text("I started from the CSV analysis template. Which question should it answer?"),
-        ToolCall("update_spec", {"changes": {"metadata": {"name": "sales-analyst"},
-                                             "spec": {"inputs": {"question": {"default": "What sold best?"}}}}}),
-        Text("Done: it answers what sold best."),
-        ToolCall("save_spec", {"message": "first version"}),
-        Text("Saved as sales-analyst."),
-    ])
+    fake_llm.script(
+        [
+            ToolCall("use_template", {"name": "csv-analysis"}),
+            Text("I started from the CSV analysis template. Which question should it answer?"),
+            ToolCall(
+                "update_spec",
+                {
+                    "changes": {
+                        "metadata": {"name": "sales-analyst"},
+                        "spec": {"inputs": {"question": {"default": "What sold best?"}}},
+                    }
+                },
+            ),
+            Text("Done: it answers what sold best."),
+            ToolCall("save_spec", {"message": "first version"}),
+            Text("Saved as sales-analyst."),
+        ]
+    )
     first = await builder.send("Analyse our sales CSV every time I upload one", ui)
     assert first.error is None and first.draft_changed
     assert "".join(ui.tokens).startswith("I started from the CSV analysis template")
@@ -62,8 +71,13 @@ async def test_scripted_conversation_saves_a_valid_spec(db, builder, fake_llm, u
 
 
 async def test_invalid_draft_is_repaired_before_it_is_shown(builder, fake_llm, ui):
-    fake_llm.script([ToolCall("draft_spec", {"yaml": BROKEN}), ToolCall("draft_spec", {"yaml": ANALYST}),
-                     Text("Here is your analyst.")])
+    fake_llm.script(
+        [
+            ToolCall("draft_spec", {"yaml": BROKEN}),
+            ToolCall("draft_spec", {"yaml": ANALYST}),
+            Text("Here is your analyst."),
+        ]
+    )
     turn = await builder.send("An agent that answers questions about sales numbers", ui)
     assert turn.error is None and turn.problems == [] and turn.draft_changed
     assert builder.draft.name == "sales-analyst" and builder.draft.ready
@@ -104,8 +118,9 @@ async def test_missing_data_source_becomes_a_connect_step(db, builder, fake_llm,
 
 
 async def test_test_run_streams_its_steps_and_schedule_adds_a_version(db, builder, fake_llm, ui):
-    fake_llm.script([ToolCall("draft_spec", {"yaml": ANALYST}), Text("Ready."),
-                     Text("Widgets sold best: 1,200 units.")])
+    fake_llm.script(
+        [ToolCall("draft_spec", {"yaml": ANALYST}), Text("Ready."), Text("Widgets sold best: 1,200 units.")]
+    )
     await builder.send("sales analyst", ui)
     final = await builder.test_run(ui=ui)
     assert final.status == "completed" and final.output == {"text": "Widgets sold best: 1,200 units."}
@@ -140,7 +155,8 @@ async def test_a_dead_llm_gives_a_clear_message_and_the_conversation_continues(b
 
 
 async def test_a_dropped_database_gives_a_clear_message_and_the_conversation_continues(
-        builder, fake_llm, ui, db_urls):
+    builder, fake_llm, ui, db_urls
+):
     fake_llm.script([Text("Hello! What should the agent do?")])
     await builder.send("hi", ui)
     name = psycopg.conninfo.conninfo_to_dict(db_urls.admin)["dbname"]
@@ -149,8 +165,11 @@ async def test_a_dropped_database_gives_a_clear_message_and_the_conversation_con
     def drop_connections(*, refuse_new: bool) -> None:
         with psycopg.connect(server, autocommit=True) as admin:
             admin.execute(f'alter database "{name}" allow_connections {str(not refuse_new).lower()}')
-            admin.execute("select pg_terminate_backend(pid) from pg_stat_activity "
-                          "where datname = %s and pid <> pg_backend_pid()", (name,))
+            admin.execute(
+                "select pg_terminate_backend(pid) from pg_stat_activity "
+                "where datname = %s and pid <> pg_backend_pid()",
+                (name,),
+            )
 
     # connections cut (as a restart does) are replaced unnoticed
     drop_connections(refuse_new=False)
@@ -171,9 +190,14 @@ async def test_a_discarded_draft_stays_discarded(db, builder, fake_llm, ui, two_
     on resume, and the next change has nothing to edit."""
     from coherex.builder import BuilderSession
 
-    fake_llm.script([ToolCall("draft_spec", {"yaml": ANALYST}), Text("Here is the analyst."),
-                     ToolCall("update_spec", {"changes": {"spec": {"instructions": "Answer briefly."}}}),
-                     Text("There is no draft to change.")])
+    fake_llm.script(
+        [
+            ToolCall("draft_spec", {"yaml": ANALYST}),
+            Text("Here is the analyst."),
+            ToolCall("update_spec", {"changes": {"spec": {"instructions": "Answer briefly."}}}),
+            Text("There is no draft to change."),
+        ]
+    )
     await builder.send("An agent that answers questions about our sales", ui)
     assert builder.draft is not None
     builder.discard()
@@ -194,7 +218,7 @@ async def test_existing_agents_are_listed_run_reviewed_and_reopened(db, builder,
     do?", "change it"."""
     import json
 
-    from coherex.agents import apply_spec
+    from coherex.services.agents import apply_spec
 
     alpha, _ = two_teams
     fact = ANALYST.replace("sales-analyst", "daily-fact").replace("  tools: [{use: python}]\n", "")
@@ -204,16 +228,26 @@ async def test_existing_agents_are_listed_run_reviewed_and_reopened(db, builder,
     def tool_result(request: int) -> object:
         return json.loads(fake_llm.chat_requests[request].body["messages"][-1]["content"])
 
-    fake_llm.script([ToolCall("list_agents", {}), Text("You have daily-fact."),
-                     ToolCall("run_agent", {"name": "daily-fact"}), Text("Octopuses have three hearts."),
-                     Text("It ran."),
-                     ToolCall("recent_runs", {"name": "daily-fact"}), Text("It completed once."),
-                     ToolCall("open_agent", {"name": "daily-fact"}), Text("Opened it.")])
+    fake_llm.script(
+        [
+            ToolCall("list_agents", {}),
+            Text("You have daily-fact."),
+            ToolCall("run_agent", {"name": "daily-fact"}),
+            Text("Octopuses have three hearts."),
+            Text("It ran."),
+            ToolCall("recent_runs", {"name": "daily-fact"}),
+            Text("It completed once."),
+            ToolCall("open_agent", {"name": "daily-fact"}),
+            Text("Opened it."),
+        ]
+    )
     await builder.send("Which agents do we have?", ui)
     assert [a["name"] for a in tool_result(1)] == ["daily-fact"]
 
     await builder.send("Run daily-fact now", ui)
-    assert ui.finished.status == "completed" and ui.finished.output == {"text": "Octopuses have three hearts."}
+    assert ui.finished.status == "completed" and ui.finished.output == {
+        "text": "Octopuses have three hearts."
+    }
     assert tool_result(4)["status"] == "completed"
 
     await builder.send("What did it do last time?", ui)
@@ -232,7 +266,10 @@ def test_a_connect_step_links_to_the_providers_sign_in_when_this_install_can(mon
     from coherex.builder.draft import Connection
     from coherex.settings import reset_settings_cache
 
-    gmail, slack = Connection("data_source", "work-mail", "gmail"), Connection("data_source", "team-slack", "slack")
+    gmail, slack = (
+        Connection("data_source", "work-mail", "gmail"),
+        Connection("data_source", "team-slack", "slack"),
+    )
     monkeypatch.delenv("SLACK_CLIENT_ID", raising=False)
     monkeypatch.delenv("GOOGLE_CLIENT_ID", raising=False)
     reset_settings_cache()
@@ -240,8 +277,13 @@ def test_a_connect_step_links_to_the_providers_sign_in_when_this_install_can(mon
     monkeypatch.setenv("GOOGLE_CLIENT_ID", "coherex-test.apps.googleusercontent.com")
     reset_settings_cache()
     try:
-        assert "[sign in to gmail](/oauth/gmail/start?name=work-mail&team=alpha)" in gmail.instructions("alpha")
+        assert "[sign in to gmail](/oauth/gmail/start?name=work-mail&team=alpha)" in gmail.instructions(
+            "alpha"
+        )
         assert "sign in" not in slack.instructions("alpha")
-        assert "[open the connect form](/connect?type=slack&name=team-slack&team=alpha)" in slack.instructions("alpha")
+        assert (
+            "[open the connect form](/connect?type=slack&name=team-slack&team=alpha)"
+            in slack.instructions("alpha")
+        )
     finally:
         reset_settings_cache()

@@ -16,8 +16,15 @@ SALES = b"product,amount\nwidgets,10\ngadgets,20\ngizmos,30\n"
 def sandbox_builder(db, two_teams, llm, local_sandbox):
     alpha, _ = two_teams
     settings = local_sandbox[1]
-    return BuilderSession(db, alpha.identity, alpha.team_id, llm=llm, team_name="Alpha", settings=settings,
-                          runtime=Runtime(db, llm=llm, settings=settings))
+    return BuilderSession(
+        db,
+        alpha.identity,
+        alpha.team_id,
+        llm=llm,
+        team_name="Alpha",
+        settings=settings,
+        runtime=Runtime(db, llm=llm, settings=settings),
+    )
 
 
 async def test_a_csv_dropped_for_a_python_draft_reaches_the_test_run(db, sandbox_builder, fake_llm, ui):

@@ -25,11 +25,19 @@ SALES = b"region,amount\nnorth,1250\nsouth,830\nwest,415\nnorth,745\n"
 
 async def test_every_morning_csv_summary_on_the_offline_model(db, two_teams, local_sandbox):
     alpha, _ = two_teams
-    settings = local_sandbox[1].model_copy(update={"openai_api_key": None, "openai_base_url": None,
-                                                   "chat_timezone": "Europe/Berlin"})
+    settings = local_sandbox[1].model_copy(
+        update={"openai_api_key": None, "openai_base_url": None, "chat_timezone": "Europe/Berlin"}
+    )
     llm = get_llm_client(settings)  # loads the model once, before the clock starts
-    builder = BuilderSession(db, alpha.identity, alpha.team_id, llm=llm, settings=settings, team_name="Alpha",
-                             runtime=Runtime(db, llm=llm, settings=settings))
+    builder = BuilderSession(
+        db,
+        alpha.identity,
+        alpha.team_id,
+        llm=llm,
+        settings=settings,
+        team_name="Alpha",
+        runtime=Runtime(db, llm=llm, settings=settings),
+    )
     turn = await builder.send("Every morning at 8, summarise the CSV I upload")
     assert turn.error is None and builder.draft is not None and builder.draft.valid
     spec = builder.draft.spec
@@ -69,13 +77,26 @@ async def test_a_question_is_answered_from_the_documents_on_the_offline_model(db
     from coherex.knowledge import ingest_file
 
     alpha, _ = two_teams
-    await ingest_file(db, alpha.identity, alpha.team_id, "policies",
-                      b"# Refunds\n\nCustomers can ask for a refund within 30 days of purchase.\n\n"
-                      b"# Office\n\nOur office is in Lisbon and opens at 9.\n", "policies.md")
+    await ingest_file(
+        db,
+        alpha.identity,
+        alpha.team_id,
+        "policies",
+        b"# Refunds\n\nCustomers can ask for a refund within 30 days of purchase.\n\n"
+        b"# Office\n\nOur office is in Lisbon and opens at 9.\n",
+        "policies.md",
+    )
     settings = local_sandbox[1].model_copy(update={"openai_api_key": None, "openai_base_url": None})
     llm = get_llm_client(settings)
-    builder = BuilderSession(db, alpha.identity, alpha.team_id, llm=llm, settings=settings, team_name="Alpha",
-                             runtime=Runtime(db, llm=llm, settings=settings))
+    builder = BuilderSession(
+        db,
+        alpha.identity,
+        alpha.team_id,
+        llm=llm,
+        settings=settings,
+        team_name="Alpha",
+        runtime=Runtime(db, llm=llm, settings=settings),
+    )
     await builder.send("What is our refund policy?")
     assert builder.draft.spec.metadata.labels["template"] == "knowledge-qa"
     run = await builder.test_run()
@@ -84,7 +105,10 @@ async def test_a_question_is_answered_from_the_documents_on_the_offline_model(db
         events = await s.executions.events(run.id)
     assert [e.name for e in events if e.type == "tool_call"][0] == "knowledge_answer"
     found = next(e.payload["content"] for e in events if e.type == "tool_result")
-    assert found.startswith("Customers can ask for a refund within 30 days of purchase. [1]") and "Lisbon" not in found
+    assert (
+        found.startswith("Customers can ask for a refund within 30 days of purchase. [1]")
+        and "Lisbon" not in found
+    )
     assert run.output["sources"] and run.output["sources"][0]["source"] == "policies.md"  # the run cites it
     # the 135M model's own closing text is not relied on: it often echoes its tool call instead of
     # the answer (seen: "I called: knowledge_answer({})"); the answer above is the platform's

@@ -20,6 +20,7 @@ async def test_concurrent_step_and_thread_writes_all_land(pg_server, db_urls, tw
     db = Database(db_urls.app, min_size=1, max_size=8)  # as many connections as the chat's pool
     await db.open()
     try:
+
         async def database() -> Database:
             return db
 

@@ -13,7 +13,7 @@ import chainlit.data as chainlit_data
 import pytest
 from chainlit.context import init_http_context
 
-from coherex.agents import apply_spec
+from coherex.services.agents import apply_spec
 from coherex.chat import CoherexDataLayer
 from coherex.chat.data_layer import TEAM_KEY
 from coherex.chat.run_view import ChatUI
@@ -57,7 +57,8 @@ async def _settled(layer, thread_id: str, text: str) -> dict:
 
 
 async def test_a_failed_python_call_shows_as_a_failed_step_and_the_run_as_completed_with_errors(
-        db, layer, two_teams, local_sandbox):
+    db, layer, two_teams, local_sandbox
+):
     alpha, _ = two_teams
     user = await layer.get_user(alpha.email)
     thread_id = str(uuid.uuid4())
@@ -68,9 +69,14 @@ async def test_a_failed_python_call_shows_as_a_failed_step_and_the_run_as_comple
         agent = (await apply_spec(s, alpha.team_id, SPEC)).agent
 
     with FakeOpenAI() as fake:
-        fake.script([ToolCall("python", {"code": BROKEN}), Text('I called: python({"code": "import pandas"})')])
-        runtime = Runtime(db, llm=OpenAIClient(api_key=fake.api_key, base_url=fake.base_url,
-                                               retry=RetryPolicy(max_attempts=1)), settings=local_sandbox[1])
+        fake.script(
+            [ToolCall("python", {"code": BROKEN}), Text('I called: python({"code": "import pandas"})')]
+        )
+        runtime = Runtime(
+            db,
+            llm=OpenAIClient(api_key=fake.api_key, base_url=fake.base_url, retry=RetryPolicy(max_attempts=1)),
+            settings=local_sandbox[1],
+        )
         ui = ChatUI(None)
         execution = await runtime.create(alpha.identity, alpha.team_id, agent, trigger="chat")
         await ui.run_started(execution, agent)
@@ -85,7 +91,10 @@ async def test_a_failed_python_call_shows_as_a_failed_step_and_the_run_as_comple
     assert "was never closed" in python["output"]
     assert python["parentId"] == root["id"]  # beside the LLM calls, not hidden inside one
     assert [s["name"].split(" ·")[0] for s in steps if s.get("parentId") == root["id"]] == [
-        "LLM", "✗ python", "LLM"]
+        "LLM",
+        "✗ python",
+        "LLM",
+    ]
     [code] = [s for s in steps if s["name"] == "code"]
     assert code["parentId"] == python["id"] and code["input"] == BROKEN and code["isError"]
     assert root["output"] == "completed with errors"

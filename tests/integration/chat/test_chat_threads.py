@@ -35,7 +35,9 @@ async def _as(layer: CoherexDataLayer, tenant) -> cl.User:
 async def _conversation(layer: CoherexDataLayer, tenant) -> tuple[str, str]:
     await _as(layer, tenant)
     thread_id = str(uuid.uuid4())
-    await layer.update_thread(thread_id, name="Every morning tell the team a fact", user_id=str(tenant.user_id))
+    await layer.update_thread(
+        thread_id, name="Every morning tell the team a fact", user_id=str(tenant.user_id)
+    )
     question = cl.Message(content="Every morning tell the team a fact", author="User", type="user_message")
     question.thread_id = thread_id
     answer = cl.Message(content="Here is your agent.", author="Coherex")
@@ -45,15 +47,22 @@ async def _conversation(layer: CoherexDataLayer, tenant) -> tuple[str, str]:
     run = cl.Step(name="run of daily-fact", type="run", parent_id=answer.id)
     run.thread_id, run.output = thread_id, "completed"
     await layer.create_step(run.to_dict())
-    card = cl.Text(name="daily-fact.yaml", content="apiVersion: coherex/v1\nkind: Agent\n", language="yaml",
-                   display="inline", for_id=answer.id)
+    card = cl.Text(
+        name="daily-fact.yaml",
+        content="apiVersion: coherex/v1\nkind: Agent\n",
+        language="yaml",
+        display="inline",
+        for_id=answer.id,
+    )
     card.thread_id = thread_id
     await layer.create_element(card)
     stale = answer.to_dict()
     answer.content = "Here is your agent: it writes one fact."
     await layer.update_step(answer.to_dict())
     await layer.create_step(stale)  # Chainlit persists in background tasks: a late creation changes nothing
-    await layer.update_thread(thread_id, metadata={"builder_state": {"draft": {"metadata": {"name": "daily-fact"}}}})
+    await layer.update_thread(
+        thread_id, metadata={"builder_state": {"draft": {"metadata": {"name": "daily-fact"}}}}
+    )
     return thread_id, answer.id
 
 
@@ -72,7 +81,8 @@ async def test_a_conversation_round_trips_through_postgres(layer, two_teams):
     assert [(s["type"], s["output"]) for s in thread["steps"]] == [
         ("user_message", "Every morning tell the team a fact"),
         ("assistant_message", "Here is your agent: it writes one fact."),  # the update replaced the text
-        ("run", "completed")]
+        ("run", "completed"),
+    ]
     assert thread["steps"][2]["parentId"] == answer_id
     assert thread["metadata"]["builder_state"]["draft"]["metadata"]["name"] == "daily-fact"
     [element] = thread["elements"]
@@ -128,7 +138,9 @@ async def test_threads_are_private_even_within_a_team(db, layer, two_teams, tena
         thread = await s.threads.get(uuid.UUID(thread_id))
         steps = await s.threads.steps(uuid.UUID(thread_id))
     assert thread.name == "Every morning tell the team a fact"
-    assert [st.data["output"] for st in steps if st.type == "user_message"] == ["Every morning tell the team a fact"]
+    assert [st.data["output"] for st in steps if st.type == "user_message"] == [
+        "Every morning tell the team a fact"
+    ]
 
 
 async def test_a_thread_is_created_in_the_team_picked_in_the_chat(db, layer, two_teams):

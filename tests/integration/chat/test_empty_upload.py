@@ -10,11 +10,12 @@ from coherex.chat.uploads import EmptyUploadMiddleware
 
 
 def test_the_web_process_says_an_empty_attachment_is_empty(caplog):
-    from coherex.web import create_app
+    from coherex.api.app import create_app
 
     client = TestClient(create_app(chat=True))
-    r = client.post("/chat/project/file", params={"session_id": "any"},
-                    files={"file": ("sales.csv", b"", "text/csv")})
+    r = client.post(
+        "/chat/project/file", params={"session_id": "any"}, files={"file": ("sales.csv", b"", "text/csv")}
+    )
     assert r.status_code == 400
     assert r.json()["detail"].startswith("sales.csv is empty")
     assert "Traceback" not in caplog.text

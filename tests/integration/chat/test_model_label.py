@@ -10,8 +10,12 @@ from coherex.llm.local_model import MODEL_NAME
 from coherex.settings import reset_settings_cache
 from coherex.spec import load_spec
 
-SPEC = {"apiVersion": "coherex/v1", "kind": "Agent", "metadata": {"name": "fact"},
-        "spec": {"model": {"name": "gpt-4o-mini"}, "instructions": "Tell a fact."}}
+SPEC = {
+    "apiVersion": "coherex/v1",
+    "kind": "Agent",
+    "metadata": {"name": "fact"},
+    "spec": {"model": {"name": "gpt-4o-mini"}, "instructions": "Tell a fact."},
+}
 
 
 @pytest.fixture

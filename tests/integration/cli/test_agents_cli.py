@@ -13,8 +13,9 @@ TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 
 
 def coherex(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "coherex", *args], env=env, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "coherex", *args], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.fixture
@@ -57,7 +58,9 @@ def test_apply_versions_show_diff_export(cli_env, spec_file, tmp_path):
     assert "Revised." in out.read_text()
 
     missing = coherex(cli_env, "agents", "show", "csv-analysis", "--version", "9")
-    assert missing.returncode == 1 and "has no version 9" in missing.stderr and "Traceback" not in missing.stderr
+    assert (
+        missing.returncode == 1 and "has no version 9" in missing.stderr and "Traceback" not in missing.stderr
+    )
 
 
 def test_apply_refuses_unknown_data_source_and_stores_nothing(cli_env, tmp_path):
@@ -75,11 +78,14 @@ def test_unknown_agent_is_a_clear_message(cli_env):
     assert res.returncode == 1 and "Agent 'ghost' was not found" in res.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (("kb", "search", "hello"), "Missing option '--collection'"),
-    (("agents", "frobnicate"), "No such command 'frobnicate'"),
-    (("run", "--bogus", "x"), "No such option: --bogus"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("kb", "search", "hello"), "Missing option '--collection'"),
+        (("agents", "frobnicate"), "No such command 'frobnicate'"),
+        (("run", "--bogus", "x"), "No such option: --bogus"),
+    ],
+)
 def test_usage_errors_say_what_is_wrong(args, message):
     """A mistyped command is the user's mistake, not 'a bug in Coherex'."""
     res = subprocess.run([sys.executable, "-m", "coherex", *args], capture_output=True, text=True, timeout=60)

@@ -13,8 +13,14 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def data_dir(cwd: Path, **env: str) -> Path:
     base = {k: v for k, v in os.environ.items() if k != "COHEREX_DATA_DIR"}
-    out = subprocess.run([sys.executable, "-c", "from coherex.settings import get_settings; print(get_settings().data_path)"],
-                         cwd=cwd, env={**base, "PYTHONPATH": str(ROOT), **env}, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "from coherex.settings import get_settings; print(get_settings().data_path)"],
+        cwd=cwd,
+        env={**base, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return Path(out.stdout.strip())
 
 

@@ -31,8 +31,9 @@ def llm_env(cli_env):
 
 
 def coherex(env, *args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "coherex", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "coherex", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_run_streams_each_step_as_it_happens(llm_env, tmp_path):
@@ -40,8 +41,13 @@ def test_run_streams_each_step_as_it_happens(llm_env, tmp_path):
     spec = tmp_path / "agent.yaml"
     spec.write_text(SPEC)
     server.script([ToolCall("missing_tool", {"x": 1}), Slow(3, Text("Hello, Ada!"))])
-    proc = subprocess.Popen([sys.executable, "-m", "coherex", "run", str(spec), "--input", "who=Ada"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coherex", "run", str(spec), "--input", "who=Ada"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines = []
     for line in proc.stdout:
         lines.append(line)
@@ -97,8 +103,13 @@ def test_stop_cancels_a_running_execution_and_logs_follow_sees_it(llm_env, tmp_p
     spec = tmp_path / "agent.yaml"
     spec.write_text(SPEC)
     server.script([Slow(20, Text("never shown"))])
-    runner = subprocess.Popen([sys.executable, "-m", "coherex", "run", str(spec)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "coherex", "run", str(spec)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     ex_id = None
     deadline = time.monotonic() + 60  # a generous bound: on a loaded 2-core machine Python starts slowly
     while ex_id is None and time.monotonic() < deadline:
@@ -106,8 +117,13 @@ def test_stop_cancels_a_running_execution_and_logs_follow_sees_it(llm_env, tmp_p
         running = [r for r in listed if r["status"] == "running"]
         ex_id = running[0]["id"] if running else None
     assert ex_id, "the run never showed up as running"
-    follower = subprocess.Popen([sys.executable, "-m", "coherex", "logs", "-f", ex_id], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "coherex", "logs", "-f", ex_id],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     stopped = coherex(env, "stop", ex_id)
     assert stopped.returncode == 0 and "stop requested" in stopped.stdout
     assert runner.wait(10) == 1

@@ -31,21 +31,35 @@ def env(cli_env, local_sandbox):
     _, settings = local_sandbox
     with FakeOpenAI() as server:
         # the CLI finds the test sandbox server through its data dir and port
-        yield server, {**cli_env, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": server.api_key,
-                       "COHEREX_DATA_DIR": str(settings.data_path), "COHEREX_SANDBOX_PORT": str(settings.sandbox_port),
-                       "COHEREX_SANDBOX": "local"}
+        yield (
+            server,
+            {
+                **cli_env,
+                "OPENAI_BASE_URL": server.base_url,
+                "OPENAI_API_KEY": server.api_key,
+                "COHEREX_DATA_DIR": str(settings.data_path),
+                "COHEREX_SANDBOX_PORT": str(settings.sandbox_port),
+                "COHEREX_SANDBOX": "local",
+            },
+        )
 
 
 def coherex(env, *args):
-    return subprocess.run([sys.executable, "-m", "coherex", *args], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "coherex", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_a_failed_python_call_and_an_answer_that_restates_it_is_not_a_success(env, tmp_path):
     server, env = env
     spec = tmp_path / "agent.yaml"
     spec.write_text(SPEC)
-    server.script([ToolCall("python", {"code": "import pandas as pd\nprint(pd.read_csv('data.csv'"}),
-                   Text('I called: python({"code": "import pandas as pd"})')])
+    server.script(
+        [
+            ToolCall("python", {"code": "import pandas as pd\nprint(pd.read_csv('data.csv'"}),
+            Text('I called: python({"code": "import pandas as pd"})'),
+        ]
+    )
     run = coherex(env, "run", str(spec), "--json")
     assert run.returncode == 3, run.stderr  # completed with errors
     execution = json.loads(run.stdout)["execution"]
@@ -69,7 +83,9 @@ def test_a_file_given_with_the_run_is_the_file_it_reads(env, tmp_path):
     spec.write_text(SPEC)
     sales = tmp_path / "sales.csv"
     sales.write_text("region,amount\nnorth,17\nsouth,25\n")
-    server.script([ToolCall("python", {"code": "print(open('sales.csv').read())"}), Text("North sold 17, south 25.")])
+    server.script(
+        [ToolCall("python", {"code": "print(open('sales.csv').read())"}), Text("North sold 17, south 25.")]
+    )
     run = coherex(env, "run", str(spec), "--file", str(sales), "--json")
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout)

@@ -8,7 +8,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from coherex.web import create_app
+from coherex.api.app import create_app
 
 
 @pytest.mark.parametrize("path", ["/docs", "/redoc"])

@@ -11,7 +11,7 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from coherex.demo import seed
+from coherex.testing.demo import seed
 from coherex.store.db import Database, DatabaseUrls, Identity
 from coherex.testing.postgrest import PostgrestServer
 
@@ -58,8 +58,12 @@ async def _seed(urls: DatabaseUrls) -> Seeded:
         alpha, bravo = await make_tenant(db, "alpha"), await make_tenant(db, "bravo")
         await seed(db, alpha.team_id, alpha.user_id, executions=SEED_EXECUTIONS, batch=1000)
         async with db.session(bravo.identity) as s:
-            spec = {"apiVersion": "coherex/v1", "kind": "Agent", "metadata": {"name": "bravo-bot"},
-                    "spec": {"model": {"name": "gpt-4o-mini"}, "instructions": "Say hello."}}
+            spec = {
+                "apiVersion": "coherex/v1",
+                "kind": "Agent",
+                "metadata": {"name": "bravo-bot"},
+                "spec": {"model": {"name": "gpt-4o-mini"}, "instructions": "Say hello."},
+            }
             saved = await s.agents.save_spec(bravo.team_id, spec, "metadata: {name: bravo-bot}\n")
             for _ in range(3):
                 run = await s.executions.create(bravo.team_id, saved.agent.id, 1)

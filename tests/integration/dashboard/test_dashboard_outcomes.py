@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from coherex.agents import apply_spec
+from coherex.services.agents import apply_spec
 from coherex.llm import model_in_use
 from coherex.llm.local_model import MODEL_NAME
 from coherex.llm.openai_client import OpenAIClient
@@ -38,7 +38,9 @@ async def two_runs(db, two_teams):
         runtime = Runtime(db, llm=llm)
         async with db.session(alpha.identity) as s:
             agent = (await apply_spec(s, alpha.team_id, SPEC)).agent
-        fake.script([Text("Nothing to launch today."), ToolCall("send_rocket", {}), Text("The rocket is on its way.")])
+        fake.script(
+            [Text("Nothing to launch today."), ToolCall("send_rocket", {}), Text("The rocket is on its way.")]
+        )
         ok = await runtime.run((await runtime.create(alpha.identity, alpha.team_id, agent)).id)
         bad = await runtime.run((await runtime.create(alpha.identity, alpha.team_id, agent)).id)
     assert (ok.outcome, bad.outcome) == ("completed", "completed_with_errors")
@@ -63,7 +65,11 @@ def test_a_run_completed_with_errors_is_no_success_on_the_dashboard(db_urls, two
         assert shown["Completed with errors"] == "1"
         failing = at.dataframe[3].value
         assert list(failing["agent"]) == ["launcher"] and failing["failures"].iloc[0] == 1
-        assert failing["last_error"].iloc[0].startswith("completed with errors: Error: There is no tool 'send_rocket'")
+        assert (
+            failing["last_error"]
+            .iloc[0]
+            .startswith("completed with errors: Error: There is no tool 'send_rocket'")
+        )
 
         at.sidebar.radio(key="page").set_value("Executions").run()
         at.multiselect(key="status_filter").set_value(["completed_with_errors"]).run()

@@ -26,8 +26,12 @@ def saas():
 @pytest.fixture
 def settings_env(saas: FakeSaaS, tmp_path, monkeypatch):
     """Point Coherex at the fake services; a vault key of its own; small retry limits."""
-    env = {**saas.env(), "COHEREX_SECRET_KEY": new_key(), "COHEREX_DATA_DIR": str(tmp_path / "data"),
-           "COHEREX_INTEGRATION_MAX_RETRY_AFTER": "5"}
+    env = {
+        **saas.env(),
+        "COHEREX_SECRET_KEY": new_key(),
+        "COHEREX_DATA_DIR": str(tmp_path / "data"),
+        "COHEREX_INTEGRATION_MAX_RETRY_AFTER": "5",
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     reset_settings_cache()

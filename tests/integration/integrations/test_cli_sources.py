@@ -16,7 +16,9 @@ def test_add_list_test_remove_with_secrets_from_env(cli_env, settings_env, saas,
 
     assert main(["sources", "add", "github", "gh", "--from-env"]) == 1
     assert "GITHUB_TOKEN is not set" in capsys.readouterr().err
-    assert main(["sources", "add", "gmail", "mail", "--secret", "access_token=x"]) == 0  # pasted tokens are allowed
+    assert (
+        main(["sources", "add", "gmail", "mail", "--secret", "access_token=x"]) == 0
+    )  # pasted tokens are allowed
     capsys.readouterr()
     assert main(["sources", "add", "github", "gh", "--secret", f"token={saas.github_token}"]) == 0
     saas.revoke(saas.github_token)

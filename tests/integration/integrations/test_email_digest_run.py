@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from coherex.agents import apply_spec
+from coherex.services.agents import apply_spec
 from coherex.integrations.oauth import OAuthToken
 from coherex.integrations.service import add_source
 from coherex.llm.openai_client import OpenAIClient
@@ -19,13 +19,27 @@ TEMPLATE = Path(__file__).resolve().parents[3] / "templates" / "email-digest.yam
 
 async def test_email_digest_reads_mail_and_posts_one_summary(world):
     saas = world.saas
-    first = saas.gmail.add_message(sender="ann@example.com", subject="Invoice 42", body="Please pay by Friday")
+    first = saas.gmail.add_message(
+        sender="ann@example.com", subject="Invoice 42", body="Please pay by Friday"
+    )
     saas.gmail.add_message(sender="bob@example.com", subject="Lunch?", body="Tomorrow at noon")
     saas.slack.add_channel("ops")
-    await add_source(world.db, world.admin, world.team_id, "gmail", "work-mail",
-                     credentials=OAuthToken(access_token=saas.gmail_token, refresh_token=saas.gmail_refresh_token))
-    await add_source(world.db, world.admin, world.team_id, "slack", "team-slack",
-                     credentials={"bot_token": saas.slack_token})
+    await add_source(
+        world.db,
+        world.admin,
+        world.team_id,
+        "gmail",
+        "work-mail",
+        credentials=OAuthToken(access_token=saas.gmail_token, refresh_token=saas.gmail_refresh_token),
+    )
+    await add_source(
+        world.db,
+        world.admin,
+        world.team_id,
+        "slack",
+        "team-slack",
+        credentials={"bot_token": saas.slack_token},
+    )
     async with world.db.session(world.admin) as s:
         agent = (await apply_spec(s, world.team_id, TEMPLATE.read_text())).agent
         grants = {str(g.data_source_id): g.access for g in await s.agents.data_sources(agent.id)}
@@ -33,12 +47,14 @@ async def test_email_digest_reads_mail_and_posts_one_summary(world):
 
     digest = "Mail digest\n- Ann: invoice 42 to pay by Friday\n- Bob: lunch tomorrow"
     with FakeOpenAI() as llm_server:
-        llm_server.script([
-            ToolCall("gmail_search_messages", {"query": "is:unread newer_than:1d"}),
-            ToolCall("gmail_read_message", {"message_id": first}),
-            ToolCall("slack_post_message", {"text": digest, "channel": "#random"}),  # the spec fixes #ops
-            Text("Posted the digest with 2 messages."),
-        ])
+        llm_server.script(
+            [
+                ToolCall("gmail_search_messages", {"query": "is:unread newer_than:1d"}),
+                ToolCall("gmail_read_message", {"message_id": first}),
+                ToolCall("slack_post_message", {"text": digest, "channel": "#random"}),  # the spec fixes #ops
+                Text("Posted the digest with 2 messages."),
+            ]
+        )
         llm = OpenAIClient(api_key=llm_server.api_key, base_url=llm_server.base_url)
         runtime = Runtime(world.db, llm=llm)
         execution = await runtime.create(world.admin, world.team_id, agent, trigger="schedule")

@@ -14,24 +14,60 @@ from coherex.settings import reset_settings_cache
 
 
 async def test_http_api_calls_below_its_base_url_with_the_auth_header(world):
-    await add_source(world.db, world.admin, world.team_id, "http_api", "crm",
-                     config={"base_url": f"{world.saas.url}/api/v1", "auth_header": "X-Api-Key"},
-                     credentials={"auth_value": "crm-key-123456"})
+    await add_source(
+        world.db,
+        world.admin,
+        world.team_id,
+        "http_api",
+        "crm",
+        config={"base_url": f"{world.saas.url}/api/v1", "auth_header": "X-Api-Key"},
+        credentials={"auth_value": "crm-key-123456"},
+    )
     agent = await world.agent("a", {"crm": "write"})
-    got = await invoke_tool(world.db, team_id=world.team_id, agent_id=agent, tool_name="http.get", data_source="crm",
-                            args={"path": "/items", "query": {"page": "2"}})
-    assert got["status"] == 200 and got["body"]["path"] == "/api/v1/items" and got["body"]["query"] == {"page": "2"}
+    got = await invoke_tool(
+        world.db,
+        team_id=world.team_id,
+        agent_id=agent,
+        tool_name="http.get",
+        data_source="crm",
+        args={"path": "/items", "query": {"page": "2"}},
+    )
+    assert (
+        got["status"] == 200
+        and got["body"]["path"] == "/api/v1/items"
+        and got["body"]["query"] == {"page": "2"}
+    )
     assert got["body"]["auth"] == "[redacted]"  # an API echoing the key back does not leak it to the agent
-    posted = await invoke_tool(world.db, team_id=world.team_id, agent_id=agent, tool_name="http.request",
-                               data_source="crm", args={"method": "POST", "path": "items", "json": {"n": 1}})
+    posted = await invoke_tool(
+        world.db,
+        team_id=world.team_id,
+        agent_id=agent,
+        tool_name="http.request",
+        data_source="crm",
+        args={"method": "POST", "path": "items", "json": {"n": 1}},
+    )
     assert posted["body"]["json"] == {"n": 1}
     assert world.saas.of("api")[0].headers["x-api-key"] == "crm-key-123456"
 
-    for path in ["../admin", "/v1/../../secret", "%2e%2e/admin", "http://evil.example/x", "//evil.example/x",
-                 "..\\admin", "https://127.0.0.1:1/api/v1/x", "@evil.example/x"]:
+    for path in [
+        "../admin",
+        "/v1/../../secret",
+        "%2e%2e/admin",
+        "http://evil.example/x",
+        "//evil.example/x",
+        "..\\admin",
+        "https://127.0.0.1:1/api/v1/x",
+        "@evil.example/x",
+    ]:
         with pytest.raises(IntegrationError, match="not allowed|leads outside"):
-            await invoke_tool(world.db, team_id=world.team_id, agent_id=agent, tool_name="http.get",
-                              data_source="crm", args={"path": path})
+            await invoke_tool(
+                world.db,
+                team_id=world.team_id,
+                agent_id=agent,
+                tool_name="http.get",
+                data_source="crm",
+                args={"path": path},
+            )
     assert len(world.saas.of("api")) == 2  # none of those left the process
 
 
@@ -46,10 +82,18 @@ async def test_http_api_config_is_validated(world):
     from coherex.errors import UserError
 
     with pytest.raises(UserError, match="base_url"):
-        await add_source(world.db, world.admin, world.team_id, "http_api", "bad", config={"base_url": "ftp://x"})
+        await add_source(
+            world.db, world.admin, world.team_id, "http_api", "bad", config={"base_url": "ftp://x"}
+        )
     with pytest.raises(UserError, match="unknown config key") as err:
-        await add_source(world.db, world.admin, world.team_id, "http_api", "bad",
-                         config={"base_url": "https://x.example", "token": "oops-secret-in-config"})
+        await add_source(
+            world.db,
+            world.admin,
+            world.team_id,
+            "http_api",
+            "bad",
+            config={"base_url": "https://x.example", "token": "oops-secret-in-config"},
+        )
     assert "oops-secret" not in str(err.value) and "--secret" in str(err.value)
 
 
@@ -73,26 +117,63 @@ async def target_db(db_urls, db, settings_env, monkeypatch):
 async def test_postgres_query_is_read_only_and_limited(world, target_db):
     await add_source(world.db, world.admin, world.team_id, "postgres", "shop", credentials={"dsn": target_db})
     agent = await world.agent("analyst", {"shop": "write"})
-    result = await invoke_tool(world.db, team_id=world.team_id, agent_id=agent, tool_name="postgres.query",
-                               data_source="shop", args={"sql": "select id, total from orders order by id", "limit": 5})
+    result = await invoke_tool(
+        world.db,
+        team_id=world.team_id,
+        agent_id=agent,
+        tool_name="postgres.query",
+        data_source="shop",
+        args={"sql": "select id, total from orders order by id", "limit": 5},
+    )
     assert result["columns"] == ["id", "total"] and len(result["rows"]) == 5 and result["truncated"]
     assert result["rows"][0] == [1, "10"]
     with pytest.raises(IntegrationError, match="only reads"):
-        await invoke_tool(world.db, team_id=world.team_id, agent_id=agent, tool_name="postgres.query",
-                          data_source="shop", args={"sql": "delete from orders"})
+        await invoke_tool(
+            world.db,
+            team_id=world.team_id,
+            agent_id=agent,
+            tool_name="postgres.query",
+            data_source="shop",
+            args={"sql": "delete from orders"},
+        )
     with pytest.raises(IntegrationError, match="read-only"):
-        await invoke_tool(world.db, team_id=world.team_id, agent_id=agent, tool_name="postgres.execute",
-                          data_source="shop", args={"sql": "delete from orders"})
+        await invoke_tool(
+            world.db,
+            team_id=world.team_id,
+            agent_id=agent,
+            tool_name="postgres.execute",
+            data_source="shop",
+            args={"sql": "delete from orders"},
+        )
     _, check = await check_source(world.db, world.admin, world.team_id, "shop")
     assert check.ok and "read-only" in check.summary
     # a read grant never reaches postgres.execute, even on a writable source
-    await add_source(world.db, world.admin, world.team_id, "postgres", "shop-rw", config={"read_only": "false"},
-                     credentials={"dsn": target_db})
+    await add_source(
+        world.db,
+        world.admin,
+        world.team_id,
+        "postgres",
+        "shop-rw",
+        config={"read_only": "false"},
+        credentials={"dsn": target_db},
+    )
     reader = await world.agent("reader", {"shop-rw": "read"})
     with pytest.raises(PermissionDenied):
-        await invoke_tool(world.db, team_id=world.team_id, agent_id=reader, tool_name="postgres.execute",
-                          data_source="shop-rw", args={"sql": "delete from orders"})
+        await invoke_tool(
+            world.db,
+            team_id=world.team_id,
+            agent_id=reader,
+            tool_name="postgres.execute",
+            data_source="shop-rw",
+            args={"sql": "delete from orders"},
+        )
     writer = await world.agent("writer", {"shop-rw": "write"})
-    done = await invoke_tool(world.db, team_id=world.team_id, agent_id=writer, tool_name="postgres.execute",
-                             data_source="shop-rw", args={"sql": "delete from orders where id > 40"})
+    done = await invoke_tool(
+        world.db,
+        team_id=world.team_id,
+        agent_id=writer,
+        tool_name="postgres.execute",
+        data_source="shop-rw",
+        args={"sql": "delete from orders where id > 40"},
+    )
     assert done == {"rowcount": 10}

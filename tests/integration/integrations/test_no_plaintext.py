@@ -33,18 +33,44 @@ async def test_no_plaintext_credential_in_database_audit_or_logs(world, db_urls,
     caplog.set_level(logging.DEBUG)
     saas.slack.add_channel("general", messages=["hello"])
     saas.google_expires_in = 60
-    await add_source(world.db, world.admin, world.team_id, "slack", "team-slack",
-                     credentials={"bot_token": saas.slack_token, "signing_secret": "slack-signing-secret-42"})
-    await add_source(world.db, world.admin, world.team_id, "github", "gh", credentials={"token": saas.github_token})
-    await add_source(world.db, world.admin, world.team_id, "gmail", "mail", credentials=OAuthToken(
-        access_token=saas.gmail_token, refresh_token=saas.gmail_refresh_token, expires_at="2000-01-01T00:00:00Z"))
-    await add_source(world.db, world.admin, world.team_id, "http_api", "crm",
-                     config={"base_url": f"{saas.url}/api"}, credentials={"auth_value": "Bearer crm-plain-777777"})
+    await add_source(
+        world.db,
+        world.admin,
+        world.team_id,
+        "slack",
+        "team-slack",
+        credentials={"bot_token": saas.slack_token, "signing_secret": "slack-signing-secret-42"},
+    )
+    await add_source(
+        world.db, world.admin, world.team_id, "github", "gh", credentials={"token": saas.github_token}
+    )
+    await add_source(
+        world.db,
+        world.admin,
+        world.team_id,
+        "gmail",
+        "mail",
+        credentials=OAuthToken(
+            access_token=saas.gmail_token,
+            refresh_token=saas.gmail_refresh_token,
+            expires_at="2000-01-01T00:00:00Z",
+        ),
+    )
+    await add_source(
+        world.db,
+        world.admin,
+        world.team_id,
+        "http_api",
+        "crm",
+        config={"base_url": f"{saas.url}/api"},
+        credentials={"auth_value": "Bearer crm-plain-777777"},
+    )
     agent = await world.agent("busy", {"team-slack": "write", "gh": "write", "mail": "read", "crm": "write"})
 
     async def run(tool, source, **args):
-        return await invoke_tool(world.db, team_id=world.team_id, agent_id=agent, tool_name=tool,
-                                 data_source=source, args=args)
+        return await invoke_tool(
+            world.db, team_id=world.team_id, agent_id=agent, tool_name=tool, data_source=source, args=args
+        )
 
     await run("slack.post_message", "team-slack", channel="general", text="hi")
     await run("gmail.search_messages", "mail", query="x")  # refreshes the expired token first
@@ -58,8 +84,14 @@ async def test_no_plaintext_credential_in_database_audit_or_logs(world, db_urls,
     await check_source(world.db, world.admin, world.team_id, "team-slack")
 
     issued = [t for t in saas._tokens if t.startswith("ya29.")]  # includes the refreshed token
-    plaintexts = [saas.slack_token, saas.github_token, saas.gmail_refresh_token, "slack-signing-secret-42",
-                  "crm-plain-777777", *issued]
+    plaintexts = [
+        saas.slack_token,
+        saas.github_token,
+        saas.gmail_refresh_token,
+        "slack-signing-secret-42",
+        "crm-plain-777777",
+        *issued,
+    ]
     stored = all_text(db_urls.admin)
     logs = caplog.text + "\n".join(str(r.msg) for r in caplog.records)
     for secret in plaintexts:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import textwrap
 
-from coherex.agents import apply_spec
+from coherex.services.agents import apply_spec
 from coherex.integrations.service import add_source
 from coherex.llm.openai_client import OpenAIClient
 from coherex.runtime import Runtime
@@ -37,21 +37,37 @@ SNOOP = textwrap.dedent("""\
 async def test_sandbox_never_sees_the_credential(world, local_sandbox):
     saas = world.saas
     saas.slack.add_channel("general", messages=["hello"])
-    await add_source(world.db, world.admin, world.team_id, "slack", "team-slack",
-                     credentials={"bot_token": saas.slack_token})
+    await add_source(
+        world.db,
+        world.admin,
+        world.team_id,
+        "slack",
+        "team-slack",
+        credentials={"bot_token": saas.slack_token},
+    )
     async with world.db.session(world.admin) as s:
         agent = (await apply_spec(s, world.team_id, SPEC)).agent
     with FakeOpenAI() as llm_server:
-        llm_server.script([ToolCall("slack_read_channel", {"channel": "#general"}),
-                           ToolCall("python", {"code": SNOOP}), Text("done")])
-        runtime = Runtime(world.db, llm=OpenAIClient(api_key=llm_server.api_key, base_url=llm_server.base_url),
-                          settings=local_sandbox[1])
+        llm_server.script(
+            [
+                ToolCall("slack_read_channel", {"channel": "#general"}),
+                ToolCall("python", {"code": SNOOP}),
+                Text("done"),
+            ]
+        )
+        runtime = Runtime(
+            world.db,
+            llm=OpenAIClient(api_key=llm_server.api_key, base_url=llm_server.base_url),
+            settings=local_sandbox[1],
+        )
         execution = await runtime.create(world.admin, world.team_id, agent)
         final = await runtime.run(execution.id)
     assert final.status == "completed", final.error
     async with world.db.session(Identity.system()) as s:
         events = await s.executions.events(execution.id)
-    output = "\n".join(str(e.payload) for e in events if e.type in ("stdout", "stderr", "tool_result", "code"))
+    output = "\n".join(
+        str(e.payload) for e in events if e.type in ("stdout", "stderr", "tool_result", "code")
+    )
     assert "PATH" in output  # the snooping code really ran and printed the environment
     assert saas.slack_token not in output
     # events are redacted on the way in, so a leak would show as a redaction mark: there is none

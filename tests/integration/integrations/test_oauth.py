@@ -22,7 +22,9 @@ def app_client(world):
     app = FastAPI()
     app.include_router(build_router(get_db=lambda: world.db, get_caller=caller))
     headers = {"x-user": str(world.user_id), "x-team": str(world.team_id)}
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost:8000", headers=headers)
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost:8000", headers=headers
+    )
 
 
 async def sign_in(app_client, source_type: str, name: str) -> tuple[httpx.Response, str]:
@@ -52,11 +54,19 @@ async def test_gmail_flow_uses_pkce_and_state_then_refreshes_before_expiry(world
 
     # the same state cannot be used twice; a forged one is refused
     assert (await app_client.get("/oauth/callback", params={"code": "x", "state": state})).status_code == 403
-    assert (await app_client.get("/oauth/callback", params={"code": "x", "state": "forged"})).status_code == 403
+    assert (
+        await app_client.get("/oauth/callback", params={"code": "x", "state": "forged"})
+    ).status_code == 403
 
     agent = await world.agent("digest", {"work-mail": "read"})
-    found = await invoke_tool(world.db, team_id=world.team_id, agent_id=agent, tool_name="gmail.search_messages",
-                              data_source="work-mail", args={"query": "hello"})
+    found = await invoke_tool(
+        world.db,
+        team_id=world.team_id,
+        agent_id=agent,
+        tool_name="gmail.search_messages",
+        data_source="work-mail",
+        args={"query": "hello"},
+    )
     assert found["messages"][0]["subject"] == "Hello"
     refreshes = [r for r in saas.of("oauth") if (r.body or {}).get("grant_type") == "refresh_token"]
     assert len(refreshes) == 1
@@ -64,8 +74,14 @@ async def test_gmail_flow_uses_pkce_and_state_then_refreshes_before_expiry(world
     # the refresh token stops working: the source is marked failing with a plain message
     saas.refuse_refresh = True
     with pytest.raises(IntegrationError, match="Refreshing the Google access token failed") as err:
-        await invoke_tool(world.db, team_id=world.team_id, agent_id=agent, tool_name="gmail.search_messages",
-                          data_source="work-mail", args={"query": "hello"})
+        await invoke_tool(
+            world.db,
+            team_id=world.team_id,
+            agent_id=agent,
+            tool_name="gmail.search_messages",
+            data_source="work-mail",
+            args={"query": "hello"},
+        )
     assert "invalid_grant" in str(err.value)
     async with world.db.session(world.admin) as s:
         source = await s.sources.get_by_name(world.team_id, "work-mail")
@@ -84,8 +100,14 @@ async def test_github_and_slack_connect_through_oauth(world, app_client):
     assert answer.status_code == 200
     world.saas.slack.add_channel("general")
     agent = await world.agent("a", {"gh": "read", "chat": "read"})
-    assert await invoke_tool(world.db, team_id=world.team_id, agent_id=agent, tool_name="slack.list_channels",
-                             data_source="chat", args={})
+    assert await invoke_tool(
+        world.db,
+        team_id=world.team_id,
+        agent_id=agent,
+        tool_name="slack.list_channels",
+        data_source="chat",
+        args={},
+    )
     # tokens our flow created are revoked when the source goes
     await remove_source(world.db, world.admin, world.team_id, "chat")
     await remove_source(world.db, world.admin, world.team_id, "gh")
@@ -103,9 +125,16 @@ async def test_wrong_pkce_verifier_and_denied_consent(world, app_client):
     state = parse_qs(urlsplit(start.headers["location"]).query)["state"][0]
     q = parse_qs(urlsplit(start.headers["location"]).query)
     async with httpx.AsyncClient() as browser:
-        other = await browser.get(f"{world.saas.url}/oauth/google/authorize", params={
-            "client_id": q["client_id"][0], "redirect_uri": q["redirect_uri"][0], "state": state,
-            "code_challenge": "A" * 43, "code_challenge_method": "S256"})
+        other = await browser.get(
+            f"{world.saas.url}/oauth/google/authorize",
+            params={
+                "client_id": q["client_id"][0],
+                "redirect_uri": q["redirect_uri"][0],
+                "state": state,
+                "code_challenge": "A" * 43,
+                "code_challenge_method": "S256",
+            },
+        )
     code = parse_qs(urlsplit(other.headers["location"]).query)["code"][0]
     bad = await app_client.get("/oauth/callback", params={"code": code, "state": state})
     assert bad.status_code == 400 and "invalid_grant" in bad.text

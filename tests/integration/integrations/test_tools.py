@@ -13,17 +13,21 @@ from coherex.integrations import IntegrationError, add_source, check_source, inv
 
 
 async def connect_slack(world, name: str = "team-slack") -> None:
-    await add_source(world.db, world.admin, world.team_id, "slack", name,
-                     credentials={"bot_token": world.saas.slack_token})
+    await add_source(
+        world.db, world.admin, world.team_id, "slack", name, credentials={"bot_token": world.saas.slack_token}
+    )
 
 
 async def connect_github(world) -> None:
-    await add_source(world.db, world.admin, world.team_id, "github", "gh", credentials={"token": world.saas.github_token})
+    await add_source(
+        world.db, world.admin, world.team_id, "github", "gh", credentials={"token": world.saas.github_token}
+    )
 
 
 async def call(world, agent_id, tool: str, source: str, **args):
-    return await invoke_tool(world.db, team_id=world.team_id, agent_id=agent_id, tool_name=tool,
-                             data_source=source, args=args)
+    return await invoke_tool(
+        world.db, team_id=world.team_id, agent_id=agent_id, tool_name=tool, data_source=source, args=args
+    )
 
 
 async def audit(world, action: str | None = None):
@@ -38,19 +42,32 @@ async def test_slack_read_post_reply_and_list(world):
 
     read = await call(world, agent, "slack.read_channel", "team-slack", channel="#general")
     assert [m["text"] for m in read["messages"]] == ["standup at 10", "hello"]
-    posted = await call(world, agent, "slack.post_message", "team-slack", channel="#general", text="Summary: all good")
-    reply = await call(world, agent, "slack.reply_in_thread", "team-slack", channel=posted["channel"],
-                       thread_ts=posted["ts"], text="details")
+    posted = await call(
+        world, agent, "slack.post_message", "team-slack", channel="#general", text="Summary: all good"
+    )
+    reply = await call(
+        world,
+        agent,
+        "slack.reply_in_thread",
+        "team-slack",
+        channel=posted["channel"],
+        thread_ts=posted["ts"],
+        text="details",
+    )
     channels = await call(world, agent, "slack.list_channels", "team-slack")
 
     assert world.saas.slack.messages[posted["channel"]][1]["text"] == "Summary: all good"
     assert world.saas.slack.messages[posted["channel"]][0]["thread_ts"] == posted["ts"] and reply["ts"]
     assert [c["name"] for c in channels["channels"]] == ["general"]
     # the bot token travels only in the Authorization header
-    assert all(r.headers["authorization"] == f"Bearer {world.saas.slack_token}" for r in world.saas.of("slack"))
+    assert all(
+        r.headers["authorization"] == f"Bearer {world.saas.slack_token}" for r in world.saas.of("slack")
+    )
     writes = await audit(world)
-    assert [e.action for e in writes if e.action.startswith("tool.")] == ["tool.slack.reply_in_thread",
-                                                                           "tool.slack.post_message"]
+    assert [e.action for e in writes if e.action.startswith("tool.")] == [
+        "tool.slack.reply_in_thread",
+        "tool.slack.post_message",
+    ]
     writes = [e for e in writes if e.action.startswith("tool.")]  # (the database also records member.add)
     assert writes[-1].details["args"]["channel"] == "#general" and writes[-1].actor_kind == "agent"
 
@@ -80,8 +97,14 @@ async def test_an_agent_of_another_team_cannot_use_a_source_by_name(world, tenan
     await connect_slack(world)
     other = await tenant_factory("rival")
     with pytest.raises(NotFound):
-        await invoke_tool(world.db, team_id=other.team_id, agent_id=await world.agent("a", {}),
-                          tool_name="slack.read_channel", data_source="team-slack", args={"channel": "general"})
+        await invoke_tool(
+            world.db,
+            team_id=other.team_id,
+            agent_id=await world.agent("a", {}),
+            tool_name="slack.read_channel",
+            data_source="team-slack",
+            args={"channel": "general"},
+        )
 
 
 async def test_slack_429_is_retried_after_retry_after_and_5xx_on_reads(world):
@@ -129,8 +152,12 @@ async def test_worker_processes_share_a_sources_rate_limit(world):
     await connect_slack(world)
     agent = await world.agent("a", {"team-slack": "read"})
     before = len(world.saas.of("slack"))
-    workers = [await asyncio.create_subprocess_exec(sys.executable, "-c", _WORKER, world.db.url,
-                                                    str(world.team_id), str(agent)) for _ in range(2)]
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _WORKER, world.db.url, str(world.team_id), str(agent)
+        )
+        for _ in range(2)
+    ]
     assert [await w.wait() for w in workers] == [0, 0]
     times = sorted(r.at for r in world.saas.of("slack")[before:])
     assert len(times) == 10
@@ -192,7 +219,9 @@ async def test_github_issues_prs_diffs_commits_labels(world):
 
     issues = await call(world, agent, "github.list_issues", "gh", repo="acme/app")
     assert [i["title"] for i in issues["issues"]] == ["Crash on start"]
-    created = await call(world, agent, "github.create_issue", "gh", repo="acme/app", title="New", labels=["triage"])
+    created = await call(
+        world, agent, "github.create_issue", "gh", repo="acme/app", title="New", labels=["triage"]
+    )
     await call(world, agent, "github.comment_issue", "gh", repo="acme/app", number=1, body="Looking into it")
     labels = await call(world, agent, "github.add_labels", "gh", repo="acme/app", number=1, labels=["p1"])
     issue = await call(world, agent, "github.read_issue", "gh", repo="acme/app", number=1)
@@ -224,7 +253,9 @@ async def test_github_5xx_on_read_is_retried(world):
 async def test_gmail_search_read_thread_send_label(world):
     gm = world.saas.gmail
     first = gm.add_message(sender="ann@example.com", subject="Invoice 42", body="Please pay", thread_id="t1")
-    gm.add_message(sender="bob@example.com", subject="Re: Invoice 42", body="Paid", thread_id="t1", unread=False)
+    gm.add_message(
+        sender="bob@example.com", subject="Re: Invoice 42", body="Paid", thread_id="t1", unread=False
+    )
     await _connect_gmail(world)
     agent = await world.agent("digest", {"work-mail": "write"})
 
@@ -232,21 +263,38 @@ async def test_gmail_search_read_thread_send_label(world):
     assert [(m["from"], m["subject"]) for m in found["messages"]] == [("ann@example.com", "Invoice 42")]
     message = await call(world, agent, "gmail.read_message", "work-mail", message_id=first)
     thread = await call(world, agent, "gmail.read_thread", "work-mail", thread_id="t1")
-    await call(world, agent, "gmail.send_message", "work-mail", to=["ann@example.com"], subject="Re: Invoice",
-               body="Done.", thread_id="t1")
+    await call(
+        world,
+        agent,
+        "gmail.send_message",
+        "work-mail",
+        to=["ann@example.com"],
+        subject="Re: Invoice",
+        body="Done.",
+        thread_id="t1",
+    )
     labelled = await call(world, agent, "gmail.add_label", "work-mail", message_id=first, label="Finance")
 
     assert message["body"] == "Please pay" and len(thread["messages"]) == 2
-    assert gm.sent == [{"to": "ann@example.com", "subject": "Re: Invoice", "body": "Done.\n", "threadId": "t1"}]
+    assert gm.sent == [
+        {"to": "ann@example.com", "subject": "Re: Invoice", "body": "Done.\n", "threadId": "t1"}
+    ]
     assert "Label_2" in labelled["labels"] and gm.labels[-1]["name"] == "Finance"
 
 
 async def _connect_gmail(world) -> None:
     from coherex.integrations.oauth import OAuthToken
 
-    await add_source(world.db, world.admin, world.team_id, "gmail", "work-mail",
-                     credentials=OAuthToken(access_token=world.saas.gmail_token,
-                                            refresh_token=world.saas.gmail_refresh_token))
+    await add_source(
+        world.db,
+        world.admin,
+        world.team_id,
+        "gmail",
+        "work-mail",
+        credentials=OAuthToken(
+            access_token=world.saas.gmail_token, refresh_token=world.saas.gmail_refresh_token
+        ),
+    )
 
 
 async def test_gmail_and_github_error_paths(world):
@@ -267,7 +315,9 @@ async def test_gmail_and_github_error_paths(world):
 
     world.saas.fail("gmail", status=503)
     with pytest.raises(IntegrationError):
-        await call(world, agent, "gmail.send_message", "work-mail", to=["ann@example.com"], subject="Hi", body="x")
+        await call(
+            world, agent, "gmail.send_message", "work-mail", to=["ann@example.com"], subject="Hi", body="x"
+        )
     assert world.saas.gmail.sent == []  # not repeated
     world.saas.fail("gmail", malformed=True, times=10)
     with pytest.raises(IntegrationError, match="not JSON"):

@@ -23,7 +23,10 @@ def test_round_trip_binds_the_team_and_names_the_key():
     creds = SlackCredentials(bot_token=SecretStr("xoxb-123456789-secret"))
     sealed, key_id = vault.seal(creds, context="team-a")
     assert "xoxb" not in sealed and key_id in sealed
-    assert vault.open(sealed, SlackCredentials, context="team-a").bot_token.get_secret_value() == "xoxb-123456789-secret"
+    assert (
+        vault.open(sealed, SlackCredentials, context="team-a").bot_token.get_secret_value()
+        == "xoxb-123456789-secret"
+    )
     with pytest.raises(VaultError, match="another team"):
         vault.open(sealed, SlackCredentials, context="team-b")
 
@@ -45,8 +48,14 @@ async def test_rotation_reencrypts_and_a_missing_key_is_named(world, monkeypatch
     old, new = new_key(), new_key()
     monkeypatch.setenv("COHEREX_SECRET_KEY", old)
     reset_settings_cache()
-    await add_source(world.db, world.admin, world.team_id, "slack", "team-slack",
-                     credentials={"bot_token": world.saas.slack_token})
+    await add_source(
+        world.db,
+        world.admin,
+        world.team_id,
+        "slack",
+        "team-slack",
+        credentials={"bot_token": world.saas.slack_token},
+    )
     old_id = Vault.from_settings().current_key_id
 
     # The key is replaced without keeping the old one: the message names the key and the setting.

@@ -21,8 +21,10 @@ SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 
 def slack_headers(body: bytes, ts: int, secret: str = SECRET) -> dict[str, str]:
     base = f"v0:{ts}:".encode() + body
-    return {"X-Slack-Request-Timestamp": str(ts),
-            "X-Slack-Signature": "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()}
+    return {
+        "X-Slack-Request-Timestamp": str(ts),
+        "X-Slack-Signature": "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest(),
+    }
 
 
 def test_slack_events_are_verified_and_replays_refused():

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from coherex.agents import apply_spec
+from coherex.services.agents import apply_spec
 from coherex.testing.fake_openai import FakeOpenAI
 
 SPEC = textwrap.dedent("""\
@@ -28,8 +28,13 @@ def fake_llm():
 
 @pytest.fixture
 def worker_env(cli_env, fake_llm):
-    return {**cli_env, "OPENAI_BASE_URL": fake_llm.base_url, "OPENAI_API_KEY": fake_llm.api_key,
-            "COHEREX_HEARTBEAT_SECONDS": "1", "COHEREX_MAINTENANCE_SECONDS": "1"}
+    return {
+        **cli_env,
+        "OPENAI_BASE_URL": fake_llm.base_url,
+        "OPENAI_API_KEY": fake_llm.api_key,
+        "COHEREX_HEARTBEAT_SECONDS": "1",
+        "COHEREX_MAINTENANCE_SECONDS": "1",
+    }
 
 
 @pytest.fixture
@@ -37,8 +42,13 @@ def start_worker(worker_env):
     procs = []
 
     def start(*args: str) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-m", "coherex", "worker", *args], env=worker_env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "coherex", "worker", *args],
+            env=worker_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         procs.append(proc)
         return proc
 

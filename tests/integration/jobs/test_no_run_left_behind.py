@@ -28,13 +28,15 @@ async def _wait_for(db, execution_id, predicate, timeout: float):
 
 async def _jobs(db_urls, execution_id) -> list[str]:
     async with await psycopg.AsyncConnection.connect(db_urls.admin) as conn:
-        cur = await conn.execute("select status::text from procrastinate_jobs where queueing_lock = %s",
-                                 (str(execution_id),))
+        cur = await conn.execute(
+            "select status::text from procrastinate_jobs where queueing_lock = %s", (str(execution_id),)
+        )
         return [r[0] for r in await cur.fetchall()]
 
 
 async def test_a_queued_execution_commits_with_its_job_and_a_failed_transaction_leaves_neither(
-        db, db_urls, queued_agent):
+    db, db_urls, queued_agent
+):
     tenant, agent = queued_agent
     runtime = Runtime(db)
     ex = await runtime.create(tenant.identity, tenant.team_id, agent, trigger="api", queue=True)
@@ -63,7 +65,8 @@ async def test_another_teams_member_cannot_queue_or_probe_an_execution(db, two_t
 
 
 async def test_a_pending_execution_without_a_job_is_queued_again_and_completes(
-        db, db_urls, queued_agent, fake_llm, start_worker, worker_env):
+    db, db_urls, queued_agent, fake_llm, start_worker, worker_env
+):
     """An in-process run whose process died before it started (or any row a job was lost for):
     maintenance gives it a job after the grace period, and a worker runs it."""
     tenant, agent = queued_agent
@@ -85,12 +88,20 @@ class BlockingLLM:
     async def chat(self, messages, tools=None, **kw):
         self.calls += 1
         time.sleep(self.seconds)  # blocks the loop: no coroutine of this process runs meanwhile
-        return ChatResult(content="finished once", tool_calls=[], usage=Usage(prompt_tokens=3, completion_tokens=2),
-                          model="blocking", finish_reason="stop", cost_usd=0.0, duration_ms=self.seconds * 1000)
+        return ChatResult(
+            content="finished once",
+            tool_calls=[],
+            usage=Usage(prompt_tokens=3, completion_tokens=2),
+            model="blocking",
+            finish_reason="stop",
+            cost_usd=0.0,
+            duration_ms=self.seconds * 1000,
+        )
 
 
 async def test_an_in_process_run_that_starves_its_event_loop_is_not_taken_over(
-        db, db_urls, queued_agent, fake_llm, start_worker):
+    db, db_urls, queued_agent, fake_llm, start_worker
+):
     """The CLI/chat case: the loop is blocked for 4× the dead-worker window while a worker's
     maintenance looks for dead runs every second. The claim's heartbeats come from a thread, so the
     run is executed once, by its own process."""
@@ -144,5 +155,3 @@ def test_enqueue_is_a_no_op_for_a_finished_execution(db_urls):
                 return await s.executions.queue("00000000-0000-0000-0000-000000000000")
 
     assert asyncio.run(go()) is False
-
-

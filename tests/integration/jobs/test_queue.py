@@ -16,8 +16,10 @@ from coherex.testing.fake_openai import Slow, Text
 async def _create(db, tenant, agent, n: int):
     """Queued executions, as the API makes them (row and job in one transaction)."""
     runtime = Runtime(db)
-    return [await runtime.create(tenant.identity, tenant.team_id, agent, trigger="api", queue=True)
-            for _ in range(n)]
+    return [
+        await runtime.create(tenant.identity, tenant.team_id, agent, trigger="api", queue=True)
+        for _ in range(n)
+    ]
 
 
 async def _wait_for(db, predicate, timeout: float):
@@ -31,8 +33,9 @@ async def _wait_for(db, predicate, timeout: float):
     raise AssertionError(f"timed out; statuses: {sorted({r.status for r in rows})}")
 
 
-async def test_200_executions_across_two_workers_complete_exactly_once(db, db_urls, queued_agent, fake_llm,
-                                                                       start_worker):
+async def test_200_executions_across_two_workers_complete_exactly_once(
+    db, db_urls, queued_agent, fake_llm, start_worker
+):
     tenant, agent = queued_agent
     fake_llm.always(Text("ok"))
     executions = await _create(db, tenant, agent, 200)

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from coherex.agents import apply_spec
+from coherex.services.agents import apply_spec
 from coherex.llm.openai_client import OpenAIClient
 from coherex.runtime import Runtime
 from coherex.runtime.citations import format_sources
@@ -45,11 +45,13 @@ async def _run(db, library, fake_llm, question: str):
 
 
 async def test_answers_cite_the_passages_they_use(db, library, fake_llm):
-    fake_llm.script([
-        ToolCall("knowledge_search", {"query": "soldiers quartered in a house in time of peace"}),
-        ToolCall("knowledge_search", {"query": "excessive bail"}),
-        Text("No: in peacetime no soldier may be quartered in a house without the owner's consent [1]."),
-    ])
+    fake_llm.script(
+        [
+            ToolCall("knowledge_search", {"query": "soldiers quartered in a house in time of peace"}),
+            ToolCall("knowledge_search", {"query": "excessive bail"}),
+            Text("No: in peacetime no soldier may be quartered in a house without the owner's consent [1]."),
+        ]
+    )
     final = await _run(db, library, fake_llm, "Can the army house soldiers in my home in peacetime?")
     assert final.status == "completed", final.error
 
@@ -68,9 +70,13 @@ async def test_answers_cite_the_passages_they_use(db, library, fake_llm):
     assert final.output["text"].endswith("[1].")
     [source] = final.output["sources"]  # only what the answer cites
     assert source["ref"] == 1 and source["cited"] and source["source"] == "bill_of_rights.md"
-    assert source["title"] == "The Bill of Rights" and source["section"] == "The Bill of Rights > Amendment III"
+    assert (
+        source["title"] == "The Bill of Rights" and source["section"] == "The Bill of Rights > Amendment III"
+    )
     assert format_sources(final.output["sources"]).splitlines() == [
-        "**Sources**", "- [1] The Bill of Rights — Amendment III (bill_of_rights.md)"]
+        "**Sources**",
+        "- [1] The Bill of Rights — Amendment III (bill_of_rights.md)",
+    ]
     # the output is what the API returns
     async with db.session(Identity.system()) as s:
         stored = await s.executions.get(final.id)
@@ -78,8 +84,12 @@ async def test_answers_cite_the_passages_they_use(db, library, fake_llm):
 
 
 async def test_an_answer_citing_nothing_still_lists_what_it_read(db, library, fake_llm):
-    fake_llm.script([ToolCall("knowledge_search", {"query": "what is all warfare based on"}),
-                     Text("All warfare is based on deception.")])
+    fake_llm.script(
+        [
+            ToolCall("knowledge_search", {"query": "what is all warfare based on"}),
+            Text("All warfare is based on deception."),
+        ]
+    )
     final = await _run(db, library, fake_llm, "What is all warfare based on?")
     sources = final.output["sources"]
     assert sources and not any(s["cited"] for s in sources)
@@ -91,8 +101,13 @@ async def test_an_answer_citing_nothing_still_lists_what_it_read(db, library, fa
 async def test_agents_without_knowledge_get_no_citation_rule_or_sources(db, library, fake_llm):
     fake_llm.script([Text("Hello.")])
     async with db.session(library.identity) as s:
-        agent = (await apply_spec(s, library.team_id, SPEC.replace(
-            "  tools:\n    - use: knowledge.search\n      collection: library\n", ""))).agent
+        agent = (
+            await apply_spec(
+                s,
+                library.team_id,
+                SPEC.replace("  tools:\n    - use: knowledge.search\n      collection: library\n", ""),
+            )
+        ).agent
     runtime = Runtime(db, llm=OpenAIClient(api_key=fake_llm.api_key, base_url=fake_llm.base_url))
     ex = await runtime.create(library.identity, library.team_id, agent, inputs={"question": "hi"})
     final = await runtime.run(ex.id)

@@ -24,22 +24,30 @@ def test_add_search_list_rm_round_trip(cli_env, embedder, corpus: list[Path], tm
     code, out, err = run(capsys, "kb", "add", str(corpus[0]), str(empty), "--collection", "library", "--json")
     report = json.loads(out)
     assert code == 1 and [a["added"] for a in report["added"]] == [False]
-    assert report["failed"] == [{"file": str(empty), "error": f"{empty} is empty.",
-                                 "hint": "Upload a file with some text in it."}]
+    assert report["failed"] == [
+        {"file": str(empty), "error": f"{empty} is empty.", "hint": "Upload a file with some text in it."}
+    ]
 
-    code, out, _ = run(capsys, "kb", "search", "what is all warfare based on", "--collection", "library", "--json",
-                       "-k", "2")
+    code, out, _ = run(
+        capsys, "kb", "search", "what is all warfare based on", "--collection", "library", "--json", "-k", "2"
+    )
     hits = json.loads(out)
     assert code == 0 and len(hits) == 2
     assert hits[0]["source"].endswith("/art_of_war.html") and "deception" in hits[0]["content"]
 
     code, out, _ = run(capsys, "kb", "search", "sour grapes", "-c", "library", "--where", "page=2")
-    assert code == 0 and "1. Fables of Aesop" in out and "p. 2" in out and "2. " not in out  # one page-2 chunk
+    assert (
+        code == 0 and "1. Fables of Aesop" in out and "p. 2" in out and "2. " not in out
+    )  # one page-2 chunk
 
     code, out, _ = run(capsys, "kb", "list", "--json")
     [coll] = json.loads(out)
-    assert (coll["name"], coll["documents"], coll["model"], coll["dim"]) == ("library", len(corpus),
-                                                                            "all-MiniLM-L6-v2", 384)
+    assert (coll["name"], coll["documents"], coll["model"], coll["dim"]) == (
+        "library",
+        len(corpus),
+        "all-MiniLM-L6-v2",
+        384,
+    )
 
     planets = str(next(p for p in corpus if p.name == "planets.csv"))
     code, out, _ = run(capsys, "kb", "rm", "library", "--document", planets, "--yes")

@@ -44,8 +44,9 @@ def test_onnx_vectors_match_the_torch_model(tmp_path_factory, texts, torch_vecto
     assert cosine.min() >= (0.999 if precision == "fp32" else 0.98), sorted(cosine)[:3]
     # what a user notices: every question finds the same passage first with either model
     questions = len(QUESTIONS)
-    assert [int(np.argmax(vectors[questions:] @ q)) for q in vectors[:questions]] == \
-        [int(np.argmax(torch_vectors[questions:] @ q)) for q in torch_vectors[:questions]]
+    assert [int(np.argmax(vectors[questions:] @ q)) for q in vectors[:questions]] == [
+        int(np.argmax(torch_vectors[questions:] @ q)) for q in torch_vectors[:questions]
+    ]
     # order is kept although texts are run sorted by length
     assert np.allclose(embedder.embed(texts[3:5]), vectors[3:5], atol=1e-5)
     assert embedder.embed([]) == []

@@ -18,8 +18,10 @@ async def snapshot(db: Database, tenant, name: str = "library") -> list[tuple]:
         if coll is None:
             return []
         docs = await s.knowledge.list_documents(coll.id)
-        return [(d.source, d.content_hash, d.status, [c.content_hash for c in await s.knowledge.chunks(d.id)])
-                for d in docs]
+        return [
+            (d.source, d.content_hash, d.status, [c.content_hash for c in await s.knowledge.chunks(d.id)])
+            for d in docs
+        ]
 
 
 async def test_reingesting_the_same_files_adds_nothing(db: Database, library, corpus: list[Path], embedder):
@@ -33,7 +35,9 @@ async def test_reingesting_the_same_files_adds_nothing(db: Database, library, co
     assert embedder.calls == []  # not even parsed and embedded again
 
 
-async def test_a_changed_file_replaces_its_old_version_and_reuses_unchanged_chunks(db: Database, two_teams, embedder):
+async def test_a_changed_file_replaces_its_old_version_and_reuses_unchanged_chunks(
+    db: Database, two_teams, embedder
+):
     alpha, _ = two_teams
     v1 = "# Handbook\n\n## Holidays\n\nEveryone gets 30 days of paid holiday.\n\n## Expenses\n\nClaim within 30 days."
     await ingest_file(db, alpha.identity, alpha.team_id, "handbook", v1.encode(), "handbook.md")
@@ -42,7 +46,9 @@ async def test_a_changed_file_replaces_its_old_version_and_reuses_unchanged_chun
     assert (result.added, result.replaced, result.chunks, result.reused_embeddings) == (True, 1, 2, 1)
     [(source, _, _, chunks)] = await snapshot(db, alpha, "handbook")
     assert source == "handbook.md" and len(chunks) == 2
-    [hit] = await knowledge_search(db, alpha.identity, alpha.team_id, "handbook", "how many holiday days", k=1)
+    [hit] = await knowledge_search(
+        db, alpha.identity, alpha.team_id, "handbook", "how many holiday days", k=1
+    )
     assert "32 days" in hit.content
 
 
@@ -51,14 +57,19 @@ async def test_a_changed_file_replaces_its_old_version_and_reuses_unchanged_chun
     [
         ("empty.txt", b"", "empty.txt is empty"),
         ("blank.md", b"  \n\n \t\n", "blank.md is empty"),
-        ("corrupt.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R >>\nthis is not a pdf\n%%EOF", "not a readable PDF"),
+        (
+            "corrupt.pdf",
+            b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R >>\nthis is not a pdf\n%%EOF",
+            "not a readable PDF",
+        ),
         ("truncated.docx", b"PK\x03\x04" + b"\x00" * 200, "not a supported file"),
         ("notes.pdf", b"Just some plain notes, not a PDF at all.", "extension .pdf but its content is text"),
         ("image.png", bytes(range(256)) * 8, "content is binary"),
     ],
 )
-async def test_bad_files_get_a_clear_error_and_the_collection_is_intact(db: Database, library, filename, content,
-                                                                       message):
+async def test_bad_files_get_a_clear_error_and_the_collection_is_intact(
+    db: Database, library, filename, content, message
+):
     before = await snapshot(db, library)
     with pytest.raises(UserError, match=message):
         await ingest_file(db, library.identity, library.team_id, "library", content, filename)
@@ -71,7 +82,9 @@ async def test_a_pdf_named_txt_is_refused(db: Database, library, corpus: list[Pa
         await ingest_file(db, library.identity, library.team_id, "library", pdf, "notes.txt")
 
 
-async def test_an_oversized_file_is_refused_before_it_is_read(db: Database, library, tmp_path: Path, monkeypatch):
+async def test_an_oversized_file_is_refused_before_it_is_read(
+    db: Database, library, tmp_path: Path, monkeypatch
+):
     huge = tmp_path / "huge.txt"
     with huge.open("wb") as f:  # sparse: 200 MB on paper, nothing on disk
         f.truncate(200 * 1024 * 1024)
@@ -108,20 +121,39 @@ async def test_invalid_collection_name(db: Database, two_teams, embedder):
 async def test_sync_adds_updates_and_prunes_documents(db: Database, two_teams, embedder):
     alpha, _ = two_teams
     docs = [
-        SourceDocument("github:acme/site/docs/install.md", "Install", "# Install\n\nRun `pip install acme`.",
-                       {"repo": "acme/site"}),
-        SourceDocument("github:acme/site/docs/deploy.md", "Deploy", "# Deploy\n\nPush to the main branch.",
-                       {"repo": "acme/site"}),
+        SourceDocument(
+            "github:acme/site/docs/install.md",
+            "Install",
+            "# Install\n\nRun `pip install acme`.",
+            {"repo": "acme/site"},
+        ),
+        SourceDocument(
+            "github:acme/site/docs/deploy.md",
+            "Deploy",
+            "# Deploy\n\nPush to the main branch.",
+            {"repo": "acme/site"},
+        ),
     ]
-    first = await sync_documents(db, alpha.identity, alpha.team_id, "acme-docs", docs, prune_prefix="github:acme/site/")
+    first = await sync_documents(
+        db, alpha.identity, alpha.team_id, "acme-docs", docs, prune_prefix="github:acme/site/"
+    )
     assert [r.added for r in first] == [True, True]
-    again = await sync_documents(db, alpha.identity, alpha.team_id, "acme-docs", docs, prune_prefix="github:acme/site/")
+    again = await sync_documents(
+        db, alpha.identity, alpha.team_id, "acme-docs", docs, prune_prefix="github:acme/site/"
+    )
     assert [r.added for r in again] == [False, False]
 
-    changed = [SourceDocument(docs[0].source, "Install", "# Install\n\nRun `uv pip install acme`.", {"repo": "acme/site"})]
-    await sync_documents(db, alpha.identity, alpha.team_id, "acme-docs", changed, prune_prefix="github:acme/site/")
+    changed = [
+        SourceDocument(
+            docs[0].source, "Install", "# Install\n\nRun `uv pip install acme`.", {"repo": "acme/site"}
+        )
+    ]
+    await sync_documents(
+        db, alpha.identity, alpha.team_id, "acme-docs", changed, prune_prefix="github:acme/site/"
+    )
     state = await snapshot(db, alpha, "acme-docs")
     assert [s for s, *_ in state] == ["github:acme/site/docs/install.md"]
-    [hit] = await knowledge_search(db, alpha.identity, alpha.team_id, "acme-docs", "how to install", k=1,
-                                   filters={"repo": "acme/site"})
+    [hit] = await knowledge_search(
+        db, alpha.identity, alpha.team_id, "acme-docs", "how to install", k=1, filters={"repo": "acme/site"}
+    )
     assert "uv pip install" in hit.content and hit.title == "Install" and hit.metadata["section"] == "Install"

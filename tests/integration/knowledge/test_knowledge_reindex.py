@@ -33,7 +33,9 @@ async def test_switching_to_openai_needs_a_reindex(db: Database, two_teams, embe
                 coll = await s.knowledge.get_collection(alpha.team_id, "office")
             assert (coll.embedding_model, coll.embedding_dim) == ("openai:text-embedding-3-small", 1536)
 
-            await ingest_file(db, alpha.identity, alpha.team_id, "office", b"Lunch is served at noon.", "lunch.txt")
+            await ingest_file(
+                db, alpha.identity, alpha.team_id, "office", b"Lunch is served at noon.", "lunch.txt"
+            )
             hits = await knowledge_search(db, alpha.identity, alpha.team_id, "office", '"espresso machine"')
             assert "third floor" in hits[0].content and hits[0].metadata["section"] == "Office > Coffee"
             bodies = [r.body for r in server.requests if r.path == "/v1/embeddings"]
@@ -47,7 +49,9 @@ async def test_switching_to_openai_needs_a_reindex(db: Database, two_teams, embe
     with pytest.raises(UserError, match="embedded with openai:text-embedding-3-small"):
         await knowledge_search(db, alpha.identity, alpha.team_id, "office", "espresso")
     assert await reindex_collection(db, alpha.identity, alpha.team_id, "office") == 3
-    [hit] = await knowledge_search(db, alpha.identity, alpha.team_id, "office", "where can I get coffee?", k=1)
+    [hit] = await knowledge_search(
+        db, alpha.identity, alpha.team_id, "office", "where can I get coffee?", k=1
+    )
     assert "espresso" in hit.content
 
 

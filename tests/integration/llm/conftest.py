@@ -20,5 +20,9 @@ def server(fake_server: FakeOpenAI):
 @pytest.fixture
 def client(server: FakeOpenAI):
     # short backoff so retry tests stay fast; the policy itself is the production one
-    return OpenAIClient(api_key=server.api_key, base_url=server.base_url, timeout=5,
-                        retry=RetryPolicy(max_attempts=3, base_delay=0.01))
+    return OpenAIClient(
+        api_key=server.api_key,
+        base_url=server.base_url,
+        timeout=5,
+        retry=RetryPolicy(max_attempts=3, base_delay=0.01),
+    )

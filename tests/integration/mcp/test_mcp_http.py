@@ -14,7 +14,7 @@ from mcp import ClientSession, types
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import McpError
 
-from coherex.agents import apply_spec
+from coherex.services.agents import apply_spec
 from coherex.spec import load_spec
 from coherex.store.db import Identity
 from coherex.testing.fake_openai import Error, Slow, Text
@@ -43,9 +43,11 @@ HELLO = textwrap.dedent("""\
 @asynccontextmanager
 async def mcp_session(api, key: str | None):
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    async with httpx.AsyncClient(headers=headers, timeout=30) as http, \
-            streamable_http_client(f"{api.base_url}/mcp", http_client=http) as (read, write, _), \
-            ClientSession(read, write) as session:
+    async with (
+        httpx.AsyncClient(headers=headers, timeout=30) as http,
+        streamable_http_client(f"{api.base_url}/mcp", http_client=http) as (read, write, _),
+        ClientSession(read, write) as session,
+    ):
         await session.initialize()
         yield session
 
@@ -56,8 +58,9 @@ async def save(db, tenant, *specs: str) -> None:
             await apply_spec(s, tenant.team_id, spec)
 
 
-async def test_agents_are_tools_and_a_call_returns_the_answer_with_progress(api, worker, keys, db, two_teams,
-                                                                             fake_llm):
+async def test_agents_are_tools_and_a_call_returns_the_answer_with_progress(
+    api, worker, keys, db, two_teams, fake_llm
+):
     alpha, _ = two_teams
     await save(db, alpha, SUMMARISER, HELLO)
     fake_llm.script([Text("Two quiet lines.")])
@@ -66,7 +69,10 @@ async def test_agents_are_tools_and_a_call_returns_the_answer_with_progress(api,
         assert set(tools) == {"summariser", "hello"}
         tool = tools["summariser"]
         assert tool.description == "Summarise a topic in two lines"
-        assert tool.inputSchema["properties"]["topic"] == {"type": "string", "description": "what to summarise"}
+        assert tool.inputSchema["properties"]["topic"] == {
+            "type": "string",
+            "description": "what to summarise",
+        }
         assert tool.inputSchema["required"] == ["topic"]  # `lines` has a default
         assert tool.annotations.readOnlyHint is True  # python only reads (it runs in the sandbox)
 
@@ -75,7 +81,9 @@ async def test_agents_are_tools_and_a_call_returns_the_answer_with_progress(api,
         async def on_progress(progress: float, total: float | None, message: str | None) -> None:
             seen.append((progress, message))
 
-        result = await session.call_tool("summariser", {"topic": "the weather"}, progress_callback=on_progress)
+        result = await session.call_tool(
+            "summariser", {"topic": "the weather"}, progress_callback=on_progress
+        )
     assert result.isError is False
     assert result.content[0].text == "Two quiet lines."
     assert result.structuredContent["status"] == "completed"
@@ -109,13 +117,22 @@ async def test_cancelling_a_call_stops_its_run(api, worker, keys, db, two_teams,
         async with anyio.create_task_group() as tg:
             tg.start_soon(call, session)
             run = await wait_for_run(db, alpha, lambda r: r.status == "running")
-            await session.send_notification(types.ClientNotification(types.CancelledNotification(
-                params=types.CancelledNotificationParams(requestId=request_id, reason="the user pressed stop"))))
+            await session.send_notification(
+                types.ClientNotification(
+                    types.CancelledNotification(
+                        params=types.CancelledNotificationParams(
+                            requestId=request_id, reason="the user pressed stop"
+                        )
+                    )
+                )
+            )
             final = await wait_for_run(db, alpha, lambda r: r.finished)
     assert final.id == run.id and final.status == "cancelled"
     assert answers == ["Request cancelled"]
     async with db.session(alpha.identity) as s:
-        assert [a.target_id for a in await s.audit.list(alpha.team_id, action="execution.stop")] == [str(run.id)]
+        assert [a.target_id for a in await s.audit.list(alpha.team_id, action="execution.stop")] == [
+            str(run.id)
+        ]
 
 
 async def wait_for_run(db, tenant, ready, timeout: float = 30):
@@ -129,7 +146,9 @@ async def wait_for_run(db, tenant, ready, timeout: float = 30):
     raise AssertionError(f"no run became ready in {timeout} s: {runs}")
 
 
-async def test_failures_are_tool_errors_with_the_platforms_message(api, worker, keys, db, two_teams, fake_llm):
+async def test_failures_are_tool_errors_with_the_platforms_message(
+    api, worker, keys, db, two_teams, fake_llm
+):
     alpha, _ = two_teams
     await save(db, alpha, HELLO)
     fake_llm.script([Error(400, "This model does not accept that request.")])
@@ -159,7 +178,9 @@ async def test_an_exhausted_quota_is_a_clear_tool_error(api, keys, db, two_teams
     alpha, _ = two_teams
     await save(db, alpha, HELLO)
     async with db.session(alpha.identity) as s:
-        await s.teams.set_quotas(alpha.team_id, executions_month=0, cost_month_usd=None, max_concurrent_runs=None)
+        await s.teams.set_quotas(
+            alpha.team_id, executions_month=0, cost_month_usd=None, max_concurrent_runs=None
+        )
     async with mcp_session(api, keys[0]) as session:
         over = await session.call_tool("hello", {})
     assert over.isError is True and over.structuredContent == {"code": "quota_exceeded"}
@@ -174,9 +195,16 @@ async def test_keys_rate_limit_and_oauth_metadata(api, keys):
         metadata_url = missing.headers["www-authenticate"].split('resource_metadata="')[1].rstrip('"')
         metadata = (await http.get(metadata_url)).json()
         root_metadata = (await http.get("/.well-known/oauth-protected-resource")).json()
-        statuses = [(await http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
-                                     headers={"Authorization": f"Bearer {keys[0]}"})).status_code
-                    for _ in range(40)]
+        statuses = [
+            (
+                await http.post(
+                    "/mcp",
+                    json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+                    headers={"Authorization": f"Bearer {keys[0]}"},
+                )
+            ).status_code
+            for _ in range(40)
+        ]
     assert missing.status_code == 401 and "API key" in missing.json()["error"]["message"]
     assert missing.headers["www-authenticate"].startswith("Bearer ")
     assert bad.status_code == 401 and "not valid" in bad.json()["error"]["message"]
@@ -189,18 +217,36 @@ async def test_host_origin_and_session_ownership_are_checked(api, keys, db, two_
     alpha_key, bravo_key = keys
     ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
     async with httpx.AsyncClient(base_url=api.base_url) as http:
-        rebound = await http.post("/mcp", json=ping, headers={"Host": "evil.example", "Authorization": f"Bearer {alpha_key}"})
-        foreign = await http.post("/mcp", json=ping, headers={"Origin": "https://evil.example",
-                                                              "Authorization": f"Bearer {alpha_key}"})
+        rebound = await http.post(
+            "/mcp", json=ping, headers={"Host": "evil.example", "Authorization": f"Bearer {alpha_key}"}
+        )
+        foreign = await http.post(
+            "/mcp",
+            json=ping,
+            headers={"Origin": "https://evil.example", "Authorization": f"Bearer {alpha_key}"},
+        )
         assert rebound.status_code == 421 and foreign.status_code == 403
 
-        init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+        init = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        }
         accept = {"Accept": "application/json, text/event-stream"}
-        opened = await http.post("/mcp", json=init, headers={**accept, "Authorization": f"Bearer {alpha_key}"})
+        opened = await http.post(
+            "/mcp", json=init, headers={**accept, "Authorization": f"Bearer {alpha_key}"}
+        )
         session = opened.headers["mcp-session-id"]
-        stolen = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-                                 headers={**accept, "Authorization": f"Bearer {bravo_key}", "Mcp-Session-Id": session})
+        stolen = await http.post(
+            "/mcp",
+            json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+            headers={**accept, "Authorization": f"Bearer {bravo_key}", "Mcp-Session-Id": session},
+        )
     assert opened.status_code == 200
     assert stolen.status_code == 404  # another key cannot use alpha's session
 
@@ -209,9 +255,14 @@ def test_read_only_hint_follows_the_catalogue():
     from coherex.api.mcp import read_only
 
     def spec(tools: str):
-        return load_spec(HELLO.replace("instructions: Say hello.", "instructions: Say hello.\n  tools:\n" + tools))
+        return load_spec(
+            HELLO.replace("instructions: Say hello.", "instructions: Say hello.\n  tools:\n" + tools)
+        )
 
     assert read_only(load_spec(HELLO)) is True
     assert read_only(spec("    - use: knowledge.search\n      collection: handbook\n")) is True
-    assert read_only(spec("    - use: slack.post_message\n      dataSource: team-slack\n      access: write\n")) is False
+    assert (
+        read_only(spec("    - use: slack.post_message\n      dataSource: team-slack\n      access: write\n"))
+        is False
+    )
     assert read_only(spec("    - use: http.request\n      dataSource: api\n      access: write\n")) is False

@@ -33,9 +33,12 @@ def saas():
 def oci_env(cli_env, registry, saas, tmp_path, monkeypatch):
     """Environment (also for `coherex` subprocesses): the registry and the fake SaaS allowed, no
     Docker credential file unless a test writes one."""
-    env = {**saas.env(), "COHEREX_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-           "COHEREX_EGRESS_ALLOW": f"{saas.env()['COHEREX_EGRESS_ALLOW']},{registry.host}",
-           "DOCKER_CONFIG": str(tmp_path / "docker")}
+    env = {
+        **saas.env(),
+        "COHEREX_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        "COHEREX_EGRESS_ALLOW": f"{saas.env()['COHEREX_EGRESS_ALLOW']},{registry.host}",
+        "DOCKER_CONFIG": str(tmp_path / "docker"),
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     reset_settings_cache()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from coherex.agents import apply_spec
+from coherex.services.agents import apply_spec
 from coherex.distribution import service
 from coherex.testing.api import ApiServer
 
@@ -36,7 +36,10 @@ async def test_pull_inspect_push_over_http(db, two_teams, keys, oci_env, registr
         await service.login(db, bravo.identity, bravo.team_id, registry.host, USER, PASSWORD)
         r = await http.get("/api/registry/inspect", params={"ref": pushed["ref"]})
         assert r.status_code == 200 and r.json()["digest"] == pushed["digest"]
-        assert r.json()["config"]["tools"] == ["csv.summarize", "python"] and r.json()["signature"]["summary"] == "unsigned"
+        assert (
+            r.json()["config"]["tools"] == ["csv.summarize", "python"]
+            and r.json()["signature"]["summary"] == "unsigned"
+        )
         r = await http.post("/api/registry/pull", json={"ref": f"{ref}:404"})
         assert r.status_code == 404 and "has no tag '404'" in r.json()["error"]["message"]
         r = await http.post("/api/registry/pull", json={"ref": pushed["pinned"]})

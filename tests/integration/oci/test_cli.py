@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from coherex.agents import apply_spec
+from coherex.services.agents import apply_spec
 from coherex.distribution import service
 from coherex.store.db import Identity
 from coherex.testing.fake_openai import FakeOpenAI, Text
@@ -18,8 +18,14 @@ from .conftest import PASSWORD, TEMPLATES, USER
 
 
 def coherex(env, *args, input=None, timeout=90):
-    return subprocess.run([sys.executable, "-m", "coherex", *args], env=env, capture_output=True, text=True,
-                          input=input, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "coherex", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=timeout,
+    )
 
 
 async def test_pull_and_run_in_another_installation(db, two_teams, oci_env, registry, tmp_path):
@@ -27,12 +33,19 @@ async def test_pull_and_run_in_another_installation(db, two_teams, oci_env, regi
     async with db.session(alpha.identity) as s:
         saved = await apply_spec(s, alpha.team_id, (TEMPLATES / "csv-analysis.yaml").read_text())
     await service.login(db, alpha.identity, alpha.team_id, registry.host, USER, PASSWORD)
-    pushed = await service.push(db, alpha.identity, alpha.team_id, "csv-analysis", f"{registry.host}/acme/csv-cli")
+    pushed = await service.push(
+        db, alpha.identity, alpha.team_id, "csv-analysis", f"{registry.host}/acme/csv-cli"
+    )
     ref = pushed.ref
 
-    other = {**oci_env, "COHEREX_DATA_DIR": str(tmp_path / "other-install"),
-             "COHEREX_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode()}
-    res = coherex(other, "registry", "login", registry.host, "-u", USER, "--password-stdin", input=PASSWORD + "\n")
+    other = {
+        **oci_env,
+        "COHEREX_DATA_DIR": str(tmp_path / "other-install"),
+        "COHEREX_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+    }
+    res = coherex(
+        other, "registry", "login", registry.host, "-u", USER, "--password-stdin", input=PASSWORD + "\n"
+    )
     assert res.returncode == 0, res.stderr
 
     res = coherex(other, "inspect", ref)
@@ -45,12 +58,16 @@ async def test_pull_and_run_in_another_installation(db, two_teams, oci_env, regi
         res = coherex(env, "run", ref, "--json")
     assert res.returncode == 0, res.stderr
     run = json.loads(res.stdout)
-    assert run["execution"]["status"] == "completed" and run["execution"]["output"]["text"] == "The data set has 3 rows."
+    assert (
+        run["execution"]["status"] == "completed"
+        and run["execution"]["output"]["text"] == "The data set has 3 rows."
+    )
 
     async with db.session(Identity.system()) as s, s.conn.cursor() as cur:
         await cur.execute(
             "select v.spec, v.source_digest, t.slug from public.agent_versions v join public.teams t on t.id = v.team_id "
-            "where v.source_digest is not null")
+            "where v.source_digest is not null"
+        )
         rows = await cur.fetchall()
     assert rows == [(saved.version.spec, pushed.digest, "default")]  # the CLI's own team, the same spec
 

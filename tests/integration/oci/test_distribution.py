@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from coherex.agents import apply_spec
+from coherex.services.agents import apply_spec
 from coherex.distribution import service, signing
 from coherex.distribution.registry import sha256
 from coherex.errors import NotFound, PermissionDenied, UserError
@@ -27,8 +27,11 @@ CSV = (TEMPLATES / "csv-analysis.yaml").read_text()
 
 async def counts(db, team_id) -> tuple[int, int]:
     async with db.session(Identity.system()) as s, s.conn.cursor() as cur:
-        await cur.execute("select (select count(*) from public.agents where team_id = %s), "
-                          "(select count(*) from public.agent_versions where team_id = %s)", (team_id, team_id))
+        await cur.execute(
+            "select (select count(*) from public.agents where team_id = %s), "
+            "(select count(*) from public.agent_versions where team_id = %s)",
+            (team_id, team_id),
+        )
         return tuple(await cur.fetchone())
 
 
@@ -44,9 +47,17 @@ async def login(db, tenant, registry) -> None:
 async def connect_sources(db, tenant, saas, prefix: str = "") -> list[str]:
     """gmail + slack sources named as the email-digest template wants; → their secret values."""
     values = [saas.gmail_token + prefix, saas.gmail_refresh_token + prefix, saas.slack_token + prefix]
-    await add_source(db, tenant.identity, tenant.team_id, "gmail", "work-mail",
-                     credentials=OAuthToken(access_token=values[0], refresh_token=values[1]))
-    await add_source(db, tenant.identity, tenant.team_id, "slack", "team-slack", credentials={"bot_token": values[2]})
+    await add_source(
+        db,
+        tenant.identity,
+        tenant.team_id,
+        "gmail",
+        "work-mail",
+        credentials=OAuthToken(access_token=values[0], refresh_token=values[1]),
+    )
+    await add_source(
+        db, tenant.identity, tenant.team_id, "slack", "team-slack", credentials={"bot_token": values[2]}
+    )
     return values
 
 
@@ -60,11 +71,15 @@ async def test_push_then_pull_into_another_team_by_tag_and_by_digest(db, two_tea
     secrets = await connect_sources(db, alpha, saas)
     saved = await save(db, alpha, EMAIL)
     await login(db, alpha, registry)
-    pushed = await service.push(db, alpha.identity, alpha.team_id, "email-digest", f"{registry.host}/acme/email-digest")
+    pushed = await service.push(
+        db, alpha.identity, alpha.team_id, "email-digest", f"{registry.host}/acme/email-digest"
+    )
     assert pushed.ref.endswith(":1")  # the tag defaults to the agent's version
 
     # the manifest is an OCI image manifest with our media types and the standard annotations
-    manifest = raw_get(registry, "acme/email-digest/manifests/1", "application/vnd.oci.image.manifest.v1+json")
+    manifest = raw_get(
+        registry, "acme/email-digest/manifests/1", "application/vnd.oci.image.manifest.v1+json"
+    )
     assert sha256(manifest.content) == pushed.digest
     doc = manifest.json()
     assert doc["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
@@ -73,7 +88,10 @@ async def test_push_then_pull_into_another_team_by_tag_and_by_digest(db, two_tea
     assert doc["annotations"]["org.opencontainers.image.title"] == "email-digest"
     assert doc["annotations"]["org.opencontainers.image.version"] == "1"
     config = raw_get(registry, f"acme/email-digest/blobs/{doc['config']['digest']}").json()
-    assert config["dataSources"] == [{"name": "team-slack", "type": "slack"}, {"name": "work-mail", "type": "gmail"}]
+    assert config["dataSources"] == [
+        {"name": "team-slack", "type": "slack"},
+        {"name": "work-mail", "type": "gmail"},
+    ]
     assert config["tools"] == ["gmail.read_message", "gmail.search_messages", "slack.post_message"]
 
     # no blob the registry holds carries a credential of the team
@@ -95,14 +113,19 @@ async def test_push_then_pull_into_another_team_by_tag_and_by_digest(db, two_tea
     await connect_sources(db, bravo, saas, prefix="-bravo")
     pulled = await service.pull(db, bravo.identity, bravo.team_id, pushed.ref)
     assert (pulled.agent, pulled.version, pulled.created_agent, pulled.digest) == (
-        "email-digest", 1, True, pushed.digest)
+        "email-digest",
+        1,
+        True,
+        pushed.digest,
+    )
     async with db.session(bravo.identity) as s:
         agent = await s.agents.require_by_name(bravo.team_id, "email-digest")
         version = await s.agents.require_version(agent)
         grants = sorted(g.access for g in await s.agents.data_sources(agent.id))
         async with s.conn.cursor() as cur:
-            await cur.execute("select source_ref, source_digest from public.agent_versions where id = %s",
-                              (version.id,))
+            await cur.execute(
+                "select source_ref, source_digest from public.agent_versions where id = %s", (version.id,)
+            )
             source = await cur.fetchone()
     assert version.spec == saved.version.spec
     assert grants == ["read", "write"]  # bravo's own sources, granted like any saved spec
@@ -110,16 +133,22 @@ async def test_push_then_pull_into_another_team_by_tag_and_by_digest(db, two_tea
 
     # the same digest again: nothing changes
     after_first = await counts(db, bravo.team_id)
-    again = await service.pull(db, bravo.identity, bravo.team_id, f"{registry.host}/acme/email-digest@{pushed.digest}")
+    again = await service.pull(
+        db, bravo.identity, bravo.team_id, f"{registry.host}/acme/email-digest@{pushed.digest}"
+    )
     assert again.already and (again.agent, again.version) == ("email-digest", 1)
     assert await counts(db, bravo.team_id) == after_first
 
     # a new version pushed under the same tag: the digest still pulls the old content exactly
     changed = EMAIL.replace("temperature: 0.2", "temperature: 0.7")
     await save(db, alpha, changed)
-    second = await service.push(db, alpha.identity, alpha.team_id, "email-digest", f"{registry.host}/acme/email-digest:1")
+    second = await service.push(
+        db, alpha.identity, alpha.team_id, "email-digest", f"{registry.host}/acme/email-digest:1"
+    )
     assert second.digest != pushed.digest
-    info = await service.inspect(db, bravo.identity, bravo.team_id, f"{registry.host}/acme/email-digest@{pushed.digest}")
+    info = await service.inspect(
+        db, bravo.identity, bravo.team_id, f"{registry.host}/acme/email-digest@{pushed.digest}"
+    )
     assert "temperature: 0.2" in info["spec"] and info["digest"] == pushed.digest
     by_tag = await service.pull(db, bravo.identity, bravo.team_id, f"{registry.host}/acme/email-digest:1")
     assert by_tag.created_version and by_tag.version == 2 and by_tag.digest == second.digest
@@ -129,7 +158,8 @@ async def test_a_credential_pasted_into_a_spec_is_never_pushed(db, two_teams, oc
     alpha, _ = two_teams
     secrets = await connect_sources(db, alpha, saas)
     leaky = EMAIL.replace("name: email-digest", "name: leaky-digest").replace(
-        "Never send, delete", f"Use the token {secrets[2]} if asked. Never send, delete")
+        "Never send, delete", f"Use the token {secrets[2]} if asked. Never send, delete"
+    )
     await save(db, alpha, leaky)
     await login(db, alpha, registry)
     blobs_before = registry.blob_files()
@@ -140,12 +170,15 @@ async def test_a_credential_pasted_into_a_spec_is_never_pushed(db, two_teams, oc
     assert raw_get(registry, "acme/leaky/manifests/1").status_code == 404
 
 
-async def test_wrong_password_missing_tag_and_no_egress_each_save_nothing(db, two_teams, oci_env, registry,
-                                                                         monkeypatch):
+async def test_wrong_password_missing_tag_and_no_egress_each_save_nothing(
+    db, two_teams, oci_env, registry, monkeypatch
+):
     alpha, bravo = two_teams
     await save(db, alpha, CSV)
     await login(db, alpha, registry)
-    pushed = await service.push(db, alpha.identity, alpha.team_id, "csv-analysis", f"{registry.host}/acme/csv:1")
+    pushed = await service.push(
+        db, alpha.identity, alpha.team_id, "csv-analysis", f"{registry.host}/acme/csv:1"
+    )
     before = await counts(db, bravo.team_id)
 
     # a wrong password is refused before it is stored
@@ -160,7 +193,9 @@ async def test_wrong_password_missing_tag_and_no_egress_each_save_nothing(db, tw
     docker_login(oci_env, registry.host, USER, PASSWORD)
     with pytest.raises(PermissionDenied, match="needs a login"):
         await service.pull(db, bravo.identity, bravo.team_id, pushed.ref)
-    assert (await service.pull(db, bravo.identity, bravo.team_id, pushed.ref, docker_config=True)).created_agent
+    assert (
+        await service.pull(db, bravo.identity, bravo.team_id, pushed.ref, docker_config=True)
+    ).created_agent
     await service.logout(db, bravo.identity, bravo.team_id, registry.host)
     mid = await counts(db, bravo.team_id)
     assert mid == (before[0] + 1, before[1] + 1)
@@ -190,10 +225,14 @@ async def test_a_tampered_blob_is_refused(db, two_teams, oci_env, tmp_path, monk
         reset_settings_cache()
         await save(db, alpha, CSV)
         await login(db, alpha, reg)
-        pushed = await service.push(db, alpha.identity, alpha.team_id, "csv-analysis", f"{reg.host}/acme/csv:1")
+        pushed = await service.push(
+            db, alpha.identity, alpha.team_id, "csv-analysis", f"{reg.host}/acme/csv:1"
+        )
         manifest = raw_get(reg, "acme/csv/manifests/1", "application/vnd.oci.image.manifest.v1+json").json()
         spec_blob = reg.blob_path(manifest["layers"][0]["digest"])
-        spec_blob.write_bytes(spec_blob.read_bytes().replace(b"careful data analyst", b"careless data analyst"))
+        spec_blob.write_bytes(
+            spec_blob.read_bytes().replace(b"careful data analyst", b"careless data analyst")
+        )
         await login(db, bravo, reg)
         before = await counts(db, bravo.team_id)
         with pytest.raises(Exception, match="does not match its digest") as err:
@@ -210,14 +249,20 @@ async def test_signed_push_and_the_signature_policy(db, two_teams, oci_env, regi
     await save(db, alpha, CSV.replace("name: csv-analysis", "name: signed-csv"))
     await save(db, alpha, CSV.replace("name: csv-analysis", "name: unsigned-csv"))
     await login(db, alpha, registry)
-    signed = await service.push(db, alpha.identity, alpha.team_id, "signed-csv", f"{registry.host}/acme/signed:1",
-                                sign_key=key)
-    unsigned = await service.push(db, alpha.identity, alpha.team_id, "unsigned-csv", f"{registry.host}/acme/unsigned:1")
+    signed = await service.push(
+        db, alpha.identity, alpha.team_id, "signed-csv", f"{registry.host}/acme/signed:1", sign_key=key
+    )
+    unsigned = await service.push(
+        db, alpha.identity, alpha.team_id, "unsigned-csv", f"{registry.host}/acme/unsigned:1"
+    )
 
     # the signature is cosign's: a `sha256-<hex>.sig` image of simple-signing payloads, each with
     # its base64 ECDSA signature in an annotation — checked here without our verifier
-    sig = raw_get(registry, f"acme/signed/manifests/{signed.digest.replace(':', '-')}.sig",
-                  "application/vnd.oci.image.manifest.v1+json").json()
+    sig = raw_get(
+        registry,
+        f"acme/signed/manifests/{signed.digest.replace(':', '-')}.sig",
+        "application/vnd.oci.image.manifest.v1+json",
+    ).json()
     layer = sig["layers"][0]
     assert layer["mediaType"] == "application/vnd.dev.cosign.simplesigning.v1+json"
     body = raw_get(registry, f"acme/signed/blobs/{layer['digest']}").content
@@ -228,7 +273,10 @@ async def test_signed_push_and_the_signature_policy(db, two_teams, oci_env, regi
     from cryptography.hazmat.primitives.asymmetric import ec
 
     serialization.load_pem_public_key(pub.read_bytes()).verify(
-        base64.b64decode(layer["annotations"]["dev.cosignproject.cosign/signature"]), body, ec.ECDSA(hashes.SHA256()))
+        base64.b64decode(layer["annotations"]["dev.cosignproject.cosign/signature"]),
+        body,
+        ec.ECDSA(hashes.SHA256()),
+    )
 
     await login(db, bravo, registry)
     await service.require_signatures(db, bravo.identity, bravo.team_id, True)
@@ -243,8 +291,9 @@ async def test_signed_push_and_the_signature_policy(db, two_teams, oci_env, regi
     # a signature by another key does not count
     other = tmp_path / "other.key"
     signing.generate_keys(other)
-    await service.push(db, alpha.identity, alpha.team_id, "unsigned-csv", f"{registry.host}/acme/unsigned:1",
-                       sign_key=other)
+    await service.push(
+        db, alpha.identity, alpha.team_id, "unsigned-csv", f"{registry.host}/acme/unsigned:1", sign_key=other
+    )
     with pytest.raises(PermissionDenied, match="no signature verifies with a trusted key"):
         await service.pull(db, bravo.identity, bravo.team_id, unsigned.ref)
     assert await counts(db, bravo.team_id) == before
@@ -269,13 +318,21 @@ async def test_pull_of_a_docker_agent_artifact_converts_it(db, two_teams, oci_en
 
     _, bravo = two_teams
     agent_file = (Path(__file__).parent / "fixtures" / "docker-agent.yaml").read_bytes()
-    config = Blob("application/vnd.docker.cagent.config.v1+json",
-                  b'{"architecture":"","created":"0001-01-01T00:00:00Z","os":"","rootfs":{"type":"layers",'
-                  b'"diff_ids":[]},"config":{}}')
+    config = Blob(
+        "application/vnd.docker.cagent.config.v1+json",
+        b'{"architecture":"","created":"0001-01-01T00:00:00Z","os":"","rootfs":{"type":"layers",'
+        b'"diff_ids":[]},"config":{}}',
+    )
     layer = Blob("application/yaml", agent_file)
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                           "config": config.descriptor(), "layers": [layer.descriptor()],
-                           "annotations": {"io.docker.cagent.version": "v1.9.0"}}).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config.descriptor(),
+            "layers": [layer.descriptor()],
+            "annotations": {"io.docker.cagent.version": "v1.9.0"},
+        }
+    ).encode()
     ref = Reference.parse(f"{registry.host}/docker/pirate:latest")
     client = RegistryClient(ref.registry, True, Credentials(USER, PASSWORD, "test"))
     client.put_blobs(ref, [(config.media_type, config.data), (layer.media_type, layer.data)])

@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from coherex.agents import apply_spec
+from coherex.services.agents import apply_spec
 from coherex.llm.openai_client import OpenAIClient
 from coherex.retry import RetryPolicy
 from coherex.runtime import Runtime
@@ -20,8 +20,11 @@ def fake_llm():
 @pytest.fixture
 def llm(fake_llm):
     fake_llm.reset()
-    client = OpenAIClient(api_key=fake_llm.api_key, base_url=fake_llm.base_url,
-                          retry=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05))
+    client = OpenAIClient(
+        api_key=fake_llm.api_key,
+        base_url=fake_llm.base_url,
+        retry=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05),
+    )
     yield client
 
 

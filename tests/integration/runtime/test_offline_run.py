@@ -23,21 +23,35 @@ TEMPLATE = Path(__file__).resolve().parents[3] / "templates" / "csv-analysis.yam
 
 
 async def test_csv_analysis_on_the_offline_model(db, db_urls, make_agent, local_sandbox, tmp_path):
-    settings = local_sandbox[1].model_copy(update={"openai_api_key": None, "openai_base_url": None,
-                                                   "heartbeat_seconds": 1.0})
+    settings = local_sandbox[1].model_copy(
+        update={"openai_api_key": None, "openai_base_url": None, "heartbeat_seconds": 1.0}
+    )
     assert isinstance(settings, Settings) and settings.llm_offline
     runtime = Runtime(db, llm=get_llm_client(settings), settings=settings)
     agent = await make_agent(TEMPLATE.read_text())
     t = make_agent.tenant
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
-    env.update({"DATABASE_URL": db_urls.app, "COHEREX_DATA_DIR": str(tmp_path / "worker"),
-                "COHEREX_HEARTBEAT_SECONDS": "1", "COHEREX_MAINTENANCE_SECONDS": "1"})
-    worker = subprocess.Popen([sys.executable, "-m", "coherex", "worker"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.STDOUT)
+    env.update(
+        {
+            "DATABASE_URL": db_urls.app,
+            "COHEREX_DATA_DIR": str(tmp_path / "worker"),
+            "COHEREX_HEARTBEAT_SECONDS": "1",
+            "COHEREX_MAINTENANCE_SECONDS": "1",
+        }
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "coherex", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     try:
-        execution = await runtime.create(t.identity, t.team_id, agent, trigger="cli",
-                                         inputs={"question": "What is the total amount?"})
-        final = await runtime.run(execution.id, files={"data.csv": b"region,amount\nnorth,10\nsouth,20\nnorth,30\n"})
+        execution = await runtime.create(
+            t.identity, t.team_id, agent, trigger="cli", inputs={"question": "What is the total amount?"}
+        )
+        final = await runtime.run(
+            execution.id, files={"data.csv": b"region,amount\nnorth,10\nsouth,20\nnorth,30\n"}
+        )
     finally:
         worker.terminate()
         worker.wait(30)

@@ -55,7 +55,9 @@ async def test_llm_failing_twice_then_succeeding_completes(db, runtime, make_age
     assert len(fake_llm.chat_requests) == 3
 
 
-async def test_llm_always_failing_fails_with_a_reason_and_nothing_stuck(db, runtime, make_agent, spec_yaml, fake_llm):
+async def test_llm_always_failing_fails_with_a_reason_and_nothing_stuck(
+    db, runtime, make_agent, spec_yaml, fake_llm
+):
     agent = await make_agent(spec_yaml())
     fake_llm.always(Error(500, message="upstream exploded"))
     ex = await runtime.create(make_agent.tenant.identity, make_agent.tenant.team_id, agent)
@@ -67,7 +69,9 @@ async def test_llm_always_failing_fails_with_a_reason_and_nothing_stuck(db, runt
     assert [e.type for e in await _events(db, ex.id)][-2:] == ["error", "status"]
 
 
-async def test_workers_retry_a_backend_failure_but_not_an_agents_own(db, llm, make_agent, spec_yaml, fake_llm):
+async def test_workers_retry_a_backend_failure_but_not_an_agents_own(
+    db, llm, make_agent, spec_yaml, fake_llm
+):
     """As a worker runs it (retry_backend_errors): an LLM that is down puts the run back to pending
     for another attempt, until COHEREX_MAX_ATTEMPTS; a run that fails by itself is final at once."""
     from coherex.jobs import enqueue
@@ -81,15 +85,21 @@ async def test_workers_retry_a_backend_failure_but_not_an_agents_own(db, llm, ma
     ex = await runtime.create(t.identity, t.team_id, agent)
     again = await runtime.run(ex.id, retry_backend_errors=True)
     assert again.status == "pending" and again.attempts == 1
-    assert not await enqueue(db, ex.id), "the retry's job should be waiting already (queued with the re-queue)"
-    assert any("retrying" in e.payload.get("message", "") for e in await _events(db, ex.id) if e.type == "log")
+    assert not await enqueue(db, ex.id), (
+        "the retry's job should be waiting already (queued with the re-queue)"
+    )
+    assert any(
+        "retrying" in e.payload.get("message", "") for e in await _events(db, ex.id) if e.type == "log"
+    )
     final = await runtime.run(ex.id, retry_backend_errors=True)  # the last attempt: no more retries
     assert final.status == "failed" and final.attempts == 2 and "503" in final.error
 
     looping = await make_agent(spec_yaml(name="looping", limits="{maxSteps: 2}"))
     fake_llm.reset()
     fake_llm.always(ToolCall("nope", {}))
-    own = await runtime.run((await runtime.create(t.identity, t.team_id, looping)).id, retry_backend_errors=True)
+    own = await runtime.run(
+        (await runtime.create(t.identity, t.team_id, looping)).id, retry_backend_errors=True
+    )
     assert own.status == "failed" and own.attempts == 1  # its own failure: final, not retried
 
 
@@ -157,7 +167,9 @@ async def test_monthly_budget_refuses_runs_once_spent(db, runtime, make_agent, s
     agent = await make_agent(spec_yaml())
     t = make_agent.tenant
     async with db.session(t.identity) as s:
-        await s.teams.set_quotas(t.team_id, executions_month=None, cost_month_usd=0.01, max_concurrent_runs=None)
+        await s.teams.set_quotas(
+            t.team_id, executions_month=None, cost_month_usd=0.01, max_concurrent_runs=None
+        )
     fake_llm.script([Text("expensive", prompt_tokens=100_000)])  # gpt-4o-mini: $0.015
     first = await runtime.run((await runtime.create(t.identity, t.team_id, agent)).id)
     assert first.status == "completed" and float(first.cost_usd) > 0.01
@@ -206,7 +218,9 @@ async def test_dead_worker_is_requeued_then_failed(db, runtime, make_agent, spec
     assert final.status == "failed" and "stopped responding 3 times" in final.error
 
 
-async def test_platform_secrets_never_reach_events_or_the_runs_output(db, llm, make_agent, spec_yaml, fake_llm):
+async def test_platform_secrets_never_reach_events_or_the_runs_output(
+    db, llm, make_agent, spec_yaml, fake_llm
+):
     """A model that repeats the platform's own secrets (the OpenAI key, the database URL with its
     password) — e.g. after a prompt injection — has them redacted from every recorded step."""
     import json
@@ -217,7 +231,9 @@ async def test_platform_secrets_never_reach_events_or_the_runs_output(db, llm, m
     from coherex.settings import get_settings
 
     key, url = "sk-platform-key-0123456789abcdef", "postgresql://coherex:db-password-42@db.internal/coherex"
-    settings = get_settings().model_copy(update={"openai_api_key": SecretStr(key), "database_url": SecretStr(url)})
+    settings = get_settings().model_copy(
+        update={"openai_api_key": SecretStr(key), "database_url": SecretStr(url)}
+    )
     runtime = Runtime(db, llm=llm, settings=settings)
     agent = await make_agent(spec_yaml())
     fake_llm.script([Text(f"Sure: the key is {key} and the database is {url}")])

@@ -28,7 +28,9 @@ async def _sandbox_is_gone(settings, sandbox_id: str) -> bool:
 
     opts = connection_options(settings)
     async with httpx.AsyncClient(timeout=10) as client:
-        r = await client.get(f"{opts['api_url']}/sandboxes/{sandbox_id}", headers={"X-API-KEY": opts["api_key"]})
+        r = await client.get(
+            f"{opts['api_url']}/sandboxes/{sandbox_id}", headers={"X-API-KEY": opts["api_key"]}
+        )
     return r.status_code == 404
 
 
@@ -44,8 +46,15 @@ async def test_python_then_answer(db, llm, make_agent, spec_yaml, fake_llm, loca
     assert final.status == "completed" and final.output == {"text": "Total sales are 60."}
     assert final.sandbox_id and await _sandbox_is_gone(settings, final.sandbox_id)
     events = await _events(db, ex.id)
-    assert [e.type for e in events] == ["llm_call", "tool_call", "stdout", "code", "tool_result", "llm_call",
-                                        "status"]
+    assert [e.type for e in events] == [
+        "llm_call",
+        "tool_call",
+        "stdout",
+        "code",
+        "tool_result",
+        "llm_call",
+        "status",
+    ]
     assert events[2].payload["text"].strip() == "total 60"
     assert events[3].payload["results"][0]["text"] == "30"
     # what the model got back from the tool
@@ -57,7 +66,9 @@ async def test_python_then_answer(db, llm, make_agent, spec_yaml, fake_llm, loca
     assert final.cost_usd == sum(e.cost_usd for e in llm_events)
 
 
-async def test_user_code_error_goes_back_to_the_model(db, llm, make_agent, spec_yaml, fake_llm, local_sandbox):
+async def test_user_code_error_goes_back_to_the_model(
+    db, llm, make_agent, spec_yaml, fake_llm, local_sandbox
+):
     runtime = Runtime(db, llm=llm, settings=local_sandbox[1])
     agent = await make_agent(spec_yaml(tools=PY_TOOL))
     fake_llm.script([ToolCall("python", {"code": "1/0"}), Text("It failed: division by zero.")])
@@ -81,11 +92,15 @@ async def test_slow_code_stops_at_the_timeout(db, llm, make_agent, spec_yaml, fa
 async def test_stop_while_code_runs(db, llm, make_agent, spec_yaml, fake_llm, local_sandbox):
     runtime = Runtime(db, llm=llm, settings=local_sandbox[1])
     agent = await make_agent(spec_yaml(tools=PY_TOOL))
-    fake_llm.script([ToolCall("python", {"code": "import time\nprint('working', flush=True)\ntime.sleep(120)"})])
+    fake_llm.script(
+        [ToolCall("python", {"code": "import time\nprint('working', flush=True)\ntime.sleep(120)"})]
+    )
     t = make_agent.tenant
     ex = await runtime.create(t.identity, t.team_id, agent)
     seen = asyncio.Event()
-    task = asyncio.create_task(runtime.run(ex.id, listeners=[lambda e: seen.set() if e.type == "stdout" else None]))
+    task = asyncio.create_task(
+        runtime.run(ex.id, listeners=[lambda e: seen.set() if e.type == "stdout" else None])
+    )
     await asyncio.wait_for(seen.wait(), 30)
     await runtime.stop(t.identity, ex.id)
     final = await asyncio.wait_for(task, 10)
@@ -108,8 +123,9 @@ async def test_uploads_keep_only_their_base_name(db, llm, make_agent, spec_yaml,
         await runtime.run((await runtime.create(t.identity, t.team_id, agent)).id, files={"..": b"x"})
 
 
-async def test_a_package_that_cannot_be_installed_is_a_clear_tool_error(db, llm, make_agent, spec_yaml, fake_llm,
-                                                                          tmp_path):
+async def test_a_package_that_cannot_be_installed_is_a_clear_tool_error(
+    db, llm, make_agent, spec_yaml, fake_llm, tmp_path
+):
     """Cloud sandboxes (the e2b backend, here a second local server) install `runtime.packages`
     first; when pip fails the model and the person read why, instead of a later ImportError."""
     from coherex.settings import Settings
@@ -118,12 +134,19 @@ async def test_a_package_that_cannot_be_installed_is_a_clear_tool_error(db, llm,
     server, _ = start_local_sandbox(tmp_path / "cloud", pool_size=0)
     try:
         key = (tmp_path / "cloud" / "sandbox" / "api_key").read_text()
-        cloud = Settings(sandbox_backend="e2b", e2b_api_key=key, e2b_api_url=server.url, e2b_sandbox_url=server.url,
-                         data_dir=tmp_path / "unused")
+        cloud = Settings(
+            sandbox_backend="e2b",
+            e2b_api_key=key,
+            e2b_api_url=server.url,
+            e2b_sandbox_url=server.url,
+            data_dir=tmp_path / "unused",
+        )
         runtime = Runtime(db, llm=llm, settings=cloud)
         text = spec_yaml(tools=PY_TOOL) + "  runtime:\n    packages: [coherex-no-such-package-xyz]\n"
         agent = await make_agent(text)
-        fake_llm.script([ToolCall("python", {"code": "print('hi')"}), Text("The package could not be installed.")])
+        fake_llm.script(
+            [ToolCall("python", {"code": "print('hi')"}), Text("The package could not be installed.")]
+        )
         t = make_agent.tenant
         final = await runtime.run((await runtime.create(t.identity, t.team_id, agent)).id)
     finally:

@@ -18,11 +18,14 @@ async def _results(db, execution_id):
 
 
 async def test_code_that_raises_is_a_failed_step_and_the_run_completes_with_errors(
-        db, llm, make_agent, spec_yaml, fake_llm, local_sandbox):
+    db, llm, make_agent, spec_yaml, fake_llm, local_sandbox
+):
     runtime = Runtime(db, llm=llm, settings=local_sandbox[1])
     agent = await make_agent(spec_yaml(tools=PY_TOOL))
     # the answer a small model gives after a failed call: it restates the call
-    fake_llm.script([ToolCall("python", {"code": BROKEN}), Text(f'I called: python({{"code": "{BROKEN[:20]}…"}})')])
+    fake_llm.script(
+        [ToolCall("python", {"code": BROKEN}), Text(f'I called: python({{"code": "{BROKEN[:20]}…"}})')]
+    )
     t = make_agent.tenant
     final = await runtime.run((await runtime.create(t.identity, t.team_id, agent)).id)
 
@@ -38,11 +41,17 @@ async def test_code_that_raises_is_a_failed_step_and_the_run_completes_with_erro
 
 
 async def test_a_failure_the_agent_recovered_from_is_a_success_with_its_error_counted(
-        db, llm, make_agent, spec_yaml, fake_llm, local_sandbox):
+    db, llm, make_agent, spec_yaml, fake_llm, local_sandbox
+):
     runtime = Runtime(db, llm=llm, settings=local_sandbox[1])
     agent = await make_agent(spec_yaml(tools=PY_TOOL))
-    fake_llm.script([ToolCall("python", {"code": "1/0"}), ToolCall("python", {"code": "print(6 * 7)"}),
-                     Text("The answer is 42.")])
+    fake_llm.script(
+        [
+            ToolCall("python", {"code": "1/0"}),
+            ToolCall("python", {"code": "print(6 * 7)"}),
+            Text("The answer is 42."),
+        ]
+    )
     t = make_agent.tenant
     final = await runtime.run((await runtime.create(t.identity, t.team_id, agent)).id)
     assert [r.payload["ok"] for r in await _results(db, final.id)] == [False, True]

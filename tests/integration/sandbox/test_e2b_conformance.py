@@ -62,7 +62,9 @@ async def test_connect_reaches_the_same_running_sandbox(box, opts):
 
 async def test_list_filters_by_metadata_and_pages(opts):
     tag = f"list-{time.time_ns()}"
-    boxes = [await AsyncSandbox.create(metadata={"tag": tag, "n": str(i)}, timeout=60, **opts) for i in range(3)]
+    boxes = [
+        await AsyncSandbox.create(metadata={"tag": tag, "n": str(i)}, timeout=60, **opts) for i in range(3)
+    ]
     try:
         found = AsyncSandbox.list(query=SandboxQuery(metadata={"tag": tag}), limit=2, **opts)
         first = await found.next_items()
@@ -70,7 +72,9 @@ async def test_list_filters_by_metadata_and_pages(opts):
         rest = await found.next_items()
         assert {s.sandbox_id for s in first + rest} == {b.sandbox_id for b in boxes}
         assert not found.has_next
-        one = await AsyncSandbox.list(query=SandboxQuery(metadata={"tag": tag, "n": "1"}), **opts).next_items()
+        one = await AsyncSandbox.list(
+            query=SandboxQuery(metadata={"tag": tag, "n": "1"}), **opts
+        ).next_items()
         assert [s.sandbox_id for s in one] == [boxes[1].sandbox_id]
     finally:
         for b in boxes:
@@ -96,7 +100,9 @@ async def test_a_sandbox_killed_mid_command_says_it_was_not_found(box):
 
 async def test_a_sandbox_killed_mid_run_code_raises_the_sdks_exception(box):
     asyncio.get_running_loop().call_later(1.0, lambda: asyncio.ensure_future(box.kill()))
-    with pytest.raises(e2b_exc.TimeoutException, match="sandbox was killed while the request was in progress"):
+    with pytest.raises(
+        e2b_exc.TimeoutException, match="sandbox was killed while the request was in progress"
+    ):
         await box.run_code("import time; time.sleep(60)", timeout=30)
 
 
@@ -135,7 +141,8 @@ async def test_display_and_ipython_display_objects(box):
         "from IPython.display import display, HTML, Markdown\n"
         "display(HTML('<b>bold</b>'))\n"
         "display({'text/latex': r'\\text{CustomReprObject}'}, raw=True)\n"
-        "Markdown('# title')")
+        "Markdown('# title')"
+    )
     assert result.error is None, result.error
     html, latex, markdown = result.results
     assert html.html == "<b>bold</b>" and not html.is_main_result
@@ -144,20 +151,40 @@ async def test_display_and_ipython_display_objects(box):
 
 
 CHARTS = {
-    "bar": ("plt.bar(['A', 'B', 'C'], [1, 3, 2])\nplt.title('Sales')\nplt.xlabel('Shop')\nplt.ylabel('Units [pcs]')",
-            lambda c: [(e.label, e.value) for e in c.elements] == [("A", 1), ("B", 3), ("C", 2)]
-            and c.title == "Sales" and c.x_label == "Shop" and c.y_unit == "pcs"),
-    "line": ("import numpy as np\nx = np.linspace(0, 6, 50)\nplt.plot(x, np.sin(x), label='sin')\n"
-             "plt.plot(x, np.cos(x), label='cos')\nplt.xlabel('Time (s)')",
-             lambda c: [e.label for e in c.elements] == ["sin", "cos"] and len(c.elements[0].points) == 50
-             and c.x_unit == "s" and all(isinstance(t, float) for t in c.x_ticks)),
-    "pie": ("plt.pie([90, 10], labels=['No', 'Yes'])",
-            lambda c: [(e.label, e.angle) for e in c.elements] == [("No", 324), ("Yes", 36)]),
-    "scatter": ("plt.scatter([1, 2, 3], [4, 5, 6], label='a')\nplt.scatter([1], [2], label='b')",
-                lambda c: [(e.label, len(e.points)) for e in c.elements] == [("a", 3), ("b", 1)]),
-    "box_and_whisker": ("plt.boxplot([[1, 2, 3, 4, 5], [2, 3, 4, 5, 9]], tick_labels=['x', 'y'], patch_artist=True)",
-                        lambda c: [(e.label, e.median) for e in c.elements] == [("x", 3), ("y", 4)]
-                        and (c.elements[1].max, c.elements[1].outliers) == (5, [9])),
+    "bar": (
+        "plt.bar(['A', 'B', 'C'], [1, 3, 2])\nplt.title('Sales')\nplt.xlabel('Shop')\nplt.ylabel('Units [pcs]')",
+        lambda c: (
+            [(e.label, e.value) for e in c.elements] == [("A", 1), ("B", 3), ("C", 2)]
+            and c.title == "Sales"
+            and c.x_label == "Shop"
+            and c.y_unit == "pcs"
+        ),
+    ),
+    "line": (
+        "import numpy as np\nx = np.linspace(0, 6, 50)\nplt.plot(x, np.sin(x), label='sin')\n"
+        "plt.plot(x, np.cos(x), label='cos')\nplt.xlabel('Time (s)')",
+        lambda c: (
+            [e.label for e in c.elements] == ["sin", "cos"]
+            and len(c.elements[0].points) == 50
+            and c.x_unit == "s"
+            and all(isinstance(t, float) for t in c.x_ticks)
+        ),
+    ),
+    "pie": (
+        "plt.pie([90, 10], labels=['No', 'Yes'])",
+        lambda c: [(e.label, e.angle) for e in c.elements] == [("No", 324), ("Yes", 36)],
+    ),
+    "scatter": (
+        "plt.scatter([1, 2, 3], [4, 5, 6], label='a')\nplt.scatter([1], [2], label='b')",
+        lambda c: [(e.label, len(e.points)) for e in c.elements] == [("a", 3), ("b", 1)],
+    ),
+    "box_and_whisker": (
+        "plt.boxplot([[1, 2, 3, 4, 5], [2, 3, 4, 5, 9]], tick_labels=['x', 'y'], patch_artist=True)",
+        lambda c: (
+            [(e.label, e.median) for e in c.elements] == [("x", 3), ("y", 4)]
+            and (c.elements[1].max, c.elements[1].outliers) == (5, [9])
+        ),
+    ),
 }
 
 
@@ -173,7 +200,8 @@ async def test_matplotlib_charts_come_back_as_e2b_chart_data(box):
 
 async def test_images_shown_by_pil_come_back_as_png(box):
     result = await box.run_code(
-        "from PIL import Image\nImage.new('RGB', (4, 4), 'red').show()\nprint('shown')", timeout=120)
+        "from PIL import Image\nImage.new('RGB', (4, 4), 'red').show()\nprint('shown')", timeout=120
+    )
     assert result.error is None, result.error
     assert base64.b64decode(result.results[0].png).startswith(b"\x89PNG")
     assert result.logs.stdout == ["shown\n"]
@@ -205,7 +233,9 @@ async def test_javascript_runs_inside_the_box_with_state(box):
     assert (await box.run_code("String(process.env.FOO)", language="js")).text == "undefined"
     await box.run_code("const add = (x, y) => x + y", language="js")
     assert (await box.run_code("add(1, 2)", language="js")).text == "3"
-    assert (await box.run_code("async function f() { return 'awaited' }\nawait f()", language="js")).text == "awaited"
+    assert (
+        await box.run_code("async function f() { return 'awaited' }\nawait f()", language="js")
+    ).text == "awaited"
     assert (await box.run_code("process.cwd()", language="js")).text == "/home/user"
     # the same isolation as Python: the box's hostname, no host files
     assert (await box.run_code("require('os').hostname()", language="js")).text == "sandbox"
@@ -241,20 +271,29 @@ async def test_bash_language_and_unknown_languages(box):
 
 
 async def test_filesystem_operations_as_envd_does_them(box):
-    written = await box.files.write_files([{"path": "a/one.txt", "data": "1"}, {"path": "a/two.txt", "data": "22"}])
+    written = await box.files.write_files(
+        [{"path": "a/one.txt", "data": "1"}, {"path": "a/two.txt", "data": "22"}]
+    )
     assert [w.path for w in written] == ["/home/user/a/one.txt", "/home/user/a/two.txt"]
     moved = await box.files.rename("a/two.txt", "a/b/two.txt")
     assert moved.path == "/home/user/a/b/two.txt"
     assert [e.path for e in await box.files.list("a", depth=1)] == ["/home/user/a/b", "/home/user/a/one.txt"]
     assert [e.path for e in await box.files.list("a", depth=2)] == [
-        "/home/user/a/b", "/home/user/a/b/two.txt", "/home/user/a/one.txt"]
+        "/home/user/a/b",
+        "/home/user/a/b/two.txt",
+        "/home/user/a/one.txt",
+    ]
     info = await box.files.get_info("a/one.txt")
     assert (info.permissions, info.mode, info.type) == ("-rw-r--r--", 0o644, FileType.FILE)
     assert (await box.files.get_info("a")).permissions == "drwxr-xr-x"
     await box.commands.run("ln -s /home/user/a/one.txt /home/user/link")
     link = await box.files.get_info("link")
     # newer envd: `type` is the target's, `is_symlink` marks the link; the SDK reports SYMLINK
-    assert (link.type, link.symlink_target, link.permissions[0]) == (FileType.SYMLINK, "/home/user/a/one.txt", "L")
+    assert (link.type, link.symlink_target, link.permissions[0]) == (
+        FileType.SYMLINK,
+        "/home/user/a/one.txt",
+        "L",
+    )
     assert await box.files.make_dir("newdir") is True
     assert await box.files.make_dir("newdir") is False
     await box.files.remove("not/there.txt")  # no error, as envd (os.RemoveAll)
@@ -273,8 +312,10 @@ async def test_signed_file_urls(opts):
     sandbox = await AsyncSandbox.create(secure=True, timeout=60, **opts)
     try:
         async with httpx.AsyncClient() as http:
-            up = await http.post(sandbox.upload_url("up.txt", use_signature_expiration=60),
-                                 files={"file": ("up.txt", b"uploaded")})
+            up = await http.post(
+                sandbox.upload_url("up.txt", use_signature_expiration=60),
+                files={"file": ("up.txt", b"uploaded")},
+            )
             assert up.status_code == 200, up.text
             down = await http.get(sandbox.download_url("up.txt", use_signature_expiration=60))
             assert (down.status_code, down.content) == (200, b"uploaded")
@@ -298,8 +339,11 @@ async def test_watch_dir_reports_what_happens_in_it(box):
     await box.files.write("watched/nested/f.txt", "x")
     await asyncio.wait_for(arrived.wait(), 10)
     await handle.stop()
-    assert seen[:3] == [(FilesystemEventType.CREATE, "nested/f.txt"), (FilesystemEventType.CHMOD, "nested/f.txt"),
-                        (FilesystemEventType.WRITE, "nested/f.txt")]
+    assert seen[:3] == [
+        (FilesystemEventType.CREATE, "nested/f.txt"),
+        (FilesystemEventType.CHMOD, "nested/f.txt"),
+        (FilesystemEventType.WRITE, "nested/f.txt"),
+    ]
     with pytest.raises(e2b_exc.NotFoundException):
         await box.files.watch_dir("not-there", on_event=on_event)
 

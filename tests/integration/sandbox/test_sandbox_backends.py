@@ -14,11 +14,18 @@ async def test_e2b_backend_is_the_same_sdk_path_with_other_settings(tmp_path, sa
     second, local = make_server(tmp_path / "second", pool_size=0)
     try:
         key = (tmp_path / "second" / "sandbox" / "api_key").read_text()
-        cloud = Settings(sandbox_backend="e2b", e2b_api_key=key, e2b_api_url=second.url,
-                         e2b_sandbox_url=second.url, data_dir=tmp_path / "unused")
+        cloud = Settings(
+            sandbox_backend="e2b",
+            e2b_api_key=key,
+            e2b_api_url=second.url,
+            e2b_sandbox_url=second.url,
+            data_dir=tmp_path / "unused",
+        )
         assert cloud.sandbox == "e2b"
         async with await open_sandbox(cloud) as box:
-            assert (await box.run_code("'served by the second instance'")).text == "served by the second instance"
+            assert (
+                await box.run_code("'served by the second instance'")
+            ).text == "served by the second instance"
         # the first server's key is not valid on the second one
         wrong = cloud.model_copy(update={"e2b_api_key": sandbox_settings_key(sandbox_settings)})
         with pytest.raises(SandboxAuthError):

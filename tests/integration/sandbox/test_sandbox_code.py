@@ -49,7 +49,9 @@ async def test_stdout_streams_line_by_line_before_the_code_ends(sbx):
 
 
 async def test_output_of_subprocesses_and_stderr_is_captured(sbx):
-    result = await sbx.run_code("import os, sys\nos.system('echo from-shell')\nprint('oops', file=sys.stderr)")
+    result = await sbx.run_code(
+        "import os, sys\nos.system('echo from-shell')\nprint('oops', file=sys.stderr)"
+    )
     assert "from-shell" in result.stdout
     assert result.stderr == "oops\n"
 
@@ -66,7 +68,8 @@ async def test_user_exception_is_data_not_raised(sbx):
 
 async def test_matplotlib_figure_comes_back_as_png(sbx):
     result = await sbx.run_code(
-        "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.title('t')\nplt.show()", timeout=120)
+        "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.title('t')\nplt.show()", timeout=120
+    )
     assert result.error is None, result.error
     pngs = [r["png"] for r in result.results if "png" in r]
     assert len(pngs) == 1
@@ -74,8 +77,9 @@ async def test_matplotlib_figure_comes_back_as_png(sbx):
 
 
 async def test_a_figure_comes_back_with_its_chart_data(sbx):
-    result = await sbx.run_code("import matplotlib.pyplot as plt\nplt.bar(['a', 'b'], [3, 5])\nplt.title('Votes')",
-                                timeout=120)
+    result = await sbx.run_code(
+        "import matplotlib.pyplot as plt\nplt.bar(['a', 'b'], [3, 5])\nplt.title('Votes')", timeout=120
+    )
     assert result.error is None, result.error
     [figure] = result.results
     assert figure["chart"]["type"] == "bar" and figure["chart"]["title"] == "Votes"
@@ -85,7 +89,8 @@ async def test_a_figure_comes_back_with_its_chart_data(sbx):
 
 async def test_dataframe_comes_back_as_table_data(sbx):
     result = await sbx.run_code(
-        "import pandas as pd\npd.DataFrame({'city': ['Oslo', 'Rome'], 'temp': [3.5, 17.0]})", timeout=120)
+        "import pandas as pd\npd.DataFrame({'city': ['Oslo', 'Rome'], 'temp': [3.5, 17.0]})", timeout=120
+    )
     assert result.error is None, result.error
     main = next(r for r in result.results if r["is_main_result"])
     assert main["data"]["columns"] == ["city", "temp"]
@@ -95,7 +100,8 @@ async def test_dataframe_comes_back_as_table_data(sbx):
 
 async def test_plotly_figure_comes_back_as_json(sbx):
     result = await sbx.run_code(
-        "import plotly.graph_objects as go\ngo.Figure(go.Bar(x=['a', 'b'], y=[1, 2]))", timeout=120)
+        "import plotly.graph_objects as go\ngo.Figure(go.Bar(x=['a', 'b'], y=[1, 2]))", timeout=120
+    )
     assert result.error is None, result.error
     main = next(r for r in result.results if r["is_main_result"])
     assert main["json"]["data"][0]["type"] == "bar"
@@ -134,20 +140,32 @@ async def test_kill_is_idempotent_and_a_killed_sandbox_says_so(sandbox_settings)
         raise AssertionError("a killed sandbox ran code")
 
 
-@pytest.mark.parametrize("code, status, out, err", [
-    ("print('hello')", 0, "hello", ""),
-    ("import sys\nprint('bye')\nsys.exit()", 0, "bye", ""),
-    ("import sys\nsys.exit(3)", 3, "", ""),
-    ("import sys\nsys.exit('bad input file')", 1, "", "bad input file"),
-    ("1/0", 1, "", "ZeroDivisionError"),
-])
+@pytest.mark.parametrize(
+    "code, status, out, err",
+    [
+        ("print('hello')", 0, "hello", ""),
+        ("import sys\nprint('bye')\nsys.exit()", 0, "bye", ""),
+        ("import sys\nsys.exit(3)", 3, "", ""),
+        ("import sys\nsys.exit('bad input file')", 1, "", "bad input file"),
+        ("1/0", 1, "", "ZeroDivisionError"),
+    ],
+)
 def test_cli_exec_exits_with_the_codes_status(sandbox_settings, code, status, out, err):
     """`coherex sandbox exec` ends like `python file.py` would: sys.exit's status, its message."""
-    env = {**os.environ, "COHEREX_DATA_DIR": str(sandbox_settings.data_dir),
-           "COHEREX_SANDBOX_PORT": str(sandbox_settings.sandbox_port)}
+    env = {
+        **os.environ,
+        "COHEREX_DATA_DIR": str(sandbox_settings.data_dir),
+        "COHEREX_SANDBOX_PORT": str(sandbox_settings.sandbox_port),
+    }
     env.pop("E2B_API_KEY", None)
-    res = subprocess.run([sys.executable, "-m", "coherex", "sandbox", "exec", "-"], input=code, env=env,
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "coherex", "sandbox", "exec", "-"],
+        input=code,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == status, res.stderr
     assert res.stdout.strip() == out
     assert err in res.stderr and ("SystemExit" not in res.stderr)

@@ -25,8 +25,9 @@ async def platform_unharmed(sandbox_settings):
         assert (await box.run_code("6 * 7")).text == "42"
 
 
-@pytest.mark.parametrize("path", [str(Path.home() / ".bashrc"), f"{PROJECT}/pyproject.toml", "/etc/shadow",
-                                  "/etc/passwd"])
+@pytest.mark.parametrize(
+    "path", [str(Path.home() / ".bashrc"), f"{PROJECT}/pyproject.toml", "/etc/shadow", "/etc/passwd"]
+)
 async def test_host_files_are_not_visible(sbx, path):
     result = await sbx.run_code(f"open({path!r}).read()")
     assert result.error is not None
@@ -34,8 +35,7 @@ async def test_host_files_are_not_visible(sbx, path):
 
 
 async def test_root_holds_only_the_read_only_interpreter(sbx):
-    result = await sbx.run_code(
-        "import os\nsorted(os.listdir('/root')), open(os.__file__ + 'x', 'w')")
+    result = await sbx.run_code("import os\nsorted(os.listdir('/root')), open(os.__file__ + 'x', 'w')")
     assert result.error is not None and result.error["name"] in ("OSError", "PermissionError")
     assert "Read-only file system" in result.error["value"] or "Permission denied" in result.error["value"]
 
@@ -77,8 +77,7 @@ def host_listener():
 
 async def test_host_ports_are_unreachable_with_network_off(sbx, host_listener):
     port, accepted = host_listener
-    result = await sbx.run_code(
-        f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=5)")
+    result = await sbx.run_code(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=5)")
     assert result.error is not None and result.error["name"] == "ConnectionRefusedError"
     assert accepted == []
     outside = await sbx.run_code("import socket\nsocket.create_connection(('10.0.0.1', 80), timeout=2)")
@@ -89,7 +88,9 @@ async def test_host_loopback_is_unreachable_with_network_on_too(sandbox_settings
     """A box with network has a loopback of its own (tests/security/test_sandbox_network.py has the rest)."""
     port, accepted = host_listener
     async with await open_sandbox(sandbox_settings, allow_network=True) as box:
-        result = await box.run_code(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=5)")
+        result = await box.run_code(
+            f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=5)"
+        )
         assert result.error is not None and result.error["name"] == "ConnectionRefusedError"
     assert accepted == []
 
@@ -118,7 +119,8 @@ async def test_infinite_loop_is_interrupted_at_the_timeout_and_the_sandbox_survi
 
 async def test_code_ignoring_the_interrupt_gets_its_sandbox_killed(sbx):
     result = await sbx.run_code(
-        "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass", timeout=1)
+        "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass", timeout=1
+    )
     assert result.error is not None and result.error["name"] == "TimeoutError"
     with pytest.raises(SandboxNotFound, match="not running"):
         for _ in range(100):  # the server kills it after a short grace period
@@ -136,4 +138,3 @@ async def test_writing_5_gb_to_disk_fails_with_a_clear_error(sbx):
     assert result.error is not None
     assert result.error["name"] == "OSError"
     assert "No space left on device" in result.error["value"] or "File too large" in result.error["value"]
-

@@ -19,8 +19,9 @@ from coherex.store.migrate import MIGRATIONS_DIR, migrate, state
 
 
 def coherex(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "coherex", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "coherex", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.fixture
@@ -44,7 +45,11 @@ def test_start_migrate_status_and_restart_keep_data(data_env):
     assert again.returncode == 0 and "up to date" in again.stdout
 
     status = json.loads(coherex(env, "db", "status", "--json").stdout)
-    assert status["running"] and status["pending"] == [] and status["applied"] > len(list(MIGRATIONS_DIR.glob("*.sql")))
+    assert (
+        status["running"]
+        and status["pending"] == []
+        and status["applied"] > len(list(MIGRATIONS_DIR.glob("*.sql")))
+    )
 
     url = coherex(env, "db", "url", "--admin").stdout.strip()
     with psycopg.connect(url, autocommit=True) as conn:
@@ -131,8 +136,11 @@ def test_edited_migration_is_refused(db_urls, tmp_path):
 
 
 def test_unreachable_database_is_a_clear_message(tmp_path):
-    env = {**os.environ, "DATABASE_URL": f"postgresql://x:y@127.0.0.1:{free_port()}/nope",
-           "COHEREX_DATA_DIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgresql://x:y@127.0.0.1:{free_port()}/nope",
+        "COHEREX_DATA_DIR": str(tmp_path),
+    }
     res = coherex(env, "db", "status")
     assert res.returncode == 2
     assert "Cannot reach the database" in res.stderr and "Traceback" not in res.stderr

@@ -30,9 +30,18 @@ async def test_teams_and_members(db: Database, two_teams, tenant_factory):
         assert [t.slug for t in await s.teams.list()] == ["alpha"]
         await s.members.add(alpha.team_id, dave.user_id, "member")
         members = await s.members.list(alpha.team_id)
-        assert {(m.email, m.role) for m in members} == {("alpha@example.com", "owner"), ("dave@example.com", "member")}
-        team = await s.teams.set_quotas(alpha.team_id, executions_month=100, cost_month_usd=5.5, max_concurrent_runs=2)
-        assert (team.quota_executions_month, float(team.quota_cost_month_usd), team.max_concurrent_runs) == (100, 5.5, 2)
+        assert {(m.email, m.role) for m in members} == {
+            ("alpha@example.com", "owner"),
+            ("dave@example.com", "member"),
+        }
+        team = await s.teams.set_quotas(
+            alpha.team_id, executions_month=100, cost_month_usd=5.5, max_concurrent_runs=2
+        )
+        assert (team.quota_executions_month, float(team.quota_cost_month_usd), team.max_concurrent_runs) == (
+            100,
+            5.5,
+            2,
+        )
     async with db.session(dave.identity) as s:
         assert {t.slug for t in await s.teams.list()} == {"alpha", "dave"}
 
@@ -60,20 +69,30 @@ async def test_executions_events_and_usage(db: Database, two_teams):
     alpha, _ = two_teams
     async with db.session(alpha.identity) as s:
         saved = await s.agents.save_spec(alpha.team_id, {"metadata": {"name": "runner"}}, "")
-        ex = await s.executions.create(alpha.team_id, saved.agent.id, 1, trigger="api", inputs={"since": "24h"})
+        ex = await s.executions.create(
+            alpha.team_id, saved.agent.id, 1, trigger="api", inputs={"since": "24h"}
+        )
         assert ex.status == "pending" and ex.inputs == {"since": "24h"}
         running = await s.executions.start(ex.id, worker_id="w1")
         assert running.status == "running" and running.attempts == 1
         assert await s.executions.start(ex.id, worker_id="w2") is None  # never taken twice
-        e1 = await s.executions.add_event(running, "llm_call", name="gpt", tokens_in=10, tokens_out=5, cost_usd=0.001)
-        e2 = await s.executions.add_event(running, "tool_call", name="python", parent_seq=e1.seq, payload={"code": "1+1"})
+        e1 = await s.executions.add_event(
+            running, "llm_call", name="gpt", tokens_in=10, tokens_out=5, cost_usd=0.001
+        )
+        e2 = await s.executions.add_event(
+            running, "tool_call", name="python", parent_seq=e1.seq, payload={"code": "1+1"}
+        )
         assert (e1.seq, e2.seq) == (1, 2)
-        done = await s.executions.finish(ex.id, "completed", output={"answer": 2}, tokens_in=10, tokens_out=5,
-                                         cost_usd=0.001)
+        done = await s.executions.finish(
+            ex.id, "completed", output={"answer": 2}, tokens_in=10, tokens_out=5, cost_usd=0.001
+        )
         assert done.status == "completed" and done.output == {"answer": 2} and done.duration_ms >= 0
         assert await s.executions.finish(ex.id, "failed", error="late") is None  # final states are final
         events = await s.executions.events(ex.id)
-        assert [(e.seq, e.type, e.payload) for e in events] == [(1, "llm_call", {}), (2, "tool_call", {"code": "1+1"})]
+        assert [(e.seq, e.type, e.payload) for e in events] == [
+            (1, "llm_call", {}),
+            (2, "tool_call", {"code": "1+1"}),
+        ]
         usage = await s.audit.usage(alpha.team_id, date.today())
         assert (usage.executions, usage.tokens, float(usage.cost_usd)) == (1, 15, 0.001)
 
@@ -104,13 +123,16 @@ async def test_knowledge_documents_dedupe(db: Database, two_teams):
     alpha, _ = two_teams
     async with db.session(alpha.identity) as s:
         coll = await s.knowledge.create_collection(alpha.team_id, "handbook")
-        doc, created = await s.knowledge.add_document(coll, source="a.md", title="A", mime_type="text/markdown",
-                                                      content_hash="abc", size_bytes=10)
-        again, created_again = await s.knowledge.add_document(coll, source="copy.md", title="A", mime_type="text/markdown",
-                                                              content_hash="abc", size_bytes=10)
+        doc, created = await s.knowledge.add_document(
+            coll, source="a.md", title="A", mime_type="text/markdown", content_hash="abc", size_bytes=10
+        )
+        again, created_again = await s.knowledge.add_document(
+            coll, source="copy.md", title="A", mime_type="text/markdown", content_hash="abc", size_bytes=10
+        )
         assert created and not created_again and again.id == doc.id
-        await s.knowledge.add_chunks(doc, [("alpha text", "h1", {"section": "1"}, [0.0] * 383 + [1.0]),
-                                           ("beta text", "h2", {}, None)])
+        await s.knowledge.add_chunks(
+            doc, [("alpha text", "h1", {"section": "1"}, [0.0] * 383 + [1.0]), ("beta text", "h2", {}, None)]
+        )
         await s.knowledge.set_document_status(doc.id, "ready")
         assert [c.content for c in await s.knowledge.chunks(doc.id)] == ["alpha text", "beta text"]
         assert (await s.knowledge.list_documents(coll.id))[0].chunk_count == 2
@@ -145,7 +167,14 @@ async def test_notify_arrives_on_status_change(db: Database, db_urls, two_teams)
             await s.executions.add_event(running, "log", payload={"line": "hi"})
         notes = aiter(listener)
         received = [await asyncio.wait_for(anext(notes), 5), await asyncio.wait_for(anext(notes), 5)]
-    assert received[0] == ("coherex_executions", {"id": str(ex.id), "team_id": str(alpha.team_id),
-                                                  "agent_id": str(saved.agent.id), "status": "running",
-                                                  "cancel_requested": False})
+    assert received[0] == (
+        "coherex_executions",
+        {
+            "id": str(ex.id),
+            "team_id": str(alpha.team_id),
+            "agent_id": str(saved.agent.id),
+            "status": "running",
+            "cancel_requested": False,
+        },
+    )
     assert received[1][0] == "coherex_events" and received[1][1]["seq"] == 1

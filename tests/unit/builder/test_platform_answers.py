@@ -12,8 +12,10 @@ from coherex.runtime.extractive import extract_answer
 
 def test_the_csv_report_has_the_real_figures(tmp_path):
     path = tmp_path / "sales.csv"
-    path.write_text("month;region;sales\n2026-01;north;100\n2026-01;south;80\n2026-02;north;120\n2026-02;south;50\n"
-                    "2026-02;south;50\n")
+    path.write_text(
+        "month;region;sales\n2026-01;north;100\n2026-01;south;80\n2026-02;north;120\n2026-02;south;50\n"
+        "2026-02;south;50\n"
+    )
     report = summarize_file(path)["report"]
     assert "sales.csv: 5 rows, 3 columns (month, region, sales)." in report  # `;` was detected
     assert "sales: total 400, average 80, min 50, max 120." in report
@@ -31,15 +33,29 @@ def test_missing_values_and_outliers_are_reported(tmp_path):
 
 def test_the_sandbox_code_runs_as_a_script_and_prints_the_report(tmp_path):
     (tmp_path / "data.csv").write_text("region,amount\nnorth,10\nsouth,20\nnorth,30\n")
-    out = subprocess.run([sys.executable, "-c", sandbox_code("data.csv")], cwd=tmp_path, capture_output=True,
-                         text=True, check=True).stdout
-    assert "amount: total 60, average 20, min 10, max 30." in out and "amount by region: north 40, south 20." in out
+    out = subprocess.run(
+        [sys.executable, "-c", sandbox_code("data.csv")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert (
+        "amount: total 60, average 20, min 10, max 30." in out
+        and "amount by region: north 40, south 20." in out
+    )
 
 
 def test_the_extractive_answer_quotes_the_passage_and_cites_it():
-    passages = [{"ref": 1, "title": "Refunds", "text": "# Refunds\nCustomers can ask for a refund within 30 days "
-                 "of purchase.\nOur office is in Lisbon."},
-                {"ref": 2, "title": "Holidays", "text": "New employees get 25 vacation days a year."}]
+    passages = [
+        {
+            "ref": 1,
+            "title": "Refunds",
+            "text": "# Refunds\nCustomers can ask for a refund within 30 days "
+            "of purchase.\nOur office is in Lisbon.",
+        },
+        {"ref": 2, "title": "Holidays", "text": "New employees get 25 vacation days a year."},
+    ]
     found = extract_answer("How many vacation days do new employees get?", passages)
     assert found["answer"].startswith("New employees get 25 vacation days a year. [2]")
     assert found["sources"][0] == "[2] Holidays"

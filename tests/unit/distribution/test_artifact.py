@@ -17,24 +17,30 @@ from coherex.spec.importers import docker_agent
 ROOT = Path(__file__).resolve().parents[3]
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("ghcr.io/acme/inbox-digest:1.2", ("ghcr.io", "acme/inbox-digest", "1.2", None)),
-    ("127.0.0.1:5000/a/b", ("127.0.0.1:5000", "a/b", "7", None)),
-    ("localhost/a@sha256:" + "a" * 64, ("localhost", "a", None, "sha256:" + "a" * 64)),
-    ("docker.io/pirate:latest", ("registry-1.docker.io", "library/pirate", "latest", None)),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("ghcr.io/acme/inbox-digest:1.2", ("ghcr.io", "acme/inbox-digest", "1.2", None)),
+        ("127.0.0.1:5000/a/b", ("127.0.0.1:5000", "a/b", "7", None)),
+        ("localhost/a@sha256:" + "a" * 64, ("localhost", "a", None, "sha256:" + "a" * 64)),
+        ("docker.io/pirate:latest", ("registry-1.docker.io", "library/pirate", "latest", None)),
+    ],
+)
 def test_references(text, expected):
     r = Reference.parse(text, default_tag="7")
     assert (r.registry, r.repository, r.tag, r.digest) == expected
 
 
-@pytest.mark.parametrize("text,message", [
-    ("acme/agent:1", "names no registry host"),
-    ("ghcr.io/Acme/agent", "repository 'Acme/agent' is not valid"),
-    ("ghcr.io/acme/agent@sha256:xyz", "is not sha256:"),
-    ("ghcr.io/acme/agent:bad/tag", "not valid"),
-    ("not a reference", "is not a registry reference"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("acme/agent:1", "names no registry host"),
+        ("ghcr.io/Acme/agent", "repository 'Acme/agent' is not valid"),
+        ("ghcr.io/acme/agent@sha256:xyz", "is not sha256:"),
+        ("ghcr.io/acme/agent:bad/tag", "not valid"),
+        ("not a reference", "is not a registry reference"),
+    ],
+)
 def test_bad_references_say_what_is_wrong(text, message):
     with pytest.raises(UserError, match=message):
         Reference.parse(text)
@@ -48,17 +54,34 @@ def test_plain_http_only_for_loopback():
 def test_artifact_names_sources_by_name_and_type_and_is_deterministic():
     text = (ROOT / "templates" / "email-digest.yaml").read_text()
     spec = yaml.safe_load(text)
-    build = lambda: art.build(spec, text, version=3, created="2026-12-01T00:00:00Z",  # noqa: E731
-                              source_types={"work-mail": "gmail"}, files={"prompt.md": b"hi"})
+    build = lambda: art.build(
+        spec,
+        text,
+        version=3,
+        created="2026-12-01T00:00:00Z",  # noqa: E731
+        source_types={"work-mail": "gmail"},
+        files={"prompt.md": b"hi"},
+    )
     a = build()
     assert a.digest == build().digest  # same version, same digest: a re-push changes nothing
     manifest = json.loads(a.manifest)
     assert [x["mediaType"] for x in manifest["layers"]] == [art.SPEC_MEDIA_TYPE, art.FILE_MEDIA_TYPE]
     assert manifest["layers"][1]["annotations"][art.TITLE] == "prompt.md"
     config = json.loads(a.config.data)
-    assert config["dataSources"] == [{"name": "team-slack", "type": "slack"}, {"name": "work-mail", "type": "gmail"}]
-    assert set(config) == {"name", "description", "version", "apiVersion", "tools", "dataSources", "collections",
-                           "coherexVersion"}
+    assert config["dataSources"] == [
+        {"name": "team-slack", "type": "slack"},
+        {"name": "work-mail", "type": "gmail"},
+    ]
+    assert set(config) == {
+        "name",
+        "description",
+        "version",
+        "apiVersion",
+        "tools",
+        "dataSources",
+        "collections",
+        "coherexVersion",
+    }
 
 
 @pytest.mark.parametrize("name", ["../etc/passwd", ".bashrc", "a\x00b"])

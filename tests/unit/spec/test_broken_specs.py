@@ -84,8 +84,7 @@ CASES: list[tuple[str, bytes | str, list[str]]] = [
         "duplicate_tool",
         VALID.replace(
             "  triggers:",
-            "    - use: slack.post_message\n      dataSource: team-slack\n"
-            "      access: write\n  triggers:",
+            "    - use: slack.post_message\n      dataSource: team-slack\n      access: write\n  triggers:",
         ),
         ["spec.tools[2]", "duplicate tool 'slack.post_message'"],
     ),

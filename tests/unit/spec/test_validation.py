@@ -85,8 +85,7 @@ def test_placeholders_must_be_declared_inputs_and_are_rendered():
     assert "refers to input {{team}}" in messages(validate(text))["spec.instructions"]
     text = text.replace(
         "  tools:",
-        "  inputs:\n    since: {type: string, default: 1d}\n"
-        "    team: {type: string, default: ops}\n  tools:",
+        "  inputs:\n    since: {type: string, default: 1d}\n    team: {type: string, default: ops}\n  tools:",
     )
     spec = load_spec(text)
     assert render_instructions(spec, {"team": "sales"}) == "Summarise mail of 1d for sales.\n"
@@ -104,7 +103,7 @@ def test_trigger_has_exactly_one_kind():
 
 def test_enum_and_default_must_agree():
     text = VALID.replace(
-        "  tools:", "  inputs:\n    tone: {type: string, enum: [short, long], default: medium}\n" "  tools:"
+        "  tools:", "  inputs:\n    tone: {type: string, enum: [short, long], default: medium}\n  tools:"
     )
     assert "not one of enum" in messages(validate(text))["spec.inputs.tone.default"]
 
@@ -169,9 +168,15 @@ def test_knowledge_search_without_a_collection_is_refused_when_validated():
     """Not at run time ("There is no collection None"): the spec names what it searches."""
     from coherex.spec import validate
 
-    report = validate({"apiVersion": "coherex/v1", "kind": "Agent", "metadata": {"name": "qa"},
-                       "spec": {"instructions": "Answer from the handbook.", "tools": [{"use": "knowledge.search"}]}},
-                      collections={"handbook"})
+    report = validate(
+        {
+            "apiVersion": "coherex/v1",
+            "kind": "Agent",
+            "metadata": {"name": "qa"},
+            "spec": {"instructions": "Answer from the handbook.", "tools": [{"use": "knowledge.search"}]},
+        },
+        collections={"handbook"},
+    )
     [problem] = report.errors
     assert problem.path == "spec.tools[0].collection" and "needs a collection" in problem.message
     assert "handbook" in str(problem)

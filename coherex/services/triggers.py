@@ -50,11 +50,14 @@ def next_fire(cron: str, tz: str, after: datetime) -> datetime:
     return croniter(cron, local).get_next(datetime).astimezone(timezone.utc)
 
 
-async def sync_schedules(session: Session, agent: Agent, spec: AgentSpec, now: datetime | None = None) -> None:
+async def sync_schedules(
+    session: Session, agent: Agent, spec: AgentSpec, now: datetime | None = None
+) -> None:
     now = now or datetime.now(timezone.utc)
     schedules = [
         (i, t.schedule.cron, t.schedule.timezone, next_fire(t.schedule.cron, t.schedule.timezone, now))
-        for i, t in enumerate(spec.spec.triggers or []) if t.schedule is not None
+        for i, t in enumerate(spec.spec.triggers or [])
+        if t.schedule is not None
     ]
     await session.triggers.replace_schedules(agent.id, agent.team_id, schedules)
 
@@ -71,11 +74,25 @@ async def fire_due_schedules(db: Database, now: datetime | None = None) -> list[
                 await check_quota(s, due.team_id)
                 inputs = check_inputs(load_spec(version.spec), {})
             except (QuotaExceeded, UserError) as exc:
-                await s.audit.record(due.team_id, "schedule.skipped", target_type="agent",
-                                     target_id=str(due.agent_id), details={"reason": str(exc)}, actor_kind="system")
+                await s.audit.record(
+                    due.team_id,
+                    "schedule.skipped",
+                    target_type="agent",
+                    target_id=str(due.agent_id),
+                    details={"reason": str(exc)},
+                    actor_kind="system",
+                )
             else:
-                created.append(await s.executions.create(
-                    due.team_id, due.agent_id, agent.current_version, trigger="schedule", inputs=inputs, queue=True))
+                created.append(
+                    await s.executions.create(
+                        due.team_id,
+                        due.agent_id,
+                        agent.current_version,
+                        trigger="schedule",
+                        inputs=inputs,
+                        queue=True,
+                    )
+                )
             await s.triggers.mark_fired(due, now, next_fire(due.cron, due.timezone, now))
     return created
 
@@ -88,35 +105,46 @@ def sign(secret: str, body: bytes, delivery_id: str, timestamp: int | None = Non
     return f"t={t},v1={mac}"
 
 
-def signed_headers(secret: str, body: bytes, delivery_id: str | None = None,
-                   timestamp: int | None = None) -> dict[str, str]:
+def signed_headers(
+    secret: str, body: bytes, delivery_id: str | None = None, timestamp: int | None = None
+) -> dict[str, str]:
     """Both headers of a webhook call (a fresh delivery id unless one is given)."""
     delivery_id = delivery_id or secrets.token_hex(16)
-    return {"X-Coherex-Signature": sign(secret, body, delivery_id, timestamp), "X-Coherex-Delivery": delivery_id}
+    return {
+        "X-Coherex-Signature": sign(secret, body, delivery_id, timestamp),
+        "X-Coherex-Delivery": delivery_id,
+    }
 
 
-def verify_signature(secret: str, body: bytes, header: str | None, delivery_id: str | None,
-                     now: float | None = None) -> None:
+def verify_signature(
+    secret: str, body: bytes, header: str | None, delivery_id: str | None, now: float | None = None
+) -> None:
     if not header:
         raise PermissionDenied(f"Missing {SIGNATURE_HEADER} header: webhook calls must be signed.")
     if not delivery_id or not _DELIVERY.fullmatch(delivery_id):
-        raise PermissionDenied(f"Missing or malformed {DELIVERY_HEADER} header: every webhook call needs a "
-                               "delivery id of 1-200 letters, digits, '_', ':' or '-', covered by the signature.")
+        raise PermissionDenied(
+            f"Missing or malformed {DELIVERY_HEADER} header: every webhook call needs a "
+            "delivery id of 1-200 letters, digits, '_', ':' or '-', covered by the signature."
+        )
     match = _SIGNATURE.fullmatch(header.strip())
     if match is None:
-        raise PermissionDenied(f"Malformed {SIGNATURE_HEADER} header: expected exactly "
-                               "t=<unix time>,v1=<64 hex digits>.")
+        raise PermissionDenied(
+            f"Malformed {SIGNATURE_HEADER} header: expected exactly t=<unix time>,v1=<64 hex digits>."
+        )
     t, given = int(match[1]), match[2]
     now = time.time() if now is None else now
     if abs(now - t) > TOLERANCE_SECONDS:
-        raise PermissionDenied("The webhook signature's timestamp is too old or in the future (replay refused).")
+        raise PermissionDenied(
+            "The webhook signature's timestamp is too old or in the future (replay refused)."
+        )
     expected = sign(secret, body, delivery_id, t).split("v1=", 1)[1]
     if not hmac.compare_digest(expected, given):
         raise PermissionDenied("The webhook signature does not match.")
 
 
-async def webhook_secret(session: Session, agent: Agent, *, rotate: bool = False,
-                         api_key_id: UUID | None = None) -> str:
+async def webhook_secret(
+    session: Session, agent: Agent, *, rotate: bool = False, api_key_id: UUID | None = None
+) -> str:
     """The agent's webhook secret (created on first use, or anew with `rotate`). A new secret
     remembers `api_key_id`, the key asking: the webhook's runs count against its quotas."""
     from coherex.integrations.vault import Vault
@@ -154,19 +182,33 @@ async def receive_webhook(db: Database, agent_id: UUID, body: bytes, headers: di
         if not await s.triggers.record_delivery(agent.id, agent.team_id, delivery):
             raise PermissionDenied("This webhook delivery was already received (replay refused).")
         payload = _json_body(body)
-        inputs = {hooks[0].input: payload} if hooks[0].input else (payload if isinstance(payload, dict) else {})
+        inputs = (
+            {hooks[0].input: payload} if hooks[0].input else (payload if isinstance(payload, dict) else {})
+        )
         await check_quota(s, agent.team_id)
         execution = await s.executions.create(
-            agent.team_id, agent.id, agent.current_version, trigger="webhook", inputs=check_inputs(spec, inputs),
-            queue=True, api_key_id=await s.triggers.webhook_api_key(agent.id))
-        await s.audit.record(agent.team_id, "webhook.received", target_type="execution",
-                             target_id=str(execution.id), actor_kind="system")
+            agent.team_id,
+            agent.id,
+            agent.current_version,
+            trigger="webhook",
+            inputs=check_inputs(spec, inputs),
+            queue=True,
+            api_key_id=await s.triggers.webhook_api_key(agent.id),
+        )
+        await s.audit.record(
+            agent.team_id,
+            "webhook.received",
+            target_type="execution",
+            target_id=str(execution.id),
+            actor_kind="system",
+        )
         return execution
 
 
 # ---------------------------------------------------------------------- events
-async def route_event(db: Database, team_id: UUID, source_name: str, event_type: str, data: dict[str, Any],
-                      delivery_id: str) -> list[Execution]:
+async def route_event(
+    db: Database, team_id: UUID, source_name: str, event_type: str, data: dict[str, Any], delivery_id: str
+) -> list[Execution]:
     """One execution per active agent of the team whose current version waits for this event
     (same source, same type, every `filter` field equal). A redelivered event starts nothing new."""
     created = []
@@ -175,24 +217,42 @@ async def route_event(db: Database, team_id: UUID, source_name: str, event_type:
             if agent.status != "active" or not agent.current_version:
                 continue
             spec = load_spec((await s.agents.get_version(agent.id)).spec)
-            wanted = [t.event for t in spec.spec.triggers or []
-                      if t.event and t.event.source == source_name and t.event.type == event_type
-                      and all(data.get(k) == v for k, v in (t.event.filter or {}).items())]
+            wanted = [
+                t.event
+                for t in spec.spec.triggers or []
+                if t.event
+                and t.event.source == source_name
+                and t.event.type == event_type
+                and all(data.get(k) == v for k, v in (t.event.filter or {}).items())
+            ]
             if not wanted:
                 continue
-            if delivery_id and not await s.triggers.record_delivery(agent.id, team_id, f"event:{delivery_id}"[:200]):
+            if delivery_id and not await s.triggers.record_delivery(
+                agent.id, team_id, f"event:{delivery_id}"[:200]
+            ):
                 continue
             declared = spec.spec.inputs or {}
-            inputs = {"event": data} if "event" in declared else {k: v for k, v in data.items() if k in declared}
+            inputs = (
+                {"event": data} if "event" in declared else {k: v for k, v in data.items() if k in declared}
+            )
             try:
                 await check_quota(s, team_id)
                 inputs = check_inputs(spec, inputs)
             except (QuotaExceeded, UserError) as exc:
-                await s.audit.record(team_id, "event.skipped", target_type="agent", target_id=str(agent.id),
-                                     details={"reason": str(exc), "event": event_type}, actor_kind="system")
+                await s.audit.record(
+                    team_id,
+                    "event.skipped",
+                    target_type="agent",
+                    target_id=str(agent.id),
+                    details={"reason": str(exc), "event": event_type},
+                    actor_kind="system",
+                )
                 continue
-            created.append(await s.executions.create(team_id, agent.id, agent.current_version, trigger="event",
-                                                     inputs=inputs, queue=True))
+            created.append(
+                await s.executions.create(
+                    team_id, agent.id, agent.current_version, trigger="event", inputs=inputs, queue=True
+                )
+            )
     return created
 
 

@@ -17,8 +17,23 @@ from coherex.store.db import Database, Identity
 from coherex.store.models import Agent, Member, Team
 from coherex.store.repos.invitations import ROLES, Invitation, KeyQuota, TeamUsage
 
-__all__ = ["ROLES", "accept_invitation", "create_team", "invite", "list_members", "list_teams", "remove_member",
-           "set_key_quotas", "set_network_role", "set_quotas", "set_role", "set_visibility", "share_agent", "usage", "Usage"]
+__all__ = [
+    "ROLES",
+    "accept_invitation",
+    "create_team",
+    "invite",
+    "list_members",
+    "list_teams",
+    "remove_member",
+    "set_key_quotas",
+    "set_network_role",
+    "set_quotas",
+    "set_role",
+    "set_visibility",
+    "share_agent",
+    "usage",
+    "Usage",
+]
 
 
 async def create_team(db: Database, who: Identity, slug: str, name: str) -> Team:
@@ -46,15 +61,21 @@ async def list_members(db: Database, who: Identity, team_id: UUID) -> list[Membe
         return await s.members.list(team_id)
 
 
-async def invite(db: Database, who: Identity, team_id: UUID, email: str, role: str = "member", *,
-                 days: float = 7) -> tuple[Invitation, str]:
+async def invite(
+    db: Database, who: Identity, team_id: UUID, email: str, role: str = "member", *, days: float = 7
+) -> tuple[Invitation, str]:
     """An invitation and its token (shown once). Admins invite; only owners invite owners."""
     if days <= 0 or days > 90:
         raise UserError("An invitation is valid for more than 0 and at most 90 days.")
     async with db.session(who) as s:
         inv, token = await s.invitations.create(team_id, email, role, valid_for=timedelta(days=days))
-        await s.audit.record(team_id, "invitation.create", target_type="invitation", target_id=str(inv.id),
-                             details={"email": inv.email, "role": role, "expires_at": inv.expires_at.isoformat()})
+        await s.audit.record(
+            team_id,
+            "invitation.create",
+            target_type="invitation",
+            target_id=str(inv.id),
+            details={"email": inv.email, "role": role, "expires_at": inv.expires_at.isoformat()},
+        )
     return inv, token
 
 
@@ -80,7 +101,9 @@ async def set_role(db: Database, who: Identity, team_id: UUID, email: str, role:
     uid = await _user_id(db, email)
     async with db.session(who) as s:
         if await s.members.get(team_id, uid) is None:
-            raise NotFound(f"{email} is not a member of this team.", hint="Invite them: `coherex teams invite`.")
+            raise NotFound(
+                f"{email} is not a member of this team.", hint="Invite them: `coherex teams invite`."
+            )
         return await s.members.add(team_id, uid, role)  # type: ignore[arg-type]
 
 
@@ -90,12 +113,23 @@ async def remove_member(db: Database, who: Identity, team_id: UUID, email: str) 
         await s.members.remove(team_id, uid)
 
 
-async def set_quotas(db: Database, who: Identity, team_id: UUID, *, executions_month: int | None,
-                     cost_month_usd: float | None, max_concurrent_runs: int | None) -> Team:
+async def set_quotas(
+    db: Database,
+    who: Identity,
+    team_id: UUID,
+    *,
+    executions_month: int | None,
+    cost_month_usd: float | None,
+    max_concurrent_runs: int | None,
+) -> Team:
     """Owners only (the database refuses anyone else; the change is audited by the database)."""
     async with db.session(who) as s:
-        return await s.teams.set_quotas(team_id, executions_month=executions_month, cost_month_usd=cost_month_usd,
-                                        max_concurrent_runs=max_concurrent_runs)
+        return await s.teams.set_quotas(
+            team_id,
+            executions_month=executions_month,
+            cost_month_usd=cost_month_usd,
+            max_concurrent_runs=max_concurrent_runs,
+        )
 
 
 NETWORK_ROLES = ("member", "admin", "owner")
@@ -107,21 +141,40 @@ async def set_network_role(db: Database, who: Identity, team_id: UUID, role: str
         raise UserError(f"network_min_role is one of {', '.join(NETWORK_ROLES)}, not {role!r}.")
     async with db.session(who) as s:
         team = await s.teams.set_network_min_role(team_id, role)
-        await s.audit.record(team_id, "team.network_min_role", target_type="team", target_id=str(team_id),
-                             details={"network_min_role": role})
+        await s.audit.record(
+            team_id,
+            "team.network_min_role",
+            target_type="team",
+            target_id=str(team_id),
+            details={"network_min_role": role},
+        )
         return team
 
 
-async def set_key_quotas(db: Database, who: Identity, team_id: UUID, key: str, *, executions_month: int | None,
-                         cost_month_usd: float | None, max_concurrent_runs: int | None) -> None:
+async def set_key_quotas(
+    db: Database,
+    who: Identity,
+    team_id: UUID,
+    key: str,
+    *,
+    executions_month: int | None,
+    cost_month_usd: float | None,
+    max_concurrent_runs: int | None,
+) -> None:
     """Quotas of one API key (by id, name or prefix). Owners only."""
     async with db.session(who) as s:
         keys = await s.api_keys.list(team_id)
         match = [k for k in keys if key in (str(k.id), k.name, k.prefix) and k.revoked_at is None]
         if len(match) != 1:
-            raise NotFound(f"No single live API key {key!r} in this team.", hint="`coherex keys list` shows them.")
-        await s.quotas.set_key_quotas(match[0].id, executions_month=executions_month, cost_month_usd=cost_month_usd,
-                                      max_concurrent_runs=max_concurrent_runs)
+            raise NotFound(
+                f"No single live API key {key!r} in this team.", hint="`coherex keys list` shows them."
+            )
+        await s.quotas.set_key_quotas(
+            match[0].id,
+            executions_month=executions_month,
+            cost_month_usd=cost_month_usd,
+            max_concurrent_runs=max_concurrent_runs,
+        )
 
 
 @dataclass(frozen=True)
@@ -136,22 +189,30 @@ async def usage(db: Database, who: Identity, team_id: UUID) -> Usage:
         return Usage(await s.quotas.team_usage(team_id), await s.quotas.key_usage(team_id))
 
 
-async def set_visibility(db: Database, who: Identity, team_id: UUID, agent_name: str, visibility: str) -> Agent:
+async def set_visibility(
+    db: Database, who: Identity, team_id: UUID, agent_name: str, visibility: str
+) -> Agent:
     """`personal`: only its creator sees it (and its versions and runs); `team`: the whole team."""
     async with db.session(who) as s:
         agent = await s.agents.require_by_name(team_id, agent_name)
         await s.sharing.set_visibility(agent.id, visibility)
-        await s.audit.record(team_id, "agent.visibility", target_type="agent", target_id=str(agent.id),
-                             details={"name": agent.name, "visibility": visibility})
+        await s.audit.record(
+            team_id,
+            "agent.visibility",
+            target_type="agent",
+            target_id=str(agent.id),
+            details={"name": agent.name, "visibility": visibility},
+        )
         return agent
 
 
-async def share_agent(db: Database, who: Identity, from_team: UUID, agent_name: str, to_team: UUID, *,
-                      move: bool = False) -> Agent:
+async def share_agent(
+    db: Database, who: Identity, from_team: UUID, agent_name: str, to_team: UUID, *, move: bool = False
+) -> Agent:
     """Copy the agent's current spec into another team (validated against that team's data sources),
     or move it: copy, then archive the original (its history stays where it ran). Needs member rights
     in the destination (and, to move, in the source)."""
-    from coherex.agents import apply_spec
+    from coherex.services.agents import apply_spec
 
     if from_team == to_team:
         raise UserError("The agent is in that team already.")
@@ -163,14 +224,30 @@ async def share_agent(db: Database, who: Identity, from_team: UUID, agent_name: 
     async with db.session(who) as s:
         if await s.agents.get_by_name(to_team, agent.name) is not None:
             raise UserError(f"The other team already has an agent named {agent.name!r}.")
-        saved = await apply_spec(s, to_team, version.spec, message=f"shared from team {from_team} v{version.version}")
-        await s.audit.record(to_team, "agent.share_in", target_type="agent", target_id=str(saved.agent.id),
-                             details={"name": agent.name, "from_team": str(from_team), "from_agent": str(agent.id),
-                                      "version": version.version, "move": move})
+        saved = await apply_spec(
+            s, to_team, version.spec, message=f"shared from team {from_team} v{version.version}"
+        )
+        await s.audit.record(
+            to_team,
+            "agent.share_in",
+            target_type="agent",
+            target_id=str(saved.agent.id),
+            details={
+                "name": agent.name,
+                "from_team": str(from_team),
+                "from_agent": str(agent.id),
+                "version": version.version,
+                "move": move,
+            },
+        )
     async with db.session(who) as s:
         if move:
             await s.agents.set_status(agent.id, "archived")
-        await s.audit.record(from_team, "agent.move_out" if move else "agent.share_out", target_type="agent",
-                             target_id=str(agent.id), details={"name": agent.name, "to_team": str(to_team),
-                                                               "to_agent": str(saved.agent.id)})
+        await s.audit.record(
+            from_team,
+            "agent.move_out" if move else "agent.share_out",
+            target_type="agent",
+            target_id=str(agent.id),
+            details={"name": agent.name, "to_team": str(to_team), "to_agent": str(saved.agent.id)},
+        )
     return saved.agent

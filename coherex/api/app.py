@@ -23,7 +23,7 @@ from starlette.requests import cookie_parser
 from coherex.errors import UserError
 
 log = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # Chainlit reads its config (.chainlit/), translations and logos (public/) from its app root, which
 # defaults to the working directory — where it would otherwise write a default config of its own
 os.environ.setdefault("CHAINLIT_APP_ROOT", str(ROOT))
@@ -39,8 +39,10 @@ def public_origin(url: str | None) -> str | None:
         return None
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UserError(f"COHEREX_PUBLIC_URL is {url!r}; it must be the http(s) address people open, "
-                        "e.g. https://coherex.example.com")
+        raise UserError(
+            f"COHEREX_PUBLIC_URL is {url!r}; it must be the http(s) address people open, "
+            "e.g. https://coherex.example.com"
+        )
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
@@ -117,14 +119,27 @@ class CookieCsrfGuard:
             await send({"type": "websocket.close", "code": 1008})  # before accept: the handshake gets 403
             return
         sent = headers.get("origin") or headers.get("referer") or "none"
-        body = json.dumps({"error": {
-            "code": "csrf_refused",
-            "message": f"Refused: this request carries the chat's sign-in cookie but comes from another site "
-                       f"(Origin {sent}).",
-            "hint": "Scripts: use an API key (Authorization: Bearer …) or send the X-Coherex-CSRF: 1 header. "
-                    "If Coherex is served at another address, set COHEREX_PUBLIC_URL to it."}}).encode()
-        await send({"type": "http.response.start", "status": 403,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        body = json.dumps(
+            {
+                "error": {
+                    "code": "csrf_refused",
+                    "message": f"Refused: this request carries the chat's sign-in cookie but comes from another site "
+                    f"(Origin {sent}).",
+                    "hint": "Scripts: use an API key (Authorization: Bearer …) or send the X-Coherex-CSRF: 1 header. "
+                    "If Coherex is served at another address, set COHEREX_PUBLIC_URL to it.",
+                }
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 403,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -140,7 +155,11 @@ def create_app(*, chat: bool = True) -> FastAPI:
     settings = get_settings()
 
     app = FastAPI(
-        title="Coherex API", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+        title="Coherex API",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
         description="Create, version, run and watch AI agents. Authenticate with `Authorization: Bearer <API key>`.",
     )
     install_error_handlers(app)
@@ -190,13 +209,20 @@ def _local_docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui():
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} — Swagger UI",
-                                   swagger_js_url="/docs-assets/swagger/swagger-ui-bundle.js",
-                                   swagger_css_url="/docs-assets/swagger/swagger-ui.css",
-                                   swagger_favicon_url="/docs-assets/fastapi/favicon.png")
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title} — Swagger UI",
+            swagger_js_url="/docs-assets/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/fastapi/favicon.png",
+        )
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc():
-        return get_redoc_html(openapi_url=app.openapi_url, title=f"{app.title} — ReDoc",
-                              redoc_js_url="/docs-assets/redoc/redoc.standalone.js",
-                              redoc_favicon_url="/docs-assets/fastapi/favicon.png", with_google_fonts=False)
+        return get_redoc_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title} — ReDoc",
+            redoc_js_url="/docs-assets/redoc/redoc.standalone.js",
+            redoc_favicon_url="/docs-assets/fastapi/favicon.png",
+            with_google_fonts=False,
+        )

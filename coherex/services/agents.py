@@ -28,20 +28,27 @@ async def validate_for_team(
 
 
 async def apply_spec(
-    session: Session, team_id: UUID, source: str | bytes | Mapping[str, Any], *, filename: str | None = None,
+    session: Session,
+    team_id: UUID,
+    source: str | bytes | Mapping[str, Any],
+    *,
+    filename: str | None = None,
     message: str = "",
 ) -> SavedSpec:
     """Create the agent or add a version (none when unchanged). Raises SpecInvalid listing every problem."""
     spec = (await validate_for_team(session, team_id, source, filename=filename)).raise_for_errors()
     saved = await session.agents.save_spec(team_id, to_data(spec), to_yaml(spec), message=message)
     if saved.created_version:
-        from coherex.triggers import sync_schedules  # a new version reschedules
+        from coherex.services.triggers import sync_schedules  # a new version reschedules
 
         await session.agents.set_data_sources(saved.agent, await _grants(session, team_id, spec))
         await sync_schedules(session, saved.agent, spec)
         await session.audit.record(
-            team_id, "agent.create" if saved.created_agent else "agent.update", target_type="agent",
-            target_id=str(saved.agent.id), details={"name": saved.agent.name, "version": saved.version.version},
+            team_id,
+            "agent.create" if saved.created_agent else "agent.update",
+            target_type="agent",
+            target_id=str(saved.agent.id),
+            details={"name": saved.agent.name, "version": saved.version.version},
         )
     return saved
 
