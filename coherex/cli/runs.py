@@ -6,13 +6,14 @@ import asyncio
 import json
 import signal
 from pathlib import Path
+from uuid import UUID
 
 import typer
 from rich.table import Table
 
 from coherex.cli._common import console, err_console, print_json, run_async
 from coherex.cli._context import cli_context, parse_inputs
-from coherex.cli._events import format_event, format_summary
+from coherex.cli._events import Nesting, format_summary
 from coherex.errors import UserError
 
 
@@ -73,12 +74,14 @@ def run(
             )
             events = []
             status = None if as_json else console.status(f"running {agent.name}…", spinner="dots")
+            nesting = Nesting()
 
             def show(event) -> None:
                 events.append(event)
                 if status is not None:
-                    console.print(format_event(event))
-                    status.update(f"running {agent.name}… step {event.seq}")
+                    console.print(nesting.format(event))
+                    if event.execution_id == execution.id:
+                        status.update(f"running {agent.name}… step {event.seq}")
 
             if not as_json:
                 console.print(f"[dim]execution {execution.id} · {agent.name} v{execution.agent_version}[/]")
@@ -177,11 +180,13 @@ def logs(
     """Print the steps of an execution."""
     from coherex.store.db import Listener, resolve_urls
 
+    nesting = Nesting()
+
     def emit(event) -> None:
         if as_json:
             print(json.dumps(event.model_dump(mode="json")), flush=True)
         else:
-            console.print(format_event(event))
+            console.print(nesting.format(event))
 
     async def go():
         async with cli_context() as ctx:
@@ -189,13 +194,34 @@ def logs(
                 ex = await s.executions.find(ctx.team.id, execution)
             last = 0
 
+            async def emit_all(events) -> None:
+                for event in events:
+                    emit(event)
+                    if event.type == "log" and event.name == "sub_agent":
+                        await sub_agent(UUID(event.payload["execution_id"]))
+
+            async def sub_agent(child_id: UUID) -> None:
+                """A sub-agent's steps, under the step that called it (followed to its end with -f)."""
+                seen = 0
+                while True:
+                    async with ctx.db.session(ctx.identity) as s:
+                        child = await s.executions.get(child_id)
+                        events = await s.executions.events(child_id, after_seq=seen)
+                    await emit_all(events)
+                    seen = events[-1].seq if events else seen
+                    if not follow or child is None or child.finished:
+                        return
+                    await asyncio.sleep(0.3)
+
             async def catch_up():
                 nonlocal last
                 async with ctx.db.session(ctx.identity) as s:
-                    for event in await s.executions.events(ex.id, after_seq=last):
-                        emit(event)
-                        last = event.seq
-                    return await s.executions.get(ex.id)
+                    current = await s.executions.get(ex.id)  # first: a finished run's events are all in
+                    events = await s.executions.events(ex.id, after_seq=last)
+                if events:
+                    last = events[-1].seq
+                await emit_all(events)
+                return current
 
             if not follow:
                 return await catch_up()
