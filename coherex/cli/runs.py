@@ -32,10 +32,10 @@ def run(
 ) -> None:
     """Run an agent now, streaming every step. Exit code: 0 completed, 3 completed with errors (the
     answer came after a failed tool call nothing fixed), 1 otherwise."""
-    from coherex.services.agents import apply_spec
     from coherex.cli.distribution import looks_like_reference as is_reference
     from coherex.runtime import Runtime
     from coherex.runtime.tools import with_file_input
+    from coherex.services.agents import apply_spec
     from coherex.spec import load_spec
 
     values = parse_inputs(inputs)
@@ -178,6 +178,7 @@ def logs(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per event (JSON lines)."),
 ) -> None:
     """Print the steps of an execution."""
+    from coherex.api.follow import is_sub_agent_link, sub_agent_events
     from coherex.store.db import Listener, resolve_urls
 
     nesting = Nesting()
@@ -197,21 +198,10 @@ def logs(
             async def emit_all(events) -> None:
                 for event in events:
                     emit(event)
-                    if event.type == "log" and event.name == "sub_agent":
-                        await sub_agent(UUID(event.payload["execution_id"]))
-
-            async def sub_agent(child_id: UUID) -> None:
-                """A sub-agent's steps, under the step that called it (followed to its end with -f)."""
-                seen = 0
-                while True:
-                    async with ctx.db.session(ctx.identity) as s:
-                        child = await s.executions.get(child_id)
-                        events = await s.executions.events(child_id, after_seq=seen)
-                    await emit_all(events)
-                    seen = events[-1].seq if events else seen
-                    if not follow or child is None or child.finished:
-                        return
-                    await asyncio.sleep(0.3)
+                    if is_sub_agent_link(event):  # its steps under the step that called it
+                        child = UUID(event.payload["execution_id"])
+                        async for sub in sub_agent_events(ctx.db, ctx.identity, child, live=follow):
+                            emit(sub)
 
             async def catch_up():
                 nonlocal last
