@@ -167,8 +167,20 @@ class BuilderSession:
         return self._llm
 
     # ------------------------------------------------------------------ the conversation
+    async def use_team_model(self) -> None:
+        """Talk through the team's connected model, if it has one and no client was given: a team that
+        connected a capable model gets the model-driven builder instead of the offline guide."""
+        if self._llm is not None:
+            return
+        from coherex.llm.team import team_model
+
+        team = await team_model(self.db, self.team_id, self.settings)
+        if team is not None:
+            self._llm, self.small_model = team.client, False
+
     async def send(self, text: str, ui: BuilderUI | None = None) -> TurnResult:
         """One turn: the person's message in, the builder's answer (and maybe a new draft) out."""
+        await self.use_team_model()
         started = time.perf_counter()
         self._ui, self._turn = ui or BuilderUI(), TurnResult()
         self._work = self.draft.data if self.draft else None
@@ -199,7 +211,8 @@ class BuilderSession:
                 result = await self.llm.chat(
                     self.messages,
                     tools,
-                    model=self.settings.default_model,
+                    # the team's model names its own default; else the install's
+                    model=getattr(self.llm, "default_model", None) or self.settings.default_model,
                     temperature=BUILDER_TEMPERATURE,
                     stream_handler=stream.push,
                 )

@@ -7,11 +7,12 @@ from coherex.integrations.base import Action, SourceType
 from coherex.integrations.github import GITHUB
 from coherex.integrations.gmail import GMAIL
 from coherex.integrations.http_api import HTTP_API
+from coherex.integrations.model import MODEL
 from coherex.integrations.postgres import POSTGRES
 from coherex.integrations.slack import SLACK
 from coherex.spec.catalogue import closest
 
-SOURCE_TYPES: dict[str, SourceType] = {t.name: t for t in (SLACK, GITHUB, GMAIL, HTTP_API, POSTGRES)}
+SOURCE_TYPES: dict[str, SourceType] = {t.name: t for t in (SLACK, GITHUB, GMAIL, HTTP_API, POSTGRES, MODEL)}
 
 
 def source_type(name: str) -> SourceType:

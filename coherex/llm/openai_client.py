@@ -40,7 +40,9 @@ class OpenAIClient:
         default_model: str = "gpt-4o-mini",
         timeout: float = 120.0,
         retry: RetryPolicy | None = None,
+        http_client: Any = None,
     ):
+        """`http_client`: an httpx.AsyncClient for every request (a team's model: the egress guard's)."""
         self.base_url = base_url or OPENAI_URL
         self.default_model = default_model
         self.timeout = timeout
@@ -51,6 +53,7 @@ class OpenAIClient:
             base_url=self.base_url,
             timeout=timeout,
             max_retries=0,
+            http_client=http_client,
         )
 
     @classmethod

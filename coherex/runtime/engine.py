@@ -89,6 +89,7 @@ class Runtime:
         self.db = db
         self.settings = settings or get_settings()
         self._llm = llm
+        self._llm_given = llm is not None  # a given client (tests, the eval) is used for every team
         self._sandbox_opener = sandbox_opener
         self.worker = worker or worker_id()
 
@@ -99,6 +100,17 @@ class Runtime:
 
             self._llm = get_llm_client(self.settings)
         return self._llm
+
+    async def llm_for(self, team_id: UUID) -> tuple[Any, str]:
+        """The client a team's runs use and the model name they ask for when a spec names none:
+        the team's connected model, else the install's default."""
+        if not self._llm_given:
+            from coherex.llm.team import team_model
+
+            team = await team_model(self.db, team_id, self.settings)
+            if team is not None:
+                return team.client, team.model
+        return self.llm, self.settings.default_model
 
     # ------------------------------------------------------------------ creating
     async def create(
@@ -359,7 +371,8 @@ class Runtime:
         toolbox = ToolBox.for_spec(ctx)
         tools = toolbox.definitions() or None
         model_cfg = spec.spec.model
-        model = model_cfg.name if model_cfg and model_cfg.name else self.settings.default_model
+        llm, default_model = await self.llm_for(ctx.execution.team_id)
+        model = model_cfg.name if model_cfg and model_cfg.name else default_model
         temperature = model_cfg.temperature if model_cfg else None
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": system_prompt(spec, ctx.execution.inputs)},
@@ -373,7 +386,7 @@ class Runtime:
             for call in waited.calls:
                 await self._tool_step(ctx, toolbox, call, waited.call_event_seq, messages)
         for _step in range(first_step, limits.maxSteps):
-            result = await self.llm.chat(messages, tools, model=model, temperature=temperature)
+            result = await llm.chat(messages, tools, model=model, temperature=temperature)
             totals.tokens_in += result.usage.prompt_tokens
             totals.tokens_out += result.usage.completion_tokens
             cost = usd(result.cost_usd)
