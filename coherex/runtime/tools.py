@@ -73,6 +73,9 @@ class RunContext:
     citations: Citations = field(default_factory=Citations)  # passages read, numbered for [n] citations
     final_attempt: bool = True  # no retry left: a platform failure is told to the model instead of retried
     approvals: Any = None  # runtime.approvals.Gate: approval rules, decisions of a resumed step
+    runtime: Any = None  # the Runtime running this run (sub-agents run through it)
+    budget: Any = None  # runtime.subagents.Budget: the cost and time shared with sub-agents
+    sub_agents: dict[str, Any] = field(default_factory=dict)  # tool name → runtime.subagents.SubAgent
 
     async def get_sandbox(self) -> Any:
         if self.sandbox is None:
@@ -115,6 +118,13 @@ class ToolBox:
 
         box = cls(ctx)
         for ref in ctx.spec.spec.tools or []:
+            if ref.use == "agent":  # a sub-agent: its info (the callee's inputs) was pinned with the version
+                sub = ctx.sub_agents.get(ref.tool_name)
+                if sub is not None:
+                    box.tools[ref.tool_name] = BoundTool(
+                        ref.tool_name, ref, sub.info, provider_for_tool("agent")
+                    )
+                continue
             info = get_tool(ref.use)
             provider = provider_for_tool(ref.use)
             if info is not None and provider is not None:  # validation refused unknown tools when saved

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from coherex.errors import UserError
 from coherex.spec.catalogue import ToolInfo, closest
 from coherex.tools.port import ToolProvider
-from coherex.tools.providers import github, gmail, http_api, knowledge, postgres, python, slack
+from coherex.tools.providers import agent, github, gmail, http_api, knowledge, postgres, python, slack
 
 if TYPE_CHECKING:
     from coherex.integrations.base import SourceType
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 BUILTIN: tuple[ToolProvider, ...] = (
     python.PROVIDER,  # python, csv.summarize (in the run's sandbox)
     knowledge.PROVIDER,  # knowledge.search, knowledge.answer
+    agent.PROVIDER,  # another agent of the team (a sub-agent run)
     gmail.PROVIDER,
     slack.PROVIDER,
     github.PROVIDER,
