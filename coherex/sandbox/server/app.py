@@ -154,7 +154,7 @@ class SandboxServer:
             await respond(
                 send, 200, {"status": "ok", "sandboxes": len(self.boxes), **self.factory.describe()}
             )
-        elif method == "POST" and path == "/v2/sandboxes":
+        elif method == "POST" and path in ("/sandboxes", "/v2/sandboxes"):
             await self._create(await read_json(receive), send)
         elif method == "GET" and path in ("/v2/sandboxes", "/sandboxes"):
             await self._list(scope, send)
