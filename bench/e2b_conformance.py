@@ -312,6 +312,10 @@ def main() -> None:
         "explained_failures": [{"match": p, "cause": r} for p, r in EXPLAINED],
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    # measured by bench/bench_sandbox.py side by side with the base commit: kept across runs
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if "start_latency_side_by_side" in previous:
+        record["start_latency_side_by_side"] = previous["start_latency_side_by_side"]
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     for name, res in results.items():
         for mode in ("sync", "async"):
