@@ -327,7 +327,16 @@ _FORMATS = (
 
 def _result_dict(r: Any) -> dict[str, Any]:
     out = {k: getattr(r, k) for k in _FORMATS if getattr(r, k, None) is not None}
+    if isinstance(out.get("data"), dict):
+        out["data"] = _table(out["data"])
     if getattr(r, "chart", None) is not None:  # E2B's chart data of a matplotlib figure, as a plain dict
         out["chart"] = r.chart.to_dict()
     out["is_main_result"] = bool(r.is_main_result)
     return out
+
+
+def _table(data: dict[str, Any]) -> dict[str, Any]:
+    """E2B gives a DataFrame as `{column: [values]}`; a result carries it as a table."""
+    columns = list(data)
+    rows = [list(row) for row in zip(*(v if isinstance(v, list) else [v] for v in data.values()))]
+    return {"columns": columns, "rows": rows, "total_rows": len(rows)}
