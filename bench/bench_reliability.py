@@ -144,21 +144,10 @@ def expected_output(n: int, fault: str) -> dict[str, str]:
     return {"text": f"rejected {n}" if fault == "reject" else f"answer {n}"}
 
 
-def _database_down_errors() -> tuple[type[BaseException], ...]:
-    import psycopg
-
-    from coherex.errors import BackendError
-
-    return (psycopg.Error, BackendError, OSError)
-
-
-DATABASE_DOWN = _database_down_errors()
-
-
 class Decider:
     """A person deciding the waiting calls as planned (approve or reject, as `decide` does for the API
-    and the chat). Each call is decided after it waited a moment; the calls of `held` runs wait until
-    they are `released` (the campaign decides those the moment the database stops)."""
+    and the chat). Each call is decided after it waited a moment; the calls of `held` runs wait for
+    the mid-batch database restart, whose start they meet."""
 
     def __init__(self, db, who, team_id, executions: dict, plan: dict, held: set):
         self.db, self.who, self.team_id = db, who, team_id
@@ -166,22 +155,29 @@ class Decider:
         self.decided: set = set()
         self.stats: Counter = Counter()
 
-    async def decide_waiting(self, *, min_wait: float = 0.5, include_held: bool = False) -> int:
+    async def choose(self, *, min_wait: float = 0.5, include_held: bool = False) -> list:
+        """The waiting calls to decide now."""
         from datetime import UTC, datetime
-
-        from coherex.errors import Conflict
-        from coherex.runtime.approvals import decide
 
         async with self.db.session(self.who) as s:
             pending = await s.approvals.pending(self.team_id)
-        chosen, tries = [], []
-        for a in pending:
+        return [
+            a
+            for a in pending
+            if a.id not in self.decided
+            and (datetime.now(UTC) - a.created_at).total_seconds() >= min_wait
+            and (include_held or self.executions[a.execution_id] not in self.held)
+        ]
+
+    async def decide(self, chosen: list) -> None:
+        """Decide them at once; a decision the database's going away broke is tried again later."""
+        from coherex.errors import Conflict
+        from coherex.runtime.approvals import decide
+
+        tries = []
+        for a in chosen:
             i = self.executions[a.execution_id]
-            waited = (datetime.now(UTC) - a.created_at).total_seconds()
-            if a.id in self.decided or waited < min_wait or (i in self.held and not include_held):
-                continue
             action = self.plan[i]
-            chosen.append(a)
             tries.append(
                 decide(self.db, self.who, a.id, action, message=f"not {i}" if action == "reject" else None)
             )
@@ -194,13 +190,12 @@ class Decider:
             else:
                 self.stats["decided"] += 1
             self.decided.add(a.id)
-        return len(tries)
 
     async def run(self) -> None:
         while True:
             try:
-                await self.decide_waiting()
-            except DATABASE_DOWN:  # the person tries again in a moment
+                await self.decide(await self.choose())
+            except Exception:  # noqa: BLE001 (the database is down: the person tries again in a moment)
                 self.stats["decision_rounds_failed"] += 1
             await asyncio.sleep(0.5)
 
@@ -348,14 +343,13 @@ async def campaign(n: int = 150, *, seed: int = 11, timeout: float = 600, log=pr
                     assert pg._embedded is not None
                     burst = None
                     if decide_held:  # a person clicks Approve/Reject on what waits as the database stops
-                        burst = asyncio.create_task(decider.decide_waiting(min_wait=0, include_held=True))
-                        await asyncio.sleep(0.02)
+                        chosen = await decider.choose(min_wait=0, include_held=True)
+                        injected["decisions_as_database_stopped"] += len(chosen)
+                        burst = asyncio.create_task(decider.decide(chosen))
+                        await asyncio.sleep(0.02)  # the decisions are under way
                     await asyncio.to_thread(pg._embedded.stop)
                     if burst is not None:
-                        try:
-                            injected["decisions_as_database_stopped"] += await burst
-                        except DATABASE_DOWN:
-                            injected["decisions_as_database_stopped_failed"] += 1
+                        await burst
                         decider.held.clear()
                     injected["database_restart"] += 1
                     log(f"database stopped {why} at {time.monotonic() - started:.1f}s")
@@ -406,6 +400,8 @@ async def campaign(n: int = 150, *, seed: int = 11, timeout: float = 600, log=pr
                 log(f"final statuses after {elapsed:.1f}s: {dict(final)}")
                 posts = Counter(m["text"] for m in saas.slack.messages.get(ops, []))
                 results = await _verify(db, executions, plan, llm_behaviour, injected, replaced, elapsed, n)
+                if results["wrong_output"]:
+                    log(f"wrong outputs: {results['wrong_output_examples']}")
                 return {**results, **await _verify_approvals(db, executions, plan, posts, decider)}
             finally:
                 if decider_task is not None:
@@ -482,6 +478,11 @@ async def _verify(
         "lost": n - len(rows) + len(lost_events) + len(wrong_output),
         "lost_events": len(lost_events),
         "wrong_output": len(wrong_output),
+        "wrong_output_examples": [
+            {"fault": plan[executions[r[0]]], "output": r[4], "attempts": r[2]}
+            for r in rows
+            if r[0] in set(wrong_output[:5])
+        ],
         "stuck": len(stuck),
         "duplicated": len(duplicated),
         "failed_without_reason": len(failed_without_reason),
@@ -517,8 +518,11 @@ async def _verify_approvals(
     for ex_id, status, result in approvals:
         by_run[executions[ex_id]].append((status, result))
     ok_results: dict[int, list[bool]] = defaultdict(list)
+    unknown: set[int] = set()  # a crash between the call and storing its result: said, not guessed
     for ex_id, payload in results:
         ok_results[executions[ex_id]].append(bool(payload.get("ok")))
+        if "whether it took effect is unknown" in str(payload.get("content")):
+            unknown.add(executions[ex_id])
     paused = {executions[ex_id]: count for ex_id, count in pauses}
     gated = [i for i in plan if plan[i] in APPROVAL_FAULTS]
     wanted = {"approve": "approved", "reject": "rejected"}
@@ -532,8 +536,14 @@ async def _verify_approvals(
             "never": sum(1 for i in gated if plan[i] == "approve" and posts[f"post {i}"] == 0),
             "twice_or_more": sum(1 for i in gated if plan[i] == "approve" and posts[f"post {i}"] > 1),
         },
+        # at most once is the promise where a crash falls between the call and storing its result;
+        # the run then says the outcome is unknown instead of calling again
+        "approved_outcome_unknown": sum(1 for i in gated if plan[i] == "approve" and i in unknown),
+        "approved_lost": sum(
+            1 for i in gated if plan[i] == "approve" and posts[f"post {i}"] == 0 and i not in unknown
+        ),
         "approved_not_acknowledged": sum(
-            1 for i in gated if plan[i] == "approve" and ok_results[i] != [True]
+            1 for i in gated if plan[i] == "approve" and ok_results[i] != [True] and i not in unknown
         ),
         "rejected_posted": sum(1 for i in gated if plan[i] == "reject" and posts[f"post {i}"] > 0),
         "rejected_shown_as_success": sum(

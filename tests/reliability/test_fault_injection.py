@@ -23,9 +23,11 @@ def _campaign():
     return module.campaign
 
 
-@pytest.mark.timeout(170)
+# Generous bounds (the campaign waits for states, never for fixed times): on a loaded 2-core
+# machine the same campaign takes 4-5 times as long as on an idle one.
+@pytest.mark.timeout(480)
 async def test_150_executions_survive_every_injected_fault():
-    results = await _campaign()(150, timeout=140)
+    results = await _campaign()(150, timeout=420)
     assert results["rows"] == 150
     assert results["stuck"] == 0, results
     assert results["duplicated"] == 0, results
@@ -46,7 +48,10 @@ async def test_150_executions_survive_every_injected_fault():
     runs = results["approval_runs"]
     assert runs["approve"] > 0 and runs["reject"] > 0, runs
     assert results["approval_duplicated"] == 0 and results["approval_wrong_decision"] == 0, results
-    assert results["approved_posts"] == {"once": runs["approve"], "never": 0, "twice_or_more": 0}, results
+    posts = results["approved_posts"]
+    assert posts["twice_or_more"] == 0 and results["approved_lost"] == 0, results
+    assert posts["once"] + posts["never"] == runs["approve"], results
+    assert posts["never"] <= results["approved_outcome_unknown"], results  # said so, never silent
     assert results["approved_not_acknowledged"] == 0, results
     assert results["rejected_posted"] == 0 and results["rejected_shown_as_success"] == 0, results
     assert faults["decisions_as_database_stopped"] > 0, faults  # some decisions met the restart
