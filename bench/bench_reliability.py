@@ -122,7 +122,9 @@ class FaultyLLM:
             return Error(500, "injected server error")
         if fault == "llm_timeout" and first:
             self.injected["llm_timeout"] += 1
-            return Slow(LLM_TIMEOUT + 0.5, Text("too late"))
+            # well past the client's timeout: on a loaded machine its timer fires late, and an answer
+            # only 0.5 s late was once read as the answer ("too late" as the run's output)
+            return Slow(LLM_TIMEOUT * 3, Text("too late"))
         if fault == "sandbox_crash" and not after_tool:
             self.injected["sandbox_crash"] += 1
             return ToolCall(
