@@ -144,6 +144,10 @@ class Settings(BaseSettings):
     # --- the address people and scripts reach the web process at (https://coherex.example.com): the
     # only Origin a request signed in by the chat's cookie may come from; unset, the request's own host ---
     public_url: str | None = Field(None, validation_alias=_env("COHEREX_PUBLIC_URL"))
+    # --- e-mail the platform sends (approval requests; coherex/mail.py): smtp://user:pass@host:587
+    # (STARTTLS) or smtps://user:pass@host:465; unset, no mail is sent ---
+    smtp_url: SecretStr | None = Field(None, validation_alias=_env("COHEREX_SMTP_URL"))
+    smtp_from: str | None = Field(None, validation_alias=_env("COHEREX_SMTP_FROM"))
     #: an OAuth 2.1 authorization server that issues tokens for /mcp (named in its resource metadata)
     oauth_issuer: str | None = Field(None, validation_alias=_env("COHEREX_OAUTH_ISSUER"))
     # --- HTTP API: requests per API key or chat user, average and burst (shared by all web processes) ---
