@@ -11,7 +11,9 @@ import pytest
 
 from coherex.settings import reset_settings_cache
 from coherex.store.db import Database, DatabaseUrls, Identity
+from coherex.testing.fake_openai import FakeOpenAI
 from coherex.testing.postgres import TestPostgres
+from coherex.testing.scripted_llm import ScriptedLLM
 
 # Tests never read a developer's .env or data dir.
 os.environ.setdefault("COHEREX_DATA_DIR", "/tmp/coherex-tests-data")
@@ -80,6 +82,27 @@ def tenant_factory(db: Database):
         return await make_tenant(db, slug)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def fake_openai_server():
+    """One fake OpenAI server (real HTTP) for the session; tests take it through `fake_llm`."""
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_llm(fake_openai_server: FakeOpenAI) -> FakeOpenAI:
+    """The fake OpenAI server with its script and records cleared for this test: point a client, a
+    subprocess or the API at `fake_llm.base_url` / `fake_llm.api_key`, then `fake_llm.script([...])`."""
+    fake_openai_server.reset()
+    return fake_openai_server
+
+
+@pytest.fixture
+def scripted_llm() -> ScriptedLLM:
+    """The in-process LLMClient double taking the same script items (coherex/testing/scripted_llm.py)."""
+    return ScriptedLLM()
 
 
 @pytest.fixture(scope="session")

@@ -377,7 +377,7 @@ class Runtime:
                 cost_usd=cost,
                 duration_ms=result.duration_ms,
             )
-            if totals.cost_usd >= limits.maxCostUsd:
+            if totals.cost_usd >= usd(limits.maxCostUsd):  # as stored: a float limit is not exact
                 raise _Stop(
                     "failed",
                     f"Stopped: the run cost ${totals.cost_usd:.4f}, reaching "

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from coherex.testing.browser import launch
-from coherex.testing.fake_openai import FakeOpenAI, Slow, Text, ToolCall
+from coherex.testing.fake_openai import Slow, Text, ToolCall
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -38,12 +38,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture
-def fake_llm():
-    with FakeOpenAI() as server:
-        yield server
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -8,7 +7,6 @@ import textwrap
 import pytest
 
 from coherex.services.agents import apply_spec
-from coherex.testing.fake_openai import FakeOpenAI
 
 SPEC = textwrap.dedent("""\
     apiVersion: coherex/v1
@@ -18,12 +16,6 @@ SPEC = textwrap.dedent("""\
       instructions: Answer briefly.
       limits: {maxSteps: 3}
     """)
-
-
-@pytest.fixture
-def fake_llm():
-    with FakeOpenAI() as server:
-        yield server
 
 
 @pytest.fixture

@@ -6,13 +6,6 @@ import sys
 import pytest
 
 from coherex.testing.api import ApiServer
-from coherex.testing.fake_openai import FakeOpenAI
-
-
-@pytest.fixture
-def fake_llm():
-    with FakeOpenAI() as server:
-        yield server
 
 
 @pytest.fixture
