@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from coherex.errors import BackendError, CoherexError, DatabaseUnavailable, PermissionDenied
+from coherex.errors import BackendError, CoherexError, DatabaseUnavailable, ExecutionError, PermissionDenied
 from coherex.runtime.citations import Citations
 from coherex.spec import AgentSpec, ToolRef
 from coherex.spec.catalogue import ToolInfo, get_tool
@@ -45,8 +45,9 @@ def with_file_input(spec: AgentSpec, inputs: dict[str, Any], files: list[str]) -
     return inputs
 
 
-class ToolFailed(Exception):
-    """A tool call failed; the message goes back to the model (it may try something else)."""
+class ToolFailed(ExecutionError):
+    """A tool call failed; the message goes back to the model (it may try something else). An
+    ExecutionError: one that reached the run's end would fail the run with this message."""
 
 
 class PlatformFailed(BackendError):
