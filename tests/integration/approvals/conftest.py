@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import subprocess
-import sys
 import textwrap
 import time
 from dataclasses import dataclass
@@ -94,12 +92,6 @@ class World:
 
 
 @pytest.fixture
-def saas():
-    with FakeSaaS() as server:
-        yield server
-
-
-@pytest.fixture
 def settings_env(saas, db_urls, tmp_path, monkeypatch):
     env = {
         **saas.env(),
@@ -130,33 +122,7 @@ async def world(db, saas, fake_llm, settings_env, tenant_factory) -> World:
 
 
 @pytest.fixture
-def start_worker(settings_env, fake_llm):
-    """Real `coherex worker` processes against the test database, fake LLM and fake Slack."""
-    env = {
-        **os.environ,
-        **settings_env,
-        "OPENAI_BASE_URL": fake_llm.base_url,
-        "OPENAI_API_KEY": fake_llm.api_key,
-        "COHEREX_HEARTBEAT_SECONDS": "1",
-        "COHEREX_MAINTENANCE_SECONDS": "1",
-    }
-    procs = []
-
-    def start() -> subprocess.Popen:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "coherex", "worker"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        procs.append(proc)
-        return proc
-
-    yield start
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+def start_worker(settings_env, worker_llm_env, worker_processes):
+    """start() -> a real `coherex worker` against the test database, fake LLM and fake Slack."""
+    env = {**os.environ, **settings_env, **worker_llm_env}
+    return lambda: worker_processes(env)
