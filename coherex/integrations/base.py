@@ -24,6 +24,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict
 
 from coherex import egress
+from coherex.errors import CoherexError
 from coherex.retry import RetriesExhausted, Retryable, RetryPolicy, call_with_retries
 from coherex.settings import Settings, get_settings
 from coherex.store.models import DataSource
@@ -42,8 +43,9 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ServiceError(Exception):
-    """What a service answered, in words for a person; never carries a secret."""
+class ServiceError(CoherexError):
+    """What a service answered, in words for a person; never carries a secret. A tier of its own
+    beside UserError/BackendError (coherex/errors.py): the service boundary turns it into one."""
 
     def __init__(
         self,

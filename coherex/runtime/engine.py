@@ -39,11 +39,13 @@ log = logging.getLogger(__name__)
 PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
 
 
-class ConcurrencyLimited(Exception):
+class ConcurrencyLimited(QuotaExceeded):
     """The team is at its concurrent-run limit; the execution stays pending (a worker retries later)."""
 
+    code = "concurrency_limited"
 
-class RetryLater(Exception):
+
+class RetryLater(BackendError):
     """A backend failed before the run could start (the database went away): retry the job later."""
 
 
@@ -395,7 +397,7 @@ class Runtime:
                 cost_usd=cost,
                 duration_ms=result.duration_ms,
             )
-            if totals.cost_usd >= limits.maxCostUsd:
+            if totals.cost_usd >= usd(limits.maxCostUsd):  # as stored: a float limit is not exact
                 raise _Stop(
                     "failed",
                     f"Stopped: the run cost ${totals.cost_usd:.4f}, reaching "

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from uuid import UUID
 
+from coherex.errors import ExecutionError
 from coherex.spec.catalogue import ToolInfo
 
 if TYPE_CHECKING:
@@ -31,8 +32,9 @@ if TYPE_CHECKING:
     from coherex.store.db import Database
 
 
-class ToolFailed(Exception):
-    """A tool call failed; the message goes back to the model (it may try something else)."""
+class ToolFailed(ExecutionError):
+    """A tool call failed; the message goes back to the model (it may try something else). An
+    ExecutionError: one that reached the run's end would fail the run with this message."""
 
 
 @dataclass

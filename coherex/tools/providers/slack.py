@@ -122,7 +122,7 @@ def _service_error(method: str, exc: SlackApiError) -> ServiceError:
         )
     if code:
         return ServiceError(f"Slack answered {method} with error {code!r}.", status=status)
-    if "non-JSON" in str(exc) or not data:
+    if not isinstance(data, dict) or not data:  # the SDK found no JSON body (an HTML error page, ...)
         return ServiceError(
             f"Slack answered {method} with something that is not a Slack API response.",
             status=status,
