@@ -22,7 +22,7 @@ The tree (defined here unless a module is named; each package's own errors subcl
         RetryLater                   runtime/engine.py: a run could not start; its job is retried
         LLMError (llm/errors.py), SandboxError (sandbox/errors.py), IntegrationError, VaultError, ...
       ExecutionError                 a run failed for a reason of its own
-        ToolFailed                   runtime/tools.py: one tool call failed; the message goes back
+        ToolFailed                   tools/port.py: one tool call failed; the message goes back
                                      to the model, which may try something else
       ServiceError                   integrations/base.py: what an external service answered,
                                      .status, .retry_after, .auth, .retryable; adapters raise it,
