@@ -614,3 +614,48 @@ def server_url(document: dict[str, Any], document_url: str = "") -> str | None:
             url = url.replace("{" + name + "}", str((var or {}).get("default", "")))
     url = urljoin(document_url, url) if document_url else url
     return url.rstrip("/") if urlsplit(url).scheme in ("http", "https") else None
+
+
+async def openapi_config(value: str, config: dict[str, Any], credentials: dict[str, Any]) -> dict[str, Any]:
+    """`coherex sources add http_api NAME --openapi URL|FILE`: the source's config with the document
+    (a URL to fetch later, or a file's content: the platform never reads a path given to it), its
+    base URL taken from the document's server when none was given. The document is checked now:
+    a bad one is refused before anything is stored."""
+    from pathlib import Path
+
+    from coherex.errors import UserError
+
+    config = dict(config)
+    is_url = urlsplit(value).scheme in ("http", "https")
+    try:
+        if is_url:
+            config["openapi"] = value
+            probe = HttpApiConfig.model_validate({"base_url": config.get("base_url") or value, **config})
+            try:
+                creds = HttpApiCredentials.model_validate(credentials)
+            except ValueError:  # add_source says what is wrong with them
+                creds = HttpApiCredentials()
+            document = await load_document(probe, creds)
+            where = f"at {value}"
+        else:
+            path = Path(value).expanduser()
+            if not path.is_file():
+                raise UserError(
+                    f"--openapi {value}: no such file.", hint="Give the document's URL or a path to its file."
+                )
+            where = f"in {value}"
+            document = parse_document(path.read_bytes(), where)
+            config["openapi_document"] = document
+        count = len(operations(document, where))
+    except DocumentError as exc:
+        raise UserError(exc.message, hint="Fix the document or give another one with --openapi.") from None
+    if not config.get("base_url"):
+        base = server_url(document, value if is_url else "")
+        if base is None:
+            raise UserError(
+                f"The OpenAPI document {where} names no absolute server URL.",
+                hint="Give the API's base URL with --base-url.",
+            )
+        config["base_url"] = base
+    config["_operations"] = count  # for the CLI's message; removed before saving
+    return config

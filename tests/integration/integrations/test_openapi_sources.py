@@ -1,0 +1,58 @@
+"""`coherex sources add http_api NAME --openapi URL|FILE` against the local Petstore 3 server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from coherex.cli import main
+from coherex.settings import reset_settings_cache
+from coherex.testing.fake_petstore import DOCUMENT_PATH, FakePetstore
+
+
+@pytest.fixture
+def store(settings_env, monkeypatch):
+    with FakePetstore() as server:
+        monkeypatch.setenv(
+            "COHEREX_EGRESS_ALLOW", f"{settings_env['COHEREX_EGRESS_ALLOW']},127.0.0.1:{server.port}"
+        )
+        reset_settings_cache()
+        yield server
+    reset_settings_cache()
+
+
+def test_add_from_a_url_or_a_file_and_refuse_a_bad_document(cli_env, store, tmp_path, capsys):
+    key = ["--secret", f"auth_value={store.api_key}", "--config", "auth_header=api_key"]
+    assert main(["sources", "add", "http_api", "pets", "--openapi", store.document_url, *key, "--json"]) == 0
+    added = json.loads(capsys.readouterr().out)
+    assert added["operations"] == 19 and added["status"] == "active", added
+    assert "Its OpenAPI document has 19 operation(s)" in added["check"]
+    # the base URL came from the document's (relative) server; the check sent the key there
+    assert [(r.path, r.auth) for r in store.requests] == [("/", "header")]
+
+    # a file: its content is stored (the platform never reads a path), the base URL given
+    local = ["--base-url", store.base_url]
+    assert (
+        main(["sources", "add", "http_api", "pets-file", "--openapi", str(DOCUMENT_PATH), *local, *key]) == 0
+    )
+    assert "Its OpenAPI document has 19 operation(s)" in capsys.readouterr().out
+
+    bad = tmp_path / "swagger.json"
+    bad.write_text(json.dumps({"swagger": "2.0", "info": {"title": "old", "version": "1"}, "paths": {}}))
+    broken = tmp_path / "broken.yaml"
+    text = DOCUMENT_PATH.read_text().replace("#/components/schemas/Category", "#/components/schemas/Categry")
+    broken.write_text(text)
+    for path, expected in [
+        (bad, f"The document in {bad} is Swagger 2.0 (OpenAPI 2)"),
+        (broken, "has a broken $ref '#/components/schemas/Categry' (in $.components.schemas.Pet.properties"),
+        (tmp_path / "nope.yaml", "no such file"),
+    ]:
+        assert main(["sources", "add", "http_api", "bad", "--openapi", str(path), *local, *key]) == 1
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err
+    assert main(["sources", "add", "slack", "s", "--openapi", str(DOCUMENT_PATH)]) == 1
+    assert "settings of http_api sources" in capsys.readouterr().err
+
+    assert main(["sources", "list", "--json"]) == 0
+    assert sorted(s["name"] for s in json.loads(capsys.readouterr().out)) == ["pets", "pets-file"]
