@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote, urljoin, urlsplit
@@ -42,6 +43,7 @@ from coherex.integrations.http_api import (
     _request,
     auth_parts,
 )
+from coherex.spec.catalogue import ToolInfo
 
 MAX_DOCUMENT_BYTES = 2_000_000
 #: JSON-Schema nodes one document may expand to once its $refs are inlined (a few `$ref`s that each
@@ -659,3 +661,66 @@ async def openapi_config(value: str, config: dict[str, Any], credentials: dict[s
         config["base_url"] = base
     config["_operations"] = count  # for the CLI's message; removed before saving
     return config
+
+
+# ---------------------------------------------------------------- the provider's two functions
+
+
+def tool_infos(ops: list[Operation], integration: str = "http_api") -> list[ToolInfo]:
+    return [
+        ToolInfo(
+            o.name,
+            integration,
+            o.description,
+            access=o.access,
+            needs_data_source=True,
+            parameters=o.parameters,
+        )
+        for o in ops
+    ]
+
+
+#: (source id, when its tools were listed) → its operations by name: a call needs the request's
+#: shape (method, path, where each argument goes), which the tool cache does not keep; the document
+#: is read again at most once per process and listing
+_OPERATIONS: OrderedDict[tuple[str, str], dict[str, Operation]] = OrderedDict()
+_CACHED_SOURCES = 64
+
+
+def _remember(key: tuple[str, str], ops: list[Operation]) -> dict[str, Operation]:
+    by_name = {o.name: o for o in ops}
+    _OPERATIONS[key] = by_name
+    _OPERATIONS.move_to_end(key)
+    while len(_OPERATIONS) > _CACHED_SOURCES:
+        _OPERATIONS.popitem(last=False)
+    return by_name
+
+
+def _key(call: Call) -> tuple[str, str]:
+    listed = getattr(call.source, "tools_checked_at", None)
+    return str(call.source.id), str(listed or call.source.updated_at)
+
+
+async def discover_tools(call: Call) -> list[ToolInfo]:
+    """The tools of an http_api source: its document's operations ([] when it has no document)."""
+    cfg: HttpApiConfig = call.config
+    if not cfg.openapi and cfg.openapi_document is None:
+        return []
+    ops = await source_operations(cfg, call.credentials)
+    _remember(_key(call), ops)
+    return tool_infos(ops)
+
+
+async def call_tool(call: Call, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Run the operation `name` of the source's document with the model's arguments."""
+    key = _key(call)
+    by_name = _OPERATIONS.get(key)
+    if by_name is None:
+        by_name = _remember(key, await source_operations(call.config, call.credentials))
+    op = by_name.get(name)
+    if op is None:
+        raise ServiceError(
+            f"The OpenAPI document {document_place(call.config)} no longer has the operation {name!r}: "
+            f"run `coherex sources test {call.source.name}` to list its operations again."
+        )
+    return await call_operation(call, op, args)

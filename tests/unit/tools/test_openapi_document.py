@@ -306,3 +306,26 @@ async def test_query_arrays_path_escapes_and_a_sloppy_response_is_a_note(store):
     got = await call_operation(call, ops["getPetById"], {"petId": sloppy["id"]})
     assert got["status"] == 200 and got["body"]["name"] == 42
     assert got["note"].startswith("The response does not match the documented schema at name: 42 is not")
+
+
+async def test_discovered_tools_and_calls_read_the_document_once_per_listing(store):
+    from coherex.tools.providers.openapi import call_tool, discover_tools
+
+    call = source_call(store, openapi=store.document_url, auth_header="api_key")
+    tools = {t.name: t for t in await discover_tools(call)}
+    assert tools["getPetById"].access == "read" and tools["addPet"].access == "write"
+    assert (
+        tools["getPetById"].needs_data_source and "api_key" not in tools["deletePet"].parameters["properties"]
+    )
+    rex = store.add_pet("Rex")
+    for _ in range(2):
+        got = await call_tool(call, "getPetById", {"petId": rex["id"]})
+        assert got["body"]["name"] == "Rex"
+    assert store.document_requests == 1
+    with pytest.raises(Exception, match="no longer has the operation 'getPetByName'.*sources test pets"):
+        await call_tool(call, "getPetByName", {})
+    # another process (nothing remembered) reads the document again, once
+    other = source_call(store, openapi=store.document_url, auth_header="api_key")
+    await call_tool(other, "getPetById", {"petId": rex["id"]})
+    assert store.document_requests == 2
+    assert await discover_tools(source_call(store)) == []  # a plain http_api source has no document
