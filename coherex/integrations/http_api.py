@@ -232,8 +232,8 @@ async def test_connection(call: Call) -> Check:
 
 
 def _destinations(cfg: HttpApiConfig, creds: HttpApiCredentials) -> list[tuple[str, int]]:
-    base = urlsplit(cfg.base_url)
-    return [(base.hostname or "", base.port or (443 if base.scheme == "https" else 80))]
+    urls = [cfg.base_url] + ([cfg.openapi] if cfg.openapi else [])  # the document's host is checked too
+    return [(u.hostname or "", u.port or (443 if u.scheme == "https" else 80)) for u in map(urlsplit, urls)]
 
 
 HTTP_API = SourceType(

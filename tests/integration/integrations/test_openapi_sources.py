@@ -56,3 +56,18 @@ def test_add_from_a_url_or_a_file_and_refuse_a_bad_document(cli_env, store, tmp_
 
     assert main(["sources", "list", "--json"]) == 0
     assert sorted(s["name"] for s in json.loads(capsys.readouterr().out)) == ["pets", "pets-file"]
+
+
+async def test_a_document_url_the_egress_guard_refuses_is_refused_when_added(world):
+    from coherex.errors import UserError
+    from coherex.integrations import add_source
+
+    with pytest.raises(UserError, match=r"169\.254\.169\.254:80 .*not allowed: it is a link-local address"):
+        await add_source(
+            world.db,
+            world.admin,
+            world.team_id,
+            "http_api",
+            "meta",
+            config={"base_url": world.saas.url, "openapi": "http://169.254.169.254/latest/openapi.json"},
+        )
