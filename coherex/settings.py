@@ -131,6 +131,8 @@ class Settings(BaseSettings):
     # a running execution proves it is alive this often; 3 missed beats and it is taken as dead
     heartbeat_seconds: float = Field(5.0, gt=0, validation_alias=_env("COHEREX_HEARTBEAT_SECONDS"))
     max_attempts: int = Field(3, ge=1, validation_alias=_env("COHEREX_MAX_ATTEMPTS"))
+    #: how deep sub-agents may nest (a run calling an agent calling an agent is depth 2)
+    max_agent_depth: int = Field(3, ge=0, le=10, validation_alias=_env("COHEREX_MAX_AGENT_DEPTH"))
 
     # --- chat (Chainlit builder) ---
     # the time zone the chat's schedule buttons use (IANA name)

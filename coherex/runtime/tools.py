@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coherex.errors import BackendError, CoherexError, DatabaseUnavailable, PermissionDenied
+from coherex.runtime import subagents
 from coherex.runtime.citations import Citations
+from coherex.runtime.events import EventRecorder
 from coherex.spec import AgentSpec, ToolRef
 from coherex.spec.catalogue import ToolInfo, get_tool
 from coherex.store.db import Database, Identity
 from coherex.store.models import Execution
-from coherex.runtime.events import EventRecorder
 
 _MAX_RESULT_CHARS = 12_000  # what goes back to the model from one tool call
 SANDBOX_HOME = "/home/user"  # the working directory of code in the sandbox (E2B's too)
@@ -66,6 +67,9 @@ class RunContext:
     citations: Citations = field(default_factory=Citations)  # passages read, numbered for [n] citations
     final_attempt: bool = True  # no retry left: a platform failure is told to the model instead of retried
     approvals: Any = None  # runtime.approvals.Gate: approval rules, decisions of a resumed step
+    runtime: Any = None  # the Runtime running this run (sub-agents run through it)
+    budget: Any = None  # runtime.subagents.Budget: the cost and time shared with sub-agents
+    sub_agents: dict[str, Any] = field(default_factory=dict)  # tool name → runtime.subagents.SubAgent
 
     async def get_sandbox(self) -> Any:
         if self.sandbox is None:
@@ -106,7 +110,8 @@ class ToolBox:
     def for_spec(cls, ctx: RunContext) -> ToolBox:
         box = cls(ctx)
         for ref in ctx.spec.spec.tools or []:
-            info = get_tool(ref.use)
+            sub = ctx.sub_agents.get(ref.tool_name) if ref.use == "agent" else None
+            info = sub.info if sub is not None else get_tool(ref.use)
             if info is not None:  # validation refused unknown tools when the version was saved
                 box.tools[ref.tool_name] = BoundTool(ref, info)
         return box
@@ -126,6 +131,8 @@ class ToolBox:
                 result: Any = await self._csv_summary(merged, parent_seq)
             elif tool.info.integration == "python":
                 result = await self._python(merged, parent_seq)
+            elif tool.info.name == "agent":
+                result = await subagents.call(self.ctx, tool.ref, merged, parent_seq)
             elif tool.info.name == "knowledge.answer":
                 result = await self._knowledge_answer(tool, merged)
             elif tool.info.integration == "knowledge":

@@ -95,6 +95,13 @@ _BUILTIN: list[ToolInfo] = [
         uses_collection=True,
         parameters=_obj({"question": _s("the question; by default the run's `question` input")}),
     ),
+    # --- another agent of the team, called as a tool (a run of its own, nested under the step)
+    ToolInfo(
+        "agent",
+        "agent",
+        "Run another agent of the team and return its answer. Its parameters are the callee's inputs.",
+        parameters=_obj({}),
+    ),
     # --- gmail
     ToolInfo(
         "gmail.search_messages",
