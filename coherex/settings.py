@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default_factory=lambda: default_data_dir(), validation_alias=_env("COHEREX_DATA_DIR")
     )
+    #: where model files made at first use are kept (the embedder's ONNX export); default DATA_DIR/models.
+    #: Several data dirs (tests, staging) may share one, so the export happens once per machine.
+    models_dir: Path | None = Field(None, validation_alias=_env("COHEREX_MODELS_DIR"))
 
     # --- database ---
     database_url: SecretStr | None = Field(None, validation_alias=_env("DATABASE_URL"))
@@ -178,6 +181,10 @@ class Settings(BaseSettings):
     @property
     def data_path(self) -> Path:
         return self.data_dir.expanduser().resolve()
+
+    @property
+    def models_path(self) -> Path:
+        return self.models_dir.expanduser().resolve() if self.models_dir else self.data_path / "models"
 
     @property
     def pgdata(self) -> Path:

@@ -356,7 +356,7 @@ class Runtime:
 
     async def _agent_loop(self, ctx: RunContext, totals: _Totals) -> str:
         spec, limits, recorder = ctx.spec, ctx.spec.limits, ctx.recorder
-        toolbox = ToolBox.for_spec(ctx)
+        toolbox = await ToolBox.for_spec(ctx)
         tools = toolbox.definitions() or None
         model_cfg = spec.spec.model
         model = model_cfg.name if model_cfg and model_cfg.name else self.settings.default_model
