@@ -22,28 +22,31 @@ import json
 import re
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from jsonschema_path import SchemaPath
-from openapi_spec_validator.shortcuts import get_validator_cls
-from openapi_spec_validator.validation.exceptions import ValidatorDetectError
-from referencing.exceptions import PointerToNowhere, Unresolvable
 
 from coherex import egress
 from coherex.integrations.base import Call, ServiceError, http_client
-from coherex.integrations.http_api import (
+from coherex.spec.catalogue import ToolInfo
+from coherex.tools.providers.http_api import (
+    HTTP_API,
     HttpApiConfig,
     HttpApiCredentials,
     _below,
     _request,
     auth_parts,
 )
-from coherex.spec.catalogue import ToolInfo
+
+if TYPE_CHECKING:
+    from jsonschema_path import SchemaPath
+
+    from coherex.integrations.service import Opened
+    from coherex.tools.port import ToolCall
 
 MAX_DOCUMENT_BYTES = 2_000_000
 #: JSON-Schema nodes one document may expand to once its $refs are inlined (a few `$ref`s that each
@@ -177,6 +180,12 @@ async def load_document(cfg: HttpApiConfig, creds: HttpApiCredentials) -> dict[s
 
 def _check(document: dict[str, Any], where: str) -> SchemaPath:
     """Validate the document (OpenAPI 3 only); → its root for walking, with no $ref retrieval."""
+    # imported here: `coherex validate` imports every provider, and these are slow to load
+    from jsonschema_path import SchemaPath
+    from openapi_spec_validator.shortcuts import get_validator_cls
+    from openapi_spec_validator.validation.exceptions import ValidatorDetectError
+    from referencing.exceptions import Unresolvable
+
     version = str(document.get("openapi", ""))
     if "swagger" in document:
         raise DocumentError(
@@ -194,7 +203,7 @@ def _check(document: dict[str, Any], where: str) -> SchemaPath:
     root = SchemaPath.from_dict(document, handlers=_NoRetrieval())  # no file or URL is ever read
     try:
         first = next(iter(validator_cls(root).iter_errors()), None)
-    except (Unresolvable, PointerToNowhere) as exc:
+    except Unresolvable as exc:
         raise DocumentError(_ref_message(exc, where, _find_ref(document, exc))) from None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:  # the validator trips on some
         # malformed documents instead of reporting them
@@ -211,6 +220,8 @@ def _check(document: dict[str, Any], where: str) -> SchemaPath:
 
 
 def _ref_message(exc: Exception, where: str, at: str = "") -> str:
+    from referencing.exceptions import PointerToNowhere
+
     ref = getattr(exc, "ref", "?")
     place = f" (in {at})" if at else ""
     if isinstance(exc, PointerToNowhere) or str(ref).startswith("#") or str(ref).startswith("/"):
@@ -261,6 +272,8 @@ def operations(
 ) -> list[Operation]:
     """Every operation of the document as a tool, without the `hidden` parameters (those the
     source's credentials fill); DocumentError names the first problem."""
+    from referencing.exceptions import Unresolvable
+
     where = where or "given"  # e.g. "at https://…/openapi.json", "in petstore.yaml"
     root = _check(document, where)
     budget = _Budget(MAX_SCHEMA_NODES, where)
@@ -278,7 +291,7 @@ def operations(
                 at = f"paths['{path}'].{method}"
                 name = _unique(_tool_name(op, method, path), seen)
                 out.append(_operation(op, name, method, path, shared, at, budget, hidden))
-    except (Unresolvable, PointerToNowhere) as exc:
+    except Unresolvable as exc:  # PointerToNowhere included
         raise DocumentError(_ref_message(exc, where, _find_ref(document, exc))) from None
     if not out:
         raise DocumentError(f"The OpenAPI document {where} has no operations under `paths`.")
@@ -438,13 +451,15 @@ class _Budget:
         self.where = where
 
     def inline(self, schema: SchemaPath, at: str, *, keep_budget: bool = False) -> dict[str, Any]:
+        from referencing.exceptions import Unresolvable
+
         left = self.left
         try:
             # from the parent, so that a schema that is a $ref starts the recursion check
             with schema.parent.resolve() as resolved:
                 raw = resolved.contents[schema.parts[-1]]
                 out = self._node(raw, resolved.resolver, (), at, 0)
-        except (Unresolvable, PointerToNowhere) as exc:
+        except Unresolvable as exc:
             raise DocumentError(_ref_message(exc, self.where, at)) from None
         if keep_budget:
             self.left = left  # response schemas are optional: they never make a document too large
@@ -724,3 +739,30 @@ async def call_tool(call: Call, name: str, args: dict[str, Any]) -> dict[str, An
             f"run `coherex sources test {call.source.name}` to list its operations again."
         )
     return await call_operation(call, op, args)
+
+
+# ---------------------------------------------------------------- on the tool-provider port
+
+
+class OpenApiProvider:
+    """`- use: openapi` + `dataSource: NAME` (+ `tools: [operationIds]`): the operations of an
+    http_api source's OpenAPI document. The http_api provider owns the source type (settings,
+    credentials, check); this one only discovers and runs the document's operations."""
+
+    name = "openapi"
+    source_type = HTTP_API
+    events = None
+    sync = None
+
+    def tools(self) -> list[ToolInfo]:
+        return []  # all discovered, per data source
+
+    async def discover(self, opened: Opened) -> list[ToolInfo]:
+        return await discover_tools(opened.call)
+
+    async def call(self, call: ToolCall, args: dict[str, Any]) -> dict[str, Any]:
+        assert call.source is not None, "an operation runs with its data source opened"
+        return await call_tool(call.source.call, call.tool.name, args)
+
+
+PROVIDER = OpenApiProvider()

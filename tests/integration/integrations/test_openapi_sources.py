@@ -71,3 +71,57 @@ async def test_a_document_url_the_egress_guard_refuses_is_refused_when_added(wor
             "meta",
             config={"base_url": world.saas.url, "openapi": "http://169.254.169.254/latest/openapi.json"},
         )
+
+
+async def test_operations_run_through_the_grant_rate_limit_and_audit_path(world, store):
+    from coherex.errors import PermissionDenied
+    from coherex.integrations import add_source
+    from coherex.integrations.service import _open, invoke
+    from coherex.store.db import Identity
+    from coherex.tools.port import ToolCall
+    from coherex.tools.providers.openapi import PROVIDER
+
+    await add_source(
+        world.db,
+        world.admin,
+        world.team_id,
+        "http_api",
+        "pets",
+        config={"base_url": store.base_url, "openapi": store.document_url, "auth": "bearer"},
+        credentials={"auth_value": store.api_key},
+    )
+    clerk, viewer = (
+        await world.agent("clerk", {"pets": "write"}),
+        await world.agent("viewer", {"pets": "read"}),
+    )
+    async with world.db.session(Identity.system()) as s:
+        source = await s.sources.get_by_name(world.team_id, "pets")
+    tools = {t.name: t for t in await PROVIDER.discover(await _open(world.db, source))}
+    rex = store.add_pet("Rex")
+
+    def call(agent, name):
+        return ToolCall(world.db, world.team_id, agent, None, tools[name])
+
+    got = await invoke(call(clerk, "getPetById"), PROVIDER, "pets", {"petId": rex["id"]})
+    assert got["status"] == 200 and got["body"]["name"] == "Rex"
+    added = await invoke(call(clerk, "addPet"), PROVIDER, "pets", {"body": {"name": "Tom", "photoUrls": []}})
+    assert added["status"] == 200 and added["body"]["name"] == "Tom"
+    assert [(r.method, r.path, r.auth) for r in store.requests] == [
+        ("GET", f"/pet/{rex['id']}", "bearer"),
+        ("POST", "/pet", "bearer"),
+    ]
+    assert store.api_key not in str(got) + str(added)
+
+    # a write tool with a read grant is refused before anything is sent
+    with pytest.raises(PermissionDenied, match="declared `access: read` on 'pets'; addPet needs write"):
+        await invoke(call(viewer, "addPet"), PROVIDER, "pets", {"body": {"name": "Eve", "photoUrls": []}})
+    with pytest.raises(
+        Exception, match="Invalid arguments for getPetById: \\(arguments\\): 'petId' is a required"
+    ):
+        await invoke(call(viewer, "getPetById"), PROVIDER, "pets", {})
+    assert len(store.requests) == 2
+    assert (await invoke(call(viewer, "getPetById"), PROVIDER, "pets", {"petId": rex["id"]}))["status"] == 200
+    async with world.db.session(world.admin) as s:
+        audit = await s.audit.list(world.team_id)
+    writes = [a for a in audit if a.action == "tool.addPet"]
+    assert [w.details["outcome"] for w in writes] == ["ok"] and writes[0].details["agent_id"] == str(clerk)

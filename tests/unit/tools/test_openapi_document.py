@@ -11,10 +11,10 @@ from uuid import uuid4
 import pytest
 
 from coherex.integrations.base import Call
-from coherex.integrations.http_api import HttpApiConfig, HttpApiCredentials
 from coherex.settings import reset_settings_cache
 from coherex.store.models import DataSource
 from coherex.testing.fake_petstore import FakePetstore, document
+from coherex.tools.providers.http_api import HttpApiConfig, HttpApiCredentials
 from coherex.tools.providers.openapi import (
     MAX_DOCUMENT_BYTES,
     DocumentError,
