@@ -134,3 +134,10 @@ def event_types() -> dict[str, str]:
         if p.events is not None and p.source_type is not None
         for t in p.events.types
     }
+
+
+def discovering() -> dict[str, str]:
+    """Provider name (a spec's `use`) → data source type, for providers that discover their tools."""
+    return {
+        p.name: p.source_type.name for p in _active if p.discover is not None and p.source_type is not None
+    }
