@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
@@ -130,7 +130,7 @@ async def _test_before_saving(
     db: Database, team_id: UUID, kind: SourceType, name: str, cfg: Model, creds: Model
 ) -> None:
     """The connection test of a source that is not stored yet; a failure is the person's to fix."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     unsaved = DataSource(
         id=uuid4(),
         team_id=team_id,
@@ -325,9 +325,9 @@ async def check_source(
 async def _read_tools(db: Database, opened: Opened, check: Check) -> Check:
     """For a source whose provider discovers its tools: read them and keep them with the source
     (validation and the runtime use that list). → the check, saying how many it offers."""
-    from coherex.tools.registry import provider_for_source_type
+    from coherex.tools.registry import discoverer_for
 
-    provider = provider_for_source_type(opened.kind.name)
+    provider = discoverer_for(opened.kind.name)
     if provider is None or provider.discover is None:
         return check
     source = opened.call.source

@@ -136,6 +136,19 @@ def event_types() -> dict[str, str]:
     }
 
 
+def discoverer_for(source_type: str) -> ToolProvider | None:
+    """The provider that discovers the tools of this data source type (its owner, or one that
+    discovers more tools of a type another owns: openapi for http_api)."""
+    return next(
+        (
+            p
+            for p in _active
+            if p.discover is not None and p.source_type is not None and p.source_type.name == source_type
+        ),
+        None,
+    )
+
+
 def discovering() -> dict[str, str]:
     """Provider name (a spec's `use`) → data source type, for providers that discover their tools."""
     return {

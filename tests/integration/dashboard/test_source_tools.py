@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from psycopg.types.json import Jsonb
 from streamlit.testing.v1 import AppTest
 
 from coherex.dashboard.auth import sign_jwt
@@ -18,7 +17,7 @@ from coherex.settings import reset_settings_cache
 from coherex.store.db import Database, DatabaseUrls, Identity
 from coherex.testing.fake_petstore import document
 from coherex.testing.postgrest import PostgrestServer
-from coherex.tools.providers.openapi import operations
+from coherex.tools.providers.openapi import operations, tool_infos
 
 from .conftest import PASSWORD, Tenant, make_tenant
 
@@ -41,16 +40,10 @@ async def _seed(urls: DatabaseUrls) -> Teams:
                 alpha.team_id, "pets", "http_api", {"base_url": "https://pets.example"}
             )
             await s.sources.create(alpha.team_id, "crm", "http_api", {"base_url": "https://crm.example"})
-        tools = [
-            {"name": o.name, "description": o.description, "access": o.access, "parameters": o.parameters}
-            for o in operations(document())
-        ]
-        # the tool cache as a source check leaves it (written by the tool-provider port)
+        # the tool cache as a source check leaves it (the port's writer, the provider's tools)
+        tools = [t.to_json() for t in tool_infos(operations(document()))]
         async with db.session(Identity.system()) as s:
-            await s.conn.execute(
-                "update public.data_sources set tools = %s, tools_checked_at = now() where id = %s",
-                (Jsonb(tools), pets.id),
-            )
+            await s.sources.set_tools(pets.id, tools)
     finally:
         await db.close()
     return Teams(urls, alpha, bravo)
