@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
@@ -130,7 +130,7 @@ async def _test_before_saving(
     db: Database, team_id: UUID, kind: SourceType, name: str, cfg: Model, creds: Model
 ) -> None:
     """The connection test of a source that is not stored yet; a failure is the person's to fix."""
-    now = datetime.now(UTC)
+    now = datetime.now(timezone.utc)
     unsaved = DataSource(
         id=uuid4(),
         team_id=team_id,
