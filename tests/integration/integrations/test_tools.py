@@ -161,7 +161,9 @@ async def test_worker_processes_share_a_sources_rate_limit(world):
     assert [await w.wait() for w in workers] == [0, 0]
     times = sorted(r.at for r in world.saas.of("slack")[before:])
     assert len(times) == 10
-    assert times[-1] - times[0] >= 4, [round(t - times[0], 2) for t in times]
+    # 5 s of tokens between the first and the last call; the fake records arrivals, which a loaded
+    # machine delays unevenly (seen: 1.5 s), so 3 s is asserted — 10 calls at once took 20 ms
+    assert times[-1] - times[0] >= 3, [round(t - times[0], 2) for t in times]
 
 
 async def test_retry_after_longer_than_allowed_fails_clearly(world):
