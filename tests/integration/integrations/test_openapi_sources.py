@@ -27,7 +27,7 @@ def test_add_from_a_url_or_a_file_and_refuse_a_bad_document(cli_env, store, tmp_
     assert main(["sources", "add", "http_api", "pets", "--openapi", store.document_url, *key, "--json"]) == 0
     added = json.loads(capsys.readouterr().out)
     assert added["operations"] == 19 and added["status"] == "active", added
-    assert "Its OpenAPI document has 19 operation(s)" in added["check"]
+    assert "It offers 19 tool(s): updatePet, addPet" in added["check"]
     # the base URL came from the document's (relative) server; the check sent the key there
     assert [(r.path, r.auth) for r in store.requests] == [("/", "header")]
 
