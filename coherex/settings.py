@@ -108,6 +108,8 @@ class Settings(BaseSettings):
         60.0, ge=0, validation_alias=_env("COHEREX_INTEGRATION_MAX_RETRY_AFTER")
     )
     integration_timeout: float = Field(30.0, gt=0, validation_alias=_env("COHEREX_INTEGRATION_TIMEOUT"))
+    # how old a data source's discovered tool list (MCP, OpenAPI) may get before maintenance reads it again
+    tools_refresh_seconds: float = Field(3600.0, gt=0, validation_alias=_env("COHEREX_TOOLS_REFRESH_SECONDS"))
     # destinations data sources and agent tools may reach although they are loopback, private or the
     # platform's own (coherex/egress.py): a comma list of CIDRs, host:port and hosts
     egress_allow: str = Field("", validation_alias=_env("COHEREX_EGRESS_ALLOW"))

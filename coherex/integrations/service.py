@@ -18,6 +18,7 @@ from coherex.errors import BackendError, NotFound, PermissionDenied, UserError
 from coherex.integrations.base import Call, Check, Model, ServiceError, SourceType, bucket_for, call_service
 from coherex.integrations.oauth import OAuthToken, provider, refresh
 from coherex.integrations.vault import Vault, VaultError, redact, secret_values
+from coherex.spec.catalogue import ToolInfo
 from coherex.store.db import Database, Identity
 from coherex.store.models import DataSource
 
@@ -303,6 +304,7 @@ async def check_source(
 ) -> tuple[DataSource, Check]:
     """Check the connection, say in plain words what works, and record the status."""
     source = await _get_visible(db, identity, team_id, name)
+    opened = None
     try:
         opened = await _open(db, source)
         check = await call_service(
@@ -310,12 +312,74 @@ async def check_source(
             limiter=bucket_for(db, source, opened.kind),
             idempotent=True,
         )
+        if check.ok:
+            check = await _read_tools(db, opened, check)
         check = Check(check.ok, redact(check.summary, opened.secrets), check.details)
     except ServiceError as exc:
-        check = Check(False, redact(exc.message, opened.secrets))
+        check = Check(False, redact(exc.message, opened.secrets if opened else []))
     except (IntegrationError, VaultError) as exc:
         check = Check(False, exc.message)
     return await _record(db, source, ok=check.ok, error=None if check.ok else check.summary), check
+
+
+async def _read_tools(db: Database, opened: Opened, check: Check) -> Check:
+    """For a source whose provider discovers its tools: read them and keep them with the source
+    (validation and the runtime use that list). → the check, saying how many it offers."""
+    from coherex.tools.registry import discoverer_for
+
+    provider = discoverer_for(opened.kind.name)
+    if provider is None or provider.discover is None:
+        return check
+    source = opened.call.source
+    tools = await call_service(
+        lambda: provider.discover(opened), limiter=bucket_for(db, source, opened.kind), idempotent=True
+    )
+    async with db.session(Identity.system()) as s:
+        await s.sources.set_tools(source.id, [t.to_json() for t in tools])
+    names = ", ".join(t.name for t in tools[:10]) + (", …" if len(tools) > 10 else "")
+    summary = f"{check.summary} It offers {len(tools)} tool(s)" + (f": {names}." if tools else ".")
+    return Check(check.ok, summary, {**check.details, "tools": [t.name for t in tools]})
+
+
+async def refresh_discovered_tools(db: Database, now: datetime) -> list[tuple[str, str | None]]:
+    """Maintenance: read again the tools of every discovering source whose list is older than
+    COHEREX_TOOLS_REFRESH_SECONDS. → (source name, error or None) per source; a failure is recorded
+    on the source (its status) and the old list is kept."""
+    from datetime import timedelta
+
+    from coherex.settings import get_settings
+    from coherex.tools.registry import discovering
+
+    types = sorted(set(discovering().values()))
+    if not types:
+        return []
+    older_than = now - timedelta(seconds=get_settings().tools_refresh_seconds)
+    async with db.session(Identity.system()) as s:
+        due = await s.sources.tools_due(types, older_than)
+    done = []
+    for source in due:
+        try:
+            opened = await _open(db, source)
+            await _read_tools(db, opened, Check(True, ""))
+            done.append((source.name, None))
+            if source.status != "active":
+                await _record(db, source, ok=True)
+        except ServiceError as exc:
+            message = f"Reading the tools of {source.name!r} failed: {exc.message}"
+            await _record(db, source, ok=False, error=message)
+            done.append((source.name, message))
+        except (IntegrationError, VaultError) as exc:
+            done.append((source.name, exc.message))
+    return done
+
+
+async def discovered_tools(db: Database, team_id: UUID, name: str) -> list[ToolInfo] | None:
+    """The tools the team's source `name` offered at its last check (None: none, or never read)."""
+    async with db.session(Identity.system()) as s:
+        source = await s.sources.get_by_name(team_id, name)
+    if source is None or source.tools is None:
+        return None
+    return [ToolInfo.from_json(t, source.type) for t in source.tools]
 
 
 async def remove_source(db: Database, identity: Identity, team_id: UUID, name: str) -> list[str]:

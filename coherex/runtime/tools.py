@@ -10,7 +10,9 @@ happens here too, at each call.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,7 +116,7 @@ class ToolBox:
 
     @classmethod
     async def for_spec(cls, ctx: RunContext) -> ToolBox:
-        from coherex.tools.registry import provider_for_tool
+        from coherex.tools.registry import provider_for_tool, provider_named
 
         box = cls(ctx)
         for ref in ctx.spec.spec.tools or []:
@@ -129,6 +131,11 @@ class ToolBox:
             provider = provider_for_tool(ref.use)
             if info is not None and provider is not None:  # validation refused unknown tools when saved
                 box.tools[ref.tool_name] = BoundTool(ref.tool_name, ref, info, provider)
+                continue
+            provider = provider_named(ref.use)
+            if provider is not None and provider.discover is not None and ref.dataSource:
+                for bound in await _discovered(ctx, ref, provider):
+                    box.tools[bound.name] = bound
         return box
 
     def definitions(self) -> list[dict[str, Any]]:
@@ -174,6 +181,32 @@ class ToolBox:
         if len(text) > _MAX_RESULT_CHARS:
             text = text[:_MAX_RESULT_CHARS] + f"\n… [{len(text) - _MAX_RESULT_CHARS} characters cut]"
         return text
+
+
+async def _discovered(ctx: RunContext, ref: ToolRef, provider: ToolProvider) -> list[BoundTool]:
+    """One BoundTool per tool of the source's last check that the entry allows, named
+    `<source>_<tool>` (or `<name>_<tool>` with the entry's `name:`). Tools that change data are
+    offered only when the entry declares write access (and checked at each call like any other)."""
+    from coherex.integrations.service import discovered_tools
+
+    offered = await discovered_tools(ctx.db, ctx.execution.team_id, ref.dataSource or "") or []
+    allowed = set(ref.tools) if ref.tools is not None else None
+    prefix = ref.name or ref.dataSource or ref.use
+    out = []
+    for info in offered:
+        if (allowed is not None and info.name not in allowed) or (
+            info.access == "write" and ref.access != "write"
+        ):
+            continue
+        out.append(BoundTool(llm_name(prefix, info.name), ref, info, provider))
+    return out
+
+
+def llm_name(prefix: str, tool: str) -> str:
+    """`docs` + `search` → `docs_search`, within the function-name pattern the LLM APIs accept
+    (letters, digits, _ and -, at most 64)."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", f"{prefix}_{tool}")
+    return name if len(name) <= 64 else name[:55] + "_" + hashlib.sha1(name.encode()).hexdigest()[:8]
 
 
 def _text(result: Any) -> str:

@@ -31,11 +31,37 @@ class ToolInfo:
     parameters: dict[str, Any] = field(default_factory=lambda: _obj({}))
 
     def llm_parameters(self, fixed: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The argument schema the LLM sees: arguments fixed by the spec's `with:` removed."""
-        fixed = fixed or {}
-        props = {k: v for k, v in self.parameters.get("properties", {}).items() if k not in fixed}
-        required = [r for r in self.parameters.get("required", []) if r not in fixed]
-        return _obj(props, required)
+        """The argument schema the LLM sees: arguments fixed by the spec's `with:` removed (other
+        keywords, such as a discovered tool's `$defs`, kept)."""
+        if not fixed:
+            return self.parameters
+        schema = {**self.parameters}
+        schema["properties"] = {k: v for k, v in schema.get("properties", {}).items() if k not in fixed}
+        required = [r for r in schema.pop("required", []) if r not in fixed]
+        if required:
+            schema["required"] = required
+        return schema
+
+    def to_json(self) -> dict[str, Any]:
+        """What a data source's cache of discovered tools keeps of one (data_sources.tools)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "access": self.access,
+            "parameters": self.parameters,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], integration: str) -> ToolInfo:
+        """A discovered tool from the cache; it always runs against its data source."""
+        return cls(
+            str(data["name"]),
+            integration,
+            str(data.get("description") or ""),
+            access="read" if data.get("access") == "read" else "write",
+            needs_data_source=True,
+            parameters=data.get("parameters") or _obj({}),
+        )
 
 
 def _obj(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
@@ -62,6 +88,11 @@ def tools() -> list[ToolInfo]:
 def event_types() -> dict[str, str]:
     """Event type a trigger may wait for → the data source type that emits it."""
     return _registry().event_types()
+
+
+def discovering() -> dict[str, str]:
+    """`use` names whose tools are discovered per data source (`use: mcp`) → the data source type."""
+    return _registry().discovering()
 
 
 def data_source_types() -> set[str]:

@@ -18,7 +18,17 @@ from typing import TYPE_CHECKING
 from coherex.errors import UserError
 from coherex.spec.catalogue import ToolInfo, closest
 from coherex.tools.port import ToolProvider
-from coherex.tools.providers import agent, github, gmail, http_api, knowledge, postgres, python, slack
+from coherex.tools.providers import (
+    agent,
+    github,
+    gmail,
+    http_api,
+    knowledge,
+    openapi,
+    postgres,
+    python,
+    slack,
+)
 
 if TYPE_CHECKING:
     from coherex.integrations.base import SourceType
@@ -31,6 +41,7 @@ BUILTIN: tuple[ToolProvider, ...] = (
     slack.PROVIDER,
     github.PROVIDER,
     http_api.PROVIDER,
+    openapi.PROVIDER,  # the operations of an http_api source's OpenAPI document (discovered)
     postgres.PROVIDER,
 )
 
@@ -69,7 +80,9 @@ def _build(active: tuple[ToolProvider, ...]) -> _Index:
     by_tool: dict[str, ToolProvider] = {}
     by_source: dict[str, ToolProvider] = {}
     for p in active:
-        if p.source_type is not None:
+        if p.source_type is not None and not (p.discover is not None and p.source_type.name in by_source):
+            # (a provider that only discovers more tools of a type another one owns, e.g. openapi on
+            # http_api, leaves the type to its owner)
             assert p.source_type.name not in by_source, f"two providers serve {p.source_type.name}"
             by_source[p.source_type.name] = p
         for info in p.tools():
@@ -120,4 +133,24 @@ def event_types() -> dict[str, str]:
         for p in _active
         if p.events is not None and p.source_type is not None
         for t in p.events.types
+    }
+
+
+def discoverer_for(source_type: str) -> ToolProvider | None:
+    """The provider that discovers the tools of this data source type (its owner, or one that
+    discovers more tools of a type another owns: openapi for http_api)."""
+    return next(
+        (
+            p
+            for p in _active
+            if p.discover is not None and p.source_type is not None and p.source_type.name == source_type
+        ),
+        None,
+    )
+
+
+def discovering() -> dict[str, str]:
+    """Provider name (a spec's `use`) → data source type, for providers that discover their tools."""
+    return {
+        p.name: p.source_type.name for p in _active if p.discover is not None and p.source_type is not None
     }
