@@ -1,9 +1,12 @@
 """Fault injection: N executions through the real queue and real worker processes while the LLM
 answers 429/500 or times out, sandboxed code kills itself, some rows have lost their job, the
 database is restarted twice (once while the workers are starting runs, once mid-batch), a worker
-is SIGKILLed mid-run and the sandbox server is killed and started again. Afterwards: every
-execution final, none duplicated, no event lost, every failure with a reason, and the success
-rate among runs whose faults were transient.
+is SIGKILLed mid-run and the sandbox server is killed and started again. Some runs post to (fake)
+Slack through a tool that needs approval: they wait, and are approved or rejected by a person
+(`decide`, as the API does) while all of this goes on — some decisions are sent the moment the
+database stops. Afterwards: every execution final, none duplicated, no event lost, every failure
+with a reason, the success rate among runs whose faults were transient, every approved post made
+exactly once and no rejected one made (nor shown as a successful call).
 
     python bench/bench_reliability.py --n 1000      # writes bench/results/reliability.json
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import random
@@ -42,6 +46,23 @@ SPEC = textwrap.dedent("""\
         - use: python
       limits: {maxSteps: 4, timeoutSeconds: 60}
     """)
+#: the agent of the `approve`/`reject` runs: its Slack post waits for a person
+GATED_SPEC = textwrap.dedent("""\
+    apiVersion: coherex/v1
+    kind: Agent
+    metadata: {name: gated}
+    spec:
+      instructions: Post the number you were given to #ops.
+      inputs:
+        n: {type: integer}
+        fault: {type: string, default: none}
+      tools:
+        - use: slack.post_message
+          dataSource: team-slack
+          access: write
+          approval: always
+      limits: {maxSteps: 4, timeoutSeconds: 60}
+    """)
 
 #: fault → share of executions. All are transient: a correct platform finishes every such run.
 #: `python` runs code in the sandbox (hit when the sandbox server is killed); `orphan` rows are
@@ -56,7 +77,10 @@ FAULTS = {
     "slow": 0.13,
     "python": 0.10,
     "orphan": 0.04,
+    "approve": 0.05,  # waits for approval, approved: posts once
+    "reject": 0.04,  # waits for approval, rejected: posts nothing, the model is told
 }
+APPROVAL_FAULTS = ("approve", "reject")
 LLM_TIMEOUT = 5.0
 #: LLM requests an execution may cause per attempt (one retry of the failed call, one after the tool)
 REQUESTS_PER_ATTEMPT = {
@@ -68,6 +92,8 @@ REQUESTS_PER_ATTEMPT = {
     "slow": 1,
     "python": 2,
     "orphan": 1,
+    "approve": 2,
+    "reject": 2,
 }
 
 
@@ -96,7 +122,9 @@ class FaultyLLM:
             return Error(500, "injected server error")
         if fault == "llm_timeout" and first:
             self.injected["llm_timeout"] += 1
-            return Slow(LLM_TIMEOUT + 0.5, Text("too late"))
+            # well past the client's timeout: on a loaded machine its timer fires late, and an answer
+            # only 0.5 s late was once read as the answer ("too late" as the run's output)
+            return Slow(LLM_TIMEOUT * 3, Text("too late"))
         if fault == "sandbox_crash" and not after_tool:
             self.injected["sandbox_crash"] += 1
             return ToolCall(
@@ -107,7 +135,71 @@ class FaultyLLM:
             return ToolCall("python", {"code": f"import time; time.sleep(0.5); print({n} * 2)"})
         if fault == "slow" and not after_tool:
             return Slow(2.5, Text(f"answer {n}"))
+        if fault in APPROVAL_FAULTS and not after_tool:
+            return ToolCall("slack_post_message", {"channel": "#ops", "text": f"post {n}"})
+        if fault in APPROVAL_FAULTS and "rejected" in messages[-1]["content"]:
+            return Text(f"rejected {n}")
         return Text(f"answer {n}")
+
+
+def expected_output(n: int, fault: str) -> dict[str, str]:
+    return {"text": f"rejected {n}" if fault == "reject" else f"answer {n}"}
+
+
+class Decider:
+    """A person deciding the waiting calls as planned (approve or reject, as `decide` does for the API
+    and the chat). Each call is decided after it waited a moment; the calls of `held` runs wait for
+    the mid-batch database restart, whose start they meet."""
+
+    def __init__(self, db, who, team_id, executions: dict, plan: dict, held: set):
+        self.db, self.who, self.team_id = db, who, team_id
+        self.executions, self.plan, self.held = executions, plan, held
+        self.decided: set = set()
+        self.stats: Counter = Counter()
+
+    async def choose(self, *, min_wait: float = 0.5, include_held: bool = False) -> list:
+        """The waiting calls to decide now."""
+        from datetime import UTC, datetime
+
+        async with self.db.session(self.who) as s:
+            pending = await s.approvals.pending(self.team_id)
+        return [
+            a
+            for a in pending
+            if a.id not in self.decided
+            and (datetime.now(UTC) - a.created_at).total_seconds() >= min_wait
+            and (include_held or self.executions[a.execution_id] not in self.held)
+        ]
+
+    async def decide(self, chosen: list) -> None:
+        """Decide them at once; a decision the database's going away broke is tried again later."""
+        from coherex.errors import Conflict
+        from coherex.runtime.approvals import decide
+
+        tries = []
+        for a in chosen:
+            i = self.executions[a.execution_id]
+            action = self.plan[i]
+            tries.append(
+                decide(self.db, self.who, a.id, action, message=f"not {i}" if action == "reject" else None)
+            )
+        for a, outcome in zip(chosen, await asyncio.gather(*tries, return_exceptions=True)):
+            if isinstance(outcome, Conflict):  # an earlier try committed before its connection broke
+                self.stats["decision_already_made"] += 1
+            elif isinstance(outcome, BaseException):
+                self.stats["decision_interrupted"] += 1
+                continue  # tried again on the next round
+            else:
+                self.stats["decided"] += 1
+            self.decided.add(a.id)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.decide(await self.choose())
+            except Exception:  # noqa: BLE001 (the database is down: the person tries again in a moment)
+                self.stats["decision_rounds_failed"] += 1
+            await asyncio.sleep(0.5)
 
 
 class Workers:
@@ -147,11 +239,13 @@ class Workers:
 
 
 async def campaign(n: int = 150, *, seed: int = 11, timeout: float = 600, log=print) -> dict[str, Any]:
-    from coherex.services.agents import apply_spec
+    from coherex.integrations.service import add_source
     from coherex.runtime import Runtime
-    from coherex.settings import Settings
+    from coherex.services.agents import apply_spec
+    from coherex.settings import Settings, reset_settings_cache
     from coherex.store.db import Database, Identity
     from coherex.testing.fake_openai import FakeOpenAI
+    from coherex.testing.fake_saas import FakeSaaS
     from coherex.testing.postgres import TestPostgres
     from coherex.testing.sandbox import SandboxServerProcess, start_local_sandbox
 
@@ -161,11 +255,19 @@ async def campaign(n: int = 150, *, seed: int = 11, timeout: float = 600, log=pr
     llm_behaviour = FaultyLLM()
     sandbox, sbx_settings = start_local_sandbox(tmp / "sandbox", pool_size=2)
     workers: Workers | None = None
+    decider_task: asyncio.Task | None = None
+    saved_environ = dict(os.environ)
     started = time.monotonic()
     try:
         urls = pg.create_database()
-        with FakeOpenAI() as fake_llm:
+        with FakeOpenAI() as fake_llm, FakeSaaS() as saas:
             fake_llm.always(llm_behaviour)
+            ops = saas.slack.add_channel("ops")
+            # the fake Slack's URLs and a vault key, for the workers and for storing the Slack source here
+            os.environ.update(
+                saas.env(), COHEREX_SECRET_KEY=base64.urlsafe_b64encode(os.urandom(32)).decode()
+            )
+            reset_settings_cache()
             env = {
                 **os.environ,
                 "DATABASE_URL": urls.app,
@@ -190,6 +292,11 @@ async def campaign(n: int = 150, *, seed: int = 11, timeout: float = 600, log=pr
                     team = await s.teams.create("reliability", "Reliability")
                     agent = (await apply_spec(s, team.id, SPEC)).agent
                 who = Identity.user(user.id)
+                await add_source(
+                    db, who, team.id, "slack", "team-slack", credentials={"bot_token": saas.slack_token}
+                )
+                async with db.session(who) as s:
+                    gated = (await apply_spec(s, team.id, GATED_SPEC)).agent
                 kinds = list(FAULTS)
                 plan = {i: rng.choices(kinds, weights=[FAULTS[k] for k in kinds])[0] for i in range(n)}
                 runtime = Runtime(db, settings=Settings(database_url=urls.app))
@@ -198,7 +305,7 @@ async def campaign(n: int = 150, *, seed: int = 11, timeout: float = 600, log=pr
                     ex = await runtime.create(
                         who,
                         team.id,
-                        agent,
+                        gated if plan[i] in APPROVAL_FAULTS else agent,
                         trigger="api",
                         inputs={"n": i, "fault": plan[i]},
                         queue=plan[i] != "orphan",
@@ -210,6 +317,11 @@ async def campaign(n: int = 150, *, seed: int = 11, timeout: float = 600, log=pr
                 workers.start()
                 workers.start()
                 injected = Counter()
+                # every other approval run waits to be decided until the database stops mid-batch
+                gated_runs = [i for i in range(n) if plan[i] in APPROVAL_FAULTS]
+                held = set(gated_runs[: n // 3 : 2])
+                decider = Decider(db, who, team.id, executions, plan, held)
+                decider_task = asyncio.create_task(decider.run())
 
                 async def statuses() -> Counter:
                     async with db.session(Identity.system()) as s:
@@ -229,9 +341,18 @@ async def campaign(n: int = 150, *, seed: int = 11, timeout: float = 600, log=pr
                         workers.keep(2)
                         await asyncio.sleep(0.3)
 
-                async def restart_database(why: str) -> None:
+                async def restart_database(why: str, decide_held: bool = False) -> None:
                     assert pg._embedded is not None
-                    pg._embedded.stop()
+                    burst = None
+                    if decide_held:  # a person clicks Approve/Reject on what waits as the database stops
+                        chosen = await decider.choose(min_wait=0, include_held=True)
+                        injected["decisions_as_database_stopped"] += len(chosen)
+                        burst = asyncio.create_task(decider.decide(chosen))
+                        await asyncio.sleep(0.02)  # the decisions are under way
+                    await asyncio.to_thread(pg._embedded.stop)
+                    if burst is not None:
+                        await burst
+                        decider.held.clear()
                     injected["database_restart"] += 1
                     log(f"database stopped {why} at {time.monotonic() - started:.1f}s")
                     await asyncio.sleep(2)
@@ -253,9 +374,14 @@ async def campaign(n: int = 150, *, seed: int = 11, timeout: float = 600, log=pr
                 workers.keep(2)
 
                 # 3. restart the database again when about a third is done
-                done = lambda c: sum(v for k, v in c.items() if k not in ("pending", "running"))  # noqa: E731
-                await wait_for(lambda c: done(c) >= n // 3, timeout / 2)
-                await restart_database("mid-batch")
+                done = lambda c: sum(
+                    v for k, v in c.items() if k not in ("pending", "running", "waiting_approval")
+                )
+                # (with one of the held approvals waiting, if any)
+                await wait_for(
+                    lambda c: done(c) >= n // 3 and (c["waiting_approval"] or not held), timeout / 2
+                )
+                await restart_database("mid-batch", decide_held=True)
 
                 # 4. kill the sandbox server (every box with it) at half-way, start it again a second later
                 await wait_for(lambda c: done(c) >= n // 2, timeout / 2)
@@ -272,11 +398,21 @@ async def campaign(n: int = 150, *, seed: int = 11, timeout: float = 600, log=pr
                 elapsed = time.monotonic() - started
                 replaced = len(workers.procs) - 2  # workers a supervisor had to replace (the SIGKILLed one)
                 workers.stop()
+                decider_task.cancel()
                 log(f"final statuses after {elapsed:.1f}s: {dict(final)}")
-                return await _verify(db, executions, plan, llm_behaviour, injected, replaced, elapsed, n)
+                posts = Counter(m["text"] for m in saas.slack.messages.get(ops, []))
+                results = await _verify(db, executions, plan, llm_behaviour, injected, replaced, elapsed, n)
+                if results["wrong_output"]:
+                    log(f"wrong outputs: {results['wrong_output_examples']}")
+                return {**results, **await _verify_approvals(db, executions, plan, posts, decider)}
             finally:
+                if decider_task is not None:
+                    decider_task.cancel()
                 await db.close()
     finally:
+        os.environ.clear()
+        os.environ.update(saved_environ)
+        reset_settings_cache()
         if workers is not None:
             workers.stop()
         sandbox.stop()
@@ -296,30 +432,36 @@ async def _verify(
         ).fetchall()
         events = await (
             await conn.execute(
-                "select execution_id, seq, type from public.execution_events order by execution_id, seq"
+                "select execution_id, seq, type, name from public.execution_events order by execution_id, seq"
             )
         ).fetchall()
         usage = (
             await (await conn.execute("select coalesce(sum(executions), 0) from public.usage")).fetchone()
         )[0]
     seqs, status_events = defaultdict(list), Counter()
-    for ex_id, seq, kind in events:
+    for ex_id, seq, kind, name in events:
         seqs[ex_id].append(seq)
-        if kind == "status":
+        if kind == "status" and name != "waiting_approval":  # a pause is not an end
             status_events[ex_id] += 1
-    stuck = [r for r in rows if r[1] in ("pending", "running")]
+    stuck = [r for r in rows if r[1] in ("pending", "running", "waiting_approval")]
     lost_events = [r[0] for r in rows if seqs[r[0]] != list(range(1, r[3] + 1))]
     duplicated = [
         r[0]
         for r in rows
         if status_events[r[0]] > 1
-        or llm.seen[executions[r[0]]] > REQUESTS_PER_ATTEMPT[plan[executions[r[0]]]] * r[2]
+        # (a pause starts the attempt count again; approval runs are checked by what they posted)
+        or (
+            plan[executions[r[0]]] not in APPROVAL_FAULTS
+            and llm.seen[executions[r[0]]] > REQUESTS_PER_ATTEMPT[plan[executions[r[0]]]] * r[2]
+        )
     ]
     wrong_output = [
-        r[0] for r in rows if r[1] == "completed" and r[4] != {"text": f"answer {executions[r[0]]}"}
+        r[0]
+        for r in rows
+        if r[1] == "completed" and r[4] != expected_output(executions[r[0]], plan[executions[r[0]]])
     ]
     failed_without_reason = [
-        r[0] for r in rows if r[1] not in ("completed", "pending", "running") and not r[5]
+        r[0] for r in rows if r[1] not in ("completed", "pending", "running", "waiting_approval") and not r[5]
     ]
     completed = sum(1 for r in rows if r[1] == "completed")
     failures = Counter((r[5] or "")[:120] for r in rows if r[1] != "completed")
@@ -338,12 +480,78 @@ async def _verify(
         "lost": n - len(rows) + len(lost_events) + len(wrong_output),
         "lost_events": len(lost_events),
         "wrong_output": len(wrong_output),
+        "wrong_output_examples": [
+            {"fault": plan[executions[r[0]]], "output": r[4], "attempts": r[2]}
+            for r in rows
+            if r[0] in set(wrong_output[:5])
+        ],
         "stuck": len(stuck),
         "duplicated": len(duplicated),
         "failed_without_reason": len(failed_without_reason),
         "failure_reasons": dict(failures.most_common(5)),
         "llm_requests": sum(llm.seen.values()),
         "seconds": round(elapsed, 1),
+    }
+
+
+async def _verify_approvals(
+    db, executions: dict, plan: dict, posts: Counter, decider: Decider
+) -> dict[str, Any]:
+    """Approval runs: each paused once, was decided as planned, and an approved post happened exactly
+    once (a rejected one never, and no rejected call is shown as a successful one)."""
+    from coherex.store.db import Identity
+
+    async with db.connection(Identity.system()) as conn:
+        approvals = await (
+            await conn.execute("select execution_id, status, result from public.execution_approvals")
+        ).fetchall()
+        results = await (
+            await conn.execute(
+                "select execution_id, payload from public.execution_events where type = 'tool_result'"
+            )
+        ).fetchall()
+        pauses = await (
+            await conn.execute(
+                "select execution_id, count(*) from public.execution_events "
+                "where type = 'status' and name = 'waiting_approval' group by execution_id"
+            )
+        ).fetchall()
+    by_run: dict[int, list] = defaultdict(list)
+    for ex_id, status, result in approvals:
+        by_run[executions[ex_id]].append((status, result))
+    ok_results: dict[int, list[bool]] = defaultdict(list)
+    unknown: set[int] = set()  # a crash between the call and storing its result: said, not guessed
+    for ex_id, payload in results:
+        ok_results[executions[ex_id]].append(bool(payload.get("ok")))
+        if "whether it took effect is unknown" in str(payload.get("content")):
+            unknown.add(executions[ex_id])
+    paused = {executions[ex_id]: count for ex_id, count in pauses}
+    gated = [i for i in plan if plan[i] in APPROVAL_FAULTS]
+    wanted = {"approve": "approved", "reject": "rejected"}
+    return {
+        "approval_runs": dict(Counter(plan[i] for i in gated)),
+        # one approval row and one pause per run (a step that paused twice would ask twice)
+        "approval_duplicated": sum(1 for i in gated if len(by_run[i]) != 1 or paused.get(i, 0) != 1),
+        "approval_wrong_decision": sum(1 for i in gated if [st for st, _ in by_run[i]] != [wanted[plan[i]]]),
+        "approved_posts": {
+            "once": sum(1 for i in gated if plan[i] == "approve" and posts[f"post {i}"] == 1),
+            "never": sum(1 for i in gated if plan[i] == "approve" and posts[f"post {i}"] == 0),
+            "twice_or_more": sum(1 for i in gated if plan[i] == "approve" and posts[f"post {i}"] > 1),
+        },
+        # at most once is the promise where a crash falls between the call and storing its result;
+        # the run then says the outcome is unknown instead of calling again
+        "approved_outcome_unknown": sum(1 for i in gated if plan[i] == "approve" and i in unknown),
+        "approved_lost": sum(
+            1 for i in gated if plan[i] == "approve" and posts[f"post {i}"] == 0 and i not in unknown
+        ),
+        "approved_not_acknowledged": sum(
+            1 for i in gated if plan[i] == "approve" and ok_results[i] != [True] and i not in unknown
+        ),
+        "rejected_posted": sum(1 for i in gated if plan[i] == "reject" and posts[f"post {i}"] > 0),
+        "rejected_shown_as_success": sum(
+            1 for i in gated if plan[i] == "reject" and ok_results[i] != [False]
+        ),
+        "decisions": dict(decider.stats),
     }
 
 

@@ -108,6 +108,8 @@ class Settings(BaseSettings):
         60.0, ge=0, validation_alias=_env("COHEREX_INTEGRATION_MAX_RETRY_AFTER")
     )
     integration_timeout: float = Field(30.0, gt=0, validation_alias=_env("COHEREX_INTEGRATION_TIMEOUT"))
+    # how old a data source's discovered tool list (MCP, OpenAPI) may get before maintenance reads it again
+    tools_refresh_seconds: float = Field(3600.0, gt=0, validation_alias=_env("COHEREX_TOOLS_REFRESH_SECONDS"))
     # destinations data sources and agent tools may reach although they are loopback, private or the
     # platform's own (coherex/egress.py): a comma list of CIDRs, host:port and hosts
     egress_allow: str = Field("", validation_alias=_env("COHEREX_EGRESS_ALLOW"))
@@ -144,6 +146,10 @@ class Settings(BaseSettings):
     # --- the address people and scripts reach the web process at (https://coherex.example.com): the
     # only Origin a request signed in by the chat's cookie may come from; unset, the request's own host ---
     public_url: str | None = Field(None, validation_alias=_env("COHEREX_PUBLIC_URL"))
+    # --- e-mail the platform sends (approval requests; coherex/mail.py): smtp://user:pass@host:587
+    # (STARTTLS) or smtps://user:pass@host:465; unset, no mail is sent ---
+    smtp_url: SecretStr | None = Field(None, validation_alias=_env("COHEREX_SMTP_URL"))
+    smtp_from: str | None = Field(None, validation_alias=_env("COHEREX_SMTP_FROM"))
     #: an OAuth 2.1 authorization server that issues tokens for /mcp (named in its resource metadata)
     oauth_issuer: str | None = Field(None, validation_alias=_env("COHEREX_OAUTH_ISSUER"))
     # --- HTTP API: requests per API key or chat user, average and burst (shared by all web processes) ---

@@ -4,6 +4,8 @@ and two teams with users for isolation tests."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -11,7 +13,10 @@ import pytest
 
 from coherex.settings import reset_settings_cache
 from coherex.store.db import Database, DatabaseUrls, Identity
+from coherex.testing.fake_openai import FakeOpenAI
+from coherex.testing.fake_saas import FakeSaaS
 from coherex.testing.postgres import TestPostgres
+from coherex.testing.scripted_llm import ScriptedLLM
 
 # Tests never read a developer's .env or data dir.
 os.environ.setdefault("COHEREX_DATA_DIR", "/tmp/coherex-tests-data")
@@ -82,6 +87,74 @@ def tenant_factory(db: Database):
         return await make_tenant(db, slug)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def fake_openai_server():
+    """One fake OpenAI server (real HTTP) for the session; tests take it through `fake_llm`."""
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_llm(fake_openai_server: FakeOpenAI) -> FakeOpenAI:
+    """The fake OpenAI server with its script and records cleared for this test: point a client, a
+    subprocess or the API at `fake_llm.base_url` / `fake_llm.api_key`, then `fake_llm.script([...])`."""
+    fake_openai_server.reset()
+    return fake_openai_server
+
+
+@pytest.fixture
+def worker_llm_env(fake_llm: FakeOpenAI) -> dict[str, str]:
+    """What a `coherex worker` subprocess needs beside the database: the fake LLM, and heartbeats
+    and maintenance every second (so dead runs are found within seconds)."""
+    return {
+        "OPENAI_BASE_URL": fake_llm.base_url,
+        "OPENAI_API_KEY": fake_llm.api_key,
+        "COHEREX_HEARTBEAT_SECONDS": "1",
+        "COHEREX_MAINTENANCE_SECONDS": "1",
+    }
+
+
+@pytest.fixture
+def worker_processes():
+    """start(env, *args, output=DEVNULL) -> a real `coherex worker [args]` process (text output);
+    every one still running is stopped at the end of the test."""
+    procs: list[subprocess.Popen] = []
+
+    def start(env: dict[str, str], *args: str, output: int = subprocess.DEVNULL) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "coherex", "worker", *args],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+@pytest.fixture
+def saas():
+    """The fake SaaS server (Slack, Gmail, GitHub, OAuth providers): real HTTP on a free port."""
+    with FakeSaaS() as server:
+        yield server
+
+
+@pytest.fixture
+def scripted_llm() -> ScriptedLLM:
+    """The in-process LLMClient double taking the same script items (coherex/testing/scripted_llm.py)."""
+    return ScriptedLLM()
 
 
 @pytest.fixture(scope="session")

@@ -16,24 +16,21 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from coherex.api.oauth import Caller as _OAuthCaller
-from coherex.errors import BackendError, CoherexError, Conflict, NotFound, PermissionDenied, UserError
+from coherex.errors import (
+    BackendError,
+    CoherexError,
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    Unauthorized,
+    UserError,
+)
 from coherex.runtime import QuotaExceeded, Runtime
 from coherex.settings import Settings
 from coherex.store.db import Database, Identity
 
 log = logging.getLogger(__name__)
-
-
-class Unauthorized(CoherexError):
-    code = "unauthorized"
-
-
-class RateLimited(CoherexError):
-    code = "rate_limited"
-
-    def __init__(self, message: str, retry_after: float):
-        super().__init__(message, hint=f"Retry after {retry_after:.0f} s.")
-        self.retry_after = retry_after
 
 
 @dataclass

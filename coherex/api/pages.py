@@ -1,4 +1,5 @@
-"""Small pages the platform serves itself (outside the chat): the data-source connect form."""
+"""Small pages the platform serves itself (outside the chat): the data-source connect form, and the
+page an approval mail links to."""
 
 from __future__ import annotations
 
@@ -16,3 +17,11 @@ async def connect_page() -> HTMLResponse:
     saves through POST /api/sources with `check`, as the signed-in chat user (the chat's cookie).
     `?type=&name=&team=` fill it in, as the chat's "connect it" links do."""
     return HTMLResponse(files("coherex.api").joinpath("pages", "connect.html").read_text(encoding="utf-8"))
+
+
+@router.get("/approvals/{approval_id}")
+async def approval_page(approval_id: str) -> HTMLResponse:
+    """Where an approval mail's links lead: the waiting call, and Approve / Reject buttons that post
+    to POST /api/approvals/{id} as the signed-in chat user (`?team=` picks the team, `?decision=`
+    the button to offer first). Opening the page decides nothing: mail scanners open links too."""
+    return HTMLResponse(files("coherex.api").joinpath("pages", "approval.html").read_text(encoding="utf-8"))

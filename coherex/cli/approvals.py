@@ -144,27 +144,46 @@ def notify(
     channel: str | None = typer.Argument(
         None, help="The channel that hears about waiting calls, e.g. #approvals."
     ),
-    off: bool = typer.Option(False, "--off", help="Stop notifying."),
+    email: str | None = typer.Option(
+        None,
+        "--email",
+        help="Addresses that get a mail per waiting step, comma-separated (sent through COHEREX_SMTP_URL).",
+    ),
+    off: bool = typer.Option(False, "--off", help="Stop notifying (Slack and e-mail)."),
 ) -> None:
-    """Post each call that waits for approval to a Slack channel of the team, with how to decide (admins)."""
+    """Announce each call that waits for approval, with how to decide (admins): posted to a Slack
+    channel of the team, and/or mailed to addresses. Setting one keeps the other."""
+    from coherex import mail
     from coherex.errors import PermissionDenied
 
-    if not off and not (source and channel):
+    slack = bool(source and channel)
+    if not off and not slack and email is None:
         raise UserError(
             "Give a Slack data source and a channel (e.g. `coherex approvals notify team-slack "
-            "#approvals`), or --off."
+            "#approvals`), --email ops@example.com, or --off."
         )
+    if source and not channel:
+        raise UserError(f"Give the channel too, e.g. `coherex approvals notify {source} #approvals`.")
+    addresses = mail.check_addresses(email) if email is not None and not off else None
+    if addresses:
+        mail.require_configured()
 
     async def go():
         async with cli_context() as ctx, ctx.db.session(ctx.identity) as s:
-            if not off:
+            if slack and not off:
                 found = await s.sources.get_by_name(ctx.team.id, source)
                 if found is None or found.type != "slack":
                     raise UserError(
                         f"{source!r} is not a Slack data source of this team.",
                         hint="`coherex sources list` shows them.",
                     )
-            target = None if off else {"source": source, "channel": channel}
+            target = None
+            if not off:
+                target = dict(await s.approvals.team_notify(ctx.team.id) or {})
+                if slack:
+                    target.update(source=source, channel=channel)
+                if addresses:
+                    target["email"] = addresses
             if not await s.approvals.set_team_notify(ctx.team.id, target):
                 raise PermissionDenied("Changing where approvals are announced needs the admin role.")
             await s.audit.record(
@@ -174,10 +193,15 @@ def notify(
                 target_id=str(ctx.team.id),
                 details={"approval_notify": target},
             )
+            return target
 
-    run_async(go())
-    console.print(
-        "Approval requests are no longer posted."
-        if off
-        else f"Calls that wait for approval are posted to {channel} through {source}."
-    )
+    target = run_async(go())
+    if not target:
+        console.print("Approval requests are no longer announced.")
+        return
+    if target.get("source"):
+        console.print(
+            f"Calls that wait for approval are posted to {target['channel']} through {target['source']}."
+        )
+    if target.get("email"):
+        console.print(f"Calls that wait for approval are mailed to {', '.join(target['email'])}.")

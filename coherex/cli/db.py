@@ -62,6 +62,16 @@ def migrate() -> None:
 
 
 @app.command()
+def snapshot(
+    check: bool = typer.Option(False, "--check", help="Only say whether the file is stale (exit 1 if so)."),
+) -> None:
+    """Regenerate schema/current.sql, the readable live schema, from a freshly migrated database."""
+    from coherex.store.snapshot import main
+
+    raise typer.Exit(main(["--check"] if check else []))
+
+
+@app.command()
 def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Say where the database is, whether it runs, and which migrations are pending."""
     from coherex.store.db import resolve_urls

@@ -38,6 +38,13 @@ def add(
         "--from-env",
         help="read credentials from TYPE_FIELD variables, e.g. SLACK_BOT_TOKEN, GITHUB_TOKEN, POSTGRES_DSN",
     ),
+    base_url: str | None = typer.Option(None, "--base-url", help="http_api: the API's base URL"),
+    openapi: str | None = typer.Option(
+        None,
+        "--openapi",
+        help="http_api: an OpenAPI 3 document (URL or file) whose operations become tools; "
+        "the base URL defaults to its server",
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Add a data source; credentials are encrypted before they are stored."""
@@ -59,26 +66,35 @@ def add(
         if missing:
             raise UserError(f"--from-env: {', '.join(missing)} is not set.")
 
+    settings = _pairs(config, "--config")
+    if (base_url or openapi) and type_name != "http_api":
+        raise UserError("--base-url and --openapi are settings of http_api sources.")
+    if base_url:
+        settings["base_url"] = base_url
+    operations = None
+    if openapi:
+        from coherex.tools.providers.openapi import openapi_config
+
+        settings = run_async(openapi_config(openapi, settings, credentials))
+        operations = settings.pop("_operations")
+
     async def go():
         async with cli_context() as ctx:
             await add_source(
-                ctx.db,
-                ctx.identity,
-                ctx.team.id,
-                type_name,
-                name,
-                config=_pairs(config, "--config"),
-                credentials=credentials,
+                ctx.db, ctx.identity, ctx.team.id, type_name, name, config=settings, credentials=credentials
             )
             return await check_source(ctx.db, ctx.identity, ctx.team.id, name)
 
     source, check = run_async(go())
     if as_json:
-        print_json(
-            {"name": source.name, "type": source.type, "status": source.status, "check": check.summary}
-        )
+        out = {"name": source.name, "type": source.type, "status": source.status, "check": check.summary}
+        print_json(out if operations is None else {**out, "operations": operations})
         return
     console.print(f"Added data source [bold]{source.name}[/] ({source.type}).")
+    if operations is not None:
+        console.print(
+            f"Its OpenAPI document has {operations} operation(s); agents use them with `use: openapi`."
+        )
     console.print(("[green]ok:[/] " if check.ok else "[yellow]not working yet:[/] ") + check.summary)
 
 

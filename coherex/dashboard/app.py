@@ -390,6 +390,24 @@ def data_sources(reader: Reader, team_id: UUID) -> None:
     failing = table[table["status"] != "active"]
     st.metric("Not healthy", len(failing))
     st.dataframe(table, hide_index=True, key="sources_table")
+    source_tools(reader, team_id, table)
+
+
+def source_tools(reader: Reader, team_id: UUID, sources: pd.DataFrame) -> None:
+    """The tools each source offered when last listed (MCP servers, OpenAPI documents)."""
+    listed = sources[sources["tools_checked_at"].notna()]
+    if listed.empty:
+        return
+    st.subheader("Tools of data sources")
+    st.caption(
+        "As last listed by `coherex sources test NAME` (and on a schedule); agents pick them with `use:`."
+    )
+    tools = reader.source_tools(team_id)
+    for row in listed.itertuples():
+        own = tools[tools["source"] == row.name][["tool", "access", "description"]]
+        checked = f"{row.tools_checked_at:%Y-%m-%d %H:%M} UTC"
+        with st.expander(f"{row.name} — {len(own)} tool(s), last listed {checked}"):
+            st.dataframe(own, hide_index=True, key=f"tools_{row.name}")
 
 
 def audit_log(reader: Reader, team_id: UUID) -> None:

@@ -31,6 +31,7 @@ from coherex.store.repos.analytics import (
     EVENT_COLS,
     EXECUTION_COLS,
     SOURCE_COLS,
+    SOURCE_TOOL_COLS,
     USAGE_COLS,
     VERSION_COLS,
     AnalyticsRepo,
@@ -74,6 +75,7 @@ _INT = {
     "agents",
     "chunk_index",
     "version",
+    "tools",
 }
 _FLOAT = {
     "cost_usd",
@@ -93,6 +95,7 @@ _TIME = {
     "last_failed_at",
     "failing_since",
     "last_checked_at",
+    "tools_checked_at",
 }
 
 
@@ -193,6 +196,10 @@ class Reader(ABC):
     def data_sources(self, team_id: UUID) -> pd.DataFrame: ...
 
     @abstractmethod
+    def source_tools(self, team_id: UUID) -> pd.DataFrame:
+        """Each source's tools as last listed (MCP servers, OpenAPI documents): source, tool, access…"""
+
+    @abstractmethod
     def audit(self, team_id: UUID, limit: int = 500) -> pd.DataFrame: ...
 
     @abstractmethod
@@ -284,6 +291,9 @@ class SqlReader(Reader):
     def data_sources(self, team_id: UUID) -> pd.DataFrame:
         return frame(self._rows("data_sources", team_id), SOURCE_COLS)
 
+    def source_tools(self, team_id: UUID) -> pd.DataFrame:
+        return frame(self._rows("source_tools", team_id), SOURCE_TOOL_COLS)
+
     def audit(self, team_id: UUID, limit: int = 500) -> pd.DataFrame:
         return frame(self._rows("audit", team_id, limit), AUDIT_COLS)
 
@@ -374,6 +384,16 @@ class SupabaseReader(Reader):
     def data_sources(self, team_id: UUID) -> pd.DataFrame:
         rows = self._view("dashboard_data_sources", SOURCE_COLS, team_id).order("name").execute().data
         return frame(rows, SOURCE_COLS)
+
+    def source_tools(self, team_id: UUID) -> pd.DataFrame:
+        rows = (
+            self._view("dashboard_source_tools", SOURCE_TOOL_COLS, team_id)
+            .order("source")
+            .order("position")
+            .execute()
+            .data
+        )
+        return frame(rows, SOURCE_TOOL_COLS)
 
     def audit(self, team_id: UUID, limit: int = 500) -> pd.DataFrame:
         rows = (

@@ -216,6 +216,9 @@ def guard(session: requests.Session) -> requests.Session:
 class _Oras(oras.provider.Registry):
     # the SDK's retry decorator sleeps 3 s to 83 s between attempts on any exception
     do_request = oras.provider.Registry.do_request.__wrapped__  # type: ignore[attr-defined]
+    #: the status of the registry's last answer: the SDK raises a bare ValueError when it cannot
+    #: answer a 401/403 with a login, and this tells that one apart from other ValueErrors
+    last_status: int | None = None
 
 
 # ---------------------------------------------------------------- the client
@@ -250,6 +253,9 @@ class RegistryClient:
             backend = "basic" if challenge.lower().startswith("basic") else "token"
             client = _Oras(hostname=self.registry, insecure=self.scheme == "http", auth_backend=backend)
             guard(client.session)
+            client.session.hooks["response"].append(
+                lambda r, *args, **kwargs: setattr(client, "last_status", r.status_code)
+            )
             client.auth._auth_config = {"auths": {}}  # credentials come from us, never the SDK's own lookup
             if self.creds:
                 client.auth.set_basic_auth(self.creds.username, self.creds.password)
@@ -306,7 +312,7 @@ class RegistryClient:
                 hint="Check the host and port in the reference and that the registry is up.",
             ) from None
         except ValueError as exc:  # the SDK: "Cannot respond to request for authentication."
-            if "authentication" in str(exc).lower():
+            if self._oras is not None and self._oras.last_status in (401, 403):
                 raise self._denied("refused the login") from None
             raise RegistryError(
                 f"The registry {self.registry} answered something unexpected: {exc}"

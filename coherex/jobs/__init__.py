@@ -89,9 +89,11 @@ async def maintain(app: procrastinate.App, deps: WorkerDeps, now: datetime) -> N
         # the safety net: a pending execution that lost its job (or never had one) gets one, once
         for execution_id in await s.executions.queue_orphans(ORPHAN_GRACE_SECONDS):
             log.warning("execution %s was pending with no job; queued it again", execution_id)
+    from coherex.integrations.service import refresh_discovered_tools
     from coherex.integrations.sync import run_due_syncs
 
     await run_due_syncs(deps.db, now)
+    await refresh_discovered_tools(deps.db, now)  # MCP / OpenAPI sources' tool lists, when stale
     # jobs whose worker stopped heart-beating: run them again (a no-op if their execution moved on)
     for job in await app.job_manager.get_stalled_jobs(
         seconds_since_heartbeat=3 * deps.runtime.settings.heartbeat_seconds

@@ -62,9 +62,9 @@ async def knowledge_search(
         raise UserError("The search query is empty.")
     if not 1 <= k <= MAX_K:
         raise UserError(f"k must be between 1 and {MAX_K}, not {k}.")
-    embedder = get_embedder()
     async with db.session(identity) as s:
         coll = await require_collection(s, UUID(str(team_id)), collection)
+    embedder = get_embedder()  # after the lookup: an unknown collection loads no model
     ensure_same_model(coll, embedder)
     [vector] = await asyncio.to_thread(embedder.embed, [query])
     async with db.session(identity) as s:

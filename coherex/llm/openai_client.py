@@ -14,21 +14,13 @@ from typing import Any
 
 import openai
 
-from coherex.llm.errors import (
-    LLMAuthError,
-    LLMBadRequest,
-    LLMError,
-    LLMModelNotFound,
-    LLMRateLimited,
-)
+from coherex.llm.errors import LLMError, gave_up, status_error, timeout_error
 from coherex.llm.pricing import cost_usd
-from coherex.retry import RetriesExhausted, Retryable, RetryPolicy, call_with_retries
 from coherex.llm.types import ChatResult, Message, StreamHandler, Tool, ToolCall, Usage, parse_tool_arguments
+from coherex.retry import RetriesExhausted, Retryable, RetryPolicy, call_with_retries
 from coherex.settings import Settings
 
 OPENAI_URL = "https://api.openai.com/v1"
-# Statuses worth trying again, as in the SDK's own policy: timeout, conflict, rate limit, server.
-_RETRY_STATUSES = {408, 409, 429}
 
 
 class OpenAIClient:
@@ -109,11 +101,7 @@ class OpenAIClient:
         try:
             result = await call_with_retries(attempt, self.retry)
         except RetriesExhausted as exc:
-            cause = exc.cause
-            assert isinstance(cause, LLMError)
-            raise type(cause)(
-                f"{cause.message} (gave up after {exc.attempts} attempts)", hint=cause.hint
-            ) from None
+            raise gave_up(exc.cause, exc.attempts) from None
         cost, known = cost_usd(
             result.model or model, result.usage.prompt_tokens, result.usage.completion_tokens
         )
@@ -185,11 +173,7 @@ class OpenAIClient:
         """The most specific Coherex error for an SDK exception; `Retryable` if worth retrying."""
         where = f"the LLM server at {self.base_url}"
         if isinstance(exc, openai.APITimeoutError):
-            return Retryable(
-                LLMError(
-                    f"{where} did not answer within {self.timeout:g} s.", hint="raise COHEREX_LLM_TIMEOUT"
-                )
-            )
+            return timeout_error(where, self.timeout)
         if isinstance(exc, openai.APIConnectionError):
             return Retryable(
                 LLMError(
@@ -198,40 +182,14 @@ class OpenAIClient:
             )
         if not isinstance(exc, openai.APIStatusError):
             return LLMError(f"Unexpected answer from {where}: {exc}")
-        status = exc.status_code
-        detail = _server_message(exc)
-        if status in (401, 403):
-            return LLMAuthError(
-                f"{where} rejected the API key ({status}): {detail}",
-                hint="set OPENAI_API_KEY to a valid key for this server",
-            )
-        if status == 404:
-            return LLMModelNotFound(
-                f"Model {model!r} is not available on {where} (404): {detail}",
-                hint="set COHEREX_MODEL (or spec.model.name) to a model the server lists at /v1/models; "
-                "if the URL is wrong, fix OPENAI_BASE_URL",
-            )
-        if status == 429 and _error_code(exc) == "insufficient_quota":
-            return LLMRateLimited(
-                f"{where} reports the account is out of quota: {detail}",
-                hint="add credit to the account or set OPENAI_API_KEY to another key",
-            )
-        if status == 429:
-            return Retryable(
-                LLMRateLimited(
-                    f"{where} is rate limiting requests (429): {detail}",
-                    hint="lower the request rate or raise the account's limits",
-                ),
-                retry_after=_retry_after(exc.response.headers),
-            )
-        if status in _RETRY_STATUSES or status >= 500:
-            return Retryable(
-                LLMError(f"{where} failed ({status}): {detail}"),
-                retry_after=_retry_after(exc.response.headers),
-            )
-        if status in (400, 413, 422):
-            return LLMBadRequest(f"{where} rejected the request ({status}): {detail}")
-        return LLMError(f"{where} answered {status}: {detail}")
+        return status_error(
+            where,
+            model,
+            exc.status_code,
+            _server_message(exc),
+            code=_error_code(exc),
+            retry_after=_retry_after(exc.response.headers),
+        )
 
 
 def _tool_call(call_id: str | None, name: str, arguments: str | None) -> ToolCall:

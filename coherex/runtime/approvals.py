@@ -286,10 +286,8 @@ async def pause(
 
 
 async def notify_quietly(db: Database, execution: Execution, events: list[Any]) -> None:
-    """Tell the team's approval channel (if it set one) what waits, with where to decide. A failed
-    notification is logged and changes nothing: the calls wait all the same."""
-    from coherex.settings import get_settings
-
+    """Tell the team's approval channel and e-mail addresses (if it set them) what waits, with where
+    to decide. A failed notification is logged and changes nothing: the calls wait all the same."""
     asked = [e for e in events if e.type == "approval_requested"]
     if not asked:
         return
@@ -297,27 +295,89 @@ async def notify_quietly(db: Database, execution: Execution, events: list[Any]) 
         async with db.session(Identity.system()) as s:
             target = await s.approvals.team_notify(execution.team_id)
             agent = await s.agents.get(execution.agent_id)
-        if not target:
-            return
-        from coherex.integrations.service import notify_team
-
-        base = (get_settings().public_url or "").rstrip("/")
-        lines = [
-            f"*{agent.name if agent else 'An agent'}* waits for approval ({execution.trigger} run "
-            f"{str(execution.id)[:12]}):"
-        ]
-        for e in asked:
-            short = str(e.payload.get("approval_id", ""))[:8]
-            args = json.dumps(e.payload.get("arguments") or {}, ensure_ascii=False)
-            lines.append(
-                f"• {e.name} {args[:300]} — `coherex approvals approve {short}`"
-                + (f" or {base}/api/approvals/{e.payload.get('approval_id')}" if base else "")
-            )
-        if base:
-            lines.append(f"Decide in the dashboard (Approvals) or the chat: {base}/chat")
-        await notify_team(db, execution.team_id, target["source"], target["channel"], "\n".join(lines))
+            team = await s.teams.get(execution.team_id)
     except Exception:  # never fail or block the run's pause for a notification
-        log.warning("could not notify about approvals of execution %s", execution.id, exc_info=True)
+        log.warning("could not read where to announce approvals of %s", execution.id, exc_info=True)
+        return
+    if not target:
+        return
+    name = agent.name if agent else "An agent"
+    if target.get("source"):
+        await _quietly(execution, "Slack", _slack(db, execution, target, name, asked))
+    if target.get("email"):
+        await _quietly(execution, "e-mail", _mail(db, execution, target["email"], name, team.slug, asked))
+
+
+async def _quietly(execution: Execution, how: str, sending: Any) -> None:
+    try:
+        await sending
+    except Exception:  # one channel failing must not stop the other, nor the pause
+        log.warning(
+            "could not notify by %s about approvals of execution %s", how, execution.id, exc_info=True
+        )
+
+
+def _base_url() -> str:
+    from coherex.settings import get_settings
+
+    return (get_settings().public_url or "").rstrip("/")
+
+
+async def _slack(db: Database, execution: Execution, target: dict, name: str, asked: list[Any]) -> None:
+    from coherex.integrations.service import notify_team
+
+    base = _base_url()
+    lines = [f"*{name}* waits for approval ({execution.trigger} run {str(execution.id)[:12]}):"]
+    for e in asked:
+        short = str(e.payload.get("approval_id", ""))[:8]
+        args = json.dumps(e.payload.get("arguments") or {}, ensure_ascii=False)
+        lines.append(
+            f"• {e.name} {args[:300]} — `coherex approvals approve {short}`"
+            + (f" or {base}/api/approvals/{e.payload.get('approval_id')}" if base else "")
+        )
+    if base:
+        lines.append(f"Decide in the dashboard (Approvals) or the chat: {base}/chat")
+    await notify_team(db, execution.team_id, target["source"], target["channel"], "\n".join(lines))
+
+
+async def _mail(
+    db: Database, execution: Execution, to: list[str], name: str, team_slug: str, asked: list[Any]
+) -> None:
+    """One message per paused step: the agent, each call with its (redacted) arguments and the
+    model's reason, and links to a page where a signed-in member approves or rejects (opening a link
+    decides nothing: mail scanners open links too)."""
+    from coherex import mail
+
+    base = _base_url()
+    calls = ", ".join(dict.fromkeys(e.name for e in asked))
+    lines = [
+        f"The agent {name} (team {team_slug}) waits for approval before it acts.",
+        f"Run {execution.id} ({execution.trigger}).",
+    ]
+    for e in asked:
+        approval_id = e.payload.get("approval_id", "")
+        args = json.dumps(e.payload.get("arguments") or {}, ensure_ascii=False, indent=2)
+        lines += ["", f"{e.name} ({e.payload.get('tool', '')}) with the arguments:", args[:3000]]
+        if e.payload.get("reason"):
+            lines.append(f"The model's reason: {str(e.payload['reason'])[:1000]}")
+        if base:
+            link = f"{base}/approvals/{approval_id}?team={team_slug}"
+            lines += [f"Approve: {link}&decision=approve", f"Reject:  {link}&decision=reject"]
+        lines.append(f"Or: coherex approvals approve|reject {str(approval_id)[:8]}")
+        if e.payload.get("expires_at"):
+            lines.append(f"It waits until {e.payload['expires_at']} (limits.approvalTimeoutSeconds).")
+    if not base:
+        lines += ["", "(Set COHEREX_PUBLIC_URL to get links in these mails.)"]
+    await mail.send(to, f"[Coherex] {name} waits for approval: {calls}", "\n".join(lines) + "\n")
+    async with db.session(Identity.system()) as s:
+        await s.audit.record(
+            execution.team_id,
+            "approval.notify",
+            target_type="execution",
+            target_id=str(execution.id),
+            actor_kind="system",
+            details={"email": to},
+        )
 
 
 # ---------------------------------------------------------------------- people's side

@@ -39,11 +39,13 @@ log = logging.getLogger(__name__)
 PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
 
 
-class ConcurrencyLimited(Exception):
+class ConcurrencyLimited(QuotaExceeded):
     """The team is at its concurrent-run limit; the execution stays pending (a worker retries later)."""
 
+    code = "concurrency_limited"
 
-class RetryLater(Exception):
+
+class RetryLater(BackendError):
     """A backend failed before the run could start (the database went away): retry the job later."""
 
 
@@ -368,7 +370,7 @@ class Runtime:
 
     async def _agent_loop(self, ctx: RunContext, totals: _Totals) -> str:
         spec, limits, recorder = ctx.spec, ctx.spec.limits, ctx.recorder
-        toolbox = ToolBox.for_spec(ctx)
+        toolbox = await ToolBox.for_spec(ctx)
         tools = toolbox.definitions() or None
         model_cfg = spec.spec.model
         llm, default_model = await self.llm_for(ctx.execution.team_id)
@@ -408,7 +410,7 @@ class Runtime:
                 cost_usd=cost,
                 duration_ms=result.duration_ms,
             )
-            if totals.cost_usd >= limits.maxCostUsd:
+            if totals.cost_usd >= usd(limits.maxCostUsd):  # as stored: a float limit is not exact
                 raise _Stop(
                     "failed",
                     f"Stopped: the run cost ${totals.cost_usd:.4f}, reaching "

@@ -83,7 +83,7 @@ def _mapped(settings: Settings, action: str) -> Iterator[None]:
     except e2b_exc.InvalidArgumentException as exc:
         raise SandboxInvalidInput(f"cannot {action}: {_short(exc)}") from None
     except e2b_exc.TimeoutException as exc:
-        if "sandbox timeout" in str(exc) or "502" in str(exc):
+        if _sandbox_gone(exc):
             raise SandboxNotFound(f"cannot {action}: the sandbox is not running ({_short(exc)})") from None
         raise SandboxTimeout(
             f"timed out trying to {action}: {_short(exc)}", hint="pass a longer timeout"
@@ -95,6 +95,15 @@ def _mapped(settings: Settings, action: str) -> Iterator[None]:
         ) from None
     except e2b_exc.SandboxException as exc:
         raise SandboxError(f"the sandbox failed to {action}: {_short(exc)}") from None
+
+
+def _sandbox_gone(exc: BaseException) -> bool:
+    """The code interpreter SDK reports a sandbox that is gone as a TimeoutException too: the
+    proxy's 502 (raised from the answer itself, with no exception behind it) or a connection
+    dropped because the sandbox was killed (raised from the transport's read error). A timeout
+    proper is raised while handling the transport's timeout or an RPC deadline."""
+    behind = exc.__cause__ or exc.__context__
+    return behind is None or isinstance(behind, (httpx.ReadError, httpx.RemoteProtocolError))
 
 
 def _short(exc: BaseException) -> str:
@@ -262,7 +271,7 @@ class Sandbox:
             try:
                 ex = await self._sdk.run_code(code, on_stdout=out, on_stderr=err, timeout=timeout)
             except e2b_exc.TimeoutException as exc:
-                if "502" in str(exc) or "sandbox timeout" in str(exc):
+                if _sandbox_gone(exc):
                     raise
                 return api.CodeResult(
                     error={
@@ -327,7 +336,16 @@ _FORMATS = (
 
 def _result_dict(r: Any) -> dict[str, Any]:
     out = {k: getattr(r, k) for k in _FORMATS if getattr(r, k, None) is not None}
+    if isinstance(out.get("data"), dict):
+        out["data"] = _table(out["data"])
     if getattr(r, "chart", None) is not None:  # E2B's chart data of a matplotlib figure, as a plain dict
         out["chart"] = r.chart.to_dict()
     out["is_main_result"] = bool(r.is_main_result)
     return out
+
+
+def _table(data: dict[str, Any]) -> dict[str, Any]:
+    """E2B gives a DataFrame as `{column: [values]}`; a result carries it as a table."""
+    columns = list(data)
+    rows = [list(row) for row in zip(*(v if isinstance(v, list) else [v] for v in data.values()))]
+    return {"columns": columns, "rows": rows, "total_rows": len(rows)}

@@ -8,7 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from coherex.spec import ValidationReport, to_data, to_yaml, validate
-from coherex.spec.catalogue import closest, get_tool
+from coherex.spec.catalogue import ToolInfo, closest, get_tool
 from coherex.spec.validation import Problem
 from coherex.store.repos import Session
 from coherex.store.repos.agents import SavedSpec
@@ -24,8 +24,18 @@ async def team_references(session: Session, team_id: UUID) -> tuple[dict[str, st
 async def validate_for_team(
     session: Session, team_id: UUID, source: str | bytes | Mapping[str, Any], *, filename: str | None = None
 ) -> ValidationReport:
-    sources, collections = await team_references(session, team_id)
-    report = validate(source, filename=filename, data_sources=sources, collections=collections)
+    """`validate` with the team's data sources, collections and each source's discovered tools;
+    `use: agent` callees pinned."""
+    all_sources = await session.sources.list(team_id)
+    sources = {s.name: s.type for s in all_sources}
+    collections = {c.name for c in await session.knowledge.list_collections(team_id)}
+    discovered = {
+        s.name: [ToolInfo.from_json(t, s.type) for t in s.tools] if s.tools is not None else None
+        for s in all_sources
+    }
+    report = validate(
+        source, filename=filename, data_sources=sources, collections=collections, discovered=discovered
+    )
     if report.spec is not None:
         report.sub_agents = await _pin_sub_agents(session, team_id, report)
     return report

@@ -105,7 +105,10 @@ class ApprovalRules(_Model):
 
 
 class ToolRef(_Model):
-    use: str = Field(description="a tool of the catalogue, e.g. gmail.search_messages")
+    use: str = Field(
+        description="a tool of the catalogue, e.g. gmail.search_messages, or a provider whose tools are "
+        "discovered from the data source (mcp, openapi)"
+    )
     name: str | None = Field(
         None,
         pattern=TOOL_NAME_PATTERN,
@@ -130,6 +133,11 @@ class ToolRef(_Model):
         None,
         ge=1,
         description="the callee's version (`use: agent`); default: its current version when this spec is saved",
+    )
+    tools: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(
+        None,
+        description="for discovered tools (use: mcp, openapi): the ones the agent may use, by the "
+        "source's names; all when omitted",
     )
     approval: ApprovalMode | ApprovalRules | None = Field(
         None,

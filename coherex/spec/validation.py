@@ -93,11 +93,14 @@ def validate(
     filename: str | None = None,
     data_sources: Mapping[str, str] | None = None,
     collections: set[str] | None = None,
+    discovered: Mapping[str, list[catalogue.ToolInfo] | None] | None = None,
 ) -> ValidationReport:
     """Check a spec document (text, bytes or parsed data).
 
     `data_sources` (name -> type) and `collections` are the team's; when given, references to
-    ones that do not exist, or of the wrong type, are problems too.
+    ones that do not exist, or of the wrong type, are problems too. `discovered` (source name ->
+    the tools it offered at its last check, None if never checked) lets a `tools:` allow-list be
+    checked against what the source offers.
     """
     if isinstance(source, Mapping):
         raw: Any = dict(source)
@@ -111,7 +114,7 @@ def validate(
         report.spec = AgentSpec.model_validate(raw)
     except ValidationError as exc:
         report.problems.extend(_from_pydantic(exc))
-    _Checker(report, raw, data_sources, collections).run()
+    _Checker(report, raw, data_sources, collections, discovered).run()
     return report
 
 
@@ -257,10 +260,12 @@ class _Checker:
         raw: Any,
         data_sources: Mapping[str, str] | None,
         collections: set[str] | None,
+        discovered: Mapping[str, list[catalogue.ToolInfo] | None] | None = None,
     ):
         self.report = report
         self.data_sources = data_sources
         self.collections = collections
+        self.discovered = discovered
         body = raw.get("spec") if isinstance(raw, dict) else None
         self.body: dict[str, Any] = body if isinstance(body, dict) else {}
 
@@ -302,15 +307,22 @@ class _Checker:
         for path, _, tool in tools:
             self.check_tool(path, tool)
         seen: dict[str, str] = {}
+        discovering = catalogue.discovering()
         for path, _, tool in tools:
-            if tool.tool_name in seen:
+            # one discovering entry per source (it stands for all the source's tools)
+            key = (
+                f"{tool.use}:{tool.dataSource}"
+                if tool.use in discovering and not tool.name
+                else tool.tool_name
+            )
+            if key in seen:
                 self.add(
                     path,
                     f"duplicate tool {tool.name or tool.use!r}: already listed at {seen[tool.tool_name]}",
                     "remove one, or give one a distinct `name:`",
                 )
             else:
-                seen[tool.tool_name] = path
+                seen[key] = path
         for path, _, trigger in self._parts("triggers", Trigger):
             self.check_trigger(path, trigger, inputs)
 
@@ -345,12 +357,23 @@ class _Checker:
                 "agent and version apply to use: agent; remove them",
             )
         info = catalogue.get_tool(tool.use)
+        source_type = catalogue.discovering().get(tool.use)
+        if info is None and source_type is not None:
+            self.check_discovered(path, tool, source_type)
+            return
         if info is None:
-            names = [t.name for t in catalogue.tools()]
+            names = [t.name for t in catalogue.tools()] + sorted(catalogue.discovering())
             close = catalogue.closest(tool.use, names)
             hint = f"did you mean {', '.join(close)}?" if close else f"known tools: {', '.join(names)}"
             self.add(f"{path}.use", f"unknown tool {tool.use!r}", hint)
             return
+        if tool.tools is not None:
+            takers = ", ".join(f"use: {n}" for n in sorted(catalogue.discovering()))
+            self.add(
+                f"{path}.tools",
+                f"{info.name} is one tool; an allow-list applies to tools discovered from a data source",
+                "remove tools" + (f" (an allow-list goes with {takers})" if takers else ""),
+            )
         if info.needs_data_source:
             if tool.dataSource is None:
                 self.add(
@@ -448,6 +471,61 @@ class _Checker:
                             + (f"; did you mean {close[0]!r}?" if close else ""),
                             f"arguments: {', '.join(properties) or 'none'}",
                         )
+
+    def check_discovered(self, path: str, tool: ToolRef, source_type: str) -> None:
+        """`use: mcp` (a provider that discovers its tools) + dataSource + an optional allow-list."""
+        if tool.dataSource is None:
+            self.add(
+                f"{path}.dataSource",
+                f"{tool.use} tools come from a data source (a {source_type} connection)",
+                self._existing_hint(source_type) or f"add dataSource: <name of a {source_type} data source>",
+            )
+            return
+        self.check_data_source(f"{path}.dataSource", tool.dataSource, source_type, tool.use)
+        for key in ("collection", "with_"):
+            if getattr(tool, key) is not None:
+                name = key.rstrip("_")
+                self.add(
+                    f"{path}.{name}", f"{name} applies to one tool, not to a source's tools", f"remove {name}"
+                )
+        if self.data_sources is not None and self.data_sources.get(tool.dataSource) != source_type:
+            return  # reported above
+        if self.discovered is None:
+            if tool.tools:
+                self.add(
+                    f"{path}.tools",
+                    f"the tool names are checked against {tool.dataSource!r} only when the team is known",
+                    "saving the agent (coherex apply, the API) checks them",
+                    "warning",
+                )
+            return
+        offered = self.discovered.get(tool.dataSource)
+        if offered is None:
+            self.add(
+                f"{path}.tools",
+                f"the tools of {tool.dataSource!r} have not been read yet, so they are not checked",
+                f"run `coherex sources check {tool.dataSource}`",
+                "warning",
+            )
+            return
+        by_name = {t.name: t for t in offered}
+        for i, name in enumerate(tool.tools or []):
+            if name not in by_name:
+                close = catalogue.closest(name, list(by_name))
+                self.add(
+                    f"{path}.tools[{i}]",
+                    f"{tool.dataSource!r} offers no tool {name!r}",
+                    f"did you mean {', '.join(close)}?"
+                    if close
+                    else f"it offers: {', '.join(sorted(by_name)) or 'no tools'}",
+                )
+            elif by_name[name].access == "write" and tool.access != "write":
+                found = "access: read" if tool.access == "read" else "no access"
+                self.add(
+                    f"{path}.access",
+                    f"{name} of {tool.dataSource!r} changes data but the entry declares {found}",
+                    "declare access: write, or leave the tool out of tools",
+                )
 
     def check_data_source(self, path: str, name: str, needed_type: str, user: str) -> None:
         if self.data_sources is None:

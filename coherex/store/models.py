@@ -101,6 +101,9 @@ class DataSource(Row):
     created_by: UUID | None
     created_at: datetime
     updated_at: datetime
+    #: tools discovered at the source's last check (MCP, OpenAPI): ToolInfo fields as JSON; None: never read
+    tools: list[dict[str, Any]] | None = None
+    tools_checked_at: datetime | None = None
 
 
 class AgentDataSource(Row):

@@ -20,13 +20,14 @@ def free_port() -> int:
 
 
 class WebProcess:
-    """`with WebProcess(env, log_path) as web: web.url` — env on top of os.environ."""
+    """`with WebProcess(env, log_path) as web: web.url` — env on top of os.environ (a value None
+    leaves that variable out)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path):
+    def __init__(self, env: dict[str, str | None], log_path: Path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        self.env = {**os.environ, **env}
+        self.env = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
         self.env.pop("CHAINLIT_AUTH_SECRET", None)  # the platform makes its own (data dir)
         self._proc: subprocess.Popen | None = None
 

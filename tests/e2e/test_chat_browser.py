@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from coherex.testing.browser import launch
-from coherex.testing.fake_openai import FakeOpenAI, Slow, Text, ToolCall
+from coherex.testing.fake_openai import Slow, Text, ToolCall
+from coherex.testing.web import WebProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -34,18 +32,6 @@ spec:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def fake_llm():
-    with FakeOpenAI() as server:
-        yield server
-
-
 @pytest.fixture
 def chat_server(db_urls, two_teams, fake_llm, tmp_path):
     yield from serve_chat(db_urls, fake_llm, tmp_path)
@@ -54,45 +40,20 @@ def chat_server(db_urls, two_teams, fake_llm, tmp_path):
 def serve_chat(db_urls, fake_llm, tmp_path, **extra_env: str | None):
     """Start `coherex web` on a free port; yields the chat's URL (the log is tmp_path/chainlit.log).
     `fake_llm` None, or an `extra_env` value None, leaves that setting out (None: the offline model)."""
-    port = _free_port()
     env = {
-        **os.environ,
         "DATABASE_URL": db_urls.app,
         **({"OPENAI_BASE_URL": fake_llm.base_url, "OPENAI_API_KEY": fake_llm.api_key} if fake_llm else {}),
         "COHEREX_DATA_DIR": str(tmp_path / "data"),
         "COHEREX_LLM_MAX_ATTEMPTS": "1",
         **extra_env,
     }
-    if fake_llm is None:
-        env.pop("OPENAI_BASE_URL", None), env.pop("OPENAI_API_KEY", None)
-    env = {k: v for k, v in env.items() if v is not None}
-    env.pop("CHAINLIT_AUTH_SECRET", None)
-    log = open(tmp_path / "chainlit.log", "w")
+    if fake_llm is None:  # not the developer's key either
+        env.update(OPENAI_BASE_URL=None, OPENAI_API_KEY=None)
     # the real web process (`coherex web`, what `make run` serves): the chat is mounted at /chat
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "coherex", "web", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            assert proc.poll() is None, (tmp_path / "chainlit.log").read_text()
-            time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}/chat"
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with WebProcess(env, tmp_path / "chainlit.log") as web:
+        yield f"{web.url}/chat"
     if os.environ.get("E2E_SHOW_LOG"):
-        print((tmp_path / "chainlit.log").read_text())
+        print(web.log())
 
 
 async def test_login_describe_test_run_and_stop(chat_server, fake_llm, two_teams):

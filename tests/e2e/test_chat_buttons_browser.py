@@ -9,7 +9,7 @@ import pytest
 from coherex.store.db import Identity
 from coherex.testing.browser import launch
 from coherex.testing.fake_openai import Text, ToolCall
-from tests.e2e.test_chat_browser import AGENT, _until_saved, chat_server, fake_llm  # noqa: F401 (fixtures)
+from tests.e2e.test_chat_browser import AGENT, _until_saved, chat_server  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

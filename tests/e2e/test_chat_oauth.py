@@ -3,17 +3,13 @@ fake OAuth server): a person Coherex knows gets in, a stranger does not."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from coherex.testing.browser import launch
 from coherex.testing.fake_saas import CLIENTS, FakeSaaS
+from coherex.testing.web import WebProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -24,11 +20,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 @pytest.fixture
 def oauth_chat(db_urls, two_teams, tmp_path):
     with FakeSaaS() as saas:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
         env = {
-            **os.environ,
             "DATABASE_URL": db_urls.app,
             "COHEREX_DATA_DIR": str(tmp_path / "data"),
             "OAUTH_GENERIC_CLIENT_ID": CLIENTS["google"][0],
@@ -39,27 +31,8 @@ def oauth_chat(db_urls, two_teams, tmp_path):
             "OAUTH_GENERIC_SCOPES": "openid email",
             "OAUTH_GENERIC_NAME": "company-sso",
         }
-        env.pop("CHAINLIT_AUTH_SECRET", None)
-        log = open(tmp_path / "web.log", "w")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "coherex", "web", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "web.log").read_text()
-                time.sleep(0.2)
-        yield saas, f"http://127.0.0.1:{port}/chat"
-        proc.terminate()
-        proc.wait(15)
-        log.close()
+        with WebProcess(env, tmp_path / "web.log") as web:
+            yield saas, f"{web.url}/chat"
 
 
 async def test_sign_in_with_the_identity_provider(oauth_chat, two_teams):

@@ -13,22 +13,8 @@ import pytest
 from coherex.settings import reset_settings_cache
 from coherex.store.db import Database, Identity
 from coherex.testing.api import ApiServer
-from coherex.testing.fake_openai import FakeOpenAI
-from coherex.testing.fake_saas import FakeSaaS
 
 ROLES = ("owner", "admin", "member", "viewer")
-
-
-@pytest.fixture
-def fake_llm():
-    with FakeOpenAI() as server:
-        yield server
-
-
-@pytest.fixture
-def saas():
-    with FakeSaaS() as server:
-        yield server
 
 
 @pytest.fixture

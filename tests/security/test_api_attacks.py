@@ -74,6 +74,10 @@ async def alpha_world(api, keys, db, two_teams, fake_llm):
             await c.post(f"/api/agents/{agent['id']}/execute", json={"inputs": {"topic": "plans"}})
         ).json()
         hook = (await c.get(f"/api/agents/{agent['id']}/webhook")).json()
+    alpha, _ = two_teams
+    async with db.session(alpha.identity) as s:
+        await s.knowledge.create_collection(alpha.team_id, "handbook", description="alpha private plans")
+    async with api.client(alpha_key) as c:
         r = await c.post(
             "/api/sources",
             json={
@@ -120,8 +124,12 @@ async def test_another_teams_ids_are_404_and_nothing_leaks(api, keys, db, alpha_
             )
         listing = [(await c.get(p)).json() for p in ("/api/agents", "/api/executions", "/api/sources")]
         assert listing == [[], [], []]
+        # alpha's collection of that name does not exist for bravo: 404, and the hint lists
+        # bravo's collections (none), not alpha's
         r = await c.post("/api/knowledge/search", json={"collection": "handbook", "query": "plans"})
-        assert r.status_code in (200, 404) and "alpha" not in r.text.lower()
+        assert_clean_error(r, 404)
+        assert r.json()["error"]["message"] == "There is no collection 'handbook' in this team."
+        assert "Collections: none yet" in r.json()["error"]["hint"] and "alpha" not in r.text.lower()
     assert await _table_counts(db) == before
     async with db.session(Identity.system()) as s:
         assert (await s.executions.get(ex_id)).cancel_requested is False

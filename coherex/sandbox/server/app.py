@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime
 import email.parser
 import email.policy
 import hashlib
@@ -32,8 +33,9 @@ log = logging.getLogger(__name__)
 
 JUPYTER_PORT, ENVD_PORT = "49999", "49983"
 # newest envd feature set this server implements (see e2b/envd/versions.py): default user, stdin,
-# close, octet-stream uploads, file metadata (0.6.2); not watch-event entries (0.6.3)
-ENVD_VERSION = "0.6.2"
+# close, octet-stream uploads, file metadata (0.6.2), watch-event entries (0.6.3), watching with
+# network mounts allowed (0.6.4: the box has no network mounts, the flag changes nothing)
+ENVD_VERSION = "0.6.4"
 # code-context languages: what the SDK may send -> the context language
 LANGUAGES = {
     "python": "python",
@@ -154,7 +156,7 @@ class SandboxServer:
             await respond(
                 send, 200, {"status": "ok", "sandboxes": len(self.boxes), **self.factory.describe()}
             )
-        elif method == "POST" and path == "/v2/sandboxes":
+        elif method == "POST" and path in ("/sandboxes", "/v2/sandboxes"):
             await self._create(await read_json(receive), send)
         elif method == "GET" and path in ("/v2/sandboxes", "/sandboxes"):
             await self._list(scope, send)
@@ -219,13 +221,25 @@ class SandboxServer:
         except ValueError:
             await respond(send, 400, {"message": "`limit` and `nextToken` must be integers", "code": 400})
             return
+        try:
+            after = (query.get("startedAfter") or [""])[0]
+            after_ts = (
+                datetime.datetime.fromisoformat(after.replace("Z", "+00:00")).timestamp() if after else None
+            )
+        except ValueError:
+            await respond(send, 400, {"message": "`startedAfter` must be an RFC 3339 time", "code": 400})
+            return
+        template = (query.get("template") or [""])[0]
         boxes = sorted((b for b in self.boxes.values() if b.alive), key=lambda b: (b.started_at, b.id))
-        if (query.get("order") or [""])[0] == "desc":
+        if (query.get("order") or ["desc"])[0] != "asc":  # E2B lists the newest first
             boxes.reverse()
         boxes = [
             b
             for b in boxes
-            if all(b.metadata.get(k) == v for k, v in wanted.items()) and (not states or "running" in states)
+            if all(b.metadata.get(k) == v for k, v in wanted.items())
+            and (not states or "running" in states)
+            and (after_ts is None or b.started_at >= after_ts)
+            and (not template or b.template == template)
         ]
         page = boxes[start : start + max(1, limit)]
         more = start + len(page) < len(boxes)
@@ -253,6 +267,7 @@ class SandboxServer:
             return
         if envs:
             await box.request("env", envs=envs)
+        box.started_at = time.time()  # when it was asked for, not when the pool made it
         box.template = str(body.get("templateID") or box.template)
         box.metadata = {str(k): str(v) for k, v in dict(body.get("metadata") or {}).items()}
         box.allow_network = allow_network
@@ -443,7 +458,8 @@ class SandboxServer:
         operation = "read" if scope["method"] == "GET" else "write"
         expiration = query.get("signature_expiration")
         if expiration and (not expiration.isdigit() or int(expiration) < time.time()):
-            await respond(send, 401, {"message": "the signed URL has expired", "code": 401})
+            # envd's own words for it
+            await respond(send, 401, {"message": "signature is already expired", "code": 401})
             return
         for box in list(self.boxes.values()):
             raw = f"{query.get('path', '')}:{operation}:{query.get('username', '')}:{box.token}"

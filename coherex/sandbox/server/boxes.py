@@ -86,6 +86,10 @@ class Spawner:
         self._jobs.put(None)
 
 
+class SandboxStartFailed(SandboxUnavailable):
+    """bwrap or the worker ended before the box was ready."""
+
+
 class BoxStopped(SandboxNotFound):
     """The box was killed (on request or at its timeout) while a cell ran."""
 
@@ -177,7 +181,7 @@ class Box:
             else:
                 self.dead_reason = "the sandbox was killed"
         if not self._ready.done():
-            self._ready.set_exception(SandboxUnavailable(f"sandbox failed to start: {self.dead_reason}"))
+            self._ready.set_exception(SandboxStartFailed(f"sandbox failed to start: {self.dead_reason}"))
         for ch in self._channels.values():
             if not ch.ended:
                 ch.ended = True
@@ -357,6 +361,16 @@ class BoxFactory:
         return box or await self.spawn(allow_network=allow_network)
 
     async def spawn(self, *, allow_network: bool) -> Box:
+        try:
+            return await self._spawn(allow_network=allow_network)
+        except SandboxStartFailed as exc:
+            # bwrap sometimes fails to set up a new namespace's loopback when several boxes start
+            # at once ("loopback: Failed RTM_NEWADDR", seen about once in 200 concurrent starts);
+            # a second start succeeds. A failure that stays is reported.
+            log.warning("a sandbox failed to start, starting another: %s", exc)
+            return await self._spawn(allow_network=allow_network)
+
+    async def _spawn(self, *, allow_network: bool) -> Box:
         box_id = f"sbx{next(self._seq)}{secrets.token_hex(6)}"
         proc, init_pid, cgroup, uid, network = await self.spawner.call(
             lambda: self._start_bwrap(box_id, allow_network)
@@ -437,7 +451,7 @@ class BoxFactory:
             if isinstance(exc, SandboxUnavailable):
                 raise
             if err.strip():
-                raise SandboxUnavailable(
+                raise SandboxStartFailed(
                     f"the sandbox failed to start: {err.decode(errors='replace').strip()}"
                 )
             raise

@@ -131,8 +131,12 @@ class _Process:
                     )
                     return
                 elif kind == "dead":
+                    # E2B's words: "was not found" (its proxy's 502, which newer SDKs map to
+                    # SandboxNotRunningException) and what older SDKs say after their health probe
                     raise ConnectError(
-                        Code.UNAVAILABLE, f"The sandbox {self.box.id} was not found: {msg['error']}"
+                        Code.UNAVAILABLE,
+                        f"The sandbox {self.box.id} was not found: the sandbox was killed or reached its "
+                        f"end of life while the request was in flight ({msg['error']})",
                     )
                 else:
                     raise _fail(msg)
@@ -288,6 +292,7 @@ class FilesystemService(filesystem_connect.Filesystem):
             id=watcher_id,
             path=request.path,
             recursive=request.recursive,
+            include_entry=request.include_entry,
         )
         return filesystem_pb.CreateWatcherResponse(watcher_id=watcher_id)
 
@@ -308,7 +313,14 @@ class FilesystemService(filesystem_connect.Filesystem):
     ) -> AsyncIterator[filesystem_pb.WatchDirResponse]:
         box = _box(self._lookup, ctx)
         watcher_id = uuid.uuid4().hex
-        await _ok(box, "watcher_create", id=watcher_id, path=request.path, recursive=request.recursive)
+        await _ok(
+            box,
+            "watcher_create",
+            id=watcher_id,
+            path=request.path,
+            recursive=request.recursive,
+            include_entry=request.include_entry,
+        )
         Response = filesystem_pb.WatchDirResponse
         try:
             yield Response(event=Oneof("start", Response.StartEvent()))
@@ -338,7 +350,12 @@ WATCH_POLL_S = 0.05
 
 def _fs_events(msg: dict) -> list:
     return [
-        filesystem_pb.FilesystemEvent(name=e["name"], type=_EVENT_TYPES[e["type"]]) for e in msg["events"]
+        filesystem_pb.FilesystemEvent(
+            name=e["name"],
+            type=_EVENT_TYPES[e["type"]],
+            entry=entry_info(e["entry"]) if "entry" in e else None,
+        )
+        for e in msg["events"]
     ]
 
 

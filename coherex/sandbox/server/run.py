@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import secrets
 import socket
 import threading
@@ -14,6 +15,9 @@ from coherex.sandbox.errors import SandboxUnavailable
 from coherex.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+E2B_KEY = re.compile(r"e2b_[0-9a-f]+")
 
 
 def api_key_file(settings: Settings) -> Path:
@@ -26,11 +30,15 @@ def local_api_key(settings: Settings, *, create: bool) -> str | None:
         return settings.e2b_api_key.get_secret_value()
     path = api_key_file(settings)
     if path.exists():
-        return path.read_text().strip()
+        key = path.read_text().strip()
+        # E2B's format (the SDK refuses any other key before a request); older local keys are replaced
+        if E2B_KEY.fullmatch(key) or not create:
+            return key
+        path.unlink()
     if not create:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = "cx_local_" + secrets.token_urlsafe(24)
+    key = "e2b_" + secrets.token_hex(20)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(key)

@@ -140,12 +140,17 @@ def _format(obj) -> dict:
     mod = type(obj).__module__ or ""
     try:
         if mod.startswith("pandas") and hasattr(obj, "to_dict") and hasattr(obj, "columns"):
-            frame = obj.head(1000)
-            out["html"] = frame.to_html()
-            split = json.loads(frame.to_json(orient="split", date_format="iso", default_handler=str))
-            out["data"] = {"columns": split["columns"], "rows": split["data"], "total_rows": len(obj)}
-            if _named_index(frame):
-                out["data"]["index"] = split["index"]
+            out["html"] = obj.head(1000).to_html()
+            # as E2B's template formats a DataFrame (its e2b/data formatter): {column: [values]}
+            out["data"] = json.loads(
+                json.dumps(
+                    {
+                        str(k): [v.isoformat() if hasattr(v, "isoformat") else v for v in col]
+                        for k, col in obj.to_dict(orient="list").items()
+                    },
+                    default=str,
+                )
+            )
         elif mod.startswith("plotly") and hasattr(obj, "to_plotly_json"):
             out["json"] = json.loads(obj.to_json())
             out["extra"] = {"mime": "application/vnd.plotly.v1+json"}
@@ -170,10 +175,6 @@ def _format(obj) -> dict:
     except Exception as exc:  # a broken repr must not lose the cell's result
         out["extra"] = {"format_error": f"{type(exc).__name__}: {exc}"}
     return out
-
-
-def _named_index(frame) -> bool:
-    return not (frame.index.name is None and type(frame.index).__name__ == "RangeIndex")
 
 
 def _png(fig) -> str:
@@ -206,9 +207,23 @@ def _pil_show(image, *args, **kwargs) -> bool:
     return True
 
 
+def _hook_pil_save(module) -> None:
+    """E2B's template shows an image saved to a file name (its startup script 0003_images.py)."""
+    original = module.Image.save
+
+    def save(image, fp, format=None, **params):
+        if isinstance(fp, str):
+            display(image)
+        return original(image, fp, format, **params)
+
+    module.Image.save = save
+
+
 # Hooks installed when the user's code first imports these modules: display() of IPython shows
-# here, plt.show() and PIL's Image.show() produce results instead of opening windows.
+# here, plt.show() and PIL's Image.show() produce results instead of opening windows, and
+# Image.save() shows the image too, as in E2B's template.
 _HOOKS = {
+    "PIL.Image": _hook_pil_save,
     "IPython.core.display_functions": lambda m: setattr(m, "display", display),
     "IPython.display": lambda m: setattr(m, "display", display),
     "matplotlib.pyplot": lambda m: setattr(m, "show", lambda *a, **k: _flush_figures()),
@@ -627,7 +642,19 @@ const sandbox = vm.createContext(Object.assign(Object.create(globalThis), {
   clearInterval, setImmediate, URL, TextEncoder, TextDecoder, fetch: globalThis.fetch }));
 const answer = (m) => fs.writeSync(Number(process.argv[process.argv.length - 1]), JSON.stringify(m) + '\n');
 const show = (v) => typeof v === 'string' ? v : util.inspect(v);
+// ES module imports, as E2B's JavaScript kernel takes them: each becomes a require() on its line
+const esm = (code) => code.replace(
+  /^([ \t]*)import(?:\s+|(?=[*{'"]))(?:([\w$]+)\s*,?\s*)?(?:\*\s*as\s+([\w$]+)\s*|\{([^}]*)\}\s*)?(?:from\s*)?(['"][^'"\n]+['"])[ \t]*;?/gm,
+  (all, indent, def, ns, named, src) => {
+    const req = 'require(' + src + ')';
+    const out = [];
+    if (def) out.push('var ' + def + ' = ((m) => m && m.__esModule && "default" in m ? m.default : m)(' + req + ');');
+    if (ns) out.push('var ' + ns + ' = ' + req + ';');
+    if (named) out.push('var {' + named.replace(/([\w$]+)\s+as\s+([\w$]+)/g, '$1: $2') + '} = ' + req + ';');
+    return indent + (out.length ? out.join(' ') : req + ';');
+  });
 async function run(code) {
+  code = esm(code);
   let value;
   try {
     value = vm.runInContext(code, sandbox, { filename: 'cell.js' });
@@ -879,7 +906,7 @@ def _proc(pid: int):
 
 def _entry(path: str) -> dict:
     """As envd describes a file: a symlink by its target's type, `permissions` as Go's FileMode
-    prints them (`-rw-r--r--`, `drwxr-xr-x`, `Lrwxrwxrwx`), a directory's size as 0."""
+    prints them (`-rw-r--r--`, `drwxr-xr-x`, `Lrwxrwxrwx`), a size as lstat gives it."""
     st = os.lstat(path)
     target = None
     mode = st.st_mode
@@ -897,7 +924,7 @@ def _entry(path: str) -> dict:
         "name": os.path.basename(path) or path,
         "path": path,
         "type": kind,
-        "size": 0 if kind == "dir" and target is None else st.st_size,
+        "size": st.st_size,
         "mode": stat.S_IMODE(st.st_mode),
         "permissions": perms,
         "modified": st.st_mtime,
@@ -944,7 +971,7 @@ class _Watcher:
     )
     MASK = 0x100 | 0x80 | 0x2 | 0x4 | 0x200 | 0x40
 
-    def __init__(self, root: str, recursive: bool):
+    def __init__(self, root: str, recursive: bool, include_entry: bool = False):
         import ctypes
 
         self.libc = ctypes.CDLL(None, use_errno=True)
@@ -952,6 +979,7 @@ class _Watcher:
         if self.fd < 0:
             raise OSError(ctypes.get_errno(), "inotify_init1 failed")
         self.root, self.recursive, self.dirs, self.events = root, recursive, {}, []
+        self.include_entry = include_entry
         self._lock = threading.Lock()
         self._add(root)
 
@@ -974,6 +1002,15 @@ class _Watcher:
     def _rel(self, path: str) -> str:
         return os.path.relpath(path, self.root)
 
+    def _event(self, path: str, kind: str) -> dict:
+        event = {"name": self._rel(path), "type": kind}
+        if self.include_entry:  # envd 0.6.3: best effort, for a path that still exists when read
+            try:
+                event["entry"] = _entry(path)
+            except OSError:
+                pass
+        return event
+
     def drain(self) -> list:
         import struct
 
@@ -994,7 +1031,7 @@ class _Watcher:
                     full = os.path.join(base, name)
                     for bit, kind in self.KINDS:
                         if mask & bit:
-                            self.events.append({"name": self._rel(full), "type": kind})
+                            self.events.append(self._event(full, kind))
                     if self.recursive and mask & 0x40000000 and mask & (0x100 | 0x80):
                         self._add_new_dir(full)
             events, self.events = self.events, []
@@ -1007,9 +1044,9 @@ class _Watcher:
             for dirpath, dirnames, filenames in os.walk(path):
                 for n in dirnames + filenames:
                     full = os.path.join(dirpath, n)
-                    self.events.append({"name": self._rel(full), "type": "create"})
+                    self.events.append(self._event(full, "create"))
                     if n in filenames and os.path.getsize(full):
-                        self.events.append({"name": self._rel(full), "type": "write"})
+                        self.events.append(self._event(full, "write"))
         except OSError:
             pass
 
@@ -1071,6 +1108,9 @@ def handle(req: dict) -> None:
             with open(path, "wb") as f:
                 os.fchmod(f.fileno(), 0o644)  # as envd does: a watcher sees create, chmod, write
                 f.write(binascii.a2b_base64(req["data"]))
+                # a write replaces the file, its metadata too (envd): the old keys go
+                for name in _metadata(path):
+                    os.removexattr(f.fileno(), _XATTR + name)
                 for key, value in (req.get("metadata") or {}).items():
                     os.setxattr(f.fileno(), _XATTR + key.lower(), value.encode())
             result = {"entry": _entry(path)}
@@ -1113,7 +1153,7 @@ def handle(req: dict) -> None:
             path = _resolve(req["path"])
             if not os.path.exists(path):
                 raise FileNotFoundError(f"{path} does not exist")
-            _watchers[req["id"]] = _Watcher(path, bool(req.get("recursive")))
+            _watchers[req["id"]] = _Watcher(path, bool(req.get("recursive")), bool(req.get("include_entry")))
             result = {}
         elif op == "watcher_events":
             result = {"events": _watchers[req["id"]].drain()}

@@ -30,7 +30,10 @@ COLLECTION_COLS = "name, description, embedding_model, documents, chunks, size_b
 DOCUMENT_COLS = (
     "collection, title, source, mime_type, status, size_bytes, chunks, chunk_chars, error, created_at"
 )
-SOURCE_COLS = "name, type, status, last_error, failing_since, last_checked_at, agents"
+SOURCE_COLS = (
+    "name, type, status, last_error, failing_since, last_checked_at, agents, tools, tools_checked_at"
+)
+SOURCE_TOOL_COLS = "source, type, tool, access, description, tools_checked_at"
 AUDIT_COLS = "created_at, actor_kind, actor, action, target_type, target_id, details"
 USAGE_COLS = (
     "period, executions, tokens, cost_usd, quota_executions_month, quota_cost_month_usd, max_concurrent_runs"
@@ -116,6 +119,13 @@ class AnalyticsRepo(Repo):
     async def data_sources(self, team_id: UUID) -> list[Row]:
         return await self._rows(
             f"select {SOURCE_COLS} from public.dashboard_data_sources where team_id = %s order by name",
+            (team_id,),
+        )
+
+    async def source_tools(self, team_id: UUID) -> list[Row]:
+        return await self._rows(
+            f"select {SOURCE_TOOL_COLS} from public.dashboard_source_tools where team_id = %s "
+            "order by source, position",
             (team_id,),
         )
 

@@ -15,7 +15,7 @@ from coherex.store.repos._base import Jsonb, Repo, require
 
 _COLS = (
     "id, team_id, name, type, config, credentials_key_id, status, last_error, failing_since, "
-    "last_checked_at, created_by, created_at, updated_at"
+    "last_checked_at, created_by, created_at, updated_at, tools, tools_checked_at"
 )
 
 
@@ -100,6 +100,22 @@ class DataSourceRepo(Repo):
                 {"ok": ok, "err": error, "id": source_id},
             ),
             "data source",
+        )
+
+    async def set_tools(self, source_id: UUID, tools: list[dict[str, Any]]) -> None:
+        """The tools the source offers now (discovered: MCP, OpenAPI), and that they were just read."""
+        await self._exec(
+            "update public.data_sources set tools = %s, tools_checked_at = now() where id = %s",
+            (Jsonb(tools), source_id),
+        )
+
+    async def tools_due(self, types: list[str], older_than: datetime) -> list[DataSource]:
+        """Sources of these types whose discovered tools were read before `older_than` (or never)."""
+        return await self._all(
+            DataSource,
+            f"select {_COLS} from public.data_sources where type = any(%s) "
+            "and (tools_checked_at is null or tools_checked_at < %s) order by tools_checked_at nulls first",
+            (types, older_than),
         )
 
     async def delete(self, source_id: UUID) -> bool:

@@ -4,13 +4,6 @@ import pytest
 
 from coherex.store.db import Identity
 from coherex.testing.api import ApiServer
-from coherex.testing.fake_openai import FakeOpenAI
-
-
-@pytest.fixture
-def fake_llm():
-    with FakeOpenAI() as server:
-        yield server
 
 
 @pytest.fixture

@@ -6,19 +6,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import subprocess
-import sys
 import textwrap
 import time
 from dataclasses import dataclass
 
 import pytest
 
-from coherex.services.agents import apply_spec
 from coherex.integrations.service import add_source
 from coherex.llm.openai_client import OpenAIClient
 from coherex.retry import RetryPolicy
 from coherex.runtime import Runtime
+from coherex.services.agents import apply_spec
 from coherex.settings import reset_settings_cache
 from coherex.store.db import Database, Identity
 from coherex.testing.fake_openai import FakeOpenAI
@@ -94,18 +92,6 @@ class World:
 
 
 @pytest.fixture
-def saas():
-    with FakeSaaS() as server:
-        yield server
-
-
-@pytest.fixture
-def fake_llm():
-    with FakeOpenAI() as server:
-        yield server
-
-
-@pytest.fixture
 def settings_env(saas, db_urls, tmp_path, monkeypatch):
     env = {
         **saas.env(),
@@ -136,33 +122,7 @@ async def world(db, saas, fake_llm, settings_env, tenant_factory) -> World:
 
 
 @pytest.fixture
-def start_worker(settings_env, fake_llm):
-    """Real `coherex worker` processes against the test database, fake LLM and fake Slack."""
-    env = {
-        **os.environ,
-        **settings_env,
-        "OPENAI_BASE_URL": fake_llm.base_url,
-        "OPENAI_API_KEY": fake_llm.api_key,
-        "COHEREX_HEARTBEAT_SECONDS": "1",
-        "COHEREX_MAINTENANCE_SECONDS": "1",
-    }
-    procs = []
-
-    def start() -> subprocess.Popen:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "coherex", "worker"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        procs.append(proc)
-        return proc
-
-    yield start
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+def start_worker(settings_env, worker_llm_env, worker_processes):
+    """start() -> a real `coherex worker` against the test database, fake LLM and fake Slack."""
+    env = {**os.environ, **settings_env, **worker_llm_env}
+    return lambda: worker_processes(env)

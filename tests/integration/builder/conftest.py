@@ -5,18 +5,10 @@ import pytest
 from coherex.builder import BuilderSession, BuilderUI
 from coherex.llm.openai_client import OpenAIClient
 from coherex.retry import RetryPolicy
-from coherex.testing.fake_openai import FakeOpenAI
-
-
-@pytest.fixture(scope="session")
-def fake_llm():
-    with FakeOpenAI() as server:
-        yield server
 
 
 @pytest.fixture
 def llm(fake_llm):
-    fake_llm.reset()
     return OpenAIClient(
         api_key=fake_llm.api_key,
         base_url=fake_llm.base_url,

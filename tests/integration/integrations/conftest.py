@@ -18,12 +18,6 @@ def new_key() -> str:
 
 
 @pytest.fixture
-def saas():
-    with FakeSaaS() as server:
-        yield server
-
-
-@pytest.fixture
 def settings_env(saas: FakeSaaS, tmp_path, monkeypatch):
     """Point Coherex at the fake services; a vault key of its own; small retry limits."""
     env = {

@@ -1,14 +1,11 @@
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import textwrap
 
 import pytest
 
 from coherex.services.agents import apply_spec
-from coherex.testing.fake_openai import FakeOpenAI
 
 SPEC = textwrap.dedent("""\
     apiVersion: coherex/v1
@@ -21,45 +18,14 @@ SPEC = textwrap.dedent("""\
 
 
 @pytest.fixture
-def fake_llm():
-    with FakeOpenAI() as server:
-        yield server
+def worker_env(cli_env, worker_llm_env):
+    return {**cli_env, **worker_llm_env}
 
 
 @pytest.fixture
-def worker_env(cli_env, fake_llm):
-    return {
-        **cli_env,
-        "OPENAI_BASE_URL": fake_llm.base_url,
-        "OPENAI_API_KEY": fake_llm.api_key,
-        "COHEREX_HEARTBEAT_SECONDS": "1",
-        "COHEREX_MAINTENANCE_SECONDS": "1",
-    }
-
-
-@pytest.fixture
-def start_worker(worker_env):
-    procs = []
-
-    def start(*args: str) -> subprocess.Popen:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "coherex", "worker", *args],
-            env=worker_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        procs.append(proc)
-        return proc
-
-    yield start
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+def start_worker(worker_env, worker_processes):
+    """start(*args) -> a `coherex worker` against the test database and fake LLM (output piped)."""
+    return lambda *args: worker_processes(worker_env, *args, output=subprocess.PIPE)
 
 
 @pytest.fixture

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from coherex.services.agents import apply_spec
 from coherex.llm.openai_client import OpenAIClient
 from coherex.runtime import Runtime
 from coherex.runtime.citations import format_sources
+from coherex.services.agents import apply_spec
 from coherex.store.db import Identity
-from coherex.testing.fake_openai import FakeOpenAI, Text, ToolCall
+from coherex.testing.fake_openai import Text, ToolCall
 
 SPEC = """\
 apiVersion: coherex/v1
@@ -28,12 +26,6 @@ spec:
     - use: knowledge.search
       collection: library
 """
-
-
-@pytest.fixture
-def fake_llm():
-    with FakeOpenAI() as server:
-        yield server
 
 
 async def _run(db, library, fake_llm, question: str):

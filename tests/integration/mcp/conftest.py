@@ -1,30 +1,19 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 
 from coherex.testing.api import ApiServer
-from coherex.testing.fake_openai import FakeOpenAI
 
 
 @pytest.fixture
-def fake_llm():
-    with FakeOpenAI() as server:
-        yield server
-
-
-@pytest.fixture
-def served_env(cli_env, fake_llm, monkeypatch):
+def served_env(cli_env, worker_llm_env, monkeypatch):
     """The environment of the web app (in this process) and of the worker (a subprocess)."""
     from coherex.settings import reset_settings_cache
 
     extra = {
-        "OPENAI_BASE_URL": fake_llm.base_url,
-        "OPENAI_API_KEY": fake_llm.api_key,
-        "COHEREX_HEARTBEAT_SECONDS": "1",
-        "COHEREX_MAINTENANCE_SECONDS": "1",
+        **worker_llm_env,
         # a small bucket, so the rate-limit test does not depend on how fast this machine is
         "COHEREX_API_RATE": "1",
         "COHEREX_API_BURST": "30",
@@ -43,21 +32,9 @@ def api(served_env):
 
 
 @pytest.fixture
-def worker(served_env):
+def worker(served_env, worker_processes):
     """A real worker process running the queued executions."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "coherex", "worker"],
-        env=served_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    yield proc
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    return worker_processes(served_env, output=subprocess.PIPE)
 
 
 # ---------------------------------------------------------------------- npm tools (scratch, not the repo)

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from coherex.settings import reset_settings_cache
-from coherex.testing.fake_saas import FakeSaaS
 from coherex.testing.registry import LocalRegistry
 
 USER, PASSWORD = "alice", "s3cret-registry-pw"
@@ -21,12 +20,6 @@ TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 def registry(tmp_path_factory):
     with LocalRegistry(tmp_path_factory.mktemp("registry"), users={USER: PASSWORD}) as reg:
         yield reg
-
-
-@pytest.fixture
-def saas():
-    with FakeSaaS() as server:
-        yield server
 
 
 @pytest.fixture

@@ -4,22 +4,14 @@ import textwrap
 
 import pytest
 
-from coherex.services.agents import apply_spec
 from coherex.llm.openai_client import OpenAIClient
 from coherex.retry import RetryPolicy
 from coherex.runtime import Runtime
-from coherex.testing.fake_openai import FakeOpenAI
-
-
-@pytest.fixture(scope="session")
-def fake_llm():
-    with FakeOpenAI() as server:
-        yield server
+from coherex.services.agents import apply_spec
 
 
 @pytest.fixture
 def llm(fake_llm):
-    fake_llm.reset()
     client = OpenAIClient(
         api_key=fake_llm.api_key,
         base_url=fake_llm.base_url,

@@ -63,7 +63,11 @@ async def test_llm_always_failing_fails_with_a_reason_and_nothing_stuck(
     ex = await runtime.create(make_agent.tenant.identity, make_agent.tenant.team_id, agent)
     final = await runtime.run(ex.id)
     assert final.status == "failed" and final.finished_at is not None
-    assert "500" in final.error or "upstream" in final.error
+    # the reason says which server failed, how, and that the client gave up after its 3 attempts
+    assert final.error == (
+        f"the LLM server at {fake_llm.base_url} failed (500): upstream exploded (gave up after 3 attempts)"
+    )
+    assert len(fake_llm.chat_requests) == 3
     async with db.session(Identity.system()) as s:
         assert await s.executions.list(status="running") == []
     assert [e.type for e in await _events(db, ex.id)][-2:] == ["error", "status"]

@@ -81,6 +81,43 @@ async def test_list_filters_by_metadata_and_pages(opts):
             await b.kill()
 
 
+async def test_list_is_newest_first_and_filters_by_start_and_template(opts):
+    tag = f"order-{time.time_ns()}"
+    first = await AsyncSandbox.create(metadata={"tag": tag}, timeout=60, **opts)
+    await asyncio.sleep(1.1)  # startedAt has whole seconds
+    second = await AsyncSandbox.create(metadata={"tag": tag}, timeout=60, **opts)
+    try:
+
+        async def ids(**query) -> list[str]:
+            found = AsyncSandbox.list(query=SandboxQuery(metadata={"tag": tag}, **query), **opts)
+            return [s.sandbox_id for s in await found.next_items()]
+
+        # E2B's default order is newest first, by when each sandbox was asked for (not pooled)
+        assert await ids() == [second.sandbox_id, first.sandbox_id]
+        assert await ids(started_after=(await second.get_info()).started_at) == [second.sandbox_id]
+        template = (await first.get_info()).template_id
+        assert len(await ids(template=template)) == 2
+        assert await ids(template="no-such-template") == []
+    finally:
+        await first.kill()
+        await second.kill()
+
+
+async def test_create_through_the_v1_sandboxes_route(opts):
+    """POST /sandboxes is how E2B's newer SDKs create (this SDK posts to /v2/sandboxes)."""
+    from e2b import ConnectionConfig
+    from e2b.api.client.api.sandboxes import post_sandboxes
+    from e2b.api.client.models import NewSandbox
+    from e2b.api.client_async import get_api_client
+
+    client = get_api_client(ConnectionConfig(**opts))
+    res = await post_sandboxes.asyncio_detailed(
+        client=client, body=NewSandbox(template_id="base", timeout=60)
+    )
+    assert res.status_code == 201, res.content
+    assert await AsyncSandbox.kill(res.parsed.sandbox_id, **opts) is True
+
+
 async def test_a_killed_sandbox_is_gone_for_every_api(opts):
     sandbox = await AsyncSandbox.create(timeout=60, **opts)
     assert await AsyncSandbox.kill(sandbox.sandbox_id, **opts) is True
@@ -94,7 +131,12 @@ async def test_a_killed_sandbox_is_gone_for_every_api(opts):
 
 async def test_a_sandbox_killed_mid_command_says_it_was_not_found(box):
     asyncio.get_running_loop().call_later(1.0, lambda: asyncio.ensure_future(box.kill()))
-    with pytest.raises(e2b_exc.SandboxNotRunningException, match="was not found"):
+    # "was not found" is what this SDK maps to SandboxNotRunningException; the rest is what E2B's
+    # later SDKs (their own suite) say after finding the sandbox gone
+    with pytest.raises(
+        e2b_exc.SandboxNotRunningException,
+        match="was not found: the sandbox was killed or reached its end of life",
+    ):
         await box.commands.run("sleep 60", timeout=30)
 
 
@@ -161,8 +203,10 @@ CHARTS = {
         ),
     ),
     "line": (
-        "import numpy as np\nx = np.linspace(0, 6, 50)\nplt.plot(x, np.sin(x), label='sin')\n"
-        "plt.plot(x, np.cos(x), label='cos')\nplt.xlabel('Time (s)')",
+        (
+            "import numpy as np\nx = np.linspace(0, 6, 50)\nplt.plot(x, np.sin(x), label='sin')\n"
+            "plt.plot(x, np.cos(x), label='cos')\nplt.xlabel('Time (s)')"
+        ),
         lambda c: (
             [e.label for e in c.elements] == ["sin", "cos"]
             and len(c.elements[0].points) == 50
@@ -207,6 +251,26 @@ async def test_images_shown_by_pil_come_back_as_png(box):
     assert result.logs.stdout == ["shown\n"]
 
 
+async def test_an_image_saved_to_a_file_is_shown_too(box):
+    result = await box.run_code(
+        "from PIL import Image\nImage.new('RGB', (4, 4), 'blue').save('blue.png')\nprint('saved')",
+        timeout=120,
+    )
+    assert result.error is None, result.error
+    assert base64.b64decode(result.results[0].png).startswith(b"\x89PNG")  # as E2B's template does
+    assert (await box.files.read("blue.png", format="bytes")).startswith(b"\x89PNG")
+
+
+async def test_a_dataframe_comes_back_as_e2b_data(box):
+    result = await box.run_code(
+        "import pandas as pd\npd.DataFrame({'a': [1, 2], 'when': pd.to_datetime(['2024-01-02', '2024-03-04'])})",
+        timeout=120,
+    )
+    assert result.error is None, result.error
+    # E2B's template: the DataFrame's to_dict(orient="list"), times in ISO format
+    assert result.results[0].data == {"a": [1, 2], "when": ["2024-01-02T00:00:00", "2024-03-04T00:00:00"]}
+
+
 # --- contexts and languages --------------------------------------------------------------------
 
 
@@ -245,6 +309,16 @@ async def test_javascript_runs_inside_the_box_with_state(box):
     assert err.error.name == "TypeError"
     ctx = await box.create_code_context(cwd="/tmp", language="javascript")
     assert (await box.run_code("process.cwd()", context=ctx)).text == "/tmp"
+
+
+async def test_javascript_takes_es_module_imports(box):
+    result = await box.run_code(
+        "import { readFileSync } from 'fs'\nimport * as path from 'path'\n"
+        "console.log(typeof readFileSync, path.basename('/a/b.txt'))",
+        language="js",
+    )
+    assert result.error is None, result.error
+    assert result.logs.stdout == ["function b.txt\n"]
 
 
 async def test_a_javascript_cell_past_its_timeout_is_stopped(box):
@@ -308,6 +382,29 @@ async def test_file_metadata_is_kept_with_the_file(box):
     assert (await box.files.write("plain.txt", "y")).metadata is None
 
 
+async def test_a_directory_has_its_size_and_a_rewrite_drops_old_metadata(box):
+    await box.files.make_dir("sized")
+    assert (await box.files.get_info("sized")).size > 0  # what stat says (4096 on ext4), as envd
+    await box.files.write("meta.txt", "1", metadata={"author": "mish"})
+    again = await box.files.write("meta.txt", "2")
+    assert again.metadata is None
+    assert (await box.files.get_info("meta.txt")).metadata is None
+
+
+async def test_an_expired_signed_url_is_refused_in_envds_words(opts):
+    sandbox = await AsyncSandbox.create(secure=True, timeout=60, **opts)
+    try:
+        await sandbox.files.write("old.txt", "x")
+        async with httpx.AsyncClient() as http:
+            res = await http.get(sandbox.download_url("old.txt", use_signature_expiration=-120))
+        assert (res.status_code, res.json()) == (
+            401,
+            {"code": 401, "message": "signature is already expired"},
+        )
+    finally:
+        await sandbox.kill()
+
+
 async def test_signed_file_urls(opts):
     sandbox = await AsyncSandbox.create(secure=True, timeout=60, **opts)
     try:
@@ -346,6 +443,28 @@ async def test_watch_dir_reports_what_happens_in_it(box):
     ]
     with pytest.raises(e2b_exc.NotFoundException):
         await box.files.watch_dir("not-there", on_event=on_event)
+
+
+async def test_watch_events_carry_the_entry_when_asked(box):
+    await box.files.make_dir("entries")
+    seen: list = []
+    arrived = asyncio.Event()
+
+    def on_event(event) -> None:
+        seen.append(event)
+        if event.type == FilesystemEventType.WRITE:
+            arrived.set()
+
+    handle = await box.files.watch_dir("entries", on_event=on_event, include_entry=True)
+    await box.files.write("entries/f.txt", "x")
+    await asyncio.wait_for(arrived.wait(), 10)
+    await handle.stop()
+    write = next(e for e in seen if e.type == FilesystemEventType.WRITE)
+    assert (write.entry.name, write.entry.path, write.entry.type) == (
+        "f.txt",
+        "/home/user/entries/f.txt",
+        FileType.FILE,
+    )
 
 
 # --- commands ----------------------------------------------------------------------------------

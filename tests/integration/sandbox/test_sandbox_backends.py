@@ -11,7 +11,7 @@ from .conftest import make_server
 
 
 async def test_e2b_backend_is_the_same_sdk_path_with_other_settings(tmp_path, sandbox_settings):
-    second, local = make_server(tmp_path / "second", pool_size=0)
+    second, _local = make_server(tmp_path / "second", pool_size=0)
     try:
         key = (tmp_path / "second" / "sandbox" / "api_key").read_text()
         cloud = Settings(
@@ -46,3 +46,19 @@ async def test_local_backend_without_a_server_says_how_to_start_one(tmp_path):
     settings = Settings(sandbox_backend="local", data_dir=tmp_path)
     with pytest.raises(SandboxUnavailable, match="coherex sandbox serve"):
         await open_sandbox(settings)
+
+
+def test_the_local_api_key_has_e2bs_format(tmp_path):
+    """E2B's SDKs refuse a key that is not `e2b_` + hex before sending anything; a key kept by an
+    older server is replaced when the server starts."""
+    import re
+
+    from coherex.sandbox.server.run import api_key_file, local_api_key
+
+    settings = Settings(sandbox_backend="local", data_dir=tmp_path)
+    api_key_file(settings).parent.mkdir(parents=True)
+    api_key_file(settings).write_text("cx_local_old-format-key")
+    assert local_api_key(settings, create=False) == "cx_local_old-format-key"  # clients read what is there
+    key = local_api_key(settings, create=True)
+    assert re.fullmatch(r"e2b_[0-9a-f]{40}", key)
+    assert local_api_key(settings, create=False) == key

@@ -56,7 +56,7 @@ async def test_platform_environment_and_secrets_are_absent(sbx):
     assert result.error is None, result.error
     assert FAKE_SECRET not in result.text
     assert "COHEREX_TEST_FAKE_SECRET" not in result.text
-    assert "E2B_API_KEY" not in result.text and "cx_local_" not in result.text
+    assert "E2B_API_KEY" not in result.text and "e2b_" not in result.text
 
 
 async def test_no_host_processes_visible(sbx):

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr, field_validator
 
 from coherex.integrations.base import Call, Check, Model, ServiceError, SourceType, http_client, json_of, send
+from coherex.tools.port import Provider
 
 OPENAI_URL = "https://api.openai.com/v1"
 
@@ -99,5 +100,7 @@ MODEL = SourceType(
     credentials_model=ModelCredentials,
     test_connection=test_connection,
     destinations=_destinations,
-    actions={},
 )
+
+#: no tools: the team's runs and builder use the source as their LLM
+PROVIDER = Provider("model", (), source_type=MODEL)

@@ -1,0 +1,174 @@
+"""`coherex validate` (the CLI, as a user runs it) and the API (`POST /api/agents/validate`, what
+saving uses) accept and refuse exactly the same specs: every template, the specs imported from the
+shared peer fixtures (CrewAI, Letta), and malformed or hostile files. The API's team holds the
+data sources and collections the files name, so the only difference left is the one that matters:
+the tool catalogue each side sees (gmail.read_thread was unknown to the CLI before the registry)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+PEERS = Path("/work/shared/fixtures/peers")
+
+HEAD = textwrap.dedent("""\
+    apiVersion: coherex/v1
+    kind: Agent
+    metadata: {name: parity, description: a test}
+    spec:
+      instructions: Help with {{topic}}.
+      inputs:
+        topic: {type: string, default: mail}
+    """)
+
+
+def tools(text: str) -> str:
+    return HEAD + "  tools:\n" + textwrap.indent(textwrap.dedent(text), "    ")
+
+
+HOSTILE = {
+    "read-thread.yaml": tools("- use: gmail.read_thread\n  dataSource: work-mail\n  access: read\n"),
+    "create-draft.yaml": tools("- use: gmail.create_draft\n  dataSource: work-mail\n  access: write\n"),
+    "draft-read-only.yaml": tools("- use: gmail.create_draft\n  dataSource: work-mail\n  access: read\n"),
+    "misspelt-tool.yaml": tools("- use: gmail.read_thred\n  dataSource: work-mail\n"),
+    "allow-list-on-one-tool.yaml": tools(
+        "- use: slack.read_channel\n  dataSource: team-slack\n  tools: [x]\n"
+    ),
+    "discovering-unknown.yaml": tools("- use: mcp\n  dataSource: team-slack\n  tools: [search]\n"),
+    "python-with-source.yaml": tools("- use: python\n  dataSource: github\n"),
+    "no-collection.yaml": tools("- use: knowledge.search\n"),
+    "duplicate.yaml": tools("- use: python\n- use: python\n"),
+    "fixed-unknown-arg.yaml": tools(
+        "- use: slack.post_message\n  dataSource: team-slack\n  access: write\n  with: {chanel: '#ops'}\n"
+    ),
+    "placeholder.yaml": HEAD.replace("{{topic}}", "{{missing}}"),
+    "wrong-version.yaml": HEAD.replace("coherex/v1", "coherex/v9"),
+    "python-object-tag.yaml": HEAD + "  extra: !!python/object/apply:os.system ['true']\n",
+    "alias-bomb.yaml": "a: &a [x, x, x, x, x, x, x, x, x]\n"
+    + "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefg", "bcdefgh")),
+    "duplicate-key.yaml": HEAD + "kind: Agent\n",
+    "not-a-mapping.yaml": "- just\n- a list\n",
+    "unclosed.yaml": "apiVersion: [unclosed\n",
+    "empty.yaml": "",
+    "binary.yaml": "\x00\x01\x02 not text",
+    "deep.json": "[" * 5000 + "]" * 5000,
+    "spec.json": json.dumps(
+        {
+            "apiVersion": "coherex/v1",
+            "kind": "Agent",
+            "metadata": {"name": "json-spec"},
+            "spec": {"instructions": "x", "tools": [{"use": "gmail.read_thread", "dataSource": "work-mail"}]},
+        }
+    ),
+    "bad-name.yaml": HEAD.replace("name: parity", "name: ../../etc/passwd"),
+    "huge.yaml": HEAD + "# " + "x" * (1024 * 1024) + "\n",
+}
+
+
+@pytest.fixture
+def api(api_env, monkeypatch):
+    """The API with room for one request per file (the suite's default bucket is small)."""
+    from coherex.settings import reset_settings_cache
+    from coherex.testing.api import ApiServer
+
+    monkeypatch.setenv("COHEREX_API_RATE", "1000")
+    monkeypatch.setenv("COHEREX_API_BURST", "1000")
+    reset_settings_cache()
+    with ApiServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def team_with_references(db, two_teams):
+    """Alpha holds every data source and collection the files name, with the right types."""
+    alpha, _ = two_teams
+    async with db.session(alpha.identity) as s:
+        for name, kind in (("work-mail", "gmail"), ("team-slack", "slack"), ("github", "github")):
+            await s.sources.create(alpha.team_id, name, kind, {})
+        for name in ("handbook", "runbooks"):
+            await s.knowledge.create_collection(alpha.team_id, name)
+    return alpha
+
+
+def corpus(tmp_path: Path) -> list[Path]:
+    files = sorted((ROOT / "templates").glob("*.yaml"))
+    imported = tmp_path / "imported"
+    if PEERS.is_dir():  # the shared fixtures, through the real importers
+        run = [sys.executable, "-m", "coherex", "import"]
+        subprocess.run(
+            [*run, "crewai", str(PEERS / "crewai/latest-ai-development"), "-o", str(imported)],
+            check=True,
+            capture_output=True,
+        )
+        for af in sorted((PEERS / "letta").glob("*.af")):
+            subprocess.run(
+                [*run, "letta", str(af), "-o", str(imported / af.stem)], check=True, capture_output=True
+            )
+        files += sorted(imported.rglob("*.yaml"))
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    for name, text in HOSTILE.items():
+        (hostile / name).write_text(text, encoding="utf-8")
+        files.append(hostile / name)
+    return files
+
+
+def _errors(problems: list[dict]) -> list[str]:
+    """Errors in the spec as `path: message`; a document that cannot be read as `(document)` (a file
+    is read as JSON by its .json name or as bytes, the text sent to the API as YAML text: the
+    wording and location of a parse error differ, the verdict does not)."""
+    return sorted(
+        "(document)" if not p["path"] or p["path"].startswith("line ") else f"{p['path']}: {p['message']}"
+        for p in problems
+        if p["severity"] == "error"
+    )
+
+
+async def test_cli_and_api_accept_and_refuse_the_same_specs(
+    api, keys, team_with_references, tmp_path, cli_env
+):
+    files = await asyncio.to_thread(corpus, tmp_path)
+    assert len(files) > len(HOSTILE) + 6  # templates and imported specs are in
+
+    cli = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "coherex", "validate", "--json", *map(str, files)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=120,
+    )
+    assert cli.returncode in (0, 1) and "Traceback" not in cli.stderr, cli.stderr
+    by_cli = json.loads(cli.stdout)
+
+    alpha, _ = keys
+    verdicts = {}
+    async with api.client(alpha) as c:
+        for path in files:
+            r = await c.post(
+                "/api/agents/validate", json={"spec": path.read_bytes().decode("utf-8", "replace")}
+            )
+            assert r.status_code in (200, 413, 422), (path.name, r.status_code, r.text)
+            body = r.json()
+            api_ok = r.status_code == 200 and body["valid"]
+            errors = _errors(body.get("problems", []))
+            mine = by_cli[str(path)]
+            cli_errors = _errors(mine["problems"])
+            verdicts[path.name] = api_ok
+            assert mine["valid"] == api_ok, (path.name, mine["problems"], body)
+            if r.status_code == 200:  # the same problems, at the same places in the spec
+                assert cli_errors == errors, (path.name, mine["problems"], body["problems"])
+
+    # the corpus has both kinds, and the ones this issue is about come out right on both sides
+    assert verdicts["read-thread.yaml"] and verdicts["create-draft.yaml"] and verdicts["spec.json"]
+    assert not verdicts["draft-read-only.yaml"] and not verdicts["misspelt-tool.yaml"]
+    assert not verdicts["allow-list-on-one-tool.yaml"] and not verdicts["huge.yaml"]
+    assert all(verdicts[p.name] for p in files if p.parent.name == "templates")
