@@ -126,17 +126,17 @@ async def _chat_caller(request: Request, st: ApiState) -> Caller:
         )
     # the header from scripts; `?team=` from links the chat shows (a person in several teams)
     wanted = request.headers.get("x-coherex-team") or request.query_params.get("team")
-    async with st.db.session(Identity.user(user_id)) as s:
-        memberships = await s.members.teams_of(user_id)
-        teams = {(await s.teams.get(m.team_id)).slug: m.team_id for m in memberships}
-    if not teams:
+    from coherex.services.teams import my_teams
+
+    mine = await my_teams(st.db, Identity.user(user_id))
+    if not mine:
         raise Unauthorized("This chat login belongs to no team.")
+    teams = {t.slug: t.id for t in mine}
     if wanted and wanted not in teams:
         raise Unauthorized(
             f"You are not a member of team {wanted!r}.", hint=f"Your teams: {', '.join(teams)}."
         )
-    team_id = teams[wanted] if wanted else memberships[0].team_id
-    return Caller(user_id=user_id, team_id=team_id)
+    return Caller(user_id=user_id, team_id=teams[wanted] if wanted else mine[0].id)
 
 
 _RANK = {"viewer": 0, "member": 1, "admin": 2, "owner": 3}
