@@ -152,5 +152,7 @@ button("stop", actions.stop)
 button("discard", actions.discard)
 button("edit", actions.edit)
 button("schedule", actions.schedule)
+button("install", actions.install)
+button("cancel_install", actions.cancel_install)
 
 install_approvals(ChatUI)  # the approval cards resume runs with this view

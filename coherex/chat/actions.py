@@ -1,5 +1,6 @@
-"""What the draft card's buttons do: save, test-run (asking for inputs without a default), stop,
-discard, edit (a change request or a whole pasted spec) and schedule (a preset or in words)."""
+"""What the chat's buttons do: save, test-run (asking for inputs without a default), stop,
+discard, edit (a change request or a whole pasted spec), schedule (a preset or in words), and
+install an agent previewed from a registry."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import chainlit as cl
 
+from coherex.builder.install import install as install_agent
 from coherex.chat.context import current_builder, remember
 from coherex.chat.conversation import take_turn
 from coherex.chat.draft_card import as_spec, show_draft
@@ -110,3 +112,22 @@ async def schedule(action: cl.Action) -> None:
         content=f"Scheduled: {picked['label'].lower()} ({timezone}).{saved}", author="Coherex"
     ).send()
     await show_draft(builder)
+
+
+async def install(action: cl.Action) -> None:
+    """Save the previewed artifact (its exact digest) and show it as the conversation's draft."""
+    builder = current_builder()
+    result = await install_agent(builder, str(action.payload.get("ref") or ""))
+    if result.already:
+        text = f"**{result.agent}** (version {result.version}) is this artifact already; nothing changed."
+    else:
+        text = f"Installed **{result.agent}** (version {result.version}) from `{result.ref}`."
+    await action.remove()
+    await cl.Message(content=text, author="Coherex").send()
+    if builder.draft is not None:
+        await show_draft(builder)
+
+
+async def cancel_install(action: cl.Action) -> None:
+    await action.remove()
+    await cl.Message(content="Not installed; nothing was saved.", author="Coherex").send()

@@ -12,9 +12,9 @@ from coherex.builder import BuilderSession
 from coherex.chat.attachments import attach_held_file, restore_files, route_uploads
 from coherex.chat.context import STATE_KEY, as_uuid, current_builder, remember
 from coherex.chat.data_layer import TEAM_KEY
-from coherex.chat.draft_card import draft_actions, show_draft
+from coherex.chat.draft_card import draft_actions, install_actions, show_draft
 from coherex.chat.run_view import ChatUI
-from coherex.chat.teams import connect, team_command
+from coherex.chat.teams import connect, current_slug, team_command
 
 
 async def start() -> None:
@@ -65,6 +65,10 @@ async def take_turn(builder: BuilderSession, text: str) -> None:
     ui = ChatUI(answer, on_run_started=lambda: remember(builder))
     turn = await builder.send(text, ui)
     answer.content = turn.error or turn.text  # the final words replace what streamed before tool calls
+    if turn.install is not None and not turn.error:  # "install this agent from REF": confirm to save
+        answer.content = turn.install.text(current_slug(builder))
+        if turn.install.installable:
+            answer.actions = install_actions(turn.install)
     await answer.send()
     if turn.draft_changed and builder.draft is not None:
         await attach_held_file(builder)

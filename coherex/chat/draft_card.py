@@ -1,5 +1,6 @@
 """The draft as the chat shows it: its summary, what to connect before saving, its YAML, and the
-buttons that fit (Test run, Save and Schedule once it is ready; Edit and Discard always)."""
+buttons that fit (Test run, Save and Schedule once it is ready; Edit and Discard always); the
+buttons under an install preview."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import chainlit as cl
 
 from coherex.builder import BuilderSession, summarize
+from coherex.builder.install import InstallPreview
 from coherex.chat.teams import current_slug
 from coherex.errors import CoherexError
 from coherex.spec import parse
@@ -44,6 +46,16 @@ def draft_actions(builder: BuilderSession) -> list[cl.Action]:
             *actions,
         ]
     return actions
+
+
+def install_actions(preview: InstallPreview) -> list[cl.Action]:
+    """Under an install preview: Install saves exactly the digest shown."""
+    return [
+        cl.Action(
+            name="install", payload={"ref": preview.ref}, label=f"Install {preview.name}", icon="download"
+        ),
+        cl.Action(name="cancel_install", payload={}, label="Cancel", icon="x"),
+    ]
 
 
 def as_spec(text: str) -> dict[str, Any] | None:

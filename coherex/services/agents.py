@@ -1,5 +1,5 @@
-"""Saving agents: validate a spec against the team's data, store it as a new version, grant its
-data sources. The one path used by the CLI, the API and the chat builder."""
+"""Agents: validate a spec against the team's data, store it as a new version, grant its data
+sources (the one saving path of the CLI, the API and the chat builder); find and read them."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
+from coherex.errors import NotFound
 from coherex.spec import ValidationReport, to_data, to_yaml, validate
 from coherex.spec.catalogue import get_tool
+from coherex.store.db import Database, Identity
+from coherex.store.models import Agent, AgentVersion, Execution
 from coherex.store.repos import Session
 from coherex.store.repos.agents import SavedSpec
 
@@ -69,3 +72,62 @@ async def _grants(session: Session, team_id: UUID, spec) -> list[tuple[UUID, str
         if source is not None:  # validation already refused unknown names
             grants.append((source.id, level))
     return grants
+
+
+# ---------------------------------------------------------------------- finding and reading agents
+async def get_agent(db: Database, who: Identity, agent_id: UUID) -> Agent | None:
+    async with db.session(who) as s:
+        return await s.agents.get(agent_id)
+
+
+async def agent_by_name(db: Database, who: Identity, team_id: UUID, name: str) -> Agent:
+    """The team's agent called `name` (NotFound naming the team's agents)."""
+    async with db.session(who) as s:
+        agent = await s.agents.get_by_name(team_id, name)
+        if agent is None:
+            names = ", ".join(a.name for a in await s.agents.list(team_id)) or "none yet"
+            raise NotFound(f"No agent named {name!r}. The team's agents: {names}.")
+    return agent
+
+
+async def current_version(db: Database, who: Identity, agent: Agent) -> AgentVersion:
+    async with db.session(who) as s:
+        return await s.agents.require_version(agent)
+
+
+async def agents_with_last_run(
+    db: Database, who: Identity, team_id: UUID
+) -> list[tuple[Agent, Execution | None]]:
+    """The team's agents, each with its latest run (None: never ran)."""
+    async with db.session(who) as s:
+        out = []
+        for agent in await s.agents.list(team_id):
+            last = await s.executions.list(agent_id=agent.id, limit=1)
+            out.append((agent, last[0] if last else None))
+    return out
+
+
+async def free_name(session: Session, team_id: UUID, name: str) -> str:
+    """`name`, or `name-2`, `name-3`… so a new agent never overwrites another one by accident."""
+    candidate, n = name, 1
+    while await session.agents.get_by_name(team_id, candidate) is not None:
+        n += 1
+        candidate = f"{name[:58]}-{n}"
+    return candidate
+
+
+async def save_as_new_or_version(
+    db: Database, who: Identity, team_id: UUID, data: dict[str, Any], *, new: bool, message: str = ""
+) -> SavedSpec:
+    """Save spec data; `new`: as a new agent (under a free name when the name is taken), else as a
+    new version of the agent of that name. `data`'s name is updated to the one used."""
+    async with db.session(who) as s:
+        if new:
+            data["metadata"]["name"] = await free_name(s, team_id, data["metadata"]["name"])
+        return await apply_spec(s, team_id, data, message=message)
+
+
+async def team_refs(db: Database, who: Identity, team_id: UUID) -> tuple[dict[str, str], set[str]]:
+    """(data source name → type, collection names) of the team (see `team_references`)."""
+    async with db.session(who) as s:
+        return await team_references(s, team_id)
