@@ -31,10 +31,10 @@ def run(
 ) -> None:
     """Run an agent now, streaming every step. Exit code: 0 completed, 3 completed with errors (the
     answer came after a failed tool call nothing fixed), 1 otherwise."""
-    from coherex.services.agents import apply_spec
     from coherex.cli.distribution import looks_like_reference as is_reference
     from coherex.runtime import Runtime
     from coherex.runtime.tools import with_file_input
+    from coherex.services.agents import require_agent, require_version_of, save_spec
     from coherex.spec import load_spec
 
     values = parse_inputs(inputs)
@@ -51,17 +51,19 @@ def run(
                 from coherex.distribution.service import pull
 
                 pulled = await pull(ctx.db, ctx.identity, ctx.team.id, target, docker_config=True)
-            async with ctx.db.session(ctx.identity) as s:
-                path = Path(target)
-                if pulled is not None:
-                    agent = await s.agents.require_by_name(ctx.team.id, pulled.agent)
-                elif path.suffix in (".yaml", ".yml", ".json") or path.exists():
-                    from coherex.spec import read_file
+            path = Path(target)
+            if pulled is not None:
+                agent = await require_agent(ctx.db, ctx.identity, ctx.team.id, pulled.agent)
+            elif path.suffix in (".yaml", ".yml", ".json") or path.exists():
+                from coherex.spec import read_file
 
-                    agent = (await apply_spec(s, ctx.team.id, read_file(path), filename=str(path))).agent
-                else:
-                    agent = await s.agents.require_by_name(ctx.team.id, target)
-                spec = load_spec((await s.agents.require_version(agent, version)).spec)
+                saved = await save_spec(
+                    ctx.db, ctx.identity, ctx.team.id, read_file(path), filename=str(path)
+                )
+                agent = saved.agent
+            else:
+                agent = await require_agent(ctx.db, ctx.identity, ctx.team.id, target)
+            spec = load_spec((await require_version_of(ctx.db, ctx.identity, agent, version)).spec)
             runtime = Runtime(ctx.db)
             execution = await runtime.create(
                 ctx.identity,
@@ -133,14 +135,13 @@ def ps(
 ) -> None:
     """List executions (running and pending; -a for all)."""
 
+    from coherex.services.runs import runs_with_agent_names
+
     async def go():
-        async with cli_context() as ctx, ctx.db.session(ctx.identity) as s:
-            agent_id = (await s.agents.require_by_name(ctx.team.id, agent)).id if agent else None
-            rows = await s.executions.list(
-                team_id=ctx.team.id, agent_id=agent_id, limit=limit * (1 if all_ else 5)
+        async with cli_context() as ctx:
+            return await runs_with_agent_names(
+                ctx.db, ctx.identity, ctx.team.id, agent, limit * (1 if all_ else 5)
             )
-            names = {a.id: a.name for a in await s.agents.list(ctx.team.id, include_archived=True)}
-            return rows, names
 
     rows, names = run_async(go())
     if not all_:
@@ -175,6 +176,7 @@ def logs(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per event (JSON lines)."),
 ) -> None:
     """Print the steps of an execution."""
+    from coherex.services.runs import find_run, steps_since
     from coherex.store.db import Listener, resolve_urls
 
     def emit(event) -> None:
@@ -185,17 +187,16 @@ def logs(
 
     async def go():
         async with cli_context() as ctx:
-            async with ctx.db.session(ctx.identity) as s:
-                ex = await s.executions.find(ctx.team.id, execution)
+            ex = await find_run(ctx.db, ctx.identity, ctx.team.id, execution)
             last = 0
 
             async def catch_up():
                 nonlocal last
-                async with ctx.db.session(ctx.identity) as s:
-                    for event in await s.executions.events(ex.id, after_seq=last):
-                        emit(event)
-                        last = event.seq
-                    return await s.executions.get(ex.id)
+                found, current = await steps_since(ctx.db, ctx.identity, ex.id, last)
+                for event in found:
+                    emit(event)
+                    last = event.seq
+                return current
 
             if not follow:
                 return await catch_up()
@@ -220,11 +221,11 @@ def logs(
 def stop(execution: str = typer.Argument(..., help="Execution id (or a unique prefix).")) -> None:
     """Stop a running execution (takes effect within a second; its sandbox is killed)."""
     from coherex.runtime import Runtime
+    from coherex.services.runs import find_run
 
     async def go():
         async with cli_context() as ctx:
-            async with ctx.db.session(ctx.identity) as s:
-                ex = await s.executions.find(ctx.team.id, execution)
+            ex = await find_run(ctx.db, ctx.identity, ctx.team.id, execution)
             if ex.finished:
                 return ex, False
             return await Runtime(ctx.db).stop(ctx.identity, ex.id), True

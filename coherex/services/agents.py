@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-from coherex.errors import NotFound
-from coherex.spec import ValidationReport, to_data, to_yaml, validate
+from coherex.errors import NotFound, UserError
+from coherex.spec import AgentSpec, ValidationReport, load_spec, to_data, to_yaml, validate
 from coherex.spec.catalogue import get_tool
 from coherex.store.db import Database, Identity
 from coherex.store.models import Agent, AgentVersion, Execution
@@ -131,3 +131,135 @@ async def team_refs(db: Database, who: Identity, team_id: UUID) -> tuple[dict[st
     """(data source name → type, collection names) of the team (see `team_references`)."""
     async with db.session(who) as s:
         return await team_references(s, team_id)
+
+
+# ---------------------------------------------------------------------- use-cases of the CLI and the API
+async def save_spec(
+    db: Database,
+    who: Identity,
+    team_id: UUID,
+    source: str | bytes | Mapping[str, Any],
+    *,
+    filename: str | None = None,
+    message: str = "",
+) -> SavedSpec:
+    """`apply_spec` in a session of its own."""
+    async with db.session(who) as s:
+        return await apply_spec(s, team_id, source, filename=filename, message=message)
+
+
+async def check_spec(
+    db: Database, who: Identity, team_id: UUID, source: str | bytes | Mapping[str, Any]
+) -> ValidationReport:
+    """Validate against the team's data sources and collections; stores nothing."""
+    async with db.session(who) as s:
+        return await validate_for_team(s, team_id, source)
+
+
+async def save_version_of(
+    db: Database,
+    who: Identity,
+    team_id: UUID,
+    agent: Agent,
+    source: str | Mapping[str, Any],
+    message: str = "",
+) -> SavedSpec:
+    """A new version of `agent` (the spec must carry its name: renaming is not supported)."""
+    async with db.session(who) as s:
+        spec = (await validate_for_team(s, team_id, source)).raise_for_errors()
+        if spec.metadata.name != agent.name:
+            raise UserError(
+                f"metadata.name is {spec.metadata.name!r} but this agent is {agent.name!r}.",
+                hint="Renaming is not supported; create a new agent instead.",
+            )
+        return await apply_spec(s, team_id, source, message=message)
+
+
+async def list_agents(db: Database, who: Identity, team_id: UUID) -> list[Agent]:
+    async with db.session(who) as s:
+        return await s.agents.list(team_id)
+
+
+async def agent_in_team(db: Database, who: Identity, team_id: UUID, agent_id: UUID) -> Agent:
+    """The agent `agent_id` of this team (NotFound otherwise)."""
+    agent = await get_agent(db, who, agent_id)
+    if agent is None or agent.team_id != team_id:
+        raise NotFound(f"Agent {agent_id} was not found.")
+    return agent
+
+
+async def require_agent(db: Database, who: Identity, team_id: UUID, name: str) -> Agent:
+    async with db.session(who) as s:
+        return await s.agents.require_by_name(team_id, name)
+
+
+async def version_of(
+    db: Database, who: Identity, agent: Agent, version: int | None = None
+) -> AgentVersion | None:
+    """A version of the agent (the current one when `version` is None), or None."""
+    async with db.session(who) as s:
+        return await s.agents.get_version(agent.id, version)
+
+
+async def require_version_of(
+    db: Database, who: Identity, agent: Agent, version: int | None = None
+) -> AgentVersion:
+    async with db.session(who) as s:
+        return await s.agents.require_version(agent, version)
+
+
+async def version_history(db: Database, who: Identity, agent: Agent) -> list[AgentVersion]:
+    async with db.session(who) as s:
+        return await s.agents.versions(agent.id)
+
+
+async def delete_agent(db: Database, who: Identity, agent: Agent, *, actor_kind: str | None = None) -> None:
+    """Delete the agent with all its versions and runs (audited)."""
+    async with db.session(who) as s:
+        await s.agents.delete(agent.id)
+        await s.audit.record(
+            agent.team_id,
+            "agent.delete",
+            target_type="agent",
+            target_id=str(agent.id),
+            details={"name": agent.name},
+            actor_kind=actor_kind,
+        )
+
+
+async def set_status(
+    db: Database, who: Identity, agent: Agent, status: str, *, actor_kind: str | None = None
+) -> Agent:
+    """`paused`: its schedules, webhooks and events start no runs; `active` again (audited)."""
+    async with db.session(who) as s:
+        updated = await s.agents.set_status(agent.id, status)
+        await s.audit.record(
+            agent.team_id,
+            f"agent.{'pause' if status == 'paused' else 'resume'}",
+            target_type="agent",
+            target_id=str(agent.id),
+            actor_kind=actor_kind,
+        )
+    return updated
+
+
+async def get_agent_by_name(db: Database, who: Identity, team_id: UUID, name: str) -> Agent | None:
+    async with db.session(who) as s:
+        return await s.agents.get_by_name(team_id, name)
+
+
+async def agents_with_specs(
+    db: Database, who: Identity, team_id: UUID, name: str | None = None
+) -> list[tuple[Agent, AgentSpec]]:
+    """The team's agents (or the one called `name`) that have a saved version, each with the spec
+    of its current version: what the MCP and A2A servers offer."""
+    out = []
+    async with db.session(who) as s:
+        agents = [await s.agents.get_by_name(team_id, name)] if name else await s.agents.list(team_id)
+        for agent in agents:
+            if agent is None or agent.team_id != team_id:
+                continue
+            version = await s.agents.get_version(agent.id)
+            if version is not None:
+                out.append((agent, load_spec(version.spec)))
+    return out

@@ -50,6 +50,11 @@ async def my_teams(db: Database, who: Identity) -> list[MyTeam]:
         return await s.members.teams_with_roles(who.user_id)
 
 
+async def get_team(db: Database, who: Identity, team_id: UUID) -> Team | None:
+    async with db.session(who) as s:
+        return await s.teams.get(team_id)
+
+
 async def team_by_slug(db: Database, who: Identity, slug: str) -> Team:
     async with db.session(who) as s:
         team = await s.teams.get_by_slug(slug)
@@ -253,3 +258,9 @@ async def share_agent(
             details={"name": agent.name, "to_team": str(to_team), "to_agent": str(saved.agent.id)},
         )
     return saved.agent
+
+
+async def member(db: Database, who: Identity, team_id: UUID, user_id: UUID) -> Member | None:
+    """`user_id`'s membership (and role) in the team, as the caller may see it."""
+    async with db.session(who) as s:
+        return await s.members.get(team_id, user_id)
