@@ -88,11 +88,11 @@ async def events(
 async def steps_since(
     db: Database, who: Identity, execution_id: UUID, after_seq: int = 0
 ) -> tuple[list[Event], Execution]:
-    """The steps stored after `after_seq` and the execution as it is now (one session: a follower
-    that sees the run finished has all its steps)."""
+    """The steps stored after `after_seq` and the execution as it was just before they were read:
+    the execution first, so a follower that sees the run finished has all its steps."""
     async with db.session(who) as s:
-        found = await s.executions.events(execution_id, after_seq=after_seq)
-        return found, await s.executions.get(execution_id)
+        current = await s.executions.get(execution_id)
+        return await s.executions.events(execution_id, after_seq=after_seq), current
 
 
 async def recent_runs(
