@@ -50,7 +50,8 @@ from coherex.api.deps import (
 )
 from coherex.api.follow import follow
 from coherex.errors import BackendError, CoherexError, NotFound
-from coherex.spec import AgentSpec, load_spec
+from coherex.services.runs import get_run, run_in_team
+from coherex.spec import AgentSpec
 from coherex.store.models import Agent, Event, Execution
 
 CARD_PATH = "/.well-known/agent-card.json"
@@ -117,15 +118,9 @@ def _card(name: str, description: str, url: str, skills: list[pb.AgentSkill]) ->
 
 
 async def _agents(st: ApiState, who: Caller, name: str | None = None) -> list[tuple[Agent, AgentSpec]]:
-    out = []
-    async with st.db.session(who.identity) as s:
-        agents = [await s.agents.get_by_name(who.team_id, name)] if name else await s.agents.list(who.team_id)
-        for agent in agents:
-            if agent is None or agent.team_id != who.team_id:
-                continue
-            version = await s.agents.get_version(agent.id)
-            if version is not None:
-                out.append((agent, load_spec(version.spec)))
+    from coherex.services.agents import agents_with_specs
+
+    out = await agents_with_specs(st.db, who.identity, who.team_id, name)
     if name and not out:
         raise NotFound(f"There is no agent {name!r} in this team.")
     return out
@@ -242,11 +237,10 @@ class ExecutionHandler(RequestHandler):
             wanted = UUID(task_id)
         except ValueError:
             raise TaskNotFoundError(f"Task {task_id} was not found.") from None
-        async with st.db.session(who.identity) as s:
-            execution = await s.executions.get(wanted)
-        if execution is None or execution.team_id != who.team_id:
-            raise TaskNotFoundError(f"Task {task_id} was not found.")
-        return execution
+        try:
+            return await run_in_team(st.db, who.identity, who.team_id, wanted)
+        except NotFound:
+            raise TaskNotFoundError(f"Task {task_id} was not found.") from None
 
     async def on_message_send(self, params: pb.SendMessageRequest, context: ServerCallContext) -> pb.Task:
         who, st, _ = self._who(context)
@@ -339,8 +333,7 @@ async def _until_finished(st: ApiState, who: Caller, execution_id: UUID, seconds
     async for item in follow(st.db, who.identity, execution_id, poll_seconds=0.5):
         if isinstance(item, Execution) or time.monotonic() > deadline:
             break
-    async with st.db.session(who.identity) as s:
-        return await s.executions.get(execution_id)
+    return await get_run(st.db, who.identity, execution_id)
 
 
 def _a2a_error(exc: CoherexError) -> Exception:

@@ -14,8 +14,7 @@ from pydantic import BaseModel, Field
 
 from coherex.api.deps import ApiState, AuthFirstRoute, Caller, caller, require_role, state
 from coherex.api.follow import is_sub_agent_link, sub_agent_events
-from coherex.errors import NotFound, UserError
-from coherex.services.agents import apply_spec, validate_for_team
+from coherex.services import agents, runs
 from coherex.store.db import Identity, Listener
 from coherex.store.models import Agent, AgentVersion, Event, Execution
 
@@ -80,25 +79,19 @@ def _spec_source(spec: SpecText) -> str | dict[str, Any]:
 
 
 async def _agent(st: ApiState, who: Caller, agent_id: UUID) -> Agent:
-    async with st.db.session(who.identity) as s:
-        agent = await s.agents.get(agent_id)
-    if agent is None or agent.team_id != who.team_id:
-        raise NotFound(f"Agent {agent_id} was not found.")
-    return agent
+    return await agents.agent_in_team(st.db, who.identity, who.team_id, agent_id)
 
 
 @router.post("/validate", response_model=ValidationOut)
 async def validate(body: ValidateBody, st: ApiState = Depends(state), who: Caller = Depends(caller)) -> Any:
     """Check a spec against the schema and the team's data sources and collections. Stores nothing."""
-    async with st.db.session(who.identity) as s:
-        report = await validate_for_team(s, who.team_id, _spec_source(body.spec))
+    report = await agents.check_spec(st.db, who.identity, who.team_id, _spec_source(body.spec))
     return report.to_dict()
 
 
 @router.get("", response_model=list[Agent])
 async def list_agents(st: ApiState = Depends(state), who: Caller = Depends(caller)) -> Any:
-    async with st.db.session(who.identity) as s:
-        return await s.agents.list(who.team_id)
+    return await agents.list_agents(st.db, who.identity, who.team_id)
 
 
 @router.post("", response_model=SavedOut, status_code=201)
@@ -106,8 +99,9 @@ async def apply(
     body: SpecBody, response: Response, st: ApiState = Depends(state), who: Caller = Depends(caller)
 ) -> Any:
     """Create the agent named in the spec, or save the spec as its next version (200 if unchanged)."""
-    async with st.db.session(who.identity) as s:
-        saved = await apply_spec(s, who.team_id, _spec_source(body.spec), message=body.message)
+    saved = await agents.save_spec(
+        st.db, who.identity, who.team_id, _spec_source(body.spec), message=body.message
+    )
     if not saved.created_agent:
         response.status_code = 200
     return SavedOut(
@@ -121,9 +115,7 @@ async def apply(
 @router.get("/{agent_id}", response_model=AgentOut)
 async def get_agent(agent_id: UUID, st: ApiState = Depends(state), who: Caller = Depends(caller)) -> Any:
     agent = await _agent(st, who, agent_id)
-    async with st.db.session(who.identity) as s:
-        version = await s.agents.get_version(agent.id)
-    return AgentOut(agent=agent, version=version)
+    return AgentOut(agent=agent, version=await agents.version_of(st.db, who.identity, agent))
 
 
 @router.put("/{agent_id}", response_model=SavedOut)
@@ -132,15 +124,9 @@ async def update_agent(
 ) -> Any:
     """Save a new version of this agent (the spec's name must be the agent's)."""
     agent = await _agent(st, who, agent_id)
-    async with st.db.session(who.identity) as s:
-        report = await validate_for_team(s, who.team_id, _spec_source(body.spec))
-        spec = report.raise_for_errors()
-        if spec.metadata.name != agent.name:
-            raise UserError(
-                f"metadata.name is {spec.metadata.name!r} but this agent is {agent.name!r}.",
-                hint="Renaming is not supported; create a new agent instead.",
-            )
-        saved = await apply_spec(s, who.team_id, _spec_source(body.spec), message=body.message)
+    saved = await agents.save_version_of(
+        st.db, who.identity, who.team_id, agent, _spec_source(body.spec), body.message
+    )
     return SavedOut(
         agent=saved.agent, version=saved.version, created_agent=False, created_version=saved.created_version
     )
@@ -151,24 +137,14 @@ async def delete_agent(
     agent_id: UUID, st: ApiState = Depends(state), who: Caller = Depends(caller)
 ) -> Response:
     agent = await _agent(st, who, agent_id)
-    async with st.db.session(who.identity) as s:
-        await s.agents.delete(agent.id)
-        await s.audit.record(
-            who.team_id,
-            "agent.delete",
-            target_type="agent",
-            target_id=str(agent.id),
-            details={"name": agent.name},
-            actor_kind="api_key",
-        )
+    await agents.delete_agent(st.db, who.identity, agent, actor_kind="api_key")
     return Response(status_code=204)
 
 
 @router.get("/{agent_id}/versions", response_model=list[AgentVersion])
 async def versions(agent_id: UUID, st: ApiState = Depends(state), who: Caller = Depends(caller)) -> Any:
     agent = await _agent(st, who, agent_id)
-    async with st.db.session(who.identity) as s:
-        return await s.agents.versions(agent.id)
+    return await agents.version_history(st.db, who.identity, agent)
 
 
 @router.get("/{agent_id}/versions/{version}", response_model=AgentVersion)
@@ -176,8 +152,7 @@ async def version(
     agent_id: UUID, version: int, st: ApiState = Depends(state), who: Caller = Depends(caller)
 ) -> Any:
     agent = await _agent(st, who, agent_id)
-    async with st.db.session(who.identity) as s:
-        return await s.agents.require_version(agent, version)
+    return await agents.require_version_of(st.db, who.identity, agent, version)
 
 
 @router.post("/{agent_id}/pause", response_model=Agent)
@@ -193,16 +168,7 @@ async def resume(agent_id: UUID, st: ApiState = Depends(state), who: Caller = De
 
 async def _set_status(st: ApiState, who: Caller, agent_id: UUID, status: str) -> Agent:
     agent = await _agent(st, who, agent_id)
-    async with st.db.session(who.identity) as s:
-        updated = await s.agents.set_status(agent.id, status)
-        await s.audit.record(
-            who.team_id,
-            f"agent.{'pause' if status == 'paused' else 'resume'}",
-            target_type="agent",
-            target_id=str(agent.id),
-            actor_kind="api_key",
-        )
-    return updated
+    return await agents.set_status(st.db, who.identity, agent, status, actor_kind="api_key")
 
 
 @router.post("/{agent_id}/execute", response_model=Execution, status_code=202)
@@ -224,12 +190,7 @@ async def execute(
 async def stop(agent_id: UUID, st: ApiState = Depends(state), who: Caller = Depends(caller)) -> Any:
     """Stop every pending and running execution of the agent (each within a second)."""
     agent = await _agent(st, who, agent_id)
-    async with st.db.session(who.identity) as s:
-        active = [
-            x
-            for x in await s.executions.list(team_id=who.team_id, agent_id=agent.id, limit=1000)
-            if not x.finished
-        ]
+    active = await runs.active_runs(st.db, who.identity, who.team_id, agent.id)
     for x in active:
         await st.runtime.stop(who.identity, x.id)
     return StopOut(stopped=[x.id for x in active])
@@ -255,16 +216,7 @@ async def logs(
 ) -> StreamingResponse:
     """The steps of an execution as Server-Sent Events, live while it runs."""
     agent = await _agent(st, who, agent_id)
-    async with st.db.session(who.identity) as s:
-        if execution_id is None:
-            latest = await s.executions.list(team_id=who.team_id, agent_id=agent.id, limit=1)
-            if not latest:
-                raise NotFound(f"Agent {agent.name} has not run yet.")
-            execution = latest[0]
-        else:
-            execution = await s.executions.get(execution_id)
-            if execution is None or execution.agent_id != agent.id:
-                raise NotFound(f"Execution {execution_id} of agent {agent.name} was not found.")
+    execution = await runs.run_of_agent(st.db, who.identity, who.team_id, agent, execution_id)
     return StreamingResponse(
         _event_stream(request, st, who.identity, execution, follow),
         media_type="text/event-stream",
@@ -278,10 +230,7 @@ async def _event_stream(
     last = 0
 
     async def catch_up() -> tuple[list[Event], Execution]:
-        async with st.db.session(identity) as s:
-            return await s.executions.events(execution.id, after_seq=last), await s.executions.get(
-                execution.id
-            )
+        return await runs.steps_since(st.db, identity, execution.id, last)
 
     def frame(kind: str, data: Any) -> bytes:
         return f"event: {kind}\ndata: {json.dumps(data, default=str)}\n\n".encode()
@@ -319,17 +268,9 @@ async def webhook(
 ) -> Any:
     """The agent's webhook URL and signing secret (created on first call; admins only: the secret
     starts runs). Runs it starts count against the quotas of the API key that created the secret."""
-    from coherex.services.triggers import webhook_secret
+    from coherex.services.triggers import reveal_webhook_secret
 
     agent = await _agent(st, who, agent_id)
     await require_role(st, who, "admin", "Reading or rotating a webhook secret")
-    async with st.db.session(Identity.system()) as s:
-        secret = await webhook_secret(s, agent, rotate=rotate, api_key_id=who.key_id)
-        await s.audit.record(
-            who.team_id,
-            "webhook.secret_rotated" if rotate else "webhook.secret_read",
-            target_type="agent",
-            target_id=str(agent.id),
-            actor_kind="api_key",
-        )
+    secret = await reveal_webhook_secret(st.db, agent, rotate=rotate, api_key_id=who.key_id)
     return WebhookOut(url=str(request.url_for("receive_webhook", agent_id=str(agent.id))), secret=secret)

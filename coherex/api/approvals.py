@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from coherex.api.deps import ApiState, AuthFirstRoute, Caller, caller, require_role, state
-from coherex.errors import NotFound
+from coherex.services import approvals
 from coherex.store.repos.approvals import Approval, PendingApproval
 
 router = APIRouter(prefix="/approvals", tags=["approvals"], route_class=AuthFirstRoute)
@@ -40,8 +40,7 @@ async def list_approvals(
     who: Caller = Depends(caller),
 ) -> Any:
     """Tool calls of the team's runs that wait for a decision, oldest first."""
-    async with st.db.session(who.identity) as s:
-        return await s.approvals.pending(who.team_id, execution_id=execution_id, limit=limit)
+    return await approvals.pending(st.db, who.identity, who.team_id, execution_id=execution_id, limit=limit)
 
 
 @router.get("/{approval_id}", response_model=Approval)
@@ -74,8 +73,4 @@ async def decide_approval(
 
 
 async def _approval(st: ApiState, who: Caller, approval_id: UUID) -> Approval:
-    async with st.db.session(who.identity) as s:
-        row = await s.approvals.get(approval_id)
-    if row is None or row.team_id != who.team_id:
-        raise NotFound(f"Approval {approval_id} was not found.", hint="GET /api/approvals lists what waits.")
-    return row
+    return await approvals.in_team(st.db, who.identity, who.team_id, approval_id)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from coherex.api.deps import ApiState, AuthFirstRoute, Caller, caller, state
 from coherex.builder.headless import MAX_TRANSCRIPT_MESSAGES, Said, build
+from coherex.services.teams import get_team
 
 router = APIRouter(prefix="/agents", tags=["agents"], route_class=AuthFirstRoute)
 
@@ -80,8 +81,7 @@ async def create_from_description(
         if body.description is not None
         else [Said(m.role, m.content) for m in body.transcript or []]
     )
-    async with st.db.session(who.identity) as s:
-        team = await s.teams.get(who.team_id)
+    team = await get_team(st.db, who.identity, who.team_id)
     result = await build(
         st.db,
         who.identity,

@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends, File, Form, Response, UploadFile
 from pydantic import BaseModel, Field
 
 from coherex.api.deps import ApiState, AuthFirstRoute, Caller, caller, require_role, state
-from coherex.errors import NotFound
 from coherex.store.models import DataSource
 
 router = APIRouter(route_class=AuthFirstRoute)
@@ -144,8 +143,11 @@ async def sync(
     options = {k: v for k, v in {"repo": body.repo, "path": body.path, "channel": body.channel}.items() if v}
     result = await sync_source(st.db, who.identity, who.team_id, name, body.collection, **options)
     if body.every_minutes:
-        async with st.db.session(who.identity) as s:
-            await s.syncs.upsert(who.team_id, name, body.collection, options, body.every_minutes)
+        from coherex.services.knowledge import schedule_sync
+
+        await schedule_sync(
+            st.db, who.identity, who.team_id, name, body.collection, options, body.every_minutes
+        )
     return {**asdict(result), "every_minutes": body.every_minutes}
 
 
@@ -198,8 +200,9 @@ async def upload(
         raise _too_large(name, len(data), max_file_bytes())
     if background or len(data) > INLINE_MAX_BYTES:
         validate_collection_name(collection)
-        async with st.db.session(who.identity) as s:
-            queued = await s.uploads.create(who.team_id, collection, name, data)
+        from coherex.services.knowledge import queue_upload
+
+        queued = await queue_upload(st.db, who.identity, who.team_id, collection, name, data)
         await enqueue_upload(st.queue, queued.id)
         response.status_code = 202
         return {"upload_id": str(queued.id), "status": queued.status}
@@ -212,11 +215,9 @@ async def upload_status(
     upload_id: UUID, st: ApiState = Depends(state), who: Caller = Depends(caller)
 ) -> dict[str, Any]:
     """A queued upload: status (queued, processing, done, failed), progress (stage, done of total), error."""
-    async with st.db.session(who.identity) as s:
-        row = await s.uploads.get(upload_id)
-    if row is None or row.team_id != who.team_id:
-        raise NotFound(f"Upload {upload_id} was not found.")
-    return row.model_dump(mode="json")
+    from coherex.services.knowledge import upload_in_team
+
+    return (await upload_in_team(st.db, who.identity, who.team_id, upload_id)).model_dump(mode="json")
 
 
 @router.post("/knowledge/embed", tags=["knowledge"])

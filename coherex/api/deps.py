@@ -94,8 +94,9 @@ async def caller(request: Request, creds: HTTPAuthorizationCredentials | None = 
 
 async def key_caller(database: Database, key: str) -> Caller:
     """The caller an API key stands for (Unauthorized when it is unknown, revoked or expired)."""
-    async with database.session(Identity.system()) as s:
-        found = await s.api_keys.resolve(key.strip())
+    from coherex.services.keys import resolve_key
+
+    found = await resolve_key(database, key)
     if found is None:
         raise Unauthorized("This API key is not valid (unknown, revoked or expired).")
     return Caller(user_id=found.user_id, team_id=found.team_id, key_id=found.id)
@@ -104,10 +105,11 @@ async def key_caller(database: Database, key: str) -> Caller:
 async def take_rate_token(database: Database, settings: Settings, who: Caller) -> None:
     """One request's token: one bucket per API key, or per person for the chat's session (shared by
     every web process, and by `coherex mcp serve`); RateLimited when it is empty."""
-    async with database.session(Identity.system()) as s:
-        wait = await s.rate_limits.take(
-            who.key_id or who.user_id, settings.api_rate_per_second, settings.api_rate_burst
-        )
+    from coherex.services.keys import take_rate_token as take
+
+    wait = await take(
+        database, who.key_id or who.user_id, settings.api_rate_per_second, settings.api_rate_burst
+    )
     if wait:
         raise RateLimited("Too many requests for this API key.", retry_after=wait)
 
@@ -123,17 +125,17 @@ async def _chat_caller(request: Request, st: ApiState) -> Caller:
         )
     # the header from scripts; `?team=` from links the chat shows (a person in several teams)
     wanted = request.headers.get("x-coherex-team") or request.query_params.get("team")
-    async with st.db.session(Identity.user(user_id)) as s:
-        memberships = await s.members.teams_of(user_id)
-        teams = {(await s.teams.get(m.team_id)).slug: m.team_id for m in memberships}
-    if not teams:
+    from coherex.services.teams import my_teams
+
+    mine = await my_teams(st.db, Identity.user(user_id))
+    if not mine:
         raise Unauthorized("This chat login belongs to no team.")
+    teams = {t.slug: t.id for t in mine}
     if wanted and wanted not in teams:
         raise Unauthorized(
             f"You are not a member of team {wanted!r}.", hint=f"Your teams: {', '.join(teams)}."
         )
-    team_id = teams[wanted] if wanted else memberships[0].team_id
-    return Caller(user_id=user_id, team_id=team_id)
+    return Caller(user_id=user_id, team_id=teams[wanted] if wanted else mine[0].id)
 
 
 _RANK = {"viewer": 0, "member": 1, "admin": 2, "owner": 3}
@@ -143,8 +145,9 @@ async def require_role(st: ApiState, who: Caller, minimum: str, action: str) -> 
     """Refuse (403) unless the caller (an API key's creator, or the chat's person) has at least
     `minimum` in the team. For actions RLS cannot stop on its own: reading a secret through the
     service identity, or an outbound call made before anything is written."""
-    async with st.db.session(who.identity) as s:
-        member = await s.members.get(who.team_id, who.user_id)
+    from coherex.services.teams import member as membership
+
+    member = await membership(st.db, who.identity, who.team_id, who.user_id)
     if member is None or _RANK[member.role] < _RANK[minimum]:
         yours = f"your role is {member.role}" if member else "you have no role in it"
         raise PermissionDenied(

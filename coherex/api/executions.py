@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
 from coherex.api.deps import ApiState, AuthFirstRoute, Caller, caller, capped, state
-from coherex.errors import NotFound
+from coherex.services import runs
 from coherex.store.db import Identity
 from coherex.store.models import Event, Execution
 
@@ -23,11 +23,7 @@ class Health(BaseModel):
 
 
 async def _execution(st: ApiState, who: Caller, execution_id: UUID) -> Execution:
-    async with st.db.session(who.identity) as s:
-        execution = await s.executions.get(execution_id)
-    if execution is None or execution.team_id != who.team_id:
-        raise NotFound(f"Execution {execution_id} was not found.")
-    return execution
+    return await runs.run_in_team(st.db, who.identity, who.team_id, execution_id)
 
 
 @router.get("/executions", response_model=list[Execution])
@@ -40,8 +36,9 @@ async def list_executions(
     st: ApiState = Depends(state),
     who: Caller = Depends(caller),
 ) -> Any:
-    async with st.db.session(who.identity) as s:
-        return await s.executions.list(team_id=who.team_id, agent_id=agent_id, status=status, limit=limit)
+    return await runs.list_runs(
+        st.db, who.identity, who.team_id, agent_id=agent_id, status=status, limit=limit
+    )
 
 
 @router.get("/executions/{execution_id}", response_model=Execution)
@@ -60,8 +57,7 @@ async def events(
     who: Caller = Depends(caller),
 ) -> Any:
     execution = await _execution(st, who, execution_id)
-    async with st.db.session(who.identity) as s:
-        return await s.executions.events(execution.id, after_seq=after_seq, limit=limit)
+    return await runs.events(st.db, who.identity, execution.id, after_seq=after_seq, limit=limit)
 
 
 @router.post("/executions/{execution_id}/stop", response_model=Execution)

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 from uuid import UUID
 
 from coherex.errors import NotFound
+from coherex.services.runs import events as run_events
+from coherex.services.runs import steps_since
 from coherex.store.db import Database, Identity, Listener
 from coherex.store.models import Event, Execution
 
@@ -35,9 +37,7 @@ async def follow(
             last = after_seq
             while True:
                 wake.clear()  # before reading: a change after this read wakes the wait below
-                async with db.session(identity) as s:
-                    events = await s.executions.events(execution_id, after_seq=last)
-                    current = await s.executions.get(execution_id)
+                events, current = await steps_since(db, identity, execution_id, last)
                 if current is None:
                     raise NotFound(f"Execution {execution_id} was not found.")
                 for event in events:
@@ -68,8 +68,7 @@ async def sub_agent_events(
     if live:
         source: AsyncIterator[Event | Execution] = follow(db, identity, execution_id)
     else:
-        async with db.session(identity) as s:
-            stored = await s.executions.events(execution_id)
+        stored = await run_events(db, identity, execution_id)
 
         async def _stored() -> AsyncIterator[Event]:
             for e in stored:

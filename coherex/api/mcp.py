@@ -42,10 +42,9 @@ from coherex.api.deps import (
 from coherex.api.follow import follow
 from coherex.errors import BackendError, CoherexError
 from coherex.runtime.citations import format_sources
-from coherex.spec import AgentSpec, load_spec
+from coherex.spec import AgentSpec
 from coherex.spec.catalogue import get_tool
 from coherex.store.models import Agent, Event, Execution
-
 
 PATH = "/mcp"
 #: sessions whose owner is remembered (well above what the SDK keeps open at once)
@@ -109,13 +108,11 @@ def agent_tool(agent: Agent, spec: AgentSpec) -> types.Tool:
 
 
 async def list_agent_tools(who: Caller, st: ApiState) -> list[types.Tool]:
-    out = []
-    async with st.db.session(who.identity) as s:
-        for agent in await s.agents.list(who.team_id):
-            version = await s.agents.get_version(agent.id)
-            if version is not None:
-                out.append(agent_tool(agent, load_spec(version.spec)))
-    return out
+    from coherex.services.agents import agents_with_specs
+
+    return [
+        agent_tool(agent, spec) for agent, spec in await agents_with_specs(st.db, who.identity, who.team_id)
+    ]
 
 
 def tool_error(message: str, hint: str | None = None, **structured: Any) -> types.CallToolResult:
@@ -190,8 +187,9 @@ async def call_agent(
     arguments: dict[str, Any],
     progress: Callable[[int, str], Awaitable[None]] | None,
 ) -> types.CallToolResult:
-    async with st.db.session(who.identity) as s:
-        agent = await s.agents.get_by_name(who.team_id, name)
+    from coherex.services.agents import get_agent_by_name
+
+    agent = await get_agent_by_name(st.db, who.identity, who.team_id, name)
     if agent is None or agent.team_id != who.team_id:
         return tool_error(f"There is no agent {name!r} in this team.", "List the tools again: tools/list.")
     try:

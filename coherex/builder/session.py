@@ -23,18 +23,24 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from coherex.services.agents import apply_spec, team_references
-from coherex.builder.draft import Connection, Draft, TeamRefs, merge_patch
+from coherex.builder.draft import Connection, Draft, TeamRefs
+from coherex.builder.install import InstallPreview, install_reference
+from coherex.builder.install import preview as install_preview
 from coherex.builder.offline import OfflineGuide
 from coherex.builder.summary import summarize
-from coherex.builder.tools import definitions, match_templates
-from coherex.errors import BackendError, CoherexError, NotFound, UserError
+from coherex.builder.tools import TOOLS, definitions, match_templates
+from coherex.errors import BackendError, CoherexError, UserError
 from coherex.llm import LLMClient
 from coherex.runtime import Runtime
+from coherex.services.agents import (
+    agent_by_name,
+    current_version,
+    get_agent,
+    save_as_new_or_version,
+    team_refs,
+)
 from coherex.settings import Settings, get_settings
-from coherex.spec import Problem, SpecFormatError, ValidationReport, parse, to_data
-from coherex.spec.catalogue import tools as catalogue_tools
-from coherex.spec.templates import get_template
+from coherex.spec import Problem, to_data
 from coherex.store.db import Database, Identity
 from coherex.store.models import Agent, Event, Execution
 
@@ -46,8 +52,6 @@ MAX_REPAIRS = 3
 #: LLM calls in one turn (tool rounds plus the answer)
 MAX_STEPS = 12
 BUILDER_TEMPERATURE = 0.2
-#: tools a headless session (the API) does not offer: saving and running are the caller's decision
-HEADLESS_BLOCKED = frozenset({"save_spec", "test_run", "run_agent"})
 #: uploads that go into the sandbox (not the knowledge base) when the draft runs Python
 DATA_SUFFIXES = frozenset(
     {
@@ -99,6 +103,8 @@ class TurnResult:
     #: problems left when the repairs ran out (the draft shown is the last valid one)
     problems: list[Problem] = field(default_factory=list)
     execution: Execution | None = None
+    #: the person asked to install an agent from a registry: what it holds (saved only on confirm)
+    install: InstallPreview | None = None
     llm_calls: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
@@ -189,7 +195,13 @@ class BuilderSession:
             if not self.messages:
                 self.messages.append({"role": "system", "content": await self._system_prompt(text)})
             self.messages.append({"role": "user", "content": text})
-            if self.small_model:  # no capable model: the platform's guided flow, no structure from the model
+            if not self.headless and (ref := install_reference(text)) is not None:
+                # "install this agent from REF": the platform shows it; only a confirm saves it
+                self._turn.install = await install_preview(self, ref)
+                self._say(self._turn.install.text())
+            elif (
+                self.small_model
+            ):  # no capable model: the platform's guided flow, no structure from the model
                 await self._guide.turn(text)
             else:
                 await self._loop()
@@ -205,9 +217,7 @@ class BuilderSession:
         for _ in range(MAX_STEPS):
             stream = _Stream(self._ui)
             try:
-                tools = definitions()
-                if self.headless:
-                    tools = [t for t in tools if t["function"]["name"] not in HEADLESS_BLOCKED]
+                tools = definitions(headless=self.headless)
                 result = await self.llm.chat(
                     self.messages,
                     tools,
@@ -248,15 +258,15 @@ class BuilderSession:
         turn.text = turn.text or "I stopped here to keep this conversation short; tell me how to continue."
 
     async def _call(self, name: str, args: dict[str, Any]) -> str:
-        handler = getattr(self, f"_tool_{name}", None)
-        if self.headless and name in HEADLESS_BLOCKED:
+        tool = TOOLS.get(name)
+        if self.headless and tool is not None and not tool.headless:
             return (
                 f"Error: {name} is not available here; the caller decides whether to save. Finish the draft."
             )
-        if handler is None:
+        if tool is None:
             return f"Error: there is no tool {name!r}."
         try:
-            result = await handler(**args)
+            result = await tool.handler(self, **args)
         except TypeError as exc:
             return f"Error: wrong arguments for {name}: {exc}"
         except BackendError as exc:
@@ -291,9 +301,7 @@ class BuilderSession:
         )
 
     async def _refs(self) -> TeamRefs:
-        async with self.db.session(self.identity) as s:
-            sources, collections = await team_references(s, self.team_id)
-        return TeamRefs(sources, collections)
+        return TeamRefs(*await team_refs(self.db, self.identity, self.team_id))
 
     # ------------------------------------------------------------------ drafting
     async def set_draft(self, data: dict[str, Any]) -> Draft:
@@ -327,36 +335,6 @@ class BuilderSession:
             ),
         }
 
-    async def _tool_use_template(self, name: str) -> dict[str, Any]:
-        template = get_template(name)
-        draft = await self.set_draft(parse(template.text(), "yaml"))
-        return {"template": name, "yaml": template.text(), **(await self._after_draft(draft))}
-
-    async def _tool_search_templates(self, query: str) -> list[dict[str, Any]]:
-        return [
-            {"name": t.name, "description": t.description, "score": s} for t, s in match_templates(query, 6)
-        ]
-
-    async def _tool_draft_spec(self, yaml: str) -> dict[str, Any]:
-        try:
-            data = parse(yaml, "yaml")
-        except SpecFormatError as exc:
-            return await self._after_draft(_unparsable(exc))
-        if not isinstance(data, dict):
-            return await self._after_draft(_unparsable(SpecFormatError("the spec must be a YAML mapping")))
-        return await self._after_draft(await self.set_draft(data))
-
-    async def _tool_update_spec(self, changes: dict[str, Any]) -> dict[str, Any]:
-        if self._work is None:
-            return {
-                "valid": False,
-                "problems": "There is no draft yet: use use_template or draft_spec first.",
-            }
-        return await self._after_draft(await self.set_draft(merge_patch(self._work, changes)))
-
-    async def _tool_schedule(self, cron: str, timezone: str = "UTC") -> dict[str, Any]:
-        return await self.schedule(cron, timezone)
-
     async def schedule(self, cron: str, timezone: str = "UTC") -> dict[str, Any]:
         """Replace the draft's schedule; a saved agent gets a new version at once."""
         if self._work is None:
@@ -370,35 +348,7 @@ class BuilderSession:
             answer["saved_version"] = (await self.save(f"schedule {cron} {timezone}")).version.version
         return answer
 
-    async def _tool_validate_spec(self) -> dict[str, Any]:
-        if self._work is None:
-            return {"valid": False, "problems": "There is no draft yet."}
-        return await self._after_draft(Draft.check(self._work, await self._refs()))
-
     # ------------------------------------------------------------------ the team's data
-    async def _tool_list_data_sources(self) -> list[dict[str, Any]]:
-        async with self.db.session(self.identity) as s:
-            return [
-                {"name": d.name, "type": d.type, "status": d.status}
-                for d in await s.sources.list(self.team_id)
-            ]
-
-    async def _tool_list_collections(self) -> list[str]:
-        return sorted((await self._refs()).collections)
-
-    async def _tool_list_tools(self, integration: str | None = None) -> list[dict[str, Any]]:
-        return [
-            {
-                "use": t.name,
-                "integration": t.integration,
-                "access": t.access,
-                "needs": "dataSource" if t.needs_data_source else "collection" if t.uses_collection else None,
-                "description": t.description,
-            }
-            for t in catalogue_tools()
-            if integration in (None, "", t.integration)
-        ]
-
     # ------------------------------------------------------------------ saving and running
     async def save(self, message: str = "saved from the chat"):
         """Save the draft (a new agent, or a new version of this conversation's agent)."""
@@ -409,17 +359,13 @@ class BuilderSession:
                 "Connect these first:\n" + "\n".join(c.instructions() for c in self.draft.connections)
             )
         data = to_data(self.draft.spec)
-        async with self.db.session(self.identity) as s:
-            if self.agent is None or self.agent.name != self.draft.name:
-                data["metadata"]["name"] = await _free_name(s, self.team_id, self.draft.name)
-            saved = await apply_spec(s, self.team_id, data, message=message)
+        new = self.agent is None or self.agent.name != self.draft.name
+        saved = await save_as_new_or_version(
+            self.db, self.identity, self.team_id, data, new=new, message=message
+        )
         self.agent, self.unsaved = saved.agent, False
         self.draft = Draft.check(data, await self._refs())
         return saved
-
-    async def _tool_save_spec(self, message: str = "saved from the chat") -> dict[str, Any]:
-        saved = await self.save(message)
-        return {"agent": saved.agent.name, "version": saved.version.version}
 
     async def test_run(self, inputs: dict[str, Any] | None = None, ui: BuilderUI | None = None) -> Execution:
         """Save if needed, then run the draft now, streaming its steps."""
@@ -503,8 +449,7 @@ class BuilderSession:
     async def restore(self, state: dict[str, Any]) -> None:
         """Continue a conversation from `state()` (the draft is checked again against the team's data)."""
         if state.get("agent_id"):
-            async with self.db.session(self.identity) as s:
-                agent = await s.agents.get(UUID(state["agent_id"]))
+            agent = await get_agent(self.db, self.identity, UUID(state["agent_id"]))
             self.agent = agent if agent is not None and agent.team_id == self.team_id else None
         if isinstance(state.get("draft"), dict) and state["draft"]:
             self._work = state["draft"]
@@ -529,67 +474,14 @@ class BuilderSession:
         await self.runtime.stop(self.identity, self.running.id)
         return True
 
-    async def _tool_test_run(self, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
-        return _run_answer(await self.test_run(inputs))
-
     # ------------------------------------------------------------------ existing agents
-    async def _agent(self, name: str) -> Agent:
-        async with self.db.session(self.identity) as s:
-            agent = await s.agents.get_by_name(self.team_id, name)
-            if agent is None:
-                names = ", ".join(a.name for a in await s.agents.list(self.team_id)) or "none yet"
-                raise NotFound(f"No agent named {name!r}. The team's agents: {names}.")
-        return agent
-
-    async def _tool_list_agents(self) -> list[dict[str, Any]]:
-        async with self.db.session(self.identity) as s:
-            out = []
-            for a in await s.agents.list(self.team_id):
-                last = await s.executions.list(agent_id=a.id, limit=1)
-                out.append(
-                    {
-                        "name": a.name,
-                        "description": a.description,
-                        "version": a.current_version,
-                        "status": a.status,
-                        "last_run": _run_answer(last[0]) if last else None,
-                    }
-                )
-        return out
-
     async def open_agent(self, name: str) -> Agent:
-        agent = await self._agent(name)
-        async with self.db.session(self.identity) as s:
-            version = await s.agents.require_version(agent)
+        agent = await agent_by_name(self.db, self.identity, self.team_id, name)
+        version = await current_version(self.db, self.identity, agent)
         self.agent = agent
         await self.set_draft(version.spec)
         self.unsaved = False
         return agent
-
-    async def _tool_open_agent(self, name: str) -> dict[str, Any]:
-        agent = await self.open_agent(name)
-        assert self.draft is not None
-        return {"agent": agent.name, "version": agent.current_version, "yaml": self.draft.yaml}
-
-    async def _tool_run_agent(self, name: str, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
-        return _run_answer(await self.run_agent(await self._agent(name), inputs))
-
-    async def _tool_recent_runs(self, name: str, limit: int = 5) -> list[dict[str, Any]]:
-        agent = await self._agent(name)
-        async with self.db.session(self.identity) as s:
-            runs = await s.executions.list(agent_id=agent.id, limit=max(1, min(limit, 20)))
-            out = []
-            for run in runs:
-                steps = [e for e in await s.executions.events(run.id, limit=200) if e.type == "tool_call"]
-                out.append(
-                    {
-                        **_run_answer(run),
-                        "started": run.started_at,
-                        "trigger": run.trigger,
-                        "tools_called": [e.name for e in steps],
-                    }
-                )
-        return out
 
 
 # ---------------------------------------------------------------------- helpers
@@ -613,32 +505,6 @@ class _Stream:
     async def drain(self) -> None:
         self.queue.put_nowait(None)
         await self.task
-
-
-def _unparsable(exc: SpecFormatError) -> Draft:
-    return Draft({}, ValidationReport([Problem(exc.location or "", exc.problem, exc.hint)]), [])
-
-
-def _run_answer(run: Execution) -> dict[str, Any]:
-    output = run.output.get("text") if isinstance(run.output, dict) else run.output
-    return {
-        "execution": str(run.id),
-        "status": run.status,
-        "output": output,
-        "error": run.error,
-        "duration_ms": run.duration_ms,
-        "tokens": run.tokens_in + run.tokens_out,
-        "cost_usd": float(run.cost_usd),
-    }
-
-
-async def _free_name(session, team_id: UUID, name: str) -> str:
-    """`name`, or `name-2`, `name-3`… so a new agent never overwrites another one by accident."""
-    candidate, n = name, 1
-    while await session.agents.get_by_name(team_id, candidate) is not None:
-        n += 1
-        candidate = f"{name[:58]}-{n}"
-    return candidate
 
 
 def plain_error(exc: CoherexError) -> str:

@@ -1,11 +1,24 @@
-"""The tools the builder's LLM is offered (OpenAI function definitions) and template matching."""
+"""The tools the builder's LLM is offered, each declared once: its schema (an OpenAI function
+definition) and its handler together, registered with `@builder_tool`. A handler gets the
+`BuilderSession` and the call's arguments and returns what the model reads (JSON-able).
+Also: matching a request to the template library.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from coherex.spec.templates import Template, list_templates
+from coherex.builder.draft import Draft, merge_patch
+from coherex.spec import Problem, SpecFormatError, ValidationReport, parse
+from coherex.spec.catalogue import tools as catalogue_tools
+from coherex.spec.templates import Template, get_template, list_templates
+
+if TYPE_CHECKING:
+    from coherex.builder.session import BuilderSession
+    from coherex.store.models import Execution
 
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = {
@@ -85,91 +98,255 @@ def match_templates(request: str, limit: int = 3) -> list[tuple[Template, float]
     return ranked[:limit]
 
 
-def _fn(
-    name: str, description: str, properties: dict[str, Any] | None = None, required: list[str] | None = None
-) -> dict[str, Any]:
-    params: dict[str, Any] = {"type": "object", "properties": properties or {}}
-    if required:
-        params["required"] = required
-    return {"type": "function", "function": {"name": name, "description": description, "parameters": params}}
+# ---------------------------------------------------------------------- the registry
+Handler = Callable[..., Awaitable[Any]]
 
 
-def definitions(only: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
-    return [d for d in _all() if only is None or d["function"]["name"] in only]
+@dataclass(frozen=True)
+class BuilderTool:
+    name: str
+    description: str
+    handler: Handler
+    #: JSON-Schema properties of the arguments (a function: computed when offered, e.g. an enum)
+    properties: dict[str, Any] | Callable[[], dict[str, Any]]
+    required: tuple[str, ...] = ()
+    #: offered to a headless session (the API): saving and running are the caller's decision there
+    headless: bool = True
+
+    def definition(self) -> dict[str, Any]:
+        props = self.properties() if callable(self.properties) else self.properties
+        params: dict[str, Any] = {"type": "object", "properties": props}
+        if self.required:
+            params["required"] = list(self.required)
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": params},
+        }
 
 
-def _all() -> list[dict[str, Any]]:
-    names = [t.name for t in list_templates()]
+#: every builder tool by name, in the order they are offered
+TOOLS: dict[str, BuilderTool] = {}
+
+
+def builder_tool(
+    description: str,
+    properties: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
+    required: tuple[str, ...] = (),
+    *,
+    headless: bool = True,
+) -> Callable[[Handler], Handler]:
+    """Register the decorated `async def NAME(session, **arguments)` as the builder tool NAME."""
+
+    def register(handler: Handler) -> Handler:
+        TOOLS[handler.__name__] = BuilderTool(
+            handler.__name__, description, handler, properties or {}, required, headless
+        )
+        return handler
+
+    return register
+
+
+def definitions(only: tuple[str, ...] | None = None, *, headless: bool = False) -> list[dict[str, Any]]:
+    """The function definitions offered to the model (`headless`: without saving and running)."""
     return [
-        _fn(
-            "use_template",
-            "Start the draft from a template of the library (it is validated and shown).",
-            {"name": {"type": "string", "enum": names, "description": "template name"}},
-            ["name"],
-        ),
-        _fn(
-            "search_templates",
-            "Find templates that fit a description.",
-            {"query": {"type": "string", "description": "what the agent should do"}},
-            ["query"],
-        ),
-        _fn(
-            "draft_spec",
-            "Replace the draft with a complete spec (YAML text); it is validated.",
-            {"yaml": {"type": "string", "description": "the whole spec, apiVersion coherex/v1"}},
-            ["yaml"],
-        ),
-        _fn(
-            "update_spec",
-            "Change part of the draft with a JSON merge patch (objects merge, null deletes, "
-            'lists are replaced whole), e.g. {"metadata": {"name": "x"}}; it is validated.',
-            {"changes": {"type": "object", "description": "the merge patch"}},
-            ["changes"],
-        ),
-        _fn(
-            "schedule",
-            "Make the agent run on a schedule (replaces any existing schedule).",
-            {
-                "cron": {"type": "string", "description": "five-field cron, e.g. '0 8 * * 1-5'"},
-                "timezone": {"type": "string", "description": "IANA time zone, e.g. Europe/Berlin"},
-            },
-            ["cron"],
-        ),
-        _fn("validate_spec", "Validate the current draft against the team's data sources and collections."),
-        _fn("list_data_sources", "The team's connected data sources (name, type, status)."),
-        _fn("list_collections", "The team's knowledge collections."),
-        _fn(
-            "list_tools",
-            "The tool catalogue: every tool a spec may use, with the access it needs.",
-            {"integration": {"type": "string", "description": "only this integration (slack, gmail, ...)"}},
-        ),
-        _fn(
-            "save_spec",
-            "Save the draft as a new agent or a new version of the open one.",
-            {"message": {"type": "string", "description": "what changed"}},
-        ),
-        _fn(
-            "test_run",
-            "Save the draft and run it once now; the person watches every step.",
-            {"inputs": {"type": "object", "description": "values for the agent's inputs"}},
-        ),
-        _fn("list_agents", "The team's saved agents with their last run."),
-        _fn(
-            "open_agent",
-            "Load a saved agent as the draft, to change it.",
-            {"name": {"type": "string"}},
-            ["name"],
-        ),
-        _fn(
-            "run_agent",
-            "Run a saved agent now; the person watches every step.",
-            {"name": {"type": "string"}, "inputs": {"type": "object"}},
-            ["name"],
-        ),
-        _fn(
-            "recent_runs",
-            "What a saved agent did recently: its last runs with status, result and steps.",
-            {"name": {"type": "string"}, "limit": {"type": "integer", "minimum": 1, "maximum": 20}},
-            ["name"],
-        ),
+        t.definition()
+        for t in TOOLS.values()
+        if (only is None or t.name in only) and (t.headless or not headless)
     ]
+
+
+# ---------------------------------------------------------------------- drafting
+@builder_tool(
+    "Start the draft from a template of the library (it is validated and shown).",
+    lambda: {
+        "name": {"type": "string", "enum": [t.name for t in list_templates()], "description": "template name"}
+    },
+    ("name",),
+)
+async def use_template(s: BuilderSession, name: str) -> dict[str, Any]:
+    template = get_template(name)
+    draft = await s.set_draft(parse(template.text(), "yaml"))
+    return {"template": name, "yaml": template.text(), **(await s._after_draft(draft))}
+
+
+@builder_tool(
+    "Find templates that fit a description.",
+    {"query": {"type": "string", "description": "what the agent should do"}},
+    ("query",),
+)
+async def search_templates(s: BuilderSession, query: str) -> list[dict[str, Any]]:
+    return [{"name": t.name, "description": t.description, "score": n} for t, n in match_templates(query, 6)]
+
+
+@builder_tool(
+    "Replace the draft with a complete spec (YAML text); it is validated.",
+    {"yaml": {"type": "string", "description": "the whole spec, apiVersion coherex/v1"}},
+    ("yaml",),
+)
+async def draft_spec(s: BuilderSession, yaml: str) -> dict[str, Any]:
+    try:
+        data = parse(yaml, "yaml")
+    except SpecFormatError as exc:
+        return await s._after_draft(_unparsable(exc))
+    if not isinstance(data, dict):
+        return await s._after_draft(_unparsable(SpecFormatError("the spec must be a YAML mapping")))
+    return await s._after_draft(await s.set_draft(data))
+
+
+@builder_tool(
+    "Change part of the draft with a JSON merge patch (objects merge, null deletes, "
+    'lists are replaced whole), e.g. {"metadata": {"name": "x"}}; it is validated.',
+    {"changes": {"type": "object", "description": "the merge patch"}},
+    ("changes",),
+)
+async def update_spec(s: BuilderSession, changes: dict[str, Any]) -> dict[str, Any]:
+    if s._work is None:
+        return {"valid": False, "problems": "There is no draft yet: use use_template or draft_spec first."}
+    return await s._after_draft(await s.set_draft(merge_patch(s._work, changes)))
+
+
+@builder_tool(
+    "Make the agent run on a schedule (replaces any existing schedule).",
+    {
+        "cron": {"type": "string", "description": "five-field cron, e.g. '0 8 * * 1-5'"},
+        "timezone": {"type": "string", "description": "IANA time zone, e.g. Europe/Berlin"},
+    },
+    ("cron",),
+)
+async def schedule(s: BuilderSession, cron: str, timezone: str = "UTC") -> dict[str, Any]:
+    return await s.schedule(cron, timezone)
+
+
+@builder_tool("Validate the current draft against the team's data sources and collections.")
+async def validate_spec(s: BuilderSession) -> dict[str, Any]:
+    if s._work is None:
+        return {"valid": False, "problems": "There is no draft yet."}
+    return await s._after_draft(Draft.check(s._work, await s._refs()))
+
+
+# ---------------------------------------------------------------------- the team's data
+@builder_tool("The team's connected data sources (name, type, status).")
+async def list_data_sources(s: BuilderSession) -> list[dict[str, Any]]:
+    from coherex.integrations.service import list_sources
+
+    return [
+        {"name": d.name, "type": d.type, "status": d.status}
+        for d in await list_sources(s.db, s.identity, s.team_id)
+    ]
+
+
+@builder_tool("The team's knowledge collections.")
+async def list_collections(s: BuilderSession) -> list[str]:
+    return sorted((await s._refs()).collections)
+
+
+@builder_tool(
+    "The tool catalogue: every tool a spec may use, with the access it needs.",
+    {"integration": {"type": "string", "description": "only this integration (slack, gmail, ...)"}},
+)
+async def list_tools(s: BuilderSession, integration: str | None = None) -> list[dict[str, Any]]:
+    return [
+        {
+            "use": t.name,
+            "integration": t.integration,
+            "access": t.access,
+            "needs": "dataSource" if t.needs_data_source else "collection" if t.uses_collection else None,
+            "description": t.description,
+        }
+        for t in catalogue_tools()
+        if integration in (None, "", t.integration)
+    ]
+
+
+# ---------------------------------------------------------------------- saving and running
+@builder_tool(
+    "Save the draft as a new agent or a new version of the open one.",
+    {"message": {"type": "string", "description": "what changed"}},
+    headless=False,
+)
+async def save_spec(s: BuilderSession, message: str = "saved from the chat") -> dict[str, Any]:
+    saved = await s.save(message)
+    return {"agent": saved.agent.name, "version": saved.version.version}
+
+
+@builder_tool(
+    "Save the draft and run it once now; the person watches every step.",
+    {"inputs": {"type": "object", "description": "values for the agent's inputs"}},
+    headless=False,
+)
+async def test_run(s: BuilderSession, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+    return run_answer(await s.test_run(inputs))
+
+
+# ---------------------------------------------------------------------- existing agents
+@builder_tool("The team's saved agents with their last run.")
+async def list_agents(s: BuilderSession) -> list[dict[str, Any]]:
+    from coherex.services.agents import agents_with_last_run
+
+    return [
+        {
+            "name": a.name,
+            "description": a.description,
+            "version": a.current_version,
+            "status": a.status,
+            "last_run": run_answer(last) if last else None,
+        }
+        for a, last in await agents_with_last_run(s.db, s.identity, s.team_id)
+    ]
+
+
+@builder_tool("Load a saved agent as the draft, to change it.", {"name": {"type": "string"}}, ("name",))
+async def open_agent(s: BuilderSession, name: str) -> dict[str, Any]:
+    agent = await s.open_agent(name)
+    assert s.draft is not None
+    return {"agent": agent.name, "version": agent.current_version, "yaml": s.draft.yaml}
+
+
+@builder_tool(
+    "Run a saved agent now; the person watches every step.",
+    {"name": {"type": "string"}, "inputs": {"type": "object"}},
+    ("name",),
+    headless=False,
+)
+async def run_agent(s: BuilderSession, name: str, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+    from coherex.services.agents import agent_by_name
+
+    return run_answer(await s.run_agent(await agent_by_name(s.db, s.identity, s.team_id, name), inputs))
+
+
+@builder_tool(
+    "What a saved agent did recently: its last runs with status, result and steps.",
+    {"name": {"type": "string"}, "limit": {"type": "integer", "minimum": 1, "maximum": 20}},
+    ("name",),
+)
+async def recent_runs(s: BuilderSession, name: str, limit: int = 5) -> list[dict[str, Any]]:
+    from coherex.services.agents import agent_by_name
+    from coherex.services.runs import recent_runs as runs_of
+
+    agent = await agent_by_name(s.db, s.identity, s.team_id, name)
+    return [
+        {**run_answer(run), "started": run.started_at, "trigger": run.trigger, "tools_called": calls}
+        for run, calls in await runs_of(s.db, s.identity, agent.id, max(1, min(limit, 20)))
+    ]
+
+
+# ---------------------------------------------------------------------- helpers
+def _unparsable(exc: SpecFormatError) -> Draft:
+    return Draft({}, ValidationReport([Problem(exc.location or "", exc.problem, exc.hint)]), [])
+
+
+def run_answer(run: Execution) -> dict[str, Any]:
+    """A run as the model reads it."""
+    output = run.output.get("text") if isinstance(run.output, dict) else run.output
+    return {
+        "execution": str(run.id),
+        "status": run.status,
+        "output": output,
+        "error": run.error,
+        "duration_ms": run.duration_ms,
+        "tokens": run.tokens_in + run.tokens_out,
+        "cost_usd": float(run.cost_usd),
+    }
+
+
+__all__ = ["TOOLS", "BuilderTool", "builder_tool", "definitions", "match_templates"]

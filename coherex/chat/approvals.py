@@ -13,7 +13,7 @@ from uuid import UUID
 import chainlit as cl
 
 from coherex.errors import CoherexError
-from coherex.store.db import Identity
+from coherex.services.approvals import waiting_run
 from coherex.store.models import Event
 
 log = logging.getLogger("coherex.chat")
@@ -73,9 +73,7 @@ async def _decide(action: cl.Action, decision: str, message: str | None = None) 
 
 
 async def _resume(builder: Any, execution_id: UUID) -> None:
-    async with builder.db.session(Identity.system()) as s:
-        execution = await s.executions.get(execution_id)
-        agent = await s.agents.get(execution.agent_id)
+    execution, agent = await waiting_run(builder.db, execution_id)
     ui = _make_ui(None)
     await ui.run_started(execution, agent)
     final = await builder.runtime.run(execution_id, listeners=[ui.run_event])

@@ -43,14 +43,16 @@ async def resolve_context(db: Database, email: str | None = None, team_slug: str
             user = await s.users.create(email, display_name="Local admin")
     async with db.session(Identity.user(user.id)) as s:
         team = await s.teams.get_by_slug(team_slug)
-        if team is None:
-            if team_slug != DEFAULT_TEAM:
-                mine = ", ".join(t.slug for t in await s.teams.list()) or "none"
-                raise NotFound(
-                    f"Team {team_slug!r} does not exist or {email} is not a member.",
-                    hint=f"Your teams: {mine}. Choose one with COHEREX_TEAM.",
-                )
+        if team is None and team_slug == DEFAULT_TEAM:
             team = await s.teams.create(DEFAULT_TEAM, "Default team")
+    if team is None:
+        from coherex.services.teams import my_teams
+
+        mine = ", ".join(sorted(t.slug for t in await my_teams(db, Identity.user(user.id)))) or "none"
+        raise NotFound(
+            f"Team {team_slug!r} does not exist or {email} is not a member.",
+            hint=f"Your teams: {mine}. Choose one with COHEREX_TEAM.",
+        )
     return CliContext(db, user, team)
 
 

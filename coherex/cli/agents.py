@@ -20,14 +20,16 @@ def apply(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Create the agent, or save the file as its next version (nothing happens if unchanged)."""
-    from coherex.services.agents import apply_spec
+    from coherex.services.agents import save_spec
     from coherex.spec import read_file
 
     data = read_file(file)
 
     async def go():
-        async with cli_context() as ctx, ctx.db.session(ctx.identity) as s:
-            return await apply_spec(s, ctx.team.id, data, filename=str(file), message=message)
+        async with cli_context() as ctx:
+            return await save_spec(
+                ctx.db, ctx.identity, ctx.team.id, data, filename=str(file), message=message
+            )
 
     saved = run_async(go())
     if as_json:
@@ -51,10 +53,11 @@ def apply(
 @app.command("list")
 def list_(as_json: bool = typer.Option(False, "--json")) -> None:
     """The team's agents."""
+    from coherex.services.agents import list_agents
 
     async def go():
-        async with cli_context() as ctx, ctx.db.session(ctx.identity) as s:
-            return await s.agents.list(ctx.team.id)
+        async with cli_context() as ctx:
+            return await list_agents(ctx.db, ctx.identity, ctx.team.id)
 
     agents = run_async(go())
     if as_json:
@@ -105,11 +108,12 @@ def export(
 @app.command()
 def versions(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
     """The agent's version history."""
+    from coherex.services.agents import require_agent, version_history
 
     async def go():
-        async with cli_context() as ctx, ctx.db.session(ctx.identity) as s:
-            agent = await s.agents.require_by_name(ctx.team.id, name)
-            return agent, await s.agents.versions(agent.id)
+        async with cli_context() as ctx:
+            agent = await require_agent(ctx.db, ctx.identity, ctx.team.id, name)
+            return agent, await version_history(ctx.db, ctx.identity, agent)
 
     agent, history = run_async(go())
     if as_json:
@@ -148,16 +152,12 @@ def rm(name: str, yes: bool = typer.Option(False, "--yes", "-y", help="Do not as
     if not yes:
         typer.confirm(f"Delete agent {name} with all its versions and runs?", abort=True)
 
+    from coherex.services.agents import delete_agent, require_agent
+
     async def go():
-        async with cli_context() as ctx, ctx.db.session(ctx.identity) as s:
-            agent = await s.agents.require_by_name(ctx.team.id, name)
-            await s.agents.delete(agent.id)
-            await s.audit.record(
-                ctx.team.id,
-                "agent.delete",
-                target_type="agent",
-                target_id=str(agent.id),
-                details={"name": name},
+        async with cli_context() as ctx:
+            await delete_agent(
+                ctx.db, ctx.identity, await require_agent(ctx.db, ctx.identity, ctx.team.id, name)
             )
 
     run_async(go())
@@ -165,9 +165,11 @@ def rm(name: str, yes: bool = typer.Option(False, "--yes", "-y", help="Do not as
 
 
 def _version(name: str, version: int | None):
+    from coherex.services.agents import require_agent, require_version_of
+
     async def go():
-        async with cli_context() as ctx, ctx.db.session(ctx.identity) as s:
-            agent = await s.agents.require_by_name(ctx.team.id, name)
-            return await s.agents.require_version(agent, version)
+        async with cli_context() as ctx:
+            agent = await require_agent(ctx.db, ctx.identity, ctx.team.id, name)
+            return await require_version_of(ctx.db, ctx.identity, agent, version)
 
     return run_async(go())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import typer
 from rich.table import Table
@@ -16,7 +16,7 @@ app = typer.Typer(no_args_is_help=True)
 
 
 def _since(when: datetime) -> str:
-    seconds = int((datetime.now(timezone.utc) - when).total_seconds())
+    seconds = int((datetime.now(UTC) - when).total_seconds())
     if abs(seconds) < 120:
         return f"{seconds} s"
     if abs(seconds) < 7200:
@@ -28,9 +28,11 @@ def _since(when: datetime) -> str:
 def list_(as_json: bool = typer.Option(False, "--json", help="Print them as JSON.")) -> None:
     """Tool calls of the team's runs that wait for a decision, oldest first."""
 
+    from coherex.services.approvals import pending
+
     async def go():
-        async with cli_context() as ctx, ctx.db.session(ctx.identity) as s:
-            return await s.approvals.pending(ctx.team.id)
+        async with cli_context() as ctx:
+            return await pending(ctx.db, ctx.identity, ctx.team.id)
 
     rows = run_async(go())
     if as_json:
@@ -93,11 +95,11 @@ def reject(
 
 def _decide(approval: str, action: str, **kw) -> None:
     from coherex.runtime.approvals import decide
+    from coherex.services.approvals import find
 
     async def go():
         async with cli_context() as ctx:
-            async with ctx.db.session(ctx.identity) as s:
-                row = await s.approvals.find(ctx.team.id, approval)
+            row = await find(ctx.db, ctx.identity, ctx.team.id, approval)
             return await decide(ctx.db, ctx.identity, row.id, action, **kw)
 
     done = run_async(go())
@@ -116,22 +118,15 @@ def team_default(
     ),
 ) -> None:
     """Set what tools without an `approval:` setting do in this team (admins)."""
-    from coherex.errors import PermissionDenied
 
     if mode not in ("never", "writes"):
         raise UserError(f"{mode!r} is not a team default; use never or writes.")
 
+    from coherex.services.approvals import set_team_default
+
     async def go():
-        async with cli_context() as ctx, ctx.db.session(ctx.identity) as s:
-            if not await s.approvals.set_team_default(ctx.team.id, mode):
-                raise PermissionDenied("Changing the team's approval default needs the admin role.")
-            await s.audit.record(
-                ctx.team.id,
-                "team.approval_default",
-                target_type="team",
-                target_id=str(ctx.team.id),
-                details={"approval_default": mode},
-            )
+        async with cli_context() as ctx:
+            await set_team_default(ctx.db, ctx.identity, ctx.team.id, mode)
             return ctx.team.slug
 
     slug = run_async(go())
@@ -154,7 +149,6 @@ def notify(
     """Announce each call that waits for approval, with how to decide (admins): posted to a Slack
     channel of the team, and/or mailed to addresses. Setting one keeps the other."""
     from coherex import mail
-    from coherex.errors import PermissionDenied
 
     slack = bool(source and channel)
     if not off and not slack and email is None:
@@ -168,32 +162,19 @@ def notify(
     if addresses:
         mail.require_configured()
 
+    from coherex.services.approvals import set_team_notify
+
     async def go():
-        async with cli_context() as ctx, ctx.db.session(ctx.identity) as s:
-            if slack and not off:
-                found = await s.sources.get_by_name(ctx.team.id, source)
-                if found is None or found.type != "slack":
-                    raise UserError(
-                        f"{source!r} is not a Slack data source of this team.",
-                        hint="`coherex sources list` shows them.",
-                    )
-            target = None
-            if not off:
-                target = dict(await s.approvals.team_notify(ctx.team.id) or {})
-                if slack:
-                    target.update(source=source, channel=channel)
-                if addresses:
-                    target["email"] = addresses
-            if not await s.approvals.set_team_notify(ctx.team.id, target):
-                raise PermissionDenied("Changing where approvals are announced needs the admin role.")
-            await s.audit.record(
+        async with cli_context() as ctx:
+            return await set_team_notify(
+                ctx.db,
+                ctx.identity,
                 ctx.team.id,
-                "team.approval_notify",
-                target_type="team",
-                target_id=str(ctx.team.id),
-                details={"approval_notify": target},
+                source=source if slack else None,
+                channel=channel,
+                email=addresses,
+                off=off,
             )
-            return target
 
     target = run_async(go())
     if not target:

@@ -13,9 +13,8 @@ from rich.table import Table
 
 from coherex.cli._common import console, err_console, print_json, run_async
 from coherex.cli._context import cli_context, parse_inputs
-from coherex.errors import NotFound, UserError
+from coherex.errors import UserError
 from coherex.knowledge import Progress, ingest_file, knowledge_search, reindex_collection
-from coherex.knowledge.ingest import require_collection
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -158,9 +157,11 @@ def list_(
     """List collections, or the documents of one collection."""
 
     async def go() -> None:
-        async with cli_context() as ctx, ctx.db.session(ctx.identity) as s:
+        from coherex.services import knowledge
+
+        async with cli_context() as ctx:
             if collection is None:
-                stats = await s.knowledge.collection_stats(ctx.team.id)
+                stats = await knowledge.collection_stats(ctx.db, ctx.identity, ctx.team.id)
                 rows = [
                     {
                         "name": c.name,
@@ -172,7 +173,6 @@ def list_(
                     for c in stats
                 ]
             else:
-                coll = await require_collection(s, ctx.team.id, collection)
                 rows = [
                     {
                         "source": d.source,
@@ -183,7 +183,7 @@ def list_(
                         "added": d.created_at.isoformat(timespec="seconds"),
                         "id": str(d.id),
                     }
-                    for d in await s.knowledge.list_documents(coll.id)
+                    for d in await knowledge.documents(ctx.db, ctx.identity, ctx.team.id, collection)
                 ]
         if as_json:
             print_json(rows)
@@ -218,21 +218,10 @@ def rm(
         raise typer.Abort()
 
     async def go() -> None:
-        async with cli_context() as ctx, ctx.db.session(ctx.identity) as s:
-            coll = await require_collection(s, ctx.team.id, collection)
-            if not documents:
-                await s.knowledge.delete_collection(coll.id)
-            else:
-                docs = await s.knowledge.list_documents(coll.id)
-                for name in documents:
-                    matches = [d for d in docs if name in (d.source, str(d.id))]
-                    if not matches:
-                        raise NotFound(
-                            f"No document {name!r} in {collection!r}.",
-                            hint=f"See them with `coherex kb list --collection {collection}`.",
-                        )
-                    for d in matches:
-                        await s.knowledge.delete_document(d.id)
+        from coherex.services.knowledge import remove
+
+        async with cli_context() as ctx:
+            await remove(ctx.db, ctx.identity, ctx.team.id, collection, list(documents or []))
         console.print(f"Removed {what}.")
 
     run_async(go())

@@ -17,17 +17,11 @@ app = typer.Typer(no_args_is_help=True)
 def create(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
     """Create an API key for the HTTP API. It is shown once; only its hash is stored."""
 
+    from coherex.services.keys import create_key
+
     async def go():
-        async with cli_context() as ctx, ctx.db.session(ctx.identity) as s:
-            record, key = await s.api_keys.create(ctx.team.id, name)
-            await s.audit.record(
-                ctx.team.id,
-                "api_key.create",
-                target_type="api_key",
-                target_id=str(record.id),
-                details={"name": name},
-            )
-            return record, key
+        async with cli_context() as ctx:
+            return await create_key(ctx.db, ctx.identity, ctx.team.id, name)
 
     record, key = run_async(go())
     if as_json:
@@ -43,9 +37,11 @@ def create(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
 def list_() -> None:
     """The team's API keys (never the keys themselves)."""
 
+    from coherex.services.keys import list_keys
+
     async def go():
-        async with cli_context() as ctx, ctx.db.session(ctx.identity) as s:
-            return await s.api_keys.list(ctx.team.id)
+        async with cli_context() as ctx:
+            return await list_keys(ctx.db, ctx.identity, ctx.team.id)
 
     table = Table("ID", "NAME", "PREFIX", "CREATED", "LAST USED", "STATUS", box=None)
     for k in run_async(go()):
@@ -64,13 +60,10 @@ def list_() -> None:
 def revoke(key_id: UUID) -> None:
     """Revoke a key at once."""
 
+    from coherex.services.keys import revoke_key
+
     async def go():
-        async with cli_context() as ctx, ctx.db.session(ctx.identity) as s:
-            done = await s.api_keys.revoke(key_id)
-            if done:
-                await s.audit.record(
-                    ctx.team.id, "api_key.revoke", target_type="api_key", target_id=str(key_id)
-                )
-            return done
+        async with cli_context() as ctx:
+            return await revoke_key(ctx.db, ctx.identity, ctx.team.id, key_id)
 
     console.print(f"revoked {key_id}" if run_async(go()) else f"no active key {key_id}")

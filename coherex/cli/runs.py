@@ -35,7 +35,7 @@ def run(
     from coherex.cli.distribution import looks_like_reference as is_reference
     from coherex.runtime import Runtime
     from coherex.runtime.tools import with_file_input
-    from coherex.services.agents import apply_spec
+    from coherex.services.agents import require_agent, require_version_of, save_spec
     from coherex.spec import load_spec
 
     values = parse_inputs(inputs)
@@ -52,17 +52,19 @@ def run(
                 from coherex.distribution.service import pull
 
                 pulled = await pull(ctx.db, ctx.identity, ctx.team.id, target, docker_config=True)
-            async with ctx.db.session(ctx.identity) as s:
-                path = Path(target)
-                if pulled is not None:
-                    agent = await s.agents.require_by_name(ctx.team.id, pulled.agent)
-                elif path.suffix in (".yaml", ".yml", ".json") or path.exists():
-                    from coherex.spec import read_file
+            path = Path(target)
+            if pulled is not None:
+                agent = await require_agent(ctx.db, ctx.identity, ctx.team.id, pulled.agent)
+            elif path.suffix in (".yaml", ".yml", ".json") or path.exists():
+                from coherex.spec import read_file
 
-                    agent = (await apply_spec(s, ctx.team.id, read_file(path), filename=str(path))).agent
-                else:
-                    agent = await s.agents.require_by_name(ctx.team.id, target)
-                spec = load_spec((await s.agents.require_version(agent, version)).spec)
+                saved = await save_spec(
+                    ctx.db, ctx.identity, ctx.team.id, read_file(path), filename=str(path)
+                )
+                agent = saved.agent
+            else:
+                agent = await require_agent(ctx.db, ctx.identity, ctx.team.id, target)
+            spec = load_spec((await require_version_of(ctx.db, ctx.identity, agent, version)).spec)
             runtime = Runtime(ctx.db)
             execution = await runtime.create(
                 ctx.identity,
@@ -136,14 +138,13 @@ def ps(
 ) -> None:
     """List executions (running and pending; -a for all)."""
 
+    from coherex.services.runs import runs_with_agent_names
+
     async def go():
-        async with cli_context() as ctx, ctx.db.session(ctx.identity) as s:
-            agent_id = (await s.agents.require_by_name(ctx.team.id, agent)).id if agent else None
-            rows = await s.executions.list(
-                team_id=ctx.team.id, agent_id=agent_id, limit=limit * (1 if all_ else 5)
+        async with cli_context() as ctx:
+            return await runs_with_agent_names(
+                ctx.db, ctx.identity, ctx.team.id, agent, limit * (1 if all_ else 5)
             )
-            names = {a.id: a.name for a in await s.agents.list(ctx.team.id, include_archived=True)}
-            return rows, names
 
     rows, names = run_async(go())
     if not all_:
@@ -179,6 +180,7 @@ def logs(
 ) -> None:
     """Print the steps of an execution."""
     from coherex.api.follow import is_sub_agent_link, sub_agent_events
+    from coherex.services.runs import find_run, steps_since
     from coherex.store.db import Listener, resolve_urls
 
     nesting = Nesting()
@@ -191,8 +193,7 @@ def logs(
 
     async def go():
         async with cli_context() as ctx:
-            async with ctx.db.session(ctx.identity) as s:
-                ex = await s.executions.find(ctx.team.id, execution)
+            ex = await find_run(ctx.db, ctx.identity, ctx.team.id, execution)
             last = 0
 
             async def emit_all(events) -> None:
@@ -205,12 +206,10 @@ def logs(
 
             async def catch_up():
                 nonlocal last
-                async with ctx.db.session(ctx.identity) as s:
-                    current = await s.executions.get(ex.id)  # first: a finished run's events are all in
-                    events = await s.executions.events(ex.id, after_seq=last)
-                if events:
-                    last = events[-1].seq
-                await emit_all(events)
+                found, current = await steps_since(ctx.db, ctx.identity, ex.id, last)
+                if found:
+                    last = found[-1].seq
+                await emit_all(found)
                 return current
 
             if not follow:
@@ -236,11 +235,11 @@ def logs(
 def stop(execution: str = typer.Argument(..., help="Execution id (or a unique prefix).")) -> None:
     """Stop a running execution (takes effect within a second; its sandbox is killed)."""
     from coherex.runtime import Runtime
+    from coherex.services.runs import find_run
 
     async def go():
         async with cli_context() as ctx:
-            async with ctx.db.session(ctx.identity) as s:
-                ex = await s.executions.find(ctx.team.id, execution)
+            ex = await find_run(ctx.db, ctx.identity, ctx.team.id, execution)
             if ex.finished:
                 return ex, False
             return await Runtime(ctx.db).stop(ctx.identity, ex.id), True

@@ -122,7 +122,8 @@ def _ensure_admin_login(settings) -> None:
     import secrets
 
     from coherex.cli._context import DEFAULT_USER, resolve_context
-    from coherex.store.db import Database, Identity
+    from coherex.services.users import set_password
+    from coherex.store.db import Database
 
     password_file = settings.data_path / "admin-password"
 
@@ -132,8 +133,7 @@ def _ensure_admin_login(settings) -> None:
             if password_file.exists():
                 return False
             password = secrets.token_urlsafe(12)
-            async with db.session(Identity.system()) as s:
-                await s.users.set_password(ctx.user.id, password)
+            await set_password(db, ctx.user.id, password)
             password_file.parent.mkdir(parents=True, exist_ok=True)
             password_file.write_text(password + "\n")
             password_file.chmod(0o600)

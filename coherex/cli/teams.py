@@ -49,15 +49,15 @@ def list_(as_json: bool = typer.Option(False, "--json")) -> None:
 
     async def go():
         async with cli_context() as ctx:
-            return await teams.list_teams(ctx.db, ctx.identity), ctx.team.slug
+            return sorted(await teams.my_teams(ctx.db, ctx.identity), key=lambda t: t.slug), ctx.team.slug
 
     rows, current = run_async(go())
     if as_json:
-        print_json([{"slug": t.slug, "name": t.name, "role": r, "id": str(t.id)} for t, r in rows])
+        print_json([{"slug": t.slug, "name": t.name, "role": t.role, "id": str(t.id)} for t in rows])
         return
     table = Table("", "SLUG", "NAME", "ROLE", box=None)
-    for t, r in rows:
-        table.add_row("*" if t.slug == current else "", t.slug, t.name, r)
+    for t in rows:
+        table.add_row("*" if t.slug == current else "", t.slug, t.name, t.role)
     console.print(table)
 
 
@@ -135,6 +135,7 @@ def invite(
 def accept(token: str) -> None:
     """Join a team with an invitation token (as COHEREX_USER; it must be the invited email)."""
     from coherex.services import teams
+    from coherex.services.users import user_by_email
     from coherex.settings import get_settings
     from coherex.store.db import Database, Identity
 
@@ -143,8 +144,7 @@ def accept(token: str) -> None:
 
         email = (get_settings().cli_user or DEFAULT_USER).strip().lower()
         async with Database.from_settings() as db:
-            async with db.session(Identity.system()) as s:
-                user = await s.users.get_by_email(email)
+            user = await user_by_email(db, email)
             if user is None:
                 raise UserError(f"No user {email!r}.", hint="Create it with `coherex users add EMAIL`.")
             return await teams.accept_invitation(db, Identity.user(user.id), token)

@@ -30,8 +30,9 @@ def add(
 ) -> None:
     """Create a user who can log in to the chat (or reset the password of an existing one)."""
     from coherex.cli._context import DEFAULT_TEAM
+    from coherex.services.users import add_user
     from coherex.settings import get_settings
-    from coherex.store.db import Database, Identity
+    from coherex.store.db import Database
 
     if role not in ("owner", "admin", "member", "viewer"):
         raise UserError(f"--role must be owner, admin, member or viewer, not {role!r}.")
@@ -42,20 +43,8 @@ def add(
     slug = team or get_settings().cli_team or DEFAULT_TEAM
 
     async def go() -> tuple[str, str]:
-        async with Database.from_settings() as db, db.session(Identity.system()) as s:
-            user = await s.users.get_by_email(email)
-            if user is None:
-                user = await s.users.create(email, display_name=name, password=password)
-                what = "created"
-            else:
-                await s.users.set_password(user.id, password)
-                what = "updated the password of"
-            existing = await s.teams.get_by_slug(slug)
-            if existing is None:
-                await s.teams.create(slug, slug.replace("-", " ").title(), owner_id=user.id)
-                return what, f"owner of the new team {slug}"
-            await s.members.add(existing.id, user.id, role)  # type: ignore[arg-type]
-            return what, f"{role} of team {slug}"
+        async with Database.from_settings() as db:
+            return await add_user(db, email, password, slug, role=role, name=name)  # type: ignore[arg-type]
 
     what, membership = run_async(go())
     console.print(f"[green]{what}[/] {email.strip().lower()}: {membership}. They can log in to the chat now.")
@@ -69,7 +58,8 @@ def passwd(
     ),
 ) -> None:
     """Set a new password for an existing chat login."""
-    from coherex.store.db import Database, Identity
+    from coherex.services.users import set_password
+    from coherex.store.db import Database
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -77,14 +67,8 @@ def passwd(
         password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
 
     async def go() -> None:
-        async with Database.from_settings() as db, db.session(Identity.system()) as s:
-            user = await s.users.get_by_email(email)
-            if user is None:
-                raise UserError(
-                    f"There is no user {email.strip().lower()!r}.",
-                    hint=f"Create it with `coherex users add {email.strip().lower()} --team TEAM`.",
-                )
-            await s.users.set_password(user.id, password)
+        async with Database.from_settings() as db:
+            await set_password(db, email, password)
 
     run_async(go())
     console.print(

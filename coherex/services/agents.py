@@ -1,5 +1,5 @@
-"""Saving agents: validate a spec against the team's data, store it as a new version, grant its
-data sources. The one path used by the CLI, the API and the chat builder."""
+"""Agents: validate a spec against the team's data, store it as a new version, grant its data
+sources (the one saving path of the CLI, the API and the chat builder); find and read them."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-from coherex.spec import ValidationReport, to_data, to_yaml, validate
+from coherex.errors import NotFound, UserError
+from coherex.spec import AgentSpec, ValidationReport, load_spec, to_data, to_yaml, validate
 from coherex.spec.catalogue import ToolInfo, closest, get_tool
 from coherex.spec.validation import Problem
+from coherex.store.db import Database, Identity
+from coherex.store.models import Agent, AgentVersion, Execution
 from coherex.store.repos import Session
 from coherex.store.repos.agents import SavedSpec
 
@@ -160,3 +163,194 @@ async def _grants(session: Session, team_id: UUID, spec) -> list[tuple[UUID, str
         if source is not None:  # validation already refused unknown names
             grants.append((source.id, level))
     return grants
+
+
+# ---------------------------------------------------------------------- finding and reading agents
+async def get_agent(db: Database, who: Identity, agent_id: UUID) -> Agent | None:
+    async with db.session(who) as s:
+        return await s.agents.get(agent_id)
+
+
+async def agent_by_name(db: Database, who: Identity, team_id: UUID, name: str) -> Agent:
+    """The team's agent called `name` (NotFound naming the team's agents)."""
+    async with db.session(who) as s:
+        agent = await s.agents.get_by_name(team_id, name)
+        if agent is None:
+            names = ", ".join(a.name for a in await s.agents.list(team_id)) or "none yet"
+            raise NotFound(f"No agent named {name!r}. The team's agents: {names}.")
+    return agent
+
+
+async def current_version(db: Database, who: Identity, agent: Agent) -> AgentVersion:
+    async with db.session(who) as s:
+        return await s.agents.require_version(agent)
+
+
+async def agents_with_last_run(
+    db: Database, who: Identity, team_id: UUID
+) -> list[tuple[Agent, Execution | None]]:
+    """The team's agents, each with its latest run (None: never ran)."""
+    async with db.session(who) as s:
+        out = []
+        for agent in await s.agents.list(team_id):
+            last = await s.executions.list(agent_id=agent.id, limit=1)
+            out.append((agent, last[0] if last else None))
+    return out
+
+
+async def free_name(session: Session, team_id: UUID, name: str) -> str:
+    """`name`, or `name-2`, `name-3`… so a new agent never overwrites another one by accident."""
+    candidate, n = name, 1
+    while await session.agents.get_by_name(team_id, candidate) is not None:
+        n += 1
+        candidate = f"{name[:58]}-{n}"
+    return candidate
+
+
+async def save_as_new_or_version(
+    db: Database, who: Identity, team_id: UUID, data: dict[str, Any], *, new: bool, message: str = ""
+) -> SavedSpec:
+    """Save spec data; `new`: as a new agent (under a free name when the name is taken), else as a
+    new version of the agent of that name. `data`'s name is updated to the one used."""
+    async with db.session(who) as s:
+        if new:
+            data["metadata"]["name"] = await free_name(s, team_id, data["metadata"]["name"])
+        return await apply_spec(s, team_id, data, message=message)
+
+
+async def team_refs(db: Database, who: Identity, team_id: UUID) -> tuple[dict[str, str], set[str]]:
+    """(data source name → type, collection names) of the team (see `team_references`)."""
+    async with db.session(who) as s:
+        return await team_references(s, team_id)
+
+
+# ---------------------------------------------------------------------- use-cases of the CLI and the API
+async def save_spec(
+    db: Database,
+    who: Identity,
+    team_id: UUID,
+    source: str | bytes | Mapping[str, Any],
+    *,
+    filename: str | None = None,
+    message: str = "",
+) -> SavedSpec:
+    """`apply_spec` in a session of its own."""
+    async with db.session(who) as s:
+        return await apply_spec(s, team_id, source, filename=filename, message=message)
+
+
+async def check_spec(
+    db: Database, who: Identity, team_id: UUID, source: str | bytes | Mapping[str, Any]
+) -> ValidationReport:
+    """Validate against the team's data sources and collections; stores nothing."""
+    async with db.session(who) as s:
+        return await validate_for_team(s, team_id, source)
+
+
+async def save_version_of(
+    db: Database,
+    who: Identity,
+    team_id: UUID,
+    agent: Agent,
+    source: str | Mapping[str, Any],
+    message: str = "",
+) -> SavedSpec:
+    """A new version of `agent` (the spec must carry its name: renaming is not supported)."""
+    async with db.session(who) as s:
+        spec = (await validate_for_team(s, team_id, source)).raise_for_errors()
+        if spec.metadata.name != agent.name:
+            raise UserError(
+                f"metadata.name is {spec.metadata.name!r} but this agent is {agent.name!r}.",
+                hint="Renaming is not supported; create a new agent instead.",
+            )
+        return await apply_spec(s, team_id, source, message=message)
+
+
+async def list_agents(db: Database, who: Identity, team_id: UUID) -> list[Agent]:
+    async with db.session(who) as s:
+        return await s.agents.list(team_id)
+
+
+async def agent_in_team(db: Database, who: Identity, team_id: UUID, agent_id: UUID) -> Agent:
+    """The agent `agent_id` of this team (NotFound otherwise)."""
+    agent = await get_agent(db, who, agent_id)
+    if agent is None or agent.team_id != team_id:
+        raise NotFound(f"Agent {agent_id} was not found.")
+    return agent
+
+
+async def require_agent(db: Database, who: Identity, team_id: UUID, name: str) -> Agent:
+    async with db.session(who) as s:
+        return await s.agents.require_by_name(team_id, name)
+
+
+async def version_of(
+    db: Database, who: Identity, agent: Agent, version: int | None = None
+) -> AgentVersion | None:
+    """A version of the agent (the current one when `version` is None), or None."""
+    async with db.session(who) as s:
+        return await s.agents.get_version(agent.id, version)
+
+
+async def require_version_of(
+    db: Database, who: Identity, agent: Agent, version: int | None = None
+) -> AgentVersion:
+    async with db.session(who) as s:
+        return await s.agents.require_version(agent, version)
+
+
+async def version_history(db: Database, who: Identity, agent: Agent) -> list[AgentVersion]:
+    async with db.session(who) as s:
+        return await s.agents.versions(agent.id)
+
+
+async def delete_agent(db: Database, who: Identity, agent: Agent, *, actor_kind: str | None = None) -> None:
+    """Delete the agent with all its versions and runs (audited)."""
+    async with db.session(who) as s:
+        await s.agents.delete(agent.id)
+        await s.audit.record(
+            agent.team_id,
+            "agent.delete",
+            target_type="agent",
+            target_id=str(agent.id),
+            details={"name": agent.name},
+            actor_kind=actor_kind,
+        )
+
+
+async def set_status(
+    db: Database, who: Identity, agent: Agent, status: str, *, actor_kind: str | None = None
+) -> Agent:
+    """`paused`: its schedules, webhooks and events start no runs; `active` again (audited)."""
+    async with db.session(who) as s:
+        updated = await s.agents.set_status(agent.id, status)
+        await s.audit.record(
+            agent.team_id,
+            f"agent.{'pause' if status == 'paused' else 'resume'}",
+            target_type="agent",
+            target_id=str(agent.id),
+            actor_kind=actor_kind,
+        )
+    return updated
+
+
+async def get_agent_by_name(db: Database, who: Identity, team_id: UUID, name: str) -> Agent | None:
+    async with db.session(who) as s:
+        return await s.agents.get_by_name(team_id, name)
+
+
+async def agents_with_specs(
+    db: Database, who: Identity, team_id: UUID, name: str | None = None
+) -> list[tuple[Agent, AgentSpec]]:
+    """The team's agents (or the one called `name`) that have a saved version, each with the spec
+    of its current version: what the MCP and A2A servers offer."""
+    out = []
+    async with db.session(who) as s:
+        agents = [await s.agents.get_by_name(team_id, name)] if name else await s.agents.list(team_id)
+        for agent in agents:
+            if agent is None or agent.team_id != team_id:
+                continue
+            version = await s.agents.get_version(agent.id)
+            if version is not None:
+                out.append((agent, load_spec(version.spec)))
+    return out

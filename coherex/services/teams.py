@@ -14,16 +14,17 @@ from uuid import UUID
 
 from coherex.errors import NotFound, UserError
 from coherex.store.db import Database, Identity
-from coherex.store.models import Agent, Member, Team
+from coherex.store.models import Agent, Member, MyTeam, Team
 from coherex.store.repos.invitations import ROLES, Invitation, KeyQuota, TeamUsage
 
 __all__ = [
     "ROLES",
+    "Usage",
     "accept_invitation",
     "create_team",
     "invite",
     "list_members",
-    "list_teams",
+    "my_teams",
     "remove_member",
     "set_key_quotas",
     "set_network_role",
@@ -32,7 +33,6 @@ __all__ = [
     "set_visibility",
     "share_agent",
     "usage",
-    "Usage",
 ]
 
 
@@ -41,11 +41,18 @@ async def create_team(db: Database, who: Identity, slug: str, name: str) -> Team
         return await s.teams.create(slug, name)
 
 
-async def list_teams(db: Database, who: Identity) -> list[tuple[Team, str]]:
-    """(team, my role) for each team of the caller."""
+async def my_teams(db: Database, who: Identity) -> list[MyTeam]:
+    """The caller's teams with their role in each, the first joined first (their default team).
+    The one answer to "which teams am I in" for the CLI, the API and the chat."""
+    if who.user_id is None:
+        return []
     async with db.session(who) as s:
-        roles = {m.team_id: m.role for m in await s.members.teams_of(who.user_id)} if who.user_id else {}
-        return [(t, roles.get(t.id, "")) for t in await s.teams.list()]
+        return await s.members.teams_with_roles(who.user_id)
+
+
+async def get_team(db: Database, who: Identity, team_id: UUID) -> Team | None:
+    async with db.session(who) as s:
+        return await s.teams.get(team_id)
 
 
 async def team_by_slug(db: Database, who: Identity, slug: str) -> Team:
@@ -251,3 +258,9 @@ async def share_agent(
             details={"name": agent.name, "to_team": str(to_team), "to_agent": str(saved.agent.id)},
         )
     return saved.agent
+
+
+async def member(db: Database, who: Identity, team_id: UUID, user_id: UUID) -> Member | None:
+    """`user_id`'s membership (and role) in the team, as the caller may see it."""
+    async with db.session(who) as s:
+        return await s.members.get(team_id, user_id)

@@ -160,6 +160,23 @@ async def webhook_secret(
     return secret
 
 
+async def reveal_webhook_secret(
+    db: Database, agent: Agent, *, rotate: bool = False, api_key_id: UUID | None = None
+) -> str:
+    """`webhook_secret` for an API key (the caller is checked to be an admin first): read as the
+    platform, audited as the key's read or rotation."""
+    async with db.session(Identity.system()) as s:
+        secret = await webhook_secret(s, agent, rotate=rotate, api_key_id=api_key_id)
+        await s.audit.record(
+            agent.team_id,
+            "webhook.secret_rotated" if rotate else "webhook.secret_read",
+            target_type="agent",
+            target_id=str(agent.id),
+            actor_kind="api_key",
+        )
+    return secret
+
+
 async def receive_webhook(db: Database, agent_id: UUID, body: bytes, headers: dict[str, str]) -> Execution:
     """Verify a webhook call and create the (queued) execution it asks for."""
     if len(body) > MAX_BODY_BYTES:

@@ -51,6 +51,12 @@ class Team(Row):
     created_at: datetime
 
 
+class MyTeam(Team):
+    """A team of the caller, with the caller's role in it."""
+
+    role: Role
+
+
 class Member(Row):
     team_id: UUID
     user_id: UUID

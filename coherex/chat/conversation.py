@@ -1,0 +1,77 @@
+"""A chat conversation with the builder: each message is a turn (attached files routed first,
+`/team` handled apart), its answer streamed and the draft card shown when the draft changed; a
+conversation resumed from the sidebar comes back with its team, draft and files."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import chainlit as cl
+
+from coherex.builder import BuilderSession
+from coherex.chat.attachments import attach_held_file, restore_files, route_uploads
+from coherex.chat.context import STATE_KEY, as_uuid, current_builder, remember
+from coherex.chat.data_layer import TEAM_KEY
+from coherex.chat.draft_card import draft_actions, install_actions, show_draft
+from coherex.chat.run_view import ChatUI
+from coherex.chat.teams import connect, current_slug, team_command
+
+
+async def start() -> None:
+    await connect(None)
+
+
+async def resume(thread: dict[str, Any]) -> None:
+    """A conversation from the sidebar: the same team, draft and builder conversation as before."""
+    metadata = thread.get("metadata") or {}
+    state = metadata.get(STATE_KEY) if isinstance(metadata.get(STATE_KEY), dict) else {}
+    builder = await connect(as_uuid(state.get("team_id") or metadata.get(TEAM_KEY)), state)
+    missing = (
+        restore_files(builder, state.get("files") or [], thread.get("elements") or []) if builder else []
+    )
+    if builder is not None and builder.draft is not None:
+        again = f" Attach {', '.join(missing)} again for its test runs." if missing else ""
+        welcome = cl.Message(
+            content=f"Welcome back. The draft **{builder.draft.name}** is as you left it.{again}",
+            author="Coherex",
+            actions=draft_actions(builder),
+        )
+        await welcome.send()
+        # Chainlit shows the stored thread after this hook returns: the welcome goes at its end
+        thread.setdefault("steps", []).append(welcome.to_dict())
+
+
+async def handle_message(message: cl.Message) -> None:
+    text = message.content.strip()
+    if text.startswith("/team"):
+        await team_command(text.removeprefix("/team").strip())
+        return
+    builder = current_builder()
+    files = [e for e in message.elements or [] if getattr(e, "path", None)]
+    if files:
+        await route_uploads(builder, files)
+        await remember(builder)
+        if not text:
+            return
+        # the builder knows what came with the request (a CSV asks for a data-analysis agent)
+        text = f"{message.content}\n\n(Attached: {', '.join(e.name for e in files)})"
+    else:
+        text = message.content
+    await take_turn(builder, text)
+
+
+async def take_turn(builder: BuilderSession, text: str) -> None:
+    answer = cl.Message(content="", author="Coherex")
+    ui = ChatUI(answer, on_run_started=lambda: remember(builder))
+    turn = await builder.send(text, ui)
+    answer.content = turn.error or turn.text  # the final words replace what streamed before tool calls
+    if turn.install is not None and not turn.error:  # "install this agent from REF": confirm to save
+        answer.content = turn.install.text(current_slug(builder))
+        if turn.install.installable:
+            answer.actions = install_actions(turn.install)
+    await answer.send()
+    if turn.draft_changed and builder.draft is not None:
+        await attach_held_file(builder)
+    await remember(builder)
+    if turn.draft_changed and builder.draft is not None:
+        await show_draft(builder)
