@@ -66,7 +66,8 @@ class RemoteTool:
 
 @dataclass
 class Result:
-    """One tool call's result, in the port's `ToolResult` fields."""
+    """One tool call's result, in the port's `ToolResult` fields: `text` holds the text contents only
+    (whoever shows the result renders the images and resources beside it)."""
 
     text: str = ""
     data: Any = None
@@ -76,9 +77,12 @@ class Result:
 
 
 def _leaf(exc: BaseException) -> BaseException:
-    """The first real error inside anyio's exception groups."""
+    """The error that matters inside anyio's exception groups (not the cancellations it caused)."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
+        real = [
+            e for e in exc.exceptions if not isinstance(e, (anyio.get_cancelled_exc_class(), GeneratorExit))
+        ]
+        exc = (real or list(exc.exceptions))[0]
     return exc
 
 
@@ -176,23 +180,18 @@ def convert_result(r: types.CallToolResult, secrets: list[str] = ()) -> Result: 
             raw = base64.b64decode(c.data)
             if isinstance(c, types.ImageContent):
                 out.images.append((c.mimeType, raw))
-                texts.append(f"[image {c.mimeType}, {len(raw)} bytes, shown to the user]")
             else:
                 out.resources.append({"uri": "", "mimeType": c.mimeType, "blob": c.data})
-                texts.append(f"[audio {c.mimeType}, {len(raw)} bytes]")
         elif isinstance(c, types.EmbeddedResource):
             res = c.resource
             item: dict[str, Any] = {"uri": str(res.uri), "mimeType": res.mimeType}
             if isinstance(res, types.TextResourceContents):
                 item["text"] = res.text
-                texts.append(f"[resource {res.uri}]\n{res.text}")
             else:
                 item["blob"] = res.blob
-                texts.append(f"[resource {res.uri}, {res.mimeType or 'binary'}]")
             out.resources.append(item)
         elif isinstance(c, types.ResourceLink):
             out.resources.append({"uri": str(c.uri), "name": c.name, "mimeType": c.mimeType, "link": True})
-            texts.append(f"[resource link {c.uri}: {c.name}]")
     out.text = "\n".join(texts)
     if not out.text and out.data is not None:
         out.text = json.dumps(out.data)
@@ -231,42 +230,52 @@ async def open_session(
 ) -> AsyncIterator[Session]:
     """Connect, initialize and yield a `Session`; everything is closed (the box killed) on exit."""
     secrets = credentials.secrets()
-    async with AsyncExitStack() as stack:
-        server: BoxedServer | None = None
-        try:
-            if config.command:
-                if sandbox is None:
-                    raise ServiceError(
-                        f"The MCP server {name!r} runs in a sandbox, and none is available here."
-                    )
-                box = await sandbox(config.network)
-                stack.push_async_callback(box.kill)
-                server = BoxedServer(secrets)
-                streams = await stack.enter_async_context(
-                    box_stdio_client(
-                        box, config.command, credentials.env_values(), secrets=secrets, server=server
-                    )
-                )
-                start_timeout = STDIO_START_TIMEOUT_S
-            else:
-                assert config.url
-                streams = await stack.enter_async_context(
-                    _http_streams(config, credentials, save, oauth_handlers or {})
-                )
-                start_timeout = CONNECT_TIMEOUT_S
-            session = await stack.enter_async_context(
-                ClientSession(
-                    streams[0],
-                    streams[1],
-                    read_timeout_seconds=timedelta(seconds=max(config.timeout, start_timeout)),
-                    client_info=types.Implementation(name="coherex", version=__version__),
+    stack = AsyncExitStack()
+    server: BoxedServer | None = None
+    try:
+        if config.command:
+            if sandbox is None:
+                raise ServiceError(f"The MCP server {name!r} runs in a sandbox, and none is available here.")
+            box = await sandbox(config.network)
+            stack.push_async_callback(box.kill)
+            server = BoxedServer(secrets)
+            streams = await stack.enter_async_context(
+                box_stdio_client(
+                    box, config.command, credentials.env_values(), secrets=secrets, server=server
                 )
             )
-            with anyio.fail_after(start_timeout):
-                info = await session.initialize()
-        except BaseException as exc:  # noqa: BLE001 -- every failure becomes one clear error
-            raise _connect_error(name, config, _leaf(exc), secrets, server) from None
+            start_timeout = STDIO_START_TIMEOUT_S
+        else:
+            streams = await stack.enter_async_context(
+                _http_streams(config, credentials, save, oauth_handlers or {})
+            )
+            start_timeout = CONNECT_TIMEOUT_S
+        session = await stack.enter_async_context(
+            ClientSession(
+                streams[0],
+                streams[1],
+                read_timeout_seconds=timedelta(seconds=max(config.timeout, start_timeout)),
+                client_info=types.Implementation(name="coherex", version=__version__),
+            )
+        )
+        with anyio.fail_after(start_timeout):
+            info = await session.initialize()
+    except BaseException as exc:  # noqa: BLE001 -- every failure becomes one clear error
+        cause: BaseException = exc
+        try:
+            await stack.aclose()  # a transport's task group raises the real cause here
+        except BaseException as closing:  # noqa: BLE001
+            cause = (
+                closing if isinstance(_leaf(exc), (anyio.get_cancelled_exc_class(), TimeoutError)) else exc
+            )
+        raise _connect_error(name, config, _leaf(cause), secrets, server) from None
+    try:
         yield Session(session, info, name, config, secrets, server)
+    finally:
+        try:
+            await stack.aclose()
+        except Exception as exc:  # noqa: BLE001 -- a server that dies while closing is closed
+            log.debug("closing an MCP session: %s", type(_leaf(exc)).__name__)
 
 
 @asynccontextmanager
@@ -300,6 +309,10 @@ def _connect_error(
         return exc
     if isinstance(exc, egress.EgressDenied):
         return ServiceError(exc.message)
+    if isinstance(exc, ValueError) and config.url:  # the SDK refuses a bad OAuth setting this way
+        return ServiceError(
+            f"The OAuth settings of MCP server {name!r} are not usable: {redact(str(exc), secrets)[:300]}"
+        )
     if isinstance(exc, (OAuthFlowError, OAuthTokenError)):
         return ServiceError(
             f"The MCP server {name!r} needs a (new) sign-in: {redact(str(exc), secrets)[:300]}. "

@@ -76,6 +76,12 @@ class OAuthState(Model):
     client_id: str | None = None
     client_secret: SecretStr | None = None
     scope: str | None = None
+    #: client_credentials with private_key_jwt (RFC 7523) instead of a secret: the PEM key and algorithm
+    private_key: SecretStr | None = None
+    signing_algorithm: str = "RS256"
+    #: an https URL serving this platform's OAuth client metadata document (CIMD), used as the
+    #: client id where the authorization server supports it (instead of registering a client)
+    client_metadata_url: str | None = None
     access_token: SecretStr | None = None
     refresh_token: SecretStr | None = None
     expires_at: datetime | None = None
@@ -108,7 +114,8 @@ class McpCredentials(Model):
     def secrets(self) -> list[str]:
         out = [v.get_secret_value() for v in (*self.headers.values(), *self.env.values())]
         if self.oauth is not None:
-            for v in (self.oauth.client_secret, self.oauth.access_token, self.oauth.refresh_token):
+            o = self.oauth
+            for v in (o.client_secret, o.private_key, o.access_token, o.refresh_token):
                 if v is not None:
                     out.append(v.get_secret_value())
             if self.oauth.client_info and self.oauth.client_info.get("client_secret"):

@@ -15,7 +15,11 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from mcp.client.auth import OAuthClientProvider
-from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
+from mcp.client.auth.extensions.client_credentials import (
+    ClientCredentialsOAuthProvider,
+    PrivateKeyJWTOAuthProvider,
+    SignedJWTParameters,
+)
 from mcp.shared.auth import (
     OAuthClientInformationFull,
     OAuthClientMetadata,
@@ -137,6 +141,10 @@ class ClientCredentialsProvider(_Restoring, ClientCredentialsOAuthProvider):
     pass
 
 
+class PrivateKeyJWTProvider(_Restoring, PrivateKeyJWTOAuthProvider):
+    pass
+
+
 def auth_provider(
     server_url: str,
     credentials: McpCredentials,
@@ -153,9 +161,27 @@ def auth_provider(
         return None
     storage = VaultTokenStorage(credentials, save)
     provider: OAuthClientProvider
-    if state.grant == "client_credentials":
+    if state.grant == "client_credentials" and state.private_key is not None:
+        if not state.client_id:
+            raise ValueError("OAuth client_credentials with a private key needs `client_id`")
+        signer = SignedJWTParameters(
+            issuer=state.client_id,
+            subject=state.client_id,
+            signing_key=state.private_key.get_secret_value(),
+            signing_algorithm=state.signing_algorithm,
+        )
+        provider = PrivateKeyJWTProvider(
+            server_url,
+            storage,  # type: ignore[arg-type]
+            state.client_id,
+            signer.create_assertion_provider(),
+            scopes=state.scope,
+        )
+    elif state.grant == "client_credentials":
         if not state.client_id or state.client_secret is None:
-            raise ValueError("OAuth client_credentials needs `client_id` and `client_secret`")
+            raise ValueError(
+                "OAuth client_credentials needs `client_id` and `client_secret` (or `private_key`)"
+            )
         provider = ClientCredentialsProvider(
             server_url,
             storage,  # type: ignore[arg-type]
@@ -178,6 +204,7 @@ def auth_provider(
             storage,  # type: ignore[arg-type]
             redirect_handler=redirect_handler,
             callback_handler=callback_handler,
+            client_metadata_url=state.client_metadata_url,
         )
     storage.provider = provider
     return provider
