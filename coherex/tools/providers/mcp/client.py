@@ -101,6 +101,7 @@ class Session:
         self._s, self.info, self.name, self.config = session, info, name, config
         self._secrets, self._server = secrets, server
         self.closed = False
+        self.box: Any = None  # the sandbox box a local server runs in
 
     @property
     def server_name(self) -> str:
@@ -232,6 +233,7 @@ async def open_session(
     secrets = credentials.secrets()
     stack = AsyncExitStack()
     server: BoxedServer | None = None
+    box: Any = None
     try:
         if config.command:
             if sandbox is None:
@@ -270,7 +272,9 @@ async def open_session(
             )
         raise _connect_error(name, config, _leaf(cause), secrets, server) from None
     try:
-        yield Session(session, info, name, config, secrets, server)
+        out = Session(session, info, name, config, secrets, server)
+        out.box = box
+        yield out
     finally:
         try:
             await stack.aclose()
