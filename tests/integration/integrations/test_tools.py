@@ -282,6 +282,39 @@ async def test_gmail_search_read_thread_send_label(world):
     assert "Label_2" in labelled["labels"] and gm.labels[-1]["name"] == "Finance"
 
 
+async def test_gmail_create_draft_replies_in_the_thread_and_sends_nothing(world):
+    gm = world.saas.gmail
+    gm.add_message(sender="ann@example.com", subject="Invoice 42", body="Please pay", thread_id="t1")
+    last = gm.add_message(
+        sender="Bob <bob@example.com>", subject="Re: Invoice 42", body="Any news?", thread_id="t1"
+    )
+    await _connect_gmail(world)
+    writer = await world.agent("drafter", {"work-mail": "write"})
+    reader = await world.agent("reader", {"work-mail": "read"})
+
+    draft = await call(world, writer, "gmail.create_draft", "work-mail", thread_id="t1", body="Paid today.")
+
+    # a reply to the last message's sender, in the thread, threaded by Message-ID; nothing sent
+    assert gm.drafts == [
+        {
+            "id": draft["draft_id"],
+            "to": "Bob <bob@example.com>",
+            "subject": "Re: Invoice 42",
+            "body": "Paid today.\n",
+            "threadId": "t1",
+            "in_reply_to": f"<{last}@mail.example>",
+        }
+    ]
+    assert gm.sent == [] and draft["sent"] is False and draft["thread_id"] == "t1"
+    # it writes to the mailbox: a read-only grant may not, and the attempt is audited
+    with pytest.raises(PermissionDenied, match="needs write"):
+        await call(world, reader, "gmail.create_draft", "work-mail", thread_id="t1", body="x")
+    with pytest.raises(IntegrationError, match="found no such thing"):
+        await call(world, writer, "gmail.create_draft", "work-mail", thread_id="nope", body="x")
+    assert len(gm.drafts) == 1
+    assert [r.details["outcome"] for r in await audit(world, "tool.gmail.create_draft")] == ["failed", "ok"]
+
+
 async def _connect_gmail(world) -> None:
     from coherex.integrations.oauth import OAuthToken
 
