@@ -19,6 +19,7 @@ from coherex.errors import UserError
 from coherex.spec.catalogue import ToolInfo, closest
 from coherex.tools.port import ToolProvider
 from coherex.tools.providers import agent, github, gmail, http_api, knowledge, postgres, python, slack
+from coherex.tools.providers.mcp import provider as mcp
 
 if TYPE_CHECKING:
     from coherex.integrations.base import SourceType
@@ -32,6 +33,7 @@ BUILTIN: tuple[ToolProvider, ...] = (
     github.PROVIDER,
     http_api.PROVIDER,
     postgres.PROVIDER,
+    mcp.PROVIDER,  # MCP servers (type: mcp): tools discovered per data source
 )
 
 _active: tuple[ToolProvider, ...] = BUILTIN

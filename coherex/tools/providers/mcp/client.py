@@ -38,6 +38,7 @@ from coherex.integrations.base import ServiceError
 from coherex.integrations.vault import redact
 from coherex.tools.providers.mcp.box import BoxedServer, box_stdio_client
 from coherex.tools.providers.mcp.config import McpConfig, McpCredentials
+from coherex.tools.providers.mcp.errors import McpServerDown
 from coherex.tools.providers.mcp.oauth import Save, auth_provider
 
 log = logging.getLogger(__name__)
@@ -45,12 +46,6 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 30.0  # reaching the server and the initialize handshake
 STDIO_START_TIMEOUT_S = 120.0  # a first `npx -y` may download the package
 SandboxOpener = Callable[[bool], Awaitable[Any]]  # allow_network → a Sandbox (killed by the caller)
-
-
-class McpServerDown(BackendError):
-    """The MCP server is unreachable, crashed or stopped answering: the run is retried."""
-
-    code = "mcp_server_down"
 
 
 @dataclass(frozen=True)

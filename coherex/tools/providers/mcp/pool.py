@@ -16,8 +16,10 @@ import time
 from collections.abc import Callable, Hashable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from coherex.tools.providers.mcp.client import McpServerDown, Session
+if TYPE_CHECKING:
+    from coherex.tools.providers.mcp.client import Session
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +132,3 @@ class SessionPool:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-
-__all__ = ["McpServerDown", "SessionPool"]

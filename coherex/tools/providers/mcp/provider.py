@@ -19,16 +19,19 @@ embedded resources; an MCP error result is the tool's error, told to the model; 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from coherex.integrations.base import Call, Check, ServiceError, SourceType
 from coherex.integrations.vault import Vault
 from coherex.spec.catalogue import ToolInfo
 from coherex.tools.port import Provider, ToolCall, ToolResult
-from coherex.tools.providers.mcp.client import McpServerDown, RemoteTool, Session, open_session
 from coherex.tools.providers.mcp.config import McpConfig, McpCredentials
+from coherex.tools.providers.mcp.errors import McpServerDown
 from coherex.tools.providers.mcp.pool import SessionPool
+
+if TYPE_CHECKING:
+    from coherex.tools.providers.mcp.client import RemoteTool, Session
 
 NAME = "mcp"
 POOL = SessionPool()
@@ -42,6 +45,8 @@ async def _open_box(allow_network: bool) -> Any:
 
 
 def _session(c: Call, *, save=None):
+    from coherex.tools.providers.mcp.client import open_session  # the SDK loads with the first session
+
     return open_session(c.source.name, c.config, c.credentials, sandbox=_open_box, save=save)
 
 
@@ -53,7 +58,9 @@ def tool_info(t: RemoteTool) -> ToolInfo:
         description,
         access="read" if t.read_only else "write",
         needs_data_source=True,
-        parameters=t.input_schema if t.input_schema.get("type") == "object" else {"type": "object", "properties": {}},
+        parameters=t.input_schema
+        if t.input_schema.get("type") == "object"
+        else {"type": "object", "properties": {}},
     )
 
 
