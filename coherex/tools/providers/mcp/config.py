@@ -27,7 +27,7 @@ class McpConfig(Model):
         description="A command that starts a stdio server, e.g. `npx -y @modelcontextprotocol/server-memory`",
     )
     transport: Literal["streamable-http", "sse"] | None = Field(
-        None, description="Remote transport; unset: Streamable HTTP, falling back to the older SSE"
+        None, description="Remote transport; unset: SSE when `url` ends in /sse, Streamable HTTP otherwise"
     )
     network: bool = Field(
         True,
