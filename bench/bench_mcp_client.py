@@ -7,6 +7,8 @@ in a sandbox box.
      redaction of the source's secrets);
    - stdio: the bare SDK with the server as a host process (`stdio_client`) vs ours with the server
      inside a sandbox box (stdin/stdout through the sandbox's process API).
+   - through the provider, as an agent's call runs (`integrations.service.invoke`: grant check,
+     credentials from the vault, the per-source rate limiter in Postgres, the pooled session);
 2. Start of a stdio server in a box (new box → `initialize` answered), --starts times each:
    - `npx -y` of a package that is not pre-installed (downloaded into the fresh box: cold);
    - `npx -y` of a pre-installed package (scripts/install_mcp_servers.sh: one registry lookup);
@@ -95,6 +97,66 @@ async def call_overhead(url: str, opener, n: int) -> dict:
     return out
 
 
+AGENT = """\
+apiVersion: coherex/v1
+kind: Agent
+metadata: {name: bench, description: Calls MCP tools}
+spec:
+  instructions: Call tools.
+"""
+
+
+async def provider_overhead(url: str, n: int) -> dict:
+    """The whole path of an agent's MCP tool call (grant check, credentials from the vault, rate
+    limiter, pooled session, result conversion) against the bare SDK, same server, same tool."""
+    from coherex.integrations.service import _open, add_source, invoke
+    from coherex.integrations.vault import generate_key
+    from coherex.services.agents import apply_spec
+    from coherex.store.db import Database, Identity
+    from coherex.testing.postgres import TestPostgres
+    from coherex.tools.port import ToolCall
+    from coherex.tools.providers.mcp import provider as mcp
+
+    os.environ["COHEREX_SECRET_KEY"] = generate_key()
+    reset_settings_cache()
+    server = TestPostgres.start()
+    urls = server.create_database()
+    try:
+        async with Database(urls.app, max_size=4) as db:
+            async with db.session(Identity.system()) as s:
+                user = await s.users.create("bench@example.com")
+            owner = Identity.user(user.id)
+            async with db.session(owner) as s:
+                team = await s.teams.create("bench", "Bench")
+            source = await add_source(db, owner, team.id, "mcp", "remote", config={"url": url})
+            async with db.session(owner) as s:
+                agent = (await apply_spec(s, team.id, AGENT)).agent
+                await s.agents.set_data_sources(agent, [(source.id, "read")])
+            tools = {t.name: t for t in await mcp.PROVIDER.discover(await _open(db, source))}
+
+            async def ours(i: int):
+                call = ToolCall(db, team.id, agent.id, None, tools["echo"])
+                return await invoke(call, mcp.PROVIDER, "remote", {"message": f"m{i}"})
+
+            try:
+                async with streamable_http_client(url) as (r, w, _), ClientSession(r, w) as direct:
+                    await direct.initialize()
+                    base, mine = await paired(echo(direct), ours, n)
+            finally:
+                await mcp.POOL.close_all()
+    finally:
+        server.drop_database(urls)
+        server.stop()
+    return {
+        "http_sdk_direct": base,
+        "http_through_provider": mine,
+        "added_ms": {
+            "p50": round(mine["p50_ms"] - base["p50_ms"], 3),
+            "p95": round(mine["p95_ms"] - base["p95_ms"], 3),
+        },
+    }
+
+
 async def starts(opener, k: int) -> dict:
     out: dict = {}
     cases = {
@@ -143,6 +205,7 @@ async def main(args) -> None:
         try:
             results = {
                 "calls": await call_overhead(http.url, opener, args.n),
+                "provider": await provider_overhead(http.url, args.n),
                 "stdio_start_in_box": await starts(opener, args.starts),
                 "load_average_at_end": os.getloadavg(),
             }
