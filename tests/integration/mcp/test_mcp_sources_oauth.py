@@ -73,7 +73,7 @@ async def test_a_valid_token_is_used_as_it_is(fake):
 async def test_an_expired_sign_in_that_cannot_be_refreshed_asks_to_sign_in_again(fake):
     fake.issue("at-other", "rt-other")  # the server no longer accepts ours
     creds = signed_in(fake, expires_in=-60, refresh=None)
-    with pytest.raises(ServiceError, match="coherex sources connect mcp docs") as caught:
+    with pytest.raises(ServiceError, match="coherex sources add mcp docs") as caught:
         async with open_session("docs", McpConfig(url=f"{fake.base_url}/mcp"), creds):
             pass
     assert caught.value.auth and "at-old" not in caught.value.message

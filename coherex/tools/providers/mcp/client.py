@@ -314,8 +314,9 @@ def _connect_error(
         )
     if isinstance(exc, (OAuthFlowError, OAuthTokenError)):
         return ServiceError(
-            f"The MCP server {name!r} needs a (new) sign-in: {redact(str(exc), secrets)[:300]}. "
-            f"Run `coherex sources connect mcp {name} --replace`.",
+            f"The MCP server {name!r} needs a (new) OAuth sign-in: {redact(str(exc), secrets)[:300]}. "
+            f"Add the source again with working credentials (`coherex sources remove {name}`, then "
+            f"`coherex sources add mcp {name} --url … --header 'Authorization=Bearer …'`).",
             auth=True,
         )
     if isinstance(exc, httpx.HTTPStatusError):
