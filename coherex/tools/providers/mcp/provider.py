@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from coherex.integrations.base import Call, Check, ServiceError, SourceType
-from coherex.integrations.vault import Vault
 from coherex.spec.catalogue import ToolInfo
 from coherex.tools.port import Provider, ToolCall, ToolResult
 from coherex.tools.providers.mcp.config import McpConfig, McpCredentials
@@ -102,6 +101,7 @@ async def _call(call: ToolCall, args: dict[str, Any]) -> ToolResult:
     source = c.source
 
     async def save(credentials: McpCredentials) -> None:  # refreshed OAuth tokens go back to the vault
+        from coherex.integrations.vault import Vault
         from coherex.store.db import Identity
 
         sealed, key_id = Vault.from_settings().seal(credentials, context=str(source.team_id))
