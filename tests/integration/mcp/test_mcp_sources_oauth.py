@@ -77,3 +77,41 @@ async def test_an_expired_sign_in_that_cannot_be_refreshed_asks_to_sign_in_again
         async with open_session("docs", McpConfig(url=f"{fake.base_url}/mcp"), creds):
             pass
     assert caught.value.auth and "at-old" not in caught.value.message
+
+
+async def test_through_the_platform_the_refreshed_tokens_are_sealed_back_into_the_vault(
+    fake, db, two_teams, monkeypatch
+):
+    from coherex.integrations.service import _open, add_source, invoke
+    from coherex.integrations.vault import generate_key
+    from coherex.services.agents import apply_spec
+    from coherex.tools.port import ToolCall
+    from coherex.tools.providers.mcp import provider as mcp
+
+    monkeypatch.setenv("COHEREX_SECRET_KEY", generate_key())
+    monkeypatch.setenv("DATABASE_URL", db.url)  # as in a worker: discovery stores a refresh through it
+    reset_settings_cache()
+    team, _ = two_teams
+    fake.issue("at-old", "rt-1")
+    source = await add_source(
+        db,
+        team.identity,
+        team.team_id,
+        "mcp",
+        "docs",
+        config={"url": f"{fake.base_url}/mcp"},
+        credentials=signed_in(fake, expires_in=30, refresh="rt-1"),
+    )
+    spec = "apiVersion: coherex/v1\nkind: Agent\nmetadata: {name: a, description: d}\nspec:\n  instructions: Hi.\n"
+    async with db.session(team.identity) as s:
+        agent = (await apply_spec(s, team.team_id, spec)).agent
+        await s.agents.set_data_sources(agent, [(source.id, "read")])
+    try:
+        whoami = next(t for t in await mcp.PROVIDER.discover(await _open(db, source)) if t.name == "whoami")
+        result = await invoke(ToolCall(db, team.team_id, agent.id, None, whoami), mcp.PROVIDER, "docs", {})
+    finally:
+        await mcp.POOL.close_all()
+    assert result.text == "signed in"
+    stored = (await _open(db, source)).call.credentials.oauth  # decrypted from the vault again
+    assert stored.access_token.get_secret_value().startswith("at-fresh-")
+    assert stored.refresh_token.get_secret_value().startswith("rt-fresh-")
