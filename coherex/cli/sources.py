@@ -27,7 +27,9 @@ def _pairs(items: list[str], flag: str) -> dict[str, Any]:
 
 @app.command("add")
 def add(
-    type_name: str = typer.Argument(..., metavar="TYPE", help="slack, github, gmail, http_api or postgres"),
+    type_name: str = typer.Argument(
+        ..., metavar="TYPE", help="slack, github, gmail, http_api, postgres or mcp"
+    ),
     name: str = typer.Argument(..., help="name agents use in `dataSource:` (lowercase, digits, dashes)"),
     config: list[str] = typer.Option([], "--config", "-c", help="non-secret setting key=value (repeatable)"),
     secret: list[str] = typer.Option(
@@ -45,6 +47,12 @@ def add(
         help="http_api: an OpenAPI 3 document (URL or file) whose operations become tools; "
         "the base URL defaults to its server",
     ),
+    url: str | None = typer.Option(None, "--url", help="mcp: the remote server's endpoint"),
+    command: str | None = typer.Option(
+        None, "--command", help='mcp: a stdio server to run in a sandbox box, e.g. "npx -y @scope/server"'
+    ),
+    header: list[str] = typer.Option([], "--header", help="mcp: HTTP header K=V sent to --url (secret)"),
+    env: list[str] = typer.Option([], "--env", help="mcp: environment K=V of the --command server (secret)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Add a data source; credentials are encrypted before they are stored."""
@@ -52,7 +60,15 @@ def add(
     from coherex.integrations.service import credential_fields, env_name
 
     fields = credential_fields(type_name)
-    credentials = _pairs(secret, "--secret")
+    credentials: dict[str, Any] = _pairs(secret, "--secret")
+    settings = _pairs(config, "--config")
+    if type_name == "mcp":  # its settings and secrets have flags of their own
+        settings.update({k: v for k, v in (("url", url), ("command", command)) if v})
+        credentials.update(
+            {k: v for k, v in (("headers", _pairs(header, "--header")), ("env", _pairs(env, "--env"))) if v}
+        )
+    elif url or command or header or env:
+        raise UserError("--url, --command, --header and --env are for `coherex sources add mcp NAME`.")
     if from_env:
         for field in fields:
             value = os.environ.get(env_name(type_name, field))
@@ -66,7 +82,6 @@ def add(
         if missing:
             raise UserError(f"--from-env: {', '.join(missing)} is not set.")
 
-    settings = _pairs(config, "--config")
     if (base_url or openapi) and type_name != "http_api":
         raise UserError("--base-url and --openapi are settings of http_api sources.")
     if base_url:
@@ -171,6 +186,43 @@ def test(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
         console.print(("[green]ok:[/] " if check.ok else "[red]failing:[/] ") + check.summary)
     if not check.ok:
         raise typer.Exit(1)
+
+
+@app.command("tools")
+def tools_cmd(
+    name: str,
+    refresh: bool = typer.Option(
+        False, "--refresh", help="ask the source again first (as `sources test` does)"
+    ),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The tools a source offers (MCP servers, OpenAPI documents), as found at its last check."""
+    from coherex.integrations import check_source
+    from coherex.integrations.service import discovered_tools
+
+    async def go():
+        async with cli_context() as ctx:
+            if refresh:
+                await check_source(ctx.db, ctx.identity, ctx.team.id, name)
+            return await discovered_tools(ctx.db, ctx.team.id, name)
+
+    found = run_async(go())
+    if found is None:
+        raise UserError(
+            f"No tools are known for data source {name!r} yet.",
+            hint=f"Run `coherex sources tools {name} --refresh` (or `coherex sources test {name}`).",
+        )
+    if as_json:
+        print_json([t.to_json() for t in found])
+        return
+    for t in found:
+        params = ", ".join(
+            p + ("*" if p in t.parameters.get("required", []) else "")
+            for p in t.parameters.get("properties", {})
+        )
+        console.print(f"[bold]{t.name}[/] ({t.access})  {params}")
+        if t.description:
+            console.print(f"    {t.description.splitlines()[0][:200]}")
 
 
 @app.command("remove")

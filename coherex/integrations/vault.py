@@ -190,12 +190,21 @@ def _dump_secret_model(model: BaseModel) -> str:
 
 def secret_values(model: BaseModel) -> list[str]:
     out: list[str] = []
-    for name in type(model).model_fields:
-        v = getattr(model, name)
+
+    def collect(v: Any) -> None:
         if isinstance(v, SecretStr):
             out.append(v.get_secret_value())
         elif isinstance(v, BaseModel):
             out.extend(secret_values(v))
+        elif isinstance(v, dict):  # e.g. an MCP source's headers and environment: {name: SecretStr}
+            for x in v.values():
+                collect(x)
+        elif isinstance(v, list):
+            for x in v:
+                collect(x)
+
+    for name in type(model).model_fields:
+        collect(getattr(model, name))
     return [s for s in out if s]
 
 

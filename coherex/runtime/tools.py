@@ -237,8 +237,9 @@ def _platform_failure(exc: Exception) -> bool:
         SandboxError,
         SandboxNotFound,
     )  # imported when needed: the SDK is slow to load
+    from coherex.tools.providers.mcp.errors import McpServerDown  # a data source's server that died
 
-    return isinstance(exc, (SandboxError, SandboxNotFound, DatabaseUnavailable))
+    return isinstance(exc, (SandboxError, SandboxNotFound, DatabaseUnavailable, McpServerDown))
 
 
 def _check_access(tool: BoundTool) -> None:

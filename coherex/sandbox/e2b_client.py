@@ -229,6 +229,60 @@ class _Commands:
             )
         return result
 
+    async def start(
+        self,
+        cmd: str,
+        *,
+        envs: dict[str, str] | None = None,
+        cwd: str | None = None,
+        on_stdout: api.OutputHandler | None = None,
+        on_stderr: api.OutputHandler | None = None,
+    ) -> Process:
+        """Start a long-lived command (`bash -l -c`) with a stdin pipe; it runs until it exits or is
+        killed (no time limit of its own: the sandbox's lifetime bounds it). Output arrives in chunks."""
+        with _mapped(self._box._settings, f"start `{cmd[:60]}`"):
+            handle = await self._box._sdk.commands.run(
+                cmd,
+                background=True,
+                stdin=True,
+                timeout=0,
+                envs=envs,
+                cwd=cwd,
+                on_stdout=(lambda s: _call(on_stdout, s)) if on_stdout else None,
+                on_stderr=(lambda s: _call(on_stderr, s)) if on_stderr else None,
+            )
+        return Process(self._box, handle)
+
+
+class Process:
+    """A command started with `commands.start`: write to its stdin, wait for it, kill it."""
+
+    def __init__(self, box: Sandbox, handle: Any):
+        self._box, self._handle = box, handle
+
+    @property
+    def pid(self) -> int:
+        return self._handle.pid
+
+    async def send(self, data: str | bytes) -> None:
+        with _mapped(self._box._settings, "write to a command's stdin"):
+            await self._box._sdk.commands.send_stdin(self.pid, data)
+
+    async def wait(self) -> int:
+        """The exit code once the command ends (the sandbox dying ends it too)."""
+        with _mapped(self._box._settings, "wait for a command"):
+            try:
+                return (await self._handle.wait()).exit_code
+            except CommandExitException as exc:
+                return exc.exit_code
+
+    async def kill(self) -> None:
+        try:
+            with _mapped(self._box._settings, "kill a command"):
+                await self._handle.kill()
+        except SandboxNotFound:
+            pass
+
 
 class Sandbox:
     """One sandbox. Every method is async; `kill()` is idempotent; `async with` kills on exit."""

@@ -30,6 +30,7 @@ from coherex.tools.providers import (
     python,
     slack,
 )
+from coherex.tools.providers.mcp import provider as mcp
 
 if TYPE_CHECKING:
     from coherex.integrations.base import SourceType
@@ -45,6 +46,7 @@ BUILTIN: tuple[ToolProvider, ...] = (
     openapi.PROVIDER,  # the operations of an http_api source's OpenAPI document (discovered)
     postgres.PROVIDER,
     model.PROVIDER,  # a team's LLM (OpenAI or compatible): a source type, no tools
+    mcp.PROVIDER,  # MCP servers (type: mcp): tools discovered per data source
 )
 
 _active: tuple[ToolProvider, ...] = BUILTIN

@@ -111,9 +111,13 @@ def record_results(results: dict) -> None:
     sys.path.insert(0, str(RESULTS.parents[1]))
     from _common import machine_info
 
+    kept = json.loads(RESULTS.read_text()).get("client") if RESULTS.exists() else None
     RESULTS.write_text(
         json.dumps(
             {
+                **(
+                    {"client": kept} if kept else {}
+                ),  # the client scenarios' section (test_mcp_client_conformance)
                 "machine": machine_info(),
                 "how": "COHEREX_RECORD_MCP_RESULTS=1 pytest tests/integration/mcp/test_mcp_tools.py -k conformance "
                 "(@modelcontextprotocol/conformance 0.1.16 on Node 22, against /mcp with an API key added by a proxy)",
