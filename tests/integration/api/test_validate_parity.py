@@ -41,7 +41,7 @@ HOSTILE = {
     "allow-list-on-one-tool.yaml": tools(
         "- use: slack.read_channel\n  dataSource: team-slack\n  tools: [x]\n"
     ),
-    "discovering-unknown.yaml": tools("- use: mcp\n  dataSource: team-slack\n  tools: [search]\n"),
+    "discovering-unknown.yaml": tools("- use: mcp\n  tools: [search]\n"),  # no source named
     "python-with-source.yaml": tools("- use: python\n  dataSource: github\n"),
     "no-collection.yaml": tools("- use: knowledge.search\n"),
     "duplicate.yaml": tools("- use: python\n- use: python\n"),
