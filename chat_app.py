@@ -24,6 +24,7 @@ from coherex.chat.run_view import ChatUI
 from coherex.chat.session import chat_auth_secret
 from coherex.chat.teams import switch_team
 from coherex.errors import CoherexError
+from coherex.settings import get_settings
 from coherex.spec.templates import list_templates
 
 log = logging.getLogger("coherex.chat")
@@ -104,10 +105,13 @@ if signin.oauth_configured():
 
 @cl.set_starters
 async def starters(user: cl.User | None = None, language: str | None = None) -> list[cl.Starter]:
-    return [
+    starters = [
         cl.Starter(label=t.name.replace("-", " ").capitalize(), message=t.description)
         for t in list_templates()
     ]
+    if get_settings().llm_offline:  # says which model answers, and where to connect a capable one
+        starters.append(cl.Starter(label="Which model answers? Connect one", message="/model"))
+    return starters
 
 
 @cl.on_chat_start

@@ -54,8 +54,9 @@ def triggers_text(spec: AgentSpec) -> list[str]:
     return lines
 
 
-def summarize(spec: AgentSpec) -> str:
-    """Markdown: a few short lines a non-technical person can check before saving."""
+def summarize(spec: AgentSpec, *, model: str | None = None) -> str:
+    """Markdown: a few short lines a non-technical person can check before saving. `model`: the
+    label of the model its runs use (the team's model; default: the install's)."""
     meta, body = spec.metadata, spec.spec
     lines = [f"**{meta.name}** — {meta.description or 'no description yet'}", ""]
     uses: list[str] = []
@@ -96,7 +97,8 @@ def summarize(spec: AgentSpec) -> str:
         ]
         lines.append("**Inputs:** " + ", ".join(parts))
     limits = spec.limits
-    model = model_in_use(body.model.name if body.model else None)  # the offline model when no key is set
+    # the offline model when no key is set
+    model = model or model_in_use(body.model.name if body.model else None)
     lines.append(
         f"**Limits:** at most {limits.maxSteps} steps, {limits.timeoutSeconds} s and "
         f"${limits.maxCostUsd:g} per run, on {model}"

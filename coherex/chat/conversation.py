@@ -41,10 +41,37 @@ async def resume(thread: dict[str, Any]) -> None:
         thread.setdefault("steps", []).append(welcome.to_dict())
 
 
+async def model_command() -> None:
+    """Which model the team's builder and runs use, what the offline one can do, and where to connect one."""
+    from coherex.llm.team import model_label, team_model
+
+    builder = current_builder()
+    link = f"/connect?type=model&name=team-model&team={current_slug(builder)}"
+    label = await model_label(builder.db, builder.team_id)
+    if await team_model(builder.db, builder.team_id) is None and builder.settings.llm_offline:
+        text = (
+            f"**Model:** {label}.\n\n{OFFLINE_MODEL_NOTE}\n\n[Connect a model]({link}) "
+            "(OpenAI, or an OpenAI-compatible server such as Ollama or vLLM)."
+        )
+    else:
+        text = f"**Model:** {label}.\n\n[Connect another model]({link})"
+    await cl.Message(content=text, author="Coherex").send()
+
+
+#: what the offline model is good for, in one sentence (shown where it is in use)
+OFFLINE_MODEL_NOTE = (
+    "The offline model is small: the builder picks templates and tools by meaning and runs use the "
+    "platform's fixed tools (CSV summaries, answers from documents), but it cannot write good code or long text."
+)
+
+
 async def handle_message(message: cl.Message) -> None:
     text = message.content.strip()
     if text.startswith("/team"):
         await team_command(text.removeprefix("/team").strip())
+        return
+    if text == "/model":
+        await model_command()
         return
     builder = current_builder()
     files = [e for e in message.elements or [] if getattr(e, "path", None)]

@@ -18,7 +18,10 @@ from coherex.spec import parse
 async def show_draft(builder: BuilderSession) -> None:
     draft = builder.draft
     assert draft is not None
-    text = summarize(draft.spec)
+    from coherex.llm.team import model_label
+
+    requested = draft.spec.spec.model.name if draft.spec.spec.model else None
+    text = summarize(draft.spec, model=await model_label(builder.db, builder.team_id, requested))
     if draft.connections:
         slug = current_slug(builder)
         text += "\n\n**Connect before saving:**\n" + "\n".join(

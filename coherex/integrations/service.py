@@ -175,7 +175,8 @@ def source_forms() -> list[dict[str, Any]]:
             if prop.get("x-internal"):
                 continue
             options = prop.get("anyOf", [prop])
-            kinds = [o.get("type") for o in options if o.get("type") != "null"]
+            # a nested model or a mapping has no `type` of its own here: shown as an object (JSON)
+            kinds = [o.get("type") or "object" for o in options if o.get("type") != "null"]
             out.append(
                 {
                     "part": part,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from coherex.integrations.base import Call, Check, Model, ServiceError, SourceType, http_client, json_of, send
 from coherex.tools.port import Provider
@@ -22,10 +22,14 @@ OPENAI_URL = "https://api.openai.com/v1"
 
 
 class ModelConfig(Model):
-    #: the server's OpenAI-compatible API, e.g. https://api.openai.com/v1 or http://ollama.internal:11434/v1
-    base_url: str = OPENAI_URL
-    #: the model runs use unless an agent's spec names another
-    model: str = "gpt-4o-mini"
+    base_url: str = Field(
+        OPENAI_URL,
+        title="Base URL",
+        description="the server's OpenAI-compatible API, e.g. https://api.openai.com/v1 or http://ollama:11434/v1",
+    )
+    model: str = Field(
+        "gpt-4o-mini", title="Model", description="what runs use unless an agent's spec names another model"
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -44,8 +48,9 @@ class ModelConfig(Model):
 
 
 class ModelCredentials(Model):
-    #: the API key; local servers (Ollama, vLLM) usually need none
-    api_key: SecretStr | None = None
+    api_key: SecretStr | None = Field(
+        None, title="API key", description="local servers (Ollama, vLLM) usually need none"
+    )
 
 
 def _headers(creds: ModelCredentials) -> dict[str, str]:
