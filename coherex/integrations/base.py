@@ -20,16 +20,16 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 from uuid import UUID
 
-import httpx
 from pydantic import BaseModel, ConfigDict
 
-from coherex import egress
 from coherex.errors import CoherexError
 from coherex.retry import RetriesExhausted, Retryable, RetryPolicy, call_with_retries
 from coherex.settings import Settings, get_settings
 from coherex.store.models import DataSource
 
 if TYPE_CHECKING:
+    import httpx
+
     from coherex.store.db import Database
 
 C = TypeVar("C", bound=BaseModel)
@@ -195,6 +195,8 @@ def retry_after_seconds(headers: Any) -> float | None:
 
 def http_client(base_url: str = "", headers: dict[str, str] | None = None) -> httpx.AsyncClient:
     """The client for every call to a service: each connection passes the egress guard."""
+    from coherex import egress  # imported when used: `coherex validate` loads this module, not httpx
+
     return egress.async_client(
         base_url=base_url, headers=headers, timeout=get_settings().integration_timeout, follow_redirects=False
     )
@@ -205,6 +207,10 @@ async def send(
 ) -> httpx.Response:
     """One HTTP request; any failure becomes a `ServiceError` naming the service, not the token.
     With `check=False` only transport failures raise; the caller judges the status."""
+    import httpx
+
+    from coherex import egress
+
     try:
         response = await client.request(method, url, **kwargs)
     except egress.EgressDenied as exc:

@@ -22,14 +22,16 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 from uuid import UUID
 
-import httpx
 from pydantic import SecretStr, ValidationError
 
 from coherex.errors import BackendError, PermissionDenied, UserError
 from coherex.integrations.base import Model, ServiceError, check_status, http_client, json_of, send
 from coherex.settings import Settings, get_settings
 
-if TYPE_CHECKING:  # imported lazily below: the source types import this module
+if TYPE_CHECKING:
+    import httpx
+
+    # imported lazily below: the source types import this module
     from coherex.store.db import Database, Identity
     from coherex.store.models import DataSource
 

@@ -12,9 +12,8 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from pydantic import Field, SecretStr, model_validator
 
 from coherex.errors import PermissionDenied, UserError
@@ -23,6 +22,9 @@ from coherex.integrations.vault import remember_secrets
 from coherex.spec.catalogue import ToolInfo
 from coherex.tools.port import EventHooks, Provider, Verified, action
 from coherex.tools.schema import integer, obj, params, string, strings
+
+if TYPE_CHECKING:
+    import httpx
 
 SERVICE = "GitHub"
 

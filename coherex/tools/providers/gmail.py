@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import base64
 from email.message import EmailMessage
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from coherex.integrations.base import Call, Check, Model, ServiceError, SourceType, http_client, json_of, send
 from coherex.integrations.oauth import OAuthToken, provider, revoke_google, token_from_response
 from coherex.spec.catalogue import ToolInfo
 from coherex.tools.port import EventHooks, Provider, action
 from coherex.tools.schema import integer, obj, params, string, strings
+
+if TYPE_CHECKING:
+    import httpx
 
 SERVICE = "Gmail"
 _USER = "/gmail/v1/users/me"

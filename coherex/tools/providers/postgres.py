@@ -21,7 +21,6 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import Field, SecretStr
 
-from coherex import egress
 from coherex.integrations.base import Call, Check, Model, ServiceError, SourceType
 from coherex.spec.catalogue import ToolInfo
 from coherex.tools.port import Provider, action
@@ -100,6 +99,8 @@ def targets(dsn: str) -> list[tuple[str, int]]:
 
 async def _pinned(dsn: str) -> str:
     """The DSN with `hostaddr` set to the addresses the egress guard checked."""
+    from coherex import egress
+
     params = _parse(dsn)
     try:
         checked = [str((await egress.check(host, port))[0]) for host, port in targets(dsn)]

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, SecretStr
 
-from coherex import egress
 from coherex.errors import PermissionDenied, UserError
 from coherex.integrations.base import Call, Check, Model, ServiceError, SourceType, retry_after_seconds
 from coherex.spec.catalogue import ToolInfo
@@ -77,6 +76,8 @@ async def api(call: Call, method: str, **params: Any) -> dict[str, Any]:
     """Call one Web API method; every SDK failure becomes a `ServiceError`."""
     import aiohttp
     from slack_sdk.errors import SlackApiError, SlackClientError
+
+    from coherex import egress
 
     try:
         # the session's connector resolves through the egress guard (coherex/egress.py)
