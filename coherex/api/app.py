@@ -20,13 +20,13 @@ from fastapi.responses import RedirectResponse
 from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 
+from coherex import resources
 from coherex.errors import UserError
 
 log = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[2]
 # Chainlit reads its config (.chainlit/), translations and logos (public/) from its app root, which
 # defaults to the working directory — where it would otherwise write a default config of its own
-os.environ.setdefault("CHAINLIT_APP_ROOT", str(ROOT))
+os.environ.setdefault("CHAINLIT_APP_ROOT", str(resources.root()))
 
 
 CSRF_HEADER = "x-coherex-csrf"
@@ -186,7 +186,7 @@ def create_app(*, chat: bool = True) -> FastAPI:
 
         origin = public_origin(settings.public_url)
         chainlit_config.project.allow_origins[:] = [origin] if origin else []
-        mount_chainlit(app=app, target=str(ROOT / "chat_app.py"), path="/chat")
+        mount_chainlit(app=app, target=str(resources.path("chat_app.py")), path="/chat")
         # Chainlit's HTTP routes (e.g. feedback) run as the signed-in caller, not as the thread's author
         app.add_middleware(ChatCallerMiddleware, prefix="/chat")
         # an empty attachment gets "… is empty", not Chainlit's server error ("Upload failed")

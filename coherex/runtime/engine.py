@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from coherex import resources
 from coherex.errors import BackendError, CoherexError, DatabaseUnavailable, NotFound, QuotaExceeded, UserError
 from coherex.runtime import approvals
 from coherex.runtime.citations import RULE as CITATION_RULE
@@ -36,7 +37,7 @@ from coherex.store.models import Agent, Execution
 
 log = logging.getLogger(__name__)
 
-PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
+PROMPTS = resources.path("prompts")
 
 
 class ConcurrencyLimited(Exception):

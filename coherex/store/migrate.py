@@ -13,9 +13,10 @@ from pathlib import Path
 
 import psycopg
 
+from coherex import resources
 from coherex.errors import BackendError, UserError
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "supabase" / "migrations"
+MIGRATIONS_DIR = resources.path("supabase", "migrations")
 _LOCK_KEY = 7_301_946_112  # any constant; identifies "coherex migrations" among advisory locks
 
 
