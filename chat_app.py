@@ -114,7 +114,8 @@ def button(name: str) -> Callable[[Callable[..., Awaitable[Any]]], Any]:
 
 # ---------------------------------------------------------------------- login and start
 async def _sign_in(check: Callable[[Any], Awaitable[Any]]) -> cl.User | None:
-    """The chat user for whoever `check(users_repo)` returns (None: not let in; also when the database is down)."""
+    """The chat user for whoever `check(users_repo)` returns (None: not let in; also when the database
+    is down)."""
     try:
         db = await database()
         async with db.session(Identity.system()) as s:
@@ -293,7 +294,8 @@ async def _switch_team(slug: str) -> None:
 
 
 async def remember(builder: BuilderSession) -> None:
-    """Keep the builder's state in the thread (resumed from the sidebar later), now rather than at disconnect."""
+    """Keep the builder's state in the thread (resumed from the sidebar later), now rather than at
+    disconnect."""
     state = builder.state()
     cl.user_session.set(STATE_KEY, state)
     thread_id = cl.context.session.thread_id

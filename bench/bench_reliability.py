@@ -147,8 +147,8 @@ class Workers:
 
 
 async def campaign(n: int = 150, *, seed: int = 11, timeout: float = 600, log=print) -> dict[str, Any]:
-    from coherex.services.agents import apply_spec
     from coherex.runtime import Runtime
+    from coherex.services.agents import apply_spec
     from coherex.settings import Settings
     from coherex.store.db import Database, Identity
     from coherex.testing.fake_openai import FakeOpenAI

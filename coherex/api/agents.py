@@ -12,9 +12,9 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from coherex.services.agents import apply_spec, validate_for_team
 from coherex.api.deps import ApiState, AuthFirstRoute, Caller, caller, require_role, state
 from coherex.errors import NotFound, UserError
+from coherex.services.agents import apply_spec, validate_for_team
 from coherex.store.db import Identity, Listener
 from coherex.store.models import Agent, AgentVersion, Event, Execution
 
@@ -181,7 +181,8 @@ async def version(
 
 @router.post("/{agent_id}/pause", response_model=Agent)
 async def pause(agent_id: UUID, st: ApiState = Depends(state), who: Caller = Depends(caller)) -> Any:
-    """Stop the agent's schedules, webhooks and events from starting runs (runs can still be started by hand)."""
+    """Stop the agent's schedules, webhooks and events from starting runs (runs can still be started by
+    hand)."""
     return await _set_status(st, who, agent_id, "paused")
 
 

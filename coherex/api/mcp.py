@@ -46,7 +46,6 @@ from coherex.spec import AgentSpec, load_spec
 from coherex.spec.catalogue import get_tool
 from coherex.store.models import Agent, Event, Execution
 
-
 PATH = "/mcp"
 #: sessions whose owner is remembered (well above what the SDK keeps open at once)
 _MAX_OWNERS = 100_000
@@ -172,7 +171,8 @@ def result_of(execution: Execution) -> types.CallToolResult:
             types.EmbeddedResource(
                 type="resource",
                 resource=types.TextResourceContents(
-                    uri=f"coherex://documents/{source.get('document_id')}#{source.get('chunk_id', source.get('ref'))}",
+                    uri="coherex://documents/"
+                    f"{source.get('document_id')}#{source.get('chunk_id', source.get('ref'))}",
                     mimeType="text/markdown",
                     text=format_sources([source]).split("\n", 1)[-1],
                 ),

@@ -33,7 +33,6 @@ class Connection:
                 f"`coherex kb add {self.name} FILE`."
             )
         from coherex.integrations.oauth import connect_url
-
         from coherex.integrations.registry import source_type
 
         what = f"Connect a **{self.type}** data source named **{self.name}**: "

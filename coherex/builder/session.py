@@ -24,7 +24,6 @@ from typing import Any
 from uuid import UUID
 
 from coherex import resources
-from coherex.services.agents import apply_spec, team_references
 from coherex.builder.draft import Connection, Draft, TeamRefs, merge_patch
 from coherex.builder.offline import OfflineGuide
 from coherex.builder.summary import summarize
@@ -32,6 +31,7 @@ from coherex.builder.tools import definitions, match_templates
 from coherex.errors import BackendError, CoherexError, NotFound, UserError
 from coherex.llm import LLMClient
 from coherex.runtime import Runtime
+from coherex.services.agents import apply_spec, team_references
 from coherex.settings import Settings, get_settings
 from coherex.spec import Problem, SpecFormatError, ValidationReport, parse, to_data
 from coherex.spec.catalogue import tools as catalogue_tools

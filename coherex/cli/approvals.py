@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import typer
 from rich.table import Table
@@ -16,7 +16,7 @@ app = typer.Typer(no_args_is_help=True)
 
 
 def _since(when: datetime) -> str:
-    seconds = int((datetime.now(timezone.utc) - when).total_seconds())
+    seconds = int((datetime.now(UTC) - when).total_seconds())
     if abs(seconds) < 120:
         return f"{seconds} s"
     if abs(seconds) < 7200:

@@ -31,10 +31,10 @@ def run(
 ) -> None:
     """Run an agent now, streaming every step. Exit code: 0 completed, 3 completed with errors (the
     answer came after a failed tool call nothing fixed), 1 otherwise."""
-    from coherex.services.agents import apply_spec
     from coherex.cli.distribution import looks_like_reference as is_reference
     from coherex.runtime import Runtime
     from coherex.runtime.tools import with_file_input
+    from coherex.services.agents import apply_spec
     from coherex.spec import load_spec
 
     values = parse_inputs(inputs)

@@ -12,11 +12,11 @@ install_log_redaction()
 from coherex.integrations.service import (  # noqa: E402
     IntegrationError,
     add_source,
+    check_source,
     invoke_tool,
     list_sources,
     remove_source,
     rotate_key,
-    check_source,
 )
 
 __all__ = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from uuid import UUID
 
 from coherex.errors import CoherexError, UserError
@@ -53,7 +53,7 @@ async def sync_source(
         cid, messages = await channel_history(opened.call, channel)
         days: dict[str, list[str]] = defaultdict(list)
         for m in messages:
-            day = datetime.fromtimestamp(float(m["ts"] or 0), timezone.utc).date().isoformat()
+            day = datetime.fromtimestamp(float(m["ts"] or 0), UTC).date().isoformat()
             days[day].append(f"{m['user'] or 'someone'}: {m['text']}")
         prefix = f"slack:{cid}/"
         docs = [

@@ -22,8 +22,8 @@ from coherex.llm.errors import (
     LLMRateLimited,
 )
 from coherex.llm.pricing import cost_usd
-from coherex.retry import RetriesExhausted, Retryable, RetryPolicy, call_with_retries
 from coherex.llm.types import ChatResult, Message, StreamHandler, Tool, ToolCall, Usage, parse_tool_arguments
+from coherex.retry import RetriesExhausted, Retryable, RetryPolicy, call_with_retries
 from coherex.settings import Settings
 
 OPENAI_URL = "https://api.openai.com/v1"

@@ -74,10 +74,10 @@ def summarize_file(path: str | Path, question: str = "") -> dict:
     header, rows, delimiter = _read(path)
     if not header:
         return {"file": path.name, "rows": 0, "report": f"{path.name} is empty."}
-    columns = list(zip(*rows)) if rows else [() for _ in header]
+    columns = list(zip(*rows, strict=False)) if rows else [() for _ in header]
     numeric, categorical, periods = {}, {}, []
     missing = {}
-    for name, values in zip(header, columns):
+    for name, values in zip(header, columns, strict=False):
         filled = [v.strip() for v in values if v.strip()]
         missing[name] = len(values) - len(filled)
         numbers = [n for v in filled if (n := _number(v)) is not None]

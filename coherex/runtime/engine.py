@@ -600,7 +600,8 @@ async def check_quota(session, team_id: UUID) -> None:
         )
     if team.quota_cost_month_usd is not None and usage.cost_usd >= team.quota_cost_month_usd:
         raise QuotaExceeded(
-            f"Team {team.slug} has spent ${usage.cost_usd:.2f} of its ${team.quota_cost_month_usd:.2f} monthly budget.",
+            f"Team {team.slug} has spent ${usage.cost_usd:.2f} of its ${team.quota_cost_month_usd:.2f} "
+            "monthly budget.",
             hint="An admin can raise the budget, or wait for next month.",
         )
 

@@ -101,7 +101,7 @@ def extract_answer(question: str, passages: list[dict[str, Any]]) -> dict[str, A
                 scored.append((score, sentence, passage))
     scored.sort(key=lambda s: -s[0])
     chosen = []
-    for score, sentence, passage in scored:
+    for _score, sentence, passage in scored:
         if sentence not in (c[0] for c in chosen):
             chosen.append((sentence, passage))
         if len(chosen) == MAX_SENTENCES:

@@ -16,11 +16,11 @@ from typing import Any
 
 from coherex.errors import BackendError, CoherexError, DatabaseUnavailable, PermissionDenied
 from coherex.runtime.citations import Citations
+from coherex.runtime.events import EventRecorder
 from coherex.spec import AgentSpec, ToolRef
 from coherex.spec.catalogue import ToolInfo, get_tool
 from coherex.store.db import Database, Identity
 from coherex.store.models import Execution
-from coherex.runtime.events import EventRecorder
 
 _MAX_RESULT_CHARS = 12_000  # what goes back to the model from one tool call
 SANDBOX_HOME = "/home/user"  # the working directory of code in the sandbox (E2B's too)
@@ -136,7 +136,8 @@ class ToolBox:
             raise
         except CoherexError as exc:
             if _platform_failure(exc):
-                # the platform failed, not the agent: the run is retried; only its last attempt tells the model
+                # the platform failed, not the agent: the run is retried; only its last attempt tells
+                # the model
                 if not self.ctx.final_attempt:
                     raise PlatformFailed(f"{tool.info.name}: {exc}") from exc
                 raise ToolFailed(

@@ -167,7 +167,8 @@ def parse(data: bytes | str, fmt: Format | None = None, name: str | Path | None 
     if not isinstance(value, dict):
         found = "a list" if isinstance(value, list) else f"a single {type(value).__name__} value"
         raise SpecFormatError(
-            f"the document must be a mapping (apiVersion: ..., kind: ..., metadata: ..., spec: ...), found {found}"
+            "the document must be a mapping (apiVersion: ..., kind: ..., metadata: ..., spec: ...), found "
+            f"{found}"
         )
     return value
 

@@ -232,7 +232,10 @@ def _from_pydantic(exc: ValidationError) -> list[Problem]:
             hint = f"this version of Coherex reads {KIND} specs of apiVersion {API_VERSION}"
         elif kind == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == NAME_PATTERN:
             message = f"{_short(value)} is not a valid name"
-            hint = "use lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63"
+            hint = (
+                "use lowercase letters, digits and '-', starting and ending with a letter or digit, at "
+                "most 63"
+            )
         elif kind in ("model_type", "dict_type"):
             message = f"should be a mapping, found {_describe(value)}"
         elif kind.endswith("_type") or kind in ("literal_error", "enum"):

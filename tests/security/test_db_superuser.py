@@ -94,10 +94,10 @@ async def test_a_socket_dsn_stored_before_the_fix_reaches_nothing(db, two_teams,
     """A source saved by an older version keeps its DSN; every connection is checked again."""
     from pydantic import SecretStr
 
-    from coherex.services.agents import apply_spec
     from coherex.integrations import IntegrationError, invoke_tool
     from coherex.integrations.postgres import PostgresCredentials
     from coherex.integrations.vault import Vault
+    from coherex.services.agents import apply_spec
 
     alpha, _ = two_teams
     dsn = f"postgresql://postgres@/postgres?host={embedded.pgdata}&port={embedded.port}"

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from coherex.services.agents import apply_spec
 from coherex.integrations.service import add_source
 from coherex.llm.openai_client import OpenAIClient
 from coherex.retry import RetryPolicy
 from coherex.runtime import Runtime
+from coherex.services.agents import apply_spec
 from coherex.settings import reset_settings_cache
 from coherex.store.db import Database, Identity
 from coherex.testing.fake_openai import FakeOpenAI

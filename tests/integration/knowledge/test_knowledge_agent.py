@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from coherex.services.agents import apply_spec
 from coherex.llm.openai_client import OpenAIClient
 from coherex.runtime import Runtime
 from coherex.runtime.citations import format_sources
+from coherex.services.agents import apply_spec
 from coherex.store.db import Identity
 from coherex.testing.fake_openai import FakeOpenAI, Text, ToolCall
 

@@ -115,8 +115,10 @@ def record_results(results: dict) -> None:
         json.dumps(
             {
                 "machine": machine_info(),
-                "how": "COHEREX_RECORD_MCP_RESULTS=1 pytest tests/integration/mcp/test_mcp_tools.py -k conformance "
-                "(@modelcontextprotocol/conformance 0.1.16 on Node 22, against /mcp with an API key added by a proxy)",
+                "how": "COHEREX_RECORD_MCP_RESULTS=1 pytest tests/integration/mcp/test_mcp_tools.py -k "
+                "conformance "
+                "(@modelcontextprotocol/conformance 0.1.16 on Node 22, against /mcp with an API key added "
+                "by a proxy)",
                 "server": results,
             },
             indent=2,

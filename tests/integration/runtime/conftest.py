@@ -4,10 +4,10 @@ import textwrap
 
 import pytest
 
-from coherex.services.agents import apply_spec
 from coherex.llm.openai_client import OpenAIClient
 from coherex.retry import RetryPolicy
 from coherex.runtime import Runtime
+from coherex.services.agents import apply_spec
 from coherex.testing.fake_openai import FakeOpenAI
 
 
