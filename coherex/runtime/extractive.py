@@ -100,7 +100,7 @@ def extract_answer(question: str, passages: list[dict[str, Any]]) -> dict[str, A
             if overlap:
                 scored.append((score, sentence, passage))
     scored.sort(key=lambda s: -s[0])
-    chosen = []
+    chosen: list[tuple[str, dict[str, Any]]] = []
     for _score, sentence, passage in scored:
         if sentence not in (c[0] for c in chosen):
             chosen.append((sentence, passage))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,7 +164,7 @@ class ToolBox:
             while (item := await lines.get()) is not None:
                 await recorder.record(item[0], payload={"text": item[1]}, parent_seq=parent_seq)
 
-        def stream(kind: str):
+        def stream(kind: str) -> Callable[[Any], None]:
             return lambda line: lines.put_nowait((kind, str(getattr(line, "line", line))))
 
         writer = asyncio.create_task(write_lines())
@@ -254,7 +255,7 @@ class ToolBox:
             team_id=self.ctx.execution.team_id,
             agent_id=self.ctx.execution.agent_id,
             tool_name=tool.info.name,
-            data_source=tool.ref.dataSource,
+            data_source=tool.ref.dataSource or "",  # validation requires one for these tools
             args=args,
         )
 

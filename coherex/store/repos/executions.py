@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -213,7 +214,7 @@ class ExecutionRepo(Repo):
             return final or row
         return row
 
-    async def stale(self, older_than_seconds: float) -> list[Execution]:
+    async def stale(self, older_than_seconds: float) -> builtins.list[Execution]:
         """Running executions whose worker stopped sending heartbeats."""
         return await self._all(
             Execution,
@@ -295,7 +296,9 @@ class ExecutionRepo(Repo):
             "event",
         )
 
-    async def events(self, execution_id: UUID, *, after_seq: int = 0, limit: int = 1000) -> list[Event]:
+    async def events(
+        self, execution_id: UUID, *, after_seq: int = 0, limit: int = 1000
+    ) -> builtins.list[Event]:  # builtins: `list` is a method here
         return await self._all(
             Event,
             f"select {_EVENT_COLS} from public.execution_events where execution_id = %s and seq > %s "
