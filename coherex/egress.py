@@ -12,7 +12,7 @@ the name again (no DNS-rebinding window):
 - httpx: `async_client()` — its network backend checks each new connection (redirects included)
   and connects to the checked IP, keeping the Host header and TLS SNI of the name;
 - aiohttp (slack_sdk): `aiohttp_connector()` — host resolution answers only checked addresses;
-- Postgres: `coherex.integrations.postgres` pins `hostaddr` to the checked IP.
+- Postgres: `coherex.tools.providers.postgres` pins `hostaddr` to the checked IP.
 
 Refused unless `COHEREX_EGRESS_ALLOW` lists it: every address that is not globally routable
 (loopback, link-local incl. 169.254.169.254, private 10/8 172.16/12 192.168/16, shared 100.64/10,

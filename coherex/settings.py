@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default_factory=lambda: default_data_dir(), validation_alias=_env("COHEREX_DATA_DIR")
     )
+    #: where model files made at first use are kept (the embedder's ONNX export); default DATA_DIR/models.
+    #: Several data dirs (tests, staging) may share one, so the export happens once per machine.
+    models_dir: Path | None = Field(None, validation_alias=_env("COHEREX_MODELS_DIR"))
 
     # --- database ---
     database_url: SecretStr | None = Field(None, validation_alias=_env("DATABASE_URL"))
@@ -131,6 +134,8 @@ class Settings(BaseSettings):
     # a running execution proves it is alive this often; 3 missed beats and it is taken as dead
     heartbeat_seconds: float = Field(5.0, gt=0, validation_alias=_env("COHEREX_HEARTBEAT_SECONDS"))
     max_attempts: int = Field(3, ge=1, validation_alias=_env("COHEREX_MAX_ATTEMPTS"))
+    #: how deep sub-agents may nest (a run calling an agent calling an agent is depth 2)
+    max_agent_depth: int = Field(3, ge=0, le=10, validation_alias=_env("COHEREX_MAX_AGENT_DEPTH"))
 
     # --- chat (Chainlit builder) ---
     # the time zone the chat's schedule buttons use (IANA name)
@@ -176,6 +181,10 @@ class Settings(BaseSettings):
     @property
     def data_path(self) -> Path:
         return self.data_dir.expanduser().resolve()
+
+    @property
+    def models_path(self) -> Path:
+        return self.models_dir.expanduser().resolve() if self.models_dir else self.data_path / "models"
 
     @property
     def pgdata(self) -> Path:

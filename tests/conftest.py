@@ -15,6 +15,8 @@ from coherex.testing.postgres import TestPostgres
 
 # Tests never read a developer's .env or data dir.
 os.environ.setdefault("COHEREX_DATA_DIR", "/tmp/coherex-tests-data")
+# ...but share the model files made at first use (the embedder's ONNX export takes ~30 s a data dir)
+os.environ.setdefault("COHEREX_MODELS_DIR", "/tmp/coherex-tests-models")
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from coherex.api.deps import ApiState, AuthFirstRoute, Caller, caller, require_role, state
+from coherex.api.follow import is_sub_agent_link, sub_agent_events
 from coherex.errors import NotFound, UserError
 from coherex.services.agents import apply_spec, validate_for_team
 from coherex.store.db import Identity, Listener
@@ -293,6 +294,11 @@ async def _event_stream(
             for e in events:
                 last = e.seq
                 yield frame("step", e.model_dump(mode="json"))
+                if is_sub_agent_link(e):  # the sub-agent's steps, under the step that called it
+                    async for sub in sub_agent_events(
+                        st.db, identity, UUID(e.payload["execution_id"]), live=follow
+                    ):
+                        yield frame("step", sub.model_dump(mode="json"))
             if current.finished or not follow:
                 yield frame("end", current.model_dump(mode="json"))
                 return

@@ -53,3 +53,34 @@ async def follow(
             pumping.cancel()
             with contextlib.suppress(BaseException):
                 await pumping
+
+
+def is_sub_agent_link(event: Event) -> bool:
+    """The step a run records when a tool call starts a sub-agent (payload: its execution id)."""
+    return event.type == "log" and event.name == "sub_agent" and "execution_id" in event.payload
+
+
+async def sub_agent_events(
+    db: Database, identity: Identity, execution_id: UUID, *, live: bool = True
+) -> AsyncIterator[Event]:
+    """The events of a sub-agent's run and, depth first, of the sub-agents it called in turn: each
+    right after the step that started it. `live` follows the run to its end; else what is stored."""
+    if live:
+        source: AsyncIterator[Event | Execution] = follow(db, identity, execution_id)
+    else:
+        async with db.session(identity) as s:
+            stored = await s.executions.events(execution_id)
+
+        async def _stored() -> AsyncIterator[Event]:
+            for e in stored:
+                yield e
+
+        source = _stored()
+    async for item in source:
+        if isinstance(item, Event):
+            yield item
+            if is_sub_agent_link(item):
+                async for deeper in sub_agent_events(
+                    db, identity, UUID(item.payload["execution_id"]), live=live
+                ):
+                    yield deeper

@@ -33,7 +33,7 @@ class Connection:
                 f"`coherex kb add {self.name} FILE`."
             )
         from coherex.integrations.oauth import connect_url
-        from coherex.integrations.registry import source_type
+        from coherex.tools.registry import source_type
 
         what = f"Connect a **{self.type}** data source named **{self.name}**: "
         cli = f" (or `coherex sources add {self.type} {self.name}`)"

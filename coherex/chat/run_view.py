@@ -3,12 +3,14 @@
 code a Python call ran — and a last line with the run's outcome.
 
 Tool steps sit directly under the run (next to the LLM calls, in the order they happened), so a
-failed call is visible without opening anything else.
+failed call is visible without opening anything else. A sub-agent's steps (events of its own
+execution, streamed to the same listeners) sit under the tool step that called it.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import chainlit as cl
 
@@ -26,7 +28,8 @@ class ChatUI(BuilderUI):
     def __init__(self, answer: cl.Message | None, *, on_run_started: Any = None):
         self.answer = answer
         self.root: cl.Step | None = None
-        self.steps: dict[int, cl.Step] = {}  # event seq → the step showing it
+        self.steps: dict[tuple[Any, int], cl.Step] = {}  # (execution id, event seq) → the step showing it
+        self.nested: dict[Any, cl.Step] = {}  # a sub-agent's execution id → the tool step that called it
         self.control: cl.Message | None = None
         self._on_run_started = on_run_started  # e.g. keep the conversation's state before a long run
 
@@ -57,10 +60,16 @@ class ChatUI(BuilderUI):
     async def run_event(self, event: Event) -> None:
         assert self.root is not None
         p = event.payload
-        parent = self.steps.get(event.parent_seq or -1, self.root)
+        run = self.nested.get(event.execution_id, self.root)  # the run's step, or the step that called it
+        parent = self.steps.get((event.execution_id, event.parent_seq or -1), run)
+        if event.type == "log" and event.name == "sub_agent":
+            self.nested[UUID(p["execution_id"])] = parent
+            parent.name = f"{parent.name} → {p.get('agent', 'agent')}"
+            await parent.update()
+            return
         if event.type == "llm_call":
             calls = p.get("tool_calls") or []
-            step = cl.Step(name=f"LLM · {event.name}", type="llm", parent_id=self.root.id)
+            step = cl.Step(name=f"LLM · {event.name}", type="llm", parent_id=run.id)
             step.output = p.get("content") or ("calls " + ", ".join(c["name"] for c in calls))
             step.metadata = {
                 "tokens_in": event.tokens_in,
@@ -69,12 +78,12 @@ class ChatUI(BuilderUI):
                 "duration_ms": event.duration_ms,
             }
             step.name += f" · {event.tokens_in + event.tokens_out} tokens · ${float(event.cost_usd):.5f}"
-            self.steps[event.seq] = step
+            self.steps[(event.execution_id, event.seq)] = step
             await step.send()
         elif event.type == "tool_call":
-            step = cl.Step(name=event.name, type="tool", parent_id=self.root.id, show_input="json")
+            step = cl.Step(name=event.name, type="tool", parent_id=run.id, show_input="json")
             step.input = p.get("arguments") or {}
-            self.steps[event.seq] = step
+            self.steps[(event.execution_id, event.seq)] = step
             await step.send()
         elif event.type in ("stdout", "stderr"):
             await parent.stream_token(str(p.get("text", "")).rstrip("\n") + "\n")
@@ -100,7 +109,7 @@ class ChatUI(BuilderUI):
                 parent.output = content[:_MAX_OUTPUT]
             await parent.update()
         elif event.type == "error":
-            step = cl.Step(name="error", type="tool", parent_id=self.root.id)
+            step = cl.Step(name="error", type="tool", parent_id=run.id)
             step.output, step.is_error = str(p.get("message", "")), True
             await step.send()
         elif event.type == "approval_requested":

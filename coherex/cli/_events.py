@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from typing import Any
+from uuid import UUID
 
 from rich.markup import escape
 
@@ -78,6 +80,27 @@ def format_event(e: Event) -> str:
     if e.type == "log":
         return f"  [dim]log[/] {escape(_short(p, 120))}"
     return f"  {e.type} {escape(_short(p))}"
+
+
+class Nesting:
+    """Lines for the events of a run and of the sub-agents it called: a sub-agent's steps are
+    indented under the tool step that called it (its events belong to its own execution)."""
+
+    def __init__(self) -> None:
+        self.depth: dict[UUID, int] = {}
+
+    def format(self, e: Event) -> str:
+        depth = self.depth.get(e.execution_id, 0)
+        if e.type == "log" and e.name == "sub_agent":
+            p = e.payload
+            self.depth[UUID(p["execution_id"])] = depth + 1
+            line = (
+                f"    [cyan]↳ agent[/] {escape(str(p.get('agent')))} v{p.get('version')}  "
+                f"[dim]execution {escape(str(p['execution_id']))}[/]"
+            )
+        else:
+            line = format_event(e)
+        return textwrap.indent(line, "    " * depth) if depth else line
 
 
 def format_summary(x: Execution) -> str:

@@ -6,13 +6,14 @@ import asyncio
 import json
 import signal
 from pathlib import Path
+from uuid import UUID
 
 import typer
 from rich.table import Table
 
 from coherex.cli._common import console, err_console, print_json, run_async
 from coherex.cli._context import cli_context, parse_inputs
-from coherex.cli._events import format_event, format_summary
+from coherex.cli._events import Nesting, format_summary
 from coherex.errors import UserError
 
 
@@ -73,12 +74,14 @@ def run(
             )
             events = []
             status = None if as_json else console.status(f"running {agent.name}…", spinner="dots")
+            nesting = Nesting()
 
             def show(event) -> None:
                 events.append(event)
                 if status is not None:
-                    console.print(format_event(event))
-                    status.update(f"running {agent.name}… step {event.seq}")
+                    console.print(nesting.format(event))
+                    if event.execution_id == execution.id:
+                        status.update(f"running {agent.name}… step {event.seq}")
 
             if not as_json:
                 console.print(f"[dim]execution {execution.id} · {agent.name} v{execution.agent_version}[/]")
@@ -175,13 +178,16 @@ def logs(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per event (JSON lines)."),
 ) -> None:
     """Print the steps of an execution."""
+    from coherex.api.follow import is_sub_agent_link, sub_agent_events
     from coherex.store.db import Listener, resolve_urls
+
+    nesting = Nesting()
 
     def emit(event) -> None:
         if as_json:
             print(json.dumps(event.model_dump(mode="json")), flush=True)
         else:
-            console.print(format_event(event))
+            console.print(nesting.format(event))
 
     async def go():
         async with cli_context() as ctx:
@@ -189,13 +195,23 @@ def logs(
                 ex = await s.executions.find(ctx.team.id, execution)
             last = 0
 
+            async def emit_all(events) -> None:
+                for event in events:
+                    emit(event)
+                    if is_sub_agent_link(event):  # its steps under the step that called it
+                        child = UUID(event.payload["execution_id"])
+                        async for sub in sub_agent_events(ctx.db, ctx.identity, child, live=follow):
+                            emit(sub)
+
             async def catch_up():
                 nonlocal last
                 async with ctx.db.session(ctx.identity) as s:
-                    for event in await s.executions.events(ex.id, after_seq=last):
-                        emit(event)
-                        last = event.seq
-                    return await s.executions.get(ex.id)
+                    current = await s.executions.get(ex.id)  # first: a finished run's events are all in
+                    events = await s.executions.events(ex.id, after_seq=last)
+                if events:
+                    last = events[-1].seq
+                await emit_all(events)
+                return current
 
             if not follow:
                 return await catch_up()

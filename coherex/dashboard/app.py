@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from uuid import UUID
 
 import pandas as pd
@@ -282,6 +283,7 @@ def _execution_body(reader: Reader, team_id: UUID, execution_id: UUID, run: dict
     if failed:
         st.markdown(f"**Failed tool calls ({len(failed)})**")
         st.code("\n".join(failed), language="text")
+    _sub_agent_runs(reader, team_id, events)
     st.dataframe(events.assign(payload=events["payload"].map(str)), hide_index=True, key="events_table")
     logs = events[events["type"].isin(["stdout", "stderr", "log", "error"])]
     st.markdown("**Logs**")
@@ -293,6 +295,39 @@ def _execution_body(reader: Reader, team_id: UUID, execution_id: UUID, run: dict
         or "(no log lines)",
         language="text",
     )
+
+
+def _sub_agent_runs(reader: Reader, team_id: UUID, events: pd.DataFrame) -> None:
+    """The runs this one started as sub-agents, each under the tool step that called it (a tree:
+    each child's own sub-agents indented below it)."""
+    rows: list[dict[str, Any]] = []
+
+    def walk(frame: pd.DataFrame, depth: int) -> None:
+        steps = {e.seq: e.name for e in frame.itertuples()}
+        for e in frame.itertuples():
+            if e.type != "log" or e.name != "sub_agent" or len(rows) >= 200:
+                continue
+            child_id = UUID(e.payload["execution_id"])
+            child = reader.execution(team_id, child_id) or {}
+            rows.append(
+                {
+                    "called by": "    " * depth + f"step {e.parent_seq} ({steps.get(e.parent_seq, '?')})",
+                    "agent": f"{e.payload.get('agent')} v{e.payload.get('version')}",
+                    "outcome": str(child.get("outcome") or child.get("status") or "not visible").replace(
+                        "_", " "
+                    ),
+                    "cost_usd": child.get("cost_usd"),
+                    "duration_ms": child.get("duration_ms"),
+                    "execution": str(child_id),
+                }
+            )
+            if child:
+                walk(reader.events(team_id, child_id), depth + 1)
+
+    walk(events, 0)
+    if rows:
+        st.markdown(f"**Sub-agent runs ({len(rows)})**")
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key="sub_agents_table")
 
 
 # ---------------------------------------------------------------------------- agents

@@ -1,9 +1,8 @@
-"""The common shape of an integration, and the one place that calls a service.
+"""The common shape of a data source type, and the one place that calls a service.
 
-An integration module defines a `SourceType`: its config and credential models, how it
-connects (a pasted secret or OAuth2), a `test_connection`, and its actions. Each action is
-named like a catalogue tool (`slack.post_message`); its argument schema and required access
-come from the catalogue, so the spec, the LLM and the permission check all read one list.
+A tool provider (coherex/tools/providers/) that serves a data source defines a `SourceType`: its
+config and credential models, how it connects (a pasted secret or OAuth2), a `test_connection`;
+its tools (with their argument schemas and required access) are the provider's.
 
 Adapters raise `ServiceError` for whatever the service answered; `call_service` turns 429s (and
 5xx for reads) into retries through the project's single retry policy, after the per-source
@@ -27,7 +26,6 @@ from pydantic import BaseModel, ConfigDict
 from coherex import egress
 from coherex.retry import RetriesExhausted, Retryable, RetryPolicy, call_with_retries
 from coherex.settings import Settings, get_settings
-from coherex.spec.catalogue import ToolInfo, get_tool
 from coherex.store.models import DataSource
 
 if TYPE_CHECKING:
@@ -86,27 +84,6 @@ class Check:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-ActionFn = Callable[[Call, dict[str, Any]], Awaitable[dict[str, Any]]]
-
-
-@dataclass(frozen=True)
-class Action:
-    tool: str
-    run: ActionFn
-    #: JSON Schema of what the action returns (the LLM sees it as the tool's result)
-    output: dict[str, Any]
-
-    @property
-    def info(self) -> ToolInfo:
-        info = get_tool(self.tool)
-        assert info is not None, f"{self.tool} is not in the tool catalogue"
-        return info
-
-    @property
-    def access(self) -> Literal["read", "write"]:
-        return self.info.access
-
-
 @dataclass(frozen=True)
 class SourceType:
     name: str
@@ -114,7 +91,6 @@ class SourceType:
     config_model: type[Model]
     credentials_model: type[Model]
     test_connection: Callable[[Call], Awaitable[Check]]
-    actions: dict[str, Action]
     #: "secret" — pasted at `sources add`; "oauth" — obtained through an OAuth2 flow (or pasted)
     connect: Literal["secret", "oauth"] = "secret"
     oauth_provider: str | None = None
@@ -127,17 +103,8 @@ class SourceType:
     #: checked by the egress guard when the source is added (and again at every connection);
     #: ValueError with a sentence for the person when they name no network address at all
     destinations: Callable[[Any, Any], list[tuple[str, int]]] | None = None
-
-
-def action(tool: str, output: dict[str, Any]) -> Callable[[ActionFn], Action]:
-    def wrap(fn: ActionFn) -> Action:
-        return Action(tool, fn, output)
-
-    return wrap
-
-
-def obj(**properties: Any) -> dict[str, Any]:
-    return {"type": "object", "properties": properties}
+    #: the OAuth token answer (`oauth_provider`'s) → this type's credentials; None: no sign-in
+    credentials_from_oauth: Callable[[dict[str, Any]], Model] | None = None
 
 
 # ---------------------------------------------------------------- rate limiting and retries

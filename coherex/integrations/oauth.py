@@ -252,19 +252,14 @@ CredentialsFactory = Callable[[dict[str, Any]], Model]
 
 
 def _factories() -> dict[str, tuple[str, CredentialsFactory]]:
-    from coherex.integrations.github import GitHubCredentials
-    from coherex.integrations.slack import SlackCredentials
+    """Source type → (its OAuth provider, its credentials from the token answer), from the tool
+    providers' source types."""
+    from coherex.tools.registry import source_types
 
     return {
-        "gmail": ("google", token_from_response),
-        "github": (
-            "github",
-            lambda b: GitHubCredentials(token=SecretStr(b["access_token"]), from_oauth=True),
-        ),
-        "slack": (
-            "slack",
-            lambda b: SlackCredentials(bot_token=SecretStr(b["access_token"]), from_oauth=True),
-        ),
+        name: (kind.oauth_provider, kind.credentials_from_oauth)
+        for name, kind in source_types().items()
+        if kind.oauth_provider and kind.credentials_from_oauth
     }
 
 
@@ -304,9 +299,9 @@ async def start_authorization(
     redirect_uri: str | None = None,
 ) -> str:
     """Begin connecting a source through OAuth: → the provider URL to send the person's browser to."""
-    from coherex.integrations.registry import source_type as get_type
     from coherex.store.db import Identity
     from coherex.store.repos.sources import OAuthState
+    from coherex.tools.registry import source_type as get_type
 
     kind = get_type(source_type)
     p = provider(provider_for(source_type))  # a type without sign-in is refused before its settings are read

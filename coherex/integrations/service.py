@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 from jsonschema import Draft202012Validator
@@ -17,12 +17,20 @@ from coherex import egress
 from coherex.errors import BackendError, NotFound, PermissionDenied, UserError
 from coherex.integrations.base import Call, Check, Model, ServiceError, SourceType, bucket_for, call_service
 from coherex.integrations.oauth import OAuthToken, provider, refresh
-from coherex.integrations.registry import find_action, source_type
 from coherex.integrations.vault import Vault, VaultError, redact, secret_values
 from coherex.store.db import Database, Identity
 from coherex.store.models import DataSource
 
+if TYPE_CHECKING:
+    from coherex.tools.port import ToolCall, ToolProvider
+
 log = logging.getLogger("coherex.integrations")
+
+
+def source_type(name: str) -> SourceType:
+    from coherex.tools.registry import source_type  # the providers import this package
+
+    return source_type(name)
 
 
 class IntegrationError(BackendError):
@@ -182,7 +190,7 @@ def source_forms() -> list[dict[str, Any]]:
             )
         return out
 
-    from coherex.integrations.registry import SOURCE_TYPES
+    from coherex.tools.registry import source_types
 
     return [
         {
@@ -192,7 +200,7 @@ def source_forms() -> list[dict[str, Any]]:
             "help": k.credentials_model.model_json_schema().get("description"),
             "fields": fields(k.config_model, "config") + fields(k.credentials_model, "credentials"),
         }
-        for k in SOURCE_TYPES.values()
+        for k in source_types().values()
     ]
 
 
@@ -375,20 +383,36 @@ async def invoke_tool(
     data_source: str,
     args: dict[str, Any],
     execution_id: UUID | None = None,
-) -> dict[str, Any]:
-    """Run one integration tool for an agent and return its JSON-able result.
+) -> Any:
+    """Run one integration tool of the catalogue for an agent (see `invoke`)."""
+    from coherex.spec.catalogue import get_tool
+    from coherex.tools.port import ToolCall
+    from coherex.tools.registry import provider_for_tool
 
-    Checked at every call: the source exists in the team, has the tool's type, and the agent holds a
-    grant on it with the access the tool needs (read < write). Credentials are decrypted here and
-    go nowhere else. Calls are rate limited per source and retried on 429 (honouring Retry-After)
-    and, for reads, on 5xx. Every write attempt leaves an audit_log row.
+    info, provider = get_tool(tool_name), provider_for_tool(tool_name)
+    if info is None or provider is None or not info.needs_data_source:
+        raise UserError(f"{tool_name!r} is not an integration tool.")
+    call = ToolCall(db, team_id, agent_id, execution_id, info)
+    return await invoke(call, provider, data_source, args)
+
+
+async def invoke(call: ToolCall, provider: ToolProvider, data_source: str, args: dict[str, Any]) -> Any:
+    """Run one call of a tool that needs a data source and return its result (JSON-able or a
+    ToolResult), secrets redacted.
+
+    Checked at every call: the source exists in the team, has the provider's type, and the agent
+    holds a grant on it with the access the tool needs (read < write). Credentials are decrypted here
+    and go nowhere else. Calls are rate limited per source and retried on 429 (honouring
+    Retry-After) and, for reads, on 5xx. Every write attempt leaves an audit_log row.
 
     Raises UserError (bad arguments, unknown source), PermissionDenied (no grant / read-only
     grant for a write), IntegrationError (the service failed; the message is secret-free)."""
-    kind, act = find_action(tool_name)
+    db, team_id, agent_id, info = call.db, call.team_id, call.agent_id, call.tool
+    tool_name, kind = info.name, provider.source_type
+    assert kind is not None, f"{provider.name} serves no data source"
     problems = [
         f"{'.'.join(map(str, e.absolute_path)) or '(arguments)'}: {e.message}"
-        for e in Draft202012Validator(act.info.parameters).iter_errors(args)
+        for e in Draft202012Validator(info.parameters).iter_errors(args)
     ]
     if problems:
         raise UserError(f"Invalid arguments for {tool_name}: " + "; ".join(problems))
@@ -406,7 +430,7 @@ async def invoke_tool(
             f"This agent has no access to data source {data_source!r}.",
             hint="Name the source in the tool's `dataSource` in the agent spec and save it.",
         )
-    if act.access == "write" and grant.access != "write":
+    if info.access == "write" and grant.access != "write":
         raise PermissionDenied(
             f"This agent declared `access: read` on {data_source!r}; {tool_name} needs write.",
             hint="Change the tool's access to write in the agent spec if it should do this.",
@@ -414,17 +438,17 @@ async def invoke_tool(
 
     outcome, secrets = "failed", []
     try:
-        opened = await _open(db, source)
+        call.source = opened = await _open(db, source)
         secrets = opened.secrets
         result = await call_service(
-            lambda: act.run(opened.call, args),
+            lambda: provider.call(call, args),
             limiter=bucket_for(db, source, kind),
-            idempotent=act.access == "read",
+            idempotent=info.access == "read",
         )
         outcome = "ok"
         if source.status != "active":
             await _record(db, source, ok=True)
-        return redact(result, secrets)
+        return _redact_result(result, secrets)
     except ServiceError as exc:
         message = redact(f"{tool_name} on {data_source!r} failed: {exc.message}", secrets)
         if exc.auth:
@@ -435,8 +459,24 @@ async def invoke_tool(
             ) from None
         raise IntegrationError(message) from None
     finally:
-        if act.access == "write":
-            await _audit_write(db, team_id, agent_id, tool_name, source, args, outcome, execution_id, secrets)
+        call.source = None  # the decrypted credentials live only for the call
+        if info.access == "write":
+            await _audit_write(
+                db, team_id, agent_id, tool_name, source, args, outcome, call.execution_id, secrets
+            )
+
+
+def _redact_result(result: Any, secrets: list[str]) -> Any:
+    from coherex.tools.port import ToolResult
+
+    if isinstance(result, ToolResult):
+        return replace(
+            result,
+            text=redact(result.text, secrets),
+            data=redact(result.data, secrets),
+            resources=redact(result.resources, secrets),
+        )
+    return redact(result, secrets)
 
 
 def _summary(args: dict[str, Any], secrets: list[str]) -> dict[str, Any]:
@@ -481,12 +521,19 @@ async def notify_team(db: Database, team_id: UUID, data_source: str, channel: st
         source = await s.sources.get_by_name(team_id, data_source)
     if source is None or source.type != "slack":
         raise NotFound(f"There is no Slack data source {data_source!r} in this team.")
-    kind, act = find_action("slack.post_message")
+    from coherex.spec.catalogue import get_tool
+    from coherex.tools.port import ToolCall
+    from coherex.tools.registry import provider_for_source_type
+
+    slack = provider_for_source_type("slack")
+    post = get_tool("slack.post_message")
+    assert slack is not None and slack.source_type is not None and post is not None
     opened = await _open(db, source)
+    call = ToolCall(db, team_id, None, None, post, source=opened)
     try:
         await call_service(
-            lambda: act.run(opened.call, {"channel": channel, "text": text}),
-            limiter=bucket_for(db, source, kind),
+            lambda: slack.call(call, {"channel": channel, "text": text}),
+            limiter=bucket_for(db, source, slack.source_type),
             idempotent=False,
         )
     except ServiceError as exc:

@@ -1,17 +1,16 @@
-"""Keep a knowledge collection in step with a data source: a GitHub repository's Markdown docs,
-or a Slack channel's history (one document per day). Unchanged documents cost nothing; documents
-the source no longer has are removed from the collection."""
+"""Keep a knowledge collection in step with a data source, through its tool provider's `sync` hook
+(a GitHub repository's Markdown docs, a Slack channel's history as one document per day).
+Unchanged documents cost nothing; documents the source no longer has are removed from the collection."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from uuid import UUID
 
 from coherex.errors import CoherexError, UserError
 from coherex.integrations.service import _get_visible, _open
-from coherex.knowledge import SourceDocument, sync_documents
+from coherex.knowledge import sync_documents
 from coherex.store.db import Database, Identity
 
 
@@ -35,42 +34,19 @@ async def sync_source(
     path: str = "",
     channel: str | None = None,
 ) -> SyncResult:
+    from coherex.tools.registry import provider_for_source_type, providers
+
     source = await _get_visible(db, identity, team_id, source_name)
-    opened = await _open(db, source)
-    if source.type == "github":
-        from coherex.integrations.github import markdown_files
-
-        if not repo:
-            raise UserError("Syncing a GitHub source needs the repository (owner/name).")
-        files = await markdown_files(opened.call, repo, path)
-        prefix = f"github:{repo}/{path}"
-        docs = [SourceDocument(f"github:{repo}/{p}", p, text, {"repo": repo, "path": p}) for p, text in files]
-    elif source.type == "slack":
-        from coherex.integrations.slack import channel_history
-
-        if not channel:
-            raise UserError("Syncing a Slack source needs the channel (name or id).")
-        cid, messages = await channel_history(opened.call, channel)
-        days: dict[str, list[str]] = defaultdict(list)
-        for m in messages:
-            day = datetime.fromtimestamp(float(m["ts"] or 0), UTC).date().isoformat()
-            days[day].append(f"{m['user'] or 'someone'}: {m['text']}")
-        prefix = f"slack:{cid}/"
-        docs = [
-            SourceDocument(
-                f"slack:{cid}/{day}",
-                f"#{channel.lstrip('#')} {day}",
-                "\n\n".join(lines),
-                {"channel": cid, "day": day},
-                kind="text",
-            )
-            for day, lines in sorted(days.items())
-        ]
-    else:
+    provider = provider_for_source_type(source.type)
+    if provider is None or provider.sync is None:
+        syncable = sorted(p.source_type.name for p in providers() if p.sync and p.source_type)
         raise UserError(
-            f"Data source {source_name!r} is a {source.type} source; only GitHub and Slack sources "
-            "can be synced into a collection."
+            f"Data source {source_name!r} is a {source.type} source; only {' and '.join(syncable)} "
+            "sources can be synced into a collection."
         )
+    opened = await _open(db, source)
+    options = {"repo": repo, "path": path, "channel": channel}
+    prefix, docs = await provider.sync(opened.call, options)
     results = await sync_documents(db, identity, team_id, collection, docs, prune_prefix=prefix)
     async with db.session(identity) as s:
         await s.audit.record(

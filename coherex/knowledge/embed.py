@@ -54,7 +54,7 @@ def _local() -> Embedder:
         from coherex.knowledge._onnx_embedder import OnnxEmbedder
 
         try:
-            return OnnxEmbedder(get_settings().data_path / "models")
+            return OnnxEmbedder(get_settings().models_path)
         except UserError:
             raise
         except Exception as exc:  # a failed export or load: the torch path still works

@@ -25,7 +25,7 @@ from uuid import UUID
 
 from coherex import resources
 from coherex.errors import BackendError, CoherexError, DatabaseUnavailable, NotFound, QuotaExceeded, UserError
-from coherex.runtime import approvals
+from coherex.runtime import approvals, subagents
 from coherex.runtime.citations import RULE as CITATION_RULE
 from coherex.runtime.claims import POLL_SECONDS as CLAIM_POLL_SECONDS
 from coherex.runtime.claims import Claim, ClaimKeeper
@@ -145,6 +145,7 @@ class Runtime:
         listeners: list[EventListener] | None = None,
         retry_backend_errors: bool = False,
         files: dict[str, bytes] | None = None,
+        budget: subagents.Budget | None = None,
     ) -> Execution:
         """Run a pending execution to its end. Returns the final row (or the current one if it was
         not pending: another worker has it, or it was cancelled before it started).
@@ -153,7 +154,8 @@ class Runtime:
         sandbox's working directory when it opens. Raises ConcurrencyLimited when the team is at
         its limit. With `retry_backend_errors` (workers), a backend failure at any point is retried:
         before the start, by raising RetryLater (nothing changed); later, by putting the execution
-        back to pending with a new job (bounded by COHEREX_MAX_ATTEMPTS)."""
+        back to pending with a new job (bounded by COHEREX_MAX_ATTEMPTS). `budget`: the cost and time
+        pot of the run that called this one as a sub-agent."""
         files = _safe_names(files or {})  # refused before anything starts
         try:
             claimed = await self._claim(execution_id)
@@ -169,7 +171,7 @@ class Runtime:
         keeper.hold(claim)
         try:
             return await self._run_claimed(
-                claim, execution, agent, version, listeners, files, retry_backend_errors
+                claim, execution, agent, version, listeners, files, retry_backend_errors, budget
             )
         finally:
             keeper.release(claim)
@@ -181,7 +183,8 @@ class Runtime:
             if current is None:
                 raise NotFound(f"Execution {execution_id} was not found.")
             team = await s.teams.get(current.team_id)
-            limit = team.max_concurrent_runs if team else None
+            # a sub-agent runs inside its parent's run: it does not wait for a slot its parent holds
+            limit = team.max_concurrent_runs if team and current.parent_execution_id is None else None
             execution = await s.executions.start(execution_id, worker_id=self.worker, max_concurrent=limit)
             if execution is None:
                 current = await s.executions.get(execution_id)
@@ -203,6 +206,7 @@ class Runtime:
         listeners: list[EventListener] | None,
         files: dict[str, bytes],
         retry_backend_errors: bool,
+        budget: subagents.Budget | None = None,
     ) -> Execution:
         recorder = EventRecorder(self.db, execution, secrets=self._secrets(), listeners=list(listeners or []))
         owner = (agent.created_by if agent else None) or execution.created_by
@@ -224,7 +228,10 @@ class Runtime:
                 files=files,
                 final_attempt=not retry_left,
                 sandbox_opener=lambda: self._open_sandbox(spec, execution),
+                runtime=self,
+                budget=budget,
             )
+            ctx.sub_agents = await subagents.load(ctx, version.sub_agents)
             ctx.approvals = await approvals.Gate.load(self.db, execution)
             if ctx.approvals.resume is not None:  # it waited for approval: its totals so far
                 r = ctx.approvals.resume
@@ -328,12 +335,16 @@ class Runtime:
         waited = ctx.approvals.resume if ctx.approvals else None
         used = waited.active_seconds if waited else 0.0
         began = time.monotonic()
+        own_seconds = max(limits.timeoutSeconds - used, 0.001)
+        if ctx.budget is None:  # a root run: its limits are the pot its sub-agents share
+            ctx.budget = subagents.Budget(usd(limits.maxCostUsd), began + own_seconds, totals.cost_usd)
+        seconds = min(own_seconds, max(ctx.budget.seconds_left(), 0.001))
         loop = asyncio.create_task(self._agent_loop(ctx, totals))
         watch = asyncio.create_task(_watch_claim(claim))
         try:
             done, _ = await asyncio.wait(
                 {loop, watch},
-                timeout=max(limits.timeoutSeconds - used, 0.001),
+                timeout=seconds,
                 return_when=asyncio.FIRST_COMPLETED,
             )
             if loop in done:
@@ -349,6 +360,12 @@ class Runtime:
             if watch in done:
                 watch.result()  # raises _ClaimLost
                 return "cancelled", None, "Stopped on request."
+            if seconds < own_seconds:
+                return (
+                    "timed_out",
+                    None,
+                    "Stopped: the calling run's time budget (its limits.timeoutSeconds) ran out.",
+                )
             return "timed_out", None, f"Stopped after {limits.timeoutSeconds} s (limits.timeoutSeconds)."
         finally:
             for task in (loop, watch):
@@ -359,7 +376,7 @@ class Runtime:
 
     async def _agent_loop(self, ctx: RunContext, totals: _Totals) -> str:
         spec, limits, recorder = ctx.spec, ctx.spec.limits, ctx.recorder
-        toolbox = ToolBox.for_spec(ctx)
+        toolbox = await ToolBox.for_spec(ctx)
         tools = toolbox.definitions() or None
         model_cfg = spec.spec.model
         model = model_cfg.name if model_cfg and model_cfg.name else self.settings.default_model
@@ -381,6 +398,7 @@ class Runtime:
             totals.tokens_out += result.usage.completion_tokens
             cost = usd(result.cost_usd)
             totals.cost_usd += cost
+            ctx.budget.spent_usd += cost
             call_event = await recorder.record(
                 "llm_call",
                 name=result.model or model,
@@ -402,6 +420,13 @@ class Runtime:
                     "failed",
                     f"Stopped: the run cost ${totals.cost_usd:.4f}, reaching "
                     f"limits.maxCostUsd (${limits.maxCostUsd}).",
+                )
+            if ctx.budget.spent_usd >= ctx.budget.limit_usd:  # one pot with the sub-agents
+                whose = "the calling run's" if ctx.execution.parent_execution_id else "this run's"
+                raise _Stop(
+                    "failed",
+                    f"Stopped: this run and its sub-agents cost ${ctx.budget.spent_usd:.4f} together, "
+                    f"reaching {whose} limits.maxCostUsd (${ctx.budget.limit_usd.normalize()}).",
                 )
             messages.append(result.to_message())
             if not result.tool_calls:
@@ -499,7 +524,16 @@ class Runtime:
         changed = []
         async with self.db.session(Identity.system()) as s:
             for ex in await s.executions.stale(older_than_seconds):
-                if ex.attempts < max_attempts:
+                if ex.parent_execution_id is not None:  # ran inside its parent: the parent's retry calls anew
+                    row = await s.executions.finish(
+                        ex.id,
+                        "failed",
+                        error="The worker running its calling run stopped responding.",
+                        tokens_in=ex.tokens_in,
+                        tokens_out=ex.tokens_out,
+                        cost_usd=ex.cost_usd,
+                    )
+                elif ex.attempts < max_attempts:
                     row = await s.executions.requeue(ex.id)
                 else:
                     row = await s.executions.finish(

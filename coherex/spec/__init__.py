@@ -1,6 +1,7 @@
 """The agent spec `coherex/v1`: models, safe YAML/JSON load and dump, validation, JSON Schema.
 
-Imports nothing of Coherex but `coherex.errors`: the store, runtime and builder build on it.
+Imports nothing of Coherex but `coherex.errors`, and the tool providers (coherex/tools/registry.py)
+when the catalogue is first read: the store, runtime and builder build on it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from coherex.spec.catalogue import ToolInfo, get_tool, register_event_type, register_tool
+from coherex.spec.catalogue import ToolInfo, get_tool
 from coherex.spec.documents import MAX_BYTES, Format, SpecFormatError, dump_json, dump_yaml, parse
 from coherex.spec.models import API_VERSION, KIND, AgentSpec, ToolRef
 from coherex.spec.validation import (
@@ -41,8 +42,6 @@ __all__ = [
     "load_spec",
     "parse",
     "read_file",
-    "register_event_type",
-    "register_tool",
     "render_instructions",
     "to_data",
     "to_json",

@@ -124,6 +124,17 @@ class ToolRef(_Model):
         None, alias="with", description="arguments fixed by the spec; the model cannot change them"
     )
     collection: str | None = Field(None, min_length=1, description="knowledge collection (knowledge.* tools)")
+    agent: str | None = Field(
+        None,
+        pattern=NAME_PATTERN,
+        description="the agent this tool calls (`use: agent`), by name in the team",
+    )
+    version: int | None = Field(
+        None,
+        ge=1,
+        description="the callee's version (`use: agent`); default: its current version when this spec is "
+        "saved",
+    )
     approval: ApprovalMode | ApprovalRules | None = Field(
         None,
         description="whether a person approves each call before it runs: always, never, writes (only "
@@ -172,7 +183,11 @@ class ToolRef(_Model):
     @property
     def tool_name(self) -> str:
         """The function name the LLM sees (dots are not allowed there)."""
-        return self.name or self.use.replace(".", "_")
+        if self.name:
+            return self.name
+        if self.use == "agent" and self.agent:  # a sub-agent is offered under its own name
+            return self.agent.replace("-", "_")
+        return self.use.replace(".", "_")
 
 
 class Schedule(_Model):

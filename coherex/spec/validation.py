@@ -53,6 +53,8 @@ class Problem:
 class ValidationReport:
     problems: list[Problem] = field(default_factory=list)
     spec: AgentSpec | None = None
+    #: the callee version of each sub-agent tool, when validated against a team (pinned at save)
+    sub_agents: dict[str, Any] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Problem]:
@@ -333,6 +335,18 @@ class _Checker:
             )
 
     def check_tool(self, path: str, tool: ToolRef) -> None:
+        if tool.use == "agent" and not tool.agent:
+            self.add(
+                f"{path}.agent",
+                "use: agent needs agent: the name of the agent it calls",
+                "add agent: <name of an agent of the team>",
+            )
+        elif tool.use != "agent" and (tool.agent is not None or tool.version is not None):
+            self.add(
+                f"{path}.agent" if tool.agent is not None else f"{path}.version",
+                f"{tool.use} does not call an agent",
+                "agent and version apply to use: agent; remove them",
+            )
         info = catalogue.get_tool(tool.use)
         if info is None:
             names = [t.name for t in catalogue.tools()]
@@ -398,7 +412,8 @@ class _Checker:
                 "warning",
             )
         properties = info.parameters.get("properties", {})
-        for key, value in (tool.with_ or {}).items():
+        # a sub-agent's arguments are its callee's inputs: checked when saved, against the callee
+        for key, value in (tool.with_ or {}).items() if info.name != "agent" else ():
             if key not in properties:
                 close = catalogue.closest(key, list(properties), 1)
                 self.add(

@@ -83,6 +83,8 @@ class AgentVersion(Row):
     message: str
     created_by: UUID | None
     created_at: datetime
+    #: the sub-agents this version calls, pinned when it was saved: tool name → {agent_id, version}
+    sub_agents: dict[str, Any] = {}
 
 
 class DataSource(Row):
@@ -138,6 +140,10 @@ class Execution(Row):
     #: the status, or 'completed_with_errors' for a completed run whose last tool call failed
     #: (computed by the database; see migration 20261201000400)
     outcome: str | None = None
+    #: a sub-agent's run: the run that called it and the tool step it runs under; its depth (root: 0)
+    parent_execution_id: UUID | None = None
+    parent_event_seq: int | None = None
+    depth: int = 0
 
     @property
     def finished(self) -> bool:

@@ -52,18 +52,21 @@ def chat_server(db_urls, two_teams, fake_llm, tmp_path):
     yield from serve_chat(db_urls, fake_llm, tmp_path)
 
 
-def serve_chat(db_urls, fake_llm, tmp_path, **extra_env: str):
-    """Start `coherex web` on a free port; yields the chat's URL (the log is tmp_path/chainlit.log)."""
+def serve_chat(db_urls, fake_llm, tmp_path, **extra_env: str | None):
+    """Start `coherex web` on a free port; yields the chat's URL (the log is tmp_path/chainlit.log).
+    `fake_llm` None, or an `extra_env` value None, leaves that setting out (None: the offline model)."""
     port = _free_port()
     env = {
         **os.environ,
         "DATABASE_URL": db_urls.app,
-        "OPENAI_BASE_URL": fake_llm.base_url,
-        "OPENAI_API_KEY": fake_llm.api_key,
+        **({"OPENAI_BASE_URL": fake_llm.base_url, "OPENAI_API_KEY": fake_llm.api_key} if fake_llm else {}),
         "COHEREX_DATA_DIR": str(tmp_path / "data"),
         "COHEREX_LLM_MAX_ATTEMPTS": "1",
         **extra_env,
     }
+    if fake_llm is None:
+        env.pop("OPENAI_BASE_URL", None), env.pop("OPENAI_API_KEY", None)
+    env = {k: v for k, v in env.items() if v is not None}
     env.pop("CHAINLIT_AUTH_SECRET", None)
     log = open(tmp_path / "chainlit.log", "w")
     # the real web process (`coherex web`, what `make run` serves): the chat is mounted at /chat

@@ -95,9 +95,9 @@ async def test_a_socket_dsn_stored_before_the_fix_reaches_nothing(db, two_teams,
     from pydantic import SecretStr
 
     from coherex.integrations import IntegrationError, invoke_tool
-    from coherex.integrations.postgres import PostgresCredentials
     from coherex.integrations.vault import Vault
     from coherex.services.agents import apply_spec
+    from coherex.tools.providers.postgres import PostgresCredentials
 
     alpha, _ = two_teams
     dsn = f"postgresql://postgres@/postgres?host={embedded.pgdata}&port={embedded.port}"

@@ -18,7 +18,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from coherex.integrations import IntegrationError, add_source, invoke_tool
-from coherex.integrations.http_api import HttpApiCredentials
 from coherex.integrations.vault import Vault
 from coherex.runtime import Runtime
 from coherex.services.agents import apply_spec
@@ -26,6 +25,7 @@ from coherex.settings import reset_settings_cache
 from coherex.store.db import Identity
 from coherex.testing.fake_openai import Text, ToolCall
 from coherex.testing.fake_saas import FakeSaaS
+from coherex.tools.providers.http_api import HttpApiCredentials
 
 SPEC = textwrap.dedent("""\
     apiVersion: coherex/v1

@@ -378,6 +378,22 @@ def box_uids(server_pid: int) -> list[int]:
     return [uid for name, ppid, uid in processes().values() if ppid == server_pid and name == "bwrap"]
 
 
+def _uid_is_free(uid: int) -> bool:
+    """Whether no live box of any sandbox server on this host holds `uid` (its flock is free)."""
+    import fcntl
+
+    from coherex.sandbox.server.isolation import UID_LOCK_DIR
+
+    fd = os.open(UID_LOCK_DIR / f"{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # also drops the lock just taken
+    return True
+
+
 async def until(check, timeout: float = 15) -> bool:
     deadline = time.monotonic() + timeout
     while not check():
@@ -408,11 +424,13 @@ async def test_two_sandbox_servers_on_one_host_never_share_a_box_uid(tmp_path):
         os.kill(a.proc.pid, signal.SIGKILL)
         a.proc.wait()
         assert await until(lambda: not a_boxes & processes().keys())  # --die-with-parent
+        # (asked of the lock files themselves: other sandbox servers of this host may take them first)
+        assert all(_uid_is_free(uid) for uid in uids_a), uids_a
+        assert not any(_uid_is_free(uid) for uid in box_uids(b.proc.pid))
         c, c_settings = start_local_sandbox(tmp_path / "c", pool_size=1)
         more = [await open_sandbox(c_settings) for _ in range(2)]
         uids_c = box_uids(c.proc.pid)
-        assert set(uids_c) & set(uids_a), (uids_a, uids_c)
-        assert not set(uids_c) & set(box_uids(b.proc.pid))
+        assert len(uids_c) >= 2 and not set(uids_c) & set(box_uids(b.proc.pid))
         for box in boxes[1::2] + more:
             await box.kill()
     finally:

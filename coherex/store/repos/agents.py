@@ -15,7 +15,9 @@ from coherex.store.repos._base import Jsonb, Repo, require
 _AGENT_COLS = (
     "id, team_id, name, description, labels, status, current_version, created_by, created_at, updated_at"
 )
-_VERSION_COLS = "id, agent_id, team_id, version, spec, spec_yaml, checksum, message, created_by, created_at"
+_VERSION_COLS = (
+    "id, agent_id, team_id, version, spec, spec_yaml, checksum, message, created_by, created_at, sub_agents"
+)
 
 
 def spec_checksum(spec: dict[str, Any]) -> str:
@@ -54,9 +56,16 @@ class AgentRepo(Repo):
         )
 
     async def save_spec(
-        self, team_id: UUID, spec: dict[str, Any], spec_yaml: str, *, message: str = ""
+        self,
+        team_id: UUID,
+        spec: dict[str, Any],
+        spec_yaml: str,
+        *,
+        message: str = "",
+        sub_agents: dict[str, Any] | None = None,
     ) -> SavedSpec:
-        """Create the agent named in `spec.metadata.name` or add a version to it (if it changed)."""
+        """Create the agent named in `spec.metadata.name` or add a version to it (if it changed).
+        `sub_agents`: the callee versions a new version pins (tool name → {agent_id, version})."""
         meta = spec.get("metadata", {})
         name = meta["name"]
         description = meta.get("description", "") or ""
@@ -87,8 +96,19 @@ class AgentRepo(Repo):
             await self._one(
                 AgentVersion,
                 "insert into public.agent_versions (agent_id, team_id, version, spec, spec_yaml, checksum, "
-                f"message, created_by) values (%s, %s, %s, %s, %s, %s, %s, %s) returning {_VERSION_COLS}",
-                (agent.id, team_id, number, Jsonb(spec), spec_yaml, checksum, message, self.identity.user_id),
+                "message, created_by, sub_agents) values (%s, %s, %s, %s, %s, %s, %s, %s, %s) returning "
+                f"{_VERSION_COLS}",
+                (
+                    agent.id,
+                    team_id,
+                    number,
+                    Jsonb(spec),
+                    spec_yaml,
+                    checksum,
+                    message,
+                    self.identity.user_id,
+                    Jsonb(sub_agents or {}),
+                ),
             ),
             "version",
         )

@@ -14,7 +14,8 @@ from coherex.store.repos._base import Jsonb, Repo, require
 _COLS = (
     "id, team_id, agent_id, agent_version, status, trigger, inputs, output, error, sandbox_id, worker_id, "
     "attempts, heartbeat_at, cancel_requested, tokens_in, tokens_out, cost_usd, started_at, finished_at, "
-    "duration_ms, created_by, created_at, updated_at, tool_errors, last_tool_error, outcome"
+    "duration_ms, created_by, created_at, updated_at, tool_errors, last_tool_error, outcome, "
+    "parent_execution_id, parent_event_seq, depth"
 )
 _EVENT_COLS = (
     "id, execution_id, team_id, seq, type, name, parent_seq, payload, tokens_in, tokens_out, cost_usd, "
@@ -33,14 +34,18 @@ class ExecutionRepo(Repo):
         inputs: dict[str, Any] | None = None,
         queue: bool = False,
         api_key_id: UUID | None = None,
+        parent: tuple[UUID, int, int] | None = None,
     ) -> Execution:
         """A pending execution; with `queue`, its worker job commits in the same transaction.
-        `api_key_id`: the key to count the run against (else the request's `key_id` claim, if any)."""
+        `api_key_id`: the key to count the run against (else the request's `key_id` claim, if any).
+        `parent`: (execution id, tool step seq, depth) of the run that calls this one as a sub-agent."""
+        parent_id, parent_seq, depth = parent or (None, None, 0)
         execution = require(
             await self._one(
                 Execution,
                 "insert into public.agent_executions (team_id, agent_id, agent_version, trigger, inputs, "
-                f"created_by, api_key_id) values (%s, %s, %s, %s, %s, %s, %s) returning {_COLS}",
+                f"created_by, api_key_id, parent_execution_id, parent_event_seq, depth) "
+                f"values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) returning {_COLS}",
                 (
                     team_id,
                     agent_id,
@@ -49,6 +54,9 @@ class ExecutionRepo(Repo):
                     Jsonb(inputs or {}),
                     self.identity.user_id,
                     api_key_id,
+                    parent_id,
+                    parent_seq,
+                    depth,
                 ),
             ),
             "execution",
@@ -214,7 +222,7 @@ class ExecutionRepo(Repo):
             return final or row
         return row
 
-    async def stale(self, older_than_seconds: float) -> builtins.list[Execution]:
+    async def stale(self, older_than_seconds: float) -> builtins.list[Execution]:  # `list`: a method here
         """Running executions whose worker stopped sending heartbeats."""
         return await self._all(
             Execution,
@@ -234,6 +242,15 @@ class ExecutionRepo(Repo):
         if row is not None:
             await self.queue(execution_id, delay_seconds=delay_seconds)
         return row
+
+    async def children(self, execution_id: UUID) -> list[Execution]:
+        """The sub-agent runs a run started, in order."""
+        return await self._all(
+            Execution,
+            f"select {_COLS} from public.agent_executions where parent_execution_id = %s order by "
+            "created_at, id",
+            (execution_id,),
+        )
 
     async def running_count(self, team_id: UUID) -> int:
         return await self._scalar(
@@ -296,9 +313,7 @@ class ExecutionRepo(Repo):
             "event",
         )
 
-    async def events(
-        self, execution_id: UUID, *, after_seq: int = 0, limit: int = 1000
-    ) -> builtins.list[Event]:  # builtins: `list` is a method here
+    async def events(self, execution_id: UUID, *, after_seq: int = 0, limit: int = 1000) -> list[Event]:
         return await self._all(
             Event,
             f"select {_EVENT_COLS} from public.execution_events where execution_id = %s and seq > %s "

@@ -203,3 +203,36 @@ def test_committed_openapi_is_current():
     assert committed.exists() and committed.read_text() == current, (
         "schema/openapi.json is stale: run `coherex openapi > schema/openapi.json`"
     )
+
+
+async def test_logs_stream_a_sub_agents_steps_under_the_step_that_called_it(api, keys, fake_llm, drain):
+    from coherex.testing.fake_openai import ToolCall
+
+    alpha, _ = keys
+    helper = "apiVersion: coherex/v1\nkind: Agent\nmetadata: {name: helper}\nspec: {instructions: Help.}\n"
+    boss = (
+        "apiVersion: coherex/v1\nkind: Agent\nmetadata: {name: boss}\n"
+        "spec:\n  instructions: Delegate.\n  tools:\n    - use: agent\n      agent: helper\n"
+    )
+    fake_llm.script([ToolCall("helper", {}), Text("helper says 42"), Text("boss says 42")])
+    async with api.client(alpha) as c:
+        assert (await c.post("/api/agents", json={"spec": helper})).status_code == 201
+        boss_id = (await c.post("/api/agents", json={"spec": boss})).json()["agent"]["id"]
+        execution_id = (await c.post(f"/api/agents/{boss_id}/execute")).json()["id"]
+        await drain()
+        assert (await c.get(f"/api/executions/{execution_id}")).json()["status"] == "completed"
+        steps = []
+        async with c.stream("GET", f"/api/agents/{boss_id}/logs") as stream:
+            async for line in stream.aiter_lines():
+                if line.startswith("data:") and '"seq"' in line:
+                    steps.append(json.loads(line[5:]))
+    order = [(s["type"], s["name"], s["execution_id"] == execution_id) for s in steps]
+    link = order.index(("log", "sub_agent", True))
+    # the helper's own LLM step and status come right after the link, before the boss's tool result
+    assert [o[:2] for o in order[link + 1 : link + 3]] == [
+        ("llm_call", "gpt-4o-mini"),
+        ("status", "completed"),
+    ]
+    assert not any(o[2] for o in order[link + 1 : link + 3])
+    assert order[link + 3][:2] == ("tool_result", "helper") and order[link + 3][2]
+    assert "helper says 42" in steps[link + 1]["payload"]["content"]

@@ -100,3 +100,45 @@ async def test_a_failed_python_call_shows_as_a_failed_step_and_the_run_as_comple
     assert root["output"] == "completed with errors"
     [last] = [s for s in steps if "completed with errors**" in str(s.get("output"))]
     assert "1 tool call failed" in last["output"] and "SyntaxError" in last["output"]
+
+
+async def test_a_sub_agents_steps_sit_under_the_tool_step_that_called_it(db, layer, two_teams):
+    alpha, _ = two_teams
+    user = await layer.get_user(alpha.email)
+    thread_id = str(uuid.uuid4())
+    init_http_context(thread_id=thread_id, user=cl.User(identifier=user.identifier, metadata=user.metadata))
+    cl.user_session.set(TEAM_KEY, str(alpha.team_id))
+    await layer.update_thread(thread_id, name="delegate")
+    helper = "apiVersion: coherex/v1\nkind: Agent\nmetadata: {name: helper}\nspec: {instructions: Help.}\n"
+    boss = (
+        "apiVersion: coherex/v1\nkind: Agent\nmetadata: {name: boss}\n"
+        "spec:\n  instructions: Delegate.\n  tools:\n    - use: agent\n      agent: helper\n"
+    )
+    async with db.session(alpha.identity) as s:
+        await apply_spec(s, alpha.team_id, helper)
+        agent = (await apply_spec(s, alpha.team_id, boss)).agent
+
+    with FakeOpenAI() as fake:
+        fake.script([ToolCall("helper", {}), Text("helped: 42"), Text("The helper says 42.")])
+        runtime = Runtime(
+            db,
+            llm=OpenAIClient(api_key=fake.api_key, base_url=fake.base_url, retry=RetryPolicy(max_attempts=1)),
+        )
+        ui = ChatUI(None)
+        execution = await runtime.create(alpha.identity, alpha.team_id, agent, trigger="chat")
+        await ui.run_started(execution, agent)
+        final = await runtime.run(execution.id, listeners=[ui.run_event])
+        await ui.run_finished(final)
+
+    steps = (await _settled(layer, thread_id, "The helper says 42."))["steps"]
+    root = next(s for s in steps if s["type"] == "run")
+    [call] = [s for s in steps if "helper" in s["name"] and s["type"] == "tool"]
+    assert call["name"] == "✓ helper → helper" and call["parentId"] == root["id"]
+    # the helper's own LLM step is inside the tool step, not beside the boss's LLM calls
+    inner = [s for s in steps if s.get("parentId") == call["id"]]
+    assert [s["name"].split(" ·")[0] for s in inner] == ["LLM"] and "helped: 42" in inner[0]["output"]
+    assert [s["name"].split(" ·")[0] for s in steps if s.get("parentId") == root["id"]] == [
+        "LLM",
+        "✓ helper → helper",
+        "LLM",
+    ]

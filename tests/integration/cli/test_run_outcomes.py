@@ -93,3 +93,30 @@ def test_a_file_given_with_the_run_is_the_file_it_reads(env, tmp_path):
     assert "Analyse the CSV file sales.csv" in server.chat_requests[0].body["messages"][0]["content"]
     stdout = "".join(e["payload"]["text"] for e in data["events"] if e["type"] == "stdout")
     assert "north,17" in stdout
+
+
+def test_run_and_logs_show_a_sub_agents_steps_under_the_step_that_called_it(env, tmp_path):
+    server, env = env
+    helper, boss = tmp_path / "helper.yaml", tmp_path / "boss.yaml"
+    helper.write_text(
+        "apiVersion: coherex/v1\nkind: Agent\nmetadata: {name: helper}\nspec: {instructions: Help.}\n"
+    )
+    boss.write_text(
+        "apiVersion: coherex/v1\nkind: Agent\nmetadata: {name: boss}\n"
+        "spec:\n  instructions: Delegate.\n  tools:\n    - use: agent\n      agent: helper\n"
+    )
+    assert coherex(env, "agents", "apply", str(helper)).returncode == 0
+    server.script([ToolCall("helper", {}), Text("helper answer 42"), Text("The boss says 42.")])
+    run = coherex(env, "run", str(boss))
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    link = next(i for i, line in enumerate(lines) if "↳ agent helper v1" in line)
+    inner = next(i for i, line in enumerate(lines) if "helper answer 42" in line)
+    assert link < inner and lines[inner].startswith("    ")  # indented under the tool step
+    execution_id = lines[0].split()[1]  # "execution <id> · boss v1"
+    logs = coherex(env, "logs", execution_id)
+    assert logs.returncode == 0, logs.stderr
+    out = logs.stdout
+    assert out.index("↳ agent helper v1") < out.index("helper answer 42") < out.index("The boss says 42.")
+    [inner_llm] = [line for line in out.splitlines() if "helper answer 42" in line]
+    assert inner_llm.startswith("    ") and "llm" in inner_llm

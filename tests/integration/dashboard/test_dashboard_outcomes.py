@@ -85,3 +85,45 @@ def test_a_run_completed_with_errors_is_no_success_on_the_dashboard(db_urls, two
         assert model_in_use(None).startswith(MODEL_NAME)
     finally:
         reset_settings_cache()
+
+
+@pytest.fixture
+async def boss_run(db, two_teams):
+    """A run of `boss` that called the sub-agent `helper` once."""
+    alpha, _ = two_teams
+    helper = "apiVersion: coherex/v1\nkind: Agent\nmetadata: {name: helper}\nspec: {instructions: Help.}\n"
+    boss = (
+        "apiVersion: coherex/v1\nkind: Agent\nmetadata: {name: boss}\n"
+        "spec:\n  instructions: Delegate.\n  tools:\n    - use: agent\n      agent: helper\n"
+    )
+    with FakeOpenAI() as fake:
+        llm = OpenAIClient(api_key=fake.api_key, base_url=fake.base_url, retry=RetryPolicy(max_attempts=1))
+        runtime = Runtime(db, llm=llm)
+        async with db.session(alpha.identity) as s:
+            await apply_spec(s, alpha.team_id, helper)
+            agent = (await apply_spec(s, alpha.team_id, boss)).agent
+        fake.script([ToolCall("helper", {}), Text("helped"), Text("done")])
+        run = await runtime.run((await runtime.create(alpha.identity, alpha.team_id, agent)).id)
+        async with db.session(alpha.identity) as s:
+            (child,) = await s.executions.children(run.id)
+    return alpha, run, child
+
+
+def test_a_runs_page_lists_the_sub_agent_runs_it_started(db_urls, boss_run, monkeypatch):
+    alpha, run, child = boss_run
+    monkeypatch.setenv("DATABASE_URL", db_urls.app)
+    reset_settings_cache()
+    try:
+        at = AppTest.from_file(APP, default_timeout=60).run()
+        at.text_input(key="email_input").input(alpha.email)
+        at.text_input(key="password_input").input("correct horse")
+        at.button(key="sign_in").click().run()
+        at.sidebar.radio(key="page").set_value("Executions").run()
+        pick = at.selectbox(key="execution_pick")
+        pick.set_value(next(o for o in pick.options if o.startswith(str(run.id)[:8]))).run()
+        assert not at.exception, at.exception
+        [table] = [d.value for d in at.dataframe if "called by" in d.value.columns]
+        assert list(table["agent"]) == ["helper v1"] and list(table["execution"]) == [str(child.id)]
+        assert list(table["outcome"]) == ["completed"] and table["called by"].iloc[0].endswith("(helper)")
+    finally:
+        reset_settings_cache()

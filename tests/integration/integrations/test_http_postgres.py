@@ -9,8 +9,8 @@ import pytest
 from coherex.errors import PermissionDenied
 from coherex.integrations import IntegrationError, add_source, check_source, invoke_tool
 from coherex.integrations.base import ServiceError
-from coherex.integrations.http_api import resolve
 from coherex.settings import reset_settings_cache
+from coherex.tools.providers.http_api import resolve
 
 
 async def test_http_api_calls_below_its_base_url_with_the_auth_header(world):

@@ -161,7 +161,9 @@ async def test_worker_processes_share_a_sources_rate_limit(world):
     assert [await w.wait() for w in workers] == [0, 0]
     times = sorted(r.at for r in world.saas.of("slack")[before:])
     assert len(times) == 10
-    assert times[-1] - times[0] >= 4, [round(t - times[0], 2) for t in times]
+    # 5 s of tokens between the first and the last call; the fake records arrivals, which a loaded
+    # machine delays unevenly (seen: 1.5 s), so 3 s is asserted — 10 calls at once took 20 ms
+    assert times[-1] - times[0] >= 3, [round(t - times[0], 2) for t in times]
 
 
 async def test_retry_after_longer_than_allowed_fails_clearly(world):
@@ -280,6 +282,39 @@ async def test_gmail_search_read_thread_send_label(world):
         {"to": "ann@example.com", "subject": "Re: Invoice", "body": "Done.\n", "threadId": "t1"}
     ]
     assert "Label_2" in labelled["labels"] and gm.labels[-1]["name"] == "Finance"
+
+
+async def test_gmail_create_draft_replies_in_the_thread_and_sends_nothing(world):
+    gm = world.saas.gmail
+    gm.add_message(sender="ann@example.com", subject="Invoice 42", body="Please pay", thread_id="t1")
+    last = gm.add_message(
+        sender="Bob <bob@example.com>", subject="Re: Invoice 42", body="Any news?", thread_id="t1"
+    )
+    await _connect_gmail(world)
+    writer = await world.agent("drafter", {"work-mail": "write"})
+    reader = await world.agent("reader", {"work-mail": "read"})
+
+    draft = await call(world, writer, "gmail.create_draft", "work-mail", thread_id="t1", body="Paid today.")
+
+    # a reply to the last message's sender, in the thread, threaded by Message-ID; nothing sent
+    assert gm.drafts == [
+        {
+            "id": draft["draft_id"],
+            "to": "Bob <bob@example.com>",
+            "subject": "Re: Invoice 42",
+            "body": "Paid today.\n",
+            "threadId": "t1",
+            "in_reply_to": f"<{last}@mail.example>",
+        }
+    ]
+    assert gm.sent == [] and draft["sent"] is False and draft["thread_id"] == "t1"
+    # it writes to the mailbox: a read-only grant may not, and the attempt is audited
+    with pytest.raises(PermissionDenied, match="needs write"):
+        await call(world, reader, "gmail.create_draft", "work-mail", thread_id="t1", body="x")
+    with pytest.raises(IntegrationError, match="found no such thing"):
+        await call(world, writer, "gmail.create_draft", "work-mail", thread_id="nope", body="x")
+    assert len(gm.drafts) == 1
+    assert [r.details["outcome"] for r in await audit(world, "tool.gmail.create_draft")] == ["failed", "ok"]
 
 
 async def _connect_gmail(world) -> None:

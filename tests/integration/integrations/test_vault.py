@@ -11,9 +11,9 @@ import pytest
 from pydantic import SecretStr
 
 from coherex.integrations import add_source, check_source, rotate_key
-from coherex.integrations.slack import SlackCredentials
 from coherex.integrations.vault import Vault, VaultError, install_log_redaction, redact, remember_secrets
 from coherex.settings import get_settings, reset_settings_cache
+from coherex.tools.providers.slack import SlackCredentials
 
 from .conftest import new_key
 

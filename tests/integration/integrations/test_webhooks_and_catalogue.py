@@ -11,10 +11,10 @@ import time
 import pytest
 
 from coherex.errors import PermissionDenied
-from coherex.integrations.github import verify_github_webhook
-from coherex.integrations.registry import SOURCE_TYPES
-from coherex.integrations.slack import verify_slack_event
 from coherex.spec.catalogue import tools
+from coherex.tools import registry
+from coherex.tools.providers.github import verify_github_webhook
+from coherex.tools.providers.slack import verify_slack_event
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 
@@ -49,10 +49,12 @@ def test_github_webhook_signature():
         verify_github_webhook("s3cret", {}, body)
 
 
-def test_every_data_source_tool_has_an_action_and_the_right_type():
-    actions = {name: kind.name for kind in SOURCE_TYPES.values() for name in kind.actions}
+def test_every_data_source_tool_is_served_by_the_provider_of_its_type():
     for info in tools():
+        provider = registry.provider_for_tool(info.name)
+        assert provider is not None and info in provider.tools()
         if info.needs_data_source:
-            assert actions.get(info.name) == info.integration, f"{info.name} has no {info.integration} action"
-    for name in actions:
-        assert any(t.name == name for t in tools())
+            assert provider.source_type is not None and provider.source_type.name == info.integration, (
+                info.name
+            )
+            assert registry.provider_for_source_type(info.integration) is provider

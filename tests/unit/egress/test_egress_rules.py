@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from coherex import egress
-from coherex.integrations.postgres import targets
 from coherex.settings import reset_settings_cache
+from coherex.tools.providers.postgres import targets
 
 
 @pytest.fixture

@@ -7,14 +7,14 @@ import pytest
 from coherex.spec import (
     SpecInvalid,
     ToolInfo,
-    catalogue,
     diff_specs,
     get_tool,
     load_spec,
-    register_tool,
     render_instructions,
     validate,
 )
+from coherex.tools import registry
+from coherex.tools.port import Provider, action
 from tests.unit.spec.conftest import VALID
 
 SOURCES = {"work-mail": "gmail", "team-slack": "slack", "ops-slack": "slack", "gh": "github"}
@@ -115,15 +115,20 @@ def test_load_spec_raises_a_user_error_listing_the_problems():
     assert info.value.report.errors
 
 
-def test_integrations_can_register_tools():
-    assert not validate(VALID.replace("use: slack.post_message", "use: jira.create_ticket")).ok
-    register_tool(
-        ToolInfo("jira.create_ticket", "jira", "Open a ticket.", access="write", needs_data_source=True)
-    )
-    try:
-        assert validate(VALID.replace("use: slack.post_message", "use: jira.create_ticket")).ok
-    finally:
-        catalogue._TOOLS.pop("jira.create_ticket")
+def test_the_catalogue_is_the_union_of_the_registered_providers():
+    jira = ToolInfo("jira.create_ticket", "jira", "Open a ticket.", access="write", needs_data_source=True)
+
+    @action(jira)
+    async def create_ticket(call, args):
+        return {}
+
+    text = VALID.replace("use: slack.post_message", "use: jira.create_ticket")
+    assert not validate(text).ok
+    with registry.use([*registry.BUILTIN, Provider("jira", (create_ticket,))]):
+        assert validate(text).ok and get_tool("jira.create_ticket") is jira
+    assert not validate(text).ok and get_tool("jira.create_ticket") is None
+    with registry.use([p for p in registry.BUILTIN if p.name != "slack"]):  # a provider taken out
+        assert "unknown tool 'slack.post_message'" in str(validate(VALID).problems)
 
 
 def test_catalogue_is_complete_and_gives_llm_schemas():
@@ -134,6 +139,8 @@ def test_catalogue_is_complete_and_gives_llm_schemas():
         "gmail.read_message",
         "gmail.send_message",
         "gmail.add_label",
+        "gmail.read_thread",
+        "gmail.create_draft",
         "slack.read_channel",
         "slack.post_message",
         "slack.reply_in_thread",

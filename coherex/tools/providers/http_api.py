@@ -21,12 +21,13 @@ from coherex.integrations.base import (
     Model,
     ServiceError,
     SourceType,
-    action,
     check_status,
     http_client,
-    obj,
     send,
 )
+from coherex.spec.catalogue import ToolInfo
+from coherex.tools.port import Provider, action
+from coherex.tools.schema import obj, params, string
 
 SERVICE = "The HTTP API"
 _MAX_BODY = 200_000
@@ -132,12 +133,45 @@ async def _request(
 _RESPONSE = obj(status={"type": "integer"}, content_type={"type": "string"}, body={})
 
 
-@action("http.get", _RESPONSE)
+@action(
+    ToolInfo(
+        "http.get",
+        "http_api",
+        "GET a path of the data source's API; returns status, headers and body.",
+        needs_data_source=True,
+        parameters=params(
+            {
+                "path": string("path below the base URL, e.g. /v1/items"),
+                "query": {"type": "object", "description": "query parameters"},
+            },
+            ["path"],
+        ),
+    ),
+    _RESPONSE,
+)
 async def get(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     return await _request(call, "GET", args["path"], args.get("query"))
 
 
-@action("http.request", _RESPONSE)
+@action(
+    ToolInfo(
+        "http.request",
+        "http_api",
+        "Send any HTTP request (GET, POST, PUT, PATCH, DELETE) to the data source's API.",
+        access="write",
+        needs_data_source=True,
+        parameters=params(
+            {
+                "method": string("HTTP method", enum=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+                "path": string("path below the base URL"),
+                "query": {"type": "object", "description": "query parameters"},
+                "json": {"description": "JSON request body"},
+            },
+            ["method", "path"],
+        ),
+    ),
+    _RESPONSE,
+)
 async def request(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = args["method"]
     return await _request(call, method, args["path"], args.get("query"), args.get("json"))
@@ -167,5 +201,7 @@ HTTP_API = SourceType(
     destinations=_destinations,
     rate_per_second=5.0,
     rate_burst=10,
-    actions={a.tool: a for a in (get, request)},
 )
+
+
+PROVIDER = Provider("http_api", (get, request), source_type=HTTP_API)

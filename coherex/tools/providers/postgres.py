@@ -1,4 +1,5 @@
-"""A Postgres database as a data source: queries in a READ ONLY transaction with a row limit.
+"""A Postgres database as a data source: queries in a READ ONLY transaction with a row limit
+(tests use a real Postgres, coherex/testing/postgres.py).
 
 `postgres.query` always runs read-only, whatever the role may do; `postgres.execute` is refused
 unless the source was added with `read_only=false` (and the agent holds `write` access).
@@ -21,7 +22,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import Field, SecretStr
 
 from coherex import egress
-from coherex.integrations.base import Call, Check, Model, ServiceError, SourceType, action, obj
+from coherex.integrations.base import Call, Check, Model, ServiceError, SourceType
+from coherex.spec.catalogue import ToolInfo
+from coherex.tools.port import Provider, action
+from coherex.tools.schema import integer, obj, params, string
 
 SERVICE = "The Postgres database"
 
@@ -170,14 +174,35 @@ _ROWS = obj(
 )
 
 
-@action("postgres.query", _ROWS)
+@action(
+    ToolInfo(
+        "postgres.query",
+        "postgres",
+        "Run a read-only SQL query; returns at most `limit` rows.",
+        needs_data_source=True,
+        parameters=params(
+            {"sql": string("one SELECT statement"), "limit": integer("maximum rows", 1, 10000)}, ["sql"]
+        ),
+    ),
+    _ROWS,
+)
 async def query(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     return await _run(
         call, args["sql"], read_only=True, limit=min(args.get("limit", 100), call.config.max_rows)
     )
 
 
-@action("postgres.execute", obj(rowcount={"type": "integer"}))
+@action(
+    ToolInfo(
+        "postgres.execute",
+        "postgres",
+        "Run a data-changing SQL statement (INSERT, UPDATE, DELETE).",
+        access="write",
+        needs_data_source=True,
+        parameters=params({"sql": string("one SQL statement")}, ["sql"]),
+    ),
+    obj(rowcount={"type": "integer"}),
+)
 async def execute(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     if call.config.read_only:
         raise ServiceError(
@@ -212,5 +237,7 @@ POSTGRES = SourceType(
     destinations=lambda cfg, creds: targets(creds.dsn.get_secret_value()),
     rate_per_second=10.0,
     rate_burst=20,
-    actions={a.tool: a for a in (query, execute)},
 )
+
+
+PROVIDER = Provider("postgres", (query, execute), source_type=POSTGRES)

@@ -1,10 +1,13 @@
-"""GitHub REST v3 over httpx (base URL from settings: api.github.com or a GitHub Enterprise host)."""
+"""GitHub REST v3 over httpx (base URL from settings: api.github.com or a GitHub Enterprise host).
+
+Fake server for tests: coherex/testing/fake_github.py."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import json
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -12,23 +15,14 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-import jwt
 from pydantic import Field, SecretStr, model_validator
 
-from coherex.errors import PermissionDenied
-from coherex.integrations.base import (
-    Call,
-    Check,
-    Model,
-    ServiceError,
-    SourceType,
-    action,
-    http_client,
-    json_of,
-    obj,
-    send,
-)
+from coherex.errors import PermissionDenied, UserError
+from coherex.integrations.base import Call, Check, Model, ServiceError, SourceType, http_client, json_of, send
 from coherex.integrations.vault import remember_secrets
+from coherex.spec.catalogue import ToolInfo
+from coherex.tools.port import EventHooks, Provider, Verified, action
+from coherex.tools.schema import integer, obj, params, string, strings
 
 SERVICE = "GitHub"
 
@@ -84,6 +78,8 @@ async def _access_token(call: Call) -> str:
     if cached and cached[1] - time.time() > 300:
         return cached[0]
     now = int(time.time())
+    import jwt
+
     # the app proves itself with a 9-minute JWT signed by its private key (GitHub's App auth)
     assertion = jwt.encode(
         {"iat": now - 60, "exp": now + 540, "iss": str(creds.app_id)},
@@ -101,7 +97,7 @@ async def _access_token(call: Call) -> str:
         raise ServiceError("GitHub did not return an installation token for this app.")
     remember_secrets([token])
     expires = data.get("expires_at")
-    expires_at = datetime.fromisoformat(expires.replace("Z", "+00:00")).timestamp() if expires else now + 3600
+    expires_at = datetime.fromisoformat(expires).timestamp() if expires else now + 3600
     _installation_tokens[key] = (token, expires_at)
     return token
 
@@ -149,7 +145,25 @@ _ISSUE = obj(
 )
 
 
-@action("github.list_issues", obj(issues={"type": "array", "items": _ISSUE}))
+@action(
+    ToolInfo(
+        "github.list_issues",
+        "github",
+        "List issues of a repository.",
+        needs_data_source=True,
+        parameters=params(
+            {
+                "repo": string("owner/name"),
+                "state": string("issue state", enum=["open", "closed", "all"]),
+                "labels": strings("only issues with all of these labels"),
+                "since": string("only issues updated after this ISO 8601 time"),
+                "limit": integer("maximum issues", 1, 500),
+            },
+            ["repo"],
+        ),
+    ),
+    obj(issues={"type": "array", "items": _ISSUE}),
+)
 async def list_issues(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     labels = ",".join(args.get("labels") or []) or None
     data = await _get(
@@ -164,7 +178,18 @@ async def list_issues(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     return {"issues": [_issue(i) for i in data if "pull_request" not in i][: args.get("limit", 30)]}
 
 
-@action("github.read_issue", obj(issue=_ISSUE, body={"type": "string"}, comments={"type": "array"}))
+@action(
+    ToolInfo(
+        "github.read_issue",
+        "github",
+        "Read one issue with its comments.",
+        needs_data_source=True,
+        parameters=params(
+            {"repo": string("owner/name"), "number": integer("issue number", 1, 10**9)}, ["repo", "number"]
+        ),
+    ),
+    obj(issue=_ISSUE, body={"type": "string"}, comments={"type": "array"}),
+)
 async def read_issue(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     base = f"{_repo(args)}/issues/{int(args['number'])}"
     issue = await _get(call, base)
@@ -183,7 +208,25 @@ async def read_issue(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@action("github.create_issue", _ISSUE)
+@action(
+    ToolInfo(
+        "github.create_issue",
+        "github",
+        "Open a new issue.",
+        access="write",
+        needs_data_source=True,
+        parameters=params(
+            {
+                "repo": string("owner/name"),
+                "title": string("issue title"),
+                "body": string("markdown body"),
+                "labels": strings("labels to set"),
+            },
+            ["repo", "title"],
+        ),
+    ),
+    _ISSUE,
+)
 async def create_issue(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     body = {"title": args["title"], "body": args.get("body", "")}
     if args.get("labels"):
@@ -191,7 +234,24 @@ async def create_issue(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     return _issue(await _write(call, "POST", f"{_repo(args)}/issues", body))
 
 
-@action("github.comment_issue", obj(id={"type": "integer"}, url={"type": "string"}))
+@action(
+    ToolInfo(
+        "github.comment_issue",
+        "github",
+        "Comment on an issue or pull request.",
+        access="write",
+        needs_data_source=True,
+        parameters=params(
+            {
+                "repo": string("owner/name"),
+                "number": integer("issue number", 1, 10**9),
+                "body": string("markdown comment"),
+            },
+            ["repo", "number", "body"],
+        ),
+    ),
+    obj(id={"type": "integer"}, url={"type": "string"}),
+)
 async def comment_issue(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     data = await _write(
         call, "POST", f"{_repo(args)}/issues/{int(args['number'])}/comments", {"body": args["body"]}
@@ -199,7 +259,24 @@ async def comment_issue(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     return {"id": data.get("id"), "url": data.get("html_url")}
 
 
-@action("github.add_labels", obj(labels={"type": "array", "items": {"type": "string"}}))
+@action(
+    ToolInfo(
+        "github.add_labels",
+        "github",
+        "Add labels to an issue or pull request.",
+        access="write",
+        needs_data_source=True,
+        parameters=params(
+            {
+                "repo": string("owner/name"),
+                "number": integer("issue number", 1, 10**9),
+                "labels": strings("labels"),
+            },
+            ["repo", "number", "labels"],
+        ),
+    ),
+    obj(labels={"type": "array", "items": {"type": "string"}}),
+)
 async def add_labels(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     data = await _write(
         call, "POST", f"{_repo(args)}/issues/{int(args['number'])}/labels", {"labels": args["labels"]}
@@ -207,7 +284,23 @@ async def add_labels(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     return {"labels": [lb.get("name") for lb in data]}
 
 
-@action("github.list_pull_requests", obj(pull_requests={"type": "array", "items": _ISSUE}))
+@action(
+    ToolInfo(
+        "github.list_pull_requests",
+        "github",
+        "List pull requests of a repository.",
+        needs_data_source=True,
+        parameters=params(
+            {
+                "repo": string("owner/name"),
+                "state": string("state", enum=["open", "closed", "all"]),
+                "limit": integer("maximum pull requests", 1, 500),
+            },
+            ["repo"],
+        ),
+    ),
+    obj(pull_requests={"type": "array", "items": _ISSUE}),
+)
 async def list_pull_requests(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     data = await _get(
         call,
@@ -228,7 +321,19 @@ async def list_pull_requests(call: Call, args: dict[str, Any]) -> dict[str, Any]
     }
 
 
-@action("github.read_pull_request_diff", obj(diff={"type": "string"}, truncated={"type": "boolean"}))
+@action(
+    ToolInfo(
+        "github.read_pull_request_diff",
+        "github",
+        "Read the unified diff of a pull request.",
+        needs_data_source=True,
+        parameters=params(
+            {"repo": string("owner/name"), "number": integer("pull request number", 1, 10**9)},
+            ["repo", "number"],
+        ),
+    ),
+    obj(diff={"type": "string"}, truncated={"type": "boolean"}),
+)
 async def read_pull_request_diff(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     async with _client(call, accept="application/vnd.github.diff") as c:
         r = await send(c, SERVICE, "GET", f"{_repo(args)}/pulls/{int(args['number'])}")
@@ -237,7 +342,21 @@ async def read_pull_request_diff(call: Call, args: dict[str, Any]) -> dict[str, 
 
 
 @action(
-    "github.list_commits",
+    ToolInfo(
+        "github.list_commits",
+        "github",
+        "List recent commits of a branch.",
+        needs_data_source=True,
+        parameters=params(
+            {
+                "repo": string("owner/name"),
+                "branch": string("branch name (default branch if omitted)"),
+                "since": string("only commits after this ISO 8601 time"),
+                "limit": integer("maximum commits", 1, 500),
+            },
+            ["repo"],
+        ),
+    ),
     obj(
         commits={
             "type": "array",
@@ -310,32 +429,6 @@ async def revoke(call: Call) -> None:
         )
 
 
-GITHUB = SourceType(
-    name="github",
-    title="GitHub (token or GitHub App)",
-    config_model=GitHubConfig,
-    credentials_model=GitHubCredentials,
-    test_connection=test_connection,
-    revoke=revoke,
-    oauth_provider="github",
-    rate_per_second=10.0,
-    rate_burst=20,  # 5,000 requests/hour per token; secondary limits on bursts
-    actions={
-        a.tool: a
-        for a in (
-            list_issues,
-            read_issue,
-            create_issue,
-            comment_issue,
-            add_labels,
-            list_pull_requests,
-            read_pull_request_diff,
-            list_commits,
-        )
-    },
-)
-
-
 def verify_github_webhook(secret: str, headers: Mapping[str, str], body: bytes) -> None:
     """Check X-Hub-Signature-256 (HMAC-SHA256 of the raw body with the webhook secret)."""
     lower = {k.lower(): v for k, v in headers.items()}
@@ -362,3 +455,66 @@ async def markdown_files(call: Call, repo: str, prefix: str = "") -> list[tuple[
         item = await _get(call, f"{base}/contents/{path}")
         out.append((path, base64.b64decode(item.get("content", "")).decode("utf-8", errors="replace")))
     return out
+
+
+_EVENT_TYPES = {
+    ("issues", "opened"): "github.issue_opened",
+    ("issue_comment", "created"): "github.issue_comment",
+    ("pull_request", "opened"): "github.pull_request_opened",
+}
+
+
+def verify(credentials: GitHubCredentials, headers: Mapping[str, str], body: bytes) -> Verified:
+    if credentials.webhook_secret is None:
+        raise PermissionDenied("This GitHub source has no webhook secret, so it cannot receive webhooks.")
+    verify_github_webhook(credentials.webhook_secret.get_secret_value(), headers, body)
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise UserError("The GitHub webhook body is not JSON.") from None
+    kind = _EVENT_TYPES.get((headers.get("x-github-event", ""), payload.get("action")))
+    return Verified(kind, payload, headers.get("x-github-delivery", ""))
+
+
+async def sync(call: Call, options: dict[str, Any]) -> tuple[str, list[Any]]:
+    """A repository's Markdown files (under `path`) as knowledge documents."""
+    from coherex.knowledge import SourceDocument
+
+    repo, path = options.get("repo"), options.get("path") or ""
+    if not repo:
+        raise UserError("Syncing a GitHub source needs the repository (owner/name).")
+    files = await markdown_files(call, repo, path)
+    docs = [SourceDocument(f"github:{repo}/{p}", p, text, {"repo": repo, "path": p}) for p, text in files]
+    return f"github:{repo}/{path}", docs
+
+
+GITHUB = SourceType(
+    name="github",
+    title="GitHub (token or GitHub App)",
+    config_model=GitHubConfig,
+    credentials_model=GitHubCredentials,
+    test_connection=test_connection,
+    revoke=revoke,
+    oauth_provider="github",
+    rate_per_second=10.0,
+    rate_burst=20,  # 5,000 requests/hour per token; secondary limits on bursts
+    credentials_from_oauth=lambda b: GitHubCredentials(token=SecretStr(b["access_token"]), from_oauth=True),
+)
+
+
+PROVIDER = Provider(
+    "github",
+    (
+        list_issues,
+        read_issue,
+        create_issue,
+        comment_issue,
+        add_labels,
+        list_pull_requests,
+        read_pull_request_diff,
+        list_commits,
+    ),
+    source_type=GITHUB,
+    events=EventHooks(tuple(_EVENT_TYPES.values()), verify),
+    sync=sync,
+)

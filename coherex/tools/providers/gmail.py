@@ -1,4 +1,6 @@
-"""Gmail REST v1 over httpx, with OAuth2 credentials (refreshed before expiry by the service layer)."""
+"""Gmail: REST v1 over httpx, with OAuth2 credentials (refreshed before expiry by the service layer).
+
+Fake server for tests: coherex/testing/fake_gmail.py."""
 
 from __future__ import annotations
 
@@ -8,40 +10,14 @@ from typing import Any
 
 import httpx
 
-from coherex.integrations.base import (
-    Call,
-    Check,
-    Model,
-    ServiceError,
-    SourceType,
-    action,
-    http_client,
-    json_of,
-    obj,
-    send,
-)
-from coherex.integrations.oauth import OAuthToken, provider, revoke_google
-from coherex.spec.catalogue import ToolInfo, get_tool, register_tool
+from coherex.integrations.base import Call, Check, Model, ServiceError, SourceType, http_client, json_of, send
+from coherex.integrations.oauth import OAuthToken, provider, revoke_google, token_from_response
+from coherex.spec.catalogue import ToolInfo
+from coherex.tools.port import EventHooks, Provider, action
+from coherex.tools.schema import integer, obj, params, string, strings
 
 SERVICE = "Gmail"
 _USER = "/gmail/v1/users/me"
-
-# The catalogue has read_message; a thread reader belongs with it (registered, not edited in).
-if get_tool("gmail.read_thread") is None:
-    register_tool(
-        ToolInfo(
-            "gmail.read_thread",
-            "gmail",
-            "Read a whole conversation: every message's headers and plain-text body.",
-            needs_data_source=True,
-            parameters={
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["thread_id"],
-                "properties": {"thread_id": {"type": "string", "description": "thread id from a message"}},
-            },
-        )
-    )
 
 
 class GmailConfig(Model):
@@ -115,7 +91,17 @@ _MSG = obj(
 
 
 @action(
-    "gmail.search_messages",
+    ToolInfo(
+        "gmail.search_messages",
+        "gmail",
+        "Search the mailbox with Gmail query syntax (e.g. 'is:unread newer_than:1d'); returns "
+        "message ids, senders, subjects and snippets.",
+        needs_data_source=True,
+        parameters=params(
+            {"query": string("Gmail search query"), "max_results": integer("maximum messages", 1, 500)},
+            ["query"],
+        ),
+    ),
     obj(messages={"type": "array", "items": _MSG}, total_estimate={"type": "integer"}),
 )
 async def search_messages(call: Call, args: dict[str, Any]) -> dict[str, Any]:
@@ -140,20 +126,57 @@ async def search_messages(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     return {"messages": messages, "total_estimate": found.get("resultSizeEstimate", len(messages))}
 
 
-@action("gmail.read_message", {**_MSG, "properties": {**_MSG["properties"], "body": {"type": "string"}}})
+@action(
+    ToolInfo(
+        "gmail.read_message",
+        "gmail",
+        "Read one message: headers and plain-text body.",
+        needs_data_source=True,
+        parameters=params({"message_id": string("id from gmail.search_messages")}, ["message_id"]),
+    ),
+    {**_MSG, "properties": {**_MSG["properties"], "body": {"type": "string"}}},
+)
 async def read_message(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     return _message(
         await _api(call, "GET", f"/messages/{args['message_id']}", params={"format": "full"}), body=True
     )
 
 
-@action("gmail.read_thread", obj(thread_id={"type": "string"}, messages={"type": "array", "items": _MSG}))
+@action(
+    ToolInfo(
+        "gmail.read_thread",
+        "gmail",
+        "Read a whole conversation: every message's headers and plain-text body.",
+        needs_data_source=True,
+        parameters=params({"thread_id": string("thread id from a message")}, ["thread_id"]),
+    ),
+    obj(thread_id={"type": "string"}, messages={"type": "array", "items": _MSG}),
+)
 async def read_thread(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     t = await _api(call, "GET", f"/threads/{args['thread_id']}", params={"format": "full"})
     return {"thread_id": t.get("id"), "messages": [_message(m, body=True) for m in t.get("messages", [])]}
 
 
-@action("gmail.send_message", obj(id={"type": "string"}, thread_id={"type": "string"}))
+@action(
+    ToolInfo(
+        "gmail.send_message",
+        "gmail",
+        "Send an email from the connected mailbox.",
+        access="write",
+        needs_data_source=True,
+        parameters=params(
+            {
+                "to": strings("recipient addresses"),
+                "subject": string("subject line"),
+                "body": string("plain-text body"),
+                "cc": strings("cc addresses"),
+                "thread_id": string("reply inside this thread"),
+            },
+            ["to", "subject", "body"],
+        ),
+    ),
+    obj(id={"type": "string"}, thread_id={"type": "string"}),
+)
 async def send_message(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     mail = EmailMessage()
     mail["To"] = ", ".join(args["to"])
@@ -168,7 +191,79 @@ async def send_message(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     return {"id": sent.get("id"), "thread_id": sent.get("threadId")}
 
 
-@action("gmail.add_label", obj(id={"type": "string"}, labels={"type": "array", "items": {"type": "string"}}))
+_DRAFT_HEADERS = [("format", "metadata")] + [
+    ("metadataHeaders", h) for h in ("From", "Reply-To", "Subject", "Message-ID", "References")
+]
+
+
+@action(
+    ToolInfo(
+        "gmail.create_draft",
+        "gmail",
+        "Write a draft reply in a conversation, for a person to review and send (it is not sent). "
+        "By default it answers the sender of the thread's last message, with its subject.",
+        access="write",
+        needs_data_source=True,
+        parameters=params(
+            {
+                "thread_id": string("the conversation to reply in (thread id from a message)"),
+                "body": string("plain-text body of the reply"),
+                "to": strings("recipient addresses (default: the sender of the last message)"),
+                "cc": strings("cc addresses"),
+                "subject": string("subject line (default: Re: the thread's subject)"),
+            },
+            ["thread_id", "body"],
+        ),
+    ),
+    obj(draft_id={"type": "string"}, message_id={"type": "string"}, thread_id={"type": "string"}),
+)
+async def create_draft(call: Call, args: dict[str, Any]) -> dict[str, Any]:
+    thread = await _api(call, "GET", f"/threads/{args['thread_id']}", params=_DRAFT_HEADERS)
+    messages = thread.get("messages") or []
+    if not messages:
+        raise ServiceError(f"Gmail has no messages in thread {args['thread_id']!r}.")
+    last = _headers(messages[-1].get("payload") or {})
+    to = args.get("to") or [last.get("reply-to") or last.get("from", "")]
+    if not any(to):
+        raise ServiceError("The thread's last message has no sender to reply to; give `to`.")
+    subject = args.get("subject") or last.get("subject", "")
+    if not subject.lower().startswith("re:"):
+        subject = f"Re: {subject}".strip()
+    mail = EmailMessage()
+    mail["To"] = ", ".join(to)
+    if args.get("cc"):
+        mail["Cc"] = ", ".join(args["cc"])
+    mail["Subject"] = subject
+    if last.get("message-id"):  # threads the reply in the recipient's mail program too
+        mail["In-Reply-To"] = last["message-id"]
+        mail["References"] = f"{last.get('references', '')} {last['message-id']}".strip()
+    mail.set_content(args["body"])
+    raw = base64.urlsafe_b64encode(mail.as_bytes()).decode()
+    draft = await _api(call, "POST", "/drafts", json={"message": {"raw": raw, "threadId": args["thread_id"]}})
+    message = draft.get("message") or {}
+    return {
+        "draft_id": draft.get("id"),
+        "message_id": message.get("id"),
+        "thread_id": message.get("threadId") or args["thread_id"],
+        "to": to,
+        "subject": subject,
+        "sent": False,
+    }
+
+
+@action(
+    ToolInfo(
+        "gmail.add_label",
+        "gmail",
+        "Add a label to a message (creating the label if needed).",
+        access="write",
+        needs_data_source=True,
+        parameters=params(
+            {"message_id": string("message id"), "label": string("label name")}, ["message_id", "label"]
+        ),
+    ),
+    obj(id={"type": "string"}, labels={"type": "array", "items": {"type": "string"}}),
+)
 async def add_label(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     labels = (await _api(call, "GET", "/labels")).get("labels", [])
     match = next((lb for lb in labels if lb.get("name", "").lower() == args["label"].lower()), None)
@@ -209,7 +304,15 @@ GMAIL = SourceType(
     revoke=revoke,
     connect="oauth",
     oauth_provider="google",
+    credentials_from_oauth=token_from_response,
     rate_per_second=10.0,
     rate_burst=20,  # Gmail: 250 quota units/s per user; a read costs 5
-    actions={a.tool: a for a in (search_messages, read_message, read_thread, send_message, add_label)},
+)
+
+PROVIDER = Provider(
+    "gmail",
+    (search_messages, read_message, read_thread, send_message, create_draft, add_label),
+    source_type=GMAIL,
+    # new mail is found by polling (the trigger's schedule), not a webhook
+    events=EventHooks(("gmail.message_received",)),
 )

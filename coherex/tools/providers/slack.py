@@ -1,4 +1,6 @@
-"""Slack through the official `slack_sdk` (AsyncWebClient, base URL from settings).
+"""Slack through the official `slack_sdk` (AsyncWebClient, base URL from settings). The SDK and
+aiohttp are imported inside the functions that use them: `coherex validate` never loads them.
+Fake server for tests: coherex/testing/fake_slack.py.
 
 The SDK's own retry handlers are switched off (`retry_handlers=[]`): retries and 429 backoff
 happen in `base.call_service`, the one place for all integrations. The SDK gets a logger of its
@@ -10,27 +12,24 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections import defaultdict
 from collections.abc import Mapping
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from pydantic import Field, SecretStr
-from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.signature import SignatureVerifier
-from slack_sdk.web.async_client import AsyncWebClient
 
 from coherex import egress
-from coherex.errors import PermissionDenied
-from coherex.integrations.base import (
-    Call,
-    Check,
-    Model,
-    ServiceError,
-    SourceType,
-    action,
-    obj,
-    retry_after_seconds,
-)
+from coherex.errors import PermissionDenied, UserError
+from coherex.integrations.base import Call, Check, Model, ServiceError, SourceType, retry_after_seconds
+from coherex.spec.catalogue import ToolInfo
+from coherex.tools.port import EventHooks, Provider, Verified, action
+from coherex.tools.schema import integer, obj, params, string
+
+if TYPE_CHECKING:
+    import aiohttp
+    from slack_sdk.errors import SlackApiError
+    from slack_sdk.web.async_client import AsyncWebClient
 
 SERVICE = "Slack"
 _sdk_log = logging.getLogger("coherex.integrations.slack.sdk")
@@ -62,6 +61,8 @@ class SlackCredentials(Model):
 
 
 def client(call: Call, session: aiohttp.ClientSession) -> AsyncWebClient:
+    from slack_sdk.web.async_client import AsyncWebClient
+
     return AsyncWebClient(
         token=call.credentials.bot_token.get_secret_value(),
         base_url=call.settings.slack_api_url,
@@ -74,6 +75,9 @@ def client(call: Call, session: aiohttp.ClientSession) -> AsyncWebClient:
 
 async def api(call: Call, method: str, **params: Any) -> dict[str, Any]:
     """Call one Web API method; every SDK failure becomes a `ServiceError`."""
+    import aiohttp
+    from slack_sdk.errors import SlackApiError, SlackClientError
+
     try:
         # the session's connector resolves through the egress guard (coherex/egress.py)
         async with aiohttp.ClientSession(connector=egress.aiohttp_connector()) as session:
@@ -177,7 +181,23 @@ _MESSAGES = obj(
 _POSTED = obj(channel={"type": "string"}, ts={"type": "string"})
 
 
-@action("slack.read_channel", _MESSAGES)
+@action(
+    ToolInfo(
+        "slack.read_channel",
+        "slack",
+        "Read recent messages of a channel, newest first.",
+        needs_data_source=True,
+        parameters=params(
+            {
+                "channel": string("channel name (#general) or id"),
+                "limit": integer("maximum messages", 1, 1000),
+                "oldest": string("only messages after this Slack timestamp"),
+            },
+            ["channel"],
+        ),
+    ),
+    _MESSAGES,
+)
 async def read_channel(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     cid = await channel_id(call, args["channel"])
     data = await api(
@@ -186,13 +206,43 @@ async def read_channel(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     return {"channel": cid, "messages": [_message(m) for m in data.get("messages", [])]}
 
 
-@action("slack.post_message", _POSTED)
+@action(
+    ToolInfo(
+        "slack.post_message",
+        "slack",
+        "Post a message to a channel.",
+        access="write",
+        needs_data_source=True,
+        parameters=params(
+            {"channel": string("channel name or id"), "text": string("message, Slack mrkdwn")},
+            ["channel", "text"],
+        ),
+    ),
+    _POSTED,
+)
 async def post_message(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     data = await api(call, "chat.postMessage", channel=args["channel"], text=args["text"])
     return {"channel": data.get("channel"), "ts": data.get("ts")}
 
 
-@action("slack.reply_in_thread", _POSTED)
+@action(
+    ToolInfo(
+        "slack.reply_in_thread",
+        "slack",
+        "Reply in the thread of a message.",
+        access="write",
+        needs_data_source=True,
+        parameters=params(
+            {
+                "channel": string("channel name or id"),
+                "thread_ts": string("timestamp of the parent message"),
+                "text": string("reply, Slack mrkdwn"),
+            },
+            ["channel", "thread_ts", "text"],
+        ),
+    ),
+    _POSTED,
+)
 async def reply_in_thread(call: Call, args: dict[str, Any]) -> dict[str, Any]:
     data = await api(
         call, "chat.postMessage", channel=args["channel"], text=args["text"], thread_ts=args["thread_ts"]
@@ -201,7 +251,13 @@ async def reply_in_thread(call: Call, args: dict[str, Any]) -> dict[str, Any]:
 
 
 @action(
-    "slack.list_channels",
+    ToolInfo(
+        "slack.list_channels",
+        "slack",
+        "List the channels the connected workspace can see.",
+        needs_data_source=True,
+        parameters=params({"limit": integer("maximum channels", 1, 1000)}),
+    ),
     obj(
         channels={
             "type": "array",
@@ -251,22 +307,6 @@ async def revoke(call: Call) -> None:
         await api(call, "auth.revoke")
 
 
-SLACK = SourceType(
-    name="slack",
-    title="Slack (bot token)",
-    config_model=SlackConfig,
-    credentials_model=SlackCredentials,
-    test_connection=test_connection,
-    revoke=revoke,
-    connect="secret",
-    oauth_provider="slack",
-    # Slack's tier-3 methods allow ~50/min; chat.postMessage about 1/s per channel
-    rate_per_second=1.0,
-    rate_burst=5,
-    actions={a.tool: a for a in (read_channel, post_message, reply_in_thread, list_channels)},
-)
-
-
 # ---------------------------------------------------------------- Events API receiver
 
 
@@ -275,6 +315,8 @@ def verify_slack_event(signing_secret: str, headers: Mapping[str, str], body: by
     against replays) and return its JSON payload. Answer `{"challenge": ...}` for `url_verification`.
 
     Raises PermissionDenied for a request Slack did not sign."""
+    from slack_sdk.signature import SignatureVerifier
+
     lower = {k.lower(): v for k, v in headers.items()}
     timestamp = lower.get("x-slack-request-timestamp", "")
     signature = lower.get("x-slack-signature", "")
@@ -294,3 +336,70 @@ async def channel_history(call: Call, channel: str, limit: int = 1000) -> tuple[
     cid = await channel_id(call, channel)
     data = await api(call, "conversations.history", channel=cid, limit=min(limit, 1000))
     return cid, [_message(m) for m in reversed(data.get("messages", []))]
+
+
+def verify(credentials: SlackCredentials, headers: Mapping[str, str], body: bytes) -> Verified:
+    """An Events API request of this source's app, named with the catalogue's event types."""
+    if credentials.signing_secret is None:
+        raise PermissionDenied("This Slack source has no signing secret, so it cannot receive events.")
+    payload = verify_slack_event(credentials.signing_secret.get_secret_value(), headers, body)
+    if payload.get("type") == "url_verification":
+        return Verified(None, {}, "", reply={"challenge": payload.get("challenge", "")})
+    event = payload.get("event") or {}
+    kind = _EVENT_TYPES.get(event.get("type"))
+    return Verified(kind, event, str(payload.get("event_id") or event.get("ts", "")))
+
+
+_EVENT_TYPES = {"message": "slack.message", "app_mention": "slack.app_mention"}
+
+
+async def sync(call: Call, options: dict[str, Any]) -> tuple[str, list[Any]]:
+    """A channel's history as knowledge documents: one per day."""
+    from coherex.knowledge import SourceDocument
+
+    channel = options.get("channel")
+    if not channel:
+        raise UserError("Syncing a Slack source needs the channel (name or id).")
+    cid, messages = await channel_history(call, channel)
+    days: dict[str, list[str]] = defaultdict(list)
+    for m in messages:
+        day = datetime.fromtimestamp(float(m["ts"] or 0), UTC).date().isoformat()
+        days[day].append(f"{m['user'] or 'someone'}: {m['text']}")
+    docs = [
+        SourceDocument(
+            f"slack:{cid}/{day}",
+            f"#{channel.lstrip('#')} {day}",
+            "\n\n".join(lines),
+            {"channel": cid, "day": day},
+            kind="text",
+        )
+        for day, lines in sorted(days.items())
+    ]
+    return f"slack:{cid}/", docs
+
+
+SLACK = SourceType(
+    name="slack",
+    title="Slack (bot token)",
+    config_model=SlackConfig,
+    credentials_model=SlackCredentials,
+    test_connection=test_connection,
+    revoke=revoke,
+    connect="secret",
+    oauth_provider="slack",
+    # Slack's tier-3 methods allow ~50/min; chat.postMessage about 1/s per channel
+    rate_per_second=1.0,
+    rate_burst=5,
+    credentials_from_oauth=lambda b: SlackCredentials(
+        bot_token=SecretStr(b["access_token"]), from_oauth=True
+    ),
+)
+
+
+PROVIDER = Provider(
+    "slack",
+    (read_channel, post_message, reply_in_thread, list_channels),
+    source_type=SLACK,
+    events=EventHooks(tuple(_EVENT_TYPES.values()), verify),
+    sync=sync,
+)

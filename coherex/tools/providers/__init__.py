@@ -1,0 +1,1 @@
+"""The built-in tool providers, one module each; registry.py lists them."""
