@@ -1,4 +1,5 @@
-"""Streamlit entry: `streamlit run dashboard_app.py` (or `make dashboard`). Reads, never writes agent state."""
+"""Streamlit entry: `make dashboard` (`streamlit run dashboard_app.py`); `make run` starts it too.
+Reads, never writes agent state."""
 
 from coherex.dashboard.app import main
 

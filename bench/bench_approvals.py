@@ -28,10 +28,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import percentiles, record  # noqa: E402
 
-from coherex.services.agents import apply_spec  # noqa: E402
 from coherex.integrations.service import add_source  # noqa: E402
 from coherex.runtime import Runtime  # noqa: E402
 from coherex.runtime.approvals import decide  # noqa: E402
+from coherex.services.agents import apply_spec  # noqa: E402
 from coherex.settings import reset_settings_cache  # noqa: E402
 from coherex.store.db import Database, Identity  # noqa: E402
 from coherex.testing.fake_openai import FakeOpenAI, Text, ToolCall  # noqa: E402
@@ -110,7 +110,7 @@ async def main() -> None:
                 )
                 runtime = Runtime(db)
                 pause_ms, decide_ms, to_call_ms = [], [], []
-                for i in range(RUNS):
+                for _i in range(RUNS):
                     started = time.perf_counter()
                     ex = await runtime.create(owner, team.id, agent, trigger="api", queue=True)
 

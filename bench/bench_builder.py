@@ -67,8 +67,8 @@ async def main(runs: int) -> None:
         {
             "send_to_first_token": percentiles(first_token[3:]),
             "send_to_first_shown_spec": percentiles(first_spec[3:]),
-            "note": "fake OpenAI server answering instantly; first spec = draft_spec tool call + validation + "
-            "closing text (two LLM round trips)",
+            "note": "fake OpenAI server answering instantly; first spec = draft_spec tool call + validation "
+            "+ closing text (two LLM round trips)",
         },
     )
 

@@ -69,8 +69,8 @@ async def main() -> None:
             "load_average_1min_at_end": os.getloadavg()[0],
             "misses": [{"id": r.id, "failed": r.failed, "error": r.error} for r in every if not r.hit],
             "property_failures": {r.id: r.failed for r in every if r.failed and r.hit},
-            "note": "offline model (no OPENAI_*), real Postgres, 2 shared cores; hit = every expected tool used "
-            "and the expected template (if any) chosen",
+            "note": "offline model (no OPENAI_*), real Postgres, 2 shared cores; hit = every expected tool "
+            "used and the expected template (if any) chosen",
         },
     )
 

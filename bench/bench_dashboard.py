@@ -11,7 +11,7 @@ import asyncio
 import os
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -22,9 +22,9 @@ from _common import percentiles, record  # noqa: E402
 
 from coherex.dashboard.auth import sign_jwt  # noqa: E402
 from coherex.dashboard.data import Filters, SqlReader, SupabaseReader, SyncDatabase  # noqa: E402
-from coherex.testing.demo import seed  # noqa: E402
 from coherex.settings import reset_settings_cache  # noqa: E402
 from coherex.store.db import Database, Identity  # noqa: E402
+from coherex.testing.demo import seed  # noqa: E402
 from coherex.testing.postgres import TestPostgres  # noqa: E402
 from coherex.testing.postgrest import PostgrestServer  # noqa: E402
 
@@ -65,9 +65,7 @@ def main() -> None:
             events = conn.execute("select count(*) from execution_events").fetchone()[0]
         with psycopg.connect(urls.admin, autocommit=True) as conn:
             conn.execute("vacuum analyze")
-        now = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(
-            days=1
-        )
+        now = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
         f = Filters(team.id, now - timedelta(days=30), now)
         database = SyncDatabase(urls.app)
         sql = SqlReader(database, Identity.user(user.id))

@@ -179,7 +179,8 @@ def bulk_load(admin_url: str, team_id, collection_id, start: int, n: int, projec
         doc_ids = [
             row[0]
             for row in conn.execute(
-                "insert into public.knowledge_documents (team_id, collection_id, source, title, content_hash, status) "
+                "insert into public.knowledge_documents (team_id, collection_id, source, title, "
+                "content_hash, status) "
                 "select %s, %s, 'synthetic-' || g, 'Synthetic ' || g, md5('doc' || g), 'ready' "
                 "from generate_series(%s::int, %s::int) g returning id",
                 (team_id, collection_id, start // 100, (start + n) // 100 - 1),
@@ -189,8 +190,8 @@ def bulk_load(admin_url: str, team_id, collection_id, start: int, n: int, projec
         with (
             conn.cursor() as cur,
             cur.copy(
-                "copy public.knowledge_chunks (team_id, collection_id, document_id, chunk_index, content, content_hash, "
-                "metadata, embedding, embedding_dim) from stdin with (format binary)"
+                "copy public.knowledge_chunks (team_id, collection_id, document_id, chunk_index, content, "
+                "content_hash, metadata, embedding, embedding_dim) from stdin with (format binary)"
             ) as copy,
         ):
             copy.set_types(["uuid", "uuid", "uuid", "int4", "text", "text", "jsonb", "vector", "int4"])
@@ -214,7 +215,8 @@ def bulk_load(admin_url: str, team_id, collection_id, start: int, n: int, projec
         conn.execute("set max_parallel_maintenance_workers = 1")
         conn.execute(
             "create index knowledge_chunks_embedding_384_idx on public.knowledge_chunks "
-            "using hnsw ((embedding::extensions.vector(384)) extensions.vector_cosine_ops) where embedding_dim = 384"
+            "using hnsw ((embedding::extensions.vector(384)) extensions.vector_cosine_ops) where "
+            "embedding_dim = 384"
         )
         conn.execute("analyze public.knowledge_chunks")
     index_s = time.perf_counter() - t - load_s
@@ -244,9 +246,10 @@ async def bench_search(db: Database, identity: Identity, team_id, projection: np
         await conn.execute("select set_config('hnsw.iterative_scan', 'relaxed_order', true)")
         plan = await (
             await conn.execute(
-                "explain select id from public.knowledge_chunks c where c.collection_id = %s and c.embedding_dim = 384 "
-                "order by (c.embedding::extensions.vector(384)) operator(extensions.<=>) %s::extensions.vector(384) "
-                "limit 40",
+                "explain select id from public.knowledge_chunks c where c.collection_id = %s and "
+                "c.embedding_dim = 384 "
+                "order by (c.embedding::extensions.vector(384)) operator(extensions.<=>) "
+                "%s::extensions.vector(384) limit 40",
                 (coll.id, str(queries[0][1].tolist())),
             )
         ).fetchall()

@@ -37,10 +37,10 @@ async def main() -> None:
             "COHEREX_EGRESS_ALLOW": f"{saas.env()['COHEREX_EGRESS_ALLOW']},{reg.host}",
         }
         os.environ.update(env)
-        from coherex.services.agents import apply_spec
         from coherex.distribution import service
         from coherex.integrations.oauth import OAuthToken
         from coherex.integrations.service import add_source
+        from coherex.services.agents import apply_spec
         from coherex.store.db import Database, Identity
 
         server = TestPostgres.start()

@@ -18,8 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import percentiles, record  # noqa: E402
 
-from coherex.services.agents import apply_spec  # noqa: E402
 from coherex.runtime import Runtime  # noqa: E402
+from coherex.services.agents import apply_spec  # noqa: E402
 from coherex.settings import reset_settings_cache  # noqa: E402
 from coherex.store.db import Database, Identity  # noqa: E402
 from coherex.testing.api import ApiServer  # noqa: E402

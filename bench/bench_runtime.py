@@ -16,9 +16,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import percentiles, record  # noqa: E402
 
-from coherex.services.agents import apply_spec  # noqa: E402
 from coherex.llm.openai_client import OpenAIClient  # noqa: E402
 from coherex.runtime import Runtime  # noqa: E402
+from coherex.services.agents import apply_spec  # noqa: E402
 from coherex.store.db import Database, Identity  # noqa: E402
 from coherex.testing.fake_openai import FakeOpenAI, Text  # noqa: E402
 from coherex.testing.postgres import TestPostgres  # noqa: E402

@@ -21,9 +21,9 @@ router.include_router(builder.router)
 router.include_router(agents.router)
 router.include_router(executions.router)
 router.include_router(data.router)
-from coherex.api import distribution as _distribution
+from coherex.api import distribution as _distribution  # noqa: E402
 
-router.include_router(_distribution.router)  # noqa: E402,E702
+router.include_router(_distribution.router)
 router.include_router(approvals.router)
 
 

@@ -73,7 +73,8 @@ def _security(card: pb.AgentCard) -> None:
         pb.HTTPAuthSecurityScheme(
             scheme="bearer",
             bearer_format="Coherex API key",
-            description="An API key of your team (`coherex keys create NAME`) as `Authorization: Bearer <key>`.",
+            description="An API key of your team (`coherex keys create NAME`) as `Authorization: Bearer "
+            "<key>`.",
         )
     )
     requirement = card.security_requirements.add()
@@ -398,7 +399,8 @@ def routes() -> list[Route]:
         return await dispatcher.handle_requests(request)
 
     async def install_card(request: Request) -> Response:
-        """The install's card: public, so clients learn how to sign in; with a key, the team's agents as skills."""
+        """The install's card: public, so clients learn how to sign in; with a key, the team's agents as
+        skills."""
         st: ApiState = request.app.state.coherex
         skills: list[pb.AgentSkill] = []
         if request.headers.get("authorization"):

@@ -157,7 +157,8 @@ async def version(
 
 @router.post("/{agent_id}/pause", response_model=Agent)
 async def pause(agent_id: UUID, st: ApiState = Depends(state), who: Caller = Depends(caller)) -> Any:
-    """Stop the agent's schedules, webhooks and events from starting runs (runs can still be started by hand)."""
+    """Stop the agent's schedules, webhooks and events from starting runs (runs can still be started by
+    hand)."""
     return await _set_status(st, who, agent_id, "paused")
 
 

@@ -20,13 +20,13 @@ from fastapi.responses import RedirectResponse
 from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 
+from coherex import resources
 from coherex.errors import UserError
 
 log = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[2]
 # Chainlit reads its config (.chainlit/), translations and logos (public/) from its app root, which
 # defaults to the working directory — where it would otherwise write a default config of its own
-os.environ.setdefault("CHAINLIT_APP_ROOT", str(ROOT))
+os.environ.setdefault("CHAINLIT_APP_ROOT", str(resources.root()))
 
 
 CSRF_HEADER = "x-coherex-csrf"
@@ -123,10 +123,10 @@ class CookieCsrfGuard:
             {
                 "error": {
                     "code": "csrf_refused",
-                    "message": f"Refused: this request carries the chat's sign-in cookie but comes from another site "
-                    f"(Origin {sent}).",
-                    "hint": "Scripts: use an API key (Authorization: Bearer …) or send the X-Coherex-CSRF: 1 header. "
-                    "If Coherex is served at another address, set COHEREX_PUBLIC_URL to it.",
+                    "message": "Refused: this request carries the chat's sign-in cookie but comes from "
+                    f"another site (Origin {sent}).",
+                    "hint": "Scripts: use an API key (Authorization: Bearer …) or send the X-Coherex-CSRF: "
+                    "1 header. If Coherex is served at another address, set COHEREX_PUBLIC_URL to it.",
                 }
             }
         ).encode()
@@ -145,10 +145,12 @@ class CookieCsrfGuard:
 
 def create_app(*, chat: bool = True) -> FastAPI:
     from coherex import __version__
-    from coherex.api import install_error_handlers, lifespan, router as api_router
+    from coherex.api import a2a as a2a_server
+    from coherex.api import install_error_handlers, lifespan
+    from coherex.api import mcp as mcp_server
+    from coherex.api import router as api_router
     from coherex.api.deps import caller, db
     from coherex.api.oauth import build_router
-    from coherex.api import a2a as a2a_server, mcp as mcp_server
     from coherex.api.pages import router as pages_router
     from coherex.settings import get_settings
 
@@ -160,7 +162,8 @@ def create_app(*, chat: bool = True) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        description="Create, version, run and watch AI agents. Authenticate with `Authorization: Bearer <API key>`.",
+        description="Create, version, run and watch AI agents. Authenticate with `Authorization: Bearer "
+        "<API key>`.",
     )
     install_error_handlers(app)
     _local_docs(app)
@@ -186,7 +189,7 @@ def create_app(*, chat: bool = True) -> FastAPI:
 
         origin = public_origin(settings.public_url)
         chainlit_config.project.allow_origins[:] = [origin] if origin else []
-        mount_chainlit(app=app, target=str(ROOT / "chat_app.py"), path="/chat")
+        mount_chainlit(app=app, target=str(resources.path("chat_app.py")), path="/chat")
         # Chainlit's HTTP routes (e.g. feedback) run as the signed-in caller, not as the thread's author
         app.add_middleware(ChatCallerMiddleware, prefix="/chat")
         # an empty attachment gets "… is empty", not Chainlit's server error ("Upload failed")

@@ -73,7 +73,8 @@ async def stop_execution(
 )
 async def receive_webhook(agent_id: UUID, request: Request, st: ApiState = Depends(state)) -> Any:
     """Start a run from a signed webhook call (no API key: the signature is the credential)."""
-    from coherex.services.triggers import MAX_BODY_BYTES, receive_webhook as receive
+    from coherex.services.triggers import MAX_BODY_BYTES
+    from coherex.services.triggers import receive_webhook as receive
 
     body = await capped(request, MAX_BODY_BYTES, "The webhook body").body()
     return await receive(st.db, agent_id, body, dict(request.headers))

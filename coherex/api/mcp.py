@@ -169,7 +169,8 @@ def result_of(execution: Execution) -> types.CallToolResult:
             types.EmbeddedResource(
                 type="resource",
                 resource=types.TextResourceContents(
-                    uri=f"coherex://documents/{source.get('document_id')}#{source.get('chunk_id', source.get('ref'))}",
+                    uri="coherex://documents/"
+                    f"{source.get('document_id')}#{source.get('chunk_id', source.get('ref'))}",
                     mimeType="text/markdown",
                     text=format_sources([source]).split("\n", 1)[-1],
                 ),

@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 #: what each tool is for, in the words people use (embedded with the catalogue's description)
 TOOL_PHRASES = {
     "python": "compute or calculate numbers, analyse a data file, make a table or a chart with Python code",
-    "csv.summarize": "summarise an uploaded CSV file: totals, averages, per category, what changed or is unusual",
+    "csv.summarize": "summarise an uploaded CSV file: totals, averages, per category, what changed or is "
+    "unusual",
     "knowledge.search": "answer questions from our documents: the handbook, FAQ, runbooks, policies, wiki",
     "gmail.search_messages": "find emails in the mailbox: unread mail, my inbox, messages from someone",
     "gmail.read_message": "read the text of an email",
@@ -51,10 +52,12 @@ TOOL_PHRASES = {
     "slack.post_message": "post a message or digest to a Slack channel, alert or notify a channel",
     "slack.reply_in_thread": "reply in the thread of a Slack message, answer in the thread",
     "slack.list_channels": "list the Slack channels of the workspace",
-    "github.list_issues": "list the issues of a GitHub repository: new or open issues, issues by label or state",
+    "github.list_issues": "list the issues of a GitHub repository: new or open issues, issues by label or "
+    "state",
     "github.read_issue": "read one GitHub issue and its details",
     "github.create_issue": "open a new GitHub issue, file a bug report",
-    "github.comment_issue": "comment on a GitHub issue, ask the reporter for missing details or reproduction steps",
+    "github.comment_issue": "comment on a GitHub issue, ask the reporter for missing details or "
+    "reproduction steps",
     "github.add_labels": "label or tag GitHub issues as bug, feature or question",
     "github.list_pull_requests": "list the open pull requests of a repository awaiting review",
     "github.read_pull_request_diff": "read the diff of a pull request, review the code changes",
@@ -73,7 +76,8 @@ CUES = {
     "",
     "postgres": r"\b(postgres(ql)?|database|sql|db)\b|\b(in|from) the \w+ table\b",
     "http_api": r"(?<![/\w])(api|endpoint|https?://\S+|url|status page)\b|/health\b",
-    "csv": r"\b(csv|tsv|spreadsheet|excel|xlsx|data ?set|data file|file i( wi|')?ll upload|file i upload|export)\b",
+    "csv": r"\b(csv|tsv|spreadsheet|excel|xlsx|data ?set|data file|file i( wi|')?ll upload|file i "
+    r"upload|export)\b",
     "python": r"\b(compute|calculate|calculation|interest|formula|simulate|chart|plot)\b",
     "knowledge": r"\b(handbook|docs|documents?|documentation|knowledge|faq|runbooks?|polic(y|ies)|wiki|manual"
     r"|cite|citing)\b|\bwhat is our\b|\bhow do (i|we)\b",
@@ -255,7 +259,8 @@ def _integration(use: str) -> str:
 
 
 def cues(text: str) -> set[str]:
-    """The integrations `text` names; a bare question ("How many vacation days…?") is for the knowledge base."""
+    """The integrations `text` names; a bare question ("How many vacation days…?") is for the knowledge
+    base."""
     low = text.lower()
     found = {name for name, pattern in CUES.items() if re.search(pattern, low)}
     if not found and _QUESTION.search(low):
@@ -464,7 +469,8 @@ class OfflineGuide:
             data.setdefault("metadata", {}).setdefault("labels", {})["template"] = template.template.name
             self.template = template.template.name
             intro = (
-                f"I started from the **{template.template.name}** template ({template.template.description[0].lower()}"
+                f"I started from the **{template.template.name}** template "
+                f"({template.template.description[0].lower()}"
                 f"{template.template.description[1:]}): {self._why(choice, template)}."
             )
         elif choice.tools:
@@ -505,7 +511,10 @@ class OfflineGuide:
     def _why(self, choice: Choice, template: LibraryTemplate) -> str:
         uses = sorted({_LABEL[_integration(u)] for u in template.tools})
         if choice.tools:
-            return f"it uses {', '.join(uses)} as your request does (closeness {template_score(choice, template):.2f})"
+            return (
+                f"it uses {', '.join(uses)} as your request does (closeness "
+                f"{template_score(choice, template):.2f})"
+            )
         return f"its purpose is closest to your request (closeness {template_score(choice, template):.2f})"
 
     def _fill(self, data: dict[str, Any], request: str, refs: Any, *, fresh: bool) -> None:

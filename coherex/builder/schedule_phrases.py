@@ -112,7 +112,8 @@ def parse(text: str) -> Phrase | None:
     # --- days
     dow = dom = None
     if re.search(
-        r"\b(week ?days?|working days?|business days?|workdays?)\b|\bmon(day)?s? ?(-|to|through|thru) ?fri(day)?s?\b",
+        r"\b(week ?days?|working days?|business days?|workdays?)\b|\bmon(day)?s? ?(-|to|through|thru) "
+        r"?fri(day)?s?\b",
         t,
     ):
         dow = "1-5"

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from coherex import resources
 from coherex.builder.draft import Connection, Draft, TeamRefs
 from coherex.builder.install import InstallPreview, install_reference
 from coherex.builder.install import preview as install_preview
@@ -46,7 +47,7 @@ from coherex.store.models import Agent, Event, Execution
 
 log = logging.getLogger(__name__)
 
-PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
+PROMPTS = resources.path("prompts")
 #: corrected drafts the model may send after an invalid one, within one turn
 MAX_REPAIRS = 3
 #: LLM calls in one turn (tool rounds plus the answer)

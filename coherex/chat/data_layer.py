@@ -96,7 +96,8 @@ class CoherexDataLayer(BaseDataLayer):
         return user_id, team
 
     async def _identity_for(self, thread_id: UUID) -> Identity | None:
-        """The caller in a chat connection; otherwise the thread's author (Chainlit checked it is the caller)."""
+        """The caller in a chat connection; otherwise the thread's author (Chainlit checked it is the
+        caller)."""
         who = self._context_user()
         if who is not None:
             return Identity.user(who[0])

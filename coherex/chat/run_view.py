@@ -130,8 +130,8 @@ def run_summary(execution: Execution) -> str:
     """The last message of a run: its outcome, numbers and answer (or error)."""
     seconds = (execution.duration_ms or 0) / 1000
     line = (
-        f"**{execution.shown_status}** in {seconds:.1f} s · {execution.tokens_in + execution.tokens_out} tokens · "
-        f"${float(execution.cost_usd):.5f}"
+        f"**{execution.shown_status}** in {seconds:.1f} s · {execution.tokens_in + execution.tokens_out} "
+        f"tokens · ${float(execution.cost_usd):.5f}"
     )
     if execution.tool_errors:
         line += f" · {execution.tool_errors} tool call{'s' if execution.tool_errors != 1 else ''} failed"

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from coherex.cli._common import console, err_console
+from coherex.cli._common import err_console
 from coherex.errors import BackendError, CoherexError
 
 app = typer.Typer(

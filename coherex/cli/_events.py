@@ -69,7 +69,8 @@ def format_event(e: Event) -> str:
         return f"[{style}]● {e.name}[/]"
     if e.type == "approval_requested":
         return (
-            f"  [magenta]waits for approval[/] {escape(e.name)}({escape(_short(p.get('arguments', {}), 80))})  "
+            "  [magenta]waits for approval[/] "
+            f"{escape(e.name)}({escape(_short(p.get('arguments', {}), 80))})  "
             f"[dim]coherex approvals approve {escape(str(p.get('approval_id', ''))[:8])}[/]"
         )
     if e.type == "approval_decided":
@@ -108,11 +109,14 @@ def format_summary(x: Execution) -> str:
     outcome = x.outcome or x.status
     style = _STATUS_STYLE.get(outcome, "")
     line = (
-        f"[{style}]{escape(x.shown_status)}[/] in {_ms(x.duration_ms)} · {x.tokens_in + x.tokens_out} tokens · "
-        f"${float(x.cost_usd):.5f} · execution {x.id}"
+        f"[{style}]{escape(x.shown_status)}[/] in {_ms(x.duration_ms)} · {x.tokens_in + x.tokens_out} "
+        f"tokens · ${float(x.cost_usd):.5f} · execution {x.id}"
     )
     if x.tool_errors:
         line += f" · [red]{x.tool_errors} tool call{'s' if x.tool_errors != 1 else ''} failed[/]"
     if outcome == "completed_with_errors":
-        line += f"\n[yellow]the answer came after a failed tool call:[/] {escape(_short(x.last_tool_error or '', 160))}"
+        line += (
+            "\n[yellow]the answer came after a failed tool call:[/] "
+            f"{escape(_short(x.last_tool_error or '', 160))}"
+        )
     return line

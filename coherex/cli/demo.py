@@ -21,7 +21,8 @@ def seed(
 ) -> None:
     """Fill your team with demo people, agents (with versions), data sources, executions with their
     steps and costs, a knowledge collection and audit entries. Safe to run again (adds executions)."""
-    from coherex.testing.demo import DEMO_PASSWORD, seed as seed_team
+    from coherex.testing.demo import DEMO_PASSWORD
+    from coherex.testing.demo import seed as seed_team
 
     if executions < 0 or days < 1:
         raise UserError("--executions must be 0 or more and --days at least 1.")

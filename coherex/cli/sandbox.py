@@ -19,7 +19,8 @@ app = typer.Typer(no_args_is_help=True)
 @app.command()
 def serve(port: int = typer.Option(None, help="Port on 127.0.0.1 (default: COHEREX_SANDBOX_PORT).")) -> None:
     """Run the local E2B-compatible sandbox server in the foreground."""
-    from coherex.sandbox.server.run import api_key_file, local_api_key, serve as run_server
+    from coherex.sandbox.server.run import api_key_file, local_api_key
+    from coherex.sandbox.server.run import serve as run_server
 
     settings = get_settings()
     port = port or settings.sandbox_port

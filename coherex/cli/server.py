@@ -83,7 +83,7 @@ def up(
     # the data dir as an absolute path (the dashboard runs in the project for its .streamlit/)
     from dotenv import dotenv_values
 
-    from coherex.api.app import ROOT
+    from coherex import resources
 
     dotenv = {k: v for k, v in dotenv_values(".env").items() if v is not None}
     procs = Supervisor(env={**dotenv, **os.environ, "COHEREX_DATA_DIR": str(settings.data_path)})
@@ -98,13 +98,13 @@ def up(
             "-m",
             "streamlit",
             "run",
-            str(ROOT / "dashboard_app.py"),
+            str(resources.path("dashboard_app.py")),
             "--server.port",
             str(dashboard_port),
             "--server.address",
             "127.0.0.1",
         ],
-        cwd=str(ROOT),
+        cwd=str(resources.root()),
     )
     console.print(
         f"\n[bold]Coherex is starting[/]\n  chat       http://127.0.0.1:{port}/chat\n"

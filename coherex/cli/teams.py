@@ -74,7 +74,8 @@ def create(
 
     team = run_async(go())
     console.print(
-        f"created team [bold]{team.slug}[/] ({team.id}); you are its owner. Use it with COHEREX_TEAM={team.slug}"
+        f"created team [bold]{team.slug}[/] ({team.id}); you are its owner. Use it with "
+        f"COHEREX_TEAM={team.slug}"
     )
 
 
@@ -236,7 +237,10 @@ def network_role(
                 if role is None
                 else await teams.set_network_role(ctx.db, ctx.identity, ctx.team.id, role)
             )
-            return f"in team {team.slug}, a {team.network_min_role} or above may save agents with runtime.network: true"
+            return (
+                f"in team {team.slug}, a {team.network_min_role} or above may save agents with "
+                "runtime.network: true"
+            )
 
     console.print(run_async(go()))
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from datetime import date, datetime, time, timedelta, timezone
 from uuid import UUID
 
 import pandas as pd
@@ -140,7 +140,7 @@ def _remember(signed: SignedIn) -> None:
 
 def _filters(reader: Reader, team_id: UUID) -> Filters:
     """Date range and agents from the sidebar (dates are whole UTC days, the end day included)."""
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     picked = st.sidebar.date_input("Dates (UTC)", value=(today - timedelta(days=29), today), key="dates")
     days = list(picked) if isinstance(picked, (tuple, list)) else [picked]  # one date while picking a range
     first, last = days[0], days[-1]
@@ -151,7 +151,7 @@ def _filters(reader: Reader, team_id: UUID) -> Filters:
 
 
 def _day(d: date) -> datetime:
-    return datetime.combine(d, time(0), tzinfo=timezone.utc)
+    return datetime.combine(d, time(0), tzinfo=UTC)
 
 
 # ---------------------------------------------------------------------------- overview
@@ -182,8 +182,11 @@ def overview(reader: Reader, team_id: UUID) -> None:
         ("Cost", "cost_usd", usd, "inverse"),
         ("Tokens", "tokens", count, "off"),
     ]
-    for col, (label, key, fmt, colour) in zip(st.columns(len(tiles)), tiles):
-        signed = lambda v, fmt=fmt: ("+" if v >= 0 else "-") + fmt(abs(v))
+    for col, (label, key, fmt, colour) in zip(st.columns(len(tiles)), tiles, strict=False):
+
+        def signed(v, fmt=fmt):
+            return ("+" if v >= 0 else "-") + fmt(abs(v))
+
         col.metric(label, _fmt(now[key], fmt), _delta(now[key], before[key], signed), delta_color=colour)
     st.caption(
         f"Change against the previous {(f.end - f.start).days} days. "
@@ -200,7 +203,9 @@ def overview(reader: Reader, team_id: UUID) -> None:
         st.plotly_chart(fig, width="stretch")
 
     st.subheader("Cost and tokens")
-    for tab, dimension in zip(st.tabs(["By agent", "By model", "By member"]), ["agent", "model", "member"]):
+    for tab, dimension in zip(
+        st.tabs(["By agent", "By model", "By member"]), ["agent", "model", "member"], strict=False
+    ):
         with tab:
             by = reader.cost_by(f, dimension)
             if not by.empty:
@@ -340,7 +345,7 @@ def agents(reader: Reader, team_id: UUID) -> None:
     st.dataframe(versions.drop(columns=["spec_yaml"]), hide_index=True, key="versions_table")
     numbers = list(versions["version"])
     shown = st.selectbox("Show version", numbers, index=len(numbers) - 1, key=f"version_pick_{name}")
-    yaml_of = dict(zip(versions["version"], versions["spec_yaml"]))
+    yaml_of = dict(zip(versions["version"], versions["spec_yaml"], strict=False))
     st.code(yaml_of[shown], language="yaml")
     if len(numbers) > 1:
         a, b = st.columns(2)
@@ -455,6 +460,6 @@ PAGES: dict[str, Callable[[Reader, UUID], None]] = {
     "Audit log": audit_log,
     "Usage and quotas": usage,
 }
-from coherex.dashboard.approvals_page import approvals as _approvals
+from coherex.dashboard.approvals_page import approvals as _approvals  # noqa: E402
 
-PAGES["Approvals"] = _approvals  # noqa: E402,E702
+PAGES["Approvals"] = _approvals

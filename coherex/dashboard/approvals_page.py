@@ -5,7 +5,7 @@ decision (approve, reject with a message the model reads)."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from uuid import UUID
 
 import streamlit as st
@@ -22,10 +22,11 @@ def approvals(reader: Reader, team_id: UUID) -> None:
     st.metric("Waiting", len(table))
     if table.empty:
         st.info(
-            "Nothing waits for approval. Tools with `approval: always` (or rules that match) pause their run here."
+            "Nothing waits for approval. Tools with `approval: always` (or rules that match) pause their "
+            "run here."
         )
         return
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     shown = table.assign(
         arguments=table["arguments"].map(lambda a: json.dumps(a, ensure_ascii=False)),
         waiting=(now - table["created_at"]).map(_duration),

@@ -1,5 +1,6 @@
 """Signing in to the dashboard: the same users as the chat (`users.authenticate`, or the chat's
-login cookie of the same browser), then a reader that runs as that person — a database identity (SQL reader) or a JWT (Supabase reader)."""
+login cookie of the same browser), then a reader that runs as that person — a database identity
+(SQL reader) or a JWT (Supabase reader)."""
 
 from __future__ import annotations
 

@@ -379,8 +379,8 @@ class RegistryClient:
         data = _read_limited(r, max_bytes, f"{what} of {ref}")
         if sha256(data) != digest or len(data) != size:
             raise RegistryError(
-                f"{what[0].upper() + what[1:]} of {ref} does not match its digest {digest} (the registry sent "
-                f"{len(data)} bytes with digest {sha256(data)}): it was changed in the registry "
+                f"{what[0].upper() + what[1:]} of {ref} does not match its digest {digest} (the registry "
+                f"sent {len(data)} bytes with digest {sha256(data)}): it was changed in the registry "
                 "or in transit. Nothing was saved."
             )
         return data
@@ -396,7 +396,7 @@ class RegistryClient:
                 path = Path(tmp) / f"blob{i}"
                 path.write_bytes(data)
                 layer = {"mediaType": media_type, "digest": sha256(data), "size": len(data)}
-                r = self._call(lambda: client.upload_blob(str(path), container, layer))
+                r = self._call(lambda path=path, layer=layer: client.upload_blob(str(path), container, layer))
                 if r.status_code in (401, 403):
                     raise self._denied("refused the upload", ref.repository)
                 if r.status_code not in (200, 201, 202):

@@ -107,9 +107,10 @@ async def login(
         await _require_admin(s, team_id, "store a registry login")
         async with s.conn.cursor() as cur:
             await cur.execute(
-                "insert into public.registry_credentials (team_id, registry, username, secret_encrypted, key_id) "
-                "values (%s, %s, %s, %s, %s) on conflict (team_id, registry) do update set "
-                "username = excluded.username, secret_encrypted = excluded.secret_encrypted, key_id = excluded.key_id",
+                "insert into public.registry_credentials (team_id, registry, username, secret_encrypted, "
+                "key_id) values (%s, %s, %s, %s, %s) on conflict (team_id, registry) do update set "
+                "username = excluded.username, secret_encrypted = excluded.secret_encrypted, key_id = "
+                "excluded.key_id",
                 (team_id, ref.registry, username, sealed, key_id),
             )
         await s.audit.record(
@@ -164,8 +165,9 @@ async def trusted_keys(db: Database, identity: Identity, team_id: UUID) -> tuple
 
 async def trust_key(db: Database, identity: Identity, team_id: UUID, name: str, pem: str) -> str:
     signing.load_public_key(pem, f"the key {name!r}")
-    from coherex.spec.models import NAME_PATTERN
     import re
+
+    from coherex.spec.models import NAME_PATTERN
 
     if not re.match(NAME_PATTERN, name):
         raise UserError(f"Key name {name!r} is not valid: lower-case letters, digits and '-' (at most 63).")
@@ -318,8 +320,8 @@ async def push(
 
 async def _refuse_secrets(db: Database, sources: list[Any], artifact: art.Artifact) -> None:
     """No credential of the team may travel in an artifact, even pasted into a spec by mistake."""
-    from coherex.integrations.service import _open  # the one place credentials are decrypted
     from coherex.errors import CoherexError
+    from coherex.integrations.service import _open  # the one place credentials are decrypted
 
     blobs = [(b.data, b.annotations.get(art.TITLE, "config")) for b in artifact.blobs]
     blobs.append((artifact.manifest, "manifest"))
@@ -543,17 +545,17 @@ class PullResult:
 async def pull(
     db: Database, identity: Identity, team_id: UUID, ref_text: str, *, docker_config: bool = False
 ) -> PullResult:
-    from coherex.services.agents import apply_spec, team_references
     from coherex.builder.draft import TeamRefs, missing_connections
+    from coherex.services.agents import apply_spec, team_references
     from coherex.spec.documents import parse
 
     fetched, required = await _fetch_for(db, identity, team_id, ref_text, docker_config)
     if required and not fetched.signature.verified:
         raise PermissionDenied(
-            f"{fetched.ref} is {fetched.signature.summary()}; this team requires a valid signature from one of its "
-            "trusted keys before a pull is saved. Nothing was saved.",
-            hint="Ask the publisher to `coherex push --sign` (or `cosign sign --key`), trust their public key with "
-            "`coherex registry trust NAME KEY.pub`, or turn the policy off with "
+            f"{fetched.ref} is {fetched.signature.summary()}; this team requires a valid signature from one "
+            "of its trusted keys before a pull is saved. Nothing was saved.",
+            hint="Ask the publisher to `coherex push --sign` (or `cosign sign --key`), trust their public "
+            "key with `coherex registry trust NAME KEY.pub`, or turn the policy off with "
             "`coherex registry require-signature off` (team admins).",
         )
     data = parse(fetched.spec_yaml, "yaml", str(fetched.ref))
@@ -561,8 +563,8 @@ async def pull(
     async with db.session(identity) as s:
         async with s.conn.cursor() as cur:
             await cur.execute(
-                "select a.name, v.version from public.agent_versions v join public.agents a on a.id = v.agent_id "
-                "where v.team_id = %s and v.source_digest = %s order by v.created_at desc limit 1",
+                "select a.name, v.version from public.agent_versions v join public.agents a on a.id = "
+                "v.agent_id where v.team_id = %s and v.source_digest = %s order by v.created_at desc limit 1",
                 (team_id, fetched.digest),
             )
             row = await cur.fetchone()

@@ -15,7 +15,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 from uuid import UUID
@@ -178,7 +178,7 @@ def retry_after_seconds(headers: Any) -> float | None:
             return max(0.0, float(value))
         except ValueError:
             try:
-                return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+                return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
             except (TypeError, ValueError):
                 return None
     reset = headers.get("x-ratelimit-reset") if headers is not None else None

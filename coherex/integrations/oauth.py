@@ -17,7 +17,7 @@ import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 from uuid import UUID
@@ -51,7 +51,7 @@ class OAuthToken(Model):
     def expires_soon(self, now: datetime | None = None) -> bool:
         if self.expires_at is None:
             return False
-        return (now or datetime.now(timezone.utc)) >= self.expires_at - REFRESH_MARGIN
+        return (now or datetime.now(UTC)) >= self.expires_at - REFRESH_MARGIN
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ def token_from_response(body: dict[str, Any], previous: OAuthToken | None = None
         access_token=SecretStr(body["access_token"]),
         # Google sends no new refresh token on refresh: keep the one we have
         refresh_token=SecretStr(refresh) if refresh else (previous.refresh_token if previous else None),
-        expires_at=datetime.now(timezone.utc) + timedelta(seconds=int(expires_in)) if expires_in else None,
+        expires_at=datetime.now(UTC) + timedelta(seconds=int(expires_in)) if expires_in else None,
         scope=body.get("scope") or (previous.scope if previous else ""),
     )
 
@@ -342,7 +342,7 @@ async def start_authorization(
                 config=config,
                 verifier_encrypted=sealed,
                 redirect_uri=redirect_uri,
-                expires_at=datetime.now(timezone.utc) + STATE_TTL,
+                expires_at=datetime.now(UTC) + STATE_TTL,
             )
         )
     return url

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
@@ -130,7 +130,7 @@ async def _test_before_saving(
     db: Database, team_id: UUID, kind: SourceType, name: str, cfg: Model, creds: Model
 ) -> None:
     """The connection test of a source that is not stored yet; a failure is the person's to fix."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     unsaved = DataSource(
         id=uuid4(),
         team_id=team_id,
@@ -276,7 +276,8 @@ async def _open(db: Database, source: DataSource, *, fresh: bool = True) -> Open
 
 
 async def _refresh(db: Database, opened: Opened) -> None:
-    """Swap an expiring OAuth access token for a fresh one and store it; a refusal marks the source failing."""
+    """Swap an expiring OAuth access token for a fresh one and store it; a refusal marks the source
+    failing."""
     source, token = opened.call.source, opened.call.credentials
     p = provider(opened.kind.oauth_provider or "")
     try:

@@ -16,7 +16,7 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from uuid import UUID
 
 import procrastinate
@@ -75,7 +75,7 @@ def _register_tasks(app: procrastinate.App) -> None:
     @app.task(name="maintenance", queue="maintenance", queueing_lock="maintenance", pass_context=True)
     async def maintenance(context: procrastinate.JobContext, timestamp: int) -> None:
         deps: WorkerDeps = context.additional_context["deps"]
-        await maintain(context.app, deps, datetime.fromtimestamp(timestamp, timezone.utc))
+        await maintain(context.app, deps, datetime.fromtimestamp(timestamp, UTC))
 
 
 async def maintain(app: procrastinate.App, deps: WorkerDeps, now: datetime) -> None:

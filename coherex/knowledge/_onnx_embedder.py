@@ -8,7 +8,8 @@ optimisations and int8 weights.
 
 The packaged model is exported to ONNX once (torch + `onnx`, both installed with the project) and
 cached in `<data dir>/models/`, keyed by the package version, the export recipe and the
-precision; nothing is downloaded. `COHEREX_EMBEDDINGS_PRECISION=fp32` keeps full precision (identical vectors, slower).
+precision; nothing is downloaded. `COHEREX_EMBEDDINGS_PRECISION=fp32` keeps full precision
+(identical vectors, slower).
 
 int8: dynamic quantisation of every matrix product with per-channel weights (per-tensor weights drop
 the cosine to the fp32 output to ~0.84). Cosine to fp32 ≥ 0.98 (mean 0.993), and retrieval is as

@@ -1,11 +1,11 @@
 """Split parsed blocks into overlapping chunks that follow the document's structure.
 
 Paragraphs of one section are packed together up to `max_chars`; a chunk never spans two
-sections or two pages, so its `section` and `page` metadata are exact. A paragraph longer than `max_chars` is split at
-sentence ends (and, for a run-on sentence, at word boundaries). Each chunk after the first in a
-section starts with the tail of the previous one (about `overlap_chars`, whole sentences), so an
-answer that straddles a boundary is still found. A chunk's id is the hash of its content, so the
-same text always gets the same id.
+sections or two pages, so its `section` and `page` metadata are exact. A paragraph longer than
+`max_chars` is split at sentence ends (and, for a run-on sentence, at word boundaries). Each chunk
+after the first in a section starts with the tail of the previous one (about `overlap_chars`,
+whole sentences), so an answer that straddles a boundary is still found. A chunk's id is the
+hash of its content, so the same text always gets the same id.
 """
 
 from __future__ import annotations

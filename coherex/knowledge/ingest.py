@@ -350,7 +350,7 @@ async def reindex_collection(
     dim = len(vectors[0]) if vectors else embedder.dim
     async with db.session(identity) as s:
         await s.knowledge.set_embeddings(
-            collection, embedder.model, dim, [(r[0], v) for r, v in zip(rows, vectors)]
+            collection, embedder.model, dim, [(r[0], v) for r, v in zip(rows, vectors, strict=False)]
         )
     return len(rows)
 

@@ -31,7 +31,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from coherex.errors import BackendError
 from coherex.llm.types import ChatResult, Message, StreamHandler, Tool, ToolCall, Usage
@@ -218,7 +218,9 @@ class LocalModelClient:
                     "content": "Answer my request in one or two sentences using the tool result.",
                 }
             )
-        return self._tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+        # tokenize=False: the prompt text (the declared type also covers token ids and batches)
+        prompt = self._tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+        return cast(str, prompt)
 
     # --- decoding ---
     def _generate(
@@ -248,7 +250,8 @@ class LocalModelClient:
                 break
             generated.append(token)
             self._usage[1] += 1
-            text = self._tokenizer.decode(generated, skip_special_tokens=True)
+            # one sequence decodes to one str (the declared type covers batches too)
+            text = cast(str, self._tokenizer.decode(generated, skip_special_tokens=True))
             cut = min((i for s in stop if (i := text.find(s)) >= 0), default=None)
             piece = text[len(sent) : cut] if cut is not None else text[len(sent) :]
             if piece and not piece.endswith("\ufffd"):  # wait for the rest of a multi-byte char

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import jsonschema
@@ -33,6 +33,10 @@ from coherex.spec.models import ApprovalRules, Limits
 from coherex.store.db import Database, Identity
 from coherex.store.models import Execution
 from coherex.store.repos.approvals import Approval
+
+if TYPE_CHECKING:
+    from coherex.llm.types import ToolCall
+    from coherex.runtime.tools import ToolBox
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +55,7 @@ def verdict(ref: ToolRef, info: ToolInfo | None, args: dict[str, Any], team_defa
             return ASK
         if any(_matches(m, args) for m in rule.rules("allow")):
             return ALLOW
-        mode = rule.fallback
+        mode: str = rule.fallback
     else:
         mode = rule or team_default
     if mode == "always" or (mode == "writes" and info is not None and info.access == "write"):
@@ -144,20 +148,20 @@ class Gate:
             db, default, Resume.from_state(state) if state else None, {a.tool_call_id: a for a in decided}
         )
 
-    def check(self, toolbox: Any, call: Any) -> str:
+    def check(self, toolbox: ToolBox, call: ToolCall) -> str:
         tool = toolbox.tools.get(call.name)
         if tool is None:
             return ALLOW  # the toolbox tells the model there is no such tool
         return verdict(tool.ref, tool.info, {**call.arguments, **(tool.ref.with_ or {})}, self.team_default)
 
     def pause_if_asked(
-        self, toolbox: Any, step: int, result: Any, call_event_seq: int, messages: list[dict[str, Any]]
+        self, toolbox: ToolBox, step: int, result: Any, call_event_seq: int, messages: list[dict[str, Any]]
     ) -> None:
         asks = [(c, toolbox.tools[c.name].ref) for c in result.tool_calls if self.check(toolbox, c) == ASK]
         if asks:
             raise Paused(step, list(result.tool_calls), result.content or "", call_event_seq, messages, asks)
 
-    def describe(self, call: Any) -> dict[str, Any]:
+    def describe(self, call: ToolCall) -> dict[str, Any]:
         """What the tool_call event says about the call's approval (empty when it needed none)."""
         a = self.decisions.get(call.id)
         if a is None:
@@ -171,7 +175,7 @@ class Gate:
             }
         }
 
-    async def call(self, toolbox: Any, call: Any, parent_seq: int) -> str:
+    async def call(self, toolbox: ToolBox, call: ToolCall, parent_seq: int) -> str:
         """Run one call as its approval says; returns the text for the model. Raises ToolFailed."""
         from coherex.runtime.tools import ToolFailed
 
@@ -192,8 +196,8 @@ class Gate:
             )
         if decision.result is not None:  # an earlier attempt ran it: the same answer, no second call
             if not decision.result.get("ok"):
-                raise ToolFailed(decision.result["text"].removeprefix("Error: "))
-            return decision.result["text"]
+                raise ToolFailed(str(decision.result["text"]).removeprefix("Error: "))
+            return str(decision.result["text"])
         async with self.db.session(Identity.system()) as s:
             first = await s.approvals.start_call(decision.id)
         if not first:
@@ -422,15 +426,18 @@ async def decide(
                 hint="An admin can change your role: `coherex teams role EMAIL member`.",
             )
         current = await s.approvals.get(approval_id)  # after the lock: what others decided meanwhile
+        assert current is not None  # it was there, and its execution is locked
         if current.status != "pending":
             raise Conflict(
                 f"This call was already {current.status}"
                 + (f" at {current.decided_at:%Y-%m-%d %H:%M:%S} UTC." if current.decided_at else ".")
             )
         version = await s.agents.get_version(execution.agent_id, execution.agent_version)
+        assert version is not None  # the locked execution refers to it
         spec = load_spec(version.spec)
         ref = next((t for t in spec.spec.tools or [] if t.tool_name == current.tool_name), None)
         if action == "edit":
+            assert arguments is not None  # checked above: an edit carries a JSON object
             _check_arguments(ref, current.tool_use, arguments)
         row = await s.approvals.decide(
             approval_id, ACTIONS[action], edited_arguments=arguments, message=message

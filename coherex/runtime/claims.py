@@ -117,8 +117,8 @@ class ClaimKeeper:
             rows = conn.execute(
                 "update public.agent_executions e set heartbeat_at = now() "
                 "from unnest(%s::uuid[], %s::text[], %s::int[]) as c(id, worker, attempt) "
-                "where e.id = c.id and e.status = 'running' and e.worker_id = c.worker and e.attempts = c.attempt "
-                "returning e.id, e.cancel_requested",
+                "where e.id = c.id and e.status = 'running' and e.worker_id = c.worker and e.attempts = "
+                "c.attempt returning e.id, e.cancel_requested",
                 (ids, [c.worker_id for c in claims], [c.attempt for c in claims]),
             ).fetchall()
             held = {r[0]: r[1] for r in rows}

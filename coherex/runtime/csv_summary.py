@@ -18,6 +18,7 @@ import math
 import re
 import statistics
 from pathlib import Path
+from typing import Any
 
 MAX_ROWS = 1_000_000
 MAX_GROUPS = 12  # categories listed per column
@@ -68,16 +69,16 @@ def _read(path: Path) -> tuple[list[str], list[list[str]], str]:
     return header, data, delimiter
 
 
-def summarize_file(path: str | Path, question: str = "") -> dict:
+def summarize_file(path: str | Path, question: str = "") -> dict[str, Any]:
     """The figures of the file and a report in sentences (`report`), for a person or a model."""
     path = Path(path)
     header, rows, delimiter = _read(path)
     if not header:
         return {"file": path.name, "rows": 0, "report": f"{path.name} is empty."}
-    columns = list(zip(*rows)) if rows else [() for _ in header]
+    columns = list(zip(*rows, strict=False)) if rows else [() for _ in header]
     numeric, categorical, periods = {}, {}, []
     missing = {}
-    for name, values in zip(header, columns):
+    for name, values in zip(header, columns, strict=False):
         filled = [v.strip() for v in values if v.strip()]
         missing[name] = len(values) - len(filled)
         numbers = [n for v in filled if (n := _number(v)) is not None]
@@ -134,14 +135,15 @@ def summarize_file(path: str | Path, question: str = "") -> dict:
             continue
         first, last = order[0], order[-1]
         for num in list(stats)[:2]:
-            for cat in [c for c in categorical if 2 <= len(categorical[c]) <= MAX_GROUPS * 4][:1] or [None]:
+            by: list[str | None] = [c for c in categorical if 2 <= len(categorical[c]) <= MAX_GROUPS * 4]
+            for group in by[:1] or [None]:
                 per: dict[str, list[float]] = {}
                 for row in rows:
                     p = row[index[period]].strip()
                     value = _number(row[index[num]])
                     if value is None or p not in (first, last):
                         continue
-                    key = row[index[cat]].strip() if cat else "all"
+                    key = row[index[group]].strip() if group else "all"
                     pair = per.setdefault(key, [0.0, 0.0])
                     pair[0 if p == first else 1] += value
                 for key, (a, b) in sorted(per.items(), key=lambda kv: kv[1][1] - kv[1][0]):
@@ -150,9 +152,9 @@ def summarize_file(path: str | Path, question: str = "") -> dict:
                     f"{k} {fmt(a)} → {fmt(b)} ({'+' if b >= a else ''}{fmt(b - a)})"
                     for k, (a, b) in sorted(per.items(), key=lambda kv: kv[1][1] - kv[1][0])
                 ]
-                where = f" by {cat}" if cat else ""
+                where = f" by {group}" if group else ""
                 lines.append(f"{num}{where} from {first} to {last}: {', '.join(parts)}.")
-                if cat and per:
+                if group and per:
                     worst = min(per.items(), key=lambda kv: kv[1][1] - kv[1][0])
                     if worst[1][1] < worst[1][0]:
                         lines.append(

@@ -16,12 +16,14 @@ import os
 import shlex
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
+from coherex import resources
 from coherex.errors import BackendError, CoherexError, DatabaseUnavailable, NotFound, QuotaExceeded, UserError
 from coherex.runtime import approvals, subagents
 from coherex.runtime.citations import RULE as CITATION_RULE
@@ -32,11 +34,15 @@ from coherex.runtime.tools import RunContext, ToolBox, ToolFailed
 from coherex.settings import Settings, get_settings
 from coherex.spec import AgentSpec, load_spec, render_instructions
 from coherex.store.db import Database, Identity
-from coherex.store.models import Agent, Execution
+from coherex.store.models import Agent, Event, Execution, ExecutionStatus
+
+if TYPE_CHECKING:
+    from coherex.store.repos import Session
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
+PROMPTS = resources.path("prompts")
 
 
 class ConcurrencyLimited(QuotaExceeded):
@@ -56,9 +62,9 @@ class _ClaimLost(Exception):
 class _Stop(Exception):
     """The run must end now with `status` and `reason` (a limit was reached)."""
 
-    def __init__(self, status: str, reason: str):
+    def __init__(self, status: ExecutionStatus, reason: str):
         super().__init__(reason)
-        self.status = status
+        self.status: ExecutionStatus = status
         self.reason = reason
 
 
@@ -196,7 +202,9 @@ class Runtime:
             execution = await s.executions.start(execution_id, worker_id=self.worker, max_concurrent=limit)
             if execution is None:
                 current = await s.executions.get(execution_id)
-                if current.status == "pending" and limit is not None:
+                if current is None:
+                    raise NotFound(f"Execution {execution_id} was not found.")
+                if current.status == "pending" and team is not None and limit is not None:
                     raise ConcurrencyLimited(f"Team {team.slug} already has {limit} runs going.")
                 return current
             agent = await s.agents.get(execution.agent_id)
@@ -220,7 +228,9 @@ class Runtime:
         retry_left = retry_backend_errors and execution.attempts < self.settings.max_attempts
         totals = _Totals()
         ctx: RunContext | None = None
-        status, output, error = "failed", None, None
+        status: ExecutionStatus = "failed"
+        output: Any = None
+        error: str | None = None
         try:
             spec = load_spec(version.spec)
             ctx = RunContext(
@@ -252,7 +262,8 @@ class Runtime:
                     recorder, "log", {"message": f"attempt {execution.attempts} failed: {exc}; retrying"}
                 )
                 # pending again with a new job (one transaction): that job retries it, not this one
-                return await self._while_database_returns(lambda s: s.executions.requeue(execution.id))
+                requeued = await self._while_database_returns(lambda s: s.executions.requeue(execution.id))
+                return requeued or await self._current(execution.id)  # None: the claim went elsewhere
             error = str(exc)
         except CoherexError as exc:
             error = str(exc)
@@ -265,9 +276,11 @@ class Runtime:
         # The final state and its closing events commit together, by the claim's owner only. The
         # claim is held (heart-beating) while the database is away, so the end is written once.
         if status == "waiting_approval":  # paused durably: no worker, no sandbox until a decision
+            assert ctx is not None and isinstance(output, approvals.Paused)  # what _supervise returns then
+            paused, run = output, ctx
             final, events = await self._while_database_returns(
                 lambda s: approvals.pause(
-                    s, recorder, execution, claim, output, totals, ctx.citations.passages, ctx.spec.limits
+                    s, recorder, execution, claim, paused, totals, run.citations.passages, run.spec.limits
                 )
             )
             for event in events:
@@ -276,7 +289,7 @@ class Runtime:
             return final
         output, error = recorder.redact(output), recorder.redact(error)  # shown like events are
 
-        async def finish(s):
+        async def finish(s: Session) -> tuple[Execution | None, list[Event]]:
             final = await s.executions.finish(
                 execution.id,
                 status,
@@ -298,12 +311,14 @@ class Runtime:
                 final = await s.executions.get(execution.id)
             return final, closing
 
-        final, closing = await self._while_database_returns(finish)
+        ended, closing = await self._while_database_returns(finish)
         for event in closing:
             await recorder.announce(event)
-        return final
+        return ended if ended is not None else await self._current(execution.id)
 
-    async def _while_database_returns(self, work: Any, *, patience_seconds: float = 60.0) -> Any:
+    async def _while_database_returns(
+        self, work: Callable[[Session], Awaitable[T]], *, patience_seconds: float = 60.0
+    ) -> T:
         """Run `work(session)` in a system session, again while the database is away (a restart
         takes seconds); gives up with the last DatabaseUnavailable after `patience_seconds`."""
         deadline = time.monotonic() + patience_seconds
@@ -320,9 +335,14 @@ class Runtime:
 
     async def _current(self, execution_id: UUID) -> Execution:
         async with self.db.session(Identity.system()) as s:
-            return await s.executions.get(execution_id)
+            row = await s.executions.get(execution_id)
+        if row is None:
+            raise NotFound(f"Execution {execution_id} was not found.")
+        return row
 
-    async def _supervise(self, ctx: RunContext, claim: Claim, totals: _Totals) -> tuple[str, Any, str | None]:
+    async def _supervise(
+        self, ctx: RunContext, claim: Claim, totals: _Totals
+    ) -> tuple[ExecutionStatus, Any, str | None]:
         """Race the agent loop against the wall clock, a stop request and the loss of the claim."""
         limits = ctx.spec.limits
         # time spent waiting for approval does not count: only the time this run was active before
@@ -420,8 +440,8 @@ class Runtime:
                 whose = "the calling run's" if ctx.execution.parent_execution_id else "this run's"
                 raise _Stop(
                     "failed",
-                    f"Stopped: this run and its sub-agents cost ${ctx.budget.spent_usd:.4f} together, reaching "
-                    f"{whose} limits.maxCostUsd (${ctx.budget.limit_usd.normalize()}).",
+                    f"Stopped: this run and its sub-agents cost ${ctx.budget.spent_usd:.4f} together, "
+                    f"reaching {whose} limits.maxCostUsd (${ctx.budget.limit_usd.normalize()}).",
                 )
             messages.append(result.to_message())
             if not result.tool_calls:
@@ -636,7 +656,7 @@ def _coerce(value: Any, json_type: str) -> Any:
     return value if checks.get(json_type, lambda v: True)(value) else None
 
 
-async def check_quota(session, team_id: UUID) -> None:
+async def check_quota(session: Session, team_id: UUID) -> None:
     team = await session.teams.get(team_id)
     if team is None:
         return
@@ -648,7 +668,8 @@ async def check_quota(session, team_id: UUID) -> None:
         )
     if team.quota_cost_month_usd is not None and usage.cost_usd >= team.quota_cost_month_usd:
         raise QuotaExceeded(
-            f"Team {team.slug} has spent ${usage.cost_usd:.2f} of its ${team.quota_cost_month_usd:.2f} monthly budget.",
+            f"Team {team.slug} has spent ${usage.cost_usd:.2f} of its ${team.quota_cost_month_usd:.2f} "
+            "monthly budget.",
             hint="An admin can raise the budget, or wait for next month.",
         )
 
@@ -660,7 +681,9 @@ async def _kill_quietly(sandbox: Any) -> None:
         log.warning("could not kill sandbox %s", getattr(sandbox, "id", "?"), exc_info=True)
 
 
-async def _record_quietly(recorder: EventRecorder, type: str, payload: dict, name: str = "") -> None:
+async def _record_quietly(
+    recorder: EventRecorder, type: str, payload: dict[str, Any], name: str = ""
+) -> None:
     try:
         await recorder.record(type, name=name, payload=payload)
     except Exception:

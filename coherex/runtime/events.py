@@ -8,11 +8,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coherex.integrations.vault import known_secrets, redact
 from coherex.store.db import Database, Identity
 from coherex.store.models import Event, Execution
+
+if TYPE_CHECKING:
+    from coherex.store.repos import Session
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +71,7 @@ class EventRecorder:
 
     async def add(
         self,
-        session: Any,
+        session: Session,
         type: str,
         *,
         name: str = "",

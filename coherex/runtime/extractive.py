@@ -100,8 +100,8 @@ def extract_answer(question: str, passages: list[dict[str, Any]]) -> dict[str, A
             if overlap:
                 scored.append((score, sentence, passage))
     scored.sort(key=lambda s: -s[0])
-    chosen = []
-    for score, sentence, passage in scored:
+    chosen: list[tuple[str, dict[str, Any]]] = []
+    for _score, sentence, passage in scored:
         if sentence not in (c[0] for c in chosen):
             chosen.append((sentence, passage))
         if len(chosen) == MAX_SENTENCES:

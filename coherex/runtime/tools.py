@@ -122,10 +122,9 @@ class ToolBox:
         for ref in ctx.spec.spec.tools or []:
             if ref.use == "agent":  # a sub-agent: its info (the callee's inputs) was pinned with the version
                 sub = ctx.sub_agents.get(ref.tool_name)
-                if sub is not None:
-                    box.tools[ref.tool_name] = BoundTool(
-                        ref.tool_name, ref, sub.info, provider_for_tool("agent")
-                    )
+                agent_provider = provider_for_tool("agent")
+                if sub is not None and agent_provider is not None:
+                    box.tools[ref.tool_name] = BoundTool(ref.tool_name, ref, sub.info, agent_provider)
                 continue
             info = get_tool(ref.use)
             provider = provider_for_tool(ref.use)
@@ -170,7 +169,8 @@ class ToolBox:
             raise
         except CoherexError as exc:
             if _platform_failure(exc):
-                # the platform failed, not the agent: the run is retried; only its last attempt tells the model
+                # the platform failed, not the agent: the run is retried; only its last attempt tells
+                # the model
                 if not self.ctx.final_attempt:
                     raise PlatformFailed(f"{tool.info.name}: {exc}") from exc
                 raise ToolFailed(

@@ -69,7 +69,7 @@ def _mapped(settings: Settings, action: str) -> Iterator[None]:
     """E2B/transport exceptions -> our error types, with the setting to change in the hint."""
     try:
         yield
-    except (e2b_exc.AuthenticationException,) as exc:
+    except e2b_exc.AuthenticationException as exc:
         raise SandboxAuthError(
             f"{_where(settings)} rejected the credentials while trying to {action}: {exc}",
             hint="check E2B_API_KEY (cloud) or restart the local server",

@@ -19,7 +19,7 @@ import json
 import re
 import secrets
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -47,13 +47,13 @@ _DELIVERY = re.compile(r"[A-Za-z0-9_:-]{1,200}")
 def next_fire(cron: str, tz: str, after: datetime) -> datetime:
     """The first time strictly after `after` that the cron expression matches in `tz`, in UTC."""
     local = after.astimezone(ZoneInfo(tz))
-    return croniter(cron, local).get_next(datetime).astimezone(timezone.utc)
+    return croniter(cron, local).get_next(datetime).astimezone(UTC)
 
 
 async def sync_schedules(
     session: Session, agent: Agent, spec: AgentSpec, now: datetime | None = None
 ) -> None:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     schedules = [
         (i, t.schedule.cron, t.schedule.timezone, next_fire(t.schedule.cron, t.schedule.timezone, now))
         for i, t in enumerate(spec.spec.triggers or [])
@@ -64,7 +64,7 @@ async def sync_schedules(
 
 async def fire_due_schedules(db: Database, now: datetime | None = None) -> list[Execution]:
     """Create one queued execution for every schedule due at `now`; returns them."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     created = []
     async with db.session(Identity.system()) as s:
         for due in await s.triggers.claim_due(now):

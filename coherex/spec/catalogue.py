@@ -71,23 +71,26 @@ def _obj(properties: dict[str, Any], required: list[str] | None = None) -> dict[
     return schema
 
 
-def _registry():
-    from coherex.tools import registry  # imported when used: the providers import ToolInfo from here
-
-    return registry
+# coherex.tools.registry is imported when used: the providers import ToolInfo from here
 
 
 def get_tool(name: str) -> ToolInfo | None:
-    return _registry().catalogue().get(name)
+    from coherex.tools.registry import catalogue
+
+    return catalogue().get(name)
 
 
 def tools() -> list[ToolInfo]:
-    return sorted(_registry().catalogue().values(), key=lambda t: t.name)
+    from coherex.tools.registry import catalogue
+
+    return sorted(catalogue().values(), key=lambda t: t.name)
 
 
 def event_types() -> dict[str, str]:
     """Event type a trigger may wait for → the data source type that emits it."""
-    return _registry().event_types()
+    from coherex.tools.registry import event_types as of_providers
+
+    return of_providers()
 
 
 def discovering() -> dict[str, str]:

@@ -40,7 +40,7 @@ class _Refused(yaml.MarkedYAMLError):
 
 
 if yaml.__with_libyaml__:
-    from yaml.cyaml import CParser
+    from yaml._yaml import CParser  # what yaml.cyaml builds its loaders on
 
     class _SafeLoader(
         yaml.composer.Composer, yaml.constructor.SafeConstructor, yaml.resolver.Resolver, CParser
@@ -54,7 +54,7 @@ if yaml.__with_libyaml__:
             yaml.resolver.Resolver.__init__(self)
 
 else:  # pragma: no cover - PyYAML built without libyaml
-    _SafeLoader = yaml.SafeLoader  # type: ignore[misc]
+    _SafeLoader = yaml.SafeLoader  # type: ignore[misc,assignment]  # the same interface, in Python
 
 
 class _BoundedLoader(_SafeLoader):
@@ -64,7 +64,8 @@ class _BoundedLoader(_SafeLoader):
         self._sizes: dict[int, int] = {}  # id(node) -> node count once aliases are expanded
 
     def compose_node(self, parent: Any, index: Any) -> Any:
-        mark = self.peek_event().start_mark
+        event = self.peek_event()
+        mark: Any = event.start_mark if event is not None else None  # libyaml's Mark or PyYAML's
         is_alias = self.check_event(yaml.AliasEvent)
         self._depth += 1
         if self._depth > MAX_DEPTH:
@@ -167,7 +168,8 @@ def parse(data: bytes | str, fmt: Format | None = None, name: str | Path | None 
     if not isinstance(value, dict):
         found = "a list" if isinstance(value, list) else f"a single {type(value).__name__} value"
         raise SpecFormatError(
-            f"the document must be a mapping (apiVersion: ..., kind: ..., metadata: ..., spec: ...), found {found}"
+            "the document must be a mapping (apiVersion: ..., kind: ..., metadata: ..., spec: ...), found "
+            f"{found}"
         )
     return value
 

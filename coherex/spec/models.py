@@ -25,7 +25,10 @@ INPUT_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 #: a name the LLM may see as a function name (OpenAI: letters, digits, _ and -)
 TOOL_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 #: a pip requirement: name, optional extras and version constraint, no URLs or options
-PACKAGE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,-]+\])?\s*((==|>=|<=|~=|!=|>|<)\s*[A-Za-z0-9.*+!_-]+\s*,?\s*)*$"
+PACKAGE_PATTERN = (
+    r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,-]+\])?\s*((==|>=|<=|~=|!=|>|"
+    r"<)\s*[A-Za-z0-9.*+!_-]+\s*,?\s*)*$"
+)
 
 
 def _compact_number(value: float | None) -> float | int | None:
@@ -132,7 +135,8 @@ class ToolRef(_Model):
     version: int | None = Field(
         None,
         ge=1,
-        description="the callee's version (`use: agent`); default: its current version when this spec is saved",
+        description="the callee's version (`use: agent`); default: its current version when this spec is "
+        "saved",
     )
     tools: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(
         None,

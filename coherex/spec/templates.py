@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from coherex import resources
 from coherex.errors import NotFound
 from coherex.spec.catalogue import closest
 from coherex.spec.documents import parse
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+TEMPLATES_DIR = resources.path("templates")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -232,12 +232,15 @@ def _from_pydantic(exc: ValidationError) -> list[Problem]:
             message = f"unknown field {str(loc[-1])!r}" + (f"; did you mean {close[0]!r}?" if close else "")
             hint = f"valid fields here: {', '.join(valid)}" if valid else None
         elif loc == ("apiVersion",) or loc == ("kind",):
-            valid = API_VERSION if loc == ("apiVersion",) else KIND
-            message = f"must be {valid!r}, found {_describe(value)}"
+            expected = API_VERSION if loc == ("apiVersion",) else KIND
+            message = f"must be {expected!r}, found {_describe(value)}"
             hint = f"this version of Coherex reads {KIND} specs of apiVersion {API_VERSION}"
         elif kind == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == NAME_PATTERN:
             message = f"{_short(value)} is not a valid name"
-            hint = "use lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63"
+            hint = (
+                "use lowercase letters, digits and '-', starting and ending with a letter or digit, at "
+                "most 63"
+            )
         elif kind in ("model_type", "dict_type"):
             message = f"should be a mapping, found {_describe(value)}"
         elif kind.endswith("_type") or kind in ("literal_error", "enum"):
@@ -595,7 +598,7 @@ class _Checker:
 def _is_type(value: Any, json_type: str | list[str]) -> bool:
     if isinstance(json_type, list):
         return any(_is_type(value, t) for t in json_type)
-    checks: dict[str, Any] = {
+    checks: dict[str, Callable[[Any], bool]] = {
         "string": lambda v: isinstance(v, str),
         "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
         "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),

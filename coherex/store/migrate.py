@@ -13,9 +13,10 @@ from pathlib import Path
 
 import psycopg
 
+from coherex import resources
 from coherex.errors import BackendError, UserError
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "supabase" / "migrations"
+MIGRATIONS_DIR = resources.path("supabase", "migrations")
 _LOCK_KEY = 7_301_946_112  # any constant; identifies "coherex migrations" among advisory locks
 
 
@@ -109,7 +110,8 @@ def migrate(
                         conn.execute("set local search_path = public, extensions")
                         conn.execute(m.sql)
                         conn.execute(
-                            "insert into coherex_meta.schema_migrations (version, name, checksum) values (%s, %s, %s)",
+                            "insert into coherex_meta.schema_migrations (version, name, checksum) values "
+                            "(%s, %s, %s)",
                             (m.version, m.name, m.checksum),
                         )
                 except psycopg.Error as exc:
@@ -142,7 +144,8 @@ def _install_queue_schema(conn: psycopg.Connection) -> None:
         tables = [
             r[0]
             for r in conn.execute(
-                "select tablename from pg_tables where schemaname = 'public' and tablename like 'procrastinate%'"
+                "select tablename from pg_tables where schemaname = 'public' and tablename like "
+                "'procrastinate%'"
             )
         ]
         for table in tables:
@@ -151,7 +154,8 @@ def _install_queue_schema(conn: psycopg.Connection) -> None:
             conn.execute(f"grant all on public.{table} to service_role")
         conn.execute("grant usage, select on all sequences in schema public to service_role")
         conn.execute(
-            "insert into coherex_meta.schema_migrations (version, name, checksum) values (%s, 'job queue', '')",
+            "insert into coherex_meta.schema_migrations (version, name, checksum) values (%s, 'job queue', "
+            "'')",
             (f"procrastinate-{version('procrastinate')}",),
         )
 

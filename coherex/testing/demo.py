@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from coherex.llm.pricing import price_for
@@ -44,7 +44,8 @@ ERRORS = [
 ]
 HANDBOOK = {
     "Expense policy": [
-        "Employees may expense travel, meals with customers and software subscriptions approved by their manager.",
+        "Employees may expense travel, meals with customers and software subscriptions approved by their "
+        "manager.",
         "Receipts must be uploaded within 30 days. Meals are reimbursed up to 60 EUR per person.",
         "Flights longer than six hours may be booked in premium economy; all other flights in economy.",
     ],
@@ -142,7 +143,7 @@ async def seed(
 
 
 async def _seed_sources(s, team_id: UUID, rng: random.Random) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     health = [
         ("work-mail", "gmail", "active", None),
         ("team-slack", "slack", "active", None),

@@ -59,7 +59,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -127,7 +127,7 @@ class RecordedRequest:
     at: float
 
 
-Item = Union[Text, ToolCall, Reply, Error, Slow, Callable[[RecordedRequest], "Item"]]
+Item = Text | ToolCall | Reply | Error | Slow | Callable[[RecordedRequest], "Item"]
 
 
 class FakeOpenAI(ServedApp):
@@ -303,7 +303,7 @@ def _completion(reply: Reply, model: str, usage: dict[str, int]) -> dict[str, An
     if reply.tool_calls:
         message["tool_calls"] = [
             {"id": cid, "type": "function", "function": {"name": c.name, "arguments": _arguments(c)}}
-            for cid, c in zip(_call_ids(reply), reply.tool_calls)
+            for cid, c in zip(_call_ids(reply), reply.tool_calls, strict=False)
         ]
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
@@ -332,7 +332,7 @@ def _stream_chunks(reply: Reply, model: str, usage: dict[str, int] | None) -> It
     words = (reply.content or "").split(" ")
     for i, word in enumerate(words if reply.content else []):
         yield chunk({"content": word if i == 0 else " " + word})
-    for index, (cid, call) in enumerate(zip(_call_ids(reply), reply.tool_calls)):
+    for index, (cid, call) in enumerate(zip(_call_ids(reply), reply.tool_calls, strict=False)):
         yield chunk(
             {
                 "tool_calls": [

@@ -2,8 +2,9 @@
 
 Each provider's fake lives beside it in its own module (fake_slack.py, fake_github.py,
 fake_gmail.py, fake_http_api.py; fake_oauth.py for the sign-in servers); this module serves them
-together with what they share (tokens, recorded requests, injected faults). One real HTTP server on 127.0.0.1 (a free port, in a background thread) speaking each service's
-wire protocol under its own prefix, so our real clients (slack_sdk, httpx) run unmodified:
+together with what they share (tokens, recorded requests, injected faults). One real HTTP server
+on 127.0.0.1 (a free port, in a background thread) speaking each service's wire protocol under its
+own prefix, so our real clients (slack_sdk, httpx) run unmodified:
 
     with FakeSaaS() as saas:
         saas.env()                      # settings that point Coherex at it (COHEREX_SLACK_API_URL, ...)

@@ -67,7 +67,7 @@ class LocalRegistry:
                     self.stop()
                     raise RuntimeError(
                         f"docker-registry did not start: {(self.directory / 'registry.log').read_text()}"
-                    )
+                    ) from None
                 time.sleep(0.05)
 
     def stop(self) -> None:

@@ -1,5 +1,6 @@
-"""The chat in a real browser (Playwright + Debian Chromium) against the real web process (`coherex web`, chat at /chat),
-with the LLM answered by the fake OpenAI server: log in, describe an agent, test-run it, stop a run.
+"""The chat in a real browser (Playwright + Debian Chromium) against the real web process
+(`coherex web`, chat at /chat), with the LLM answered by the fake OpenAI server: log in, describe
+an agent, test-run it, stop a run.
 
 Clicks are counted from the first message to a completed run (the issue asks for fewer than 5).
 Screenshots go to test-artifacts/.

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from coherex.testing.demo import seed
 from coherex.store.embedded import free_port
 from coherex.testing.browser import CHROMIUM, launch
+from coherex.testing.demo import seed
 
 pytestmark = pytest.mark.e2e
 

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from coherex.services.agents import apply_spec
 from coherex.runtime import Runtime
+from coherex.services.agents import apply_spec
 from coherex.settings import reset_settings_cache
 from coherex.store.db import Database, Identity
 from coherex.testing.fake_openai import FakeOpenAI, Slow, Text

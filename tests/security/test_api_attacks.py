@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import textwrap
 import time
+from datetime import UTC
 
 import pytest
 
+from coherex.services.triggers import signed_headers
 from coherex.store.db import Identity
 from coherex.testing.fake_openai import Text
-from coherex.services.triggers import signed_headers
 
 SPEC = textwrap.dedent("""\
     apiVersion: coherex/v1
@@ -136,14 +137,14 @@ async def test_another_teams_ids_are_404_and_nothing_leaks(api, keys, db, alpha_
 
 
 async def test_dashboard_readers_show_nothing_of_another_team(db, db_urls, two_teams, alpha_world):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from coherex.dashboard.data import Filters, SqlReader, SyncDatabase
 
     alpha, bravo = two_teams
     sync = SyncDatabase(db_urls.app)
     try:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         f = Filters(alpha.team_id, now - timedelta(days=1), now + timedelta(days=1))
         spy = SqlReader(sync, bravo.identity)  # bravo asks for alpha's team by id
         assert spy.summary(f).get("executions", 0) in (0, None)

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from coherex.services.agents import apply_spec
 from coherex.integrations import add_source
 from coherex.runtime import Runtime
-from coherex.store.db import Identity
+from coherex.services.agents import apply_spec
 from coherex.testing.fake_openai import Reply, Text, ToolCall
 
 SPEC = textwrap.dedent("""\

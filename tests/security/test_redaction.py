@@ -10,10 +10,10 @@ import secrets
 import textwrap
 import time
 
-from coherex.services.agents import apply_spec
 from coherex.integrations import add_source
 from coherex.integrations.vault import redact
 from coherex.runtime import Runtime
+from coherex.services.agents import apply_spec
 from coherex.store.db import Identity
 from coherex.testing.fake_openai import Text, ToolCall
 

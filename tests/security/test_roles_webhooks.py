@@ -11,8 +11,8 @@ import psycopg
 import pytest
 
 from coherex.services import teams
-from coherex.store.db import Identity
 from coherex.services.triggers import sign, signed_headers
+from coherex.store.db import Identity
 
 SPEC = textwrap.dedent("""\
     apiVersion: coherex/v1

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from coherex.services import teams
 from coherex.errors import PermissionDenied, UserError
 from coherex.sandbox import open_sandbox
+from coherex.services import teams
 from coherex.store.db import Identity
 from coherex.testing.sandbox import start_local_sandbox
 
@@ -162,7 +162,8 @@ async def test_a_box_with_network_reaches_the_internet(local_sandbox, internet):
     async with await open_sandbox(settings, allow_network=True) as box:
         got = await box.run_code(
             "import urllib.request\n"
-            f"urllib.request.urlopen('http://{internet.server}:{internet.port}/token', timeout=10).read().decode()"
+            f"urllib.request.urlopen('http://{internet.server}:{internet.port}/token', "
+            "timeout=10).read().decode()"
         )
         assert got.error is None, got.error
         assert got.text == internet.token
@@ -182,7 +183,7 @@ async def test_a_box_with_network_reaches_no_port_of_the_host(
         "sandbox server": server.port,
         "a service on every address": any_port,
     }
-    for name, port in ports.items():  # they are up: a refusal below is the box's, not an empty port
+    for _name, port in ports.items():  # they are up: a refusal below is the box's, not an empty port
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
     hosts = ["127.0.0.1", "10.0.2.2", *host_addresses()]  # 10.0.2.2: slirp's alias of the host
     assert internet.host_side in hosts

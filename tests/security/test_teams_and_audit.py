@@ -13,9 +13,9 @@ from datetime import timedelta
 import psycopg
 import pytest
 
+from coherex.errors import PermissionDenied, QuotaExceeded
 from coherex.services import teams
 from coherex.services.agents import apply_spec
-from coherex.errors import QuotaExceeded, PermissionDenied
 from coherex.store.db import Identity
 
 SPEC = textwrap.dedent("""\

@@ -184,7 +184,8 @@ def test_chainlit_cors_and_websockets_are_for_the_own_origin_only(web):
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             sock.sendall(
                 (
-                    f"GET /chat/ws/socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                    "GET /chat/ws/socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: "
+                    f"127.0.0.1:{port}\r\n"
                     "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                     f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: {origin}\r\n"
                     "Cookie: access_token=a-session-cookie\r\n\r\n"

@@ -37,7 +37,8 @@ _WORKER_CODE = marshal.dumps(
 )
 WORKER_SOURCE = (
     "import binascii, marshal, zlib\n"
-    f"exec(marshal.loads(zlib.decompress(binascii.a2b_base64({base64.b64encode(zlib.compress(_WORKER_CODE, 6)).decode()!r}))))\n"
+    "exec(marshal.loads(zlib.decompress(binascii.a2b_base64("
+    f"{base64.b64encode(zlib.compress(_WORKER_CODE, 6)).decode()!r}))))\n"
 )
 INTERRUPT_GRACE_S = 2.0
 START_TIMEOUT_S = 30.0  # after SIGINT, a cell that does not stop gets its box killed
@@ -270,7 +271,7 @@ class Box:
         try:
             await self.request("interrupt")
             await asyncio.wait_for(until_end(), INTERRUPT_GRACE_S)
-        except (asyncio.TimeoutError, SandboxNotFound):
+        except (TimeoutError, SandboxNotFound):
             self.dead_reason = self.dead_reason or "the sandbox was killed: its code ignored the interrupt"
             await self.kill()
 
@@ -378,7 +379,7 @@ class BoxFactory:
         box = Box(box_id, proc, init_pid, cgroup, uid, network, self.limits)
         try:
             await asyncio.wait_for(box.attach(), START_TIMEOUT_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await box.kill()
             raise SandboxUnavailable(f"a sandbox did not start within {START_TIMEOUT_S:g} s") from None
         except BaseException:
@@ -453,7 +454,7 @@ class BoxFactory:
             if err.strip():
                 raise SandboxStartFailed(
                     f"the sandbox failed to start: {err.decode(errors='replace').strip()}"
-                )
+                ) from exc
             raise
         finally:
             for fd in (info_r, info_w, block_r, block_w, resolv_r, resolv_w):

@@ -106,7 +106,7 @@ class _Process:
                     msg = await asyncio.wait_for(
                         q.get(), None if deadline is None else deadline - loop.time()
                     )
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     with contextlib.suppress(Exception):
                         await self.box.request("proc_signal", pid=self.pid, signal=9)
                     raise ConnectError(

@@ -138,7 +138,7 @@ class Cgroups:
         else:
             return
         try:
-            for c, p in candidates.items():
+            for _c, p in candidates.items():
                 p.mkdir(parents=True, exist_ok=True)
                 if self.version == 2:
                     for d in (p.parent.parent, p.parent, p):

@@ -307,7 +307,7 @@ def _ticks(ax, axis: str) -> dict:
         if (
             scale == "linear"
             and labels
-            and all(t == i and str(i) != lab for i, (t, lab) in enumerate(zip(values, labels)))
+            and all(t == i and str(i) != lab for i, (t, lab) in enumerate(zip(values, labels, strict=False)))
         ):
             scale = "categorical"
     return {f"{axis}_ticks": values, f"{axis}_tick_labels": labels, f"{axis}_scale": scale}
@@ -341,13 +341,16 @@ def _chart_of_ax(ax) -> dict:
     chart: dict = {"title": title, "elements": []}
     if objs and all(isinstance(o, Line2D) for o in objs):
         chart.update(type="line", **_axis_info(ax), **_ticks(ax, "x"), **_ticks(ax, "y"))
-        for n, line in enumerate(l for l in ax.get_lines() if not _is_grid_line(l)):
+        for n, line in enumerate(ln for ln in ax.get_lines() if not _is_grid_line(ln)):
             label = line.get_label()
             label = f"Line {n}" if label.startswith("_") else label
             chart["elements"].append(
                 {
                     "label": label,
-                    "points": [[_point(x), _point(y)] for x, y in zip(line.get_xdata(), line.get_ydata())],
+                    "points": [
+                        [_point(x), _point(y)]
+                        for x, y in zip(line.get_xdata(), line.get_ydata(), strict=False)
+                    ],
                 }
             )
     elif objs and all(isinstance(o, (PathPatch, Line2D)) for o in objs):
@@ -380,7 +383,8 @@ def _chart_of_ax(ax) -> dict:
             else:
                 labels, values = [t.get_text() for t in ax.get_xticklabels()], heights
             chart["elements"] += [
-                {"label": lab, "group": group, "value": _round(v)} for lab, v in zip(labels, values)
+                {"label": lab, "group": group, "value": _round(v)}
+                for lab, v in zip(labels, values, strict=False)
             ]
     else:
         chart["type"] = "unknown"
@@ -397,7 +401,7 @@ def _boxes(ax, chart: dict) -> list:
         _swap_axes(chart)
     labels = [t.get_text() for t in (ax.get_xticklabels() if upright else ax.get_yticklabels())]
     boxes = []
-    for label, patch in zip(labels, ax.patches):
+    for label, patch in zip(labels, ax.patches, strict=False):
         v = patch.get_path().vertices
         pos, val = (v[:, 0], v[:, 1]) if upright else (v[:, 1], v[:, 0])
         boxes.append(
@@ -707,7 +711,7 @@ def _run_node(ctx: Context, code: str, env_vars: dict | None):
         except OSError as exc:
             os.close(r)
             os.close(w)
-            raise _CellError("Error", f"JavaScript is not available in this sandbox: {exc}", "")
+            raise _CellError("Error", f"JavaScript is not available in this sandbox: {exc}", "") from exc
         os.close(w)
         ctx.node_out = os.fdopen(r, "rb")
     try:

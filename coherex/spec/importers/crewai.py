@@ -97,12 +97,13 @@ def import_crewai(directory: str | Path) -> ImportResult:
             for other in task.get("context") or []:
                 if task_owner.get(other) != key:
                     result.warnings.append(
-                        f"{name}: task {task_key} uses the result of {other} (agent {task_owner.get(other)}), "
-                        "which is another spec: give it to this agent as an input"
+                        f"{name}: task {task_key} uses the result of {other} (agent "
+                        f"{task_owner.get(other)}), which is another spec: give it to this agent as an input"
                     )
             if task.get("output_file"):
                 result.warnings.append(
-                    f"{name}: task {task_key} writes {task['output_file']}; here the result is stored with the run"
+                    f"{name}: task {task_key} writes {task['output_file']}; here the result is stored with "
+                    "the run"
                 )
             for extra in sorted(set(task) - _TASK_KEYS):
                 result.warnings.append(f"{name}: task {task_key}: field {extra!r} has no equivalent; ignored")
@@ -127,7 +128,8 @@ def import_crewai(directory: str | Path) -> ImportResult:
             if use in _DATA_SOURCE:
                 entry |= {"dataSource": _DATA_SOURCE[use], "access": "read"}
                 result.warnings.append(
-                    f"{name}: {tool} became {use} on data source {_DATA_SOURCE[use]!r}; create it or change the name"
+                    f"{name}: {tool} became {use} on data source {_DATA_SOURCE[use]!r}; create it or change "
+                    "the name"
                 )
             if entry not in tools:
                 tools.append(entry)

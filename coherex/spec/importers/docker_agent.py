@@ -44,9 +44,8 @@ def convert(text: str, name: str, where: str = "the agent file") -> tuple[dict[s
         instruction = description or "Help the user."
         notes.append(f"agents.{key} has no instruction; its description is used instead")
     body: dict[str, Any] = {"instructions": instruction}
-    model = _model(
-        agent.get("model"), doc.get("models") if isinstance(doc.get("models"), dict) else {}, notes
-    )
+    models = doc.get("models")
+    model = _model(agent.get("model"), models if isinstance(models, dict) else {}, notes)
     if model:
         body["model"] = model
     for i, toolset in enumerate(agent.get("toolsets") or []):
@@ -63,7 +62,8 @@ def convert(text: str, name: str, where: str = "the agent file") -> tuple[dict[s
     for other in agents:
         if other != key and other not in (agent.get("sub_agents") or []):
             notes.append(f"agent {other!r} of the file was not imported (only {key!r} is)")
-    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    meta = doc.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
     labels = {"imported-from": "docker-agent"}
     if meta.get("license"):
         labels["license"] = str(meta["license"])[:200]

@@ -133,7 +133,8 @@ def import_letta(path: str | Path) -> ImportResult:
                 warn(f"{name}: Letta tool {tool_name!r} has no equivalent here; not imported")
         if memory_tools:
             warn(
-                f"{name}: Letta's memory tools ({', '.join(sorted(memory_tools))}) have no equivalent; not imported"
+                f"{name}: Letta's memory tools ({', '.join(sorted(memory_tools))}) have no equivalent; not "
+                "imported"
             )
         if spec_tools:
             body["tools"] = spec_tools

@@ -19,9 +19,9 @@ from coherex.store.repos.keys import ApiKeyRepo
 from coherex.store.repos.knowledge import KnowledgeRepo
 from coherex.store.repos.rate_limits import RateLimitRepo
 from coherex.store.repos.sources import DataSourceRepo
+from coherex.store.repos.syncs import SyncRepo
 from coherex.store.repos.teams import MemberRepo, TeamRepo, UserRepo
 from coherex.store.repos.threads import ThreadRepo
-from coherex.store.repos.syncs import SyncRepo
 from coherex.store.repos.triggers import TriggerRepo
 from coherex.store.repos.uploads import UploadRepo
 

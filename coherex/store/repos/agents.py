@@ -95,8 +95,9 @@ class AgentRepo(Repo):
         version = require(
             await self._one(
                 AgentVersion,
-                f"insert into public.agent_versions (agent_id, team_id, version, spec, spec_yaml, checksum, message, "
-                f"created_by, sub_agents) values (%s, %s, %s, %s, %s, %s, %s, %s, %s) returning {_VERSION_COLS}",
+                "insert into public.agent_versions (agent_id, team_id, version, spec, spec_yaml, checksum, "
+                "message, created_by, sub_agents) values (%s, %s, %s, %s, %s, %s, %s, %s, %s) returning "
+                f"{_VERSION_COLS}",
                 (
                     agent.id,
                     team_id,
@@ -127,7 +128,8 @@ class AgentRepo(Repo):
         if version is None:
             return await self._one(
                 AgentVersion,
-                f"select {', '.join('v.' + c for c in _VERSION_COLS.split(', '))} from public.agent_versions v "
+                f"select {', '.join('v.' + c for c in _VERSION_COLS.split(', '))} from "
+                "public.agent_versions v "
                 "join public.agents a on a.id = v.agent_id and a.current_version = v.version where a.id = %s",
                 (agent_id,),
             )
@@ -181,6 +183,7 @@ class AgentRepo(Repo):
     async def data_sources(self, agent_id: UUID) -> list[AgentDataSource]:
         return await self._all(
             AgentDataSource,
-            "select agent_id, data_source_id, team_id, access from public.agent_data_sources where agent_id = %s",
+            "select agent_id, data_source_id, team_id, access from public.agent_data_sources where agent_id "
+            "= %s",
             (agent_id,),
         )

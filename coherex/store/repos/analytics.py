@@ -88,7 +88,8 @@ class AnalyticsRepo(Repo):
 
     async def events(self, team_id: UUID, execution_id: UUID) -> list[Row]:
         return await self._rows(
-            f"select {EVENT_COLS} from public.execution_events where team_id = %s and execution_id = %s order by seq",
+            f"select {EVENT_COLS} from public.execution_events where team_id = %s and execution_id = %s "
+            "order by seq",
             (team_id, execution_id),
         )
 
@@ -99,7 +100,8 @@ class AnalyticsRepo(Repo):
 
     async def versions(self, team_id: UUID, agent_id: UUID) -> list[Row]:
         return await self._rows(
-            f"select {VERSION_COLS} from public.agent_versions where team_id = %s and agent_id = %s order by version",
+            f"select {VERSION_COLS} from public.agent_versions where team_id = %s and agent_id = %s order "
+            "by version",
             (team_id, agent_id),
         )
 
@@ -131,8 +133,8 @@ class AnalyticsRepo(Repo):
 
     async def audit(self, team_id: UUID, limit: int) -> list[Row]:
         return await self._rows(
-            f"select {AUDIT_COLS} from public.dashboard_audit where team_id = %s order by created_at desc, id desc "
-            "limit %s",
+            f"select {AUDIT_COLS} from public.dashboard_audit where team_id = %s order by created_at desc, "
+            "id desc limit %s",
             (team_id, limit),
         )
 
@@ -159,27 +161,31 @@ select gen_random_uuid() as id, g.i, ag.idx,
             else now() - power(g.r3, 1.4) * %(days)s * interval '1 day' end as created_at,
        4 + floor(random() * 13)::int as steps,
        (%(members)s::uuid[])[1 + floor(random() * cardinality(%(members)s::uuid[]))::int] as created_by,
-       (array['schedule', 'api', 'chat', 'webhook', 'manual', 'cli'])[1 + floor(power(random(), 1.5) * 6)::int]
+       (array['schedule', 'api', 'chat', 'webhook', 'manual', 'cli'])
+         [1 + floor(power(random(), 1.5) * 6)::int]
          as trigger
 from (select i, random() as r1, random() as r2, random() as r3 from generate_series(1, %(n)s) i) g
 cross join lateral (
   select 1 + floor(power(g.r1, 1.7) * cardinality(%(agents)s::uuid[]))::int as idx) pick
 cross join lateral (
-  select pick.idx, 0.02 + 0.16 * (pick.idx - 1) / greatest(cardinality(%(agents)s::uuid[]) - 1, 1) as fail_p) ag;
+  select pick.idx,
+         0.02 + 0.16 * (pick.idx - 1) / greatest(cardinality(%(agents)s::uuid[]) - 1, 1) as fail_p) ag;
 
 create temp table demo_events on commit drop as
 select r.id as execution_id, s.seq,
        case when s.seq = 1 or s.seq = r.steps then 'status'
             else (array['llm_call', 'tool_call', 'tool_result', 'log'])[1 + (s.seq - 2) %% 4] end as type,
        r.idx, r.created_at, r.status, r.steps
-from demo_runs r cross join lateral generate_series(1, r.steps - case when r.status = 'running' then 3 else 0 end) s(seq);
+from demo_runs r
+cross join lateral generate_series(1, r.steps - case when r.status = 'running' then 3 else 0 end) s(seq);
 
 create temp table demo_events2 on commit drop as
 select e.execution_id, e.seq, e.type,
        case e.type when 'llm_call' then (%(models)s::text[])[e.idx]
                    when 'tool_call' then (%(tools)s::text[])[e.idx]
                    when 'tool_result' then (%(tools)s::text[])[e.idx]
-                   when 'log' then 'agent' else case when e.seq = 1 then 'running' else e.status end end as name,
+                   when 'log' then 'agent'
+                   else case when e.seq = 1 then 'running' else e.status end end as name,
        case e.type when 'llm_call' then 250 + floor(random() * 2200)::int else 0 end as tokens_in,
        case e.type when 'llm_call' then 40 + floor(random() * 600)::int else 0 end as tokens_out,
        case e.type when 'llm_call' then 300 + floor(power(random(), 2) * 4500)::int
@@ -187,8 +193,8 @@ select e.execution_id, e.seq, e.type,
        e.idx, e.created_at, e.steps
 from demo_events e;
 
-insert into public.agent_executions (id, team_id, agent_id, agent_version, status, trigger, inputs, error, created_by,
-                                     created_at, started_at, attempts, heartbeat_at, worker_id)
+insert into public.agent_executions (id, team_id, agent_id, agent_version, status, trigger, inputs, error,
+                                     created_by, created_at, started_at, attempts, heartbeat_at, worker_id)
 select r.id, %(team)s, (%(agents)s::uuid[])[r.idx],
        1 + floor(random() * (%(versions)s::int[])[r.idx])::int,
        r.status, r.trigger, jsonb_build_object('demo', true, 'n', r.i),
@@ -204,14 +210,15 @@ insert into public.execution_events (execution_id, team_id, seq, type, name, par
 select e.execution_id, %(team)s, e.seq, e.type, e.name,
        case when e.type in ('tool_call', 'tool_result') then e.seq - 1 end,
        case e.type
-         when 'llm_call' then jsonb_build_object('content', 'Thinking about step ' || e.seq, 'finish_reason', 'tool_calls')
+         when 'llm_call' then
+           jsonb_build_object('content', 'Thinking about step ' || e.seq, 'finish_reason', 'tool_calls')
          when 'tool_call' then jsonb_build_object('arguments', jsonb_build_object('query', 'item ' || e.seq))
          when 'tool_result' then jsonb_build_object('ok', true, 'content', 'result of step ' || e.seq)
          when 'log' then jsonb_build_object('message', 'step ' || e.seq || ' done')
          else jsonb_build_object('status', e.name) end,
        e.tokens_in, e.tokens_out,
-       round((e.tokens_in * (%(price_in)s::numeric[])[e.idx] + e.tokens_out * (%(price_out)s::numeric[])[e.idx])
-             / 1000000, 6),
+       round((e.tokens_in * (%(price_in)s::numeric[])[e.idx]
+              + e.tokens_out * (%(price_out)s::numeric[])[e.idx]) / 1000000, 6),
        e.duration_ms,
        e.created_at + e.seq * interval '900 milliseconds'
 from demo_events2 e;
@@ -219,8 +226,10 @@ from demo_events2 e;
 update public.agent_executions x
 set tokens_in = t.tokens_in, tokens_out = t.tokens_out, cost_usd = t.cost_usd, event_count = t.events,
     duration_ms = case when x.status <> 'running' then t.duration_ms end,
-    finished_at = case when x.status <> 'running' then x.created_at + t.duration_ms * interval '1 millisecond' end
-from (select execution_id, sum(tokens_in) as tokens_in, sum(tokens_out) as tokens_out, sum(cost_usd) as cost_usd,
+    finished_at = case when x.status <> 'running'
+                       then x.created_at + t.duration_ms * interval '1 millisecond' end
+from (select execution_id, sum(tokens_in) as tokens_in, sum(tokens_out) as tokens_out,
+             sum(cost_usd) as cost_usd,
              count(*) as events, 200 + coalesce(sum(duration_ms), 0) as duration_ms
       from public.execution_events where execution_id in (select id from demo_runs) group by execution_id) t
 where x.id = t.execution_id;

@@ -13,7 +13,8 @@ from coherex.store.repos._base import Jsonb, Repo
 from coherex.store.repos.executions import _COLS as _EXECUTION_COLS
 
 _COLS = (
-    "id, team_id, execution_id, agent_id, step, tool_call_id, tool_name, tool_use, arguments, reason, status, "
+    "id, team_id, execution_id, agent_id, step, tool_call_id, tool_name, tool_use, arguments, reason, "
+    "status, "
     "decided_by, decided_at, edited_arguments, message, expires_at, on_timeout, call_started_at, result, "
     "created_at"
 )
@@ -66,9 +67,10 @@ class ApprovalRepo(Repo):
         worker, attempt = claim
         return await self._one(
             Execution,
-            f"update public.agent_executions set status = 'waiting_approval', worker_id = null, sandbox_id = null, "
-            f"attempts = 0, resume_state = %s, tokens_in = %s, tokens_out = %s, cost_usd = %s "
-            f"where id = %s and status = 'running' and worker_id = %s and attempts = %s returning {_EXECUTION_COLS}",
+            "update public.agent_executions set status = 'waiting_approval', worker_id = null, sandbox_id "
+            f"= null, attempts = 0, resume_state = %s, tokens_in = %s, tokens_out = %s, cost_usd = %s "
+            "where id = %s and status = 'running' and worker_id = %s and attempts = %s returning "
+            f"{_EXECUTION_COLS}",
             (Jsonb(state), tokens_in, tokens_out, cost_usd, execution_id, worker, attempt),
         )
 
@@ -87,9 +89,10 @@ class ApprovalRepo(Repo):
     ) -> Approval:
         return await self._one(
             Approval,
-            f"insert into public.execution_approvals (team_id, execution_id, agent_id, step, tool_call_id, tool_name, "
-            f"tool_use, arguments, reason, expires_at, on_timeout) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, "
-            f"now() + make_interval(secs => %s), %s) returning {_COLS}",
+            "insert into public.execution_approvals (team_id, execution_id, agent_id, step, tool_call_id, "
+            "tool_name, "
+            "tool_use, arguments, reason, expires_at, on_timeout) values (%s, %s, %s, %s, %s, %s, %s, %s, "
+            f"%s, now() + make_interval(secs => %s), %s) returning {_COLS}",
             (
                 execution.team_id,
                 execution.id,
@@ -200,7 +203,8 @@ class ApprovalRepo(Repo):
         """waiting_approval → pending with its job (same transaction), once every call is decided."""
         row = await self._one(
             Execution,
-            f"update public.agent_executions e set status = 'pending' where id = %s and status = 'waiting_approval' "
+            "update public.agent_executions e set status = 'pending' where id = %s and status = "
+            "'waiting_approval' "
             f"and not exists (select 1 from public.execution_approvals a where a.execution_id = e.id "
             f"and a.status = 'pending') returning {_EXECUTION_COLS}",
             (execution_id,),
@@ -235,7 +239,8 @@ class ApprovalRepo(Repo):
         """Mark the approved call as started, once: False when an earlier attempt started it."""
         return bool(
             await self._exec(
-                "update public.execution_approvals set call_started_at = now() where id = %s and call_started_at is null",
+                "update public.execution_approvals set call_started_at = now() where id = %s and "
+                "call_started_at is null",
                 (approval_id,),
             )
         )

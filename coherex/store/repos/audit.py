@@ -25,8 +25,8 @@ class AuditRepo(Repo):
     ) -> None:
         kind = actor_kind or ("user" if self.identity.user_id else "system")
         await self._exec(
-            "insert into public.audit_log (team_id, actor_id, actor_kind, action, target_type, target_id, details) "
-            "values (%s, %s, %s, %s, %s, %s, %s)",
+            "insert into public.audit_log (team_id, actor_id, actor_kind, action, target_type, target_id, "
+            "details) values (%s, %s, %s, %s, %s, %s, %s)",
             (team_id, self.identity.user_id, kind, action, target_type, str(target_id), Jsonb(details or {})),
         )
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 from coherex.errors import NotFound, UserError
-from coherex.store.models import Event, Execution, ExecutionStatus, TERMINAL_STATUSES
+from coherex.store.models import TERMINAL_STATUSES, Event, Execution, ExecutionStatus
 from coherex.store.repos._base import Jsonb, Repo, require
 
 _COLS = (
@@ -42,8 +43,8 @@ class ExecutionRepo(Repo):
         execution = require(
             await self._one(
                 Execution,
-                f"insert into public.agent_executions (team_id, agent_id, agent_version, trigger, inputs, created_by, "
-                f"api_key_id, parent_execution_id, parent_event_seq, depth) "
+                "insert into public.agent_executions (team_id, agent_id, agent_version, trigger, inputs, "
+                f"created_by, api_key_id, parent_execution_id, parent_event_seq, depth) "
                 f"values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) returning {_COLS}",
                 (
                     team_id,
@@ -127,12 +128,13 @@ class ExecutionRepo(Repo):
         exact across workers)."""
         if max_concurrent is not None:
             await self._exec(
-                "select pg_advisory_xact_lock(hashtext(team_id::text)) from public.agent_executions where id = %s",
+                "select pg_advisory_xact_lock(hashtext(team_id::text)) from public.agent_executions where "
+                "id = %s",
                 (execution_id,),
             )
         return await self._one(
             Execution,
-            f"update public.agent_executions e set status = 'running', worker_id = %(w)s, started_at = now(), "
+            "update public.agent_executions e set status = 'running', worker_id = %(w)s, started_at = now(), "
             f"heartbeat_at = now(), attempts = attempts + 1 where id = %(id)s and status = 'pending' "
             f"and (%(max)s::int is null or (select count(*) from public.agent_executions r "
             f"where r.team_id = e.team_id and r.status = 'running') < %(max)s) returning {_COLS}",
@@ -143,7 +145,8 @@ class ExecutionRepo(Repo):
         """Refresh liveness; returns whether a stop was asked for."""
         return bool(
             await self._scalar(
-                "update public.agent_executions set heartbeat_at = now() where id = %s returning cancel_requested",
+                "update public.agent_executions set heartbeat_at = now() where id = %s returning "
+                "cancel_requested",
                 (execution_id,),
             )
         )
@@ -175,7 +178,8 @@ class ExecutionRepo(Repo):
             f"tokens_out = %s, cost_usd = %s, finished_at = now(), "
             f"duration_ms = (extract(epoch from now() - coalesce(started_at, created_at)) * 1000)::int "
             f"where id = %s and status in ('pending', 'running', 'waiting_approval') "
-            f"and (%s::text is null or (status = 'running' and worker_id = %s and attempts = %s)) returning {_COLS}",
+            "and (%s::text is null or (status = 'running' and worker_id = %s and attempts = %s)) returning "
+            f"{_COLS}",
             (
                 status,
                 Jsonb(output) if output is not None else None,
@@ -191,7 +195,8 @@ class ExecutionRepo(Repo):
         )
 
     async def request_cancel(self, execution_id: UUID) -> Execution | None:
-        """Ask a run to stop. A pending (or waiting) run is cancelled at once; a running one stops at its next step."""
+        """Ask a run to stop. A pending (or waiting) run is cancelled at once; a running one stops at its
+        next step."""
         row = await self._one(
             Execution,
             f"update public.agent_executions set cancel_requested = true where id = %s returning {_COLS}",
@@ -217,7 +222,7 @@ class ExecutionRepo(Repo):
             return final or row
         return row
 
-    async def stale(self, older_than_seconds: float) -> list[Execution]:
+    async def stale(self, older_than_seconds: float) -> builtins.list[Execution]:  # `list`: a method here
         """Running executions whose worker stopped sending heartbeats."""
         return await self._all(
             Execution,
@@ -242,7 +247,8 @@ class ExecutionRepo(Repo):
         """The sub-agent runs a run started, in order."""
         return await self._all(
             Execution,
-            f"select {_COLS} from public.agent_executions where parent_execution_id = %s order by created_at, id",
+            f"select {_COLS} from public.agent_executions where parent_execution_id = %s order by "
+            "created_at, id",
             (execution_id,),
         )
 
@@ -286,9 +292,10 @@ class ExecutionRepo(Repo):
         return require(
             await self._one(
                 Event,
-                f"insert into public.execution_events (execution_id, team_id, seq, type, name, parent_seq, payload, "
-                f"tokens_in, tokens_out, cost_usd, duration_ms) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                f"returning {_EVENT_COLS}",
+                "insert into public.execution_events (execution_id, team_id, seq, type, name, parent_seq, "
+                "payload, "
+                "tokens_in, tokens_out, cost_usd, duration_ms) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                f"%s, %s) returning {_EVENT_COLS}",
                 (
                     execution.id,
                     execution.team_id,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
@@ -104,7 +104,7 @@ class InvitationRepo(Repo):
                 role,
                 hash_token(token),
                 self.identity.user_id,
-                datetime.now(timezone.utc) + valid_for,
+                datetime.now(UTC) + valid_for,
             ),
         )
         return require(row, "invitation"), token
@@ -188,8 +188,8 @@ class QuotaRepo(Repo):
             "select k.id, k.team_id, k.name, k.prefix, k.revoked_at, k.quota_executions_month, "
             "k.quota_cost_month_usd, k.max_concurrent_runs, "
             "count(x.id) filter (where x.created_at >= date_trunc('month', now()))::int as executions, "
-            "coalesce(sum(x.cost_usd) filter (where x.created_at >= date_trunc('month', now())), 0) as cost_usd, "
-            "count(x.id) filter (where x.status in ('pending', 'running'))::int as running "
+            "coalesce(sum(x.cost_usd) filter (where x.created_at >= date_trunc('month', now())), 0) as "
+            "cost_usd, count(x.id) filter (where x.status in ('pending', 'running'))::int as running "
             "from public.api_keys k left join public.agent_executions x on x.api_key_id = k.id "
             "where k.team_id = %s group by k.id order by k.created_at",
             (team_id,),

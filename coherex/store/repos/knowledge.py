@@ -17,8 +17,8 @@ from coherex.store.repos._base import Jsonb, Repo, require
 
 _COLL = "id, team_id, name, description, embedding_model, embedding_dim, created_at"
 _DOC = (
-    "id, team_id, collection_id, source, title, mime_type, content_hash, size_bytes, metadata, status, error, "
-    "chunk_count, created_at"
+    "id, team_id, collection_id, source, title, mime_type, content_hash, size_bytes, metadata, status, "
+    "error, chunk_count, created_at"
 )
 _CHUNK = "id, team_id, collection_id, document_id, chunk_index, content, content_hash, metadata"
 
@@ -48,8 +48,8 @@ class KnowledgeRepo(Repo):
         return require(
             await self._one(
                 Collection,
-                f"insert into public.knowledge_collections (team_id, name, description, embedding_model, embedding_dim, "
-                f"created_by) values (%s, %s, %s, %s, %s, %s) returning {_COLL}",
+                "insert into public.knowledge_collections (team_id, name, description, embedding_model, "
+                f"embedding_dim, created_by) values (%s, %s, %s, %s, %s, %s) returning {_COLL}",
                 (team_id, name, description, embedding_model, embedding_dim, self.identity.user_id),
             ),
             "collection",
@@ -65,8 +65,8 @@ class KnowledgeRepo(Repo):
     async def list_collections(self, team_id: UUID | None = None) -> list[Collection]:
         return await self._all(
             Collection,
-            f"select {_COLL} from public.knowledge_collections where (%(t)s::uuid is null or team_id = %(t)s) "
-            "order by name",
+            f"select {_COLL} from public.knowledge_collections where (%(t)s::uuid is null or team_id = "
+            "%(t)s) order by name",
             {"t": team_id},
         )
 
@@ -90,8 +90,8 @@ class KnowledgeRepo(Repo):
         """(document, created). The same content in the same collection is stored once."""
         doc = await self._one(
             Document,
-            f"insert into public.knowledge_documents (team_id, collection_id, source, title, mime_type, content_hash, "
-            f"size_bytes, metadata, created_by) values (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "insert into public.knowledge_documents (team_id, collection_id, source, title, mime_type, "
+            f"content_hash, size_bytes, metadata, created_by) values (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
             f"on conflict (collection_id, content_hash) do nothing returning {_DOC}",
             (
                 collection.team_id,
@@ -119,7 +119,8 @@ class KnowledgeRepo(Repo):
     async def set_document_status(self, document_id: UUID, status: str, *, error: str | None = None) -> None:
         await self._exec(
             "update public.knowledge_documents set status = %s, error = %s, "
-            "chunk_count = (select count(*) from public.knowledge_chunks where document_id = %s) where id = %s",
+            "chunk_count = (select count(*) from public.knowledge_chunks where document_id = %s) where id = "
+            "%s",
             (status, error, document_id, document_id),
         )
 
@@ -133,8 +134,10 @@ class KnowledgeRepo(Repo):
         """Insert (content, content_hash, metadata, embedding) rows in order; returns how many."""
         async with self.conn.cursor() as cur:
             await cur.executemany(
-                "insert into public.knowledge_chunks (team_id, collection_id, document_id, chunk_index, content, "
-                "content_hash, metadata, embedding, embedding_dim) values (%s, %s, %s, %s, %s, %s, %s, %s::extensions.vector, %s)",
+                "insert into public.knowledge_chunks (team_id, collection_id, document_id, chunk_index, "
+                "content, "
+                "content_hash, metadata, embedding, embedding_dim) values (%s, %s, %s, %s, %s, %s, %s, "
+                "%s::extensions.vector, %s)",
                 [
                     (
                         document.team_id,
@@ -165,7 +168,8 @@ class KnowledgeRepo(Repo):
     ) -> Collection:
         created = await self._one(
             Collection,
-            f"insert into public.knowledge_collections (team_id, name, embedding_model, embedding_dim, created_by) "
+            "insert into public.knowledge_collections (team_id, name, embedding_model, embedding_dim, "
+            "created_by) "
             f"values (%s, %s, %s, %s, %s) on conflict (team_id, name) do nothing returning {_COLL}",
             (team_id, name, embedding_model, embedding_dim, self.identity.user_id),
         )
@@ -182,7 +186,8 @@ class KnowledgeRepo(Repo):
         """Stored embeddings of chunks with these content hashes: unchanged text is not embedded twice."""
         async with self.conn.cursor() as cur:
             await cur.execute(
-                "select distinct on (content_hash) content_hash, embedding::text from public.knowledge_chunks "
+                "select distinct on (content_hash) content_hash, embedding::text from "
+                "public.knowledge_chunks "
                 "where collection_id = %s and content_hash = any(%s) and embedding is not null",
                 (collection_id, list(hashes)),
             )
@@ -218,7 +223,8 @@ class KnowledgeRepo(Repo):
         """(chunk id, content, document title, section) of every chunk, for re-embedding."""
         async with self.conn.cursor() as cur:
             await cur.execute(
-                "select c.id, c.content, d.title, coalesce(c.metadata->>'section', '') from public.knowledge_chunks c "
+                "select c.id, c.content, d.title, coalesce(c.metadata->>'section', '') from "
+                "public.knowledge_chunks c "
                 "join public.knowledge_documents d on d.id = c.document_id where c.collection_id = %s "
                 "order by c.document_id, c.chunk_index",
                 (collection_id,),
@@ -273,8 +279,8 @@ class KnowledgeRepo(Repo):
             # no sequential scans in this transaction: with a LIMIT the planner expects a scan of
             # the table to find the keyword matches early, and on words that are not very common it
             # reads thousands of rows (measured: 18 ms) where the GIN index finds them in < 1 ms
-            "select set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-            "set_config('enable_seqscan', 'off', true)",
+            "select set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', "
+            "'relaxed_order', true), set_config('enable_seqscan', 'off', true)",
             (str(max(ef_search, candidates)),),
         )
         async with self.conn.cursor(row_factory=class_row(SearchRow)) as cur:
@@ -351,7 +357,8 @@ with vec as (
 select c.id as chunk_id, c.content_hash, c.document_id, d.title, d.source, c.content, c.metadata,
        f.score::float8 as score, f.similarity::float8 as similarity, f.vector_rank, f.text_rank,
        ts_headline('english', c.content, websearch_to_tsquery('english', %(q)s),
-                   'MaxFragments=2, MinWords=8, MaxWords=30, StartSel=**, StopSel=**, FragmentDelimiter=" … "')
+                   'MaxFragments=2, MinWords=8, MaxWords=30, StartSel=**, StopSel=**, '
+                   'FragmentDelimiter=" … "')
          as highlight
 from fused f
 join public.knowledge_chunks c on c.id = f.id

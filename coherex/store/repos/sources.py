@@ -63,7 +63,8 @@ class DataSourceRepo(Repo):
     async def list(self, team_id: UUID | None = None) -> list[DataSource]:
         return await self._all(
             DataSource,
-            f"select {_COLS} from public.data_sources where (%(t)s::uuid is null or team_id = %(t)s) order by name",
+            f"select {_COLS} from public.data_sources where (%(t)s::uuid is null or team_id = %(t)s) order "
+            "by name",
             {"t": team_id},
         )
 
@@ -83,7 +84,8 @@ class DataSourceRepo(Repo):
 
     async def set_credentials(self, source_id: UUID, ciphertext: str, key_id: str) -> None:
         await self._exec(
-            "update public.data_sources set credentials_encrypted = %s, credentials_key_id = %s where id = %s",
+            "update public.data_sources set credentials_encrypted = %s, credentials_key_id = %s "
+            "where id = %s",
             (ciphertext, key_id, source_id),
         )
 
@@ -134,8 +136,10 @@ class DataSourceRepo(Repo):
     async def put_oauth_state(self, state: OAuthState) -> None:
         await self._exec("delete from coherex_private.oauth_states where expires_at < now()")
         await self._exec(
-            "insert into coherex_private.oauth_states (state_hash, team_id, user_id, provider, source_type, source_name, "
-            "config, verifier_encrypted, redirect_uri, expires_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "insert into coherex_private.oauth_states (state_hash, team_id, user_id, provider, source_type, "
+            "source_name, "
+            "config, verifier_encrypted, redirect_uri, expires_at) values (%s, %s, %s, %s, %s, %s, %s, %s, "
+            "%s, %s)",
             (
                 state.state_hash,
                 state.team_id,
@@ -154,7 +158,8 @@ class DataSourceRepo(Repo):
         """The pending flow for this state, removed so it works once; None if unknown or expired."""
         async with self.conn.cursor(row_factory=class_row(OAuthState)) as cur:
             await cur.execute(
-                "delete from coherex_private.oauth_states where state_hash = %s returning state_hash, team_id, user_id, "
+                "delete from coherex_private.oauth_states where state_hash = %s returning state_hash, "
+                "team_id, user_id, "
                 "provider, source_type, source_name, config, verifier_encrypted, redirect_uri, expires_at",
                 (state_hash,),
             )

@@ -36,7 +36,8 @@ class SyncRepo(Repo):
         return require(
             await self._one(
                 SyncSchedule,
-                f"insert into public.knowledge_syncs (team_id, source_name, collection, options, every_minutes, "
+                "insert into public.knowledge_syncs (team_id, source_name, collection, options, "
+                "every_minutes, "
                 f"next_at, created_by) values (%s, %s, %s, %s, %s, now() + make_interval(mins => %s), %s) "
                 f"on conflict (team_id, source_name, collection) do update set options = excluded.options, "
                 f"every_minutes = excluded.every_minutes, next_at = excluded.next_at returning {_COLS}",

@@ -54,7 +54,8 @@ class UserRepo(Repo):
         if password is not None and len(password) < 8:
             raise UserError("A password needs at least 8 characters.")
         uid = await self._scalar(
-            "insert into auth.users (email, encrypted_password, raw_user_meta_data) values (%s, %s, %s) returning id",
+            "insert into auth.users (email, encrypted_password, raw_user_meta_data) values (%s, %s, %s) "
+            "returning id",
             (email, hash_password(password) if password else None, Jsonb({"display_name": display_name})),
         )
         await self._exec(

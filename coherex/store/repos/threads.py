@@ -118,7 +118,8 @@ class ThreadRepo(Repo):
         search: str | None = None,
         team_id: UUID | None = None,
     ) -> list[ChatThread]:
-        """The caller's threads, most recently active first; `before` is the last thread of the previous page."""
+        """The caller's threads, most recently active first; `before` is the last thread of the previous
+        page."""
         where, params = ["t.user_id = auth.uid()"], []
         if team_id is not None:
             where.append("t.team_id = %s")
@@ -137,7 +138,8 @@ class ThreadRepo(Repo):
             params += [pattern, pattern]
         return await self._all(
             ChatThread,
-            f"select {_THREAD} from {_FROM} where {' and '.join(where)} order by t.updated_at desc, t.id desc limit %s",
+            f"select {_THREAD} from {_FROM} where {' and '.join(where)} order by t.updated_at desc, t.id "
+            "desc limit %s",
             (*params, limit),
         )
 
@@ -176,8 +178,8 @@ class ThreadRepo(Repo):
         )
         await self._exec(
             "insert into public.chat_steps (id, thread_id, team_id, user_id, parent_id, type, name, data) "
-            "select %s, t.id, t.team_id, t.user_id, %s, %s, %s, %s from public.chat_threads t where t.id = %s "
-            f"on conflict (id) {conflict}",
+            "select %s, t.id, t.team_id, t.user_id, %s, %s, %s, %s from public.chat_threads t where t.id = "
+            f"%s on conflict (id) {conflict}",
             (step_id, parent_id, type, name, Jsonb(data), thread_id),
         )
         return True
@@ -206,7 +208,8 @@ class ThreadRepo(Repo):
         return (
             await self._exec(
                 "insert into public.chat_elements (id, thread_id, team_id, user_id, for_id, data, content) "
-                "select %s, t.id, t.team_id, t.user_id, %s, %s, %s from public.chat_threads t where t.id = %s "
+                "select %s, t.id, t.team_id, t.user_id, %s, %s, %s from public.chat_threads t where t.id = "
+                "%s "
                 "on conflict (id) do update set data = excluded.data, content = coalesce(excluded.content, "
                 "public.chat_elements.content), for_id = excluded.for_id",
                 (element_id, for_id, Jsonb(data), content, thread_id),
@@ -239,7 +242,8 @@ class ThreadRepo(Repo):
         return await self._scalar(
             "insert into public.chat_feedback (step_id, thread_id, team_id, user_id, value, comment) "
             "select s.id, s.thread_id, s.team_id, s.user_id, %s, %s from public.chat_steps s where s.id = %s "
-            "on conflict (step_id) do update set value = excluded.value, comment = excluded.comment returning id",
+            "on conflict (step_id) do update set value = excluded.value, comment = excluded.comment "
+            "returning id",
             (value, comment, step_id),
         )
 

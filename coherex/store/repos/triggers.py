@@ -25,12 +25,13 @@ class TriggerRepo(Repo):
     async def replace_schedules(
         self, agent_id: UUID, team_id: UUID, schedules: list[tuple[int, str, str, datetime]]
     ) -> None:
-        """The agent's schedules become exactly `schedules` = [(trigger_index, cron, timezone, next_fire_at)]."""
+        """The agent's schedules become exactly `schedules` = [(trigger_index, cron, timezone,
+        next_fire_at)]."""
         await self._exec("delete from public.agent_schedules where agent_id = %s", (agent_id,))
         for index, cron, tz, next_at in schedules:
             await self._exec(
-                "insert into public.agent_schedules (agent_id, team_id, trigger_index, cron, timezone, next_fire_at) "
-                "values (%s, %s, %s, %s, %s, %s)",
+                "insert into public.agent_schedules (agent_id, team_id, trigger_index, cron, timezone, "
+                "next_fire_at) values (%s, %s, %s, %s, %s, %s)",
                 (agent_id, team_id, index, cron, tz, next_at),
             )
 

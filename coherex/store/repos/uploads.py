@@ -36,8 +36,8 @@ class UploadRepo(Repo):
         return require(
             await self._one(
                 Upload,
-                f"insert into public.knowledge_uploads (team_id, collection, filename, size_bytes, data, created_by) "
-                f"values (%s, %s, %s, %s, %s, %s) returning {_COLS}",
+                "insert into public.knowledge_uploads (team_id, collection, filename, size_bytes, data, "
+                f"created_by) values (%s, %s, %s, %s, %s, %s) returning {_COLS}",
                 (team_id, collection, filename, len(data), data, self.identity.user_id),
             ),
             "upload",

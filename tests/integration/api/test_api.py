@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 import textwrap
 
-import pytest
-
 from coherex.testing.api import ApiServer
-
 from coherex.testing.fake_openai import Text
 
 SPEC = textwrap.dedent("""\

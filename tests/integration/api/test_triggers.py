@@ -7,11 +7,11 @@ import hmac
 import json
 import textwrap
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from coherex.store.db import Identity
 from coherex.services.triggers import fire_due_schedules, signed_headers
+from coherex.store.db import Identity
 
 WEBHOOK_SPEC = textwrap.dedent("""\
     apiVersion: coherex/v1

@@ -13,13 +13,13 @@ import chainlit.data as chainlit_data
 import pytest
 from chainlit.context import init_http_context
 
-from coherex.services.agents import apply_spec
 from coherex.chat import CoherexDataLayer
 from coherex.chat.data_layer import TEAM_KEY
 from coherex.chat.run_view import ChatUI
 from coherex.llm.openai_client import OpenAIClient
 from coherex.retry import RetryPolicy
 from coherex.runtime import Runtime
+from coherex.services.agents import apply_spec
 from coherex.testing.fake_openai import FakeOpenAI, Text, ToolCall
 
 SPEC = textwrap.dedent("""\

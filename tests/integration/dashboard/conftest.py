@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import psycopg
 import pytest
 
-from coherex.testing.demo import seed
 from coherex.store.db import Database, DatabaseUrls, Identity
+from coherex.testing.demo import seed
 from coherex.testing.postgrest import PostgrestServer
 
 SEED_EXECUTIONS = 1500
@@ -89,5 +89,5 @@ def postgrest(seeded: Seeded) -> PostgrestServer:
 
 def default_range() -> tuple[datetime, datetime]:
     """The dashboard's default period: the last 30 UTC days, today included."""
-    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return today - timedelta(days=29), today + timedelta(days=1)

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from coherex.services.agents import apply_spec
 from coherex.llm import model_in_use
 from coherex.llm.local_model import MODEL_NAME
 from coherex.llm.openai_client import OpenAIClient
 from coherex.retry import RetryPolicy
 from coherex.runtime import Runtime
+from coherex.services.agents import apply_spec
 from coherex.settings import reset_settings_cache
 from coherex.testing.fake_openai import FakeOpenAI, Text, ToolCall
 

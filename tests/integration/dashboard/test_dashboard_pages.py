@@ -4,7 +4,6 @@ the numbers shown equal SQL computed independently here."""
 from __future__ import annotations
 
 import time
-
 from pathlib import Path
 
 import pytest
@@ -54,8 +53,8 @@ def test_overview_shows_the_numbers_sql_gives(seeded: Seeded, signed_in: AppTest
     team = seeded.alpha.team_id
     count, cost, tokens, rate, p50 = seeded.sql(
         "select count(*), sum(cost_usd), sum(tokens_in + tokens_out), "
-        "(count(*) filter (where status = 'completed'))::float / count(*) filter (where status not in ('pending', 'running')), "
-        "percentile_cont(0.5) within group (order by duration_ms) "
+        "(count(*) filter (where status = 'completed'))::float / count(*) filter (where status not in "
+        "('pending', 'running')), percentile_cont(0.5) within group (order by duration_ms) "
         "from agent_executions where team_id = %s and created_at >= %s and created_at < %s",
         (team, start, end),
     )[0]
@@ -79,8 +78,8 @@ def test_overview_shows_the_numbers_sql_gives(seeded: Seeded, signed_in: AppTest
     assert int(by_member["executions"].sum()) == count
     failing = at.dataframe[3].value
     worst = seeded.sql(
-        "select a.name, count(*) from agent_executions e join agents a on a.id = e.agent_id where e.team_id = %s "
-        "and e.status in ('failed', 'timed_out') and e.created_at >= %s and e.created_at < %s "
+        "select a.name, count(*) from agent_executions e join agents a on a.id = e.agent_id where e.team_id "
+        "= %s and e.status in ('failed', 'timed_out') and e.created_at >= %s and e.created_at < %s "
         "group by 1 order by 2 desc, 1 limit 1",
         (team, start, end),
     )[0]
@@ -101,8 +100,8 @@ def test_executions_page_drills_into_one_execution(seeded: Seeded, signed_in: Ap
     assert len(table) == min(
         500,
         seeded.sql(
-            "select count(*) from agent_executions where team_id = %s and status = 'failed' and created_at >= %s "
-            "and created_at < %s",
+            "select count(*) from agent_executions where team_id = %s and status = 'failed' and created_at "
+            ">= %s and created_at < %s",
             (seeded.alpha.team_id, start, end),
         )[0][0],
     )
@@ -140,7 +139,7 @@ def test_agents_page_shows_versions_yaml_and_diff(seeded: Seeded, signed_in: App
     expected = seeded.sql(
         "select name, current_version from agents where team_id = %s order by name", (seeded.alpha.team_id,)
     )
-    assert list(zip(agents["name"], agents["versions"])) == expected
+    assert list(zip(agents["name"], agents["versions"], strict=False)) == expected
     name = next(n for n, v in expected if v >= 2)
     at.selectbox(key="agent_pick").set_value(name).run()
     yaml_text = seeded.sql(

@@ -3,7 +3,7 @@ return the same frames, equal to SQL computed independently; team bravo sees non
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import pandas as pd
@@ -43,17 +43,18 @@ def test_both_readers_return_the_same_numbers_and_they_match_sql(seeded: Seeded,
     # the overview's one call for this period and the previous one == the two single-period calls
     now, before = sql.summaries(f)
     assert _same(now, summary) and _same(before, sql.summary(f.previous()))
-    assert all(_same(a, b) for a, b in zip(rest.summaries(f), (now, before)))
+    assert all(_same(a, b) for a, b in zip(rest.summaries(f), (now, before), strict=False))
     assert (
         before["executions"]
         == seeded.sql(
-            "select count(*) from agent_executions where team_id = %s and created_at >= %s and created_at < %s",
+            "select count(*) from agent_executions where team_id = %s and created_at >= %s and created_at < "
+            "%s",
             (team, start - (end - start), start),
         )[0][0]
     )
     count, cost, tokens, completed, finished = seeded.sql(
-        "select count(*), sum(cost_usd), sum(tokens_in + tokens_out), count(*) filter (where status = 'completed'), "
-        "count(*) filter (where status not in ('pending', 'running')) from agent_executions "
+        "select count(*), sum(cost_usd), sum(tokens_in + tokens_out), count(*) filter (where status = "
+        "'completed'), count(*) filter (where status not in ('pending', 'running')) from agent_executions "
         "where team_id = %s and created_at >= %s and created_at < %s",
         (team, start, end),
     )[0]
@@ -66,8 +67,10 @@ def test_both_readers_return_the_same_numbers_and_they_match_sql(seeded: Seeded,
         pd.testing.assert_frame_equal(sql.cost_by(f, dimension), rest.cost_by(f, dimension))
     by_model = sql.cost_by(f, "model").set_index("key")
     expected = seeded.sql(
-        "select ev.name, sum(ev.cost_usd) from execution_events ev join agent_executions e on e.id = ev.execution_id "
-        "where e.team_id = %s and ev.type = 'llm_call' and e.created_at >= %s and e.created_at < %s group by 1",
+        "select ev.name, sum(ev.cost_usd) from execution_events ev join agent_executions e on e.id = "
+        "ev.execution_id "
+        "where e.team_id = %s and ev.type = 'llm_call' and e.created_at >= %s and e.created_at < %s group "
+        "by 1",
         (team, start, end),
     )
     assert {k: round(float(v), 6) for k, v in expected} == {
@@ -88,7 +91,8 @@ def test_both_readers_return_the_same_numbers_and_they_match_sql(seeded: Seeded,
     assert (
         sql.summary(narrowed)["executions"]
         == seeded.sql(
-            "select count(*) from agent_executions where agent_id = %s and created_at >= %s and created_at < %s",
+            "select count(*) from agent_executions where agent_id = %s and created_at >= %s and created_at "
+            "< %s",
             (one, start, end),
         )[0][0]
     )
@@ -112,8 +116,8 @@ def test_both_readers_return_the_same_numbers_and_they_match_sql(seeded: Seeded,
 
 def test_team_bravo_sees_none_of_alphas_data_through_either_reader(seeded: Seeded, database, postgrest):
     start, end = (
-        datetime.now(timezone.utc) - timedelta(days=400),
-        datetime.now(timezone.utc) + timedelta(days=1),
+        datetime.now(UTC) - timedelta(days=400),
+        datetime.now(UTC) + timedelta(days=1),
     )
     alpha_run = UUID(
         str(

@@ -4,7 +4,7 @@ what agent_executions hides."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
@@ -18,11 +18,13 @@ from .conftest import Seeded, make_tenant
 DRIFT = """
 with truth as (
   select ev.execution_id, ev.team_id, x.agent_id, x.created_at, ev.name as model, count(*)::int as llm_calls,
-         sum(ev.tokens_in)::bigint as tokens_in, sum(ev.tokens_out)::bigint as tokens_out, sum(ev.cost_usd) as cost_usd
+         sum(ev.tokens_in)::bigint as tokens_in, sum(ev.tokens_out)::bigint as tokens_out,
+         sum(ev.cost_usd) as cost_usd
   from execution_events ev join agent_executions x on x.id = ev.execution_id
   where ev.type = 'llm_call' group by 1, 2, 3, 4, 5),
 rollup as (
-  select execution_id, team_id, agent_id, execution_created_at, model, llm_calls, tokens_in, tokens_out, cost_usd
+  select execution_id, team_id, agent_id, execution_created_at, model, llm_calls, tokens_in, tokens_out,
+         cost_usd
   from execution_model_usage)
 select (select count(*) from (select * from truth except select * from rollup) a)
      + (select count(*) from (select * from rollup except select * from truth) b)
@@ -110,7 +112,7 @@ async def test_rollup_hides_the_runs_of_other_peoples_personal_agents(db: Databa
         )
     with psycopg.connect(db_urls.admin) as conn:
         conn.execute("update agents set visibility = 'personal' where id = %s", (saved.agent.id,))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     f = Filters(owner.team_id, now - timedelta(days=1), now + timedelta(days=1))
     database = SyncDatabase(db_urls.app)
     try:

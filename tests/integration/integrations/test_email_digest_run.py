@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from coherex.services.agents import apply_spec
 from coherex.integrations.oauth import OAuthToken
 from coherex.integrations.service import add_source
 from coherex.llm.openai_client import OpenAIClient
 from coherex.runtime import Runtime
+from coherex.services.agents import apply_spec
 from coherex.store.db import Identity
 from coherex.testing.fake_openai import FakeOpenAI, Text, ToolCall
 

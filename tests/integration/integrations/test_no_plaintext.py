@@ -18,8 +18,10 @@ def all_text(admin_url: str) -> str:
     with psycopg.connect(admin_url) as conn:
         cols = conn.execute(
             "select table_schema, table_name, column_name from information_schema.columns "
-            "where table_schema in ('public', 'auth') and data_type in ('text', 'character varying', 'jsonb', 'json') "
-            "and table_name in (select table_name from information_schema.tables where table_type = 'BASE TABLE')"
+            "where table_schema in ('public', 'auth') and data_type in ('text', 'character varying', "
+            "'jsonb', 'json') "
+            "and table_name in (select table_name from information_schema.tables where table_type = 'BASE "
+            "TABLE')"
         ).fetchall()
         for schema, table, column in cols:
             for (value,) in conn.execute(f'select "{column}"::text from "{schema}"."{table}"'):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
 
 from coherex.errors import UserError
@@ -75,7 +77,7 @@ async def test_sync_needs_its_parameters_and_a_syncable_source(world):
 
 
 async def test_scheduled_sync_runs_when_due_and_records_failures(world):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from coherex.integrations.sync import run_due_syncs
     from coherex.store.db import Identity
@@ -88,7 +90,7 @@ async def test_scheduled_sync_runs_when_due_and_records_failures(world):
     async with world.db.session(world.admin) as s:
         await s.syncs.upsert(world.team_id, "gh", "docs", {"repo": "acme/app", "path": "docs/"}, 30)
         await s.syncs.upsert(world.team_id, "gh", "broken", {}, 30)  # no repo: fails every time
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     assert await run_due_syncs(world.db, now) == []  # not due yet
     ran = dict(await run_due_syncs(world.db, now + timedelta(minutes=31)))
     assert ran["docs"] is None and "repository" in ran["broken"]

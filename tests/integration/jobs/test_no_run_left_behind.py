@@ -8,12 +8,11 @@ import time
 
 import psycopg
 
-from coherex.jobs import enqueue
+from coherex.llm.types import ChatResult, Usage
 from coherex.runtime import Runtime
 from coherex.settings import get_settings
 from coherex.store.db import Identity
 from coherex.testing.fake_openai import Text
-from coherex.llm.types import ChatResult, Usage
 
 
 async def _wait_for(db, execution_id, predicate, timeout: float):

@@ -17,17 +17,21 @@ FABLES_PDF = [
     (
         "The Hare and the Tortoise",
         "A Hare one day ridiculed the short feet and slow pace of the Tortoise, who replied, laughing: "
-        '"Though you be swift as the wind, I will beat you in a race." The Hare, believing her assertion to be '
-        "simply impossible, assented to the proposal. On the day appointed for the race the two started together. "
-        "The Tortoise never for a moment stopped, but went on with a slow but steady pace straight to the end of "
-        "the course. The Hare, lying down by the wayside, fell fast asleep. At last waking up, and moving as fast "
-        "as he could, he saw the Tortoise had reached the goal, and was comfortably dozing after her fatigue. "
-        "Slow but steady wins the race.",
+        '"Though you be swift as the wind, I will beat you in a race." The Hare, believing her assertion to '
+        "be simply impossible, assented to the proposal. On the day appointed for the race the two started "
+        "together. "
+        "The Tortoise never for a moment stopped, but went on with a slow but steady pace straight to the "
+        "end of "
+        "the course. The Hare, lying down by the wayside, fell fast asleep. At last waking up, and moving "
+        "as fast as he could, he saw the Tortoise had reached the goal, and was comfortably dozing after her "
+        "fatigue. Slow but steady wins the race.",
     ),
     (
         "The Fox and the Grapes",
-        "A famished Fox saw some clusters of ripe black grapes hanging from a trellised vine. She resorted to all "
-        "her tricks to get at them, but wearied herself in vain, for she could not reach them. At last she turned "
+        "A famished Fox saw some clusters of ripe black grapes hanging from a trellised vine. She resorted "
+        "to all "
+        "her tricks to get at them, but wearied herself in vain, for she could not reach them. At last she "
+        "turned "
         'away, hiding her disappointment and saying: "The Grapes are sour, and not ripe as I thought."',
     ),
 ]
@@ -36,15 +40,19 @@ FABLES_DOCX = [
         "The Ants and the Grasshopper",
         "The ants were spending a fine winter's day drying grain collected in the summertime. A Grasshopper, "
         "perishing with famine, passed by and earnestly begged for a little food. The Ants inquired of him, "
-        '"Why did you not treasure up food during the summer?" He replied, "I had not leisure enough. I passed '
-        'the days in singing." They then said in derision: "If you were foolish enough to sing all the summer, '
+        '"Why did you not treasure up food during the summer?" He replied, "I had not leisure enough. I '
+        "passed "
+        'the days in singing." They then said in derision: "If you were foolish enough to sing all the '
+        "summer, "
         'you must dance supperless to bed in the winter."',
     ),
     (
         "The Shepherd's Boy and the Wolf",
-        "A Shepherd-boy, who watched a flock of sheep near a village, brought out the villagers three or four "
-        'times by crying out, "Wolf! Wolf!" and when his neighbors came to help him, laughed at them for their '
-        "pains. The Wolf, however, did truly come at last. The Shepherd-boy cried out in an agony of terror, but "
+        "A Shepherd-boy, who watched a flock of sheep near a village, brought out the villagers three or "
+        "four "
+        'times by crying out, "Wolf! Wolf!" and when his neighbors came to help him, laughed at them for '
+        "their pains. The Wolf, however, did truly come at last. The Shepherd-boy cried out in an agony of "
+        "terror, but "
         "no one paid any heed to his cries. A liar will not be believed, even when he speaks the truth.",
     ),
 ]

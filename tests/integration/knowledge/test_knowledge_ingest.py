@@ -39,7 +39,10 @@ async def test_a_changed_file_replaces_its_old_version_and_reuses_unchanged_chun
     db: Database, two_teams, embedder
 ):
     alpha, _ = two_teams
-    v1 = "# Handbook\n\n## Holidays\n\nEveryone gets 30 days of paid holiday.\n\n## Expenses\n\nClaim within 30 days."
+    v1 = (
+        "# Handbook\n\n## Holidays\n\nEveryone gets 30 days of paid holiday.\n\n## Expenses\n\nClaim "
+        "within 30 days."
+    )
     await ingest_file(db, alpha.identity, alpha.team_id, "handbook", v1.encode(), "handbook.md")
     v2 = v1.replace("30 days of paid holiday", "32 days of paid holiday")
     result = await ingest_file(db, alpha.identity, alpha.team_id, "handbook", v2.encode(), "handbook.md")

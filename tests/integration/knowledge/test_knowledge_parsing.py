@@ -25,7 +25,7 @@ def test_long_text_is_cut_at_sentences_with_overlap_and_stable_ids():
     chunks = chunk_blocks(parse(data, "long.txt").blocks)
     assert len(chunks) > 3 and all(len(c.text) <= MAX_CHARS for c in chunks)
     assert all(c.text.rstrip().endswith(".") for c in chunks)  # never cut mid-sentence
-    for before, after in zip(chunks, chunks[1:]):
+    for before, after in zip(chunks, chunks[1:], strict=False):
         last_sentence = before.text.rsplit(". ", 1)[-1]
         assert last_sentence in after.text  # the boundary is covered by the next chunk too
     again = chunk_blocks(parse(data, "long.txt").blocks)

@@ -11,7 +11,10 @@ from coherex.settings import reset_settings_cache
 from coherex.store.db import Database
 from coherex.testing.fake_openai import FakeOpenAI
 
-NOTES = b"# Office\n\n## Coffee\n\nThe espresso machine is on the third floor.\n\n## Parking\n\nBikes go in the courtyard."
+NOTES = (
+    b"# Office\n\n## Coffee\n\nThe espresso machine is on the third floor.\n\n## Parking\n\nBikes go in "
+    b"the courtyard."
+)
 
 
 async def test_switching_to_openai_needs_a_reindex(db: Database, two_teams, embedder, monkeypatch):

@@ -119,8 +119,10 @@ def record_results(results: dict) -> None:
                     {"client": kept} if kept else {}
                 ),  # the client scenarios' section (test_mcp_client_conformance)
                 "machine": machine_info(),
-                "how": "COHEREX_RECORD_MCP_RESULTS=1 pytest tests/integration/mcp/test_mcp_tools.py -k conformance "
-                "(@modelcontextprotocol/conformance 0.1.16 on Node 22, against /mcp with an API key added by a proxy)",
+                "how": "COHEREX_RECORD_MCP_RESULTS=1 pytest tests/integration/mcp/test_mcp_tools.py -k "
+                "conformance "
+                "(@modelcontextprotocol/conformance 0.1.16 on Node 22, against /mcp with an API key added "
+                "by a proxy)",
                 "server": results,
             },
             indent=2,

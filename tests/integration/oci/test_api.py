@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from coherex.services.agents import apply_spec
 from coherex.distribution import service
+from coherex.services.agents import apply_spec
 from coherex.testing.api import ApiServer
 
 from .conftest import PASSWORD, TEMPLATES, USER, docker_login

@@ -9,8 +9,8 @@ import os
 import subprocess
 import sys
 
-from coherex.services.agents import apply_spec
 from coherex.distribution import service
+from coherex.services.agents import apply_spec
 from coherex.store.db import Identity
 from coherex.testing.fake_openai import FakeOpenAI, Text
 
@@ -65,8 +65,8 @@ async def test_pull_and_run_in_another_installation(db, two_teams, oci_env, regi
 
     async with db.session(Identity.system()) as s, s.conn.cursor() as cur:
         await cur.execute(
-            "select v.spec, v.source_digest, t.slug from public.agent_versions v join public.teams t on t.id = v.team_id "
-            "where v.source_digest is not null"
+            "select v.spec, v.source_digest, t.slug from public.agent_versions v join public.teams t on "
+            "t.id = v.team_id where v.source_digest is not null"
         )
         rows = await cur.fetchall()
     assert rows == [(saved.version.spec, pushed.digest, "default")]  # the CLI's own team, the same spec

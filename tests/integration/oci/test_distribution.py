@@ -10,12 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from coherex.services.agents import apply_spec
 from coherex.distribution import service, signing
 from coherex.distribution.registry import sha256
 from coherex.errors import NotFound, PermissionDenied, UserError
 from coherex.integrations.oauth import OAuthToken
 from coherex.integrations.service import add_source
+from coherex.services.agents import apply_spec
 from coherex.store.db import Identity
 from coherex.testing.registry import LocalRegistry
 
@@ -314,7 +314,7 @@ async def test_pull_of_a_docker_agent_artifact_converts_it(db, two_teams, oci_en
     """An artifact as Docker's agent runtime pushes it: config media type
     application/vnd.docker.cagent.config.v1+json, one application/yaml layer with its agent file."""
     from coherex.distribution.artifact import Blob
-    from coherex.distribution.registry import Reference, RegistryClient, Credentials
+    from coherex.distribution.registry import Credentials, Reference, RegistryClient
 
     _, bravo = two_teams
     agent_file = (Path(__file__).parent / "fixtures" / "docker-agent.yaml").read_bytes()

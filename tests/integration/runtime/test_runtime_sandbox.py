@@ -7,7 +7,6 @@ import asyncio
 import pytest
 
 from coherex.errors import UserError
-
 from coherex.runtime import Runtime
 from coherex.store.db import Identity
 from coherex.testing.fake_openai import Text, ToolCall
@@ -38,7 +37,10 @@ async def test_python_then_answer(db, llm, make_agent, spec_yaml, fake_llm, loca
     _, settings = local_sandbox
     runtime = Runtime(db, llm=llm, settings=settings)
     agent = await make_agent(spec_yaml(tools=PY_TOOL))
-    code = "import pandas as pd\ndf = pd.read_csv('sales.csv')\nprint('total', df.amount.sum())\nint(df.amount.max())"
+    code = (
+        "import pandas as pd\ndf = pd.read_csv('sales.csv')\nprint('total', "
+        "df.amount.sum())\nint(df.amount.max())"
+    )
     fake_llm.script([ToolCall("python", {"code": code}), Text("Total sales are 60.")])
     t = make_agent.tenant
     ex = await runtime.create(t.identity, t.team_id, agent)

@@ -194,7 +194,8 @@ async def test_display_and_ipython_display_objects(box):
 
 CHARTS = {
     "bar": (
-        "plt.bar(['A', 'B', 'C'], [1, 3, 2])\nplt.title('Sales')\nplt.xlabel('Shop')\nplt.ylabel('Units [pcs]')",
+        "plt.bar(['A', 'B', 'C'], [1, 3, 2])\nplt.title('Sales')\nplt.xlabel('Shop')\nplt.ylabel('Units "
+        "[pcs]')",
         lambda c: (
             [(e.label, e.value) for e in c.elements] == [("A", 1), ("B", 3), ("C", 2)]
             and c.title == "Sales"

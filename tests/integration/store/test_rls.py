@@ -3,7 +3,7 @@ role, cannot see, change or delete any row of team B — in every tenant table, 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from uuid import uuid4
 
 import psycopg
@@ -59,7 +59,7 @@ async def _seed_everything(db: Database, team_id, user_id) -> None:
         await s.uploads.create(team_id, "handbook", "queued.txt", b"waiting for a worker")
         await s.syncs.upsert(team_id, "src-x", "handbook", {"channel": "general"}, 60)
         await s.triggers.replace_schedules(
-            saved.agent.id, team_id, [(0, "0 8 * * *", "UTC", datetime.now(timezone.utc))]
+            saved.agent.id, team_id, [(0, "0 8 * * *", "UTC", datetime.now(UTC))]
         )
         thread, step = uuid4(), uuid4()
         await s.threads.upsert(thread, team_id, name="a chat", metadata={"draft": {}})

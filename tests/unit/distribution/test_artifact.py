@@ -54,14 +54,17 @@ def test_plain_http_only_for_loopback():
 def test_artifact_names_sources_by_name_and_type_and_is_deterministic():
     text = (ROOT / "templates" / "email-digest.yaml").read_text()
     spec = yaml.safe_load(text)
-    build = lambda: art.build(
-        spec,
-        text,
-        version=3,
-        created="2026-12-01T00:00:00Z",  # noqa: E731
-        source_types={"work-mail": "gmail"},
-        files={"prompt.md": b"hi"},
-    )
+
+    def build():
+        return art.build(
+            spec,
+            text,
+            version=3,
+            created="2026-12-01T00:00:00Z",
+            source_types={"work-mail": "gmail"},
+            files={"prompt.md": b"hi"},
+        )
+
     a = build()
     assert a.digest == build().digest  # same version, same digest: a re-push changes nothing
     manifest = json.loads(a.manifest)
