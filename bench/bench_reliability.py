@@ -183,7 +183,7 @@ class Decider:
             tries.append(
                 decide(self.db, self.who, a.id, action, message=f"not {i}" if action == "reject" else None)
             )
-        for a, outcome in zip(chosen, await asyncio.gather(*tries, return_exceptions=True)):
+        for a, outcome in zip(chosen, await asyncio.gather(*tries, return_exceptions=True), strict=False):
             if isinstance(outcome, Conflict):  # an earlier try committed before its connection broke
                 self.stats["decision_already_made"] += 1
             elif isinstance(outcome, BaseException):
@@ -374,9 +374,9 @@ async def campaign(n: int = 150, *, seed: int = 11, timeout: float = 600, log=pr
                 workers.keep(2)
 
                 # 3. restart the database again when about a third is done
-                done = lambda c: sum(
-                    v for k, v in c.items() if k not in ("pending", "running", "waiting_approval")
-                )
+                def done(c):
+                    return sum(v for k, v in c.items() if k not in ("pending", "running", "waiting_approval"))
+
                 # (with one of the held approvals waiting, if any)
                 await wait_for(
                     lambda c: done(c) >= n // 3 and (c["waiting_approval"] or not held), timeout / 2

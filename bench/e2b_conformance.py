@@ -130,7 +130,9 @@ def pytest_collection_modifyitems(config, items):
 def _mode(item):
     fn = getattr(item, "obj", None)
     fixtures = getattr(item, "fixturenames", ())
-    is_async = inspect.iscoroutinefunction(fn) or any("async" in f for f in fixtures) or "/async" in item.nodeid
+    is_async = (
+        inspect.iscoroutinefunction(fn) or any("async" in f for f in fixtures) or "/async" in item.nodeid
+    )
     return "async" if is_async else "sync"
 
 
@@ -149,7 +151,8 @@ def pytest_runtest_logreport(report):  # in the controller too, under xdist
     elif report.failed:
         entry["outcome"] = "failed" if report.when == "call" else "error"
         lines = [l for l in (report.longreprtext or "").splitlines() if l.startswith("E ")]
-        entry["reason"] = (lines[0][1:].strip() if lines else (report.longreprtext or "").strip()[-300:])[:300]
+        reason = lines[0][1:].strip() if lines else (report.longreprtext or "").strip()[-300:]
+        entry["reason"] = reason[:300]
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -94,7 +94,8 @@ def _deliver(url: str, message: EmailMessage) -> None:
                     client.ehlo()
                 elif parts.password:
                     raise BackendError(
-                        f"{where} does not offer STARTTLS, so the password was not sent and no mail went out.",
+                        f"{where} does not offer STARTTLS, so the password was not sent and no mail "
+                        "went out.",
                         hint="Use smtps:// (port 465) or a server with STARTTLS.",
                     )
             if parts.username:

@@ -44,7 +44,8 @@ def current_builder() -> BuilderSession:
 
 
 async def remember(builder: BuilderSession) -> None:
-    """Keep the builder's state in the thread (resumed from the sidebar later), now rather than at disconnect."""
+    """Keep the builder's state in the thread (resumed from the sidebar later), now rather than at
+    disconnect."""
     state = builder.state()
     cl.user_session.set(STATE_KEY, state)
     thread_id = cl.context.session.thread_id

@@ -61,7 +61,8 @@ async def model_command() -> None:
 #: what the offline model is good for, in one sentence (shown where it is in use)
 OFFLINE_MODEL_NOTE = (
     "The offline model is small: the builder picks templates and tools by meaning and runs use the "
-    "platform's fixed tools (CSV summaries, answers from documents), but it cannot write good code or long text."
+    "platform's fixed tools (CSV summaries, answers from documents), but it cannot write good code "
+    "or long text."
 )
 
 

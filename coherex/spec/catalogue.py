@@ -95,7 +95,9 @@ def event_types() -> dict[str, str]:
 
 def discovering() -> dict[str, str]:
     """`use` names whose tools are discovered per data source (`use: mcp`) → the data source type."""
-    return _registry().discovering()
+    from coherex.tools.registry import discovering as of_providers
+
+    return of_providers()
 
 
 def data_source_types() -> set[str]:

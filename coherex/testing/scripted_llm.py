@@ -178,7 +178,7 @@ class ScriptedLLM:
                 stream_handler(word if i == 0 else " " + word)
         calls = [
             ToolCall(cid, c.name, parse_tool_arguments(_arguments(c), c.name))
-            for cid, c in zip(_call_ids(reply), reply.tool_calls)
+            for cid, c in zip(_call_ids(reply), reply.tool_calls, strict=False)
         ]
         return ChatResult(
             # a stream of no text is no content, as the real client reassembles it

@@ -54,7 +54,7 @@ def _raised(make, behind: BaseException | None = None, *, cause: bool = False) -
         except type(behind) as exc:
             if cause:
                 raise make() from exc
-            raise make()  # as the SDK does: while handling, without `from`
+            raise make()  # noqa: B904 (as the SDK does: while handling, without `from`)
     except Exception as exc:  # noqa: BLE001 (any error the factory makes)
         return exc
 
@@ -79,9 +79,8 @@ def test_a_gone_e2b_sandbox_is_told_from_a_timeout_by_what_is_behind_the_sdk_err
 
 
 def test_a_slack_answer_that_is_not_json_is_a_retryable_service_error():
-    from slack_sdk.errors import SlackApiError
-
     from coherex.integrations.slack import _service_error
+    from slack_sdk.errors import SlackApiError
 
     class Page:  # what the SDK attaches then: the HTTP response, not a parsed Slack response
         status = 502

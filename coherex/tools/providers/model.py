@@ -65,7 +65,8 @@ async def test_connection(call: Call[ModelConfig, ModelCredentials]) -> Check:
             raise ServiceError(f"{service} refused the API key (HTTP {listed.status_code}).", auth=True)
         if listed.status_code == 404:
             raise ServiceError(
-                f"{service} has no /models: is this the OpenAI-compatible API's base URL (often ending in /v1)?"
+                f"{service} has no /models: is this the OpenAI-compatible API's base URL "
+                "(often ending in /v1)?"
             )
         names = _model_ids(json_of(listed, service)) if listed.status_code < 400 else []
         if names and cfg.model not in names:

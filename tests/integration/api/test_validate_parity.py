@@ -52,7 +52,7 @@ HOSTILE = {
     "wrong-version.yaml": HEAD.replace("coherex/v1", "coherex/v9"),
     "python-object-tag.yaml": HEAD + "  extra: !!python/object/apply:os.system ['true']\n",
     "alias-bomb.yaml": "a: &a [x, x, x, x, x, x, x, x, x]\n"
-    + "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefg", "bcdefgh")),
+    + "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefg", "bcdefgh", strict=True)),
     "duplicate-key.yaml": HEAD + "kind: Agent\n",
     "not-a-mapping.yaml": "- just\n- a list\n",
     "unclosed.yaml": "apiVersion: [unclosed\n",

@@ -102,7 +102,10 @@ async def test_through_the_platform_the_refreshed_tokens_are_sealed_back_into_th
         config={"url": f"{fake.base_url}/mcp"},
         credentials=signed_in(fake, expires_in=30, refresh="rt-1"),
     )
-    spec = "apiVersion: coherex/v1\nkind: Agent\nmetadata: {name: a, description: d}\nspec:\n  instructions: Hi.\n"
+    spec = (
+        "apiVersion: coherex/v1\nkind: Agent\nmetadata: {name: a, description: d}\n"
+        "spec:\n  instructions: Hi.\n"
+    )
     async with db.session(team.identity) as s:
         agent = (await apply_spec(s, team.team_id, spec)).agent
         await s.agents.set_data_sources(agent, [(source.id, "read")])

@@ -264,7 +264,8 @@ async def test_an_image_saved_to_a_file_is_shown_too(box):
 
 async def test_a_dataframe_comes_back_as_e2b_data(box):
     result = await box.run_code(
-        "import pandas as pd\npd.DataFrame({'a': [1, 2], 'when': pd.to_datetime(['2024-01-02', '2024-03-04'])})",
+        "import pandas as pd\n"
+        "pd.DataFrame({'a': [1, 2], 'when': pd.to_datetime(['2024-01-02', '2024-03-04'])})",
         timeout=120,
     )
     assert result.error is None, result.error

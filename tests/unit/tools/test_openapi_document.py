@@ -165,7 +165,8 @@ CATEGORY_REF = ["components", "schemas", "Pet", "properties", "category", "$ref"
         (
             _petstore_with(CATEGORY_REF, "#/components/schemas/Kategory"),
             (
-                "broken $ref '#/components/schemas/Kategory' (in $.components.schemas.Pet.properties.category): "
+                "broken $ref '#/components/schemas/Kategory' "
+                "(in $.components.schemas.Pet.properties.category): "
                 "it points to nothing"
             ),
         ),

@@ -31,7 +31,8 @@ class McpConfig(Model):
     )
     network: bool = Field(
         True,
-        description="A local server's box may reach the internet (npx/uvx fetch packages); never the platform",
+        description="A local server's box may reach the internet (npx/uvx fetch packages); "
+        "never the platform",
     )
     timeout: float = Field(60.0, gt=0, le=600, description="Seconds one tool call may take")
 

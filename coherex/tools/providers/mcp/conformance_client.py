@@ -1,7 +1,8 @@
 """The client under test of the official MCP conformance suite: our MCP client code, driven as a
 Coherex data source would drive it.
 
-    npx @modelcontextprotocol/conformance client --command "python -m coherex.tools.providers.mcp.conformance_client"
+    npx @modelcontextprotocol/conformance client \
+        --command "python -m coherex.tools.providers.mcp.conformance_client"
 
 The suite appends the server's URL, names the scenario in MCP_CONFORMANCE_SCENARIO and gives
 scenario data (pre-registered client credentials, ...) in MCP_CONFORMANCE_CONTEXT. The client
