@@ -309,7 +309,9 @@ async def notify_quietly(db: Database, execution: Execution, events: list[Any]) 
     if target.get("source"):
         await _quietly(execution, "Slack", _slack(db, execution, target, name, asked))
     if target.get("email"):
-        await _quietly(execution, "e-mail", _mail(db, execution, target["email"], name, team.slug, asked))
+        await _quietly(
+            execution, "e-mail", _mail(db, execution, target["email"], name, team.slug if team else "", asked)
+        )
 
 
 async def _quietly(execution: Execution, how: str, sending: Any) -> None:
@@ -327,7 +329,9 @@ def _base_url() -> str:
     return (get_settings().public_url or "").rstrip("/")
 
 
-async def _slack(db: Database, execution: Execution, target: dict, name: str, asked: list[Any]) -> None:
+async def _slack(
+    db: Database, execution: Execution, target: dict[str, Any], name: str, asked: list[Any]
+) -> None:
     from coherex.integrations.service import notify_team
 
     base = _base_url()
