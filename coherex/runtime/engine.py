@@ -352,7 +352,9 @@ class Runtime:
         own_seconds = max(limits.timeoutSeconds - used, 0.001)
         if ctx.budget is None:  # a root run: its limits are the pot its sub-agents share
             ctx.budget = subagents.Budget(usd(limits.maxCostUsd), began + own_seconds, totals.cost_usd)
-        seconds = min(own_seconds, max(ctx.budget.seconds_left(), 0.001))
+        # a sub-agent's time is also bounded by what is left of its caller's
+        pot_binds = ctx.execution.parent_execution_id is not None and ctx.budget.seconds_left() < own_seconds
+        seconds = max(ctx.budget.seconds_left(), 0.001) if pot_binds else own_seconds
         loop = asyncio.create_task(self._agent_loop(ctx, totals))
         watch = asyncio.create_task(_watch_claim(claim))
         try:
@@ -374,7 +376,7 @@ class Runtime:
             if watch in done:
                 watch.result()  # raises _ClaimLost
                 return "cancelled", None, "Stopped on request."
-            if seconds < own_seconds:
+            if pot_binds:
                 return (
                     "timed_out",
                     None,

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from slack_sdk.web.async_client import AsyncWebClient
 
 SERVICE = "Slack"
-_sdk_log = logging.getLogger("coherex.integrations.slack.sdk")
+_sdk_log = logging.getLogger("coherex.tools.providers.slack.sdk")
 _sdk_log.setLevel(logging.INFO)
 
 _AUTH_ERRORS = {
