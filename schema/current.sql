@@ -4,7 +4,7 @@
 -- indexes, triggers, row-level security, policies and grants follow the table. For reading,
 -- not for restoring (that grouping ignores the order foreign keys would need); change the schema
 -- with a new migration, then regenerate this file.
--- Latest migration: 20261201001000_tool_approvals.sql
+-- Latest migration: 20261201001900_sub_agents.sql
 
 -- SCHEMA: auth
 CREATE SCHEMA auth;
@@ -437,7 +437,8 @@ declare
 begin
   for orphan in
     select e.id from public.agent_executions e
-    where e.status = 'pending' and e.updated_at < now() - make_interval(secs => p_grace_seconds)
+    where e.status = 'pending' and e.parent_execution_id is null
+      and e.updated_at < now() - make_interval(secs => p_grace_seconds)
       and not exists (select 1 from public.procrastinate_jobs j
                       where j.queueing_lock = e.id::text and j.status in ('todo', 'doing'))
     order by e.created_at
@@ -1486,8 +1487,11 @@ CASE
     ELSE status
 END) STORED,
     resume_state jsonb,
+    parent_execution_id uuid,
+    parent_event_seq integer,
+    depth integer DEFAULT 0 NOT NULL,
     CONSTRAINT agent_executions_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'running'::text, 'waiting_approval'::text, 'completed'::text, 'failed'::text, 'cancelled'::text, 'timed_out'::text]))),
-    CONSTRAINT agent_executions_trigger_check CHECK ((trigger = ANY (ARRAY['manual'::text, 'chat'::text, 'api'::text, 'schedule'::text, 'webhook'::text, 'event'::text, 'cli'::text, 'mcp'::text, 'a2a'::text])))
+    CONSTRAINT agent_executions_trigger_check CHECK ((trigger = ANY (ARRAY['manual'::text, 'chat'::text, 'api'::text, 'schedule'::text, 'webhook'::text, 'event'::text, 'cli'::text, 'mcp'::text, 'a2a'::text, 'agent'::text])))
 );
 
 -- CONSTRAINT: agent_executions agent_executions_id_team_id_key in public
@@ -1509,6 +1513,9 @@ CREATE INDEX agent_executions_api_key_idx ON public.agent_executions USING btree
 
 -- INDEX: agent_executions_failed_idx in public
 CREATE INDEX agent_executions_failed_idx ON public.agent_executions USING btree (team_id, agent_id, created_at DESC) WHERE (status = ANY (ARRAY['failed'::text, 'timed_out'::text]));
+
+-- INDEX: agent_executions_parent_idx in public
+CREATE INDEX agent_executions_parent_idx ON public.agent_executions USING btree (parent_execution_id) WHERE (parent_execution_id IS NOT NULL);
 
 -- INDEX: agent_executions_team_created_cover_idx in public
 CREATE INDEX agent_executions_team_created_cover_idx ON public.agent_executions USING btree (team_id, created_at DESC) INCLUDE (agent_id, status, created_by, duration_ms, cost_usd, tokens_in, tokens_out);
@@ -1536,6 +1543,10 @@ ALTER TABLE ONLY public.agent_executions
 -- FK CONSTRAINT: agent_executions agent_executions_created_by_fkey in public
 ALTER TABLE ONLY public.agent_executions
     ADD CONSTRAINT agent_executions_created_by_fkey FOREIGN KEY (created_by) REFERENCES auth.users(id) ON DELETE SET NULL;
+
+-- FK CONSTRAINT: agent_executions agent_executions_parent_execution_id_fkey in public
+ALTER TABLE ONLY public.agent_executions
+    ADD CONSTRAINT agent_executions_parent_execution_id_fkey FOREIGN KEY (parent_execution_id) REFERENCES public.agent_executions(id) ON DELETE CASCADE;
 
 -- ROW SECURITY: agent_executions in public
 ALTER TABLE public.agent_executions ENABLE ROW LEVEL SECURITY;
@@ -1599,6 +1610,7 @@ CREATE TABLE public.agent_versions (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     source_ref text,
     source_digest text,
+    sub_agents jsonb DEFAULT '{}'::jsonb NOT NULL,
     CONSTRAINT agent_versions_source_digest_check CHECK (((source_digest IS NULL) OR (source_digest ~ '^sha256:[a-f0-9]{64}$'::text))),
     CONSTRAINT agent_versions_version_check CHECK ((version >= 1))
 );
@@ -2268,6 +2280,8 @@ CREATE TABLE public.data_sources (
     created_by uuid,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    tools jsonb,
+    tools_checked_at timestamp with time zone,
     CONSTRAINT data_sources_name_check CHECK ((name ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'::text)),
     CONSTRAINT data_sources_status_check CHECK ((status = ANY (ARRAY['active'::text, 'failing'::text, 'disconnected'::text])))
 );
@@ -2350,6 +2364,12 @@ GRANT SELECT(created_at) ON TABLE public.data_sources TO authenticated;
 -- ACL: COLUMN data_sources.updated_at in public
 GRANT SELECT(updated_at) ON TABLE public.data_sources TO authenticated;
 
+-- ACL: COLUMN data_sources.tools in public
+GRANT SELECT(tools) ON TABLE public.data_sources TO authenticated;
+
+-- ACL: COLUMN data_sources.tools_checked_at in public
+GRANT SELECT(tools_checked_at) ON TABLE public.data_sources TO authenticated;
+
 -- VIEW: dashboard_data_sources in public
 CREATE VIEW public.dashboard_data_sources WITH (security_invoker='true') AS
  SELECT id,
@@ -2363,7 +2383,12 @@ CREATE VIEW public.dashboard_data_sources WITH (security_invoker='true') AS
     ( SELECT count(*) AS count
            FROM public.agent_data_sources g
           WHERE (g.data_source_id = s.id)) AS agents,
-    created_at
+    created_at,
+        CASE
+            WHEN (jsonb_typeof(tools) = 'array'::text) THEN jsonb_array_length(tools)
+            ELSE NULL::integer
+        END AS tools,
+    tools_checked_at
    FROM public.data_sources s;
 
 -- ACL: TABLE dashboard_data_sources in public
@@ -2424,6 +2449,27 @@ CREATE VIEW public.dashboard_executions WITH (security_invoker='true') AS
 -- ACL: TABLE dashboard_executions in public
 GRANT SELECT ON TABLE public.dashboard_executions TO authenticated;
 GRANT SELECT ON TABLE public.dashboard_executions TO service_role;
+
+-- VIEW: dashboard_source_tools in public
+CREATE VIEW public.dashboard_source_tools WITH (security_invoker='true') AS
+ SELECT s.team_id,
+    s.name AS source,
+    s.type,
+    (t.value ->> 'name'::text) AS tool,
+    COALESCE((t.value ->> 'access'::text), 'read'::text) AS access,
+    (t.value ->> 'description'::text) AS description,
+    s.tools_checked_at,
+    t.ordinality AS "position"
+   FROM (public.data_sources s
+     CROSS JOIN LATERAL jsonb_array_elements(
+        CASE
+            WHEN (jsonb_typeof(s.tools) = 'array'::text) THEN s.tools
+            ELSE '[]'::jsonb
+        END) WITH ORDINALITY t(value, ordinality));
+
+-- ACL: TABLE dashboard_source_tools in public
+GRANT SELECT ON TABLE public.dashboard_source_tools TO authenticated;
+GRANT SELECT ON TABLE public.dashboard_source_tools TO service_role;
 
 -- TABLE: teams in public
 CREATE TABLE public.teams (
