@@ -79,8 +79,9 @@ def test_a_gone_e2b_sandbox_is_told_from_a_timeout_by_what_is_behind_the_sdk_err
 
 
 def test_a_slack_answer_that_is_not_json_is_a_retryable_service_error():
-    from coherex.tools.providers.slack import _service_error
     from slack_sdk.errors import SlackApiError
+
+    from coherex.tools.providers.slack import _service_error
 
     class Page:  # what the SDK attaches then: the HTTP response, not a parsed Slack response
         status = 502
