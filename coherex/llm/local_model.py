@@ -58,6 +58,23 @@ def model_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / _GGUF
 
 
+_FALLBACK_CHARS = 2000  # of a tool result given as the answer when the model only echoed a call
+
+
+def _last_tool_result(messages: list[Message]) -> str:
+    last = messages[-1] if messages else {}
+    return _text(last.get("content")).strip() if last.get("role") == "tool" else ""
+
+
+def _echoes_a_call(text: str, tools: list[Tool]) -> bool:
+    """Whether an answer is no answer: empty, or a tool call written out (`I called: x(...)`, `x({...})`)."""
+    if not text or text.lower().startswith(("i called", "i will call")):
+        return True
+    names = {t["function"]["name"] for t in tools if "function" in t}
+    call = re.match(r"^\s*([A-Za-z0-9_-]+)\s*\(.*\)\s*$", text, re.S)
+    return call is not None and (not names or call.group(1) in names)
+
+
 class LocalModelClient:
     """`LLMClient` backed by the bundled model. Load once per process: `LocalModelClient.shared()`."""
 
@@ -141,6 +158,12 @@ class LocalModelClient:
                 return None, [call], Usage(*self._usage)
             prompt = self._prompt(messages, tools, answering=True)
             text = "".join(self._generate(prompt, _MAX_TEXT_TOKENS, emit=emit)).strip()
+            result = _last_tool_result(messages)
+            if result and _echoes_a_call(text, tools):
+                # no answer, only a call written out: the tool's own words are the honest answer
+                text = "From the tool's result:\n" + result[:_FALLBACK_CHARS]
+                if emit:
+                    emit("\n" + text)
             return text, [], Usage(*self._usage)
 
     def _plan_tool_call(self, messages: list[Message], tools: list[Tool]) -> ToolCall:
@@ -198,6 +221,10 @@ class LocalModelClient:
             if role == "tool":
                 turns.append({"role": "user", "content": f"Tool result:\n{content}"})
             elif role == "assistant" and message.get("tool_calls"):
+                if answering:  # a 135M model copies a written-out call instead of answering: leave it out
+                    if content.strip():
+                        turns.append({"role": "assistant", "content": content})
+                    continue
                 calls = "\n".join(
                     f"{c['function']['name']}({c['function']['arguments']})" for c in message["tool_calls"]
                 )

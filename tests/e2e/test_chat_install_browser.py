@@ -15,7 +15,7 @@ from coherex.services.agents import apply_spec
 from coherex.settings import reset_settings_cache
 from coherex.store.db import Identity
 from coherex.testing.browser import launch
-from tests.e2e.test_chat_browser import fake_llm, serve_chat  # noqa: F401 (fixtures)
+from tests.e2e.test_chat_browser import serve_chat
 from tests.e2e.test_chat_buttons_browser import _login, _tracebacks
 from tests.integration.oci import conftest as oci
 from tests.integration.oci.conftest import PASSWORD, TEMPLATES, USER

@@ -54,7 +54,11 @@ async def test_csv_analysis_on_the_offline_model(db, db_urls, make_agent, local_
         )
     finally:
         worker.terminate()
-        worker.wait(30)
+        try:  # a worker loading the offline model finishes that first (seen: 15-35 s under load)
+            worker.wait(90)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(10)
     async with db.session(Identity.system()) as s:
         events = await s.executions.events(execution.id)
     calls = [e for e in events if e.type == "tool_call"]
@@ -63,5 +67,6 @@ async def test_csv_analysis_on_the_offline_model(db, db_urls, make_agent, local_
     assert any(e.type == "code" for e in events), "the code ran in the sandbox"
     assert "amount: total 60" in next(e.payload["content"] for e in events if e.type == "tool_result")
     assert final.status == "completed", final.error
-    assert final.output["text"].strip()
+    # the answer phrases the analysis: the file's real total, not a made-up figure
+    assert "60" in final.output["text"], final.output["text"]
     assert final.attempts == 1 and [e.type for e in events].count("status") == 1  # run once, by this process

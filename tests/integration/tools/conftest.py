@@ -8,7 +8,7 @@ import os
 import pytest
 
 from coherex.settings import reset_settings_cache
-from tests.integration.runtime.conftest import fake_llm, llm, make_agent, runtime  # noqa: F401
+from tests.integration.runtime.conftest import llm, make_agent, runtime  # noqa: F401
 from tests.integration.tools.notes_provider import FakeNotes
 
 
