@@ -24,7 +24,6 @@ from coherex.chat.run_view import ChatUI
 from coherex.chat.session import chat_auth_secret
 from coherex.chat.teams import switch_team
 from coherex.errors import CoherexError
-from coherex.settings import get_settings
 from coherex.spec.templates import list_templates
 
 log = logging.getLogger("coherex.chat")
@@ -109,8 +108,8 @@ async def starters(user: cl.User | None = None, language: str | None = None) -> 
         cl.Starter(label=t.name.replace("-", " ").capitalize(), message=t.description)
         for t in list_templates()
     ]
-    if get_settings().llm_offline:  # says which model answers, and where to connect a capable one
-        starters.append(cl.Starter(label="Which model answers? Connect one", message="/model"))
+    # the home screen says which model answers (the person's default team's), and offers to connect one
+    starters.append(cl.Starter(label=await conversation.model_starter_label(user), message="/model"))
     return starters
 
 

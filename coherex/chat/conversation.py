@@ -4,6 +4,7 @@ conversation resumed from the sidebar comes back with its team, draft and files.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import chainlit as cl
@@ -15,6 +16,8 @@ from coherex.chat.data_layer import TEAM_KEY
 from coherex.chat.draft_card import draft_actions, install_actions, show_draft
 from coherex.chat.run_view import ChatUI
 from coherex.chat.teams import connect, current_slug, team_command
+
+log = logging.getLogger(__name__)
 
 
 async def start() -> None:
@@ -56,6 +59,30 @@ async def model_command() -> None:
     else:
         text = f"**Model:** {label}.\n\n[Connect another model]({link})"
     await cl.Message(content=text, author="Coherex").send()
+
+
+async def model_starter_label(user: cl.User | None) -> str:
+    """The home screen's model line: the model of the person's default team, or the install's."""
+    from uuid import UUID
+
+    from coherex.chat.context import database
+    from coherex.llm.team import team_model
+    from coherex.services.teams import my_teams
+    from coherex.settings import get_settings
+    from coherex.store.db import Identity
+
+    try:
+        db = await database()
+        teams = await my_teams(db, Identity.user(UUID(user.metadata["user_id"]))) if user else []
+        team = await team_model(db, teams[0].id) if teams else None
+    except Exception:  # the home screen never fails for a label
+        log.warning("could not read the team's model for the home screen", exc_info=True)
+        team = None
+    if team is not None:
+        return f"Model: {team.model} (team's {team.source})"
+    if get_settings().llm_offline:
+        return "Model: offline (small) · Connect a model"
+    return f"Model: {get_settings().default_model}"
 
 
 #: what the offline model is good for, in one sentence (shown where it is in use)

@@ -47,8 +47,10 @@ async def test_connect_a_model_in_the_ui_and_the_chat_uses_it(web, db, two_teams
         await page.locator("#email").fill(alpha.email)
         await page.locator("#password").fill("correct horse")
         await page.locator("button[type=submit]").click()
-        # the home screen offers to say which model answers
-        await page.get_by_role("button", name="Which model answers? Connect one").click(timeout=30_000)
+        # the home screen says which model answers, and offers to connect one
+        await page.get_by_role("button", name="Model: offline (small) · Connect a model").click(
+            timeout=30_000
+        )
         await expect(page.get_by_text("The offline model is small")).to_be_visible(timeout=30_000)
         link = page.get_by_role("link", name="Connect a model")
         assert "/connect?type=model" in (await link.get_attribute("href"))
@@ -73,6 +75,10 @@ async def test_connect_a_model_in_the_ui_and_the_chat_uses_it(web, db, two_teams
 
         await page.goto(f"{server.url}/chat")
         await expect(page.locator("#chat-input")).to_be_visible(timeout=30_000)
+        # a new conversation's home screen names the team's model now
+        await expect(page.get_by_role("button", name="Model: gpt-4o-mini (team's team-model)")).to_be_visible(
+            timeout=30_000
+        )
         await page.locator("#chat-input").fill("/model")
         await expect(page.locator("#chat-submit")).to_be_enabled(timeout=30_000)
         await page.locator("#chat-submit").click()
