@@ -241,21 +241,60 @@ async def list_collections(s: BuilderSession) -> list[str]:
 
 
 @builder_tool(
-    "The tool catalogue: every tool a spec may use, with the access it needs.",
-    {"integration": {"type": "string", "description": "only this integration (slack, gmail, ...)"}},
+    "The tools a spec may use, with their parameters and the access they need: the catalogue, and the "
+    "tools the team's MCP and OpenAPI sources offer (each with the `add` entry that puts it in a draft).",
+    {
+        "integration": {"type": "string", "description": "only this integration (slack, gmail, mcp, ...)"},
+        "data_source": {"type": "string", "description": "only the tools this data source offers"},
+    },
 )
-async def list_tools(s: BuilderSession, integration: str | None = None) -> list[dict[str, Any]]:
-    return [
-        {
-            "use": t.name,
-            "integration": t.integration,
-            "access": t.access,
-            "needs": "dataSource" if t.needs_data_source else "collection" if t.uses_collection else None,
-            "description": t.description,
-        }
-        for t in catalogue_tools()
-        if integration in (None, "", t.integration)
-    ]
+async def list_tools(
+    s: BuilderSession, integration: str | None = None, data_source: str | None = None
+) -> list[dict[str, Any]]:
+    from coherex.integrations.service import discovered_tools, list_sources
+    from coherex.spec.catalogue import discovering
+
+    out: list[dict[str, Any]] = []
+    if not data_source:
+        out = [
+            {
+                "use": t.name,
+                "integration": t.integration,
+                "access": t.access,
+                "needs": "dataSource" if t.needs_data_source else "collection" if t.uses_collection else None,
+                "description": t.description,
+                "parameters": t.parameters.get("properties", {}),
+            }
+            for t in catalogue_tools()
+            if integration in (None, "", t.integration) and t.name not in discovering()
+        ]
+    for source in await list_sources(s.db, s.identity, s.team_id):
+        uses = [use for use, kind in discovering().items() if kind == source.type]
+        if not uses or data_source not in (None, "", source.name) or integration not in (None, "", uses[0]):
+            continue
+        found = await discovered_tools(s.db, s.team_id, source.name)
+        if found is None:
+            if source.type != "http_api":  # an http_api source without a document offers none
+                out.append({"use": uses[0], "dataSource": source.name, "note": "its tools were not read yet"})
+            continue
+        out += [
+            {
+                "use": uses[0],
+                "dataSource": source.name,
+                "tool": t.name,
+                "access": t.access,
+                "description": t.description,
+                "parameters": t.parameters.get("properties", {}),
+                "add": {
+                    "use": uses[0],
+                    "dataSource": source.name,
+                    "tools": [t.name],
+                    **({"access": "write"} if t.access == "write" else {}),
+                },
+            }
+            for t in found
+        ]
+    return out
 
 
 # ---------------------------------------------------------------------- saving and running

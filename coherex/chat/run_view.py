@@ -22,6 +22,19 @@ from coherex.store.models import Agent, Event, Execution
 _MAX_OUTPUT = 4000
 
 
+def _images(images: list[dict[str, Any]]) -> list[cl.Image]:
+    """A tool result's images (an MCP server's, a provider's) drawn under its step."""
+    import base64
+
+    return [
+        cl.Image(
+            name=f"image-{i + 1}", content=base64.b64decode(im["data"]), mime=im["mime"], display="inline"
+        )
+        for i, im in enumerate(images)
+        if im.get("data")
+    ]
+
+
 class ChatUI(BuilderUI):
     """Streams the builder's answer into `answer` and shows a run as steps."""
 
@@ -107,6 +120,7 @@ class ChatUI(BuilderUI):
                 parent.output = ((parent.output or "").rstrip() + "\n\n" + content).strip()[:_MAX_OUTPUT]
             elif not parent.output:
                 parent.output = content[:_MAX_OUTPUT]
+            parent.elements = [*(parent.elements or []), *_images(p.get("images") or [])]
             await parent.update()
         elif event.type == "error":
             step = cl.Step(name="error", type="tool", parent_id=run.id)

@@ -474,11 +474,12 @@ class Runtime:
                 text, ok = await toolbox.call(call.name, call.arguments, tool_event.seq), True
         except ToolFailed as exc:
             text, ok = f"Error: {exc}", False
+        images = toolbox.images.pop(tool_event.seq, None)
         await recorder.record(
             "tool_result",
             name=call.name,
             parent_seq=tool_event.seq,
-            payload={"ok": ok, "content": text},
+            payload={"ok": ok, "content": text, **({"images": images} if images else {})},
             duration_ms=(time.perf_counter() - started) * 1000,
         )
         # what the model reads back is redacted like the stored step (a tool may echo a secret)

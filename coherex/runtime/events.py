@@ -28,8 +28,8 @@ _MAX_TEXT = 20_000  # characters of one payload string kept in an event (outputs
 def _truncate(value: Any) -> Any:
     if isinstance(value, str) and len(value) > _MAX_TEXT:
         return value[:_MAX_TEXT] + f"… [{len(value) - _MAX_TEXT} more characters]"
-    if isinstance(value, dict):
-        return {k: _truncate(x) for k, x in value.items()}
+    if isinstance(value, dict):  # a result's images are stored whole (capped where they are made)
+        return {k: x if k == "images" else _truncate(x) for k, x in value.items()}
     if isinstance(value, list):
         return [_truncate(x) for x in value]
     return value

@@ -113,6 +113,8 @@ class BoundTool:
 class ToolBox:
     ctx: RunContext
     tools: dict[str, BoundTool] = field(default_factory=dict)
+    #: images a tool step's result carried (tool step seq → stored form), for its tool_result event
+    images: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
 
     @classmethod
     async def for_spec(cls, ctx: RunContext) -> ToolBox:
@@ -178,6 +180,8 @@ class ToolBox:
                 ) from exc
             raise ToolFailed(str(exc)) from exc
         text = _text(result)
+        if isinstance(result, ToolResult) and result.images:  # shown with the step (the chat draws them)
+            self.images[parent_seq] = _shown_images(result.images)
         if len(text) > _MAX_RESULT_CHARS:
             text = text[:_MAX_RESULT_CHARS] + f"\n… [{len(text) - _MAX_RESULT_CHARS} characters cut]"
         return text
@@ -225,6 +229,23 @@ def _text(result: Any) -> str:
             raise ToolFailed(text or "The tool reported an error.")
         return text
     return result if isinstance(result, str) else _json(result)
+
+
+_MAX_IMAGE_BYTES = 1_000_000  # an image larger than this is named in the step, not stored
+_MAX_IMAGES = 4
+
+
+def _shown_images(images: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
+    """A result's images as a step stores them: base64 with their type, a note for one too large."""
+    import base64
+
+    out: list[dict[str, Any]] = []
+    for mime, data in images[:_MAX_IMAGES]:
+        if len(data) > _MAX_IMAGE_BYTES or not mime.startswith("image/"):
+            out.append({"mime": mime, "bytes": len(data), "note": "not stored (too large or not an image)"})
+        else:
+            out.append({"mime": mime, "bytes": len(data), "data": base64.b64encode(data).decode()})
+    return out
 
 
 def _json(value: Any) -> str:

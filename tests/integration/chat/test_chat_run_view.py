@@ -142,3 +142,36 @@ async def test_a_sub_agents_steps_sit_under_the_tool_step_that_called_it(db, lay
         "✓ helper → helper",
         "LLM",
     ]
+
+
+async def test_an_image_a_tool_returns_is_drawn_under_its_step(db, layer, two_teams):
+    from coherex.tools import registry
+    from tests.integration.tools import weather_provider
+
+    alpha, _ = two_teams
+    user = await layer.get_user(alpha.email)
+    thread_id = str(uuid.uuid4())
+    init_http_context(thread_id=thread_id, user=cl.User(identifier=user.identifier, metadata=user.metadata))
+    cl.user_session.set(TEAM_KEY, str(alpha.team_id))
+    await layer.update_thread(thread_id, name="weather")
+    spec = (
+        "apiVersion: coherex/v1\nkind: Agent\nmetadata: {name: weather}\n"
+        "spec:\n  instructions: Forecast.\n  tools:\n    - use: weather.forecast\n"
+    )
+    with registry.use([*registry.BUILTIN, weather_provider.PROVIDER]), FakeOpenAI() as fake:
+        async with db.session(alpha.identity) as s:
+            agent = (await apply_spec(s, alpha.team_id, spec)).agent
+        fake.script([ToolCall("weather_forecast", {"city": "Paris"}), Text("Sunny in Paris.")])
+        runtime = Runtime(
+            db,
+            llm=OpenAIClient(api_key=fake.api_key, base_url=fake.base_url, retry=RetryPolicy(max_attempts=1)),
+        )
+        ui = ChatUI(None)
+        execution = await runtime.create(alpha.identity, alpha.team_id, agent, trigger="chat")
+        await ui.run_started(execution, agent)
+        await ui.run_finished(await runtime.run(execution.id, listeners=[ui.run_event]))
+
+    thread = await _settled(layer, thread_id, "Sunny in Paris.")
+    [step] = [s for s in thread["steps"] if s["name"].startswith("✓ weather_forecast")]
+    images = [e for e in thread["elements"] if e["type"] == "image"]
+    assert [(e["forId"], e["mime"]) for e in images] == [(step["id"], "image/png")]

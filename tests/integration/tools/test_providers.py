@@ -3,6 +3,7 @@ provider whose tools are discovered per data source (allow-list, cache, validati
 
 from __future__ import annotations
 
+import base64
 import textwrap
 from datetime import UTC, datetime, timedelta
 
@@ -54,7 +55,13 @@ async def test_a_provider_added_by_one_module_and_one_registry_line_runs_end_to_
     assert final.status == "completed" and final.output == {"text": "Snow in Oslo."}
     failed, ok = await _results(db, final.id)
     assert failed["ok"] is False and "No forecast for 'Atlantis'" in failed["content"]
-    assert ok["ok"] is True and ok["content"] == "Oslo tomorrow: snow, -3 °C"
+    png = weather_provider.MAP_PNG
+    # the model reads the text and a note of the image; the step keeps the image for the chat
+    assert (
+        ok["ok"] is True
+        and ok["content"] == f"Oslo tomorrow: snow, -3 °C\n[image: image/png, {len(png)} bytes]"
+    )
+    assert ok["images"] == [{"mime": "image/png", "bytes": len(png), "data": base64.b64encode(png).decode()}]
     # the model was offered the provider's schema, under the name the spec gives it
     offered = fake_llm.chat_requests[0].body["tools"]
     assert [t["function"]["name"] for t in offered] == ["weather_forecast"]
@@ -160,3 +167,36 @@ async def test_a_read_only_entry_gets_only_the_read_tools_even_when_the_server_c
     [refused] = await _results(db, final.id)
     assert not refused["ok"] and "There is no tool 'kb_search'" in refused["content"]
     assert notes_server.calls == []
+
+
+async def test_the_builder_lists_a_sources_discovered_tools_with_parameters(
+    db, notes, notes_server, two_teams
+):
+    from coherex.builder import BuilderSession
+    from coherex.builder.tools import TOOLS
+
+    alpha, _ = two_teams
+    await _add_notes_source(db, alpha, notes_server)
+    builder = BuilderSession(db, alpha.identity, alpha.team_id)
+    listed = await TOOLS["list_tools"].handler(builder, data_source="kb")
+    assert listed == [{"use": "notes", "dataSource": "kb", "note": "its tools were not read yet"}]
+
+    await check_source(db, alpha.identity, alpha.team_id, "kb")
+    listed = {t["tool"]: t for t in await TOOLS["list_tools"].handler(builder, data_source="kb")}
+    assert sorted(listed) == ["add_note", "delete_all", "search"]
+    assert listed["search"]["parameters"]["q"]["description"] == "words"
+    assert listed["add_note"]["add"] == {
+        "use": "notes",
+        "dataSource": "kb",
+        "tools": ["add_note"],
+        "access": "write",
+    }
+    # the whole catalogue carries parameters too, and the source's tools come after it
+    everything = await TOOLS["list_tools"].handler(builder)
+    slack = next(t for t in everything if t.get("use") == "slack.post_message")
+    assert "channel" in slack["parameters"]
+    assert [t["tool"] for t in everything if t.get("dataSource") == "kb"] == [
+        "search",
+        "add_note",
+        "delete_all",
+    ]
