@@ -401,6 +401,6 @@ def _result_dict(r: Any) -> dict[str, Any]:
 def _table(data: dict[str, Any]) -> dict[str, Any]:
     """E2B gives a DataFrame as `{column: [values]}`; a result carries it as a table."""
     columns = list(data)
-    columns = (v if isinstance(v, list) else [v] for v in data.values())
-    rows = [list(row) for row in zip(*columns, strict=False)]
+    values = (v if isinstance(v, list) else [v] for v in data.values())
+    rows = [list(row) for row in zip(*values, strict=False)]
     return {"columns": columns, "rows": rows, "total_rows": len(rows)}
