@@ -94,7 +94,7 @@ def test_a_failed_export_falls_back_to_torch(monkeypatch, tmp_path, caplog):
     from coherex.knowledge import _onnx_embedder, embed
     from coherex.knowledge._local_embedder import LocalEmbedder
 
-    monkeypatch.setattr(embed, "get_settings", lambda: type("S", (), {"data_path": tmp_path})())
+    monkeypatch.setattr(embed, "get_settings", lambda: type("S", (), {"models_path": tmp_path / "models"})())
 
     def broken(*_):
         raise RuntimeError("exporter exploded")
