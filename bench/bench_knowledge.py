@@ -120,7 +120,7 @@ async def bench_ingest(db: Database, identity: Identity, team_id) -> dict:
     from coherex.knowledge._local_embedder import LocalEmbedder
     from coherex.knowledge._onnx_embedder import OnnxEmbedder
 
-    backends["onnx_fp32"] = OnnxEmbedder(get_settings().data_path / "models", "fp32")
+    backends["onnx_fp32"] = OnnxEmbedder(get_settings().models_path, "fp32")
     backends["torch_fp32"] = LocalEmbedder()
     compare: dict = {}
     for name, e in backends.items():
