@@ -4,7 +4,7 @@ Everything happens in a scratch folder outside this repository (default /tmp/e2b
 is never committed here):
 
 1. the suites are exported (`git archive`) from snapshots of e2b-dev/E2B and e2b-dev/code-interpreter
-   (bare git dirs in $COHEREX_MIRROR_DIR, else ../.mirror: e2b-dev+*/repo; `--e2b-rev`/`--ci-rev` pick a commit);
+   (bare git dirs in $COHEREX_MIRROR_DIR, else ../.mirror; `--e2b-rev`/`--ci-rev` pick a commit);
 2. a venv gets the SDKs *of those same commits* (installed from the exported sources, so suite and
    SDK match) and the suites' test dependencies (pytest, pytest-asyncio, pytest-xdist, ...);
 3. a local sandbox server starts on a free port and the suites run, unmodified, with
