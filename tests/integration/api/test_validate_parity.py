@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -17,14 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-# other platforms' files, shared beside the project (../shared/fixtures); COHEREX_SHARED_FIXTURES overrides
-PEERS = (
-    Path(
-        os.environ.get("COHEREX_SHARED_FIXTURES")
-        or Path(__file__).resolve().parents[4] / "shared" / "fixtures"
-    )
-    / "peers"
-)
+PEERS = Path("/work/shared/fixtures/peers")
 
 HEAD = textwrap.dedent("""\
     apiVersion: coherex/v1
