@@ -5,7 +5,11 @@ Through the unmodified E2B SDK against the local server: from the warm pool, col
 side by side with a bare `python -c pass` spawn measured in the same run.
 Targets: warm p50 < 20 ms, cold p50 < 60 ms. Writes bench/results/sandbox.json.
 
-    python bench/bench_sandbox.py [--n 60]
+    python bench/bench_sandbox.py [--n 60] [--against DIR [--rounds 2]]
+
+`--against DIR` measures another checkout of the project (e.g. `git worktree add --detach DIR
+751ecba`, the commit of the recorded baseline) side by side: the two trees run in turns, each in
+its own process, and the result keeps both with their ratios to the bare spawn of the same turn.
 """
 
 from __future__ import annotations
@@ -82,17 +86,55 @@ def run_mode(pool: int, n: int, data: Path, network: bool = False) -> list[float
         server.stop()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=60)
-    n = ap.parse_args().n
+def measure(n: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="cx-bench-") as tmp:
-        results = {
+        return {
             "bare_python_c_pass": summary(bare_spawns(n)),
             "warm_pool": summary(run_mode(2, n, Path(tmp))),
             "cold": summary(run_mode(0, n, Path(tmp))),
             "cold_network": summary(run_mode(0, n, Path(tmp), network=True)),
         }
+
+
+def side_by_side(other: Path, n: int, rounds: int) -> dict:
+    """This tree and `other` in turns (each turn a fresh process of its own tree's bench)."""
+    here = Path(__file__).resolve().parents[1]
+    turns: dict[str, list[dict]] = {"this": [], "other": []}
+    for _ in range(rounds):
+        for key, tree in (("other", other.resolve()), ("this", here)):
+            subprocess.run(
+                [sys.executable, "bench/bench_sandbox.py", "--n", str(n)],
+                cwd=tree,
+                env={**os.environ, "PYTHONPATH": str(tree)},
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            turns[key].append(
+                json.loads((tree / "bench" / "results" / "sandbox.json").read_text())["results"]
+            )
+
+    def ratios(turn: dict) -> dict:
+        bare = turn["bare_python_c_pass"]["p50_ms"]
+        return {k: round(turn[k]["p50_ms"] / bare, 3) for k in ("warm_pool", "cold") if k in turn}
+
+    return {
+        "other_tree_commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=other, capture_output=True, text=True
+        ).stdout.strip(),
+        "p50_over_bare_spawn": {k: [ratios(t) for t in v] for k, v in turns.items()},
+        "turns": turns,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=60)
+    ap.add_argument("--against", type=Path, help="another checkout to measure side by side")
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    n = args.n
+    compared = side_by_side(args.against, n, args.rounds) if args.against else None
+    results = compared["turns"]["this"][-1] if compared else measure(n)
     record = {
         "benchmark": "sandbox create -> first stdout line of print(1), through the e2b SDK",
         "targets": {"warm_p50_ms": 20, "cold_p50_ms": 60},
@@ -108,6 +150,8 @@ def main() -> None:
         },
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if compared:
+        record["side_by_side"] = compared
     out = Path(__file__).parent / "results" / "sandbox.json"
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))

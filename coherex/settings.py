@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     #: where model files made at first use are kept (the embedder's ONNX export); default DATA_DIR/models.
     #: Several data dirs (tests, staging) may share one, so the export happens once per machine.
     models_dir: Path | None = Field(None, validation_alias=_env("COHEREX_MODELS_DIR"))
+    #: load the offline model when the web process starts, not at the first test run (`coherex up`
+    #: sets it; tests that start many web processes leave it off)
+    preload_model: bool = Field(False, validation_alias=_env("COHEREX_PRELOAD_MODEL"))
 
     # --- database ---
     database_url: SecretStr | None = Field(None, validation_alias=_env("DATABASE_URL"))

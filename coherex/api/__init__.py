@@ -36,6 +36,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     from coherex.store.db import Database
 
     settings = get_settings()
+    if settings.preload_model and settings.llm_offline:
+        _preload_offline_model()
     async with Database.from_settings(settings) as db:
         queue = make_app(db.url)
         async with queue.open_async():
@@ -43,6 +45,22 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 db=db, runtime=Runtime(db, settings=settings), settings=settings, queue=queue
             )
             yield
+
+
+def _preload_offline_model() -> None:
+    """Load the offline model in the background while the person writes a first request (6 s, or
+    ~30 s the first time, when its weights are converted), so a first test run does not wait for it."""
+    import threading
+
+    from coherex.llm.local_model import LocalModelClient
+
+    def load() -> None:
+        try:
+            LocalModelClient.shared()
+        except Exception:  # the first run reports a model that cannot load
+            return
+
+    threading.Thread(target=load, name="offline-model-preload", daemon=True).start()
 
 
 __all__ = ["install_error_handlers", "lifespan", "router"]

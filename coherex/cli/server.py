@@ -89,7 +89,7 @@ def up(
     procs = Supervisor(env={**dotenv, **os.environ, "COHEREX_DATA_DIR": str(settings.data_path)})
     if settings.sandbox == "local":
         procs.add("sandbox", [*me, "sandbox", "serve"])
-    procs.add("web", [*me, "web", "--port", str(port)])
+    procs.add("web", [*me, "web", "--port", str(port)], env={"COHEREX_PRELOAD_MODEL": "1"})
     procs.add("worker", [*me, "worker"])
     procs.add(
         "dashboard",

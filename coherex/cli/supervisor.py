@@ -22,14 +22,16 @@ class Supervisor:
     #: variables every process gets on top of this one's environment
     env: dict[str, str] = field(default_factory=dict)
 
-    def add(self, name: str, cmd: list[str], cwd: str | None = None) -> None:
+    def add(
+        self, name: str, cmd: list[str], cwd: str | None = None, env: dict[str, str] | None = None
+    ) -> None:
         proc = subprocess.Popen(
             cmd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             bufsize=1,
-            env={**os.environ, **self.env, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, **self.env, **(env or {}), "PYTHONUNBUFFERED": "1"},
             cwd=cwd,
             start_new_session=True,
         )

