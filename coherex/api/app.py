@@ -24,9 +24,36 @@ from coherex import resources
 from coherex.errors import UserError
 
 log = logging.getLogger(__name__)
-# Chainlit reads its config (.chainlit/), translations and logos (public/) from its app root, which
-# defaults to the working directory — where it would otherwise write a default config of its own
-os.environ.setdefault("CHAINLIT_APP_ROOT", str(resources.root()))
+
+
+def _chat_app_root() -> str:
+    """Chainlit's app root: it reads its config (.chainlit/), translations and logos (public/) and
+    chainlit.md from there, and writes the chat's uploads into `.files/` of it. The project's files
+    are linked into the data dir's `chat/`, so uploads land beside the rest of the data — not in a
+    checkout's working tree or an installed wheel's site-packages."""
+    from coherex.settings import get_settings
+
+    bundle = resources.root()
+    try:
+        target = get_settings().data_path / "chat"
+        target.mkdir(parents=True, exist_ok=True)
+        for name in (".chainlit", "public", "chainlit.md"):
+            link = target / name
+            if link.is_symlink() and link.resolve() == (bundle / name).resolve():
+                continue
+            if link.is_symlink():
+                link.unlink()  # linked to another install's files
+            if not link.exists():
+                try:
+                    link.symlink_to(bundle / name)
+                except FileExistsError:
+                    pass  # another process of this install made it
+        return str(target)
+    except (OSError, ValueError):  # a data dir that cannot be written: read from the bundle
+        return str(bundle)
+
+
+os.environ.setdefault("CHAINLIT_APP_ROOT", _chat_app_root())
 
 
 CSRF_HEADER = "x-coherex-csrf"

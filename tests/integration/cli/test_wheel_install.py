@@ -145,5 +145,13 @@ def test_db_start_migrate_and_the_chat_from_outside_the_repo(installed, outside)
             assert page.status_code == 200 and "<title>Coherex</title>" in page.text
             logo = get("/chat/logo?theme=dark")
             assert logo.status_code == 200 and logo.headers["content-type"].startswith("image/svg")
+        # the chat's uploads go to the data dir, never into the installed package
+        bundle = Path(
+            run(
+                [installed / "python", "-c", "import coherex.resources as r; print(r.root())"], **outside
+            ).stdout.strip()
+        )
+        assert not (bundle / ".files").exists()
+        assert (Path(outside["env"]["COHEREX_DATA_DIR"]) / "chat" / ".files").is_dir()
     finally:
         subprocess.run([installed / "coherex", "db", "stop"], timeout=120, capture_output=True, **outside)
