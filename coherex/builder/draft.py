@@ -37,17 +37,19 @@ class Connection:
 
         what = f"Connect a **{self.type}** data source named **{self.name}**: "
         cli = f" (or `coherex sources add {self.type} {self.name}`)"
+        form = f"[open the connect form]({connect_form_url(self.type, self.name, team)})"
+        oauth_only = source_type(self.type).connect == "oauth"
         if link := connect_url(self.type, self.name, team):
-            return what + f"[sign in to {self.type}]({link}){cli}."
-        if source_type(self.type).connect == "oauth":  # sign-in only, and this install has no OAuth client
+            # a type that also takes a pasted token (a Slack bot token) keeps the form beside the sign-in
+            return (
+                what + f"[sign in to {self.type}]({link})" + ("" if oauth_only else f" or {form}") + f"{cli}."
+            )
+        if oauth_only:  # sign-in only, and this install has no OAuth client
             return what + (
                 f"this install has no {self.type} sign-in set up; an admin can paste tokens with "
                 f"`coherex sources add {self.type} {self.name}`, or configure the provider's OAuth client."
             )
-        return what + (
-            f"[open the connect form]({connect_form_url(self.type, self.name, team)}){cli} — the "
-            "credentials are checked with the service before they are saved."
-        )
+        return what + f"{form}{cli} — the credentials are checked with the service before they are saved."
 
 
 def connect_form_url(type_name: str, name: str, team: str | None = None) -> str:

@@ -193,6 +193,7 @@ class BuilderSession:
         self._work = self.draft.data if self.draft else None
         self._failed_drafts, self._last_problems = 0, []
         try:
+            await self._recheck_connections()
             if not self.messages:
                 self.messages.append({"role": "system", "content": await self._system_prompt(text)})
             self.messages.append({"role": "user", "content": text})
@@ -313,6 +314,16 @@ class BuilderSession:
             self.draft, self.unsaved = draft, True
             self._turn.draft_changed = True
         return draft
+
+    async def _recheck_connections(self) -> None:
+        """A draft waiting for a data source is checked again at each turn: the person connected it
+        (in the connect form, another tab) and said so in whatever words — the card then shows it ready."""
+        if self.draft is None or not self.draft.connections:
+            return
+        draft = Draft.check(self.draft.data, await self._refs())
+        if draft.valid and draft.connections != self.draft.connections:
+            self.draft = draft
+            self._turn.draft_changed = True
 
     async def _after_draft(self, draft: Draft) -> dict[str, Any]:
         if draft.valid:

@@ -8,16 +8,13 @@ Screenshots go to test-artifacts/.
 
 from __future__ import annotations
 
-import asyncio
-import os
-import time
 from pathlib import Path
 
 import pytest
 
 from coherex.testing.browser import launch
 from coherex.testing.fake_openai import Slow, Text, ToolCall
-from coherex.testing.web import WebProcess
+from tests.e2e._chat import serve_chat, until_saved
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -36,25 +33,6 @@ spec:
 @pytest.fixture
 def chat_server(db_urls, two_teams, fake_llm, tmp_path):
     yield from serve_chat(db_urls, fake_llm, tmp_path)
-
-
-def serve_chat(db_urls, fake_llm, tmp_path, **extra_env: str | None):
-    """Start `coherex web` on a free port; yields the chat's URL (the log is tmp_path/chainlit.log).
-    `fake_llm` None, or an `extra_env` value None, leaves that setting out (None: the offline model)."""
-    env = {
-        "DATABASE_URL": db_urls.app,
-        **({"OPENAI_BASE_URL": fake_llm.base_url, "OPENAI_API_KEY": fake_llm.api_key} if fake_llm else {}),
-        "COHEREX_DATA_DIR": str(tmp_path / "data"),
-        "COHEREX_LLM_MAX_ATTEMPTS": "1",
-        **extra_env,
-    }
-    if fake_llm is None:  # not the developer's key either
-        env.update(OPENAI_BASE_URL=None, OPENAI_API_KEY=None)
-    # the real web process (`coherex web`, what `make run` serves): the chat is mounted at /chat
-    with WebProcess(env, tmp_path / "chainlit.log") as web:
-        yield f"{web.url}/chat"
-    if os.environ.get("E2E_SHOW_LOG"):
-        print(web.log())
 
 
 async def test_login_describe_test_run_and_stop(chat_server, fake_llm, two_teams):
@@ -115,25 +93,6 @@ async def test_login_describe_test_run_and_stop(chat_server, fake_llm, two_teams
         await browser.close()
 
 
-async def _until_saved(db, person, text: str, timeout: float = 30) -> None:
-    """Wait until the person's stored threads hold `text` (with its parent step), in a thread that
-    has its name: what a second login will load (Chainlit stores them in separate background writes)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        async with db.session(person.identity) as s:
-            for thread in await s.threads.list(limit=5):
-                steps = await s.threads.steps(thread.id)
-                stored = {step.id for step in steps}
-                # a step shows under its parent: the parents must be stored too
-                if thread.name and any(
-                    text in str(step.data) and (step.parent_id is None or step.parent_id in stored)
-                    for step in steps
-                ):
-                    return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"the chat never stored {text!r} in a named thread")
-
-
 async def test_a_conversation_is_there_after_logging_in_again(chat_server, fake_llm, db, two_teams):
     """Threads persist in Postgres: log in again (a fresh browser), find the conversation in the
     sidebar, resume it with its draft; then switch to another team of the same person."""
@@ -166,7 +125,7 @@ async def test_a_conversation_is_there_after_logging_in_again(chat_server, fake_
         await expect(page.get_by_text("only when you start it")).to_be_visible(
             timeout=30_000
         )  # the whole turn is in
-        await _until_saved(
+        await until_saved(
             db, alpha, "Here is your agent: it writes one fact."
         )  # the chat saves after showing
         await page.context.close()

@@ -9,29 +9,10 @@ import pytest
 from coherex.store.db import Identity
 from coherex.testing.browser import launch
 from coherex.testing.fake_openai import Text, ToolCall
-from tests.e2e.test_chat_browser import AGENT, _until_saved, chat_server  # noqa: F401 (fixtures)
+from tests.e2e._chat import login, sandbox_env, serve_chat, tracebacks, until_saved, usable
+from tests.e2e.test_chat_browser import AGENT, chat_server  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
-
-
-async def _login(browser, url, person):
-    from playwright.async_api import expect
-
-    page = await (await browser.new_context(viewport={"width": 1280, "height": 900})).new_page()
-    await page.goto(url)
-    await page.locator("#email").fill(person.email)
-    await page.locator("#password").fill("correct horse")
-    await page.locator("button[type=submit]").click()
-    await expect(page.get_by_role("button", name="Csv analysis")).to_be_visible(timeout=30_000)
-    return page
-
-
-async def _usable(page) -> None:
-    """The chat is not stuck "running": no stop button, and the draft's buttons can be pressed."""
-    from playwright.async_api import expect
-
-    await expect(page.locator("#stop-button")).to_have_count(0, timeout=15_000)
-    await expect(page.get_by_role("button", name="Save").last).to_be_enabled(timeout=15_000)
 
 
 async def test_buttons_leave_the_chat_usable_and_save_after_a_reload_is_a_new_version(
@@ -42,7 +23,7 @@ async def test_buttons_leave_the_chat_usable_and_save_after_a_reload_is_a_new_ve
     alpha, _ = two_teams
     async with async_playwright() as p:
         browser = await launch(p)
-        page = await _login(browser, chat_server, alpha)
+        page = await login(browser, chat_server, alpha)
         fake_llm.script(
             [ToolCall("draft_spec", {"yaml": AGENT}), Text("Here is your agent: it writes one fact.")]
         )
@@ -57,7 +38,7 @@ async def test_buttons_leave_the_chat_usable_and_save_after_a_reload_is_a_new_ve
         await page.get_by_role("button", name="Schedule").last.click()
         await page.get_by_role("button", name="Every day at 09:00").click()
         await expect(page.get_by_text("Saved as version 2.")).to_be_visible(timeout=30_000)
-        await _usable(page)
+        await usable(page)
 
         fake_llm.script(
             [
@@ -70,16 +51,16 @@ async def test_buttons_leave_the_chat_usable_and_save_after_a_reload_is_a_new_ve
         await page.locator("#chat-input").fill("Make the description shorter")
         await page.locator("#chat-submit").click()
         await expect(page.get_by_text("Done: the description is shorter.")).to_be_visible(timeout=30_000)
-        await _usable(page)
-        await _until_saved(db, alpha, "Done: the description is shorter.")
+        await usable(page)
+        await until_saved(db, alpha, "Done: the description is shorter.")
         await page.context.close()
 
-        page = await _login(browser, chat_server, alpha)  # come back to the conversation
+        page = await login(browser, chat_server, alpha)  # come back to the conversation
         await page.get_by_text("Every morning tell the team one surprising fact").first.click()
         await expect(page.get_by_text("The draft daily-fact is as you left it")).to_be_visible(timeout=30_000)
         await page.get_by_role("button", name="Save").last.click()
         await expect(page.get_by_text("Saved daily-fact (version 3).")).to_be_visible(timeout=30_000)
-        await _usable(page)
+        await usable(page)
         await browser.close()
 
     async with db.session(alpha.identity) as s:
@@ -96,37 +77,13 @@ async def test_buttons_leave_the_chat_usable_and_save_after_a_reload_is_a_new_ve
     assert rows == [("0 9 * * *",)]
     log = (tmp_path / "chainlit.log").read_text()
     assert "Deadlock" not in log
-    assert _tracebacks(log) == [], log[-3000:]
-
-
-def _tracebacks(log: str) -> list[str]:
-    """The exception line of each traceback in the server log, leaving out Starlette's "No response
-    returned." from Chainlit's mount middleware when the browser closes while a request is open."""
-    out = []
-    for block in log.split("Traceback (most recent call last):")[1:]:
-        if "During handling of the above exception" in block or "The above exception was the direct" in block:
-            continue  # a chained cause: the exception it led to is judged
-        last = next((line for line in block.splitlines()[1:] if line and not line[0].isspace()), "")
-        if last != "RuntimeError: No response returned.":
-            out.append(last)
-    return out
+    assert tracebacks(log) == [], log[-3000:]
 
 
 @pytest.fixture
 def sandbox_chat_server(db_urls, two_teams, fake_llm, tmp_path, local_sandbox):
     """The web process with test runs in the test session's local sandbox server."""
-    from coherex.sandbox.server.run import api_key_file
-    from tests.e2e.test_chat_browser import serve_chat
-
-    settings = local_sandbox[1]
-    yield from serve_chat(
-        db_urls,
-        fake_llm,
-        tmp_path,
-        COHEREX_SANDBOX="local",
-        COHEREX_SANDBOX_PORT=str(settings.sandbox_port),
-        E2B_API_KEY=api_key_file(settings).read_text().strip(),
-    )
+    yield from serve_chat(db_urls, fake_llm, tmp_path, **sandbox_env(local_sandbox))
 
 
 async def test_a_csv_sent_with_the_request_is_the_file_the_test_run_reads(
@@ -142,7 +99,7 @@ async def test_a_csv_sent_with_the_request_is_the_file_the_test_run_reads(
     read_it = ToolCall("python", {"code": "print(open('sales.csv').read())"})
     async with async_playwright() as p:
         browser = await launch(p)
-        page = await _login(browser, sandbox_chat_server, alpha)
+        page = await login(browser, sandbox_chat_server, alpha)
         fake_llm.script(
             [
                 ToolCall("use_template", {"name": "csv-analysis"}),
@@ -164,10 +121,10 @@ async def test_a_csv_sent_with_the_request_is_the_file_the_test_run_reads(
         )
         await page.get_by_role("button", name="Test run").last.click()
         await expect(page.get_by_text("North sold 17, south 25.").last).to_be_visible(timeout=60_000)
-        await _until_saved(db, alpha, "North sold 17, south 25.")
+        await until_saved(db, alpha, "North sold 17, south 25.")
         await page.context.close()
 
-        page = await _login(browser, sandbox_chat_server, alpha)
+        page = await login(browser, sandbox_chat_server, alpha)
         await page.get_by_text("What is in this file?").first.click()
         await expect(page.get_by_text("The draft csv-analysis is as you left it")).to_be_visible(
             timeout=30_000

@@ -15,8 +15,7 @@ from coherex.services.agents import apply_spec
 from coherex.settings import reset_settings_cache
 from coherex.store.db import Identity
 from coherex.testing.browser import launch
-from tests.e2e.test_chat_browser import serve_chat
-from tests.e2e.test_chat_buttons_browser import _login, _tracebacks
+from tests.e2e._chat import login, serve_chat, tracebacks
 from tests.integration.oci import conftest as oci
 from tests.integration.oci.conftest import PASSWORD, TEMPLATES, USER
 
@@ -64,7 +63,7 @@ async def test_install_from_a_registry_shows_the_agent_and_saves_it_on_confirm(
 
     async with async_playwright() as p:
         browser = await launch(p)
-        page = await _login(browser, chat_server, bravo)
+        page = await login(browser, chat_server, bravo)
         await page.locator("#chat-input").fill(f"install this agent from {pushed.ref}")
         await expect(page.locator("#chat-submit")).to_be_enabled(timeout=30_000)
         await page.locator("#chat-submit").click()
@@ -87,4 +86,4 @@ async def test_install_from_a_registry_shows_the_agent_and_saves_it_on_confirm(
             (bravo.team_id,),
         )
         assert await cur.fetchall() == [("csv-analysis", pushed.digest)]
-    assert _tracebacks((tmp_path / "chainlit.log").read_text()) == []
+    assert tracebacks((tmp_path / "chainlit.log").read_text()) == []

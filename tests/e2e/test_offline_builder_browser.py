@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 
 from coherex.testing.browser import launch
-from tests.e2e.test_chat_browser import serve_chat
-from tests.e2e.test_chat_buttons_browser import _login, _tracebacks
+from tests.e2e._chat import login, serve_chat, tracebacks
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -38,7 +37,7 @@ async def test_every_morning_at_8_summarise_the_csv_i_upload_on_the_offline_mode
     sales.write_text("region,amount\nnorth,1200\nsouth,3400\nwest,800\n")
     async with async_playwright() as p:
         browser = await launch(p)
-        page = await _login(browser, offline_chat_server, alpha)
+        page = await login(browser, offline_chat_server, alpha)
         await page.locator("#chat-input").fill("Every morning at 8, summarise the CSV I upload")
         await expect(page.locator("#chat-submit")).to_be_enabled(timeout=30_000)
         async with page.expect_response(lambda r: "/project/file" in r.url, timeout=30_000) as uploaded:
@@ -62,4 +61,4 @@ async def test_every_morning_at_8_summarise_the_csv_i_upload_on_the_offline_mode
         tools = [e.name for e in await s.executions.events(run.id) if e.type == "tool_call"]
         assert "csv_summarize" in tools
     log = (tmp_path / "chainlit.log").read_text()
-    assert _tracebacks(log) == [], log[-3000:]
+    assert tracebacks(log) == [], log[-3000:]

@@ -112,7 +112,10 @@ async def test_missing_data_source_becomes_a_connect_step(db, builder, fake_llm,
     async with db.session(alpha.identity) as s:
         await s.sources.create(alpha.team_id, "work-mail", "gmail", {})
         await s.sources.create(alpha.team_id, "team-slack", "slack", {})
-    await builder.set_draft(builder.draft.data)
+    # ...and say so in any words: the next turn finds the draft ready (whatever the model does)
+    fake_llm.script([Text("Great.")])
+    turn = await builder.send("done, check again", ui)
+    assert turn.draft_changed and builder.draft.ready and builder.draft.connections == []
     saved = await builder.save()
     assert saved.agent.name == "email-digest" and builder.draft.ready
 
@@ -262,7 +265,7 @@ async def test_existing_agents_are_listed_run_reviewed_and_reopened(db, builder,
 
 def test_a_connect_step_links_to_the_providers_sign_in_when_this_install_can(monkeypatch):
     """Gmail with a Google OAuth client configured: the chat shows a sign-in link (for the chat's
-    team); Slack without a client id: the CLI and API ways only."""
+    team); Slack (a bot token) the connect form, and with a client id the sign-in beside it."""
     from coherex.builder.draft import Connection
     from coherex.settings import reset_settings_cache
 
@@ -285,5 +288,12 @@ def test_a_connect_step_links_to_the_providers_sign_in_when_this_install_can(mon
             "[open the connect form](/connect?type=slack&name=team-slack&team=alpha)"
             in slack.instructions("alpha")
         )
+        # Slack with its OAuth client: the sign-in, and the form for a bot token beside it
+        monkeypatch.setenv("SLACK_CLIENT_ID", "slack-client")
+        reset_settings_cache()
+        both = slack.instructions("alpha")
+        assert "[sign in to slack](/oauth/slack/start?name=team-slack&team=alpha)" in both
+        assert "[open the connect form](/connect?type=slack&name=team-slack&team=alpha)" in both
+        assert "open the connect form" not in gmail.instructions("alpha")  # Gmail: sign-in only
     finally:
         reset_settings_cache()
