@@ -27,7 +27,7 @@ async def show_draft(builder: BuilderSession) -> None:
         text += "\n\n**Connect before saving:**\n" + "\n".join(
             f"- {c.instructions(slug)}" for c in draft.connections
         )
-        text += "\n\nThen say “check again”."
+        text += "\n\nThen send any message here (e.g. “done”): the draft is checked again."
     await cl.Message(
         content=text,
         author="Coherex",
