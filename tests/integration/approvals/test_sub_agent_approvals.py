@@ -11,7 +11,7 @@ import textwrap
 
 from coherex.runtime.approvals import decide, expire_overdue
 from coherex.store.db import Identity
-from coherex.testing.fake_openai import Text, ToolCall
+from coherex.testing.fake_openai import Reply, Text, ToolCall
 
 from .conftest import spec
 from .test_api_cli import _drain, _key, api, coherex  # noqa: F401 - `api` is a fixture
@@ -152,3 +152,69 @@ async def test_over_the_api_and_the_cli_with_a_real_worker(world, api, settings_
         final = (await http.get(f"/api/executions/{root_id}")).json()
         assert final["status"] == "completed" and final["output"]["text"] == "The poster posted it."
     assert world.posted() == ["Deploy is done."]
+
+
+async def test_two_levels_deep_the_decision_resumes_the_root_and_each_caller_goes_on(world):
+    await world.agent(spec())
+    await world.agent(boss().replace("name: boss", "name: middle"))
+    top = await world.agent(
+        boss().replace("name: boss", "name: top").replace("agent: poster", "agent: middle")
+    )
+    world.llm.script([ToolCall("middle", {}, id="call_middle"), ASK_POSTER, POST])
+    runtime = world.runtime()
+    root = await runtime.run((await runtime.create(world.owner, world.team_id, top)).id)
+    (middle,) = await children(world, root.id)
+    (poster,) = await children(world, middle.id)
+    assert [r.status for r in (root, await world.execution(middle.id), poster)] == ["waiting_approval"] * 3
+    (approval,) = await world.pending(poster.id)
+    async with world.db.session(world.owner) as s:  # listed under the root, two levels down
+        assert [a.id for a in await s.approvals.pending(world.team_id, execution_id=root.id)] == [approval.id]
+    world.llm.script([Text("Posted."), Text("The poster posted."), Text("Middle says: posted.")])
+    done = await decide(world.db, world.owner, approval.id, "approve")
+    assert done.queued == root.id
+    final = await runtime.run(root.id)
+    assert final.status == "completed" and final.output == {"text": "Middle says: posted."}
+    assert [(await world.execution(x.id)).status for x in (middle, poster)] == ["completed", "completed"]
+    assert world.posted() == ["Deploy is done."]
+
+
+async def test_an_approved_sub_agent_call_whose_child_then_waits_runs_once_after_both_decisions(world):
+    await world.agent(spec())
+    agent = await world.agent(boss().replace("agent: poster\n", "agent: poster\n      approval: always\n"))
+    world.llm.script([ASK_POSTER])
+    runtime = world.runtime()
+    ex = await runtime.create(world.owner, world.team_id, agent)
+    assert (await runtime.run(ex.id)).status == "waiting_approval"  # the boss's own call waits first
+    (own,) = await world.pending(ex.id)
+    assert own.tool_name == "poster" and await children(world, ex.id) == []
+    await decide(world.db, world.owner, own.id, "approve")
+    world.llm.script([POST])
+    assert (await runtime.run(ex.id)).status == "waiting_approval"  # now the poster's post waits
+    (child,) = await children(world, ex.id)
+    (post,) = await world.pending(child.id)
+    world.llm.script([Text("Posted."), Text("Done.")])
+    await decide(world.db, world.owner, post.id, "approve")
+    final = await runtime.run(ex.id)
+    assert final.status == "completed", final.error
+    assert world.posted() == ["Deploy is done."] and len(await children(world, ex.id)) == 1
+    (result,) = [e for e in await world.events(ex.id) if e.type == "tool_result"]
+    assert result.payload["ok"] and "Posted." in result.payload["content"]
+
+
+async def test_what_the_child_spent_before_it_waited_still_counts_in_the_roots_pot(world):
+    # gpt-4o-mini: $0.15 per 1M prompt tokens; each of the poster's steps costs $0.0006
+    await world.agent(spec())
+    agent = await world.agent(boss("{maxCostUsd: 0.001}"))
+    ask = Reply(tool_calls=[ASK_POSTER], prompt_tokens=10, completion_tokens=0)
+    post = Reply(tool_calls=[POST], prompt_tokens=4000, completion_tokens=0)
+    world.llm.script([ask, post])
+    runtime = world.runtime()
+    ex = await runtime.create(world.owner, world.team_id, agent)
+    await runtime.run(ex.id)
+    (child,) = await children(world, ex.id)
+    (approval,) = await world.pending(child.id)
+    world.llm.script([Text("Posted.", prompt_tokens=4000, completion_tokens=0), Text("Over budget.")])
+    await decide(world.db, world.owner, approval.id, "approve")
+    await runtime.run(ex.id)
+    child = await world.execution(child.id)
+    assert child.status == "failed" and "sub-agents cost $0.0012 together" in child.error
