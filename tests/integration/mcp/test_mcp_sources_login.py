@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -66,6 +67,10 @@ async def login(env, fake, *args) -> tuple[int, str, httpx.Response]:
         if line.startswith(f"{fake.base_url}/authorize?"):
             break
     async with httpx.AsyncClient(follow_redirects=True, timeout=30) as browser:
+        # another local process answering first with a code of its own is turned away
+        listener = parse_qs(urlsplit(line.strip()).query)["redirect_uri"][0]
+        forged = await browser.get(listener, params={"code": "evil", "state": "guessed"})
+        assert forged.status_code == 400 and "does not belong" in forged.text
         page = await browser.get(line.strip())
     rest, _ = await asyncio.wait_for(proc.communicate(), 90)
     return proc.returncode, "".join(lines) + rest.decode(), page

@@ -36,6 +36,7 @@ class _Callback:
         self.answer: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
         self.server: asyncio.Server | None = None
         self.port = 0
+        self.state: str | None = None  # of the authorization request: an answer without it is not ours
 
     async def start(self, port: int) -> None:
         try:
@@ -62,6 +63,9 @@ class _Callback:
                 await _respond(writer, 404, "Not found", "This address only takes the sign-in's answer.")
                 return
             query = {k: v[0] for k, v in parse_qs(target.query).items()}
+            if self.state is None or query.get("state") != self.state:  # another page's (or a forgery)
+                await _respond(writer, 400, "Not this sign-in", "This answer does not belong to the sign-in.")
+                return
             if self.answer.done():
                 await _respond(writer, 409, "Already answered", "This sign-in was already answered.")
                 return
@@ -143,6 +147,7 @@ async def sign_in(
     await callback.start(port)
 
     async def redirect_handler(url: str) -> None:
+        callback.state = (parse_qs(urlsplit(url).query).get("state") or [None])[0]
         shown = show_link(url)
         if shown is not None:
             await shown
