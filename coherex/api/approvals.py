@@ -30,6 +30,9 @@ class DecisionOut(BaseModel):
     approval: Approval
     resumed: bool = Field(description="the run's step is fully decided and it was queued to go on")
     new_version: int | None = Field(None, description="the agent version saved by always_allow")
+    queued_execution_id: UUID | None = Field(
+        None, description="the run that goes on: this one, or for a sub-agent's call the root run above it"
+    )
 
 
 @router.get("", response_model=list[PendingApproval])
@@ -69,7 +72,12 @@ async def decide_approval(
         message=body.message,
         always_allow=body.always_allow,
     )
-    return DecisionOut(approval=done.approval, resumed=done.resumed, new_version=done.new_version)
+    return DecisionOut(
+        approval=done.approval,
+        resumed=done.resumed,
+        new_version=done.new_version,
+        queued_execution_id=done.queued,
+    )
 
 
 async def _approval(st: ApiState, who: Caller, approval_id: UUID) -> Approval:

@@ -66,8 +66,8 @@ async def _decide(action: cl.Action, decision: str, message: str | None = None) 
         await cl.Message(
             content=f"{done.approval.tool_name}: {done.approval.status}.", author="Coherex"
         ).send()
-        if done.resumed:
-            await _resume(builder, UUID(action.payload["execution"]))
+        if done.resumed:  # the run that goes on: for a sub-agent's call, the root run that called it
+            await _resume(builder, done.queued or UUID(action.payload["execution"]))
     except CoherexError as exc:  # a viewer, a call someone else decided meanwhile, a backend away
         await cl.Message(content=str(exc), author="Coherex").send()
 

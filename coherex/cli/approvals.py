@@ -107,6 +107,12 @@ def _decide(approval: str, action: str, **kw) -> None:
     console.print(
         f"{a.tool_name} ({str(a.id)[:8]}) {a.status}."
         + (" The run goes on." if done.resumed else " Other calls of this step still wait.")
+        + (
+            f" (It is a sub-agent's call: its caller {str(done.queued)[:12]} goes on; "
+            f"`coherex logs -f {str(done.queued)[:12]}`.)"
+            if done.queued and done.queued != a.execution_id
+            else ""
+        )
         + (f" Saved version {done.new_version}: this tool no longer asks." if done.new_version else "")
     )
 

@@ -136,6 +136,57 @@ def connect(
     print(url)
 
 
+@app.command("login")
+def login(
+    name: str = typer.Argument(..., help="the remote MCP data source whose server asks for OAuth"),
+    client_id: str | None = typer.Option(
+        None, "--client-id", help="a client registered with the server (default: register one)"
+    ),
+    client_secret: str | None = typer.Option(
+        None,
+        "--client-secret",
+        help="that client's secret, if it has one (prefer the env variable)",
+        envvar="COHEREX_MCP_CLIENT_SECRET",
+    ),
+    scope: str | None = typer.Option(None, "--scope", help="the scopes to ask for, space-separated"),
+    port: int = typer.Option(0, "--port", help="the loopback port the browser comes back to (0: any free)"),
+    wait: float = typer.Option(300, "--wait", help="seconds to wait for the sign-in"),
+    no_browser: bool = typer.Option(False, "--no-browser", help="only print the link"),
+) -> None:
+    """Sign an MCP data source in through OAuth: prints the link, waits for the browser to come back
+    to this machine, keeps the tokens in the vault (refreshed when they run out)."""
+    from coherex.tools.providers.mcp.signin import sign_in
+
+    def show(url: str) -> None:
+        console.print(f"Open this link in a browser and allow access (waiting up to {int(wait)} s):")
+        print(url, flush=True)
+        if not no_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+
+    async def go():
+        async with cli_context() as ctx:
+            return await sign_in(
+                ctx.db,
+                ctx.identity,
+                ctx.team.id,
+                name,
+                show_link=show,
+                client_id=client_id,
+                client_secret=client_secret,
+                scope=scope,
+                port=port,
+                wait_seconds=wait,
+            )
+
+    check = run_async(go())
+    console.print(f"Signed in [bold]{name}[/]; the tokens are in the vault.")
+    console.print(("[green]ok:[/] " if check.ok else "[red]failing:[/] ") + check.summary)
+    if not check.ok:
+        raise typer.Exit(1)
+
+
 @app.command("list")
 def list_(as_json: bool = typer.Option(False, "--json")) -> None:
     """The team's data sources and their health."""

@@ -75,8 +75,24 @@ def _text(value: Any) -> str:
 
 
 # ---------------------------------------------------------------------- the run's side
+class ChildWaits(Exception):  # noqa: N818 - a signal, like Paused, not an error
+    """Raised by a sub-agent call: the child run paused for approval (its calls are the approvals
+    a person decides), so the calling run pauses too, at this tool step, until the child can go on."""
+
+    def __init__(self, execution_id: UUID, agent: str, tool_seq: int, approval_ids: list[str]):
+        super().__init__(f"sub-agent run {execution_id} waits for approval")
+        self.execution_id, self.agent, self.tool_seq, self.approval_ids = (
+            execution_id,
+            agent,
+            tool_seq,
+            approval_ids,
+        )
+
+
 class Paused(Exception):
-    """Raised by the agent loop: this step waits for approval (nothing of it ran)."""
+    """Raised by the agent loop: this step waits for approval. Either nothing of it ran (`asks`:
+    its calls that need approval), or a sub-agent it called waits (`child`): then `calls` are the
+    step's calls from that one on, and `messages` hold the results of those before it."""
 
     def __init__(
         self,
@@ -86,11 +102,13 @@ class Paused(Exception):
         call_event_seq: int,
         messages: list[dict[str, Any]],
         asks: list[tuple[Any, ToolRef]],
+        child: ChildWaits | None = None,
     ):
         super().__init__(f"step {step} waits for approval")
         self.step, self.calls, self.reason, self.call_event_seq = step, calls, reason, call_event_seq
-        self.messages, self.asks = messages, asks
+        self.messages, self.asks, self.child = messages, asks, child
         self.active_seconds = 0.0
+        self.pot_spent_usd: Decimal | None = None  # what the run and its sub-agents spent (a root run)
 
 
 @dataclass
@@ -113,6 +131,8 @@ class Resume:
     cost_usd: Decimal
     citations: dict[str, Any]
     active_seconds: float
+    open_call_seq: int | None = None  # the tool step of `calls[0]` whose sub-agent waited, if one did
+    pot_spent_usd: Decimal | None = None
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Resume:
@@ -126,6 +146,8 @@ class Resume:
             Decimal(state["cost_usd"]),
             state.get("citations") or {},
             float(state.get("active_seconds") or 0),
+            state.get("open_call_seq"),
+            Decimal(state["pot_spent_usd"]) if state.get("pot_spent_usd") else None,
         )
 
 
@@ -210,6 +232,10 @@ class Gate:
             text, ok = await toolbox.call(call.name, args or {}, parent_seq), True
         except ToolFailed as exc:
             text, ok = str(exc), False
+        except ChildWaits:  # an approved sub-agent call whose child now waits: it goes on later
+            async with self.db.session(Identity.system()) as s:
+                await s.approvals.unstart_call(decision.id)
+            raise
         async with self.db.session(Identity.system()) as s:
             await s.approvals.save_result(decision.id, text if ok else f"Error: {text}", ok)
         if not ok:
@@ -238,6 +264,8 @@ async def pause(
         "cost_usd": str(totals.cost_usd),
         "citations": citations,
         "active_seconds": paused.active_seconds,
+        "open_call_seq": paused.child.tool_seq if paused.child else None,
+        "pot_spent_usd": str(paused.pot_spent_usd) if paused.pot_spent_usd is not None else None,
     }
     final = await session.approvals.pause(
         execution.id,
@@ -278,12 +306,22 @@ async def pause(
                 },
             )
         )
+    waits = paused.child
     events.append(
         await recorder.add(
             session,
             "status",
             name="waiting_approval",
-            payload={"status": "waiting_approval", "approvals": [e.payload["approval_id"] for e in events]},
+            payload={
+                "status": "waiting_approval",
+                "approvals": [e.payload["approval_id"] for e in events]
+                + (waits.approval_ids if waits else []),
+                **(
+                    {"waiting_for": {"execution_id": str(waits.execution_id), "agent": waits.agent}}
+                    if waits
+                    else {}
+                ),
+            },
         )
     )
     return final, events
@@ -394,6 +432,7 @@ class Decided:
     approval: Approval
     resumed: bool  # this decision was the step's last: the run is queued again
     new_version: int | None  # "always allow" saved this version of the agent
+    queued: UUID | None = None  # the run that was queued: this one, or the root that called it
 
 
 async def decide(
@@ -478,11 +517,11 @@ async def decide(
                 **({"always_allow": True} if always_allow else {}),
             },
         )
-        resumed = await s.approvals.resume(execution.id) is not None
+        queued = await s.approvals.resume(execution.id)
         new_version = None
         if always_allow and ref is not None:
             new_version = await _always_allow(s, execution, row.tool_name)
-    return Decided(row, resumed, new_version)
+    return Decided(row, queued is not None, new_version, queued.id if queued else None)
 
 
 def _check_arguments(ref: ToolRef | None, tool_use: str, arguments: dict[str, Any]) -> None:
@@ -565,6 +604,8 @@ async def expire_overdue(db: Database) -> list[UUID]:
                     await s.executions.add_event(
                         execution, "status", name="failed", payload={"status": "failed", "reason": error}
                     )
+                    if final.parent_execution_id is not None:  # its caller goes on, told it failed
+                        await s.approvals.wake_caller(final)
             else:
                 await s.approvals.resume(execution_id)
             await s.audit.record(

@@ -351,7 +351,8 @@ class Runtime:
         began = time.monotonic()
         own_seconds = max(limits.timeoutSeconds - used, 0.001)
         if ctx.budget is None:  # a root run: its limits are the pot its sub-agents share
-            ctx.budget = subagents.Budget(usd(limits.maxCostUsd), began + own_seconds, totals.cost_usd)
+            spent = waited.pot_spent_usd if waited and waited.pot_spent_usd is not None else totals.cost_usd
+            ctx.budget = subagents.Budget(usd(limits.maxCostUsd), began + own_seconds, spent)
         # a sub-agent's time is also bounded by what is left of its caller's
         pot_binds = ctx.execution.parent_execution_id is not None and ctx.budget.seconds_left() < own_seconds
         seconds = max(ctx.budget.seconds_left(), 0.001) if pot_binds else own_seconds
@@ -372,6 +373,8 @@ class Runtime:
                     return stop.status, None, stop.reason
                 except approvals.Paused as paused:
                     paused.active_seconds = used + time.monotonic() - began
+                    if ctx.execution.parent_execution_id is None:
+                        paused.pot_spent_usd = ctx.budget.spent_usd
                     return "waiting_approval", paused, None
             if watch in done:
                 watch.result()  # raises _ClaimLost
@@ -407,8 +410,9 @@ class Runtime:
             waited = gate.resume
             messages, first_step = waited.messages, waited.step + 1
             ctx.citations.passages.update(waited.citations)
-            for call in waited.calls:
-                await self._tool_step(ctx, toolbox, call, waited.call_event_seq, messages)
+            await self._tool_steps(
+                ctx, toolbox, waited.step, waited.calls, waited.call_event_seq, messages, waited.open_call_seq
+            )
         for _step in range(first_step, limits.maxSteps):
             result = await llm.chat(messages, tools, model=model, temperature=temperature)
             totals.tokens_in += result.usage.prompt_tokens
@@ -450,35 +454,67 @@ class Runtime:
                 return result.content or ""
             if gate is not None:
                 gate.pause_if_asked(toolbox, _step, result, call_event.seq, messages)  # raises Paused
-            for call in result.tool_calls:
-                await self._tool_step(ctx, toolbox, call, call_event.seq, messages)
+            await self._tool_steps(ctx, toolbox, _step, result.tool_calls, call_event.seq, messages)
         raise _Stop(
             "failed", f"Stopped after {limits.maxSteps} steps without a final answer (limits.maxSteps)."
         )
 
+    async def _tool_steps(
+        self,
+        ctx: RunContext,
+        toolbox: ToolBox,
+        step: int,
+        calls: list[Any],
+        parent_seq: int,
+        messages: list[dict[str, Any]],
+        open_call_seq: int | None = None,
+    ) -> None:
+        """The calls of one step in order. A sub-agent that waits for approval pauses this run at
+        its call; resumed, that call goes on in its recorded step (`open_call_seq`)."""
+        for i, call in enumerate(calls):
+            try:
+                await self._tool_step(
+                    ctx, toolbox, call, parent_seq, messages, open_call_seq if i == 0 else None
+                )
+            except approvals.ChildWaits as waits:
+                raise approvals.Paused(step, calls[i:], "", parent_seq, messages, [], child=waits) from None
+
     async def _tool_step(
-        self, ctx: RunContext, toolbox: ToolBox, call: Any, parent_seq: int, messages: list[dict[str, Any]]
+        self,
+        ctx: RunContext,
+        toolbox: ToolBox,
+        call: Any,
+        parent_seq: int,
+        messages: list[dict[str, Any]],
+        tool_seq: int | None = None,
     ) -> None:
         recorder, gate = ctx.recorder, ctx.approvals
         started = time.perf_counter()
-        tool_event = await recorder.record(
-            "tool_call",
-            name=call.name,
-            parent_seq=parent_seq,
-            payload={"id": call.id, "arguments": call.arguments, **(gate.describe(call) if gate else {})},
-        )
+        if tool_seq is None:  # else: the step was recorded before the run waited for its sub-agent
+            tool_seq = (
+                await recorder.record(
+                    "tool_call",
+                    name=call.name,
+                    parent_seq=parent_seq,
+                    payload={
+                        "id": call.id,
+                        "arguments": call.arguments,
+                        **(gate.describe(call) if gate else {}),
+                    },
+                )
+            ).seq
         try:
             if gate is not None:  # approval rules and decisions (an approved call runs at most once)
-                text, ok = await gate.call(toolbox, call, tool_event.seq), True
+                text, ok = await gate.call(toolbox, call, tool_seq), True
             else:
-                text, ok = await toolbox.call(call.name, call.arguments, tool_event.seq), True
+                text, ok = await toolbox.call(call.name, call.arguments, tool_seq), True
         except ToolFailed as exc:
             text, ok = f"Error: {exc}", False
-        images = toolbox.images.pop(tool_event.seq, None)
+        images = toolbox.images.pop(tool_seq, None)
         await recorder.record(
             "tool_result",
             name=call.name,
-            parent_seq=tool_event.seq,
+            parent_seq=tool_seq,
             payload={"ok": ok, "content": text, **({"images": images} if images else {})},
             duration_ms=(time.perf_counter() - started) * 1000,
         )

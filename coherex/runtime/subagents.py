@@ -6,6 +6,12 @@ parent's cost limit and time budget are one pot shared with every run below it (
 Stopping the parent stops its children: a cancelled tool step asks its child to stop and waits for
 it to end, so no child is left running. A child has no job of its own: when its worker dies it
 fails, and the parent's retry starts a new child.
+
+A child whose call needs approval pauses like any run, and its caller pauses with it at the tool
+step that called it (up to the root, which is what `ps`, the chat and the dashboard show waiting).
+The last decision resumes the root (it gets the job); the root's resumed tool step finds the child
+it started there (by `parent_event_seq`) and runs it on from its own pause, in the same pot. Time
+spent waiting for a person counts for neither.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from coherex.errors import CoherexError
 from coherex.spec import AgentSpec, load_spec
 from coherex.spec.catalogue import ToolInfo
 from coherex.store.db import Identity
+from coherex.store.models import Execution
 
 if TYPE_CHECKING:
     from coherex.runtime.tools import RunContext
@@ -105,6 +112,10 @@ async def call(ctx: RunContext, ref: ToolRef, args: dict[str, Any], tool_seq: in
     if sub is None:
         raise ToolFailed(f"The agent {ref.agent!r} this tool calls no longer exists in the team.")
     runtime, parent = ctx.runtime, ctx.execution
+    async with ctx.db.session(Identity.system()) as s:
+        started = [c for c in await s.executions.children(parent.id) if c.parent_event_seq == tool_seq]
+    if started:  # this run waited for that child's approval and was resumed: the child goes on
+        return await _run_child(ctx, sub, started[0], tool_seq)
     depth = parent.depth + 1
     if depth > runtime.settings.max_agent_depth:
         raise ToolFailed(
@@ -137,6 +148,14 @@ async def call(ctx: RunContext, ref: ToolRef, args: dict[str, Any], tool_seq: in
         parent_seq=tool_seq,
         payload={"execution_id": str(child.id), "agent": sub.agent, "version": sub.version, "depth": depth},
     )
+    return await _run_child(ctx, sub, child, tool_seq)
+
+
+async def _run_child(ctx: RunContext, sub: SubAgent, child: Execution, tool_seq: int) -> dict[str, Any]:
+    from coherex.runtime.approvals import ChildWaits
+    from coherex.runtime.tools import ToolFailed
+
+    runtime = ctx.runtime
     task = asyncio.create_task(
         runtime.run(child.id, listeners=list(ctx.recorder.listeners), budget=ctx.budget)
     )
@@ -149,6 +168,10 @@ async def call(ctx: RunContext, ref: ToolRef, args: dict[str, Any], tool_seq: in
         await asyncio.wait({task}, timeout=_STOP_WAIT_SECONDS)
         raise
     answer = final.output.get("text") if isinstance(final.output, dict) else final.output
+    if final.status == "waiting_approval":  # paused durably: this run waits with it
+        async with ctx.db.session(Identity.system()) as s:
+            waiting = await s.approvals.pending(final.team_id, execution_id=final.id)
+        raise ChildWaits(final.id, sub.agent, tool_seq, [str(a.id) for a in waiting])
     if final.status != "completed":
         why = final.error or final.status.replace("_", " ")
         raise ToolFailed(f"The agent {sub.agent} did not answer ({final.status}): {why}")

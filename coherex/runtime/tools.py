@@ -79,6 +79,33 @@ class RunContext:
     budget: Any = None  # runtime.subagents.Budget: the cost and time shared with sub-agents
     sub_agents: dict[str, Any] = field(default_factory=dict)  # tool name → runtime.subagents.SubAgent
 
+    async def run_file(self, name: str) -> bytes:
+        """A file of this run by name: one the sandbox's code wrote in its working directory, else an
+        upload of the run. ToolFailed, listing what there is, when it has none of that name."""
+        from coherex.sandbox.errors import SandboxInvalidInput
+
+        clean = name.strip().removeprefix(SANDBOX_HOME + "/").removeprefix("./")
+        if not clean or clean.startswith("/") or "\\" in clean or ".." in clean.split("/"):
+            raise ToolFailed(
+                f"{name!r} is not a file name of this run: give the name of an upload or of a file the "
+                f"code wrote in its working directory ({SANDBOX_HOME}), e.g. chart.png."
+            )
+        found: list[str] = []
+        if self.sandbox is not None:
+            try:
+                return bytes(await self.sandbox.files.read(f"{SANDBOX_HOME}/{clean}", text=False))
+            except SandboxInvalidInput:  # not there (or a directory)
+                found = [e.name for e in await self.sandbox.files.list(SANDBOX_HOME) if e.type == "file"]
+        if clean in self.files:
+            return self.files[clean]
+        known = sorted(set(found) | set(self.files))
+        raise ToolFailed(
+            f"There is no file {clean!r} in this run. "
+            + (f"Its files: {', '.join(known[:30])}." if known else "It has no files yet.")
+            + " Send an upload of the run by its name, or first save the file in the working directory "
+            "with the python tool."
+        )
+
     async def get_sandbox(self) -> Any:
         if self.sandbox is None:
             self.sandbox = await self.sandbox_opener()

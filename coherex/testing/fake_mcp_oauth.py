@@ -1,21 +1,28 @@
 """A remote MCP server behind OAuth 2.1, for tests of MCP data sources: protected-resource metadata,
-authorization-server metadata, a token endpoint (refresh_token grant) and a Streamable HTTP MCP
-endpoint (the SDK's FastMCP) that accepts only the access token it issued last.
+authorization-server metadata, dynamic client registration, an authorization endpoint that consents
+at once (it redirects to the client's redirect URI with a code, as a person clicking "Allow" would),
+a token endpoint (authorization_code with PKCE, refresh_token) and a Streamable HTTP MCP endpoint
+(the SDK's FastMCP) that accepts only the access token it issued last.
 
     with FakeOAuthMcp() as fake:
         fake.issue("at-1", "rt-1")   # the tokens a sign-in would have given
-        fake.base_url, fake.token_requests, fake.seen_tokens
+        fake.expires_in = 30         # how long the tokens it issues last
+        fake.base_url, fake.token_requests, fake.seen_tokens, fake.authorize_requests
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import secrets
 from typing import Any
+from urllib.parse import urlencode
 
 from mcp.server.fastmcp import FastMCP
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Mount, Route
 
 from coherex.testing._server import BackgroundServer, ServedApp
@@ -31,6 +38,11 @@ class FakeOAuthMcp(ServedApp):
         self.refresh: str | None = None
         self.token_requests: list[dict[str, str]] = []
         self.seen_tokens: list[str | None] = []
+        self.authorize_requests: list[dict[str, str]] = []
+        self.clients: dict[str, list[str]] = {CLIENT_ID: []}  # client id → its redirect URIs
+        self.codes: dict[str, dict[str, str]] = {}  # code → the authorization request it answers
+        self.expires_in = 3600
+        self.deny = False  # the person clicks "Deny"
         self._n = 0
 
     @property
@@ -83,16 +95,49 @@ class FakeOAuthMcp(ServedApp):
                     "issuer": self.base_url,
                     "authorization_endpoint": f"{self.base_url}/authorize",
                     "token_endpoint": f"{self.base_url}/oauth/token",  # not the origin's /token
+                    "registration_endpoint": f"{self.base_url}/oauth/register",
                     "response_types_supported": ["code"],
                     "grant_types_supported": ["authorization_code", "refresh_token"],
                     "code_challenge_methods_supported": ["S256"],
                 }
             )
 
+        async def register(request: Request) -> JSONResponse:
+            body = await request.json()
+            client_id = f"dyn-{len(self.clients)}"
+            self.clients[client_id] = list(body.get("redirect_uris") or [])
+            return JSONResponse({**body, "client_id": client_id}, status_code=201)
+
+        async def authorize(request: Request) -> Any:
+            q = dict(request.query_params)
+            self.authorize_requests.append(q)
+            uris = self.clients.get(q.get("client_id", ""))
+            if uris is None or (uris and q.get("redirect_uri") not in uris):
+                return JSONResponse({"error": "invalid_client"}, status_code=400)
+            back = {"state": q.get("state", "")}
+            if self.deny:
+                back["error"] = "access_denied"
+            else:
+                code = secrets.token_urlsafe(16)
+                self.codes[code] = q
+                back["code"] = code
+            return RedirectResponse(f"{q['redirect_uri']}?{urlencode(back)}", status_code=302)
+
+        def _code_ok(form: dict[str, str]) -> bool:
+            asked = self.codes.pop(form.get("code", ""), None)
+            if asked is None or asked.get("redirect_uri") != form.get("redirect_uri"):
+                return False
+            digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
+            return base64.urlsafe_b64encode(digest).rstrip(b"=").decode() == asked.get("code_challenge")
+
         async def token(request: Request) -> JSONResponse:
             form = dict(await request.form())
             self.token_requests.append(form)
-            if form.get("grant_type") != "refresh_token" or form.get("refresh_token") != self.refresh:
+            grant = form.get("grant_type")
+            if grant == "authorization_code":
+                if not _code_ok(form):
+                    return JSONResponse({"error": "invalid_grant"}, status_code=400)
+            elif grant != "refresh_token" or form.get("refresh_token") != self.refresh:
                 return JSONResponse({"error": "invalid_grant"}, status_code=400)
             self._n += 1
             self.valid, self.refresh = f"at-fresh-{self._n}", f"rt-fresh-{self._n}"
@@ -100,7 +145,7 @@ class FakeOAuthMcp(ServedApp):
                 {
                     "access_token": self.valid,
                     "token_type": "Bearer",
-                    "expires_in": 3600,
+                    "expires_in": self.expires_in,
                     "refresh_token": self.refresh,
                 }
             )
@@ -115,6 +160,8 @@ class FakeOAuthMcp(ServedApp):
                 Route("/.well-known/oauth-protected-resource/mcp", resource_metadata),
                 Route("/.well-known/oauth-authorization-server", server_metadata),
                 Route("/oauth/token", token, methods=["POST"]),
+                Route("/oauth/register", register, methods=["POST"]),
+                Route("/authorize", authorize),
                 Mount("/", app=protected),
             ],
             lifespan=lifespan,

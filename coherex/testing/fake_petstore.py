@@ -9,9 +9,13 @@
 
 Every operation under /api/v3 needs the key, in any of the ways an `http_api` source can send it:
 the header `api_key`, `Authorization: Bearer KEY`, basic auth `petstore:KEY`, or the query
-parameter `api_key`; anything else is 401 (`Recorded.auth` tells which way was used). The
-document itself is served openly, as public APIs do. `env()` allows the server in the egress guard,
-as an operator allows an internal service.
+parameter `api_key`, or the cookie `session_id`; anything else is 401 (`Recorded.auth` tells which
+way was used). The document itself is served openly, as public APIs do. `env()` allows the server in
+the egress guard, as an operator allows an internal service.
+
+A second, small document (`extras_url`) has what the Petstore lacks: a multipart/form-data upload
+(`uploadPetPhotos`: a photo file, more files, a caption; `store.uploads` keeps what came) and an
+operation with cookie parameters (`getMyOrders`: the secret `session_id`, and `lang`).
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ class FakePetstore(ServedApp):
         self.pets: dict[int, dict[str, Any]] = {}
         self.orders: dict[int, dict[str, Any]] = {}
         self.requests: list[Recorded] = []
+        self.uploads: list[dict[str, Any]] = []  # per multipart request: its fields and files
         self.document_requests = 0
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -78,6 +83,10 @@ class FakePetstore(ServedApp):
     @property
     def document_url(self) -> str:
         return f"{self.base_url}/openapi.json"
+
+    @property
+    def extras_url(self) -> str:
+        return f"{self.base_url}/extras.json"
 
     def env(self) -> dict[str, str]:
         return {"COHEREX_EGRESS_ALLOW": f"127.0.0.1:{self.port}"}
@@ -101,6 +110,7 @@ class FakePetstore(ServedApp):
         return Starlette(
             routes=[
                 Route("/api/v3/openapi.json", self._document, methods=["GET"]),
+                Route("/api/v3/extras.json", lambda _: JSONResponse(EXTRAS), methods=["GET"]),
                 Route("/api/v3/{path:path}", self._operation, methods=methods),
             ]
         )
@@ -126,6 +136,8 @@ class FakePetstore(ServedApp):
             return "basic" if (user, password) == ("petstore", self.api_key) else None
         if request.query_params.get("api_key") == self.api_key:
             return "query"
+        if request.cookies.get("session_id") == self.api_key:
+            return "cookie"
         return None
 
     async def _operation(self, request: Request) -> Response:
@@ -134,6 +146,10 @@ class FakePetstore(ServedApp):
         body: Any = raw.decode(errors="replace") or None
         if "json" in ctype and raw:
             body = json.loads(raw)
+        elif ctype.startswith("multipart/form-data"):
+            body = _multipart(ctype, raw)
+        elif ctype == "application/octet-stream":
+            body = raw
         rec = Recorded(
             request.method,
             request.url.path.removeprefix("/api/v3"),
@@ -180,8 +196,104 @@ class FakePetstore(ServedApp):
             for p in self.pets.values():
                 counts[p.get("status", "")] = counts.get(p.get("status", ""), 0) + 1
             return JSONResponse(counts)
+        if len(parts) == 3 and parts[0] == "pet" and parts[2] in ("uploadImage", "photos"):
+            pet = self.pets.get(int(parts[1])) if parts[1].isdigit() else None
+            if pet is None:
+                return not_found
+            if parts[2] == "uploadImage" and isinstance(rec.body, bytes) and rec.body:
+                self.uploads.append({"fields": {}, "files": {"body": [("", "", rec.body)]}})
+                return JSONResponse({"code": 200, "type": "image", "message": f"{len(rec.body)} bytes"})
+            if parts[2] == "photos" and isinstance(rec.body, dict) and rec.body["files"].get("photo"):
+                self.uploads.append(rec.body)
+                names = [f[0] for f in sum(rec.body["files"].values(), [])]
+                return JSONResponse({"code": 200, "type": "photos", "message": ", ".join(names)})
+            return JSONResponse({"code": 400, "message": "No file uploaded"}, status_code=400)
+        if parts == ["store", "mine"] and method == "GET":
+            lang = next(
+                (
+                    c.split("=", 1)[1]
+                    for c in rec.headers.get("cookie", "").split("; ")
+                    if c.startswith("lang=")
+                ),
+                "en",
+            )
+            return JSONResponse({"orders": list(self.orders.values()), "lang": lang})
         if parts == ["store", "order"] and method == "POST":
             order = {**(rec.body if isinstance(rec.body, dict) else {}), "id": next(self._ids)}
             self.orders[order["id"]] = order
             return JSONResponse(order)
         return not_found
+
+
+def _multipart(ctype: str, raw: bytes) -> dict[str, Any]:
+    """{"fields": name → text, "files": name → [(file name, media type, bytes)]} of a form."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {ctype}\r\n\r\n".encode() + raw)
+    fields: dict[str, str] = {}
+    files: dict[str, list[tuple[str, str, bytes]]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        data = part.get_payload(decode=True) or b""
+        if part.get_filename() is not None:
+            files.setdefault(name, []).append((part.get_filename(), part.get_content_type(), data))
+        else:
+            fields[name] = data.decode()
+    return {"fields": fields, "files": files}
+
+
+_ERROR = {"description": "error", "content": {"application/json": {"schema": {"type": "object"}}}}
+EXTRAS: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "Petstore extras", "version": "1.0"},
+    "servers": [{"url": "/api/v3"}],
+    "paths": {
+        "/pet/{petId}/photos": {
+            "post": {
+                "operationId": "uploadPetPhotos",
+                "summary": "Upload photos of a pet, with a caption.",
+                "parameters": [
+                    {"name": "petId", "in": "path", "required": True, "schema": {"type": "integer"}}
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["photo"],
+                                "properties": {
+                                    "photo": {"type": "string", "format": "binary"},
+                                    "more": {
+                                        "type": "array",
+                                        "items": {"type": "string", "format": "binary"},
+                                    },
+                                    "caption": {"type": "string"},
+                                    "meta": {"type": "object", "properties": {"year": {"type": "integer"}}},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {"200": {"description": "uploaded"}, "400": _ERROR},
+            }
+        },
+        "/store/mine": {
+            "get": {
+                "operationId": "getMyOrders",
+                "summary": "The orders of the signed-in session.",
+                "parameters": [
+                    {"name": "session_id", "in": "cookie", "required": True, "schema": {"type": "string"}},
+                    {
+                        "name": "lang",
+                        "in": "cookie",
+                        "schema": {"type": "string"},
+                        "description": "e.g. en or de",
+                    },
+                ],
+                "responses": {"200": {"description": "the orders"}, "401": _ERROR},
+            }
+        },
+    },
+}

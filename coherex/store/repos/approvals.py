@@ -20,6 +20,13 @@ _COLS = (
 )
 
 
+# a run and the sub-agent runs below it, at any depth (the query's parameter: the run's id)
+_TREE = (
+    "with recursive tree(id) as (select %s::uuid union all select c.id from public.agent_executions c "
+    "join tree on c.parent_execution_id = tree.id) select id from tree"
+)
+
+
 class Approval(Row):
     id: UUID
     team_id: UUID
@@ -156,6 +163,7 @@ class ApprovalRepo(Repo):
     async def pending(
         self, team_id: UUID, *, execution_id: UUID | None = None, limit: int = 200
     ) -> list[PendingApproval]:
+        """What waits in the team; with `execution_id`, in that run and the sub-agent runs below it."""
         cols = ", ".join(f"a.{c.strip()}" for c in _COLS.split(","))
         return await self._all(
             PendingApproval,
@@ -163,8 +171,8 @@ class ApprovalRepo(Repo):
             "from public.execution_approvals a join public.agents g on g.id = a.agent_id "
             "join public.agent_executions e on e.id = a.execution_id "
             "left join public.profiles u on u.id = e.created_by "
-            "where a.team_id = %s and a.status = 'pending' and (%s::uuid is null or a.execution_id = %s) "
-            "order by a.created_at limit %s",
+            "where a.team_id = %s and a.status = 'pending' and (%s::uuid is null or a.execution_id in "
+            f"({_TREE})) order by a.created_at limit %s",
             (team_id, execution_id, execution_id, limit),
         )
 
@@ -200,7 +208,9 @@ class ApprovalRepo(Repo):
         )
 
     async def resume(self, execution_id: UUID) -> Execution | None:
-        """waiting_approval → pending with its job (same transaction), once every call is decided."""
+        """waiting_approval → pending once every call is decided; returns the run that was queued
+        with its job (same transaction). A sub-agent's run has no job of its own: its caller, which
+        waits for it, is resumed instead (up to the root), and runs it again inside its tool step."""
         row = await self._one(
             Execution,
             "update public.agent_executions e set status = 'pending' where id = %s and status = "
@@ -209,9 +219,15 @@ class ApprovalRepo(Repo):
             f"and a.status = 'pending') returning {_EXECUTION_COLS}",
             (execution_id,),
         )
-        if row is not None:
-            await self._scalar("select coherex_private.queue_execution(%s, 0)", (execution_id,))
-        return row
+        return await self.wake_caller(row) if row is not None else None
+
+    async def wake_caller(self, row: Execution) -> Execution | None:
+        """A sub-agent run that its caller waited for can go on (or has ended): resume the caller.
+        A root run is queued. None when the caller no longer waits (it was stopped meanwhile)."""
+        if row.parent_execution_id is None:
+            await self._scalar("select coherex_private.queue_execution(%s, 0)", (row.id,))
+            return row
+        return await self.resume(row.parent_execution_id)
 
     async def expire_pending(self, execution_id: UUID) -> int:
         return await self._exec(
@@ -243,6 +259,13 @@ class ApprovalRepo(Repo):
                 "call_started_at is null",
                 (approval_id,),
             )
+        )
+
+    async def unstart_call(self, approval_id: UUID) -> None:
+        """The approved call is a sub-agent that now waits for approval itself: nothing of it is
+        lost, the resumed run calls it again (it goes on in the same child run)."""
+        await self._exec(
+            "update public.execution_approvals set call_started_at = null where id = %s", (approval_id,)
         )
 
     async def save_result(self, approval_id: UUID, text: str, ok: bool) -> None:

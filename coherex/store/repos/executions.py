@@ -219,6 +219,10 @@ class ExecutionRepo(Repo):
                 "where execution_id = %s and status = 'pending'",
                 (execution_id,),
             )
+            # it may wait for a sub-agent that waits for approval: that run stops with it
+            for child in await self.children(execution_id):
+                if child.status in ("pending", "waiting_approval"):
+                    await self.request_cancel(child.id)
             return final or row
         return row
 
@@ -243,7 +247,7 @@ class ExecutionRepo(Repo):
             await self.queue(execution_id, delay_seconds=delay_seconds)
         return row
 
-    async def children(self, execution_id: UUID) -> list[Execution]:
+    async def children(self, execution_id: UUID) -> builtins.list[Execution]:
         """The sub-agent runs a run started, in order."""
         return await self._all(
             Execution,

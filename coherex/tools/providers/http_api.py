@@ -12,6 +12,7 @@ without them). A source may also carry an OpenAPI document whose operations beco
 from __future__ import annotations
 
 import base64
+import json
 import re
 from typing import Any, Literal
 from urllib.parse import unquote, urljoin, urlsplit
@@ -41,12 +42,14 @@ class HttpApiConfig(Model):
     base_url: str
     #: how the secret `auth_value` is sent: "header" — verbatim in `auth_header`; "bearer" —
     #: `Authorization: Bearer <auth_value>`; "basic" — auth_value is `user:password`; "query" — as
-    #: the query parameter `auth_query` (an API key in the URL)
-    auth: Literal["header", "bearer", "basic", "query"] = "header"
+    #: the query parameter `auth_query` (an API key in the URL); "cookie" — as the cookie `auth_cookie`
+    auth: Literal["header", "bearer", "basic", "query", "cookie"] = "header"
     #: the header that carries the secret, e.g. Authorization or X-Api-Key
     auth_header: str = "Authorization"
     #: the query parameter that carries the secret when auth is "query", e.g. api_key
     auth_query: str = ""
+    #: the cookie that carries the secret when auth is "cookie", e.g. session_id
+    auth_cookie: str = ""
     #: a path to GET for `sources test` (default: the base URL itself)
     health_path: str = ""
     #: the URL of an OpenAPI 3 document whose operations become tools (fetched through the egress guard)
@@ -81,6 +84,8 @@ class HttpApiConfig(Model):
     def _query_name(self) -> HttpApiConfig:
         if self.auth == "query" and not self.auth_query.strip():
             raise ValueError("auth 'query' needs auth_query, the query parameter's name (e.g. api_key)")
+        if self.auth == "cookie" and not _COOKIE_NAME.fullmatch(self.auth_cookie):
+            raise ValueError("auth 'cookie' needs auth_cookie, the cookie's name (e.g. session_id)")
         return self
 
 
@@ -101,7 +106,42 @@ def auth_parts(cfg: HttpApiConfig, creds: HttpApiCredentials) -> tuple[dict[str,
         return {"Authorization": "Basic " + base64.b64encode(secret.encode()).decode()}, {}
     if cfg.auth == "query":
         return {}, {cfg.auth_query: secret}
+    if cfg.auth == "cookie":
+        return {"Cookie": f"{cfg.auth_cookie}={cookie_value(secret, 'the source credential auth_value')}"}, {}
     return {cfg.auth_header: secret}, {}
+
+
+_COOKIE_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 6265 token
+_COOKIE_OCTETS = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")
+
+
+def cookie_value(value: str, what: str) -> str:
+    """`value` as a cookie value; a `;`, comma, quote, backslash, space or control character would
+    end the cookie or start another one (e.g. a model's value carrying `; session=…`)."""
+    if not _COOKIE_OCTETS.fullmatch(value):
+        raise ServiceError(
+            f"{what} cannot be sent as a cookie: it has a character a cookie value may not contain "
+            "(space, ';', ',', '\"', '\\' or a control character)."
+        )
+    return value
+
+
+def _cookies(*headers: dict[str, str]) -> dict[str, str]:
+    """The headers merged, their Cookie headers joined into one (later cookies of a name win)."""
+    merged: dict[str, str] = {}
+    jar: dict[str, str] = {}
+    for h in headers:
+        for k, v in h.items():
+            if k.lower() == "cookie":
+                for part in v.split(";"):
+                    name, _, val = part.strip().partition("=")
+                    if name:
+                        jar[name] = val
+            else:
+                merged[k] = v
+    if jar:
+        merged["Cookie"] = "; ".join(f"{k}={v}" for k, v in jar.items())
+    return merged
 
 
 _TRAVERSAL = re.compile(r"(^|/)\.\.?(/|$)")
@@ -147,9 +187,11 @@ async def _request(
     *,
     headers: dict[str, str] | None = None,
     body_type: str = "application/json",
+    files: list[tuple[str, tuple[str, bytes, str]]] | None = None,
 ) -> dict[str, Any]:
     """One request below the base URL with the source's credentials; `body` is sent as JSON, a form
-    (application/x-www-form-urlencoded) or text, as `body_type` says."""
+    (application/x-www-form-urlencoded), multipart/form-data (its fields, with `files`: field →
+    (file name, content, media type)), bytes or text, as `body_type` says."""
     cfg: HttpApiConfig = call.config
     url = resolve(cfg.base_url, path)
     auth_headers, auth_query = auth_parts(cfg, call.credentials)
@@ -157,8 +199,18 @@ async def _request(
     params = [(k, v) for k, v in params if k not in auth_query]  # the agent never sets the key
     sent_body: dict[str, Any] = {}
     if body is not None:
-        if body_type == "application/x-www-form-urlencoded" and isinstance(body, dict):
+        if body_type == "multipart/form-data" and isinstance(body, dict):
+            # every field as a part (a file-less form too: httpx would send it urlencoded otherwise);
+            # httpx writes the boundary's Content-Type
+            parts: list[tuple[str, Any]] = [
+                (k, (None, v) if isinstance(v, str) else (None, json.dumps(v), "application/json"))
+                for k, v in body.items()
+            ]
+            sent_body = {"files": parts + list(files or [])}
+        elif body_type == "application/x-www-form-urlencoded" and isinstance(body, dict):
             sent_body = {"data": body}
+        elif isinstance(body, bytes):
+            sent_body = {"content": body, "headers": {"Content-Type": body_type}}
         elif body_type.startswith("text/") or (body_type != "application/json" and isinstance(body, str)):
             sent_body = {"content": str(body).encode(), "headers": {"Content-Type": body_type}}
         else:
@@ -167,11 +219,7 @@ async def _request(
         for _ in range(_MAX_REDIRECTS + 1):
             below = _below(cfg.base_url, url)
             # the credentials last: a header the agent chose never replaces them
-            hop_headers = {
-                **(headers or {}),
-                **sent_body.get("headers", {}),
-                **(auth_headers if below else {}),
-            }
+            hop_headers = _cookies(headers or {}, sent_body.get("headers", {}), auth_headers if below else {})
             hop_params = params + (list(auth_query.items()) if below else [])
             kwargs = {k: v for k, v in sent_body.items() if k != "headers"}
             r = await send(

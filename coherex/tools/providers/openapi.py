@@ -19,8 +19,10 @@ documented schema: a mismatch is a note in the result, never a failed call.
 from __future__ import annotations
 
 import json
+import mimetypes
 import re
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urljoin, urlsplit
@@ -40,6 +42,7 @@ from coherex.tools.providers.http_api import (
     _below,
     _request,
     auth_parts,
+    cookie_value,
 )
 
 if TYPE_CHECKING:
@@ -59,7 +62,14 @@ _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _READ_METHODS = ("get", "head")
 #: OpenAPI keywords that are not JSON Schema (or only noise for a model)
 _DROP = {"xml", "example", "externalDocs", "discriminator", "nullable", "x-nullable"}
-_IGNORED_HEADERS = {"accept", "content-type", "authorization"}  # OpenAPI: these are never parameters
+#: OpenAPI: the first three are never parameters; cookies are `in: cookie` ones (the source's wins)
+_IGNORED_HEADERS = {"accept", "content-type", "authorization", "cookie"}
+MAX_UPLOAD_BYTES = 25_000_000
+_MULTIPART = "multipart/form-data"
+_FILE_HINT = (
+    "the name of a file of this run to send: an upload, or a file the python tool saved in its "
+    "working directory"
+)
 
 
 class _NoRetrieval(dict):
@@ -99,6 +109,9 @@ class Operation:
     body_type: str | None = None
     #: the documented schema of a successful JSON response (a loose check only), when small
     response_schema: dict[str, Any] | None = None
+    #: arguments that name files of the run, sent as their content: fields of a multipart `body`,
+    #: or ["body"] when the whole body is one file (e.g. application/octet-stream)
+    files: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -262,6 +275,8 @@ def hidden_parameters(cfg: HttpApiConfig) -> set[tuple[str, str]]:
     """The (in, name) of parameters that carry the source's credentials: never the model's to fill."""
     if cfg.auth == "query":
         return {("query", cfg.auth_query)}
+    if cfg.auth == "cookie":
+        return {("cookie", cfg.auth_cookie)}
     if cfg.auth == "header":
         return {("header", cfg.auth_header.lower())}
     return set()  # bearer and basic use Authorization, which OpenAPI never lists as a parameter
@@ -343,11 +358,7 @@ def _operation(
     locations: dict[str, list[Any]] = {}
     for (where_in, pname), p in params.items():
         key = (where_in, pname.lower() if where_in == "header" else pname)
-        if (
-            where_in == "cookie"
-            or key in hidden
-            or (where_in == "header" and pname.lower() in _IGNORED_HEADERS)
-        ):
+        if key in hidden or (where_in == "header" and pname.lower() in _IGNORED_HEADERS):
             continue
         arg = pname if pname not in properties and pname != "body" else f"{where_in}_{pname}"
         with p.open() as raw:
@@ -363,12 +374,14 @@ def _operation(
         locations[arg] = [where_in, pname, style, bool(explode)]
 
     body_type = None
+    files: list[str] = []
     if "requestBody" in op:
         body = op / "requestBody"
         media, schema_at = _pick_media(body)
         if media is not None:
             body_type = media
             schema = budget.inline(schema_at, f"{at} requestBody") if schema_at is not None else {}
+            schema, files = _files_by_name(media, schema)
             with body.open() as raw:
                 if raw.get("description") and "description" not in schema:
                     schema = {**schema, "description": str(raw["description"])[:500]}
@@ -389,7 +402,37 @@ def _operation(
         locations=locations,
         body_type=body_type,
         response_schema=_response_schema(op, at, budget),
+        files=files,
     )
+
+
+def _is_binary(schema: Any) -> bool:
+    """A file's content (OpenAPI 3.0 `format: binary`, 3.1 `contentMediaType`)."""
+    return isinstance(schema, dict) and (
+        (schema.get("type") in ("string", None) and schema.get("format") == "binary")
+        or ("contentMediaType" in schema and "contentEncoding" not in schema)
+    )
+
+
+def _files_by_name(media: str, schema: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A model cannot write a file's bytes: binary parts of a body become the names of files of
+    the run (sent as their content when called). → (the schema the model fills, those arguments)."""
+    as_name = {"type": "string", "description": _FILE_HINT}
+    if media == _MULTIPART and isinstance(schema.get("properties"), dict):
+        props, files = dict(schema["properties"]), []
+        for key, prop in props.items():
+            if _is_binary(prop):
+                props[key] = {**as_name, **({"title": prop["title"]} if "title" in prop else {})}
+                files.append(key)
+            elif isinstance(prop, dict) and prop.get("type") == "array" and _is_binary(prop.get("items")):
+                props[key] = {"type": "array", "items": as_name, "description": "files of this run, by name"}
+                files.append(key)
+        return {**schema, "properties": props}, files
+    if not media.endswith("json") and media != "application/x-www-form-urlencoded" and _is_binary(schema):
+        return {**as_name, **({"description": schema["description"]} if "description" in schema else {})}, [
+            "body"
+        ]
+    return schema, []
 
 
 def _first_media_schema(p: SchemaPath) -> SchemaPath | None:
@@ -415,8 +458,10 @@ def _pick_media(body: SchemaPath) -> tuple[str | None, SchemaPath | None]:
             else 1
             if t == "application/x-www-form-urlencoded"
             else 2
-            if t.startswith("text/")
+            if t == _MULTIPART
             else 3
+            if t.startswith("text/")
+            else 4
         ),
     )
     if not ranked:
@@ -519,14 +564,18 @@ class _Budget:
 # ---------------------------------------------------------------- calls
 
 
-async def call_operation(call: Call, op: Operation, args: dict[str, Any]) -> dict[str, Any]:
+async def call_operation(
+    call: Call, op: Operation, args: dict[str, Any], read_file: FileReader | None = None
+) -> dict[str, Any]:
     """Build the request from the arguments and send it through `http_api` (below the base URL,
-    egress guard, credentials); → {status, content_type, body[, note]}."""
+    egress guard, credentials); → {status, content_type, body[, note]}. `read_file`: a file of the
+    run by name, for arguments that name files (`op.files`)."""
     cfg: HttpApiConfig = call.config
     auth_headers, auth_query = auth_parts(cfg, call.credentials)
     path = op.path
     query: list[tuple[str, Any]] = []
     headers: dict[str, str] = {}
+    cookies: list[str] = []
     for arg, value in args.items():
         if arg == "body" and op.body_type is not None and arg not in op.locations:
             continue
@@ -547,17 +596,70 @@ async def call_operation(call: Call, op: Operation, args: dict[str, Any]) -> dic
             if any(ord(ch) < 32 for ch in text):
                 raise ServiceError(f"The header {pname!r} of {op.name} may not contain control characters.")
             headers[pname] = text
+        elif where_in == "cookie":
+            if cfg.auth == "cookie" and pname == cfg.auth_cookie:
+                continue  # the source's secret cookie is not the model's to set
+            cookies.append(f"{pname}={cookie_value(_simple(value), f'The cookie {pname!r} of {op.name}')}")
+    if cookies:
+        headers["Cookie"] = "; ".join(cookies)
     missing = re.findall(r"\{([^}]+)\}", path)
     if missing:
         raise ServiceError(f"{op.name} needs the path parameter(s) {', '.join(missing)}.")
     body = args.get("body") if op.body_type is not None else None
+    files = None
+    if op.files and body is not None:
+        body, files = await _with_files(op, body, read_file)
     result = await _request(
-        call, op.method, path, query, body, headers=headers, body_type=op.body_type or "application/json"
+        call,
+        op.method,
+        path,
+        query,
+        body,
+        headers=headers,
+        body_type=op.body_type or "application/json",
+        files=files,
     )
     note = _mismatch(op, result)
     if note:
         result["note"] = note
     return result
+
+
+FileReader = Callable[[str], Awaitable[bytes]]
+
+
+async def _with_files(
+    op: Operation, body: Any, read_file: FileReader | None
+) -> tuple[Any, list[tuple[str, tuple[str, bytes, str]]]]:
+    """The body with its file names replaced by the files: (the bytes, []) for a one-file body, or
+    (the other fields, the file parts) for a multipart one."""
+    if read_file is None:
+        raise ServiceError(f"{op.name} sends files, which only an agent's run has.")
+
+    async def load(arg: str, name: Any) -> tuple[str, bytes, str]:
+        if not isinstance(name, str) or not name.strip():
+            raise ServiceError(f"{op.name}: `{arg}` must be the name of a file of this run, e.g. report.pdf.")
+        data = await read_file(name)
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise ServiceError(
+                f"{op.name}: the file {name!r} is {len(data):,} bytes; at most "
+                f"{MAX_UPLOAD_BYTES // 1_000_000} MB can be sent."
+            )
+        base = name.replace("\\", "/").rsplit("/", 1)[-1]
+        return base, data, mimetypes.guess_type(base)[0] or "application/octet-stream"
+
+    if op.files == ["body"] and op.body_type != _MULTIPART:
+        return (await load("body", body))[1], []
+    if not isinstance(body, dict):
+        raise ServiceError(f"{op.name}: `body` must be an object with the form's fields.")
+    fields, parts = dict(body), []
+    for arg in op.files:
+        if arg not in fields:
+            continue
+        names = fields.pop(arg)
+        for name in names if isinstance(names, list) else [names]:
+            parts.append((arg, await load(f"body.{arg}", name)))
+    return fields, parts
 
 
 def _simple(value: Any) -> str:
@@ -726,7 +828,9 @@ async def discover_tools(call: Call) -> list[ToolInfo]:
     return tool_infos(ops)
 
 
-async def call_tool(call: Call, name: str, args: dict[str, Any]) -> dict[str, Any]:
+async def call_tool(
+    call: Call, name: str, args: dict[str, Any], read_file: FileReader | None = None
+) -> dict[str, Any]:
     """Run the operation `name` of the source's document with the model's arguments."""
     key = _key(call)
     by_name = _OPERATIONS.get(key)
@@ -738,7 +842,7 @@ async def call_tool(call: Call, name: str, args: dict[str, Any]) -> dict[str, An
             f"The OpenAPI document {document_place(call.config)} no longer has the operation {name!r}: "
             f"run `coherex sources test {call.source.name}` to list its operations again."
         )
-    return await call_operation(call, op, args)
+    return await call_operation(call, op, args, read_file)
 
 
 # ---------------------------------------------------------------- on the tool-provider port
@@ -762,7 +866,8 @@ class OpenApiProvider:
 
     async def call(self, call: ToolCall, args: dict[str, Any]) -> dict[str, Any]:
         assert call.source is not None, "an operation runs with its data source opened"
-        return await call_tool(call.source.call, call.tool.name, args)
+        reader = call.run.run_file if call.run is not None else None  # files the operation sends
+        return await call_tool(call.source.call, call.tool.name, args, reader)
 
 
 PROVIDER = OpenApiProvider()

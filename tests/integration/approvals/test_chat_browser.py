@@ -103,3 +103,47 @@ async def test_a_chat_test_run_waits_with_an_approval_card_and_approve_completes
         await page.screenshot(path=ARTIFACTS / "chat-approval-completed.png")
         await browser.close()
     assert world.posted() == ["Deploy is done."]
+
+
+async def test_a_sub_agents_approval_shows_in_the_chat_and_approve_completes_the_root(world, chat_server):
+    from playwright.async_api import async_playwright, expect
+
+    from .test_sub_agent_approvals import ASK_POSTER, boss
+
+    await world.agent(spec())  # the poster, whose Slack post needs approval
+    world.llm.script(
+        [
+            ToolCall("draft_spec", {"yaml": boss()}),
+            Text("Here is your agent: it asks the poster."),
+            ASK_POSTER,
+            POST,
+            Text("Posted it."),
+            Text("The poster posted the update."),
+        ]
+    )
+    async with async_playwright() as p:
+        browser = await launch(p)
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        await page.goto(chat_server)
+        await page.locator("#email").fill("acme@example.com")
+        await page.locator("#password").fill("correct horse")
+        await page.locator("button[type=submit]").click()
+        composer = page.locator("#chat-input")
+        await expect(composer).to_be_visible(timeout=30_000)
+        await composer.fill("Have the poster post the deploy update")
+        send = page.locator("#chat-submit")
+        await expect(send).to_be_enabled(timeout=30_000)
+        await send.click()
+        await expect(page.get_by_text("Here is your agent")).to_be_visible(timeout=60_000)
+        await page.get_by_role("button", name="Test run").last.click()
+        await expect(page.get_by_text("waits for your approval")).to_be_visible(timeout=30_000)
+        await expect(page.get_by_text("waiting approval").last).to_be_visible()  # the root's status
+        assert world.posted() == []
+        await page.get_by_role("button", name="Approve").last.click()
+        await expect(page.get_by_text("The poster posted the update.").last).to_be_visible(timeout=30_000)
+        await page.screenshot(path=ARTIFACTS / "chat-sub-agent-approval-completed.png")
+        await browser.close()
+    assert world.posted() == ["Deploy is done."]
+    async with world.db.session(world.owner) as s:
+        runs = await s.executions.list(team_id=world.team_id)
+    assert sorted(r.status for r in runs) == ["completed", "completed"], [(r.trigger, r.status) for r in runs]

@@ -315,8 +315,8 @@ def _connect_error(
     if isinstance(exc, (OAuthFlowError, OAuthTokenError)):
         return ServiceError(
             f"The MCP server {name!r} needs a (new) OAuth sign-in: {redact(str(exc), secrets)[:300]}. "
-            f"Add the source again with working credentials (`coherex sources remove {name}`, then "
-            f"`coherex sources add mcp {name} --url … --header 'Authorization=Bearer …'`).",
+            f"Sign in with `coherex sources login {name}` (or add the source again with working "
+            f"credentials: `coherex sources add mcp {name} --url … --header 'Authorization=Bearer …'`).",
             auth=True,
         )
     if isinstance(exc, httpx.HTTPStatusError):
@@ -324,7 +324,7 @@ def _connect_error(
         if status in (401, 403):
             return ServiceError(
                 f"The MCP server {name!r} ({where}) refused the credentials (HTTP {status}); check the "
-                "data source's headers or sign in again.",
+                f"data source's headers, or sign in through OAuth with `coherex sources login {name}`.",
                 status=status,
                 auth=True,
             )

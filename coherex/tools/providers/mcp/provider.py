@@ -74,23 +74,28 @@ async def _seal(db: Any, source: Any, credentials: McpCredentials) -> None:
         await s.sources.set_credentials(source.id, sealed, key_id)
 
 
-async def _discover(opened: Any) -> list[ToolInfo]:
-    c: Call = opened.call
+def _own_saver(c: Call) -> Any:
+    """Discovery and the connection check get no database handle (the port's hooks take the source
+    only): a refresh during them is stored through a connection of its own."""
 
     async def save(credentials: McpCredentials) -> None:
-        # discovery gets no database handle (the port's hook takes the opened source only): a
-        # refresh during discovery is stored through a connection of its own
         from coherex.store.db import Database, resolve_urls
 
         async with Database(resolve_urls().app, min_size=1, max_size=1) as db:
             await _seal(db, c.source, credentials)
 
-    async with _session(c, save=save) as s:
+    return save
+
+
+async def _discover(opened: Any) -> list[ToolInfo]:
+    c: Call = opened.call
+    async with _session(c, save=_own_saver(c)) as s:
         return [tool_info(t) for t in await s.list_tools()]
 
 
 async def _test_connection(c: Call) -> Check:
-    async with _session(c) as s:
+    # a refresh here is stored too: the server may have rotated the refresh token
+    async with _session(c, save=_own_saver(c)) as s:
         tools = await s.list_tools()
         version = s.info.serverInfo.version
     where = c.config.url or "a sandbox box"
