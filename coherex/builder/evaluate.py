@@ -12,7 +12,9 @@ A case (one JSON line):
                 "trigger": "schedule", "cron": "0 8 * * 1-5", "timezone": "Europe/Berlin",
                 "inputs": ["since"], "collections": ["handbook"]}}
 
-Optional: "edits" — messages sent after the request and its answers, whatever the builder said
+Optional: "person_timezone" — the time zone stored for the person (as their browser or the chat
+settings would; without it they have none, and the install's COHEREX_TIMEZONE applies);
+"edits" — messages sent after the request and its answers, whatever the builder said
 (plain change requests: "run it every morning at 8"); in "expect", "template" (the template the
 draft started from: its `labels.template`, or its name), "with" ({tool: {argument: value}}),
 "data_sources" ({tool: data source}) and "name".
@@ -20,7 +22,9 @@ draft started from: its `labels.template`, or its name), "with" ({tool: {argumen
 A case is a *hit* when the draft uses every expected tool and, if one is expected, started from
 the expected template: whether the builder chose the right template or tools.
 
-Each case runs in a throwaway team holding its data sources, deleted afterwards.
+Each case runs in a throwaway team holding its data sources, deleted afterwards, and the builder
+talks to the eval's own person (`EVAL_PERSON`: a login without a password, whose time zone is the
+case's), so that the operator's own time zone never changes a result.
 """
 
 from __future__ import annotations
@@ -36,8 +40,12 @@ from uuid import UUID
 from coherex.builder.session import BuilderSession
 from coherex.errors import UserError
 from coherex.llm import LLMClient
+from coherex.services.users import canonical_timezone
 from coherex.spec import AgentSpec
 from coherex.store.db import Database, Identity
+
+#: the person the builder talks to in every case (no password: nobody signs in as it)
+EVAL_PERSON = "builder-eval@coherex.invalid"
 
 
 @dataclass
@@ -69,6 +77,11 @@ def load_cases(path: Path) -> list[dict[str, Any]]:
             raise UserError(f"{path}:{number}: not JSON ({exc.msg}).") from None
         if not isinstance(case, dict) or not isinstance(case.get("request"), str):
             raise UserError(f'{path}:{number}: a case needs at least a "request" string.')
+        if case.get("person_timezone") is not None:
+            try:
+                canonical_timezone(str(case["person_timezone"]))
+            except UserError as exc:
+                raise UserError(f"{path}:{number}: person_timezone: {exc.message}") from None
         case.setdefault("id", f"case-{number}")
         cases.append(case)
     return cases
@@ -158,7 +171,8 @@ async def run_case(
             await s.knowledge.get_or_create_collection(team.id, name, "eval", 384)
     result = CaseResult(case["id"], False, 0, max(_checks(expect), 1))
     try:
-        session = BuilderSession(db, Identity.user(owner), team.id, llm=llm, team_name="eval")
+        person = await _eval_person(db, team.id, case.get("person_timezone"))
+        session = BuilderSession(db, Identity.user(person), team.id, llm=llm, team_name="eval")
         answers = list(case.get("answers") or [])
         message: str | None = case["request"]
         edits = list(case.get("edits") or [])
@@ -182,6 +196,18 @@ async def run_case(
             await s.teams.delete(team.id)
     result.seconds = round(time.perf_counter() - started, 3)
     return result
+
+
+async def _eval_person(db: Database, team_id: UUID, zone: str | None) -> UUID:
+    """The eval's person, with the case's time zone (or none), made an owner of the case's team."""
+    zone = canonical_timezone(zone) if zone else None
+    async with db.session(Identity.system()) as s:
+        person = await s.users.get_by_email(EVAL_PERSON) or await s.users.create(
+            EVAL_PERSON, display_name="builder eval"
+        )
+        await s.users.set_timezone(person.id, zone)
+        await s.members.add(team_id, person.id, "owner")
+    return person.id
 
 
 def totals(results: list[CaseResult]) -> dict[str, Any]:
