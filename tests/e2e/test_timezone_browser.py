@@ -85,3 +85,35 @@ async def test_a_zone_set_by_the_cli_or_in_the_settings_is_kept_over_the_browser
     assert await _stored(db, alpha) == "Europe/Lisbon"
     log = (tmp_path / "chainlit.log").read_text()
     assert _tracebacks(log) == [], log[-3000:]
+
+
+async def test_the_settings_panel_switches_team_and_sets_the_zone_in_one_save(
+    chat_server, db, two_teams, tmp_path
+):
+    """For a person in two teams the panel holds both; saving applies each change once (a save that
+    changes only the zone does not switch teams)."""
+    from playwright.async_api import async_playwright, expect
+
+    alpha, bravo = two_teams
+    async with db.session(Identity.system()) as s:
+        await s.members.add(bravo.team_id, alpha.user_id, "member")
+    async with async_playwright() as p:
+        browser = await launch(p)
+        page = await login_in(browser, chat_server, alpha, "Europe/Berlin")
+        await page.locator("#chat-settings-open-modal").click()
+        await expect(page.locator("#timezone")).to_have_value(
+            "Europe/Berlin", timeout=15_000
+        )  # the browser's
+        await page.locator("#team").click()
+        await page.get_by_role("option", name="bravo").click()
+        await page.locator("#timezone").fill("Asia/Tokyo")
+        await page.get_by_role("button", name="Confirm").click()
+        await expect(page.get_by_text("Now working in team Bravo")).to_be_visible(timeout=30_000)
+        await expect(page.get_by_text("Your time zone is now Asia/Tokyo")).to_be_visible(timeout=30_000)
+
+        await _set_in_settings(page, "America/Chicago")
+        await expect(page.get_by_text("Your time zone is now America/Chicago")).to_be_visible(timeout=30_000)
+        await expect(page.get_by_text("team Bravo")).to_have_count(1)  # no second switch message
+        await browser.close()
+    assert await _stored(db, alpha) == "America/Chicago"
+    assert _tracebacks((tmp_path / "chainlit.log").read_text()) == []
