@@ -13,7 +13,8 @@ A case (one JSON line):
                 "inputs": ["since"], "collections": ["handbook"]}}
 
 Optional: "person_timezone" — the time zone stored for the person (as their browser or the chat
-settings would; without it they have none, and the install's COHEREX_TIMEZONE applies);
+settings would; without it they have none, and the install's COHEREX_TIMEZONE applies): an
+expected schedule is then checked to be in it, unless "expect" names another "timezone";
 "edits" — messages sent after the request and its answers, whatever the builder said
 (plain change requests: "run it every morning at 8"); in "expect", "template" (the template the
 draft started from: its `labels.template`, or its name), "with" ({tool: {argument: value}}),
@@ -162,6 +163,11 @@ async def run_case(
     db: Database, owner: UUID, case: dict[str, Any], llm: LLMClient | None = None
 ) -> CaseResult:
     expect = case.get("expect", {})
+    if case.get("person_timezone") and ("cron" in expect or expect.get("trigger") == "schedule"):
+        expect = {
+            "timezone": canonical_timezone(case["person_timezone"]),
+            **expect,
+        }  # unless it names another
     started = time.perf_counter()
     async with db.session(Identity.user(owner)) as s:
         team = await s.teams.create(f"eval-{secrets.token_hex(4)}", f"eval {case['id']}")

@@ -73,15 +73,15 @@ async def send_settings(team_slugs: list[str], current: str | None) -> None:
 
 
 async def settings_updated(values: dict) -> None:
-    """The person saved the settings panel: apply what changed (the time zone, the team)."""
+    """The person saved the settings panel: apply what changed (the team, the time zone)."""
     from coherex.chat.teams import current_slug, switch_team
 
     builder = cl.user_session.get("builder")
-    if "timezone" in values:
-        await _timezone_changed(str(values.get("timezone") or ""))
     slug = values.get("team")
     if slug and (builder is None or slug != current_slug(builder)):
         await switch_team(slug)
+    if "timezone" in values:
+        await _timezone_changed(str(values.get("timezone") or ""))
 
 
 async def _timezone_changed(value: str) -> None:

@@ -203,6 +203,9 @@ def test_eval_builder_cases_with_the_person_zone_pass_on_the_offline_model(cli_e
     assert len(report["cases"]) == len(cases)
     for case in report["cases"]:
         assert case["hit"] and case["valid"] and not case["failed"] and not case["error"], case
+    # a case that expects a schedule but names no zone is checked against the person's
+    (digest,) = [c for c in report["cases"] if c["id"] == "person-zone-support-digest"]
+    assert digest["checks"] == digest["matched"] == 7
 
     # the same request without the person's zone: the check sees the install's UTC instead
     (csv,) = [c for c in cases if c["id"] == "person-zone-csv-morning"]
