@@ -147,7 +147,7 @@ async def test_the_capable_builder_is_told_the_zone_and_schedules_in_it(db, buil
     assert trigger.schedule.timezone == "Asia/Tokyo" and builder.timezone_known
 
 
-async def test_without_a_zone_of_their_own_the_install_default_then_utc(db, two_teams, monkeypatch):
+async def test_without_a_zone_of_their_own_the_install_default_then_utc(db, two_teams, monkeypatch, capsys):
     alpha, _ = two_teams
     monkeypatch.setenv("COHEREX_TIMEZONE", "Europe/Lisbon")
     reset_settings_cache()
@@ -166,6 +166,15 @@ async def test_without_a_zone_of_their_own_the_install_default_then_utc(db, two_
     try:
         with pytest.raises(ValueError, match="COHEREX_TIMEZONE: 'Europe/Lisbn' is not a time zone"):
             get_settings()
+        # every command says so at start, naming the setting, not as a bug of Coherex
+        capsys.readouterr()
+        assert await asyncio.to_thread(main, ["ps"]) == 1
+        err = capsys.readouterr().err
+        assert (
+            "COHEREX_TIMEZONE: 'Europe/Lisbn' is not a time zone" in err
+            and "Did you mean Europe/Lisbon?" in err
+        )
+        assert "bug" not in err and "Traceback" not in err
     finally:
         monkeypatch.delenv("COHEREX_TIMEZONE")
         reset_settings_cache()
