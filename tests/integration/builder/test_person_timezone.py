@@ -192,6 +192,15 @@ async def test_the_offline_guide_schedules_in_the_person_zone_without_asking(db,
     await builder.send("make it 9 in the morning, Tokyo time")
     assert builder.draft.spec.spec.triggers[0].schedule.timezone == "Asia/Tokyo"
 
+    # a template's own schedule (written in UTC) is put in the person's zone too
+    async with db.session(alpha.identity) as s:
+        await s.sources.create(alpha.team_id, "github", "github", {})
+    builder = BuilderSession(db, alpha.identity, alpha.team_id, small_model=True)
+    await builder.send("Label new GitHub issues in acme/widgets and ask reporters for missing details.")
+    assert builder.draft.spec.metadata.labels["template"] == "github-issue-triage"
+    [schedule] = [t.schedule for t in builder.draft.spec.spec.triggers if t.schedule]
+    assert (schedule.cron, schedule.timezone) == ("*/30 * * * *", "Europe/Berlin")
+
 
 @pytest.mark.slow
 def test_eval_builder_cases_with_the_person_zone_pass_on_the_offline_model(cli_env, monkeypatch, tmp_path):
