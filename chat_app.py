@@ -17,12 +17,11 @@ from typing import Any
 import chainlit as cl
 
 from coherex.builder import plain_error
-from coherex.chat import CoherexDataLayer, actions, conversation, signin
+from coherex.chat import CoherexDataLayer, actions, conversation, preferences, signin
 from coherex.chat.approvals import install as install_approvals
 from coherex.chat.context import database, remember
 from coherex.chat.run_view import ChatUI
 from coherex.chat.session import chat_auth_secret
-from coherex.chat.teams import switch_team
 from coherex.errors import CoherexError
 from coherex.spec.templates import list_templates
 
@@ -128,8 +127,7 @@ async def resume(thread: dict[str, Any]) -> None:
 @cl.on_settings_update
 @safe
 async def on_settings(settings: dict[str, Any]) -> None:
-    if slug := settings.get("team"):
-        await switch_team(slug)
+    await preferences.settings_updated(settings)
 
 
 @cl.on_message

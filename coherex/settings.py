@@ -143,7 +143,8 @@ class Settings(BaseSettings):
     max_agent_depth: int = Field(3, ge=0, le=10, validation_alias=_env("COHEREX_MAX_AGENT_DEPTH"))
 
     # --- chat (Chainlit builder) ---
-    # the time zone the chat's schedule buttons use (IANA name)
+    # the time zone of schedules made for a person whose own is not known (IANA name; each person's
+    # comes from their browser, the chat settings or `coherex users set-timezone`)
     chat_timezone: str = Field("UTC", validation_alias=_env("COHEREX_TIMEZONE"))
 
     # --- the address people and scripts reach the web process at (https://coherex.example.com): the
@@ -178,6 +179,17 @@ class Settings(BaseSettings):
     dashboard_poll_seconds: float = Field(2.0, gt=0, validation_alias=_env("COHEREX_DASHBOARD_POLL_SECONDS"))
 
     log_level: str = Field("INFO", validation_alias=_env("COHEREX_LOG_LEVEL"))
+
+    @field_validator("chat_timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        from coherex.errors import UserError
+        from coherex.services.users import canonical_timezone
+
+        try:
+            return canonical_timezone(v)
+        except UserError as exc:  # reported at start, naming the setting
+            raise ValueError(f"COHEREX_TIMEZONE: {exc.message}") from None
 
     @field_validator("egress_allow")
     @classmethod

@@ -4,7 +4,7 @@
 -- indexes, triggers, row-level security, policies and grants follow the table. For reading,
 -- not for restoring (that grouping ignores the order foreign keys would need); change the schema
 -- with a new migration, then regenerate this file.
--- Latest migration: 20261201001900_sub_agents.sql
+-- Latest migration: 20261201002100_user_timezone.sql
 
 -- SCHEMA: auth
 CREATE SCHEMA auth;
@@ -2030,7 +2030,9 @@ CREATE TABLE public.profiles (
     email text NOT NULL,
     display_name text DEFAULT ''::text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    timezone text,
+    CONSTRAINT profiles_timezone_check CHECK (((timezone IS NULL) OR ((timezone ~ '^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+){0,2}$'::text) AND (length(timezone) <= 64))))
 );
 
 -- CONSTRAINT: profiles profiles_email_key in public
@@ -2060,8 +2062,14 @@ CREATE POLICY profiles_select ON public.profiles FOR SELECT TO authenticated USI
 CREATE POLICY profiles_update ON public.profiles FOR UPDATE TO authenticated USING ((id = auth.uid())) WITH CHECK ((id = auth.uid()));
 
 -- ACL: TABLE profiles in public
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.profiles TO authenticated;
+GRANT SELECT,INSERT,DELETE ON TABLE public.profiles TO authenticated;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.profiles TO service_role;
+
+-- ACL: COLUMN profiles.display_name in public
+GRANT UPDATE(display_name) ON TABLE public.profiles TO authenticated;
+
+-- ACL: COLUMN profiles.timezone in public
+GRANT UPDATE(timezone) ON TABLE public.profiles TO authenticated;
 
 -- VIEW: dashboard_audit in public
 CREATE VIEW public.dashboard_audit WITH (security_invoker='true') AS

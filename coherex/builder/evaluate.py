@@ -12,7 +12,10 @@ A case (one JSON line):
                 "trigger": "schedule", "cron": "0 8 * * 1-5", "timezone": "Europe/Berlin",
                 "inputs": ["since"], "collections": ["handbook"]}}
 
-Optional: "edits" — messages sent after the request and its answers, whatever the builder said
+Optional: "person_timezone" — the time zone stored for the person (as their browser or the chat
+settings would; without it they have none, and the install's COHEREX_TIMEZONE applies): an
+expected schedule is then checked to be in it, unless "expect" names another "timezone";
+"edits" — messages sent after the request and its answers, whatever the builder said
 (plain change requests: "run it every morning at 8"); in "expect", "template" (the template the
 draft started from: its `labels.template`, or its name), "with" ({tool: {argument: value}}),
 "data_sources" ({tool: data source}) and "name".
@@ -20,7 +23,9 @@ draft started from: its `labels.template`, or its name), "with" ({tool: {argumen
 A case is a *hit* when the draft uses every expected tool and, if one is expected, started from
 the expected template: whether the builder chose the right template or tools.
 
-Each case runs in a throwaway team holding its data sources, deleted afterwards.
+Each case runs in a throwaway team holding its data sources, deleted afterwards, and the builder
+talks to the eval's own person (`EVAL_PERSON`: a login without a password, whose time zone is the
+case's), so that the operator's own time zone never changes a result.
 """
 
 from __future__ import annotations
@@ -36,8 +41,12 @@ from uuid import UUID
 from coherex.builder.session import BuilderSession
 from coherex.errors import UserError
 from coherex.llm import LLMClient
+from coherex.services.users import canonical_timezone
 from coherex.spec import AgentSpec
 from coherex.store.db import Database, Identity
+
+#: the person the builder talks to in every case (no password: nobody signs in as it)
+EVAL_PERSON = "builder-eval@coherex.invalid"
 
 
 @dataclass
@@ -69,6 +78,11 @@ def load_cases(path: Path) -> list[dict[str, Any]]:
             raise UserError(f"{path}:{number}: not JSON ({exc.msg}).") from None
         if not isinstance(case, dict) or not isinstance(case.get("request"), str):
             raise UserError(f'{path}:{number}: a case needs at least a "request" string.')
+        if case.get("person_timezone") is not None:
+            try:
+                canonical_timezone(str(case["person_timezone"]))
+            except UserError as exc:
+                raise UserError(f"{path}:{number}: person_timezone: {exc.message}") from None
         case.setdefault("id", f"case-{number}")
         cases.append(case)
     return cases
@@ -149,6 +163,11 @@ async def run_case(
     db: Database, owner: UUID, case: dict[str, Any], llm: LLMClient | None = None
 ) -> CaseResult:
     expect = case.get("expect", {})
+    if case.get("person_timezone") and ("cron" in expect or expect.get("trigger") == "schedule"):
+        expect = {
+            "timezone": canonical_timezone(case["person_timezone"]),
+            **expect,
+        }  # unless it names another
     started = time.perf_counter()
     async with db.session(Identity.user(owner)) as s:
         team = await s.teams.create(f"eval-{secrets.token_hex(4)}", f"eval {case['id']}")
@@ -158,7 +177,8 @@ async def run_case(
             await s.knowledge.get_or_create_collection(team.id, name, "eval", 384)
     result = CaseResult(case["id"], False, 0, max(_checks(expect), 1))
     try:
-        session = BuilderSession(db, Identity.user(owner), team.id, llm=llm, team_name="eval")
+        person = await _eval_person(db, team.id, case.get("person_timezone"))
+        session = BuilderSession(db, Identity.user(person), team.id, llm=llm, team_name="eval")
         answers = list(case.get("answers") or [])
         message: str | None = case["request"]
         edits = list(case.get("edits") or [])
@@ -182,6 +202,18 @@ async def run_case(
             await s.teams.delete(team.id)
     result.seconds = round(time.perf_counter() - started, 3)
     return result
+
+
+async def _eval_person(db: Database, team_id: UUID, zone: str | None) -> UUID:
+    """The eval's person, with the case's time zone (or none), made an owner of the case's team."""
+    zone = canonical_timezone(zone) if zone else None
+    async with db.session(Identity.system()) as s:
+        person = await s.users.get_by_email(EVAL_PERSON) or await s.users.create(
+            EVAL_PERSON, display_name="builder eval"
+        )
+        await s.users.set_timezone(person.id, zone)
+        await s.members.add(team_id, person.id, "owner")
+    return person.id
 
 
 def totals(results: list[CaseResult]) -> dict[str, Any]:

@@ -571,12 +571,12 @@ class OfflineGuide:
         old = next((t["schedule"] for t in triggers if "schedule" in t), None)
         if phrase is not None:
             cron = phrase.cron(old["cron"] if old and not fresh else None)
-            timezone = zone or (old["timezone"] if old and not fresh else self.session.settings.chat_timezone)
+            timezone = zone or (old["timezone"] if old and not fresh else self.session.timezone)
             triggers = [t for t in triggers if "schedule" not in t] + [
                 {"schedule": {"cron": cron, "timezone": timezone}}
             ]
             changed.append(f"it runs {describe_cron(cron)} ({timezone})")
-            if zone:
+            if zone or self.session.timezone_known:  # the person's own zone needs no question
                 self._answered("timezone")
             else:
                 self._ask(_Question("timezone"))
@@ -587,6 +587,8 @@ class OfflineGuide:
         elif _NO_SCHEDULE.search(text) and old is not None:
             triggers = [t for t in triggers if "schedule" not in t]
             changed.append("it runs only when you start it")
+        if fresh and phrase is None and zone is None and old is not None and self.session.timezone_known:
+            old["timezone"] = self.session.timezone  # a template's schedule, in the person's zone
         if re.search(r"\bwebhook\b", text, re.IGNORECASE) and not any("webhook" in t for t in triggers):
             triggers.append({"webhook": {}})
             changed.append("it runs when its webhook is called")
@@ -688,7 +690,7 @@ class OfflineGuide:
                         for t in s._work["spec"].get("triggers") or []
                         if "schedule" in t
                     ),
-                    s.settings.chat_timezone,
+                    s.timezone,
                 )
                 return f"Is {zone} your time zone, or should the schedule use another one?"
         return None

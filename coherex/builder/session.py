@@ -40,6 +40,7 @@ from coherex.services.agents import (
     save_as_new_or_version,
     team_refs,
 )
+from coherex.services.users import timezone_of
 from coherex.settings import Settings, get_settings
 from coherex.spec import Problem, to_data
 from coherex.store.db import Database, Identity
@@ -164,6 +165,9 @@ class BuilderSession:
         self._turn = TurnResult()
         #: the guided flow used instead of the model's tool calls when the model is the offline one
         self._guide = OfflineGuide(self)
+        #: the person's time zone (`person_timezone()` reads it afresh each turn) and whether it is
+        #: theirs (stored for them) rather than the install's default
+        self.timezone, self.timezone_known = self.settings.chat_timezone, False
 
     @property
     def llm(self) -> LLMClient:
@@ -193,6 +197,7 @@ class BuilderSession:
         self._work = self.draft.data if self.draft else None
         self._failed_drafts, self._last_problems = 0, []
         try:
+            await self.person_timezone()
             await self._recheck_connections()
             if not self.messages:
                 self.messages.append({"role": "system", "content": await self._system_prompt(text)})
@@ -213,6 +218,11 @@ class BuilderSession:
             self._turn.error = plain_error(exc)
         self._turn.duration_ms = (time.perf_counter() - started) * 1000
         return self._turn
+
+    async def person_timezone(self) -> str:
+        """The time zone of this person's schedules (they may have changed it in the chat settings)."""
+        self.timezone, self.timezone_known = await timezone_of(self.db, self.identity.user_id, self.settings)
+        return self.timezone
 
     async def _loop(self) -> None:
         turn = self._turn
@@ -299,6 +309,7 @@ class BuilderSession:
                 collections=", ".join(sorted(refs.collections)) or "none yet",
                 templates=matches,
                 today=date.today().isoformat(),
+                timezone=await self.person_timezone(),
             )
         )
 
@@ -347,10 +358,12 @@ class BuilderSession:
             ),
         }
 
-    async def schedule(self, cron: str, timezone: str = "UTC") -> dict[str, Any]:
-        """Replace the draft's schedule; a saved agent gets a new version at once."""
+    async def schedule(self, cron: str, timezone: str | None = None) -> dict[str, Any]:
+        """Replace the draft's schedule (in the person's time zone unless another is given); a saved
+        agent gets a new version at once."""
         if self._work is None:
             raise UserError("There is no agent to schedule yet.")
+        timezone = timezone or await self.person_timezone()
         spec = dict(self._work.get("spec") or {})
         others = [t for t in spec.get("triggers") or [] if not (isinstance(t, dict) and "schedule" in t)]
         spec["triggers"] = others + [{"schedule": {"cron": cron, "timezone": timezone}}]

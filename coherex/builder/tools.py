@@ -209,11 +209,14 @@ async def update_spec(s: BuilderSession, changes: dict[str, Any]) -> dict[str, A
     "Make the agent run on a schedule (replaces any existing schedule).",
     {
         "cron": {"type": "string", "description": "five-field cron, e.g. '0 8 * * 1-5'"},
-        "timezone": {"type": "string", "description": "IANA time zone, e.g. Europe/Berlin"},
+        "timezone": {
+            "type": "string",
+            "description": "IANA time zone, e.g. Europe/Berlin (default: the person's, named in the prompt)",
+        },
     },
     ("cron",),
 )
-async def schedule(s: BuilderSession, cron: str, timezone: str = "UTC") -> dict[str, Any]:
+async def schedule(s: BuilderSession, cron: str, timezone: str | None = None) -> dict[str, Any]:
     return await s.schedule(cron, timezone)
 
 

@@ -13,7 +13,6 @@ from coherex.chat.context import current_builder, remember
 from coherex.chat.conversation import take_turn
 from coherex.chat.draft_card import as_spec, show_draft
 from coherex.chat.run_view import ChatUI
-from coherex.settings import get_settings
 
 SCHEDULE_PRESETS = {
     "Weekdays at 08:00": "0 8 * * 1-5",
@@ -94,7 +93,7 @@ async def schedule(action: cl.Action) -> None:
     if picked is None:
         return
     builder = current_builder()
-    timezone = get_settings().chat_timezone
+    timezone = await builder.person_timezone()
     cron = picked["payload"]["cron"]
     if not cron:
         reply = await cl.AskUserMessage(

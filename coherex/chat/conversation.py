@@ -14,6 +14,7 @@ from coherex.chat.attachments import attach_held_file, restore_files, route_uplo
 from coherex.chat.context import STATE_KEY, as_uuid, current_builder, remember
 from coherex.chat.data_layer import TEAM_KEY
 from coherex.chat.draft_card import draft_actions, install_actions, show_draft
+from coherex.chat.preferences import adopt_browser_timezone
 from coherex.chat.run_view import ChatUI
 from coherex.chat.teams import connect, current_slug, team_command
 
@@ -21,11 +22,13 @@ log = logging.getLogger(__name__)
 
 
 async def start() -> None:
+    await adopt_browser_timezone()
     await connect(None)
 
 
 async def resume(thread: dict[str, Any]) -> None:
     """A conversation from the sidebar: the same team, draft and builder conversation as before."""
+    await adopt_browser_timezone()
     metadata = thread.get("metadata") or {}
     state = metadata.get(STATE_KEY) if isinstance(metadata.get(STATE_KEY), dict) else {}
     builder = await connect(as_uuid(state.get("team_id") or metadata.get(TEAM_KEY)), state)

@@ -8,19 +8,19 @@ from typing import Any
 from uuid import UUID
 
 import chainlit as cl
-from chainlit.input_widget import Select
 
 from coherex.builder import BuilderSession
 from coherex.chat.context import database, identity, remember
 from coherex.chat.data_layer import TEAM_KEY
+from coherex.chat.preferences import send_settings
 from coherex.errors import CoherexError
 from coherex.services.teams import my_teams
 from coherex.store.models import Team
 
 
 async def connect(team_id: UUID | None, state: dict[str, Any] | None = None) -> BuilderSession | None:
-    """Open the builder for the signed-in person in `team_id` (else their first team) and offer the
-    team choice when they belong to several."""
+    """Open the builder for the signed-in person in `team_id` (else their first team); the settings
+    panel offers the team choice when they belong to several, and their time zone."""
     user = cl.user_session.get("user")
     teams = await my_teams(await database(), identity())
     if not teams:
@@ -31,18 +31,7 @@ async def connect(team_id: UUID | None, state: dict[str, Any] | None = None) -> 
         return None
     team = next((t for t in teams if t.id == team_id), teams[0])
     cl.user_session.set("teams", {t.slug: str(t.id) for t in teams})
-    if len(teams) > 1:
-        await cl.ChatSettings(
-            [
-                Select(
-                    id="team",
-                    label="Team",
-                    values=[t.slug for t in teams],
-                    initial_value=team.slug,
-                    description="Agents, data and runs of this team (or type /team SLUG).",
-                )
-            ]
-        ).send()
+    await send_settings([t.slug for t in teams], team.slug)  # the team choice and the time zone
     return await use_team(team, state)
 
 
@@ -100,6 +89,7 @@ async def switch_team(slug: str) -> None:
     if team is None:
         raise CoherexError(f"The team {slug!r} is no longer available to you.")
     builder = await use_team(team, current.state() if current else None)
+    await send_settings(list(teams), slug)  # the panel shows the team in use
     await cl.Message(
         content=f"Now working in team **{team.name}**"
         + (f"; the draft **{builder.draft.name}** came along." if builder.draft else "."),

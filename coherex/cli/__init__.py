@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import typer
+from pydantic import ValidationError
 
 from coherex.cli._common import err_console
 from coherex.errors import BackendError, CoherexError
@@ -114,6 +116,13 @@ def main(argv: list[str] | None = None) -> int:
             show()
         return getattr(exc, "exit_code", 2)
     except Exception as exc:  # anything unexpected
+        if isinstance(exc, ValidationError) and exc.title == "Settings":
+            # a setting from the environment or .env is wrong: its validator's message names it
+            wrong = "; ".join(_setting_problem(e) for e in exc.errors())
+            err_console.print(
+                f"[bold red]error:[/] {wrong}\n  hint: change it in the environment or .env", highlight=False
+            )
+            return 1
         if os.environ.get("COHEREX_DEBUG"):
             raise
         err_console.print(
@@ -123,6 +132,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 3
     return code if isinstance(code, int) else 0
+
+
+def _setting_problem(error: Any) -> str:
+    """One wrong setting in words: its name, then what is wrong (once, if the message names it)."""
+    name = ".".join(str(part) for part in error.get("loc") or ())
+    message = str(error.get("msg", "")).removeprefix("Value error, ")
+    return message if not name or message.startswith(name) else f"{name}: {message}"
 
 
 def run() -> None:  # pragma: no cover - console script shim

@@ -90,11 +90,16 @@ def members(as_json: bool = typer.Option(False, "--json")) -> None:
 
     rows = run_async(go())
     if as_json:
-        print_json([{"email": m.email, "role": m.role, "user_id": str(m.user_id)} for m in rows])
+        print_json(
+            [
+                {"email": m.email, "role": m.role, "user_id": str(m.user_id), "timezone": m.timezone}
+                for m in rows
+            ]
+        )
         return
-    table = Table("EMAIL", "ROLE", "SINCE", box=None)
+    table = Table("EMAIL", "ROLE", "TIME ZONE", "SINCE", box=None)
     for m in rows:
-        table.add_row(m.email or str(m.user_id), m.role, m.created_at.strftime("%Y-%m-%d"))
+        table.add_row(m.email or str(m.user_id), m.role, m.timezone or "-", m.created_at.strftime("%Y-%m-%d"))
     console.print(table)
 
 

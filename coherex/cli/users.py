@@ -1,4 +1,5 @@
-"""`coherex users add`: create a chat login (hashed password) and put it in a team.
+"""`coherex users add`: create a chat login (hashed password) and put it in a team; `passwd` and
+`set-timezone` change a login's password and time zone.
 
 An operator command: like `psql`, it acts with the database's own rights (the system identity),
 since it is how the first people of a team get an account.
@@ -75,3 +76,34 @@ def passwd(
         f"[green]changed[/] the password of {email.strip().lower()}. Sessions signed in before keep "
         "working until they sign out."
     )
+
+
+@app.command("set-timezone")
+def set_timezone(
+    email: str = typer.Argument(..., help="The login whose time zone changes."),
+    zone: str = typer.Argument(
+        None, help="An IANA time zone such as Europe/Berlin or America/New_York (omit with --clear)."
+    ),
+    clear: bool = typer.Option(
+        False, "--clear", help="Forget it: the browser's zone is taken at the person's next chat."
+    ),
+) -> None:
+    """Set the time zone the builder schedules this person's agents in (the browser's is kept
+    otherwise; one set here is never replaced by it)."""
+    from coherex.services.users import set_timezone as set_zone
+    from coherex.store.db import Database
+
+    if (zone is None) != clear:
+        raise UserError(
+            "Give a time zone (e.g. `coherex users set-timezone ana@example.com Europe/Berlin`) or --clear."
+        )
+
+    async def go():
+        async with Database.from_settings() as db:
+            return await set_zone(db, email, None if clear else zone)
+
+    user = run_async(go())
+    if user.timezone:
+        console.print(f"[green]set[/] the time zone of {user.email} to {user.timezone}.")
+    else:
+        console.print(f"[green]cleared[/] the time zone of {user.email}; their browser's is taken next.")

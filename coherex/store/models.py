@@ -37,6 +37,8 @@ class User(Row):
     id: UUID
     email: str
     display_name: str = ""
+    #: IANA name (Europe/Berlin); None until the browser or the person says
+    timezone: str | None = None
     created_at: datetime
 
 
@@ -62,6 +64,7 @@ class Member(Row):
     user_id: UUID
     role: Role
     email: str | None = None
+    timezone: str | None = None
     created_at: datetime
 
 

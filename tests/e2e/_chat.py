@@ -42,11 +42,13 @@ def sandbox_env(local_sandbox) -> dict[str, str]:
     }
 
 
-async def login(browser, url, person):
-    """A new browser context signed in to the chat at `url`, on its home screen."""
+async def login(browser, url, person, timezone_id: str | None = None):
+    """A new browser context signed in to the chat at `url`, on its home screen; with
+    `timezone_id`, the browser's clock is in that zone (what its Intl API reports)."""
     from playwright.async_api import expect
 
-    page = await (await browser.new_context(viewport={"width": 1280, "height": 900})).new_page()
+    zone = {"timezone_id": timezone_id} if timezone_id else {}
+    page = await (await browser.new_context(viewport={"width": 1280, "height": 900}, **zone)).new_page()
     await page.goto(url)
     await page.locator("#email").fill(person.email)
     await page.locator("#password").fill("correct horse")

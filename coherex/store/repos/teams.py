@@ -15,7 +15,7 @@ from coherex.store.repos._base import Jsonb, Repo, require
 # rate-limit keys of sign-in attempts: uuid5(this, email), apart from every other bucket's key
 _LOGIN_NAMESPACE = UUID("5f0e4c7e-2b0a-4d55-9a51-6c6f67696e73")
 
-_USER_COLS = "p.id, p.email, p.display_name, p.created_at"
+_USER_COLS = "p.id, p.email, p.display_name, p.timezone, p.created_at"
 _TEAM_COLS = (
     "id, slug, name, quota_executions_month, quota_cost_month_usd, max_concurrent_runs, network_min_role, "
     "created_at"
@@ -123,6 +123,18 @@ class UserRepo(Repo):
             "update auth.users set encrypted_password = %s where id = %s", (hash_password(password), user_id)
         )
 
+    async def set_timezone(self, user_id: UUID, zone: str | None, *, only_if_unset: bool = False) -> bool:
+        """Store the person's time zone (a checked IANA name, or None to forget it); with
+        `only_if_unset`, only when none is stored (in one statement: a zone set meanwhile is kept).
+        Whether a row changed."""
+        unset = " and timezone is null" if only_if_unset else ""
+        return (
+            await self._exec(
+                f"update public.profiles set timezone = %s where id = %s{unset}", (zone, user_id)
+            )
+            > 0
+        )
+
 
 class TeamRepo(Repo):
     async def create(self, slug: str, name: str, *, owner_id: UUID | None = None) -> Team:
@@ -181,7 +193,7 @@ class TeamRepo(Repo):
 
 
 class MemberRepo(Repo):
-    _COLS = "m.team_id, m.user_id, m.role, p.email, m.created_at"
+    _COLS = "m.team_id, m.user_id, m.role, p.email, p.timezone, m.created_at"
 
     async def add(self, team_id: UUID, user_id: UUID, role: Role = "member") -> Member:
         await self._exec(
