@@ -63,27 +63,17 @@ def tool_info(t: RemoteTool) -> ToolInfo:
     )
 
 
-async def _seal(db: Any, source: Any, credentials: McpCredentials) -> None:
-    """Store changed credentials (refreshed OAuth tokens: a server may rotate the refresh token, so
-    the new one must be kept or the next sign-in fails)."""
-    from coherex.integrations.vault import Vault
-    from coherex.store.db import Identity
-
-    sealed, key_id = Vault.from_settings().seal(credentials, context=str(source.team_id))
-    async with db.session(Identity.system()) as s:
-        await s.sources.set_credentials(source.id, sealed, key_id)
-
-
 async def _discover(opened: Any) -> list[ToolInfo]:
     c: Call = opened.call
 
     async def save(credentials: McpCredentials) -> None:
         # discovery gets no database handle (the port's hook takes the opened source only): a
         # refresh during discovery is stored through a connection of its own
+        from coherex.integrations.service import save_credentials
         from coherex.store.db import Database, resolve_urls
 
         async with Database(resolve_urls().app, min_size=1, max_size=1) as db:
-            await _seal(db, c.source, credentials)
+            await save_credentials(db, c.source, credentials)
 
     async with _session(c, save=save) as s:
         return [tool_info(t) for t in await s.list_tools()]
@@ -122,7 +112,9 @@ async def _call(call: ToolCall, args: dict[str, Any]) -> ToolResult:
     source = c.source
 
     async def save(credentials: McpCredentials) -> None:  # refreshed OAuth tokens go back to the vault
-        await _seal(call.db, source, credentials)
+        from coherex.integrations.service import save_credentials
+
+        await save_credentials(call.db, source, credentials)
 
     key = _key(call, source, c.credentials)
     session: Session = await POOL.session(key, lambda: _session(c, save=save))
