@@ -48,8 +48,8 @@ from coherex.api.deps import (
     key_caller,
     take_rate_token,
 )
-from coherex.api.follow import follow
 from coherex.errors import BackendError, CoherexError, NotFound
+from coherex.services.follow import follow
 from coherex.services.runs import get_run, run_in_team
 from coherex.spec import AgentSpec
 from coherex.store.models import Agent, Event, Execution

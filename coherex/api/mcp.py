@@ -39,9 +39,9 @@ from coherex.api.deps import (
     key_caller,
     take_rate_token,
 )
-from coherex.api.follow import follow
 from coherex.errors import BackendError, CoherexError
 from coherex.runtime.citations import format_sources
+from coherex.services.follow import follow
 from coherex.spec import AgentSpec
 from coherex.spec.catalogue import get_tool
 from coherex.store.models import Agent, Event, Execution
