@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from coherex.integrations.base import Call, Check, ServiceError, SourceType
 from coherex.spec.catalogue import ToolInfo
@@ -94,8 +93,9 @@ async def _test_connection(c: Call) -> Check:
 def _destinations(config: McpConfig, credentials: McpCredentials) -> list[tuple[str, int]]:
     if not config.url:
         return []  # a local server runs in a box, behind the box's own network filter
-    parts = urlsplit(config.url)
-    return [(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))]
+    from coherex.egress import destination
+
+    return [destination(config.url)]
 
 
 def _key(call: ToolCall, source: Any, credentials: McpCredentials) -> tuple:
