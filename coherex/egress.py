@@ -135,31 +135,28 @@ def _is_own_address(ip: IPAddress) -> bool:
             return False
 
 
+_DEFAULT_PORTS = {"https": 443, "http": 80, "postgres": 5432, "postgresql": 5432}
+
+
+def destination(url: str) -> tuple[str, int]:
+    """The (host, port) a URL connects to: its port, else its scheme's (https 443, postgres 5432, 80).
+    ValueError for a port that is not one."""
+    parts = urlsplit(url)
+    return (parts.hostname or "", parts.port or _DEFAULT_PORTS.get(parts.scheme.lower(), 80))
+
+
 def _platform_endpoints() -> list[tuple[str, int]]:
     """The platform's own services that may sit on a public address (a hosted database, PostgREST)."""
     s = get_settings()
     out = []
     urls = [s.database_url.get_secret_value() if s.database_url else None, s.supabase_url]
     for url in filter(None, urls):
-        parts = urlsplit(url)
         try:
-            port = parts.port
+            host, port = destination(url)
         except ValueError:
             continue
-        if parts.hostname:
-            out.append(
-                (
-                    parts.hostname.lower(),
-                    port
-                    or (
-                        5432
-                        if parts.scheme.startswith("postgres")
-                        else 443
-                        if parts.scheme == "https"
-                        else 80
-                    ),
-                )
-            )
+        if host:
+            out.append((host, port))
     return out
 
 

@@ -39,17 +39,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from coherex import __version__
-from coherex.api.deps import (
-    ApiState,
-    Caller,
-    RateLimited,
-    Unauthorized,
-    error_body,
-    key_caller,
-    take_rate_token,
-)
-from coherex.api.follow import follow
-from coherex.errors import BackendError, CoherexError, NotFound
+from coherex.api.deps import ApiState, Caller, Unauthorized, bearer_caller, error_body, error_response
+from coherex.errors import CoherexError, NotFound
+from coherex.services.follow import follow
 from coherex.services.runs import get_run, run_in_team
 from coherex.spec import AgentSpec
 from coherex.store.models import Agent, Event, Execution
@@ -357,35 +349,11 @@ class _Context(DefaultServerCallContextBuilder):
 
 
 async def _authenticate(request: Request) -> Caller | Response:
-    st: ApiState = request.app.state.coherex
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
     try:
-        if scheme.lower() != "bearer" or not key.strip():
-            raise Unauthorized(
-                "A2A needs an API key: send `Authorization: Bearer <key>`.",
-                hint="Create one with `coherex keys create NAME`.",
-            )
-        who = await key_caller(st.db, key)
-        await take_rate_token(st.db, st.settings, who)
-        return who
+        return await bearer_caller(request.app.state.coherex, request, "A2A")
     except CoherexError as exc:
-        status = (
-            401
-            if isinstance(exc, Unauthorized)
-            else 429
-            if isinstance(exc, RateLimited)
-            else 503
-            if isinstance(exc, BackendError)
-            else 400
-        )
-        headers = (
-            {"WWW-Authenticate": 'Bearer realm="coherex"'}
-            if status == 401
-            else {"Retry-After": str(max(1, round(exc.retry_after)))}
-            if isinstance(exc, RateLimited)
-            else None
-        )
-        return JSONResponse(error_body(exc.code, exc.message, exc.hint), status_code=status, headers=headers)
+        challenge = {"WWW-Authenticate": 'Bearer realm="coherex"'} if isinstance(exc, Unauthorized) else None
+        return error_response(exc, headers=challenge)
 
 
 def routes() -> list[Route]:

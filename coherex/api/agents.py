@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,10 +13,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from coherex.api.deps import ApiState, AuthFirstRoute, Caller, caller, require_role, state
-from coherex.api.follow import is_sub_agent_link, sub_agent_events
 from coherex.services import agents, runs
-from coherex.store.db import Identity, Listener
-from coherex.store.models import Agent, AgentVersion, Event, Execution
+from coherex.services.follow import follow_tree
+from coherex.store.db import Identity
+from coherex.store.models import Agent, AgentVersion, Execution
 
 router = APIRouter(prefix="/agents", tags=["agents"], route_class=AuthFirstRoute)
 
@@ -228,35 +228,23 @@ async def logs(
 async def _event_stream(
     request: Request, st: ApiState, identity: Identity, execution: Execution, follow: bool
 ) -> AsyncIterator[bytes]:
-    last = 0
-
-    async def catch_up() -> tuple[list[Event], Execution]:
-        return await runs.steps_since(st.db, identity, execution.id, last)
+    """`event: step` per event of the run and of its sub-agents (each under the step that called
+    it), then `event: end` with the run's row; a keep-alive comment while nothing happens."""
 
     def frame(kind: str, data: Any) -> bytes:
         return f"event: {kind}\ndata: {json.dumps(data, default=str)}\n\n".encode()
 
-    async with Listener(st.db.url, "coherex_events", "coherex_executions") as listener:
-        notes = aiter(listener)
-        while True:
-            events, current = await catch_up()
-            for e in events:
-                last = e.seq
-                yield frame("step", e.model_dump(mode="json"))
-                if is_sub_agent_link(e):  # the sub-agent's steps, under the step that called it
-                    async for sub in sub_agent_events(
-                        st.db, identity, UUID(e.payload["execution_id"]), live=follow
-                    ):
-                        yield frame("step", sub.model_dump(mode="json"))
-            if current.finished or not follow:
-                yield frame("end", current.model_dump(mode="json"))
-                return
-            if await request.is_disconnected():
-                return
-            try:
-                await asyncio.wait_for(anext(notes), timeout=2)
-            except TimeoutError:
+    tree = follow_tree(st.db, identity, execution.id, live=follow, idle=True)
+    async with contextlib.aclosing(tree) as items:
+        async for item in items:
+            if item is None:
+                if await request.is_disconnected():
+                    return
                 yield b": keep-alive\n\n"
+            elif isinstance(item, Execution):
+                yield frame("end", item.model_dump(mode="json"))
+            else:
+                yield frame("step", item.model_dump(mode="json"))
 
 
 @router.get("/{agent_id}/webhook", response_model=WebhookOut)

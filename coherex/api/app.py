@@ -8,7 +8,6 @@ no Chainlit catch-all route can shadow an API path.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -19,8 +18,10 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
+from starlette.responses import JSONResponse
 
 from coherex import resources
+from coherex.api.deps import error_body
 from coherex.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ class CookieCsrfGuard:
         if scope["type"] == "websocket" or (scope["type"] == "http" and scope["method"] not in _SAFE_METHODS):
             headers = Headers(scope=scope)
             if self._signed_in_by_cookie(headers) and not self._same_site(headers):
-                await self._refuse(scope, send, headers)
+                await self._refuse(scope, receive, send, headers)
                 return
         await self.app(scope, receive, send)
 
@@ -141,33 +142,19 @@ class CookieCsrfGuard:
             return f"{parts.scheme}://{parts.netloc}".lower() == self.origin
         return parts.netloc.lower() == headers.get("host", "").lower()
 
-    async def _refuse(self, scope: dict, send: Any, headers: Headers) -> None:
+    async def _refuse(self, scope: dict, receive: Any, send: Any, headers: Headers) -> None:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})  # before accept: the handshake gets 403
             return
         sent = headers.get("origin") or headers.get("referer") or "none"
-        body = json.dumps(
-            {
-                "error": {
-                    "code": "csrf_refused",
-                    "message": "Refused: this request carries the chat's sign-in cookie but comes from "
-                    f"another site (Origin {sent}).",
-                    "hint": "Scripts: use an API key (Authorization: Bearer …) or send the X-Coherex-CSRF: "
-                    "1 header. If Coherex is served at another address, set COHEREX_PUBLIC_URL to it.",
-                }
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 403,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+        body = error_body(
+            "csrf_refused",
+            "Refused: this request carries the chat's sign-in cookie but comes from "
+            f"another site (Origin {sent}).",
+            "Scripts: use an API key (Authorization: Bearer …) or send the X-Coherex-CSRF: "
+            "1 header. If Coherex is served at another address, set COHEREX_PUBLIC_URL to it.",
         )
-        await send({"type": "http.response.body", "body": body})
+        await JSONResponse(body, status_code=403)(scope, receive, send)
 
 
 def create_app(*, chat: bool = True) -> FastAPI:

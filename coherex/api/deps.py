@@ -102,6 +102,20 @@ async def key_caller(database: Database, key: str) -> Caller:
     return Caller(user_id=found.user_id, team_id=found.team_id, key_id=found.id)
 
 
+async def bearer_caller(st: ApiState, request: Request, what: str) -> Caller:
+    """The caller of a request to an endpoint that takes API keys only (`what`: its name in the
+    refusal), its rate-limit token taken: for the apps mounted beside the API (/mcp, A2A)."""
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthorized(
+            f"{what} needs an API key: send `Authorization: Bearer <key>`.",
+            hint="Create one with `coherex keys create NAME`.",
+        )
+    who = await key_caller(st.db, key)
+    await take_rate_token(st.db, st.settings, who)
+    return who
+
+
 async def take_rate_token(database: Database, settings: Settings, who: Caller) -> None:
     """One request's token: one bucket per API key, or per person for the chat's session (shared by
     every web process, and by `coherex mcp serve`); RateLimited when it is empty."""
@@ -215,14 +229,20 @@ class AuthFirstRoute(APIRoute):
         return authenticate_then_read
 
 
+def error_response(exc: CoherexError, *, headers: dict[str, str] | None = None) -> JSONResponse:
+    """`exc` as the API answers it: `{"error": …}` with the status saying who must act, and
+    Retry-After on a 429. `headers`: more of them (a 401's WWW-Authenticate)."""
+    status = next(code for kind, code in _STATUS_BY_TYPE if isinstance(exc, kind))
+    extra = {"Retry-After": str(max(1, round(exc.retry_after)))} if isinstance(exc, RateLimited) else {}
+    return JSONResponse(
+        error_body(exc.code, exc.message, exc.hint), status_code=status, headers={**extra, **(headers or {})}
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CoherexError)
     async def coherex_error(request: Request, exc: CoherexError) -> JSONResponse:
-        status = next(code for kind, code in _STATUS_BY_TYPE if isinstance(exc, kind))
-        headers = (
-            {"Retry-After": str(max(1, round(exc.retry_after)))} if isinstance(exc, RateLimited) else None
-        )
-        return JSONResponse(error_body(exc.code, exc.message, exc.hint), status_code=status, headers=headers)
+        return error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

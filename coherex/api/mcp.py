@@ -33,15 +33,15 @@ from coherex import __version__
 from coherex.api.deps import (
     ApiState,
     Caller,
-    RateLimited,
     Unauthorized,
-    error_body,
+    bearer_caller,
+    error_response,
     key_caller,
     take_rate_token,
 )
-from coherex.api.follow import follow
 from coherex.errors import BackendError, CoherexError
 from coherex.runtime.citations import format_sources
+from coherex.services.follow import follow
 from coherex.spec import AgentSpec
 from coherex.spec.catalogue import get_tool
 from coherex.store.models import Agent, Event, Execution
@@ -327,32 +327,14 @@ class McpEndpoint:
         await self.manager.handle_request(scope, receive, remember_owner)
 
     async def _authenticate(self, st: ApiState, request: Request) -> Caller:
-        scheme, _, key = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            raise Unauthorized(
-                "/mcp needs an API key: send `Authorization: Bearer <key>`.",
-                hint="Create one with `coherex keys create NAME`.",
-            )
-        who = await key_caller(st.db, key)
-        await take_rate_token(st.db, st.settings, who)
-        return who
+        return await bearer_caller(st, request, "/mcp")
 
     def _refusal(self, st: ApiState, request: Request, exc: CoherexError) -> Response:
-        if isinstance(exc, Unauthorized):
+        challenge = None
+        if isinstance(exc, Unauthorized):  # where a client learns how to authenticate (RFC 9728)
             metadata = f"{public_base(st, request)}{METADATA_PATH}{PATH}"
-            return JSONResponse(
-                error_body(exc.code, exc.message, exc.hint),
-                status_code=401,
-                headers={"WWW-Authenticate": f'Bearer realm="coherex", resource_metadata="{metadata}"'},
-            )
-        if isinstance(exc, RateLimited):
-            return JSONResponse(
-                error_body(exc.code, exc.message, exc.hint),
-                status_code=429,
-                headers={"Retry-After": str(max(1, round(exc.retry_after)))},
-            )
-        status = 503 if isinstance(exc, BackendError) else 400
-        return JSONResponse(error_body(exc.code, exc.message, exc.hint), status_code=status)
+            challenge = {"WWW-Authenticate": f'Bearer realm="coherex", resource_metadata="{metadata}"'}
+        return error_response(exc, headers=challenge)
 
 
 def protected_resource_metadata(st: ApiState, request: Request) -> dict[str, Any]:

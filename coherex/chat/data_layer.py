@@ -234,27 +234,18 @@ class CoherexDataLayer(BaseDataLayer):
         user, team = who
         db = await self._database()
         data = {k: v for k, v in step_dict.items() if k not in ("id", "threadId", "parentId", "feedback")}
+        step_type = str(step_dict.get("type") or "undefined")
+        name, parent = str(step_dict.get("name") or ""), _uuid(step_dict.get("parentId"))
         async with self._thread_lock(tid), db.session(Identity.user(user)) as s:
-            written = await s.threads.upsert_step(
-                tid,
-                sid,
-                type=str(step_dict.get("type") or "undefined"),
-                name=str(step_dict.get("name") or ""),
-                data=data,
-                parent_id=_uuid(step_dict.get("parentId")),
-                replace=replace,
-            )
-            if not written and team is not None:  # a step before the thread (e.g. a resumed session's first)
-                await s.threads.upsert(tid, team, name=self._pending_names.pop(tid, None))
-                await s.threads.upsert_step(
-                    tid,
-                    sid,
-                    type=str(step_dict.get("type") or "undefined"),
-                    name=str(step_dict.get("name") or ""),
-                    data=data,
-                    parent_id=_uuid(step_dict.get("parentId")),
-                    replace=replace,
+
+            async def write() -> bool:
+                return await s.threads.upsert_step(
+                    tid, sid, type=step_type, name=name, data=data, parent_id=parent, replace=replace
                 )
+
+            if not await write() and team is not None:  # a step before its thread (a resumed session's first)
+                await s.threads.upsert(tid, team, name=self._pending_names.pop(tid, None))
+                await write()
 
     @queue_until_user_message()
     async def create_step(self, step_dict: StepDict) -> None:

@@ -10,7 +10,6 @@ execution, streamed to the same listeners) sit under the tool step that called i
 from __future__ import annotations
 
 from typing import Any
-from uuid import UUID
 
 import chainlit as cl
 
@@ -75,8 +74,9 @@ class ChatUI(BuilderUI):
         p = event.payload
         run = self.nested.get(event.execution_id, self.root)  # the run's step, or the step that called it
         parent = self.steps.get((event.execution_id, event.parent_seq or -1), run)
-        if event.type == "log" and event.name == "sub_agent":
-            self.nested[UUID(p["execution_id"])] = parent
+        child = event.sub_agent_execution_id
+        if child is not None:
+            self.nested[child] = parent
             parent.name = f"{parent.name} → {p.get('agent', 'agent')}"
             await parent.update()
             return

@@ -8,10 +8,10 @@ front end shows next to the file.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 #: bigger request bodies pass through unread (Chainlit refuses them by its own size limit)
 _MAX_BUFFERED = 64 * 1024 * 1024
@@ -36,20 +36,8 @@ class EmptyUploadMiddleware:
         if empty is None:
             await self.app(scope, replay, send)
             return
-        detail = json.dumps(
-            {"detail": f"{empty} is empty: there is nothing in it to use. Attach the file with its content."}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 400,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(detail)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": detail})
+        detail = f"{empty} is empty: there is nothing in it to use. Attach the file with its content."
+        await JSONResponse({"detail": detail}, status_code=400)(scope, replay, send)
 
 
 async def _empty_file(scope: dict, body: bytes) -> str | None:

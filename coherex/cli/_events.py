@@ -91,9 +91,10 @@ class Nesting:
 
     def format(self, e: Event) -> str:
         depth = self.depth.get(e.execution_id, 0)
-        if e.type == "log" and e.name == "sub_agent":
+        child = e.sub_agent_execution_id
+        if child is not None:
             p = e.payload
-            self.depth[UUID(p["execution_id"])] = depth + 1
+            self.depth[child] = depth + 1
             line = (
                 f"    [cyan]↳ agent[/] {escape(str(p.get('agent')))} v{p.get('version')}  "
                 f"[dim]execution {escape(str(p['execution_id']))}[/]"

@@ -6,7 +6,6 @@ import asyncio
 import json
 import signal
 from pathlib import Path
-from uuid import UUID
 
 import typer
 from rich.table import Table
@@ -179,51 +178,23 @@ def logs(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per event (JSON lines)."),
 ) -> None:
     """Print the steps of an execution."""
-    from coherex.api.follow import is_sub_agent_link, sub_agent_events
-    from coherex.services.runs import find_run, steps_since
-    from coherex.store.db import Listener, resolve_urls
+    from coherex.services.follow import follow_tree
+    from coherex.services.runs import find_run
+    from coherex.store.models import Execution
 
     nesting = Nesting()
 
-    def emit(event) -> None:
-        if as_json:
-            print(json.dumps(event.model_dump(mode="json")), flush=True)
-        else:
-            console.print(nesting.format(event))
-
-    async def go():
+    async def go() -> Execution:
         async with cli_context() as ctx:
             ex = await find_run(ctx.db, ctx.identity, ctx.team.id, execution)
-            last = 0
-
-            async def emit_all(events) -> None:
-                for event in events:
-                    emit(event)
-                    if is_sub_agent_link(event):  # its steps under the step that called it
-                        child = UUID(event.payload["execution_id"])
-                        async for sub in sub_agent_events(ctx.db, ctx.identity, child, live=follow):
-                            emit(sub)
-
-            async def catch_up():
-                nonlocal last
-                found, current = await steps_since(ctx.db, ctx.identity, ex.id, last)
-                if found:
-                    last = found[-1].seq
-                await emit_all(found)
-                return current
-
-            if not follow:
-                return await catch_up()
-            async with Listener(resolve_urls().app, "coherex_events", "coherex_executions") as listener:
-                current = await catch_up()  # after LISTEN: nothing between the two is missed
-                notes = aiter(listener)
-                while not current.finished:
-                    try:
-                        await asyncio.wait_for(anext(notes), timeout=2)
-                    except TimeoutError:
-                        pass  # re-check anyway: a missed notification must not hang us
-                    current = await catch_up()
-                return current
+            async for item in follow_tree(ctx.db, ctx.identity, ex.id, live=follow):
+                if isinstance(item, Execution):
+                    ex = item  # the last item: the run as it ended (or is, without --follow)
+                elif as_json:
+                    print(json.dumps(item.model_dump(mode="json")), flush=True)
+                else:
+                    console.print(nesting.format(item))
+            return ex
 
     final = run_async(go())
     if not as_json:

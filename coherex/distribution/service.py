@@ -321,13 +321,13 @@ async def push(
 async def _refuse_secrets(db: Database, sources: list[Any], artifact: art.Artifact) -> None:
     """No credential of the team may travel in an artifact, even pasted into a spec by mistake."""
     from coherex.errors import CoherexError
-    from coherex.integrations.service import _open  # the one place credentials are decrypted
+    from coherex.integrations.service import open_source
 
     blobs = [(b.data, b.annotations.get(art.TITLE, "config")) for b in artifact.blobs]
     blobs.append((artifact.manifest, "manifest"))
     for source in sources:
         try:
-            secrets = (await _open(db, source, fresh=False)).secrets
+            secrets = (await open_source(db, source, fresh=False)).secrets
         except CoherexError as exc:  # credentials this installation cannot open (another vault key)
             log.warning("push: cannot check data source %s for secrets: %s", source.name, exc)
             continue

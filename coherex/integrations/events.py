@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from coherex.errors import PermissionDenied
-from coherex.integrations.service import _open
+from coherex.integrations.service import open_source
 from coherex.store.db import Database, Identity
 from coherex.store.models import DataSource
 
@@ -34,7 +34,7 @@ async def verify_event(
     provider = provider_for_source_type(source.type) if source is not None else None
     if source is None or provider is None or provider.events is None or provider.events.verify is None:
         raise PermissionDenied("No event receiver is enabled at this address.")
-    creds = (await _open(db, source, fresh=False)).call.credentials
+    creds = (await open_source(db, source, fresh=False)).call.credentials
     lower = {k.lower(): v for k, v in headers.items()}
     event = provider.events.verify(creds, lower, body)
     return IncomingEvent(source, event.type, event.data, event.delivery_id, event.reply)

@@ -231,7 +231,8 @@ async def list_sources(db: Database, identity: Identity, team_id: UUID) -> list[
         return await s.sources.list(team_id)
 
 
-async def _get_visible(db: Database, identity: Identity, team_id: UUID, name: str) -> DataSource:
+async def get_source(db: Database, identity: Identity, team_id: UUID, name: str) -> DataSource:
+    """The team's source `name` as `identity` may see it (NotFound, saying how to list them, if none)."""
     async with db.session(identity) as s:
         source = await s.sources.get_by_name(team_id, name)
     if source is None:
@@ -253,8 +254,10 @@ class Opened:
         return secret_values(self.call.credentials)
 
 
-async def _open(db: Database, source: DataSource, *, fresh: bool = True) -> Opened:
-    """Decrypt the credentials; with `fresh`, swap an expiring OAuth access token first."""
+async def open_source(db: Database, source: DataSource, *, fresh: bool = True) -> Opened:
+    """The source with its credentials decrypted (the one place they are): for a call, a check,
+    a model client, an event's signature. With `fresh`, an expiring OAuth access token is swapped
+    for a new one first."""
     kind = source_type(source.type)
     async with db.session(Identity.system()) as s:
         ciphertext, _ = await s.sources.credentials(source.id)
@@ -289,11 +292,17 @@ async def _refresh(db: Database, opened: Opened) -> None:
         )
         await _record(db, source, ok=False, error=message)
         raise IntegrationError(redact(message, opened.secrets)) from None
-    sealed, key_id = Vault.from_settings().seal(fresh, context=str(source.team_id))
-    async with db.session(Identity.system()) as s:
-        await s.sources.set_credentials(source.id, sealed, key_id)
+    await save_credentials(db, source, fresh)
     opened.call.credentials = fresh
     log.info("refreshed the %s access token of data source %s", p.title, source.name)
+
+
+async def save_credentials(db: Database, source: DataSource, credentials: BaseModel) -> None:
+    """Seal changed credentials into the vault again (a refreshed OAuth token: a provider may rotate
+    the refresh token too, and the old one then no longer works)."""
+    sealed, key_id = Vault.from_settings().seal(credentials, context=str(source.team_id))
+    async with db.session(Identity.system()) as s:
+        await s.sources.set_credentials(source.id, sealed, key_id)
 
 
 async def _record(db: Database, source: DataSource, *, ok: bool, error: str | None = None) -> DataSource:
@@ -305,10 +314,10 @@ async def check_source(
     db: Database, identity: Identity, team_id: UUID, name: str
 ) -> tuple[DataSource, Check]:
     """Check the connection, say in plain words what works, and record the status."""
-    source = await _get_visible(db, identity, team_id, name)
+    source = await get_source(db, identity, team_id, name)
     opened = None
     try:
-        opened = await _open(db, source)
+        opened = await open_source(db, source)
         check = await call_service(
             lambda: opened.kind.test_connection(opened.call),
             limiter=bucket_for(db, source, opened.kind),
@@ -361,7 +370,7 @@ async def refresh_discovered_tools(db: Database, now: datetime) -> list[tuple[st
     done = []
     for source in due:
         try:
-            opened = await _open(db, source)
+            opened = await open_source(db, source)
             await _read_tools(db, opened, Check(True, ""))
             done.append((source.name, None))
             if source.status != "active":
@@ -386,14 +395,14 @@ async def discovered_tools(db: Database, team_id: UUID, name: str) -> list[ToolI
 
 async def remove_source(db: Database, identity: Identity, team_id: UUID, name: str) -> list[str]:
     """Revoke the credentials at the provider where that is possible, then delete. → notes for the person."""
-    source = await _get_visible(db, identity, team_id, name)
+    source = await get_source(db, identity, team_id, name)
     async with db.session(identity) as s:  # permission first: a member must not revoke an admin's token
         member = await s.members.get(team_id, identity.user_id) if identity.user_id else None
     if identity.user_id and (member is None or member.role not in ("owner", "admin")):
         raise PermissionDenied("Only a team owner or admin can remove data sources.")
     notes: list[str] = []
     try:
-        opened = await _open(db, source, fresh=False)  # revoking needs no fresh access token
+        opened = await open_source(db, source, fresh=False)  # revoking needs no fresh access token
         if opened.kind.revoke is not None:
             await opened.kind.revoke(opened.call)
             notes.append("credentials revoked at the provider")
@@ -503,7 +512,7 @@ async def invoke(call: ToolCall, provider: ToolProvider, data_source: str, args:
 
     outcome, secrets = "failed", []
     try:
-        call.source = opened = await _open(db, source)
+        call.source = opened = await open_source(db, source)
         secrets = opened.secrets
         result = await call_service(
             lambda: provider.call(call, args),
@@ -593,7 +602,7 @@ async def notify_team(db: Database, team_id: UUID, data_source: str, channel: st
     slack = provider_for_source_type("slack")
     post = get_tool("slack.post_message")
     assert slack is not None and slack.source_type is not None and post is not None
-    opened = await _open(db, source)
+    opened = await open_source(db, source)
     call = ToolCall(db, team_id, None, None, post, source=opened)
     try:
         await call_service(

@@ -9,7 +9,7 @@ from datetime import datetime
 from uuid import UUID
 
 from coherex.errors import CoherexError, UserError
-from coherex.integrations.service import _get_visible, _open
+from coherex.integrations.service import get_source, open_source
 from coherex.knowledge import sync_documents
 from coherex.store.db import Database, Identity
 
@@ -36,7 +36,7 @@ async def sync_source(
 ) -> SyncResult:
     from coherex.tools.registry import provider_for_source_type, providers
 
-    source = await _get_visible(db, identity, team_id, source_name)
+    source = await get_source(db, identity, team_id, source_name)
     provider = provider_for_source_type(source.type)
     if provider is None or provider.sync is None:
         syncable = sorted(p.source_type.name for p in providers() if p.sync and p.source_type)
@@ -44,7 +44,7 @@ async def sync_source(
             f"Data source {source_name!r} is a {source.type} source; only {' and '.join(syncable)} "
             "sources can be synced into a collection."
         )
-    opened = await _open(db, source)
+    opened = await open_source(db, source)
     options = {"repo": repo, "path": path, "channel": channel}
     prefix, docs = await provider.sync(opened.call, options)
     results = await sync_documents(db, identity, team_id, collection, docs, prune_prefix=prefix)

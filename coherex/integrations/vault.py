@@ -224,16 +224,64 @@ _STEP = _MIN_RUN // 2  # every run of _MIN_RUN characters holds a whole _STEP-al
 
 
 def redact(value: Any, secrets: Iterable[str] = ()) -> Any:
-    """`value` (text, or dicts/lists of them) with every given secret, every run of 8 or more
-    characters of one (also in its JSON-escaped forms) and every token-shaped string hidden."""
-    return _redact(value, _index(frozenset(s for s in secrets if s and len(s) >= _MIN_SECRET)))
+    """`value` (text, or dicts/lists of them) with every given secret (of a URL, its credentials:
+    `secret_parts`), every run of 8 or more characters of one (also in its JSON-escaped forms) and
+    every token-shaped string hidden."""
+    return _redact(value, _index(frozenset(s for s in secrets if s)))
+
+
+# query-string and keyword options of a URL or DSN whose value is a credential
+_SECRET_OPTION = re.compile(r"pass|pwd|secret|token|key|auth|sig|credential", re.IGNORECASE)
+# a libpq keyword DSN: `host=db.example dbname=shop user=bob password=…`
+_KEYWORD_DSN = re.compile(r"\s*(?:host|hostaddr|dbname|user|port)\s*=")
+
+
+def secret_parts(value: str) -> list[str]:
+    """What of a secret must be hidden. Most secrets are hidden whole; a URL or DSN only by its
+    credentials — the password (as written and decoded) with the userinfo around it, or a user
+    that stands alone (a token), and the values of options like `password=`, `sslkey=`, `token=`.
+    Its host, port and database name are addresses, not secrets: hidden, every message naming
+    `127.0.0.1:5432` lost that address. An http(s) URL with no credentials in those places is
+    hidden whole (its path may be the secret: a webhook URL)."""
+    from urllib.parse import unquote, urlsplit
+
+    if _KEYWORD_DSN.match(value):
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            options = conninfo_to_dict(value)
+        except Exception:  # not a DSN after all: hidden whole
+            return [value]
+        return [str(v) for k, v in options.items() if v and _SECRET_OPTION.search(k)]
+    if "://" not in value or any(c.isspace() for c in value.strip()):
+        return [value]
+    try:
+        parts = urlsplit(value.strip())
+        password, user = parts.password, parts.username
+    except ValueError:  # not a URL after all (e.g. a bad port)
+        return [value]
+    if not parts.netloc:
+        return [value]
+    found: list[str] = []
+    if password:
+        found += [password, unquote(password), parts.netloc.rpartition("@")[0]]
+    elif user:
+        found += [user, unquote(user)]
+    for option in parts.query.split("&"):
+        name, _, raw = option.partition("=")
+        if raw and _SECRET_OPTION.search(name):
+            found += [raw, unquote(raw)]
+    if not found and parts.scheme.lower() in ("http", "https"):
+        return [value]
+    return list(dict.fromkeys(found))
 
 
 class _Index:
     """The 8-character runs of some secrets (and of their JSON-escaped spellings), and the 4-character
     blocks in them, so a long text is scanned in steps of 4 with one set lookup per step."""
 
-    def __init__(self, secrets: frozenset[str]):
+    def __init__(self, given: frozenset[str]):
+        secrets = {p for s in given for p in secret_parts(s) if len(p) >= _MIN_SECRET}
         self.short = sorted((s for s in secrets if len(s) < _MIN_RUN), key=len, reverse=True)
         spellings = set()
         for s in secrets:

@@ -43,12 +43,12 @@ async def team_model(db: Database, team_id: UUID, settings: Settings | None = No
     key = (source.id, source.updated_at)
     if key not in _clients:
         from coherex import egress
-        from coherex.integrations.service import _open
+        from coherex.integrations.service import open_source
         from coherex.llm.openai_client import OpenAIClient
         from coherex.retry import RetryPolicy
 
         settings = settings or get_settings()
-        opened = await _open(db, source)
+        opened = await open_source(db, source)
         cfg, creds = opened.call.config, opened.call.credentials
         client = OpenAIClient(
             api_key=creds.api_key.get_secret_value() if creds.api_key else None,

@@ -550,16 +550,12 @@ class Runtime:
         return sandbox
 
     def _secrets(self) -> list[str]:
-        """What the platform hides from a run's steps and output: its keys, and the database's
-        password — not the whole URL, whose host and port would hide every `127.0.0.1:` in a message."""
-        from urllib.parse import urlsplit
-
+        """What the platform hides from a run's steps and output: its keys and the database URL's
+        credentials (redaction keeps a URL's host and port: `vault.secret_parts`)."""
         s = self.settings
-        found = [v.get_secret_value() for v in (s.openai_api_key, s.e2b_api_key, s.secret_key) if v]
-        if s.database_url:
-            password = urlsplit(s.database_url.get_secret_value()).password
-            found += [password] if password else []
-        return found
+        return [
+            v.get_secret_value() for v in (s.openai_api_key, s.e2b_api_key, s.secret_key, s.database_url) if v
+        ]
 
     # ------------------------------------------------------------------ control
     async def stop(self, identity: Identity, execution_id: UUID) -> Execution:

@@ -182,6 +182,14 @@ class Event(Row):
     duration_ms: int | None
     created_at: datetime
 
+    @property
+    def sub_agent_execution_id(self) -> UUID | None:
+        """The run this step started as a sub-agent (the `log` step `sub_agent` a tool call records
+        when it calls an agent), else None."""
+        if self.type == "log" and self.name == "sub_agent" and "execution_id" in self.payload:
+            return UUID(str(self.payload["execution_id"]))
+        return None
+
 
 class Collection(Row):
     id: UUID

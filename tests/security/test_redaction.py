@@ -119,3 +119,88 @@ def test_redaction_stays_fast_on_long_text():
     started = time.perf_counter()
     assert redact(text + known[7][5:20], known) == text + "[redacted]"
     assert time.perf_counter() - started < 1.0  # linear in the text, not in text x secrets
+
+
+PG_SPEC = textwrap.dedent("""\
+    apiVersion: coherex/v1
+    kind: Agent
+    metadata: {name: shop-check}
+    spec:
+      instructions: Count the orders and say what the database said.
+      tools:
+        - use: postgres.query
+          dataSource: shop
+          access: read
+    """)
+
+
+async def test_a_database_error_names_its_host_and_never_its_password(
+    db, db_urls, two_teams, api_env, fake_llm, monkeypatch
+):
+    """A data source's DSN is a secret only by its credentials: the run shows where the database
+    is (what the person needs to fix a refused login), never the password."""
+    from urllib.parse import urlsplit
+
+    from coherex.settings import reset_settings_cache
+
+    alpha, _ = two_teams
+    port = urlsplit(db_urls.admin).port
+    monkeypatch.setenv("COHEREX_EGRESS_ALLOW", f"{api_env['COHEREX_EGRESS_ALLOW']},127.0.0.1:{port}")
+    reset_settings_cache()
+    password = "pw-" + secrets.token_hex(12)
+    dbname = urlsplit(db_urls.admin).path.lstrip("/")
+    await add_source(
+        db,
+        alpha.identity,
+        alpha.team_id,
+        "postgres",
+        "shop",
+        credentials={"dsn": f"postgresql://analyst:{password}@127.0.0.1:{port}/{dbname}?sslmode=disable"},
+    )
+    async with db.session(alpha.identity) as s:
+        agent = (await apply_spec(s, alpha.team_id, PG_SPEC)).agent
+
+    def model(request):
+        tool_results = [m["content"] for m in request.body["messages"] if m["role"] == "tool"]
+        if not tool_results:
+            return ToolCall("postgres_query", {"sql": "select count(*) from orders"})
+        return Text("The database said: " + tool_results[0])
+
+    fake_llm.always(model)
+    runtime = Runtime(db)
+    execution = await runtime.create(alpha.identity, alpha.team_id, agent)
+    final = await runtime.run(execution.id)
+    async with db.session(alpha.identity) as s:
+        events = await s.executions.events(execution.id)
+    (result,) = [e.payload["content"] for e in events if e.type == "tool_result"]
+    # libpq's refusal, as the person reads it in the run: where, and for whom
+    where = f'connection to server at "127.0.0.1", port {port} failed'
+    assert where in result and 'password authentication failed for user "analyst"' in result, result
+    assert where in final.output["text"], final.output
+    places = {
+        "llm": json.dumps([r.body for r in fake_llm.requests]),
+        "events": json.dumps([e.payload for e in events]),
+        "output": json.dumps(final.output),
+        "error": final.error or "",
+    }
+    for name, text in places.items():
+        assert password not in text and _leaks(password, text) == [], name
+
+
+def test_a_url_secret_hides_its_credentials_and_keeps_its_address():
+    dsn = "postgresql://bob:s3cret-pass%21@db.internal:5432/shop?sslmode=require&sslpassword=keyphrase99"
+    text = f"could not reach db.internal:5432/shop as bob (tried {dsn}); password s3cret-pass! refused"
+    shown = redact(text, [dsn])
+    assert "could not reach db.internal:5432/shop as bob" in shown and "sslmode=require" in shown
+    for part in ("s3cret-pass", "keyphrase99"):
+        assert part not in shown, shown
+    # the keyword form of a DSN, the same way
+    keyword = "host=db.internal port=5432 dbname=shop user=bob password='two words!'"
+    assert redact("db.internal:5432 said: two words!", [keyword]) == "db.internal:5432 said: [redacted]"
+    # a token given as the URL's user
+    assert "ghp0token0value" not in redact(
+        "https://ghp0token0value@git.example/x", ["https://ghp0token0value@git.example/x"]
+    )
+    # a URL with no credentials in it may hold its secret in the path (a webhook URL): hidden whole
+    hook = "https://hooks.example/services/T000/B000/" + secrets.token_hex(8)
+    assert redact(f"posting to {hook}", [hook]) == "posting to [redacted]"

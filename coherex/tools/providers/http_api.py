@@ -308,7 +308,9 @@ async def test_connection(call: Call) -> Check:
 
 def _destinations(cfg: HttpApiConfig, creds: HttpApiCredentials) -> list[tuple[str, int]]:
     urls = [cfg.base_url] + ([cfg.openapi] if cfg.openapi else [])  # the document's host is checked too
-    return [(u.hostname or "", u.port or (443 if u.scheme == "https" else 80)) for u in map(urlsplit, urls)]
+    from coherex.egress import destination
+
+    return [destination(u) for u in urls]
 
 
 HTTP_API = SourceType(

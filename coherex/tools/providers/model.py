@@ -95,8 +95,9 @@ def _model_ids(body: Any) -> list[str]:
 
 
 def _destinations(cfg: ModelConfig, creds: ModelCredentials) -> list[tuple[str, int]]:
-    base = urlsplit(cfg.base_url)
-    return [(base.hostname or "", base.port or (443 if base.scheme == "https" else 80))]
+    from coherex.egress import destination
+
+    return [destination(cfg.base_url)]
 
 
 MODEL = SourceType(

@@ -36,7 +36,7 @@ class PostgresConfig(Model):
 
 
 class PostgresCredentials(Model):
-    #: postgresql://user:password@host:5432/dbname (the whole DSN is treated as secret)
+    #: postgresql://user:password@host:5432/dbname (runs see its host, never its password)
     dsn: SecretStr
 
 

@@ -170,6 +170,7 @@ async def test_legacy_method_names_keys_and_quota(api, keys, db, two_teams, gree
         refused = await anonymous.post(url, json=send)
         public = (await anonymous.get(f"{api.base_url}/.well-known/agent-card.json")).json()
     assert refused.status_code == 401 and "API key" in refused.json()["error"]["message"]
+    assert refused.headers["www-authenticate"] == 'Bearer realm="coherex"'
     assert public["skills"] == [] and "coherexApiKey" in public["securitySchemes"]
     async with http(keys[0]) as c:
         legacy = (await c.post(url, json=send)).json()

@@ -98,6 +98,26 @@ def test_run_json_ps_and_logs(llm_env, tmp_path):
     assert bad.returncode == 1 and "is not an execution id" in bad.stderr
 
 
+def test_logs_print_every_step_of_a_long_run(llm_env, db_urls, tmp_path):
+    """More steps than one read of the database returns (1,000): all are printed, in order."""
+    import psycopg
+
+    server, env = llm_env
+    spec = tmp_path / "agent.yaml"
+    spec.write_text(SPEC)
+    server.script([Text("hi")])
+    ex_id = json.loads(coherex(env, "run", str(spec), "--json").stdout)["execution"]["id"]
+    with psycopg.connect(db_urls.admin, autocommit=True) as conn:  # a long run's log steps
+        conn.execute(
+            "insert into public.execution_events (execution_id, team_id, seq, type, name, payload) "
+            "select x.id, x.team_id, g, 'log', 'progress', jsonb_build_object('step', g) "
+            "from public.agent_executions x, generate_series(3, 1502) g where x.id = %s",
+            (ex_id,),
+        )
+    lines = coherex(env, "logs", ex_id, "--json").stdout.splitlines()
+    assert [json.loads(x)["seq"] for x in lines] == list(range(1, 1503))
+
+
 def test_stop_cancels_a_running_execution_and_logs_follow_sees_it(llm_env, tmp_path):
     server, env = llm_env
     spec = tmp_path / "agent.yaml"

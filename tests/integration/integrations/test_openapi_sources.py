@@ -76,7 +76,7 @@ async def test_a_document_url_the_egress_guard_refuses_is_refused_when_added(wor
 async def test_operations_run_through_the_grant_rate_limit_and_audit_path(world, store):
     from coherex.errors import PermissionDenied
     from coherex.integrations import add_source
-    from coherex.integrations.service import _open, invoke
+    from coherex.integrations.service import invoke, open_source
     from coherex.store.db import Identity
     from coherex.tools.port import ToolCall
     from coherex.tools.providers.openapi import PROVIDER
@@ -96,7 +96,7 @@ async def test_operations_run_through_the_grant_rate_limit_and_audit_path(world,
     )
     async with world.db.session(Identity.system()) as s:
         source = await s.sources.get_by_name(world.team_id, "pets")
-    tools = {t.name: t for t in await PROVIDER.discover(await _open(world.db, source))}
+    tools = {t.name: t for t in await PROVIDER.discover(await open_source(world.db, source))}
     rex = store.add_pet("Rex")
 
     def call(agent, name):

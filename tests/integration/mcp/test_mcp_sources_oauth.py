@@ -82,7 +82,7 @@ async def test_an_expired_sign_in_that_cannot_be_refreshed_asks_to_sign_in_again
 async def test_through_the_platform_the_refreshed_tokens_are_sealed_back_into_the_vault(
     fake, db, two_teams, monkeypatch
 ):
-    from coherex.integrations.service import _open, add_source, invoke
+    from coherex.integrations.service import add_source, invoke, open_source
     from coherex.integrations.vault import generate_key
     from coherex.services.agents import apply_spec
     from coherex.tools.port import ToolCall
@@ -110,11 +110,13 @@ async def test_through_the_platform_the_refreshed_tokens_are_sealed_back_into_th
         agent = (await apply_spec(s, team.team_id, spec)).agent
         await s.agents.set_data_sources(agent, [(source.id, "read")])
     try:
-        whoami = next(t for t in await mcp.PROVIDER.discover(await _open(db, source)) if t.name == "whoami")
+        whoami = next(
+            t for t in await mcp.PROVIDER.discover(await open_source(db, source)) if t.name == "whoami"
+        )
         result = await invoke(ToolCall(db, team.team_id, agent.id, None, whoami), mcp.PROVIDER, "docs", {})
     finally:
         await mcp.POOL.close_all()
     assert result.text == "signed in"
-    stored = (await _open(db, source)).call.credentials.oauth  # decrypted from the vault again
+    stored = (await open_source(db, source)).call.credentials.oauth  # decrypted from the vault again
     assert stored.access_token.get_secret_value().startswith("at-fresh-")
     assert stored.refresh_token.get_secret_value().startswith("rt-fresh-")

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from coherex.errors import PermissionDenied
-from coherex.integrations.service import _open, add_source, invoke
+from coherex.integrations.service import add_source, invoke, open_source
 from coherex.integrations.vault import generate_key
 from coherex.services.agents import apply_spec
 from coherex.settings import reset_settings_cache
@@ -65,7 +65,7 @@ async def agent_with(db, two_teams, mcp_env):
 
 
 async def tools_of(db, source):
-    return {t.name: t for t in await mcp.PROVIDER.discover(await _open(db, source))}
+    return {t.name: t for t in await mcp.PROVIDER.discover(await open_source(db, source))}
 
 
 def tool_call(db, team, agent, info, execution_id):

@@ -212,3 +212,58 @@ async def test_nesting_deeper_than_the_limit_is_a_tool_error(db, llm, make_agent
     assert await _children(db, middle.id) == []
     result = next(e for e in await _events(db, middle.id) if e.type == "tool_result")
     assert "would nest agents 2 deep; the limit is 1 (COHEREX_MAX_AGENT_DEPTH)" in result.payload["content"]
+
+
+async def test_a_follower_sees_the_tree_of_runs_live_in_order_and_stops_with_the_root(
+    db, runtime, make_agent, fake_llm
+):
+    """What `coherex logs -f` and the API's logs stream show of a run with sub-agents: each one's
+    steps right after the step that started it, followed while they happen, ending with the root."""
+    from coherex.services.follow import follow_tree
+    from coherex.store.models import Execution
+
+    t = make_agent.tenant
+    await make_agent(_callee("deep"))
+    await make_agent(_caller("helper", "deep"))
+    boss = await make_agent(_caller("boss", "helper"))
+    fake_llm.script(
+        [
+            Reply(tool_calls=[ToolCall("helper", {})]),
+            Reply(tool_calls=[ToolCall("deep", {})]),
+            Slow(1, Text("deep says 42")),  # the follower waits on the innermost run meanwhile
+            Text("helper says 42"),
+            Text("boss says 42"),
+        ]
+    )
+    ex = await runtime.create(t.identity, t.team_id, boss)
+
+    async def watch():
+        return [item async for item in follow_tree(db, t.identity, ex.id)]
+
+    watching = asyncio.create_task(watch())  # from before the first step
+    final = await runtime.run(ex.id)
+    seen = await asyncio.wait_for(watching, timeout=30)
+    assert final.status == "completed"
+    assert isinstance(seen[-1], Execution) and seen[-1].id == ex.id and seen[-1].status == "completed"
+    (helper,) = await _children(db, ex.id)
+    (deep,) = await _children(db, helper.id)
+    who = {ex.id: "boss", helper.id: "helper", deep.id: "deep"}
+    assert [(who[e.execution_id], e.type, e.name) for e in seen[:-1]] == [
+        ("boss", "llm_call", "gpt-4o-mini"),
+        ("boss", "tool_call", "helper"),
+        ("boss", "log", "sub_agent"),
+        ("helper", "llm_call", "gpt-4o-mini"),
+        ("helper", "tool_call", "deep"),
+        ("helper", "log", "sub_agent"),
+        ("deep", "llm_call", "gpt-4o-mini"),
+        ("deep", "status", "completed"),
+        ("helper", "tool_result", "deep"),
+        ("helper", "llm_call", "gpt-4o-mini"),
+        ("helper", "status", "completed"),
+        ("boss", "tool_result", "helper"),
+        ("boss", "llm_call", "gpt-4o-mini"),
+        ("boss", "status", "completed"),
+    ]
+    # read afterwards (`coherex logs` without -f): the same tree from what is stored
+    stored = [item async for item in follow_tree(db, t.identity, ex.id, live=False)]
+    assert [(x.execution_id, x.seq) for x in stored[:-1]] == [(x.execution_id, x.seq) for x in seen[:-1]]

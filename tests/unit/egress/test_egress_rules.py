@@ -94,3 +94,13 @@ def test_postgres_dsns_name_network_hosts_only():
     ]:
         with pytest.raises(ValueError):
             targets(dsn)
+
+
+def test_a_url_is_checked_at_its_host_and_the_port_its_scheme_uses():
+    from coherex.egress import destination
+
+    assert destination("https://API.example.com/v1") == ("api.example.com", 443)
+    assert destination("http://models.internal:8080/v1") == ("models.internal", 8080)
+    assert destination("postgresql://u:p@db.example.com/x") == ("db.example.com", 5432)
+    with pytest.raises(ValueError):
+        destination("https://example.com:99999/")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from coherex.integrations.base import Call, Check, ServiceError, SourceType
 from coherex.spec.catalogue import ToolInfo
@@ -63,26 +62,17 @@ def tool_info(t: RemoteTool) -> ToolInfo:
     )
 
 
-async def _seal(db: Any, source: Any, credentials: McpCredentials) -> None:
-    """Store changed credentials (refreshed OAuth tokens: a server may rotate the refresh token, so
-    the new one must be kept or the next sign-in fails)."""
-    from coherex.integrations.vault import Vault
-    from coherex.store.db import Identity
-
-    sealed, key_id = Vault.from_settings().seal(credentials, context=str(source.team_id))
-    async with db.session(Identity.system()) as s:
-        await s.sources.set_credentials(source.id, sealed, key_id)
-
-
 def _own_saver(c: Call) -> Any:
     """Discovery and the connection check get no database handle (the port's hooks take the source
-    only): a refresh during them is stored through a connection of its own."""
+    only): a refresh during them is stored through a connection of its own (a server may rotate the
+    refresh token, so the new one must be kept or the next sign-in fails)."""
 
     async def save(credentials: McpCredentials) -> None:
+        from coherex.integrations.service import save_credentials
         from coherex.store.db import Database, resolve_urls
 
         async with Database(resolve_urls().app, min_size=1, max_size=1) as db:
-            await _seal(db, c.source, credentials)
+            await save_credentials(db, c.source, credentials)
 
     return save
 
@@ -109,8 +99,9 @@ async def _test_connection(c: Call) -> Check:
 def _destinations(config: McpConfig, credentials: McpCredentials) -> list[tuple[str, int]]:
     if not config.url:
         return []  # a local server runs in a box, behind the box's own network filter
-    parts = urlsplit(config.url)
-    return [(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))]
+    from coherex.egress import destination
+
+    return [destination(config.url)]
 
 
 def _key(call: ToolCall, source: Any, credentials: McpCredentials) -> tuple:
@@ -127,7 +118,9 @@ async def _call(call: ToolCall, args: dict[str, Any]) -> ToolResult:
     source = c.source
 
     async def save(credentials: McpCredentials) -> None:  # refreshed OAuth tokens go back to the vault
-        await _seal(call.db, source, credentials)
+        from coherex.integrations.service import save_credentials
+
+        await save_credentials(call.db, source, credentials)
 
     key = _key(call, source, c.credentials)
     session: Session = await POOL.session(key, lambda: _session(c, save=save))

@@ -117,12 +117,11 @@ async def sign_in(
 ) -> Check:
     """Sign the MCP source `name` in: → its connection check afterwards. `show_link(url)` tells the
     person where to allow access. Team owners and admins, like adding a source."""
-    from coherex.integrations.service import _get_visible, _open, check_source
+    from coherex.integrations.service import check_source, get_source, open_source, save_credentials
     from coherex.tools.providers.mcp.client import open_session
     from coherex.tools.providers.mcp.config import OAuthState
-    from coherex.tools.providers.mcp.provider import _seal
 
-    source = await _get_visible(db, identity, team_id, name)
+    source = await get_source(db, identity, team_id, name)
     if source.type != "mcp" or not source.config.get("url"):
         raise UserError(
             f"{name!r} is not a remote MCP data source: only those sign in through OAuth here.",
@@ -132,7 +131,7 @@ async def sign_in(
         member = await s.members.get(team_id, identity.user_id)
     if member is None or member.role not in ("owner", "admin"):
         raise PermissionDenied("Only a team owner or admin can sign a data source in.")
-    opened = await _open(db, source)
+    opened = await open_source(db, source)
     creds = opened.call.credentials
     before = creds.oauth or OAuthState()
     # a new sign-in: new tokens, and a client registered for this listener's redirect URI (the
@@ -166,7 +165,7 @@ async def sign_in(
         return answer["code"], answer.get("state")
 
     async def save(changed: Any) -> None:  # tokens and the registered client, sealed as they come
-        await _seal(db, source, changed)
+        await save_credentials(db, source, changed)
 
     handlers = {
         "redirect_uri": callback.redirect_uri,
