@@ -87,6 +87,7 @@ print(json.dumps({"text": answer.content, "converted": done, "load_s": loaded}))
 """
 
 
+@pytest.mark.timeout(600)  # converting takes ~30 s of CPU on an idle machine, minutes under load
 def test_the_model_is_converted_once_and_the_copy_answers_the_same(tmp_path):
     """The first process converts the GGUF weights into the models dir; the next loads that copy and
     writes the very same answer (greedy decoding), instead of converting again."""

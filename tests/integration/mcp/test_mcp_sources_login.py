@@ -77,12 +77,12 @@ async def login(env, fake, *args) -> tuple[int, str, httpx.Response]:
 
 
 async def _source(db, env):
-    from coherex.integrations.service import _open
+    from coherex.integrations.service import open_source
 
     async with db.session(Identity.system()) as s:
         team = await s.teams.get_by_slug("acme")
         source = await s.sources.get_by_name(team.id, "docs")
-    return source, (await _open(db, source, fresh=False)).call.credentials.oauth
+    return source, (await open_source(db, source, fresh=False)).call.credentials.oauth
 
 
 async def test_sign_in_from_the_cli_keeps_the_tokens_in_the_vault_and_refreshes_them(db, env, fake):
