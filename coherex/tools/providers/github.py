@@ -517,6 +517,15 @@ PROVIDER = Provider(
         list_commits,
     ),
     source_type=GITHUB,
-    events=EventHooks(tuple(_EVENT_TYPES.values()), verify),
+    # an event run gets the webhook's whole payload: its top-level fields fill inputs of the same name
+    events=EventHooks(
+        tuple(_EVENT_TYPES.values()),
+        verify,
+        {
+            "github.issue_opened": ("action", "issue", "repository", "sender"),
+            "github.issue_comment": ("action", "issue", "comment", "repository", "sender"),
+            "github.pull_request_opened": ("action", "number", "pull_request", "repository", "sender"),
+        },
+    ),
     sync=sync,
 )
