@@ -24,9 +24,10 @@ class Connection:
     name: str
     type: str  # the data source type (slack, gmail, ...) or "knowledge"
 
-    def instructions(self, team: str | None = None) -> str:
-        """What to do, in Markdown; with a sign-in link when the type connects through OAuth here
-        (`team`: the slug the link connects it in)."""
+    def instructions(self, team: str | None = None, *, cli: bool = False) -> str:
+        """What to do, in Markdown; with a sign-in link when the type connects through OAuth here,
+        else the connect form's link (`team`: the slug the link connects it in). `cli`: also the
+        command, for someone at a terminal (`coherex pull`); a person in the chat gets links only."""
         if self.kind == "collection":
             return (
                 f"Create the knowledge collection **{self.name}**: drop documents into this chat, or run "
@@ -36,8 +37,9 @@ class Connection:
         from coherex.tools.registry import source_type
 
         what = f"Connect a **{self.type}** data source named **{self.name}**: "
+        command = f" (or `coherex sources add {self.type} {self.name}`)" if cli else ""
         if link := connect_url(self.type, self.name, team):
-            return what + f"[sign in to {self.type}]({link})."
+            return what + f"[sign in to {self.type}]({link}){command}."
         if source_type(self.type).connect == "oauth":  # sign-in only, and this install has no OAuth client
             return what + (
                 f"this install has no {self.type} sign-in set up; an admin can paste tokens with "
@@ -45,7 +47,7 @@ class Connection:
             )
         # a link a person can follow, not a command: the form checks the credentials with the service
         return what + (
-            f"[open the connect form]({connect_form_url(self.type, self.name, team)}) — the "
+            f"[open the connect form]({connect_form_url(self.type, self.name, team)}){command} — the "
             "credentials are checked with the service before they are saved."
         )
 
@@ -166,6 +168,23 @@ def bind_sources(data: dict[str, Any], refs: TeamRefs) -> tuple[dict[str, Any], 
         if isinstance(event, dict):
             event["source"] = bind(event.get("source"), event_types().get(str(event.get("type"))))
     return data, notes
+
+
+def fill_from_sources(data: dict[str, Any], configs: dict[str, dict[str, Any]]) -> list[str]:
+    """Give inputs without a real value the setting of the same name of a source the spec uses (a
+    GitHub source's `repo` → the input `repo`); `configs`: source name → its settings. In place;
+    returns what was filled."""
+    spec = data.get("spec") if isinstance(data.get("spec"), dict) else {}
+    inputs = spec.get("inputs") if isinstance(spec.get("inputs"), dict) else {}
+    used = [t.get("dataSource") for t in spec.get("tools") or [] if isinstance(t, dict)]
+    notes = []
+    for source in dict.fromkeys(u for u in used if isinstance(u, str)):
+        for key, value in (configs.get(source) or {}).items():
+            decl = inputs.get(key)
+            if isinstance(decl, dict) and value not in (None, "") and decl.get("default") != value:
+                decl["default"] = value
+                notes.append(f"input {key} is {value!r}, the {key} of {source!r}")
+    return notes
 
 
 def missing_connections(data: dict[str, Any], refs: TeamRefs) -> list[Connection]:

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from coherex.builder.draft import Draft, bind_sources, merge_patch
+from coherex.builder.draft import Draft, bind_sources, fill_from_sources, merge_patch
 from coherex.spec import Problem, SpecFormatError, ValidationReport, parse
 from coherex.spec.catalogue import tools as catalogue_tools
 from coherex.spec.documents import dump_yaml
@@ -166,8 +166,13 @@ def definitions(only: tuple[str, ...] | None = None, *, headless: bool = False) 
     ("name",),
 )
 async def use_template(s: BuilderSession, name: str) -> dict[str, Any]:
-    # the template's example names (`github`, `handbook`) become the team's own before it is shown
+    from coherex.integrations.service import list_sources
+
+    # the template's example names (`github`, `handbook`) become the team's own before it is shown,
+    # and its example values the sources' own settings (a GitHub source's repository)
     data, bound = bind_sources(parse(get_template(name).text(), "yaml"), await s._refs())
+    configs = {d.name: d.config for d in await list_sources(s.db, s.identity, s.team_id)}
+    bound += fill_from_sources(data, configs)
     draft = await s.set_draft(data)
     answer = {"template": name, "yaml": dump_yaml(data), **(await s._after_draft(draft))}
     if bound:
@@ -235,12 +240,22 @@ async def validate_spec(s: BuilderSession) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- the team's data
-@builder_tool("The team's connected data sources (name, type, status).")
+@builder_tool(
+    "The team's connected data sources: name, type, status, and what each knows (its settings, e.g. a "
+    "GitHub source's repository: use it instead of asking)."
+)
 async def list_data_sources(s: BuilderSession) -> list[dict[str, Any]]:
     from coherex.integrations.service import list_sources
 
     return [
-        {"name": d.name, "type": d.type, "status": d.status}
+        {
+            "name": d.name,
+            "type": d.type,
+            "status": d.status,
+            # settings only: credentials live encrypted elsewhere and never reach the model
+            **({"knows": {k: v for k, v in d.config.items() if v not in (None, "")}} if d.config else {}),
+            **({"last_error": d.last_error} if d.last_error else {}),
+        }
         for d in await list_sources(s.db, s.identity, s.team_id)
     ]
 

@@ -30,7 +30,12 @@ SERVICE = "GitHub"
 
 
 class GitHubConfig(Model):
-    pass
+    #: what the builder offers agents as their `repo` input (list_data_sources, templates)
+    repo: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$",
+        description="the repository agents work on unless told otherwise (owner/name)",
+    )
 
 
 class GitHubCredentials(Model):

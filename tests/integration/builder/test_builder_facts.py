@@ -224,3 +224,24 @@ async def test_eval_case_asks_for_the_repository_and_saves_the_real_one(db, alph
     scripted_llm.script([ToolCall("draft_spec", {"yaml": TRIAGE}), ToolCall("save_spec", {}), Text("Saved.")])
     lazy = await run_case(db, alpha.user_id, {**case, "answers": []}, scripted_llm)
     assert lazy.valid and lazy.failed == []  # the platform refused the save: nothing leaked
+
+
+async def test_what_a_source_knows_reaches_the_builder_and_the_template(db, alpha, scripted_llm, ui):
+    async with db.session(alpha.identity) as s:
+        await s.sources.create(alpha.team_id, "acme-github", "github", {"repo": "acme/api"})
+    session = session_for(db, alpha, scripted_llm)
+    scripted_llm.script(
+        [
+            ToolCall("list_data_sources", {}),
+            ToolCall("use_template", {"name": "github-issue-triage"}),
+            Text("It triages acme/api."),
+        ]
+    )
+    await session.send("Triage our new GitHub issues", ui)
+    (listed,) = answers(ui)["list_data_sources"]
+    assert listed == [
+        {"name": "acme-github", "type": "github", "status": "active", "knows": {"repo": "acme/api"}}
+    ]
+    (used,) = answers(ui)["use_template"]
+    assert session.draft.spec.spec.inputs["repo"].default == "acme/api"  # not the template's example
+    assert "input repo is 'acme/api', the repo of 'acme-github'" in used["bound_to_team"]
