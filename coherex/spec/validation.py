@@ -660,6 +660,9 @@ class _Checker:
         fields = catalogue.event_fields(event_type)
         supplied = {"event"} if "event" in inputs else set(fields)
         missing = [n for n, s in inputs.items() if s.default is None and n not in supplied]
+        # an error where a spec is saved (checked against a team); a warning where a stored version is
+        # loaded to run, so a version saved before this check keeps running its other triggers
+        severity: Severity = "error" if self.data_sources is not None else "warning"
         if missing:
             names = ", ".join(missing)
             self.add(
@@ -672,6 +675,7 @@ class _Checker:
                 + (
                     f"; the event's fields {', '.join(fields)} fill inputs of the same name" if fields else ""
                 ),
+                severity,
             )
 
 

@@ -245,3 +245,27 @@ async def test_what_a_source_knows_reaches_the_builder_and_the_template(db, alph
     (used,) = answers(ui)["use_template"]
     assert session.draft.spec.spec.inputs["repo"].default == "acme/api"  # not the template's example
     assert "input repo is 'acme/api', the repo of 'acme-github'" in used["bound_to_team"]
+
+
+async def test_a_version_saved_before_the_event_inputs_check_still_loads_and_routes(db, alpha):
+    """The check is an error at save; a stored version that fails it must not stop a team's events."""
+    from coherex.services.triggers import route_event
+    from coherex.spec import parse
+
+    await add_sources(db, alpha, {"team-slack": "slack"})
+    old = parse(LIVE, "yaml")
+    old["metadata"] = {"name": "old-monitor"}
+    old["spec"]["inputs"] = {"message": {"type": "object"}}  # what the slack template once had
+    old["spec"]["instructions"] = "Answer it."
+    old["spec"]["triggers"] = [old["spec"]["triggers"][2]]
+    good = parse(LIVE, "yaml")
+    good["spec"]["triggers"] = [good["spec"]["triggers"][2]]
+    async with db.session(alpha.identity) as s:  # stored as they were, not through today's checks
+        await s.agents.save_spec(alpha.team_id, old, "")
+        await s.agents.save_spec(alpha.team_id, good, "")
+    started = await route_event(
+        db, alpha.team_id, "team-slack", "slack.message", {"channel": "#help", "text": "hi?"}, "ev-1"
+    )
+    async with db.session(alpha.identity) as s:
+        names = {(await s.agents.get(e.agent_id)).name for e in started}
+    assert names == {"help-desk"}  # the old one is skipped (its input is missing), as before

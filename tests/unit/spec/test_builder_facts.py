@@ -48,16 +48,17 @@ def test_the_reference_names_every_field_a_spec_has():
 
 # ---------------------------------------------------------------- event runs' inputs
 def test_a_required_input_an_event_does_not_supply_is_an_error_naming_it_and_the_trigger():
-    report = validate(
-        spec(
-            inputs="    repo: {type: string}\n",
-            triggers="    - event: {source: gh, type: github.issue_opened}\n",
-        )
+    text = spec(
+        inputs="    repo: {type: string}\n", triggers="    - event: {source: gh, type: github.issue_opened}\n"
     )
+    report = validate(text, data_sources={"gh": "github"})  # as a save checks it
     (problem,) = report.errors
     assert problem.path == "spec.triggers[0]"
     assert "github.issue_opened" in problem.message and "repo" in problem.message
     assert "default" in problem.hint and "event" in problem.hint
+    # a version stored before this check still loads to run (its event runs are skipped, as before)
+    stored = validate(text)
+    assert stored.ok and [p.message for p in stored.warnings] == [problem.message]
 
 
 @pytest.mark.parametrize(
@@ -73,9 +74,10 @@ def test_inputs_the_event_supplies_or_that_have_a_default_pass(inputs):
         spec(
             inputs=inputs,
             triggers="    - event: {source: s, type: slack.message, filter: {channel: '#help'}}\n",
-        )
+        ),
+        data_sources={"s": "slack"},
     )
-    assert report.ok, [str(p) for p in report.problems]
+    assert report.ok and report.problems == [], [str(p) for p in report.problems]
 
 
 def test_an_event_input_means_only_the_whole_event_arrives():
@@ -84,7 +86,8 @@ def test_an_event_input_means_only_the_whole_event_arrives():
         spec(
             inputs="    event: {type: object}\n    text: {type: string}\n",
             triggers="    - event: {source: s, type: slack.message}\n",
-        )
+        ),
+        data_sources={"s": "slack"},
     )
     assert [p.path for p in report.errors] == ["spec.triggers[0]"] and "text" in report.errors[0].message
 
