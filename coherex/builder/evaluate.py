@@ -20,6 +20,9 @@ expected schedule is then checked to be in it, unless "expect" names another "ti
 draft started from: its `labels.template`, or its name), "with" ({tool: {argument: value}}),
 "data_sources" ({tool: data source}) and "name".
 
+Every case also checks that no placeholder value (`owner/repo`, `you@example.com`, `TODO`: a fact
+the builder invented instead of asking) was saved or left in a draft shown as ready to save.
+
 A case is a *hit* when the draft uses every expected tool and, if one is expected, started from
 the expected template: whether the builder chose the right template or tools.
 
@@ -42,7 +45,7 @@ from coherex.builder.session import BuilderSession
 from coherex.errors import UserError
 from coherex.llm import LLMClient
 from coherex.services.users import canonical_timezone
-from coherex.spec import AgentSpec
+from coherex.spec import AgentSpec, load_spec, placeholders
 from coherex.store.db import Database, Identity
 
 #: the person the builder talks to in every case (no password: nobody signs in as it)
@@ -88,8 +91,11 @@ def load_cases(path: Path) -> list[dict[str, Any]]:
     return cases
 
 
-def check(spec: AgentSpec | None, expect: dict[str, Any]) -> tuple[int, list[str]]:
-    """(checks passed, descriptions of the failed ones) for the expected properties."""
+def check(
+    spec: AgentSpec | None, expect: dict[str, Any], *, ready: bool = False, saved: AgentSpec | None = None
+) -> tuple[int, list[str]]:
+    """(checks passed, descriptions of the failed ones) for the expected properties; `ready`: the
+    draft was offered as ready to save, `saved`: the version saved in the case (if any)."""
     if spec is None:
         return 0, ["no valid spec"]
     tools = {t.use: t for t in spec.spec.tools or []}
@@ -128,6 +134,14 @@ def check(spec: AgentSpec | None, expect: dict[str, Any]) -> tuple[int, list[str
         results.append(
             (spec.metadata.name == expect["name"], f"name {expect['name']} (got {spec.metadata.name})")
         )
+    leaked = (placeholders(spec) if ready else []) + (placeholders(saved) if saved is not None else [])
+    results.append(
+        (
+            not leaked,
+            "no placeholder saved as ready"
+            + (f" (got {'; '.join(f'{p.path}: {p.message}' for p in leaked)})" if leaked else ""),
+        )
+    )
     return sum(ok for ok, _ in results), [what for ok, what in results if not ok]
 
 
@@ -156,6 +170,7 @@ def _checks(expect: dict[str, Any]) -> int:
         + sum(len(a) for a in expect.get("with", {}).values())
         + len(expect.get("data_sources", {}))
         + sum(k in expect for k in ("template", "name"))
+        + 1  # no placeholder saved as ready
     )
 
 
@@ -195,7 +210,12 @@ async def run_case(
             message = answers.pop(0) if answers and not done else edits.pop(0) if edits else None
         spec = session.draft.spec if session.draft is not None and session.draft.valid else None
         result.valid = spec is not None
-        result.matched, result.failed = check(spec, expect)
+        saved = None
+        if session.agent is not None:
+            async with db.session(Identity.user(owner)) as s:
+                saved = load_spec((await s.agents.require_version(session.agent)).spec)
+        ready = session.draft is not None and session.draft.ready
+        result.matched, result.failed = check(spec, expect, ready=ready, saved=saved)
         result.hit = hit(spec, expect)
     finally:
         async with db.session(Identity.system()) as s:

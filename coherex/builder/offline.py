@@ -413,7 +413,7 @@ def channels(text: str) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------------- the conversation
 @dataclass
 class _Question:
-    kind: str  # "source" | "channel" | "timezone" | "collection"
+    kind: str  # "source" | "channel" | "timezone" | "collection" | "repo"
     about: str = ""  # the data source type, or the tool
     options: list[str] = field(default_factory=list)
     asked: int = 0
@@ -561,6 +561,12 @@ class OfflineGuide:
             if question:
                 inputs["question"]["default"] = question
         self._triggers(data, request, fresh=fresh)
+        if "repo" in inputs and inputs["repo"].get("default") is None and spec.get("triggers"):
+            # triggered runs need a value: a marker that keeps the draft from ready until the person
+            # names the repository (never a guess)
+            inputs["repo"]["default"] = "owner/repo"
+            self._ask(_Question("repo"))
+            self.pending.sort(key=lambda q: q.kind != "repo")  # asked first: saving waits for it
 
     def _triggers(self, data: dict[str, Any], text: str, *, fresh: bool) -> list[str]:
         spec = data["spec"]
@@ -651,6 +657,11 @@ class OfflineGuide:
         lines = [said, "", summarize(s.draft.spec)]
         if s.draft.connections:
             lines += ["", "Before it can run: " + " ".join(c.instructions() for c in s.draft.connections)]
+        if s.draft.placeholders:  # asked below; said here so a save attempt is no surprise
+            lines += [
+                "",
+                "Not ready to save yet: " + "; ".join(p.message for p in s.draft.placeholders) + ".",
+            ]
         question = self._next_question()
         lines += [
             "",
@@ -671,6 +682,8 @@ class OfflineGuide:
                 return f"Which {_LABEL.get(q.about, q.about)} source should it use: {', '.join(q.options)}?"
             if q.kind == "collection":
                 return f"Which knowledge collection should it search: {', '.join(q.options)}?"
+            if q.kind == "repo":
+                return "Which GitHub repository should it work on (owner/name)?"
             if q.kind == "channel":
                 current = next(
                     (
@@ -756,6 +769,7 @@ class OfflineGuide:
         if (repo := _repo(text)) and "repo" in inputs and inputs["repo"].get("default") != repo:
             inputs["repo"]["default"] = repo
             changed.append(f"it works on {repo}")
+            self._answered("repo")
         # a new name
         if m := _RENAME.search(text):
             name = _slug(m.group(1))

@@ -310,6 +310,7 @@ class BuilderSession:
                 templates=matches,
                 today=date.today().isoformat(),
                 timezone=await self.person_timezone(),
+                spec_reference=(PROMPTS / "spec_reference.md").read_text(),
             )
         )
 
@@ -342,8 +343,10 @@ class BuilderSession:
             answer: dict[str, Any] = {"valid": True, "summary": summarize(draft.spec)}
             if draft.connections:
                 answer["to_connect"] = [c.instructions() for c in draft.connections]
-            if draft.report.warnings:
-                answer["warnings"] = [str(p) for p in draft.report.warnings]
+            if draft.placeholders:  # facts only the person knows: asked, never invented
+                answer["ask_the_person"] = [f"{p.path}: {p.message}" for p in draft.placeholders]
+            if warnings := [p for p in draft.report.warnings if p not in draft.placeholders]:
+                answer["warnings"] = [str(p) for p in warnings]
             return answer
         self._failed_drafts += 1
         self._last_problems = draft.problems
@@ -379,10 +382,8 @@ class BuilderSession:
         """Save the draft (a new agent, or a new version of this conversation's agent)."""
         if self.draft is None:
             raise UserError("There is nothing to save yet: describe the agent first.")
-        if self.draft.connections:
-            raise UserError(
-                "Connect these first:\n" + "\n".join(c.instructions() for c in self.draft.connections)
-            )
+        if not self.draft.ready:
+            raise UserError("Not saved yet. First:\n" + self.draft.not_ready())
         data = to_data(self.draft.spec)
         new = self.agent is None or self.agent.name != self.draft.name
         saved = await save_as_new_or_version(

@@ -11,10 +11,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from coherex.builder.draft import Draft, merge_patch
+from coherex.builder.draft import Draft, bind_sources, fill_from_sources, merge_patch
 from coherex.spec import Problem, SpecFormatError, ValidationReport, parse
 from coherex.spec.catalogue import tools as catalogue_tools
+from coherex.spec.documents import dump_yaml
 from coherex.spec.templates import Template, get_template, list_templates
+from coherex.spec.validation import cut_by_comment
 
 if TYPE_CHECKING:
     from coherex.builder.session import BuilderSession
@@ -164,9 +166,22 @@ def definitions(only: tuple[str, ...] | None = None, *, headless: bool = False) 
     ("name",),
 )
 async def use_template(s: BuilderSession, name: str) -> dict[str, Any]:
-    template = get_template(name)
-    draft = await s.set_draft(parse(template.text(), "yaml"))
-    return {"template": name, "yaml": template.text(), **(await s._after_draft(draft))}
+    from coherex.integrations.service import list_sources
+
+    # the template's example names (`github`, `handbook`) become the team's own before it is shown,
+    # and its example values the sources' own settings (a GitHub source's repository)
+    data, bound = bind_sources(parse(get_template(name).text(), "yaml"), await s._refs())
+    configs = {d.name: d.config for d in await list_sources(s.db, s.identity, s.team_id)}
+    bound += fill_from_sources(data, configs)
+    zone = await s.person_timezone()  # a template's example zone becomes the person's
+    for trigger in (data.get("spec") or {}).get("triggers") or []:
+        if isinstance(trigger, dict) and isinstance(trigger.get("schedule"), dict):
+            trigger["schedule"]["timezone"] = zone
+    draft = await s.set_draft(data)
+    answer = {"template": name, "yaml": dump_yaml(data), **(await s._after_draft(draft))}
+    if bound:
+        answer["bound_to_team"] = bound
+    return answer
 
 
 @builder_tool(
@@ -190,7 +205,11 @@ async def draft_spec(s: BuilderSession, yaml: str) -> dict[str, Any]:
         return await s._after_draft(_unparsable(exc))
     if not isinstance(data, dict):
         return await s._after_draft(_unparsable(SpecFormatError("the spec must be a YAML mapping")))
-    return await s._after_draft(await s.set_draft(data))
+    answer = await s._after_draft(await s.set_draft(data))
+    # the draft keeps parsed data only: a value YAML cut at `#word` is told now or never
+    if cuts := cut_by_comment(yaml, "yaml"):
+        answer["warnings"] = [str(p) for p in cuts] + list(answer.get("warnings") or [])
+    return answer
 
 
 @builder_tool(
@@ -228,12 +247,22 @@ async def validate_spec(s: BuilderSession) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- the team's data
-@builder_tool("The team's connected data sources (name, type, status).")
+@builder_tool(
+    "The team's connected data sources: name, type, status, and what each knows (its settings, e.g. a "
+    "GitHub source's repository: use it instead of asking)."
+)
 async def list_data_sources(s: BuilderSession) -> list[dict[str, Any]]:
     from coherex.integrations.service import list_sources
 
     return [
-        {"name": d.name, "type": d.type, "status": d.status}
+        {
+            "name": d.name,
+            "type": d.type,
+            "status": d.status,
+            # settings only: credentials live encrypted elsewhere and never reach the model
+            **({"knows": {k: v for k, v in d.config.items() if v not in (None, "")}} if d.config else {}),
+            **({"last_error": d.last_error} if d.last_error else {}),
+        }
         for d in await list_sources(s.db, s.identity, s.team_id)
     ]
 
@@ -307,8 +336,56 @@ async def list_tools(
     headless=False,
 )
 async def save_spec(s: BuilderSession, message: str = "saved from the chat") -> dict[str, Any]:
+    if s.draft is None:
+        return {"saved": False, "not_saved_because": "there is no valid draft yet; fix its problems first"}
+    if not s.draft.ready:
+        # not an error the model should retry: the person must act (connect, or give a fact)
+        return {"saved": False, "not_saved_because": s.draft.not_ready()}
     saved = await s.save(message)
-    return {"agent": saved.agent.name, "version": saved.version.version}
+    return {
+        "saved": True,
+        "agent": saved.agent.name,
+        "version": saved.version.version,
+        "live": await live_triggers(s, saved.agent, s.draft.spec if s.draft else None),
+    }
+
+
+async def live_triggers(s: BuilderSession, agent: Any, spec: Any) -> list[str]:
+    """What each trigger of the saved version means now, in plain words: a schedule's next run in
+    its time zone, a webhook's address, the events it waits for (and where the source sends them)."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from coherex.builder.summary import describe_cron
+    from coherex.integrations.service import list_sources
+    from coherex.services.triggers import next_fire
+
+    base = (s.settings.public_url or "").rstrip("/")
+    where = "" if base else " (on this platform's address; COHEREX_PUBLIC_URL makes it a full URL)"
+    sources = {d.name: d for d in await list_sources(s.db, s.identity, s.team_id)}
+    out = []
+    for trigger in (spec.spec.triggers if spec is not None else None) or []:
+        if (sched := trigger.schedule) is not None:
+            at = next_fire(sched.cron, sched.timezone, datetime.now(UTC)).astimezone(ZoneInfo(sched.timezone))
+            out.append(
+                f"schedule: runs {describe_cron(sched.cron)} ({sched.timezone}); next run "
+                f"{at:%A %Y-%m-%d %H:%M} {sched.timezone}"
+            )
+        elif trigger.webhook is not None:
+            out.append(
+                f"webhook: POST {base}/api/hooks/{agent.id}{where}, signed with the agent's webhook secret "
+                f"(an admin gets it, and turns the webhook on, with GET /api/agents/{agent.id}/webhook)"
+            )
+        elif (event := trigger.event) is not None:
+            source = sources.get(event.source)
+            receiver = (
+                f"; {event.source} sends its events to {base}/api/events/{source.id}{where}" if source else ""
+            )
+            only = (
+                f" when {', '.join(f'{k} is {v!r}' for k, v in event.filter.items())}" if event.filter else ""
+            )
+            out.append(f"event: runs on every {event.type} from {event.source}{only}{receiver}")
+    return out or ["no trigger: it runs when someone starts it (chat, CLI, API)"]
 
 
 @builder_tool(

@@ -23,9 +23,14 @@ SCHEDULE_PRESETS = {
 
 
 async def save(action: cl.Action) -> None:
-    saved = await current_builder().save()
+    from coherex.builder.tools import live_triggers
+
+    builder = current_builder()
+    saved = await builder.save()
+    live = await live_triggers(builder, saved.agent, builder.draft.spec if builder.draft else None)
     await cl.Message(
-        content=f"Saved **{saved.agent.name}** (version {saved.version.version}).",
+        content=f"Saved **{saved.agent.name}** (version {saved.version.version}).\n"
+        + "\n".join(f"- {line}" for line in live),
         author="Coherex",
         actions=[cl.Action(name="test_run", payload={}, label="Test run", icon="play")],
     ).send()

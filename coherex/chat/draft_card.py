@@ -28,6 +28,10 @@ async def show_draft(builder: BuilderSession) -> None:
             f"- {c.instructions(slug)}" for c in draft.connections
         )
         text += "\n\nThen send any message here (e.g. “done”): the draft is checked again."
+    if draft.placeholders:  # a fact only the person knows: they give it, nothing is invented
+        text += "\n\n**Still needed before saving:**\n" + "\n".join(
+            f"- {p.path}: {p.message} ({p.hint})" for p in draft.placeholders
+        )
     await cl.Message(
         content=text,
         author="Coherex",

@@ -584,7 +584,7 @@ async def pull(
         sources, collections = await team_references(s, team_id)
         missing = missing_connections(data, TeamRefs(sources, collections))
         if missing:
-            steps = "\n".join(f"  - {c.instructions()}" for c in missing)
+            steps = "\n".join(f"  - {c.instructions(cli=True)}" for c in missing)
             raise UserError(
                 f"{fetched.ref} needs connections this team does not have yet; nothing was saved. "
                 f"Connect them, then pull again:\n{steps}"

@@ -19,6 +19,7 @@ from coherex.spec.validation import (
     SpecInvalid,
     ValidationReport,
     load_spec,
+    placeholders,
     render_instructions,
     validate,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "json_schema",
     "load_spec",
     "parse",
+    "placeholders",
     "read_file",
     "render_instructions",
     "to_data",

@@ -93,6 +93,14 @@ def event_types() -> dict[str, str]:
     return of_providers()
 
 
+def event_fields(event_type: str) -> tuple[str, ...]:
+    """The top-level fields of an event type's payload; an event run fills the inputs named like
+    them, or an input `event` with the whole payload (coherex/services/triggers.py, route_event)."""
+    from coherex.tools.registry import event_fields as of_providers
+
+    return of_providers().get(event_type, ())
+
+
 def discovering() -> dict[str, str]:
     """`use` names whose tools are discovered per data source (`use: mcp`) → the data source type."""
     from coherex.tools.registry import discovering as of_providers

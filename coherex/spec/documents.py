@@ -191,6 +191,44 @@ def _parse_yaml(text: str) -> Any:
         loader.dispose()
 
 
+#: plain text followed by ` #word` on its line: YAML reads the rest as a comment (`#sales` lost)
+_COMMENT_AFTER_TEXT = re.compile(r"[^\s'\"]\s+#\S")
+
+
+def comment_cuts(text: str) -> list[tuple[int, list[int | str], str]]:
+    """Unquoted strings that a `#word` on the same line cut short (YAML takes ` #…` as a comment):
+    (line number, the value's place as keys and indexes, the value as read). `# note` with a space
+    reads as an intended comment and is not reported. Only for a document `parse` accepted."""
+    if not _COMMENT_AFTER_TEXT.search(text):
+        return []
+    loader = _BoundedLoader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.YAMLError:
+        return []
+    finally:
+        loader.dispose()
+    lines = text.splitlines()
+    cuts: list[tuple[int, list[int | str], str]] = []
+    stack: list[tuple[Any, list[int | str]]] = [(root, [])]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            stack.extend(
+                (value, [*where, str(key.value)])
+                for key, value in node.value
+                if isinstance(key, yaml.ScalarNode)
+            )
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, [*where, i]) for i, item in enumerate(node.value))
+        elif isinstance(node, yaml.ScalarNode) and not node.style and node.tag.endswith(":str"):
+            end = node.end_mark
+            rest = lines[end.line][end.column :] if end.line < len(lines) else ""
+            if re.match(r"\s+#\S", rest):
+                cuts.append((end.line + 1, where, str(node.value)))
+    return sorted(cuts, key=lambda cut: cut[0])
+
+
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:

@@ -19,7 +19,7 @@ from pydantic.fields import FieldInfo
 
 from coherex.errors import UserError
 from coherex.spec import catalogue
-from coherex.spec.documents import Format, SpecFormatError, parse
+from coherex.spec.documents import Format, SpecFormatError, comment_cuts, decode, guess_format, parse
 from coherex.spec.models import (
     API_VERSION,
     KIND,
@@ -115,7 +115,64 @@ def validate(
     except ValidationError as exc:
         report.problems.extend(_from_pydantic(exc))
     _Checker(report, raw, data_sources, collections, discovered).run()
+    if not isinstance(source, Mapping):
+        report.problems.extend(cut_by_comment(decode(source), fmt, filename))
     return report
+
+
+def cut_by_comment(text: str, fmt: Format | None = None, filename: str | None = None) -> list[Problem]:
+    """Warnings for unquoted strings that YAML cut at a `#word` (`description: Post to #sales`)."""
+    if (fmt or guess_format(filename, text)) != "yaml":
+        return []
+    return [
+        Problem(
+            _path(where),
+            f"line {line}: the text from '#' on is read as a YAML comment, so the value is only "
+            f"{_short(value)}",
+            "put the whole value in quotes, e.g. description: 'Post to #sales daily'",
+            "warning",
+        )
+        for line, where, value in comment_cuts(text)
+    ]
+
+
+#: values that stand for a fact nobody gave yet: `owner/repo`, `you@example.com`, `your-channel`,
+#: `TODO`, `<repository>`; a run would use them as if they were real
+_PLACEHOLDER = re.compile(
+    r"^(owner|org|organi[sz]ation|user|username|your[-_]?\w*)/(repo|repository|name|project|your[-_]?\w*)$"
+    r"|\bexample\.(com|org|net)\b|\byour[-_][a-z]|\b(TODO|FIXME|CHANGEME|changeme)\b|<[^<>\n]{1,40}>",
+    re.IGNORECASE,
+)
+
+
+def placeholders(spec: AgentSpec) -> list[Problem]:
+    """Inputs' defaults and tools' fixed arguments that are placeholders, not facts: such a spec is
+    not ready to run (the builder asks the person for the real value)."""
+    found = []
+    for name, decl in (spec.spec.inputs or {}).items():
+        for value in decl.default if isinstance(decl.default, list) else [decl.default]:
+            if isinstance(value, str) and _PLACEHOLDER.search(value):
+                what = decl.description or f"the {name}"
+                found.append(
+                    Problem(
+                        _child("spec.inputs", name) + ".default",
+                        f"{value!r} is a placeholder, not a real value: a run without {name} would use it",
+                        f"ask the person for {what} and put it here",
+                        "warning",
+                    )
+                )
+    for i, tool in enumerate(spec.spec.tools or []):
+        for key, value in (tool.with_ or {}).items():
+            if isinstance(value, str) and _PLACEHOLDER.search(value):
+                found.append(
+                    Problem(
+                        _child(f"spec.tools[{i}].with", key),
+                        f"{value!r} is a placeholder, not a real value",
+                        f"ask the person for the real {key} and put it here",
+                        "warning",
+                    )
+                )
+    return found
 
 
 def load_spec(source: str | bytes | Mapping[str, Any], **kwargs: Any) -> AgentSpec:
@@ -328,6 +385,8 @@ class _Checker:
                 seen[key] = path
         for path, _, trigger in self._parts("triggers", Trigger):
             self.check_trigger(path, trigger, inputs)
+        if self.report.spec is not None:
+            self.report.problems.extend(placeholders(self.report.spec))
 
     def check_input(self, path: str, spec: InputSpec) -> None:
         if spec.default is not None and not _is_type(spec.default, spec.type):
@@ -593,6 +652,31 @@ class _Checker:
                 )
             else:
                 self.check_data_source(f"{path}.event.source", event.source, known[event.type], event.type)
+                self.check_event_inputs(path, event.type, inputs)
+
+    def check_event_inputs(self, path: str, event_type: str, inputs: Mapping[str, InputSpec]) -> None:
+        """An event run gets `event` (the whole payload) when the spec declares it, else the payload's
+        fields that have an input's name (as route_event fills them); any other input needs a default."""
+        fields = catalogue.event_fields(event_type)
+        supplied = {"event"} if "event" in inputs else set(fields)
+        missing = [n for n, s in inputs.items() if s.default is None and n not in supplied]
+        # an error where a spec is saved (checked against a team); a warning where a stored version is
+        # loaded to run, so a version saved before this check keeps running its other triggers
+        severity: Severity = "error" if self.data_sources is not None else "warning"
+        if missing:
+            names = ", ".join(missing)
+            self.add(
+                path,
+                f"runs started by the event {event_type} get no {names}: "
+                f"{'it has' if len(missing) == 1 else 'they have'} no default and the event does not "
+                "supply " + ("it" if len(missing) == 1 else "them"),
+                f"give {names} a default, or declare an input named event (type: object) that receives "
+                "the whole event"
+                + (
+                    f"; the event's fields {', '.join(fields)} fill inputs of the same name" if fields else ""
+                ),
+                severity,
+            )
 
 
 def _is_type(value: Any, json_type: str | list[str]) -> bool:

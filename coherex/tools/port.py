@@ -88,6 +88,9 @@ class EventHooks:
     #: (decrypted credentials, headers with lower-case names, raw body) → Verified; raises
     #: PermissionDenied for an event the service did not sign. None: events arrive another way (polling)
     verify: Callable[[Any, Mapping[str, str], bytes], Verified] | None = None
+    #: event type → the top-level fields of its payload: an event run fills the inputs named like
+    #: them (or an input `event` with the whole payload); a type not listed fills only `event`
+    fields: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 #: (the source's call, options such as repo/path/channel) → (id prefix the source owns, documents)

@@ -140,6 +140,11 @@ def event_types() -> dict[str, str]:
     }
 
 
+def event_fields() -> dict[str, tuple[str, ...]]:
+    """Event type → the top-level fields of its payload (the inputs an event run can fill)."""
+    return {t: f for p in _active if p.events is not None for t, f in p.events.fields.items()}
+
+
 def discoverer_for(source_type: str) -> ToolProvider | None:
     """The provider that discovers the tools of this data source type (its owner, or one that
     discovers more tools of a type another owns: openapi for http_api)."""

@@ -30,7 +30,12 @@ SERVICE = "GitHub"
 
 
 class GitHubConfig(Model):
-    pass
+    #: what the builder offers agents as their `repo` input (list_data_sources, templates)
+    repo: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$",
+        description="the repository agents work on unless told otherwise (owner/name)",
+    )
 
 
 class GitHubCredentials(Model):
@@ -517,6 +522,15 @@ PROVIDER = Provider(
         list_commits,
     ),
     source_type=GITHUB,
-    events=EventHooks(tuple(_EVENT_TYPES.values()), verify),
+    # an event run gets the webhook's whole payload: its top-level fields fill inputs of the same name
+    events=EventHooks(
+        tuple(_EVENT_TYPES.values()),
+        verify,
+        {
+            "github.issue_opened": ("action", "issue", "repository", "sender"),
+            "github.issue_comment": ("action", "issue", "comment", "repository", "sender"),
+            "github.pull_request_opened": ("action", "number", "pull_request", "repository", "sender"),
+        },
+    ),
     sync=sync,
 )

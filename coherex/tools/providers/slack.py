@@ -401,6 +401,11 @@ PROVIDER = Provider(
     "slack",
     (read_channel, post_message, reply_in_thread, list_channels),
     source_type=SLACK,
-    events=EventHooks(tuple(_EVENT_TYPES.values()), verify),
+    # an event run gets the Events API's `event` object: its fields fill inputs of the same name
+    events=EventHooks(
+        tuple(_EVENT_TYPES.values()),
+        verify,
+        dict.fromkeys(_EVENT_TYPES.values(), ("type", "channel", "user", "text", "ts", "thread_ts")),
+    ),
     sync=sync,
 )

@@ -53,7 +53,7 @@ def test_eval_builder_reports_per_case_and_total(cli_env, fake_llm, monkeypatch,
                     "access": {"slack.post_message": "write"},
                     "trigger": "schedule",
                     "cron": "0 8 * * 1-5",
-                    "timezone": "UTC",
+                    "timezone": "Asia/Tokyo",  # not what it gets (the eval person's zone, UTC): one miss
                 },
             }
         )
@@ -66,8 +66,9 @@ def test_eval_builder_reports_per_case_and_total(cli_env, fake_llm, monkeypatch,
     assert main(["eval", "builder", str(cases), "--json", "-o", str(out)]) == 0
     report = json.loads(out.read_text())
     (case,) = report["cases"]
-    assert case["valid"] and case["turns"] == 2 and case["checks"] == 6
-    assert case["matched"] == 5 and case["failed"] == ["time zone UTC (got Europe/Berlin)"]
+    # 6 expected properties, and no placeholder saved as ready
+    assert case["valid"] and case["turns"] == 2 and case["checks"] == 7
+    assert case["matched"] == 6 and case["failed"] == ["time zone Asia/Tokyo (got UTC)"]
     assert report["total"]["valid"] == 1 and report["total"]["tokens"] > 0
 
 

@@ -83,3 +83,17 @@ async def test_an_unclear_message_changes_nothing_and_says_what_can_change(db, t
     again = _offline(db, alpha)
     await again.restore(state)
     assert again.draft.data == before
+
+
+async def test_a_scheduled_agent_without_a_repository_asks_for_it_and_is_not_ready_until_given(db, two_teams):
+    """No guess: the draft shows a marker that keeps it from ready, and the question is asked."""
+    alpha, _ = two_teams
+    await _team(db, alpha, [("acme-github", "github")])
+    builder = _offline(db, alpha)
+    turn = await builder.send("Every Friday at 16:00, list the week's closed GitHub issues.")
+    assert builder.draft is not None and builder.draft.valid and not builder.draft.ready
+    assert [p.path for p in builder.draft.placeholders] == ["spec.inputs.repo.default"]
+    assert "Which GitHub repository should it work on (owner/name)?" in turn.text
+    assert "Not ready to save yet" in turn.text
+    await builder.send("acme/widgets")
+    assert builder.draft.spec.spec.inputs["repo"].default == "acme/widgets" and builder.draft.ready

@@ -147,6 +147,17 @@ async def test_the_capable_builder_is_told_the_zone_and_schedules_in_it(db, buil
     assert trigger.schedule.timezone == "Asia/Tokyo" and builder.timezone_known
 
 
+async def test_a_template_schedule_is_put_in_the_person_zone(db, builder, fake_llm, two_teams):
+    """email-digest's example schedule is in Europe/Berlin; drafted for a person in Sydney, it runs
+    at the same hour of their own day."""
+    alpha, _ = two_teams
+    await set_timezone(db, alpha.email, "Australia/Sydney")
+    fake_llm.script([ToolCall("use_template", {"name": "email-digest"}), Text("Drafted.")])
+    assert (await builder.send("a digest of my inbox every weekday morning")).error is None
+    (trigger,) = [t for t in builder.draft.spec.spec.triggers if t.schedule]
+    assert trigger.schedule.timezone == "Australia/Sydney"
+
+
 async def test_without_a_zone_of_their_own_the_install_default_then_utc(db, two_teams, monkeypatch, capsys):
     alpha, _ = two_teams
     monkeypatch.setenv("COHEREX_TIMEZONE", "Europe/Lisbon")
@@ -223,7 +234,7 @@ def test_eval_builder_cases_with_the_person_zone_pass_on_the_offline_model(cli_e
         assert case["hit"] and case["valid"] and not case["failed"] and not case["error"], case
     # a case that expects a schedule but names no zone is checked against the person's
     (digest,) = [c for c in report["cases"] if c["id"] == "person-zone-support-digest"]
-    assert digest["checks"] == digest["matched"] == 7
+    assert digest["checks"] == digest["matched"] == 8  # 7 expected properties + no placeholder saved
 
     # the same request without the person's zone: the check sees the install's UTC instead
     (csv,) = [c for c in cases if c["id"] == "person-zone-csv-morning"]

@@ -92,7 +92,7 @@ async def test_what_holds_an_install_back_is_shown_and_saves_nothing(db, two_tea
     turn = await builder.send(f"install this agent from {email.ref}")
     assert turn.install is not None and not turn.install.installable
     assert [c.name for c in turn.install.connections] == ["work-mail", "team-slack"]
-    assert "Connect before installing" in turn.text and "coherex sources add gmail work-mail" in turn.text
+    assert "Connect before installing" in turn.text and "(/oauth/gmail/start?name=work-mail" in turn.text
 
     # the team requires signatures: an unsigned artifact is shown as such, and a pull is refused
     await service.require_signatures(db, bravo.identity, bravo.team_id, True)
