@@ -62,7 +62,10 @@ def run(cmd: list, **kwargs) -> subprocess.CompletedProcess:
 def outside(tmp_path, installed) -> dict:
     """Where the installed `coherex` runs: an empty directory outside the repository, an own data
     dir and port, and nothing pointing back at the checkout (PYTHONPATH)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DATABASE_URL")}
+    # (CHAINLIT_APP_ROOT: set in this process by any earlier test that imported the web app)
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DATABASE_URL", "CHAINLIT_APP_ROOT")
+    }
     env.update(COHEREX_DATA_DIR=str(tmp_path / "data"), COHEREX_DB_PORT=str(free_port()))
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
